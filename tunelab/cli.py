@@ -1,0 +1,171 @@
+"""The `tunelab` command: a table of subcommands, each a plain function of parsed arguments."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tunelab.errors import TunelabError
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def cmd_train(args) -> int:
+    from tunelab import config
+    from tunelab.recipes import finetune
+
+    path, overrides = _split_config_args(args.config)
+    cfg = config.load(path, overrides)
+    final = finetune.run(cfg, quiet=args.quiet, log=_log)
+    dev = final["dev"]
+    _log(f"done: dev accuracy {dev['accuracy']:.4f}, macro-F1 {dev['macro_f1']:.4f}; run folder {cfg.output_dir}")
+    return 0
+
+
+def _split_config_args(items: list[str]) -> tuple[str | None, list[str]]:
+    """`tunelab train [CONFIG] [key=value ...]`: the first item is the YAML file unless it is an override."""
+    if items and "=" not in items[0]:
+        return items[0], items[1:]
+    return None, items
+
+
+def cmd_config(args) -> int:
+    from tunelab import config
+
+    print(config_help(config))
+    return 0
+
+
+def config_help(config) -> str:
+    rows = config.describe()
+    width = max(len(k) for k, _, _ in rows)
+    return "\n".join(f"  {k:<{width}}  {d}" + (f" [default: {v}]" if v else "") for k, v, d in rows)
+
+
+def cmd_eval(args) -> int:
+    from tunelab import runs
+    from tunelab.data.collate import pad_batch
+    from tunelab.tasks import TASKS
+
+    loaded = runs.load_run(args.run_dir)
+    task = TASKS[loaded.cfg.task]
+    table = task.read(loaded.cfg.data, args.data)
+    feats = task.encode(table.rows, loaded.tokenizer, loaded.labels, loaded.cfg.model.max_length, source=args.data)
+    collate = lambda b: pad_batch(b, loaded.tokenizer.pad_token_id)  # noqa: E731
+    metrics = task.evaluate(loaded.model, feats, loaded.labels, collate)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from tunelab import runs
+    from tunelab.tasks import TASKS
+
+    loaded = runs.load_run(args.run_dir)
+    task = TASKS[loaded.cfg.task]
+    rows = task.read(loaded.cfg.data, args.data, with_labels=False).rows if args.data else _stdin_rows()
+    for row, out in zip(rows, task.predict(loaded.model, loaded.tokenizer, loaded.labels, rows, loaded.cfg.model.max_length)):
+        print(json.dumps({"text": row.text, **out}, ensure_ascii=False))
+    return 0
+
+
+def _stdin_rows():
+    """Each stdin line is a text, or a JSON object with "text" (and optional "text_pair")."""
+    from tunelab.data.sources import Row
+
+    rows = []
+    for n, line in enumerate(sys.stdin, start=1):
+        line = line.rstrip("\n")
+        if not line.strip():
+            continue
+        if line.lstrip().startswith("{"):
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise TunelabError(f"<stdin>:{n}: not valid JSON ({exc.msg})") from None
+            if not isinstance(obj.get("text"), str) or not obj["text"].strip():
+                raise TunelabError(f"<stdin>:{n}: JSON input needs a non-empty \"text\" string")
+            rows.append(Row(obj["text"], obj.get("text_pair"), None, n))
+        else:
+            rows.append(Row(line, None, None, n))
+    return rows
+
+
+def cmd_info(args) -> int:
+    from tunelab import config
+    from tunelab.methods import METHODS
+    from tunelab.methods.base import count_parameters, find_layers
+    from tunelab.models import load as model_load
+    from tunelab.tasks import TASKS
+
+    overrides = [f"model.name={args.model}", f"method.name={args.method}"] + list(args.set or [])
+    cfg = config.load(None, overrides)
+    task = TASKS[cfg.task]
+    src = model_load.resolve(cfg.model.name, cfg.model.gguf_file, cfg.model.revision)
+    model, head = model_load.load_model(src, task.AUTO_CLASS, **task.model_kwargs([str(i) for i in range(args.num_labels)]))
+    _, layers = find_layers(model)
+    total_before = count_parameters(model)[1]
+    model = METHODS[cfg.method.name].apply(model, cfg.method, head)
+    trainable, total = count_parameters(model)
+    info = {"model": args.model, "architecture": type(model.base_model if hasattr(model, "base_model") else model).__name__,
+            "layers": len(layers), "parameters": total_before, "method": cfg.method.name, "task_head": head,
+            "trainable_parameters": trainable, "trainable_percent": round(100 * trainable / total, 4)}
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "eval": cmd_eval,
+    "predict": cmd_predict,
+    "info": cmd_info,
+    "config": cmd_config,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from tunelab import config
+
+    parser = argparse.ArgumentParser(prog="tunelab", description="Fine-tune pretrained language models on your own task.")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train", help="fine-tune a model", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="tunelab train CONFIG.yaml [key.path=value ...]\n\nconfig keys:\n" + config_help(config))
+    p.add_argument("config", nargs="*", help="YAML config file, then overrides like train.lr=3e-5")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p = sub.add_parser("eval", help="evaluate a run on a labelled file")
+    p.add_argument("run_dir")
+    p.add_argument("--data", required=True, help="labelled file in the run's data format")
+    p = sub.add_parser("predict", help="predict labels for a file or stdin, as JSONL")
+    p.add_argument("run_dir")
+    p.add_argument("--data", help="input file (the run's text column); default: stdin, one text or JSON object per line")
+    p = sub.add_parser("info", help="parameters, layers and trainable parameters of a model under a method")
+    p.add_argument("model")
+    p.add_argument("--method", default="full")
+    p.add_argument("--num-labels", type=int, default=2)
+    p.add_argument("--set", nargs="*", help="more config overrides, e.g. method.r=16")
+    sub.add_parser("config", help="list every config key with its default and description")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except TunelabError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume from the last checkpoint", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

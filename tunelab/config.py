@@ -1,0 +1,223 @@
+"""Typed, strict run configuration.
+
+One place for every default: the pydantic models below. ``load(path, overrides)``
+reads YAML, applies ``a.b=value`` overrides and validates; every problem becomes a
+``ConfigError`` naming the key path (and, for a typo, the closest valid key).
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError, model_validator
+
+from tunelab.errors import ConfigError
+from tunelab.methods import METHODS
+from tunelab.schema import Strict
+
+
+class ModelConfig(Strict):
+    name: str = Field("minilm-l6", description="Hub id, local HF directory, .gguf file, or packaged alias (minilm-l6, smollm2-135m).")
+    gguf_file: str | None = Field(None, description="GGUF file name inside `name` when `name` is a directory holding one.")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) for hub ids.")
+    max_length: int = Field(256, ge=8, le=32768, description="Longest input in tokens; longer texts are truncated (classification) or windowed (NER).")
+
+
+class DataConfig(Strict):
+    train: str = Field("rotten-tomatoes", description="Training file (csv, tsv, json, jsonl, conll) or packaged dataset name (rotten-tomatoes).")
+    dev: str | None = Field(None, description="Dev file; if absent a stratified, seeded split is carved out of train.")
+    test: str | None = Field(None, description="Optional held-out test file, evaluated once at the end with the best checkpoint.")
+    format: Literal["auto", "csv", "tsv", "json", "jsonl", "conll"] = Field("auto", description="File format; auto picks it from the extension.")
+    text_column: str | int = Field("text", description="Column (name, or 0-based position for headerless files) holding the text.")
+    text_pair_column: str | int | None = Field(None, description="Second text column for sentence-pair tasks.")
+    label_column: str | int = Field("label", description="Column holding the label (string or integer).")
+    has_header: bool | Literal["auto"] = Field("auto", description="Whether a csv/tsv file starts with a header row; auto detects it from the column names.")
+    on_error: Literal["raise", "skip"] = Field("raise", description="raise: stop at the first bad row; skip: drop bad rows and report which lines.")
+    dev_fraction: float = Field(0.1, gt=0, lt=0.9, description="Fraction of train carved out as dev when no dev file is given.")
+    max_train_rows: int | None = Field(None, ge=1, description="Use only the first N training rows (after reading).")
+    max_dev_rows: int | None = Field(None, ge=1, description="Use only the first N dev rows.")
+
+
+class TrainConfig(Strict):
+    epochs: float = Field(3.0, gt=0, le=1000, description="Passes over the training data (may be fractional).")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
+    batch_size: int = Field(32, ge=1, le=4096, description="Examples per optimizer step (micro-batch x grad_accum).")
+    grad_accum: int = Field(1, ge=1, le=1024, description="Split each batch into this many micro-batches; the loss equals the full-batch loss.")
+    lr: float = Field(5e-5, gt=0, le=1.0, description="Peak learning rate.")
+    weight_decay: float = Field(0.01, ge=0, le=1.0, description="AdamW weight decay (not applied to biases and norms).")
+    warmup_fraction: float = Field(0.1, ge=0, lt=1, description="Fraction of steps with linear warmup.")
+    schedule: Literal["linear", "cosine", "constant"] = Field("linear", description="Learning-rate decay after warmup.")
+    max_grad_norm: float | None = Field(1.0, gt=0, description="Clip gradients to this global norm; null disables.")
+    precision: Literal["fp32", "bf16"] = Field("bf16", description="bf16 autocast (fp32 master weights) or plain fp32.")
+    eval_every: int | None = Field(None, ge=1, description="Evaluate every N optimizer steps; null = at the end of each epoch.")
+    log_every: int = Field(10, ge=1, description="Write a metrics.jsonl line every N optimizer steps.")
+    save_every: int | None = Field(None, ge=1, description="Write a resumable checkpoint every N steps (and always at each evaluation).")
+    metric: str = Field("accuracy", description="Dev metric that picks the best checkpoint and drives early stopping.")
+    early_stopping_patience: int | None = Field(None, ge=1, description="Stop after this many evaluations without improvement of `metric`.")
+    seed: int = Field(42, description="Seed for weights init, data order, dropout and the dev split.")
+    threads: int | None = Field(None, ge=1, le=512, description="torch CPU threads; null leaves torch's default.")
+    length_grouping: bool = Field(True, description="Batch examples of similar length together (dynamic padding either way).")
+
+
+MethodConfig = Annotated[
+    Union[tuple(m.Config for m in METHODS.values())],  # type: ignore[valid-type]
+    Field(discriminator="name"),
+]
+
+
+class RunConfig(Strict):
+    task: Literal["classification"] = Field("classification", description="What the model learns: classification.")
+    output_dir: str = Field("runs/run", description="Run folder; created if absent, resumed if it holds a checkpoint.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="Pretrained model to start from.")
+    data: DataConfig = Field(default_factory=DataConfig, description="Training and evaluation data.")
+    method: MethodConfig = Field(default_factory=lambda: METHODS["full"].Config(), description="Fine-tuning method and its options.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="Optimisation and evaluation schedule.")
+
+    @model_validator(mode="after")
+    def _batch_divides(self) -> "RunConfig":
+        if self.train.batch_size % self.train.grad_accum:
+            raise ValueError(f"train.batch_size ({self.train.batch_size}) must be a multiple of train.grad_accum ({self.train.grad_accum})")
+        return self
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML config (optional), apply ``a.b=value`` overrides and validate."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        raw = _read_yaml(Path(path))
+    for item in overrides or []:
+        _apply_override(raw, item)
+    return validate(raw, source=str(path) if path else "overrides")
+
+
+def validate(raw: dict[str, Any], source: str = "config") -> RunConfig:
+    """Validate a plain dict into a RunConfig, turning pydantic errors into one readable ConfigError."""
+    _check_method_name(raw, source)
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: " + "; ".join(_explain(err, raw) for err in exc.errors())) from None
+
+
+def dump(cfg: RunConfig) -> str:
+    """The resolved config as YAML (every default spelled out)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections (model:, data:, train:, ...), got {type(data).__name__}")
+    return data
+
+
+def _apply_override(raw: dict[str, Any], item: str) -> None:
+    if "=" not in item:
+        raise ConfigError(f"override '{item}': expected key.path=value, e.g. train.lr=3e-5")
+    key, _, text = item.partition("=")
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise ConfigError(f"override '{item}': empty key")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    node = raw
+    for part in parts[:-1]:
+        child = node.get(part)
+        if isinstance(child, str) and part == "method":  # `method=lora` then `method.r=4`
+            child = node[part] = {"name": child}
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def _check_method_name(raw: dict[str, Any], source: str) -> None:
+    method = raw.get("method")
+    if isinstance(method, str):  # allow the short form `method: lora`
+        raw["method"] = method = {"name": method}
+    if isinstance(method, dict):
+        name = method.setdefault("name", "full")
+        if name not in METHODS:
+            raise ConfigError(f"{source}: method.name: unknown method '{name}'{_suggest(str(name), METHODS)}; valid: {', '.join(METHODS)}")
+
+
+def _suggest(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _explain(err: dict[str, Any], raw: dict[str, Any]) -> str:
+    loc = [str(p) for p in err["loc"]]
+    if loc and loc[0] == "method" and len(loc) > 1 and loc[1] in METHODS:
+        loc = [loc[0]] + loc[2:]  # drop the union tag pydantic inserts
+    path = ".".join(loc)
+    if err["type"] == "extra_forbidden":
+        parent = ".".join(loc[:-1])
+        keys = [f"{parent}.{k}" if parent else k for k in _valid_keys(parent, raw)]
+        return f"unknown key '{path}'{_suggest(path, keys)}"
+    got = err.get("input")
+    shown = "" if isinstance(got, dict) else f" (got {got!r})"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{path}: {msg}{shown}" if path else msg
+
+
+def _valid_keys(parent: str, raw: dict[str, Any]) -> list[str]:
+    """Field names valid under a dotted section path."""
+    model: type[BaseModel] = RunConfig
+    for part in [p for p in parent.split(".") if p]:
+        if part == "method":
+            name = (raw.get("method") or {}).get("name", "full")
+            model = METHODS[name].Config
+            continue
+        annotation = model.model_fields[part].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(key, default, description) for every config key, methods included; feeds `tunelab config` and the README."""
+    rows: list[tuple[str, str, str]] = []
+    _describe(RunConfig, "", rows)
+    for name, module in METHODS.items():
+        for field_name, field in module.Config.model_fields.items():
+            if field_name != "name":
+                rows.append((f"method.{field_name}  [{name}]", _default(field), field.description or ""))
+    return rows
+
+
+def _describe(model: type[BaseModel], prefix: str, rows: list) -> None:
+    for field_name, field in model.model_fields.items():
+        key = f"{prefix}{field_name}"
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            _describe(annotation, key + ".", rows)
+        elif field_name == "method":
+            rows.append(("method.name", "full", "Fine-tuning method: " + ", ".join(METHODS) + "."))
+        else:
+            rows.append((key, _default(field), field.description or ""))
+
+
+def _default(field) -> str:
+    if field.default_factory is not None:
+        return ""
+    return "null" if field.default is None else str(field.default)

@@ -1,0 +1,81 @@
+"""report.md and training-curve plots for a run folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+PLOT = "training.png"
+
+
+def read_log(run_dir: Path) -> tuple[list[dict], list[dict]]:
+    """(train log records, dev evaluation records) from metrics.jsonl."""
+    path = Path(run_dir) / "metrics.jsonl"
+    records = [json.loads(ln) for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()] if path.is_file() else []
+    return [r for r in records if "loss" in r], [r for r in records if any(k.startswith("dev/") for k in r)]
+
+
+def plot_curves(train: list[dict], dev: list[dict], metric: str, out: Path) -> None:
+    """Training loss and the dev metric against optimizer steps, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
+    ax1.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss")
+    if any("dev/loss" in r for r in dev):
+        ax1.plot([r["step"] for r in dev if "dev/loss" in r], [r["dev/loss"] for r in dev if "dev/loss" in r], "o-", label="dev loss")
+    ax1.set_xlabel("step")
+    ax1.set_ylabel("loss")
+    ax1.legend()
+    key = f"dev/{metric}"
+    ax2.plot([r["step"] for r in dev if key in r], [r[key] for r in dev if key in r], "o-", color="tab:green")
+    ax2.set_xlabel("step")
+    ax2.set_ylabel(f"dev {metric}")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    def cell(v):
+        return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write(run_dir: Path, cfg, final: dict, labels: list[str] | None) -> Path:
+    """Write report.md (metrics, per-class table, confusion matrix, curves) into the run folder."""
+    run_dir = Path(run_dir)
+    train, dev = read_log(run_dir)
+    if train or dev:
+        plot_curves(train, dev, cfg.train.metric, run_dir / PLOT)
+    parts = [f"# tunelab run: {run_dir.name}", "",
+             f"model `{cfg.model.name}`, task `{cfg.task}`, method `{cfg.method.name}`, "
+             f"{final['trainable_parameters']:,} of {final['total_parameters']:,} parameters trained, "
+             f"{final['steps']} steps in {final['train_seconds']} s (best at step {final['best_step']}).", ""]
+    splits = [s for s in ("dev", "test") if s in final]
+    scalar = [k for k, v in final["dev"].items() if isinstance(v, float)]
+    parts += ["## Metrics", "", markdown_table(["split"] + scalar, [[s] + [final[s][k] for k in scalar] for s in splits]), ""]
+    for split in splits:
+        parts += _per_class(final[split], split, labels)
+    if train or dev:
+        parts += ["## Training curves", "", f"![training curves]({PLOT})", ""]
+    out = run_dir / "report.md"
+    out.write_text("\n".join(parts), encoding="utf-8")
+    return out
+
+
+def _per_class(metrics: dict, split: str, labels: list[str] | None) -> list[str]:
+    if "per_class" not in metrics:
+        return []
+    rows = [[name, m["precision"], m["recall"], m["f1"], m["support"]] for name, m in metrics["per_class"].items()]
+    out = [f"## Per class ({split})", "", markdown_table(["label", "precision", "recall", "f1", "support"], rows), ""]
+    if "confusion" in metrics and labels:
+        conf = [[labels[i]] + row for i, row in enumerate(metrics["confusion"])]
+        out += [f"Confusion matrix ({split}; rows = true label, columns = predicted):", "",
+                markdown_table(["true \\ pred"] + labels, conf), ""]
+    return out

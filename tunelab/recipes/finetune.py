@@ -1,0 +1,133 @@
+"""`tunelab train`: config -> data -> model -> method -> encode -> loop -> best weights -> run folder + report."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tunelab import config as config_mod
+from tunelab import runs
+from tunelab.data.collate import pad_batch
+from tunelab.data.split import stratified_split
+from tunelab.errors import TunelabError
+from tunelab.evaluation import report
+from tunelab.methods import METHODS
+from tunelab.methods.base import count_parameters
+from tunelab.tasks import TASKS
+from tunelab.training import checkpoint, loop
+
+
+def run(cfg: config_mod.RunConfig, *, quiet: bool = False, log=print, callbacks=()) -> dict:
+    """Train per ``cfg`` into ``cfg.output_dir`` (resuming if interrupted); returns the final metrics."""
+    run_dir = prepare_run_dir(cfg)
+    seed_everything(cfg.train.seed, cfg.train.threads)
+    task = TASKS[cfg.task]
+    splits = read_splits(cfg, task, log)
+    labels = task.label_space(splits["train"], cfg.data.train)
+    tokenizer, model, head = runs.build_base(cfg, labels)
+    method = METHODS[cfg.method.name]
+    model = method.apply(model, cfg.method, head)
+    trainable, total = count_parameters(model)
+    log(f"{cfg.method.name}: training {trainable:,} of {total:,} parameters ({100 * trainable / total:.2f}%)")
+    encode = partial(task.encode, tokenizer=tokenizer, labels=labels, max_length=cfg.model.max_length)
+    feats = {name: encode(rows, source=_source(cfg, name)) for name, rows in splits.items()}
+    collate = partial(pad_batch, pad_id=tokenizer.pad_token_id)
+    evaluate = partial(task.evaluate, features=feats["dev"], labels=labels, collate=collate)
+    objective = loop.Objective(loss=task.loss, count=task.count, evaluate=evaluate)
+    start = time.perf_counter()
+    state = loop.train(model, feats["train"], objective, cfg.train, run_dir, collate=collate, callbacks=callbacks, quiet=quiet, log=log)
+    loop.load_best(model, run_dir)
+    final = {"best_step": state.best_step, "steps": state.step, "train_seconds": round(time.perf_counter() - start, 1),
+             "trainable_parameters": trainable, "total_parameters": total,
+             "dev": evaluate(model), **({"test": task.evaluate(model, feats["test"], labels, collate)} if "test" in feats else {})}
+    export(model, tokenizer, method, labels, run_dir)
+    checkpoint.write_json_atomic(run_dir / "metrics.json", final)
+    report.write(run_dir, cfg, final, labels)
+    return final
+
+
+def prepare_run_dir(cfg: config_mod.RunConfig) -> Path:
+    """Create the run folder, or resume one with the same config; never overwrite a finished or foreign folder."""
+    run_dir = Path(cfg.output_dir)
+    saved = run_dir / "config.yaml"
+    if (run_dir / "metrics.json").is_file():
+        raise TunelabError(f"{run_dir}: already holds a finished run; choose another output_dir (nothing was changed)")
+    if saved.is_file():
+        old = config_mod.load(saved).model_dump()
+        diff = _diff(old, cfg.model_dump())
+        if diff:
+            raise TunelabError(f"{run_dir}: holds an unfinished run with a different config ({'; '.join(diff[:5])}); "
+                               "rerun with the same config to resume, or choose another output_dir")
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise TunelabError(f"{run_dir}: exists and is not a tunelab run folder; refusing to write into it")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    saved.write_text(config_mod.dump(cfg), encoding="utf-8")
+    return run_dir
+
+
+def _diff(old, new, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for k in sorted(set(old) | set(new)) for d in _diff(old.get(k), new.get(k), f"{prefix}{k}.")]
+    return [] if old == new else [f"{prefix[:-1]}: {old!r} -> {new!r}"]
+
+
+def seed_everything(seed: int, threads: int | None) -> None:
+    if threads:
+        torch.set_num_threads(threads)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def read_splits(cfg: config_mod.RunConfig, task, log) -> dict[str, list]:
+    """train/dev(/test) rows; dev is carved out of train (stratified, seeded) when no dev file is given."""
+    data = cfg.data
+    train = _read(task, data, data.train, log)
+    if data.max_train_rows:
+        train = train[: data.max_train_rows]
+    if data.dev:
+        dev = _read(task, data, data.dev, log)
+    else:
+        train_idx, dev_idx = stratified_split([r.label for r in train], data.dev_fraction, cfg.train.seed)
+        train, dev = [train[i] for i in train_idx], [train[i] for i in dev_idx]
+        log(f"no dev file: held out {len(dev)} of {len(train) + len(dev)} training rows (stratified, seed {cfg.train.seed})")
+    if data.max_dev_rows:
+        dev = dev[: data.max_dev_rows]
+    splits = {"train": train, "dev": dev}
+    if data.test:
+        splits["test"] = _read(task, data, data.test, log)
+    return splits
+
+
+def _read(task, data_cfg, path: str, log) -> list:
+    table = task.read(data_cfg, path)
+    if table.skipped:
+        lines = ", ".join(str(line) for line, _ in table.skipped[:10])
+        log(f"{path}: skipped {len(table.skipped)} bad rows (lines {lines}{', ...' if len(table.skipped) > 10 else ''})")
+    return table.rows
+
+
+def _source(cfg: config_mod.RunConfig, split: str) -> str:
+    return {"train": cfg.data.train, "dev": cfg.data.dev or f"{cfg.data.train} (dev split)", "test": cfg.data.test}[split] or split
+
+
+def export(model, tokenizer, method, labels, run_dir: Path) -> None:
+    """Write the method's weights, the tokenizer and the label names into run_dir/model (replaced atomically)."""
+    import shutil
+
+    tmp = run_dir / ".model.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    method.save(model, tmp)
+    tokenizer.save_pretrained(str(tmp))
+    final = run_dir / "model"
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    if labels is not None:
+        (run_dir / "labels.json").write_text(json.dumps(labels), encoding="utf-8")

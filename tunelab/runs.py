@@ -1,0 +1,72 @@
+"""The run folder: the unit that eval, predict, merge and serve rebuild a model from.
+
+Layout:
+    config.yaml      resolved config (every default spelled out)
+    labels.json      label names in id order (classification tasks)
+    model/           the method's saved weights (HF dir, PEFT adapter, or trainable tensors) + tokenizer
+    checkpoints/     resumable checkpoints (last.json points to the newest)
+    best/            trainable weights at the best dev metric
+    metrics.jsonl    one line per log step and per evaluation
+    metrics.json     final dev (and test) metrics
+    report.md, *.png human-readable report
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from tunelab import config as config_mod
+from tunelab.errors import TunelabError
+from tunelab.methods import METHODS
+from tunelab.models import load as model_load
+from tunelab.tasks import TASKS
+
+
+@dataclass
+class LoadedRun:
+    cfg: config_mod.RunConfig
+    model: object
+    tokenizer: object
+    labels: list[str] | None
+    head: list[str]
+
+
+def check_run_dir(run_dir: Path) -> Path:
+    if not (run_dir / "config.yaml").is_file():
+        raise TunelabError(f"{run_dir}: not a tunelab run folder (no config.yaml)")
+    if not (run_dir / "model").is_dir():
+        raise TunelabError(f"{run_dir}: run has no saved model yet (did training finish?)")
+    return run_dir
+
+
+def read_config(run_dir: Path) -> config_mod.RunConfig:
+    return config_mod.load(run_dir / "config.yaml")
+
+
+def read_labels(run_dir: Path) -> list[str] | None:
+    path = run_dir / "labels.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def build_base(cfg: config_mod.RunConfig, labels: list[str] | None):
+    """Tokenizer, base model for the task, and the task-head module names."""
+    task = TASKS[cfg.task]
+    src = model_load.resolve(cfg.model.name, cfg.model.gguf_file, cfg.model.revision)
+    tokenizer = model_load.load_tokenizer(src)
+    kwargs = task.model_kwargs(labels) if labels is not None else {}
+    model, head = model_load.load_model(src, task.AUTO_CLASS, **kwargs)
+    return tokenizer, model, head
+
+
+def load_run(run_dir: str | Path) -> LoadedRun:
+    """Rebuild the trained model from a run folder alone (base model + method weights)."""
+    run_dir = check_run_dir(Path(run_dir))
+    cfg = read_config(run_dir)
+    labels = read_labels(run_dir)
+    tokenizer, model, head = build_base(cfg, labels)
+    method = METHODS[cfg.method.name]
+    model = method.load(model, cfg.method, head, run_dir / "model")
+    model.eval()
+    return LoadedRun(cfg, model, tokenizer, labels, head)
