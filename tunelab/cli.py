@@ -21,8 +21,8 @@ def cmd_train(args) -> int:
     path, overrides = _split_config_args(args.config)
     cfg = config.load(path, overrides)
     final = finetune.run(cfg, quiet=args.quiet, log=_log)
-    dev = final["dev"]
-    _log(f"done: dev accuracy {dev['accuracy']:.4f}, macro-F1 {dev['macro_f1']:.4f}; run folder {cfg.output_dir}")
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in final["dev"].items() if isinstance(v, float))
+    _log(f"done: dev {shown}; run folder {cfg.output_dir}")
     return 0
 
 

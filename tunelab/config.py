@@ -55,7 +55,7 @@ class TrainConfig(Strict):
     eval_every: int | None = Field(None, ge=1, description="Evaluate every N optimizer steps; null = at the end of each epoch.")
     log_every: int = Field(10, ge=1, description="Write a metrics.jsonl line every N optimizer steps.")
     save_every: int | None = Field(None, ge=1, description="Write a resumable checkpoint every N steps (and always at each evaluation).")
-    metric: str = Field("accuracy", description="Dev metric that picks the best checkpoint and drives early stopping.")
+    metric: str | None = Field(None, description="Dev metric that picks the best checkpoint and drives early stopping; null = the task's default (accuracy for classification).")
     early_stopping_patience: int | None = Field(None, ge=1, description="Stop after this many evaluations without improvement of `metric`.")
     seed: int = Field(42, description="Seed for weights init, data order, dropout and the dev split.")
     threads: int | None = Field(None, ge=1, le=512, description="torch CPU threads; null leaves torch's default.")

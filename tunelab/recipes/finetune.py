@@ -28,6 +28,8 @@ def run(cfg: config_mod.RunConfig, *, quiet: bool = False, log=print, callbacks=
     run_dir = prepare_run_dir(cfg)
     seed_everything(cfg.train.seed, cfg.train.threads)
     task = TASKS[cfg.task]
+    if cfg.train.metric is None:
+        cfg.train.metric = task.DEFAULT_METRIC
     splits = read_splits(cfg, task, log)
     labels = task.label_space(splits["train"], cfg.data.train)
     tokenizer, model, head = runs.build_base(cfg, labels)
