@@ -242,7 +242,8 @@ def tokenize_conversation(tokenizer, messages: list[dict], template: str, train_
     ids = list(enc["input_ids"])
     if train_on == "all":
         return ids, list(ids)
-    labels = [t if any(s <= a < e for s, e in spans) else -100 for t, (a, _) in zip(ids, enc["offset_mapping"])]
+    # a token is a target if it overlaps a reply (" Hello" may start on the space before the reply)
+    labels = [t if any(a < e and b > s for s, e in spans) else -100 for t, (a, b) in zip(ids, enc["offset_mapping"])]
     return ids, labels
 
 

@@ -128,7 +128,8 @@ def padding_fraction(batches: list[list[int]]) -> float:
 def token_losses(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token cross-entropy (batch, seq-1) in float32 and the mask of target positions."""
     inputs = {k: v for k, v in batch.items() if k != "labels"}
-    logits = model(**inputs).logits[:, :-1].float()  # (batch, seq-1, vocab)
+    # use_cache=False: with a cache, transformers ignores packed position_ids and would attend across examples
+    logits = model(**inputs, use_cache=False).logits[:, :-1].float()  # (batch, seq-1, vocab)
     target = batch["labels"][:, 1:]
     mask = target != -100
     ce = F.cross_entropy(logits.transpose(1, 2), target.clamp_min(0), reduction="none")
@@ -204,7 +205,8 @@ def evaluate(model, features: list[dict], collate_fn: Callable, *, tokenizer=Non
 class Prepared:
     features: dict[str, list[dict]]
     collate: Callable
-    evaluate: Callable
+    evaluate: Callable  # during training: dev loss and perplexity (cheap)
+    evaluate_final: Callable  # before and after training: also generations and their metrics
     evaluate_test: Callable
     info: dict
 
@@ -235,8 +237,9 @@ def prepare(cfg, tokenizer, splits: dict[str, list], log: Callable[[str], None])
     log(f"train: {len(train)} examples in {len(feats['train'])} rows ({'packed' if lm.packing else 'padded'}), "
         f"padding {100 * info['padding_fraction']:.1f}%")
     gen_cfg = cfg.generation.model_copy(update={"max_new_tokens": lm.eval_max_new_tokens, "do_sample": False, "num_beams": 1})
+    evaluate_loss = partial(evaluate, features=feats["dev"], collate_fn=collate_fn)
     evaluate_fn = partial(evaluate, features=feats["dev"], collate_fn=collate_fn, tokenizer=tokenizer,
                           rows=splits["dev"][: lm.eval_generations], gen_cfg=gen_cfg if lm.eval_generations else None,
                           template=template, n_samples=lm.report_samples)
     evaluate_test = partial(evaluate, features=feats.get("test", []), collate_fn=collate_fn)
-    return Prepared(feats, collate_fn, evaluate_fn, evaluate_test, info)
+    return Prepared(feats, collate_fn, evaluate_loss, evaluate_fn, evaluate_test, info)
