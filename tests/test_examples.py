@@ -1,0 +1,22 @@
+"""Every example config under examples/ loads and validates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tunelab import config
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_example_config_validates(path):
+    cfg = config.load(path)
+    assert cfg.output_dir and cfg.model.name
+
+
+def test_instruct_example_is_a_causal_lm_lora_run():
+    cfg = config.load(Path(__file__).resolve().parents[1] / "examples" / "instruct" / "alpaca_lora.yaml")
+    assert (cfg.task, cfg.method.name, cfg.lm.train_on, cfg.data.max_train_rows) == ("causal_lm", "lora", "assistant", 1000)
