@@ -1,4 +1,4 @@
-"""`tunelab generate` on a plain model (MODEL argument): stdout carries only the generated text; JSONL in and out."""
+"""`tunelab generate` (generation/commands.py) and its target loading (generation/target.py): stdout carries only the generated text; JSONL in and out."""
 
 from __future__ import annotations
 
