@@ -57,6 +57,9 @@ def cmd_eval(args) -> int:
 
     loaded = runs.load_run(args.run_dir)
     task = TASKS[loaded.cfg.task]
+    if hasattr(task, "evaluate_file"):  # tasks with their own evaluation pipeline (causal_lm)
+        print(json.dumps(task.evaluate_file(loaded, args.data, _log), indent=2, ensure_ascii=False))
+        return 0
     table = task.read(loaded.cfg.data, args.data)
     feats = task.encode(table.rows, loaded.tokenizer, loaded.labels, loaded.cfg.model.max_length, source=args.data)
     collate = lambda b: pad_batch(b, loaded.tokenizer.pad_token_id)  # noqa: E731
@@ -69,6 +72,9 @@ def cmd_predict(args) -> int:
     from tunelab import runs
     from tunelab.tasks import TASKS
 
+    cfg = runs.read_config(runs.check_run_dir(Path(args.run_dir)))
+    if not hasattr(TASKS[cfg.task], "predict"):
+        raise TunelabError(f"{args.run_dir}: a {cfg.task} run has no labels to predict; use `tunelab generate {args.run_dir}`")
     loaded = runs.load_run(args.run_dir)
     task = TASKS[loaded.cfg.task]
     rows = task.read(loaded.cfg.data, args.data, with_labels=False).rows if args.data else _stdin_rows()

@@ -102,7 +102,8 @@ def _cfg(tmp_path, tiny_llama_dir, *extra):
 def test_train_lowers_dev_loss_and_writes_report(tmp_path, tiny_llama_dir, packing):
     from tunelab.recipes import finetune
 
-    cfg = _cfg(tmp_path, tiny_llama_dir, "method=full", f"lm.packing={packing}")
+    # packed: 48 examples fit in 16 rows, so smaller batches keep the number of optimizer steps comparable
+    cfg = _cfg(tmp_path, tiny_llama_dir, "method=full", f"lm.packing={packing}", f"train.batch_size={3 if packing else 8}")
     final = finetune.run(cfg, quiet=True, log=lambda m: None)
     assert final["dev"]["loss"] < final["baseline"]["loss"] - 1.0
     assert final["dev"]["perplexity"] == pytest.approx(2.718281828 ** final["dev"]["loss"], rel=1e-4)
@@ -120,6 +121,11 @@ def test_lora_run_folder_generates(tmp_path, tiny_llama_dir, capsys):
     assert cli.main(["generate", str(tmp_path / "run"), "--chat", "Say the word good", "--max-new-tokens", "4"]) == 0
     out = capsys.readouterr().out
     assert out.endswith("\n") and "Say the word" not in out
+    assert cli.main(["eval", str(tmp_path / "run"), "--data", str(tmp_path / "dev.json")]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["perplexity"] == pytest.approx(2.718281828 ** metrics["loss"], rel=1e-4)
+    assert cli.main(["predict", str(tmp_path / "run"), "--data", str(tmp_path / "dev.json")]) == 2
+    assert "has no labels to predict; use `tunelab generate" in capsys.readouterr().err
 
 
 def test_bad_row_is_a_data_error_with_file_and_line(tmp_path, tiny_llama_dir):

@@ -216,16 +216,10 @@ def prepare(cfg, tokenizer, splits: dict[str, list], log: Callable[[str], None])
     from tunelab.data.collate import batch_plan
 
     lm, template = cfg.lm, templates.chat_template(tokenizer, cfg.lm.chat_template)
+    sources = {"train": cfg.data.train, "dev": cfg.data.dev or f"{cfg.data.train} (dev split)", "test": cfg.data.test}
     feats, info = {}, {}
     for name, rows in splits.items():
-        stats = EncodeStats()
-        feats[name] = encode(rows, tokenizer, None, cfg.model.max_length, name, template=template,
-                             train_on=lm.train_on, overlong=lm.overlong, stats=stats)
-        info[name] = {"examples": stats.examples, "kept": len(feats[name]), "truncated": stats.truncated, "dropped": stats.dropped}
-        if stats.truncated or stats.dropped:
-            log(f"{name}: {stats.truncated} examples truncated, {stats.dropped} dropped (longer than {cfg.model.max_length} tokens)")
-        if not feats[name]:
-            raise DataError(f"{name}: no usable examples after encoding (all longer than model.max_length={cfg.model.max_length}?)")
+        feats[name], info[name] = encode_split(cfg, tokenizer, template, rows, sources[name], log)
     collate_fn = partial(collate, pad_id=tokenizer.pad_token_id)
     train = feats["train"]
     if lm.packing:
@@ -236,10 +230,36 @@ def prepare(cfg, tokenizer, splits: dict[str, list], log: Callable[[str], None])
     info["train_rows"] = len(feats["train"])
     log(f"train: {len(train)} examples in {len(feats['train'])} rows ({'packed' if lm.packing else 'padded'}), "
         f"padding {100 * info['padding_fraction']:.1f}%")
-    gen_cfg = cfg.generation.model_copy(update={"max_new_tokens": lm.eval_max_new_tokens, "do_sample": False, "num_beams": 1})
     evaluate_loss = partial(evaluate, features=feats["dev"], collate_fn=collate_fn)
-    evaluate_fn = partial(evaluate, features=feats["dev"], collate_fn=collate_fn, tokenizer=tokenizer,
-                          rows=splits["dev"][: lm.eval_generations], gen_cfg=gen_cfg if lm.eval_generations else None,
-                          template=template, n_samples=lm.report_samples)
-    evaluate_test = partial(evaluate, features=feats.get("test", []), collate_fn=collate_fn)
-    return Prepared(feats, collate_fn, evaluate_loss, evaluate_fn, evaluate_test, info)
+    evaluate_test = evaluator(cfg, tokenizer, template, splits["test"], feats["test"]) if "test" in feats else None
+    return Prepared(feats, collate_fn, evaluate_loss, evaluator(cfg, tokenizer, template, splits["dev"], feats["dev"]), evaluate_test, info)
+
+
+def encode_split(cfg, tokenizer, template: str, rows: list, source: str, log: Callable[[str], None]) -> tuple[list[dict], dict]:
+    """Features of one split per the ``lm`` options, and its counts (examples, kept, truncated, dropped)."""
+    stats = EncodeStats()
+    feats = encode(rows, tokenizer, None, cfg.model.max_length, source, template=template,
+                   train_on=cfg.lm.train_on, overlong=cfg.lm.overlong, stats=stats)
+    if stats.truncated or stats.dropped:
+        log(f"{source}: {stats.truncated} examples truncated, {stats.dropped} dropped (longer than {cfg.model.max_length} tokens)")
+    if not feats:
+        raise DataError(f"{source}: no usable examples after encoding (all longer than model.max_length={cfg.model.max_length}?)")
+    return feats, {"examples": stats.examples, "kept": len(feats), "truncated": stats.truncated, "dropped": stats.dropped}
+
+
+def evaluator(cfg, tokenizer, template: str, rows: list, features: list[dict]) -> Callable:
+    """model -> loss, perplexity and (for the first ``lm.eval_generations`` rows) generation metrics and samples."""
+    lm = cfg.lm
+    gen_cfg = cfg.generation.model_copy(update={"max_new_tokens": lm.eval_max_new_tokens, "do_sample": False, "num_beams": 1})
+    return partial(evaluate, features=features, collate_fn=partial(collate, pad_id=tokenizer.pad_token_id), tokenizer=tokenizer,
+                   rows=rows[: lm.eval_generations], gen_cfg=gen_cfg if lm.eval_generations else None,
+                   template=template, n_samples=lm.report_samples)
+
+
+def evaluate_file(loaded, path: str, log: Callable[[str], None]) -> dict:
+    """`tunelab eval` for a causal-LM run: the run's dev metrics on another file."""
+    cfg, tok = loaded.cfg, loaded.tokenizer
+    template = templates.chat_template(tok, cfg.lm.chat_template)
+    rows = read(cfg.data, path).rows
+    feats, _ = encode_split(cfg, tok, template, rows, path, log)
+    return evaluator(cfg, tok, template, rows, feats)(loaded.model)
