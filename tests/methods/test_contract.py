@@ -30,7 +30,7 @@ INTENDED = {
     "prefix": r"^prompt_encoder\.", "p-tuning": r"^prompt_encoder\.", "prompt-tuning": r"^prompt_encoder\.",
 }
 HEAD = r"(^|\.)classifier\.|modules_to_save"
-UNSUPPORTED = {("bitfit", "llama"): "has none"}
+UNSUPPORTED = {("bitfit", "llama"): "has none", ("prefix", "bert"): "past_key_values"}
 KINDS = ["bert", "llama"]
 OPTIONS = {"freeze": {"layers": 1}}  # the tiny models have 2 layers; train only the top one
 
