@@ -60,10 +60,9 @@ def callbacks(model, cfg: Config) -> list:
     class RankBudget(Callback):
         def on_step_begin(self, model, state, total_steps: int) -> None:
             peft_cfg = model.peft_config[model.active_adapter]
-            tinit, tfinal = int(cfg.warmup_fraction * total_steps), int(cfg.final_fraction * total_steps)
-            if tinit >= total_steps - tfinal:
-                raise ConfigError(f"method: {total_steps} training steps leave no AdaLoRA pruning phase; train longer or lower warmup/final_fraction")
-            peft_cfg.total_step, peft_cfg.tinit, peft_cfg.tfinal = total_steps, tinit, tfinal
+            # floor keeps tinit < total - tfinal whenever the fractions sum below 1 (checked in apply)
+            peft_cfg.total_step = total_steps
+            peft_cfg.tinit, peft_cfg.tfinal = int(cfg.warmup_fraction * total_steps), int(cfg.final_fraction * total_steps)
 
         def on_before_zero_grad(self, model, state, total_steps: int) -> None:
             model.base_model.update_and_allocate(state.step)  # needs this step's gradients
@@ -72,9 +71,11 @@ def callbacks(model, cfg: Config) -> list:
 
 
 def ranks(model) -> dict[str, int]:
-    """Ranks still alive per adapted layer (non-zero singular values)."""
-    return {name: int((m.lora_E[model.active_adapter] != 0).sum()) for name, m in model.named_modules()
-            if hasattr(m, "lora_E") and model.active_adapter in m.lora_E}
+    """Ranks still allocated per adapted layer (peft's rank_pattern masks; init_r everywhere before the first allocation)."""
+    peft_cfg = model.peft_config[model.active_adapter]
+    if peft_cfg.rank_pattern:
+        return {name: int(sum(mask)) for name, mask in peft_cfg.rank_pattern.items()}
+    return {name: peft_cfg.init_r for name, m in model.named_modules() if hasattr(m, "lora_E") and model.active_adapter in m.lora_E}
 
 
 save, load, merge = lora.save, lora.load, lora.merge
