@@ -101,3 +101,9 @@ def write_alpaca(path: Path, n: int = 32, seed: int = 0) -> Path:
         rows.append({"instruction": f"Say the word {word}", "input": "", "output": f"{word} {word}"})
     path.write_text(json.dumps(rows, indent=1), encoding="utf-8")
     return path
+
+
+@pytest.fixture
+def alpaca_writer():
+    """write_alpaca(path, n, seed): a toy Alpaca JSON file (a fixture so test modules need not import conftest)."""
+    return write_alpaca

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,8 +14,6 @@ from tunelab.errors import DataError
 from tunelab.models import load as model_load
 from tunelab.tasks import causal_lm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest import write_alpaca  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +87,7 @@ def test_generation_metrics_perfect_and_wrong():
     assert wrong["rougeL"] == pytest.approx((0 + 0.8) / 2) and wrong["eos_rate"] == 0.5 and wrong["bleu"] < 10
 
 
-def _cfg(tmp_path, tiny_llama_dir, *extra):
+def _cfg(tmp_path, tiny_llama_dir, write_alpaca, *extra):
     train = write_alpaca(tmp_path / "train.json", 48)
     dev = write_alpaca(tmp_path / "dev.json", 8, seed=1)
     return config.load(None, ["task=causal_lm", f"model.name={tiny_llama_dir}", f"data.train={train}", f"data.dev={dev}",
@@ -99,11 +96,11 @@ def _cfg(tmp_path, tiny_llama_dir, *extra):
 
 
 @pytest.mark.parametrize("packing", [False, True])
-def test_train_lowers_dev_loss_and_writes_report(tmp_path, tiny_llama_dir, packing):
+def test_train_lowers_dev_loss_and_writes_report(tmp_path, tiny_llama_dir, alpaca_writer, packing):
     from tunelab.recipes import finetune
 
     # packed: 48 examples fit in 16 rows, so smaller batches keep the number of optimizer steps comparable
-    cfg = _cfg(tmp_path, tiny_llama_dir, "method=full", f"lm.packing={packing}", f"train.batch_size={3 if packing else 8}")
+    cfg = _cfg(tmp_path, tiny_llama_dir, alpaca_writer, "method=full", f"lm.packing={packing}", f"train.batch_size={3 if packing else 8}")
     final = finetune.run(cfg, quiet=True, log=lambda m: None)
     assert final["dev"]["loss"] < final["baseline"]["loss"] - 1.0
     assert final["dev"]["perplexity"] == pytest.approx(2.718281828 ** final["dev"]["loss"], rel=1e-4)
@@ -113,11 +110,11 @@ def test_train_lowers_dev_loss_and_writes_report(tmp_path, tiny_llama_dir, packi
     assert set(json.loads((tmp_path / "run" / "metrics.json").read_text())["dev"]) >= {"loss", "rougeL", "bleu", "eos_rate"}
 
 
-def test_lora_run_folder_generates(tmp_path, tiny_llama_dir, capsys):
+def test_lora_run_folder_generates(tmp_path, tiny_llama_dir, alpaca_writer, capsys):
     from tunelab import cli
     from tunelab.recipes import finetune
 
-    finetune.run(_cfg(tmp_path, tiny_llama_dir, "method=lora", "train.epochs=1", "lm.eval_generations=0"), quiet=True, log=lambda m: None)
+    finetune.run(_cfg(tmp_path, tiny_llama_dir, alpaca_writer, "method=lora", "train.epochs=1", "lm.eval_generations=0"), quiet=True, log=lambda m: None)
     assert cli.main(["generate", str(tmp_path / "run"), "--chat", "Say the word good", "--max-new-tokens", "4"]) == 0
     out = capsys.readouterr().out
     assert out.endswith("\n") and "Say the word" not in out
@@ -128,10 +125,10 @@ def test_lora_run_folder_generates(tmp_path, tiny_llama_dir, capsys):
     assert "has no labels to predict; use `tunelab generate" in capsys.readouterr().err
 
 
-def test_bad_row_is_a_data_error_with_file_and_line(tmp_path, tiny_llama_dir):
+def test_bad_row_is_a_data_error_with_file_and_line(tmp_path, tiny_llama_dir, alpaca_writer):
     from tunelab.recipes import finetune
 
-    cfg = _cfg(tmp_path, tiny_llama_dir)
+    cfg = _cfg(tmp_path, tiny_llama_dir, alpaca_writer)
     rows = json.loads(Path(cfg.data.train).read_text())
     rows[5]["output"] = ""
     Path(cfg.data.train).write_text(json.dumps(rows, indent=1))
