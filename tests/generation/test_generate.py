@@ -132,6 +132,8 @@ def test_stream_matches_generate(tiny):
     model, tok = tiny
     chat = [{"role": "user", "content": "hello"}]
     cfg = GenerationConfig(max_new_tokens=10)
+    pieces = list(stream(model, tok, [{"role": "user", "content": "the movie was"}], cfg, log=lambda m: None))
+    assert len(pieces) > 1  # text arrives as it is produced, not at the end
     streamed = "".join(stream(model, tok, chat, cfg, log=lambda m: None))
     assert streamed == generate(model, tok, [chat], cfg, log=lambda m: None)[0].text
 
