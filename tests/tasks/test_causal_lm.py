@@ -144,6 +144,7 @@ def test_real_lora_on_alpaca_lowers_dev_loss_and_stops(tmp_path, shared_data):
     model that imitates the references can finish within the 128-token cap; 5 of the first 20 dev
     references are longer than that). Dev loss on those 24, greedy generations (128 new tokens at
     most) on the first 20. Bars: dev loss below the untuned model's, and >= 95% of generations end by EOS.
+    Measured: dev loss 1.948 -> 1.805, EOS rate 0.65 -> 1.00; 136 s on one thread (300 s on a loaded machine).
     """
     from tunelab.recipes import finetune
 
