@@ -9,7 +9,11 @@ from tunelab import config
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").rglob("*.yaml"))
 
 
-@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_example_config_loads(path):
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: str(p.relative_to(p.parents[1])))
+def test_example_validates(path):
     cfg = config.load(path)
-    assert cfg.output_dir.startswith("runs/")
+    assert cfg.output_dir
+
+
+def test_there_are_examples():
+    assert EXAMPLES

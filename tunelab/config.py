@@ -24,6 +24,7 @@ class ModelConfig(Strict):
     gguf_file: str | None = Field(None, description="GGUF file name inside `name` when `name` is a directory holding one.")
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit) for hub ids.")
     max_length: int = Field(256, ge=8, le=32768, description="Longest input in tokens; longer texts are truncated (classification) or windowed (NER).")
+    dropout: float | None = Field(None, ge=0, lt=1, description="Set every dropout probability of the model to this value (0 turns dropout off); null keeps the model's own.")
 
 
 class DataConfig(Strict):

@@ -57,6 +57,8 @@ def build_base(cfg: config_mod.RunConfig, labels: list[str] | None):
     tokenizer = model_load.load_tokenizer(src)
     kwargs = task.model_kwargs(labels) if labels is not None else {}
     model, head = model_load.load_model(src, task.AUTO_CLASS, **kwargs)
+    if cfg.model.dropout is not None:
+        model_load.set_dropout(model, cfg.model.dropout)
     return tokenizer, model, head
 
 

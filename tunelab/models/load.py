@@ -119,6 +119,19 @@ def load_model(src: Source, auto_class: str, **kwargs):
     return model, head_modules(model, info.get("missing_keys", []))
 
 
+def set_dropout(model, p: float) -> None:
+    """Set every dropout probability (modules and the config values attention kernels read) to ``p``."""
+    import torch
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = p
+    config = getattr(model, "config", None)
+    for key in list(vars(config)) if config is not None else []:
+        if key.endswith(("dropout", "dropout_prob")) and isinstance(getattr(config, key), float):
+            setattr(config, key, p)
+
+
 def head_modules(model, missing_keys) -> list[str]:
     """Smallest submodules that hold all newly-initialised weights (e.g. ['classifier'])."""
     heads: list[str] = []

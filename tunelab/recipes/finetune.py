@@ -19,17 +19,18 @@ from tunelab.errors import TunelabError
 from tunelab.evaluation import report
 from tunelab.methods import METHODS
 from tunelab.methods.base import count_parameters
+from tunelab.models import load as model_load
 from tunelab.tasks import TASKS
 from tunelab.training import checkpoint, loop
 
 
 def run(cfg: config_mod.RunConfig, *, quiet: bool = False, log=print, callbacks=()) -> dict:
     """Train per ``cfg`` into ``cfg.output_dir`` (resuming if interrupted); returns the final metrics."""
+    task = TASKS[cfg.task]
+    cfg = resolve(cfg, task)
+    model_load.resolve(cfg.model.name, cfg.model.gguf_file, cfg.model.revision)  # a bad model name fails before any work
     run_dir = prepare_run_dir(cfg)
     seed_everything(cfg.train.seed, cfg.train.threads)
-    task = TASKS[cfg.task]
-    if cfg.train.metric is None:
-        cfg.train.metric = task.DEFAULT_METRIC
     splits = read_splits(cfg, task, log)
     labels = task.label_space(splits["train"], cfg.data.train)
     tokenizer, model, head = runs.build_base(cfg, labels)
@@ -52,6 +53,14 @@ def run(cfg: config_mod.RunConfig, *, quiet: bool = False, log=print, callbacks=
     checkpoint.write_json_atomic(run_dir / "metrics.json", final)
     report.write(run_dir, cfg, final, labels)
     return final
+
+
+def resolve(cfg: config_mod.RunConfig, task) -> config_mod.RunConfig:
+    """Fill task-dependent defaults (a copy; the caller's config is untouched) so the saved config is complete."""
+    cfg = cfg.model_copy(deep=True)
+    if cfg.train.metric is None:
+        cfg.train.metric = task.DEFAULT_METRIC
+    return cfg
 
 
 def prepare_run_dir(cfg: config_mod.RunConfig) -> Path:
