@@ -126,3 +126,8 @@ def test_shared_files_with_odd_tokens_load(shared_data):
         read(str(shared_data / "wnut17" / "dev.conll"))
     wikiann = read(str(shared_data / "wikiann-en" / "dev"), token_prefix="en:")
     assert len(wikiann.rows) == 10000 and not any(t.startswith("en:") for t in wikiann.rows[0].tokens)
+
+
+def test_table_formats_are_refused_for_tokens(tmp_path):
+    with pytest.raises(DataError, match=r"format 'csv' is not a token-classification format; use conll or jsonl"):
+        conll.read(write(tmp_path, "q.csv", "a,b\n"), "csv")
