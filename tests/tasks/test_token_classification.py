@@ -210,3 +210,13 @@ def test_wikiann_minilm_reaches_f1(shared_data, tmp_path):
     final = finetune.run(cfg, quiet=True, log=lambda m: None)
     print(f"wikiann: dev f1 {final['dev']['f1']:.4f} in {time.perf_counter() - start:.0f} s")
     assert final["dev"]["f1"] >= 0.72, final["dev"]
+
+
+def test_without_dev_file_a_dev_split_is_carved_out(tmp_path, tiny_bert_dir):
+    from tunelab.recipes import finetune
+
+    cfg = ner_config(tmp_path, tiny_bert_dir, **{"data.dev": "null", "train.max_steps": 2})
+    logs = []
+    final = finetune.run(cfg, quiet=True, log=logs.append)
+    assert any("held out 12 of 120 training rows" in m for m in logs), logs
+    assert final["steps"] == 2 and 0 <= final["dev"]["f1"] <= 1
