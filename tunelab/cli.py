@@ -127,12 +127,31 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_merge(args) -> int:
+    from tunelab.recipes import merge
+
+    merge.run(args.run_dir, args.out_dir, log=_log)
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from tunelab.recipes import compare
+
+    path, overrides = _split_config_args(args.config)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    out = compare.run(path, overrides, methods=methods, per_method=args.set or [], log=_log)
+    _log(f"done: {out / 'compare.md'}")
+    return 0
+
+
 COMMANDS = {
     "train": cmd_train,
     "eval": cmd_eval,
     "predict": cmd_predict,
     "info": cmd_info,
     "config": cmd_config,
+    "merge": cmd_merge,
+    "compare": cmd_compare,
 }
 
 
@@ -157,6 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="full")
     p.add_argument("--num-labels", type=int, default=2)
     p.add_argument("--set", nargs="*", help="more config overrides, e.g. method.r=16")
+    p = sub.add_parser("merge", help="write a run as a plain HF model directory (adapters folded in)")
+    p.add_argument("run_dir")
+    p.add_argument("out_dir", help="new or empty folder")
+    p = sub.add_parser("compare", help="train several methods on the same data, seed and steps; write compare.md/.html",
+                       description="tunelab compare CONFIG.yaml [key=value ...] [--methods a,b] [--set METHOD.key=value ...]")
+    p.add_argument("config", nargs="*", help="YAML config (its output_dir becomes the compare folder), then overrides for every method")
+    p.add_argument("--methods", help="comma-separated methods; default: every method applicable to the model")
+    p.add_argument("--set", nargs="*", help="per-method overrides, e.g. lora.train.lr=5e-4 lora.method.r=16")
     p = sub.add_parser("config", help="list every config key with its default and description")
     p.add_argument("--markdown", action="store_true", help="as a markdown table (the README's)")
     return parser

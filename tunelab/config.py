@@ -66,6 +66,10 @@ class TrainConfig(Strict):
     early_stopping_patience: int | None = Field(None, ge=1, description="Stop after this many evaluations without improvement of `metric`.")
     seed: int = Field(42, description="Seed for weights init, data order, dropout and the dev split.")
     threads: int | None = Field(None, ge=1, le=512, description="torch CPU threads; null leaves torch's default.")
+    llrd: float | None = Field(None, gt=0, le=1, description="Layer-wise lr decay: layer i from the top gets lr * llrd**i (head at the peak lr); null = off. Any method.")
+    gradual_unfreeze_every: Annotated[int, Field(ge=1)] | Literal["epoch"] | None = Field(
+        None, description="Gradual unfreezing: start with the top layer group, unfreeze one more every N steps (or 'epoch'); null = off. Any method."
+    )
     length_grouping: bool = Field(True, description="Batch examples of similar length together (dynamic padding either way).")
 
 

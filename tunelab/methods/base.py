@@ -81,3 +81,52 @@ def load_trainable(model: torch.nn.Module, in_dir: Path) -> torch.nn.Module:
         for name, tensor in state.items():
             params[name].copy_(tensor)
     return model
+
+
+# ---------------------------------------------------------------- peft-backed methods
+
+
+def peft_task_type(model: torch.nn.Module) -> str:
+    """peft's TaskType for a transformers model, from its class name (prompt methods need it to wrap the forward)."""
+    cls = type(model).__name__
+    for suffix, task in (("ForSequenceClassification", "SEQ_CLS"), ("ForTokenClassification", "TOKEN_CLS"),
+                         ("ForCausalLM", "CAUSAL_LM"), ("ForSeq2SeqLM", "SEQ_2_SEQ_LM"), ("ForQuestionAnswering", "QUESTION_ANS")):
+        if cls.endswith(suffix):
+            return task
+    return "FEATURE_EXTRACTION"
+
+
+def peft_wrap(model: torch.nn.Module, peft_config) -> torch.nn.Module:
+    """get_peft_model, with peft's ValueErrors (unsupported layer or architecture) turned into ConfigErrors."""
+    from peft import get_peft_model
+
+    from tunelab.errors import ConfigError
+
+    try:
+        return get_peft_model(model, peft_config)
+    except (ValueError, TypeError, NotImplementedError) as exc:
+        raise ConfigError(f"method: peft cannot apply {type(peft_config).__name__} to {type(model).__name__} ({exc})") from None
+
+
+def peft_save(model, out_dir: Path) -> None:
+    """PEFT's own format (adapter_config.json + adapter_model.safetensors), loadable by PeftModel.from_pretrained."""
+    model.save_pretrained(str(out_dir))
+
+
+def peft_load(model: torch.nn.Module, in_dir: Path) -> torch.nn.Module:
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, str(in_dir))
+
+
+def prompt_wrap(model: torch.nn.Module, peft_config_cls, head: list[str], num_virtual_tokens: int, **kwargs) -> torch.nn.Module:
+    """Wrap ``model`` with a peft prompt-learning method; the task head trains alongside the prompt."""
+    from tunelab.errors import ConfigError
+
+    task = peft_task_type(model)
+    if task not in ("SEQ_CLS", "CAUSAL_LM", "TOKEN_CLS"):
+        raise ConfigError(f"method: prompt methods need a classifier or causal LM, not {type(model).__name__}")
+    peft_config = peft_config_cls(task_type=task, num_virtual_tokens=num_virtual_tokens, **kwargs)
+    if head and hasattr(peft_config, "modules_to_save"):
+        peft_config.modules_to_save = list(head)  # peft adds classifier/score itself for SEQ_CLS; a new pooler needs naming
+    return peft_wrap(model, peft_config)

@@ -13,6 +13,7 @@ from tunelab.methods import base
 from tunelab.schema import Strict
 
 MERGEABLE = False
+IDENTITY_AT_INIT = True  # nothing is added to the model
 
 
 class Config(Strict):

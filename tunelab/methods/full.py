@@ -10,6 +10,7 @@ import torch
 from tunelab.schema import Strict
 
 MERGEABLE = False  # nothing to merge: the weights are the model
+IDENTITY_AT_INIT = True  # nothing is added to the model
 
 
 class Config(Strict):

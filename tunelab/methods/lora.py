@@ -9,9 +9,11 @@ import torch
 from pydantic import Field
 
 from tunelab.errors import ConfigError
+from tunelab.methods import base
 from tunelab.schema import Strict
 
 MERGEABLE = True
+IDENTITY_AT_INIT = True  # B starts at zero
 
 
 class Config(Strict):
@@ -25,9 +27,9 @@ class Config(Strict):
 
 
 def apply(model: torch.nn.Module, cfg: Config, head: list[str]) -> torch.nn.Module:
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig
 
-    return get_peft_model(model, LoraConfig(**peft_kwargs(model, cfg, head)))
+    return base.peft_wrap(model, LoraConfig(**peft_kwargs(model, cfg, head)))
 
 
 def peft_kwargs(model: torch.nn.Module, cfg: Config, head: list[str]) -> dict:
@@ -58,13 +60,11 @@ def resolve_targets(model: torch.nn.Module, targets, head: list[str]) -> list[st
 
 
 def save(model, out_dir: Path) -> None:
-    model.save_pretrained(str(out_dir))  # PEFT's own format: adapter_config.json + adapter_model.safetensors
+    base.peft_save(model, out_dir)
 
 
 def load(model: torch.nn.Module, cfg: Config, head: list[str], in_dir: Path) -> torch.nn.Module:
-    from peft import PeftModel
-
-    return PeftModel.from_pretrained(model, str(in_dir))
+    return base.peft_load(model, in_dir)
 
 
 def merge(model) -> torch.nn.Module:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from functools import partial
@@ -21,7 +22,7 @@ from tunelab.methods import METHODS
 from tunelab.methods.base import count_parameters
 from tunelab.models import load as model_load
 from tunelab.tasks import TASKS
-from tunelab.training import checkpoint, loop
+from tunelab.training import checkpoint, loop, optim
 
 
 def run(cfg: config_mod.RunConfig, *, quiet: bool = False, log=print, callbacks=()) -> dict:
@@ -44,7 +45,10 @@ def run(cfg: config_mod.RunConfig, *, quiet: bool = False, log=print, callbacks=
     evaluate = partial(task.evaluate, features=feats["dev"], labels=labels, collate=collate)
     objective = loop.Objective(loss=task.loss, count=task.count, evaluate=evaluate)
     start = time.perf_counter()
-    state = loop.train(model, feats["train"], objective, cfg.train, run_dir, collate=collate, callbacks=callbacks, quiet=quiet, log=log)
+    callbacks = [*callbacks, *training_callbacks(model, cfg, method, len(feats["train"]), log)]
+    groups = optim.groups_builder(getattr(method, "param_groups", None), cfg.method, cfg.train.llrd)
+    state = loop.train(model, feats["train"], objective, cfg.train, run_dir, collate=collate, callbacks=callbacks, quiet=quiet, log=log,
+                       param_groups=groups)
     loop.load_best(model, run_dir)
     final = {"best_step": state.best_step, "steps": state.step, "train_seconds": round(time.perf_counter() - start, 1),
              "trainable_parameters": trainable, "total_parameters": total,
@@ -53,6 +57,18 @@ def run(cfg: config_mod.RunConfig, *, quiet: bool = False, log=print, callbacks=
     checkpoint.write_json_atomic(run_dir / "metrics.json", final)
     report.write(run_dir, cfg, final, labels)
     return final
+
+
+def training_callbacks(model, cfg: config_mod.RunConfig, method, n_train: int, log) -> list:
+    """Callbacks a method asks for (e.g. AdaLoRA's rank schedule) plus gradual unfreezing when configured."""
+    out = list(method.callbacks(model, cfg.method)) if hasattr(method, "callbacks") else []
+    every = cfg.train.gradual_unfreeze_every
+    if every is not None:
+        from tunelab.training.unfreeze import GradualUnfreeze
+
+        steps = math.ceil(n_train / cfg.train.batch_size) if every == "epoch" else every
+        out.append(GradualUnfreeze(steps, log))
+    return out
 
 
 def resolve(cfg: config_mod.RunConfig, task) -> config_mod.RunConfig:

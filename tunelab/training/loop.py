@@ -50,6 +50,10 @@ class Callback:
     """Hooks a recipe can pass to the loop; each gets the model and the loop state."""
 
     def on_step_begin(self, model, state: LoopState, total_steps: int) -> None: ...
+    def on_after_backward(self, model, state: LoopState, total_steps: int) -> None:
+        """Gradients of the whole batch are ready; before clipping and the optimizer step."""
+    def on_before_zero_grad(self, model, state: LoopState, total_steps: int) -> None:
+        """After the optimizer step, gradients still present (``state.step`` not yet incremented)."""
     def on_evaluate(self, model, state: LoopState, metrics: dict) -> None: ...
 
 
@@ -58,9 +62,11 @@ def lower_is_better(metric: str) -> bool:
 
 
 def train(model, features: list[dict], objective: Objective, cfg, run_dir: Path, *, collate: Callable[[list[dict]], dict],
-          callbacks: tuple[Callback, ...] = (), quiet: bool = False, log: Callable[[str], None] = print) -> LoopState:
+          callbacks: tuple[Callback, ...] = (), quiet: bool = False, log: Callable[[str], None] = print,
+          param_groups: Callable[[torch.nn.Module, float, float], list[dict]] = optim.param_groups) -> LoopState:
     """Train ``model`` in place on ``features`` following ``cfg`` (a TrainConfig); resume from run_dir if it holds a checkpoint.
 
+    ``param_groups(model, lr, weight_decay)`` builds the optimizer groups (a method's own, or layer-wise decayed).
     Returns the final LoopState; the best weights are in ``run_dir/checkpoints/best`` (see ``load_best``).
     """
     from accelerate import Accelerator
@@ -70,7 +76,7 @@ def train(model, features: list[dict], objective: Objective, cfg, run_dir: Path,
     lengths = [len(f["input_ids"]) for f in features]
     steps_per_epoch = math.ceil(len(features) / cfg.batch_size)
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
-    optimizer = optim.adamw(optim.param_groups(model, cfg.lr, cfg.weight_decay), cfg.lr)
+    optimizer = optim.adamw(param_groups(model, cfg.lr, cfg.weight_decay), cfg.lr)
     sched = optim.scheduler(optimizer, cfg.schedule, int(cfg.warmup_fraction * total), total)
     state = LoopState()
     ckpt_root = Path(run_dir) / "checkpoints"
@@ -88,9 +94,11 @@ def train(model, features: list[dict], objective: Objective, cfg, run_dir: Path,
         for indices in plan[state.step % steps_per_epoch:]:
             for cb in callbacks:
                 cb.on_step_begin(model, state, total)
-            loss, items = _step(model, [features[i] for i in indices], objective, collate, cfg, autocast, accelerator, trainable)
+            loss, items = _step(model, [features[i] for i in indices], objective, collate, cfg, autocast, accelerator, trainable,
+                                lambda: _hook(callbacks, "on_after_backward", model, state, total))
             optimizer.step()
             sched.step()
+            _hook(callbacks, "on_before_zero_grad", model, state, total)
             optimizer.zero_grad(set_to_none=True)
             state.step += 1
             window["loss"] += loss
@@ -103,7 +111,7 @@ def train(model, features: list[dict], objective: Objective, cfg, run_dir: Path,
     return state
 
 
-def _step(model, examples, objective, collate, cfg, autocast, accelerator, trainable) -> tuple[float, int]:
+def _step(model, examples, objective, collate, cfg, autocast, accelerator, trainable, after_backward) -> tuple[float, int]:
     """One optimizer batch: forward/backward over micro-batches, normalised by the batch's item count."""
     model.train()
     batches = [collate(examples[s:s + len(m)]) for s, m in _offsets(micro_batches(list(range(len(examples))), cfg.grad_accum))]
@@ -115,9 +123,18 @@ def _step(model, examples, objective, collate, cfg, autocast, accelerator, train
             loss, _ = objective.loss(model, batch)
         accelerator.backward(loss / max(total_items, 1))
         loss_sum += float(loss.detach())
+    after_backward()
     if cfg.max_grad_norm:
         accelerator.clip_grad_norm_(trainable, cfg.max_grad_norm)
     return loss_sum, total_items
+
+
+def _hook(callbacks, name: str, *args) -> None:
+    """Call an optional hook on each callback (duck-typed callbacks may define only some hooks)."""
+    for cb in callbacks:
+        fn = getattr(cb, name, None)
+        if fn is not None:
+            fn(*args)
 
 
 def _offsets(parts: list[list[int]]):

@@ -43,3 +43,45 @@ def lr_lambda(schedule: str, warmup: int, total: int):
 
 def scheduler(optimizer: torch.optim.Optimizer, schedule: str, warmup: int, total: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(schedule, warmup, total))
+
+
+def layer_depths(model: torch.nn.Module) -> tuple[dict[str, int], int]:
+    """Depth of every parameter: 0 embeddings (and prompt embeddings), 1..L the transformer layers, L+1 the rest (head, final norm, pooler).
+
+    Returns (name -> depth, L). Works on plain and peft-wrapped models (the layer stack is found by shape, not by name).
+    """
+    from tunelab.methods.base import find_layers
+
+    prefix, layers = find_layers(model)
+    n = len(layers)
+    depths = {}
+    for name, _ in model.named_parameters():
+        if name.startswith(prefix + "."):
+            depths[name] = int(name[len(prefix) + 1:].split(".", 1)[0]) + 1
+        else:
+            depths[name] = 0 if "embed" in name else n + 1
+    return depths, n
+
+
+def layerwise_decay(model: torch.nn.Module, groups: list[dict], decay: float) -> list[dict]:
+    """LLRD: split each group by layer depth and scale its lr by decay**(L+1-depth); the head keeps the peak lr."""
+    depths, n = layer_depths(model)
+    names = {id(p): name for name, p in model.named_parameters()}
+    out = []
+    for group in groups:
+        by_depth: dict[int, list] = {}
+        for p in group["params"]:
+            by_depth.setdefault(depths[names[id(p)]], []).append(p)
+        for depth, params in sorted(by_depth.items()):
+            out.append({**group, "params": params, "lr": group["lr"] * decay ** (n + 1 - depth)})
+    return out
+
+
+def groups_builder(method_groups=None, method_cfg=None, llrd: float | None = None):
+    """The loop's ``param_groups(model, lr, weight_decay)``: the method's own groups if it has them, then LLRD if asked."""
+
+    def build(model: torch.nn.Module, lr: float, weight_decay: float) -> list[dict]:
+        groups = method_groups(model, lr, weight_decay, method_cfg) if method_groups else param_groups(model, lr, weight_decay)
+        return layerwise_decay(model, groups, llrd) if llrd else groups
+
+    return build
