@@ -149,10 +149,17 @@ def _inputs(batch: dict, device=None) -> dict:
     return {k: (v.to(device) if device is not None else v) for k, v in batch.items() if k in MODEL_INPUTS}
 
 
+def token_logits(model, inputs: dict) -> torch.Tensor:
+    """(batch, seq, num_labels) logits aligned with input_ids; prompt methods (prompt/p-tuning) prepend
+    virtual tokens whose positions come back first, so only the last seq positions are kept."""
+    logits = model(**inputs).logits
+    return logits[:, logits.shape[1] - inputs["input_ids"].shape[1]:]
+
+
 def loss(model, batch: dict) -> tuple[torch.Tensor, int]:
     """Sum of cross-entropy over labelled sub-words (the loop normalises), in float32."""
     labels = batch["labels"]
-    logits = model(**_inputs(batch)).logits  # (batch, seq, num_labels)
+    logits = token_logits(model, _inputs(batch))  # (batch, seq, num_labels)
     return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum"), count(batch)
 
 
@@ -173,7 +180,7 @@ def window_scores(model, features: list[dict], collate, batch_size: int = 64) ->
     for s in range(0, len(order), batch_size):
         idx = order[s:s + batch_size]
         batch = collate([features[i] for i in idx])
-        logp = model(**_inputs(batch, device)).logits.float().log_softmax(-1).cpu()  # (batch, seq, labels)
+        logp = token_logits(model, _inputs(batch, device)).float().log_softmax(-1).cpu()  # (batch, seq, labels)
         mask = batch["labels"] != -100
         nll -= float(logp[mask].gather(-1, batch["labels"][mask][:, None]).sum())
         n += int(mask.sum())
