@@ -62,6 +62,7 @@ def write(run_dir: Path, cfg, final: dict, labels: list[str] | None) -> Path:
     parts += ["## Metrics", "", markdown_table(["split"] + scalar, [[s] + [final[s][k] for k in scalar] for s in splits]), ""]
     for split in splits:
         parts += _per_class(final[split], split, labels)
+        parts += _per_type(final[split], split)
     if train or dev:
         parts += ["## Training curves", "", f"![training curves]({PLOT})", ""]
     out = run_dir / "report.md"
@@ -78,4 +79,17 @@ def _per_class(metrics: dict, split: str, labels: list[str] | None) -> list[str]
         conf = [[labels[i]] + row for i, row in enumerate(metrics["confusion"])]
         out += [f"Confusion matrix ({split}; rows = true label, columns = predicted):", "",
                 markdown_table(["true \\ pred"] + labels, conf), ""]
+    return out
+
+
+def _per_type(metrics: dict, split: str) -> list[str]:
+    """Tables for span-level tasks: metrics["per_type"] ({type: {precision, recall, f1, support}}) and
+    metrics["confusions"] ([{true, pred, count}], most frequent first); either may be absent."""
+    out = []
+    if metrics.get("per_type"):
+        rows = [[name, m["precision"], m["recall"], m["f1"], m["support"]] for name, m in metrics["per_type"].items()]
+        out += [f"## Per entity type ({split})", "", markdown_table(["type", "precision", "recall", "f1", "support"], rows), ""]
+    if metrics.get("confusions"):
+        rows = [[c["true"], c["pred"], c["count"]] for c in metrics["confusions"]]
+        out += [f"Most frequent confusions ({split}; word level, O = no entity):", "", markdown_table(["true", "predicted", "count"], rows), ""]
     return out

@@ -39,7 +39,7 @@ def run(cfg: config_mod.RunConfig, *, quiet: bool = False, log=print, callbacks=
     model = method.apply(model, cfg.method, head)
     trainable, total = count_parameters(model)
     log(f"{cfg.method.name}: training {trainable:,} of {total:,} parameters ({100 * trainable / total:.2f}%)")
-    encode = partial(task.encode, tokenizer=tokenizer, labels=labels, max_length=cfg.model.max_length)
+    encode = partial(task.encode, tokenizer=tokenizer, labels=labels, max_length=cfg.model.max_length, **task.encode_options(cfg.data))
     feats = {name: encode(rows, source=_source(cfg, name)) for name, rows in splits.items()}
     collate = partial(pad_batch, pad_id=tokenizer.pad_token_id)
     evaluate = partial(task.evaluate, features=feats["dev"], labels=labels, collate=collate)
@@ -121,7 +121,7 @@ def read_splits(cfg: config_mod.RunConfig, task, log) -> dict[str, list]:
     if data.dev:
         dev = _read(task, data, data.dev, log)
     else:
-        train_idx, dev_idx = stratified_split([r.label for r in train], data.dev_fraction, cfg.train.seed)
+        train_idx, dev_idx = stratified_split([getattr(r, "label", None) for r in train], data.dev_fraction, cfg.train.seed)
         train, dev = [train[i] for i in train_idx], [train[i] for i in dev_idx]
         log(f"no dev file: held out {len(dev)} of {len(train) + len(dev)} training rows (stratified, seed {cfg.train.seed})")
     if data.max_dev_rows:

@@ -1,7 +1,8 @@
 """Tasks: how examples are read, encoded, scored and decoded. TASKS maps config names to modules."""
 
-from tunelab.tasks import classification
+from tunelab.tasks import classification, token_classification
 
 TASKS = {
     "classification": classification,
+    "token_classification": token_classification,
 }
