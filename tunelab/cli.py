@@ -61,7 +61,8 @@ def cmd_eval(args) -> int:
         print(json.dumps(task.evaluate_file(loaded, args.data, _log), indent=2, ensure_ascii=False))
         return 0
     table = task.read(loaded.cfg.data, args.data)
-    feats = task.encode(table.rows, loaded.tokenizer, loaded.labels, loaded.cfg.model.max_length, source=args.data)
+    feats = task.encode(table.rows, loaded.tokenizer, loaded.labels, loaded.cfg.model.max_length, source=args.data,
+                        **task.encode_options(loaded.cfg.data))
     collate = lambda b: pad_batch(b, loaded.tokenizer.pad_token_id)  # noqa: E731
     metrics = task.evaluate(loaded.model, feats, loaded.labels, collate)
     print(json.dumps(metrics, indent=2))
@@ -77,8 +78,12 @@ def cmd_predict(args) -> int:
         raise TunelabError(f"{args.run_dir}: a {cfg.task} run has no labels to predict; use `tunelab generate {args.run_dir}`")
     loaded = runs.load_run(args.run_dir)
     task = TASKS[loaded.cfg.task]
-    rows = task.read(loaded.cfg.data, args.data, with_labels=False).rows if args.data else _stdin_rows()
-    for row, out in zip(rows, task.predict(loaded.model, loaded.tokenizer, loaded.labels, rows, loaded.cfg.model.max_length)):
+    if args.data:
+        rows = task.read(loaded.cfg.data, args.data, with_labels=False).rows
+    else:  # a task may parse stdin its own way (NER: raw text or pre-tokenised JSON lines)
+        rows = task.read_input(sys.stdin) if hasattr(task, "read_input") else _stdin_rows()
+    outputs = task.predict(loaded.model, loaded.tokenizer, loaded.labels, rows, loaded.cfg.model.max_length, **task.encode_options(loaded.cfg.data))
+    for row, out in zip(rows, outputs):
         print(json.dumps({"text": row.text, **out}, ensure_ascii=False))
     return 0
 

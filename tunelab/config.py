@@ -43,6 +43,12 @@ class DataConfig(Strict):
     dev_fraction: float = Field(0.1, gt=0, lt=0.9, description="Fraction of train carved out as dev when no dev file is given.")
     max_train_rows: int | None = Field(None, ge=1, description="Use only the first N training rows (after reading).")
     max_dev_rows: int | None = Field(None, ge=1, description="Use only the first N dev rows.")
+    tag_column: int = Field(-1, description="Token classification, conll files: 0-based column holding the tag (-1 = last); the token is column 0.")
+    token_prefix: str | None = Field(None, description="Token classification: prefix stripped from every token (e.g. 'en:' in WikiANN files).")
+    tag_scheme: Literal["iob2", "bio", "iob1", "bioes", "iobes"] = Field("iob2", description="Token classification: tagging scheme of the files; converted to IOB2 on reading.")
+    repair_tags: bool = Field(False, description="Token classification: turn an I-X that opens an entity into B-X instead of reporting it as an error.")
+    label_all_subwords: bool = Field(False, description="Token classification: train on every sub-word of a word (not only the first).")
+    stride: int = Field(32, ge=0, description="Token classification: sub-words of overlap between windows of a sentence longer than model.max_length.")
 
 
 class TrainConfig(Strict):

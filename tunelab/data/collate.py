@@ -30,10 +30,13 @@ def pad_batch(features: list[dict], pad_id: int, label_pad: int = -100) -> dict[
 
     ``input_ids`` pad with ``pad_id``, ``labels`` lists with ``label_pad``, everything else
     (attention_mask, token_type_ids, position_ids) with 0; scalar fields are stacked as-is.
+    Keys starting with "_" are a task's per-example bookkeeping and are left out.
     """
     out: dict[str, torch.Tensor] = {}
     width = max(len(f["input_ids"]) for f in features)
     for key in features[0]:
+        if key.startswith("_"):
+            continue
         values = [f[key] for f in features]
         if not isinstance(values[0], (list, tuple)):
             out[key] = torch.tensor(values)

@@ -62,6 +62,7 @@ def write(run_dir: Path, cfg, final: dict, labels: list[str] | None) -> Path:
     parts += ["## Metrics", "", markdown_table(["split"] + scalar, [[s] + [final[s][k] for k in scalar] for s in splits]), ""]
     for split in splits:
         parts += _per_class(final[split], split, labels)
+        parts += _per_type(final[split], split)
     parts += _data(final.get("data")) + _samples(final.get("baseline", {}).get("samples"), final["dev"].get("samples"))
     if train or dev:
         parts += ["## Training curves", "", f"![training curves]({PLOT})", ""]
@@ -110,3 +111,14 @@ def _samples(before: list[dict] | None, after: list[dict] | None) -> list[str]:
 def _quote(text: str, limit: int = 400) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit] + " ..."
+def _per_type(metrics: dict, split: str) -> list[str]:
+    """Tables for span-level tasks: metrics["per_type"] ({type: {precision, recall, f1, support}}) and
+    metrics["confusions"] ([{true, pred, count}], most frequent first); either may be absent."""
+    out = []
+    if metrics.get("per_type"):
+        rows = [[name, m["precision"], m["recall"], m["f1"], m["support"]] for name, m in metrics["per_type"].items()]
+        out += [f"## Per entity type ({split})", "", markdown_table(["type", "precision", "recall", "f1", "support"], rows), ""]
+    if metrics.get("confusions"):
+        rows = [[c["true"], c["pred"], c["count"]] for c in metrics["confusions"]]
+        out += [f"Most frequent confusions ({split}; word level, O = no entity):", "", markdown_table(["true", "predicted", "count"], rows), ""]
+    return out

@@ -66,7 +66,7 @@ def _pipeline(cfg, task, tokenizer, labels, splits, log):
     if hasattr(task, "prepare"):
         p = task.prepare(cfg, tokenizer, splits, log)
         return p.features, p.collate, p.evaluate, p.evaluate_final, p.evaluate_test, p.info
-    encode = partial(task.encode, tokenizer=tokenizer, labels=labels, max_length=cfg.model.max_length)
+    encode = partial(task.encode, tokenizer=tokenizer, labels=labels, max_length=cfg.model.max_length, **task.encode_options(cfg.data))
     feats = {name: encode(rows, source=_source(cfg, name)) for name, rows in splits.items()}
     collate = partial(pad_batch, pad_id=tokenizer.pad_token_id)
     evaluate = partial(task.evaluate, features=feats["dev"], labels=labels, collate=collate)
@@ -136,7 +136,7 @@ def read_splits(cfg: config_mod.RunConfig, task, log) -> dict[str, list]:
     if data.dev:
         dev = _read(task, data, data.dev, log)
     else:
-        train_idx, dev_idx = stratified_split([r.label for r in train], data.dev_fraction, cfg.train.seed)
+        train_idx, dev_idx = stratified_split([getattr(r, "label", None) for r in train], data.dev_fraction, cfg.train.seed)
         train, dev = [train[i] for i in train_idx], [train[i] for i in dev_idx]
         log(f"no dev file: held out {len(dev)} of {len(train) + len(dev)} training rows (stratified, seed {cfg.train.seed})")
     if data.max_dev_rows:

@@ -30,6 +30,11 @@ def model_kwargs(labels: list[str]) -> dict:
     return {"num_labels": len(labels), "id2label": dict(enumerate(labels)), "label2id": {n: i for i, n in enumerate(labels)}}
 
 
+def encode_options(data_cfg) -> dict:
+    """Extra data-config options ``encode``/``predict`` take (none for classification)."""
+    return {}
+
+
 def encode(rows: list[Row], tokenizer, labels: list[str], max_length: int, source: str) -> list[dict]:
     """Tokenize rows (no padding; batches are padded later) and map labels to ids.
 

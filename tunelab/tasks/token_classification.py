@@ -1,0 +1,272 @@
+"""Token classification (NER): word-level IOB2 tags predicted from sub-word tokens.
+
+Alignment: each word's first sub-word carries its tag (or every sub-word, with
+``label_all_subwords``; continuation pieces of a B-X word get I-X); the other
+positions are -100 and ignored by the loss. Sentences longer than the model window
+are cut into overlapping windows (``stride`` tokens of overlap, cut at word starts
+where possible); each word's prediction comes from the window where it has the
+most context on both sides. Nothing is truncated.
+
+Features carry bookkeeping keys starting with "_" (sentence index, word index of
+each position, gold word tags) that collation leaves out of the tensors.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import torch
+import torch.nn.functional as F
+
+from tunelab.data import conll, tagging
+from tunelab.data.conll import Sentence
+from tunelab.errors import ConfigError, DataError
+
+AUTO_CLASS = "AutoModelForTokenClassification"
+DEFAULT_METRIC = "f1"
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def read(data_cfg, path: str, with_labels: bool = True) -> conll.Table:
+    """Read a CoNLL/JSONL file (or, for prediction, also .txt raw text) per the data config."""
+    opts = conll.Options(tag_column=data_cfg.tag_column, token_prefix=data_cfg.token_prefix, tag_scheme=data_cfg.tag_scheme,
+                         repair_tags=data_cfg.repair_tags, with_labels=with_labels, on_error=data_cfg.on_error)
+    return conll.read(path, data_cfg.format, opts)
+
+
+def read_input(lines, source: str = "<stdin>") -> list[Sentence]:
+    """Prediction input from stdin: raw text lines, or JSON lines with "text" or "tokens"."""
+    return conll.read_lines(lines, source)
+
+
+def label_space(rows: list[Sentence], source: str) -> list[str]:
+    """O, then B-X and I-X for each entity type seen in training (sorted)."""
+    types = tagging.entity_types([t for r in rows for t in r.tags])
+    if not types:
+        raise DataError(f"{source}: no entity tags in the training data (every tag is O); token classification needs at least one entity type")
+    return tagging.label_names(types)
+
+
+def model_kwargs(labels: list[str]) -> dict:
+    return {"num_labels": len(labels), "id2label": dict(enumerate(labels)), "label2id": {n: i for i, n in enumerate(labels)}}
+
+
+def encode_options(data_cfg) -> dict:
+    """The data-config keys that ``encode`` and ``predict`` take."""
+    return {"label_all_subwords": data_cfg.label_all_subwords, "stride": data_cfg.stride}
+
+
+# ---------------------------------------------------------------- alignment
+
+
+def special_tokens(tokenizer) -> tuple[list[int], list[int]]:
+    """Ids the tokenizer puts before and after a single sequence (BERT: [CLS] / [SEP])."""
+    enc = tokenizer([["a"]], is_split_into_words=True, add_special_tokens=True)
+    ids, words = enc["input_ids"][0], enc.word_ids(0)
+    first = words.index(0)
+    last = len(words) - 1 - words[::-1].index(0)
+    return ids[:first], ids[last + 1:]
+
+
+def windows(word_ids: list[int], capacity: int, stride: int) -> list[tuple[int, int]]:
+    """[start, end) sub-word ranges covering the sequence, each at most ``capacity`` long, overlapping by about ``stride``.
+
+    Cuts fall on word starts unless one word alone is longer than the window.
+    """
+    n = len(word_ids)
+    if n <= capacity:
+        return [(0, n)]
+
+    def is_start(p: int) -> bool:
+        return word_ids[p] != word_ids[p - 1]
+
+    def start_at_or_before(p: int, floor: int) -> int | None:  # latest word start in (floor, p]
+        return next((q for q in range(p, floor, -1) if is_start(q)), None)
+
+    out, start = [], 0
+    while True:
+        end = min(start + capacity, n)
+        if end < n:
+            end = start_at_or_before(end, start) or end
+        out.append((start, end))
+        if end >= n:
+            return out
+        nxt = max(end - stride, start + 1)
+        # back to a word start for more overlap; else forward to the next one; else cut inside the word
+        start = start_at_or_before(nxt, start) or next((q for q in range(nxt, end) if is_start(q)), nxt)
+
+
+def window_labels(word_ids: list[int], first: list[bool], gold: list[int] | None, all_subwords: bool, inside: dict[int, int]) -> list[int]:
+    """Label id per sub-word: the word's tag on its first piece, -100 (or I-X, with all_subwords) on the others."""
+    if gold is None:
+        return [-100] * len(word_ids)
+    out = []
+    for w, is_first in zip(word_ids, first):
+        if is_first:
+            out.append(gold[w])
+        else:
+            out.append(inside.get(gold[w], gold[w]) if all_subwords else -100)
+    return out
+
+
+def encode(rows: list[Sentence], tokenizer, labels: list[str], max_length: int, source: str,
+           label_all_subwords: bool = False, stride: int = 32) -> list[dict]:
+    """Sub-word features, one per window; a tag never seen in training is an error naming the file and line."""
+    index = {n: i for i, n in enumerate(labels)}
+    inside = {index[n]: index["I-" + n[2:]] for n in labels if n.startswith("B-") and "I-" + n[2:] in index}
+    prefix, suffix = special_tokens(tokenizer)
+    capacity = max_length - len(prefix) - len(suffix)
+    for r in rows:
+        unknown = sorted({t for t in r.tags or [] if t not in index})
+        if unknown:
+            raise DataError(f"{source}:{r.line}: tag '{unknown[0]}' was not seen in training; known tags: {', '.join(labels)}")
+    enc = tokenizer([r.tokens for r in rows], is_split_into_words=True, add_special_tokens=False, verbose=False) if rows else None
+    features = []
+    for si, r in enumerate(rows):
+        ids, words = enc["input_ids"][si], enc.word_ids(si)
+        first = [i == 0 or words[i] != words[i - 1] for i in range(len(words))]
+        gold = [index[t] for t in r.tags] if r.tags is not None else None
+        if len(ids) > capacity and stride >= capacity:
+            raise ConfigError(f"data.stride ({stride}) must be smaller than the window of {capacity} sub-words "
+                              f"(model.max_length minus special tokens) to split the {len(ids)}-sub-word sentence at {source}:{r.line}")
+        pad = [-1] * len(prefix), [-1] * len(suffix)
+        for a, b in windows(words, capacity, stride):
+            lab = window_labels(words[a:b], first[a:b], gold, label_all_subwords, inside)
+            features.append({
+                "input_ids": prefix + ids[a:b] + suffix,
+                "attention_mask": [1] * (len(prefix) + b - a + len(suffix)),
+                "labels": [-100] * len(prefix) + lab + [-100] * len(suffix),
+                "_sent": si, "_n": len(r.tokens), "_gold": gold,
+                "_words": pad[0] + [w if f else -1 for w, f in zip(words[a:b], first[a:b])] + pad[1],
+            })
+    return features
+
+
+# ---------------------------------------------------------------- training
+
+
+def _inputs(batch: dict, device=None) -> dict:
+    return {k: (v.to(device) if device is not None else v) for k, v in batch.items() if k in MODEL_INPUTS}
+
+
+def token_logits(model, inputs: dict) -> torch.Tensor:
+    """(batch, seq, num_labels) logits aligned with input_ids; prompt methods (prompt/p-tuning) prepend
+    virtual tokens whose positions come back first, so only the last seq positions are kept."""
+    logits = model(**inputs).logits
+    return logits[:, logits.shape[1] - inputs["input_ids"].shape[1]:]
+
+
+def loss(model, batch: dict) -> tuple[torch.Tensor, int]:
+    """Sum of cross-entropy over labelled sub-words (the loop normalises), in float32."""
+    labels = batch["labels"]
+    logits = token_logits(model, _inputs(batch))  # (batch, seq, num_labels)
+    return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum"), count(batch)
+
+
+def count(batch: dict) -> int:
+    return int((batch["labels"] != -100).sum())
+
+
+# ---------------------------------------------------------------- prediction
+
+
+@torch.no_grad()
+def window_scores(model, features: list[dict], collate, batch_size: int = 64) -> tuple[list[torch.Tensor], float]:
+    """Log-probabilities (seq, num_labels) per feature, in order, and the mean NLL over labelled positions."""
+    device = next(model.parameters()).device
+    order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
+    out: list[torch.Tensor | None] = [None] * len(features)
+    nll, n = 0.0, 0
+    for s in range(0, len(order), batch_size):
+        idx = order[s:s + batch_size]
+        batch = collate([features[i] for i in idx])
+        logp = token_logits(model, _inputs(batch, device)).float().log_softmax(-1).cpu()  # (batch, seq, labels)
+        mask = batch["labels"] != -100
+        nll -= float(logp[mask].gather(-1, batch["labels"][mask][:, None]).sum())
+        n += int(mask.sum())
+        for j, i in enumerate(idx):
+            out[i] = logp[j, : len(features[i]["input_ids"])]
+    return out, nll / max(n, 1)
+
+
+def merge_windows(features: list[dict], scores: list[torch.Tensor]) -> list[dict[int, torch.Tensor]]:
+    """Per sentence, word index -> log-probs from the window where the word has the most context on both sides."""
+    n_sents = max((f["_sent"] for f in features), default=-1) + 1
+    best: list[dict[int, tuple[int, torch.Tensor]]] = [{} for _ in range(n_sents)]
+    for f, sc in zip(features, scores):
+        pos = [i for i, w in enumerate(f["_words"]) if w >= 0]
+        for i in pos:
+            w, ctx = f["_words"][i], min(i - pos[0], pos[-1] - i)
+            if w not in best[f["_sent"]] or ctx > best[f["_sent"]][w][0]:
+                best[f["_sent"]][w] = (ctx, sc[i])
+    return [{w: v for w, (_, v) in b.items()} for b in best]
+
+
+def decode(word_logp: dict[int, torch.Tensor], n_words: int, labels: list[str]) -> tuple[list[str], list[float]]:
+    """Valid IOB2 tags and probabilities for n words (words with no sub-word, e.g. a lone zero-width character, are O)."""
+    tags, probs = ["O"] * n_words, [1.0] * n_words
+    for w, lp in word_logp.items():
+        k = int(lp.argmax())
+        tags[w], probs[w] = labels[k], float(lp[k].exp())
+    return tagging.repair(tags), probs
+
+
+def predict_sentences(model, features: list[dict], labels: list[str], collate, batch_size: int = 64):
+    """(tags, probs) per sentence, and the dev NLL."""
+    scores, nll = window_scores(model, features, collate, batch_size)
+    merged = merge_windows(features, scores)
+    n_words = {f["_sent"]: f["_n"] for f in features}
+    return [decode(merged[s], n_words[s], labels) for s in range(len(merged))], nll
+
+
+def predict(model, tokenizer, labels: list[str], rows: list[Sentence], max_length: int, batch_size: int = 64,
+            label_all_subwords: bool = False, stride: int = 32) -> list[dict]:
+    """Entities (character offsets into the row's text, type, text, mean word probability) for each row, in order."""
+    from functools import partial
+
+    from tunelab.data.collate import pad_batch
+
+    unlabelled = [Sentence(r.tokens, None, r.line, r.text, r.offsets) for r in rows]
+    feats = encode(unlabelled, tokenizer, labels, max_length, "input", stride=stride)
+    decoded, _ = predict_sentences(model, feats, labels, partial(pad_batch, pad_id=tokenizer.pad_token_id), batch_size) if feats else ([], 0.0)
+    out = []
+    for r, (tags, probs) in zip(rows, decoded):
+        ents = []
+        for a, b, kind in tagging.spans(tags):
+            start, end = r.offsets[a][0], r.offsets[b - 1][1]
+            ents.append({"start": start, "end": end, "type": kind, "text": r.text[start:end], "score": round(sum(probs[a:b]) / (b - a), 4)})
+        out.append({"tokens": r.tokens, "tags": tags, "entities": ents})
+    return out
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def metrics(y_true: list[list[str]], y_pred: list[list[str]], top_confusions: int = 10) -> dict:
+    """Entity-level P/R/F1 (seqeval, strict IOB2) micro and macro, per type, token accuracy and frequent confusions."""
+    from seqeval.metrics import classification_report
+    from seqeval.scheme import IOB2
+
+    rep = classification_report(y_true, y_pred, mode="strict", scheme=IOB2, output_dict=True, zero_division=0)
+    types = sorted(k for k in rep if not k.endswith(" avg"))
+    micro, macro = rep["micro avg"], rep["macro avg"]
+    pairs = [(t, p) for ts, ps in zip(y_true, y_pred) for t, p in zip(ts, ps)]
+    kind = lambda tag: tag[2:] if tag != "O" else "O"  # noqa: E731
+    conf = Counter((kind(t), kind(p)) for t, p in pairs if kind(t) != kind(p))
+    return {
+        "f1": float(micro["f1-score"]), "precision": float(micro["precision"]), "recall": float(micro["recall"]),
+        "macro_f1": float(macro["f1-score"]),
+        "token_accuracy": sum(t == p for t, p in pairs) / max(len(pairs), 1),
+        "per_type": {t: {"precision": float(rep[t]["precision"]), "recall": float(rep[t]["recall"]),
+                         "f1": float(rep[t]["f1-score"]), "support": int(rep[t]["support"])} for t in types},
+        "confusions": [{"true": t, "pred": p, "count": c} for (t, p), c in conf.most_common(top_confusions)],
+    }
+
+
+def evaluate(model, features: list[dict], labels: list[str], collate, batch_size: int = 64) -> dict:
+    """Dev loss (mean NLL per labelled sub-word) and entity metrics on whole sentences (windows merged)."""
+    decoded, nll = predict_sentences(model, features, labels, collate, batch_size)
+    gold = {f["_sent"]: [labels[i] for i in f["_gold"]] for f in features}
+    y_true = [gold[s] for s in range(len(decoded))]
+    y_pred = [tags for tags, _ in decoded]
+    return {**metrics(y_true, y_pred), "loss": nll}
