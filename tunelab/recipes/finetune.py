@@ -39,10 +39,8 @@ def run(cfg: config_mod.RunConfig, *, quiet: bool = False, log=print, callbacks=
     model = method.apply(model, cfg.method, head)
     trainable, total = count_parameters(model)
     log(f"{cfg.method.name}: training {trainable:,} of {total:,} parameters ({100 * trainable / total:.2f}%)")
-    encode = partial(task.encode, tokenizer=tokenizer, labels=labels, max_length=cfg.model.max_length, **task.encode_options(cfg.data))
-    feats = {name: encode(rows, source=_source(cfg, name)) for name, rows in splits.items()}
-    collate = partial(pad_batch, pad_id=tokenizer.pad_token_id)
-    evaluate = partial(task.evaluate, features=feats["dev"], labels=labels, collate=collate)
+    feats, collate, evaluate, evaluate_final, evaluate_test, data_info = _pipeline(cfg, task, tokenizer, labels, splits, log)
+    baseline = {"baseline": evaluate_final(model)} if getattr(task, "EVAL_BEFORE_TRAINING", False) else {}
     objective = loop.Objective(loss=task.loss, count=task.count, evaluate=evaluate)
     start = time.perf_counter()
     callbacks = [*callbacks, *training_callbacks(model, cfg, method, len(feats["train"]), log)]
@@ -51,12 +49,29 @@ def run(cfg: config_mod.RunConfig, *, quiet: bool = False, log=print, callbacks=
                        param_groups=groups)
     loop.load_best(model, run_dir)
     final = {"best_step": state.best_step, "steps": state.step, "train_seconds": round(time.perf_counter() - start, 1),
-             "trainable_parameters": trainable, "total_parameters": total,
-             "dev": evaluate(model), **({"test": task.evaluate(model, feats["test"], labels, collate)} if "test" in feats else {})}
+             "trainable_parameters": trainable, "total_parameters": total, **baseline,
+             "dev": evaluate_final(model), **({"test": evaluate_test(model)} if "test" in feats else {}),
+             **({"data": data_info} if data_info else {})}
     export(model, tokenizer, method, labels, run_dir)
     checkpoint.write_json_atomic(run_dir / "metrics.json", final)
     report.write(run_dir, cfg, final, labels)
     return final
+
+
+def _pipeline(cfg, task, tokenizer, labels, splits, log):
+    """(features per split, collate, dev evaluate during training, final dev evaluate, test evaluate, data info).
+
+    A task with ``prepare`` builds its own (e.g. a cheap loss-only evaluation in the loop, generations at the end).
+    """
+    if hasattr(task, "prepare"):
+        p = task.prepare(cfg, tokenizer, splits, log)
+        return p.features, p.collate, p.evaluate, p.evaluate_final, p.evaluate_test, p.info
+    encode = partial(task.encode, tokenizer=tokenizer, labels=labels, max_length=cfg.model.max_length, **task.encode_options(cfg.data))
+    feats = {name: encode(rows, source=_source(cfg, name)) for name, rows in splits.items()}
+    collate = partial(pad_batch, pad_id=tokenizer.pad_token_id)
+    evaluate = partial(task.evaluate, features=feats["dev"], labels=labels, collate=collate)
+    evaluate_test = partial(task.evaluate, features=feats.get("test"), labels=labels, collate=collate)
+    return feats, collate, evaluate, evaluate, evaluate_test, None
 
 
 def training_callbacks(model, cfg: config_mod.RunConfig, method, n_train: int, log) -> list:
