@@ -36,7 +36,11 @@ def _split_config_args(items: list[str]) -> tuple[str | None, list[str]]:
 def cmd_config(args) -> int:
     from tunelab import config
 
-    print(config_help(config))
+    if args.markdown:
+        print("| key | default | description |\n|---|---|---|")
+        print("\n".join(f"| `{k.split()[0]}` {' '.join(k.split()[1:])} | {v or ''} | {d} |" for k, v, d in config.describe()))
+    else:
+        print(config_help(config))
     return 0
 
 
@@ -246,7 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="full")
     p.add_argument("--num-labels", type=int, default=2)
     p.add_argument("--set", nargs="*", help="more config overrides, e.g. method.r=16")
-    sub.add_parser("config", help="list every config key with its default and description")
+    p = sub.add_parser("config", help="list every config key with its default and description")
+    p.add_argument("--markdown", action="store_true", help="as a markdown table (the README's)")
     p = sub.add_parser("generate", help="generate text from a run folder or a model (stdout: only the generated text)")
     p.add_argument("target", help="run folder (RUN_DIR) or model name/alias/path (MODEL)")
     group = p.add_mutually_exclusive_group(required=True)

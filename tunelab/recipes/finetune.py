@@ -19,6 +19,7 @@ from tunelab.errors import TunelabError
 from tunelab.evaluation import report
 from tunelab.methods import METHODS
 from tunelab.methods.base import count_parameters
+from tunelab.models import load as model_load
 from tunelab.tasks import TASKS
 from tunelab.training import checkpoint, loop
 
@@ -27,6 +28,7 @@ def run(cfg: config_mod.RunConfig, *, quiet: bool = False, log=print, callbacks=
     """Train per ``cfg`` into ``cfg.output_dir`` (resuming if interrupted); returns the final metrics."""
     task = TASKS[cfg.task]
     cfg = resolve(cfg, task)
+    model_load.resolve(cfg.model.name, cfg.model.gguf_file, cfg.model.revision)  # a bad model name fails before any work
     run_dir = prepare_run_dir(cfg)
     seed_everything(cfg.train.seed, cfg.train.threads)
     splits = read_splits(cfg, task, log)

