@@ -218,7 +218,28 @@ def cmd_chat(args) -> int:
     return chat.run(_load_target(args), args.system, log=_log)
 
 
+def cmd_serve(args) -> int:
+    from tunelab.serve import app
+
+    return app.run(args)
+
+
+def _add_serve_parser(sub) -> None:
+    from tunelab.serve.config import ServeConfig
+
+    p = sub.add_parser("serve", help="OpenAI-compatible HTTP server for runs and models (127.0.0.1 by default)")
+    p.add_argument("targets", nargs="+", metavar="RUN_DIR|MODEL|NAME=RUN_DIR",
+                   help="run folders or models to serve; each is served under its folder name, or NAME")
+    p.add_argument("--config", help="YAML file with a `serve:` section (flags override it)")
+    p.add_argument("--api-key", action="append", help="require this key (repeatable; also env TUNELAB_API_KEYS, comma-separated)")
+    for key, field in ServeConfig.model_fields.items():
+        typ = {int: int, float: float}.get(field.annotation, int if "int" in str(field.annotation) else str)
+        p.add_argument("--" + key.replace("_", "-"), dest=key, type=typ, default=None,
+                       help=f"{field.description} [default: {field.default}]")
+
+
 COMMANDS = {
+    "serve": cmd_serve,
     "generate": cmd_generate,
     "chat": cmd_chat,
     "train": cmd_train,
@@ -265,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", help="run folder (RUN_DIR) or model name/alias/path (MODEL)")
     p.add_argument("--system", help="system prompt")
     _add_gen_flags(p)
+    _add_serve_parser(sub)
     return parser
 
 
