@@ -15,8 +15,8 @@ from tunelab.serve.schemas import APIError
 ROUTES = {"/health", "/metrics", "/v1/models", "/v1/completions", "/v1/chat/completions", "/v1/predict"}
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(APIError):
+    """Raised from ``receive`` when a chunked body passes the limit; the app's APIError handler answers 413."""
 
 
 class Guard:
@@ -68,7 +68,7 @@ class Guard:
             if message["type"] == "http.request":
                 seen[0] += len(message.get("body", b""))
                 if seen[0] > self.max_body:
-                    raise _TooLarge
+                    raise _TooLarge(413, _too_large(self.max_body).message, code="request_too_large")
             return message
 
         async def send_tracking(message):
