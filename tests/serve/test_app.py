@@ -10,8 +10,15 @@ import pytest
 from harness import client, running
 
 from tunelab.generation import GenerationConfig, generate
+from tunelab.serve import registry
 
 CHAT = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Say the word good"}]
+
+
+@pytest.fixture(scope="module")
+def tiny_served(tiny_llama_dir):
+    """The tiny random Llama (SmolLM2's tokenizer and chat template) served as model 'tiny'."""
+    return registry.load_all([f"tiny={tiny_llama_dir}"], log=lambda m: None)
 
 
 @pytest.fixture(scope="module")
