@@ -36,11 +36,7 @@ def _split_config_args(items: list[str]) -> tuple[str | None, list[str]]:
 def cmd_config(args) -> int:
     from tunelab import config
 
-    if args.markdown:
-        print("| key | default | description |\n|---|---|---|")
-        print("\n".join(f"| `{k.split()[0]}` {' '.join(k.split()[1:])} | {v or ''} | {d} |" for k, v, d in config.describe()))
-    else:
-        print(config_help(config))
+    print(config_help(config))
     return 0
 
 
@@ -122,120 +118,22 @@ def cmd_info(args) -> int:
     return 0
 
 
-GEN_FLAGS = {  # flag -> (type, help); the keys of the `generation:` config section, spelled like transformers' arguments
-    "max_new_tokens": (int, "most tokens to generate"),
-    "do_sample": (bool, "sample instead of greedy/beam decoding"),
-    "num_beams": (int, "beam search width"),
-    "top_k": (int, "sample among the k most likely tokens"),
-    "top_p": (float, "nucleus sampling probability mass"),
-    "temperature": (float, "sampling temperature"),
-    "repetition_penalty": (float, "penalise tokens already present (>1)"),
-    "no_repeat_ngram_size": (int, "never repeat n-grams of this size"),
-    "length_penalty": (float, "beam search length exponent"),
-    "early_stopping": (bool, "beam search: stop at num_beams finished candidates"),
-    "seed": (int, "sampling seed"),
-    "context_window": (int, "tokens of context (prompt + new tokens)"),
-    "batch_size": (int, "prompts per generate call"),
-}
-
-
-def _add_gen_flags(p) -> None:
-    for key, (typ, text) in GEN_FLAGS.items():
-        flag = "--" + key.replace("_", "-")
-        if typ is bool:
-            p.add_argument(flag, dest=key, action="store_true", default=None, help=text)
-        else:
-            p.add_argument(flag, dest=key, type=typ, default=None, help=text)
-    p.add_argument("--stop", action="append", default=None, help="stop string (repeatable); removed from the output")
-
-
-def _load_target(args):
-    from tunelab.generation import target
-
-    tgt = target.load(args.target)
-    given = {k: getattr(args, k) for k in list(GEN_FLAGS) + ["stop"] if getattr(args, k) is not None}
-    tgt.cfg = target.with_overrides(tgt.cfg, given)
-    return tgt
-
-
 def cmd_generate(args) -> int:
-    from tunelab.generation import generate
+    from tunelab.generation import commands
 
-    tgt = _load_target(args)
-    if args.input:
-        prompts = _read_prompts(args.input)
-    elif args.chat is not None:
-        prompts = [([{"role": "system", "content": args.system}] if args.system else []) + [{"role": "user", "content": args.chat}]]
-    else:
-        prompts = [args.prompt]
-    outputs = generate(tgt.model, tgt.tokenizer, prompts, tgt.cfg, template=tgt.template, log=_log)
-    if not args.input:
-        sys.stdout.write(outputs[0].text + "\n")
-        return 0
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
-    for o in outputs:
-        out.write(json.dumps({"text": o.text, "finish_reason": o.finish_reason, "new_tokens": len(o.tokens)}, ensure_ascii=False) + "\n")
-    if args.output:
-        out.close()
-    return 0
-
-
-def _read_prompts(path: str) -> list:
-    """JSONL: each line {"prompt": TEXT} (raw continuation) or {"messages": [...]} (a chat)."""
-    from tunelab.data.templates import to_messages
-    from tunelab.errors import DataError
-
-    prompts = []
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
-        if isinstance(obj, dict) and isinstance(obj.get("prompt"), str):
-            prompts.append(obj["prompt"])
-        elif isinstance(obj, dict) and isinstance(obj.get("messages"), list):
-            msgs = obj["messages"] + ([{"role": "assistant", "content": ""}] if obj["messages"][-1:] and obj["messages"][-1].get("role") != "assistant" else [])
-            try:
-                prompts.append(to_messages({"messages": msgs})[:-1])
-            except DataError as exc:
-                raise DataError(f"{path}:{n}: {exc}") from None
-        else:
-            raise DataError(f'{path}:{n}: expected {{"prompt": TEXT}} or {{"messages": [{{"role", "content"}}, ...]}}')
-    if not prompts:
-        raise DataError(f"{path}: no prompts")
-    return prompts
+    return commands.generate(args, _log)
 
 
 def cmd_chat(args) -> int:
-    from tunelab.generation import chat
+    from tunelab.generation import commands
 
-    return chat.run(_load_target(args), args.system, log=_log)
+    return commands.chat(args, _log)
 
 
 def cmd_serve(args) -> int:
-    from tunelab.serve import app
+    from tunelab.serve import commands
 
-    return app.run(args)
-
-
-def _add_serve_parser(sub) -> None:
-    from tunelab.serve.config import ServeConfig
-
-    p = sub.add_parser("serve", help="OpenAI-compatible HTTP server for runs and models (127.0.0.1 by default)")
-    p.add_argument("targets", nargs="+", metavar="RUN_DIR|MODEL|NAME=RUN_DIR",
-                   help="run folders or models to serve; each is served under its folder name, or NAME")
-    p.add_argument("--config", help="YAML file with a `serve:` section (flags override it)")
-    p.add_argument("--api-key", action="append", help="require this key (repeatable; also env TUNELAB_API_KEYS, comma-separated)")
-    for key, field in ServeConfig.model_fields.items():
-        typ = {int: int, float: float}.get(field.annotation, int if "int" in str(field.annotation) else str)
-        p.add_argument("--" + key.replace("_", "-"), dest=key, type=typ, default=None,
-                       help=f"{field.description} [default: {field.default}]")
+    return commands.serve(args)
 
 
 COMMANDS = {
@@ -271,22 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="full")
     p.add_argument("--num-labels", type=int, default=2)
     p.add_argument("--set", nargs="*", help="more config overrides, e.g. method.r=16")
-    p = sub.add_parser("config", help="list every config key with its default and description")
-    p.add_argument("--markdown", action="store_true", help="as a markdown table (the README's)")
-    p = sub.add_parser("generate", help="generate text from a run folder or a model (stdout: only the generated text)")
-    p.add_argument("target", help="run folder (RUN_DIR) or model name/alias/path (MODEL)")
-    group = p.add_mutually_exclusive_group(required=True)
-    group.add_argument("--prompt", help="raw text to continue")
-    group.add_argument("--chat", help="send as a user message through the chat template")
-    group.add_argument("--input", help='JSONL file, one {"prompt": ...} or {"messages": [...]} per line; writes JSONL')
-    p.add_argument("--system", help="system prompt for --chat")
-    p.add_argument("--output", help="output JSONL for --input (default stdout)")
-    _add_gen_flags(p)
-    p = sub.add_parser("chat", help="interactive multi-turn chat that streams replies")
-    p.add_argument("target", help="run folder (RUN_DIR) or model name/alias/path (MODEL)")
-    p.add_argument("--system", help="system prompt")
-    _add_gen_flags(p)
-    _add_serve_parser(sub)
+    sub.add_parser("config", help="list every config key with its default and description")
+    from tunelab.generation import commands
+
+    commands.add_parsers(sub)
+    from tunelab.serve import commands as serve_commands
+
+    serve_commands.add_parser(sub)
     return parser
 
 

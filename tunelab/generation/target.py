@@ -22,11 +22,12 @@ def load(name: str) -> Target:
     if (Path(name) / "config.yaml").is_file():
         from tunelab import runs
 
-        loaded = runs.load_run(name)
-        if loaded.cfg.task != "causal_lm":
+        task = runs.read_config(Path(name)).task
+        if task != "causal_lm":
             from tunelab.errors import TunelabError
 
-            raise TunelabError(f"{name}: a {loaded.cfg.task} run cannot generate text; train with task: causal_lm")
+            raise TunelabError(f"{name}: a {task} run cannot generate text; train with task: causal_lm")
+        loaded = runs.load_run(name)
         tpl = templates.chat_template(loaded.tokenizer, loaded.cfg.lm.chat_template)
         return Target(loaded.model, loaded.tokenizer, loaded.cfg.generation, tpl)
     from tunelab.models import load as model_load
