@@ -23,6 +23,10 @@ def test_example_config_validates(path):
     assert cfg.output_dir and cfg.model.name
 
 
+def test_there_are_examples():
+    assert EXAMPLES
+
+
 def test_instruct_example_is_a_causal_lm_lora_run():
     cfg = config.load(Path(__file__).resolve().parents[1] / "examples" / "instruct" / "alpaca_lora.yaml")
     assert (cfg.task, cfg.method.name, cfg.lm.train_on, cfg.data.max_train_rows) == ("causal_lm", "lora", "assistant", 1000)

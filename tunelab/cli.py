@@ -169,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="full")
     p.add_argument("--num-labels", type=int, default=2)
     p.add_argument("--set", nargs="*", help="more config overrides, e.g. method.r=16")
-    sub.add_parser("config", help="list every config key with its default and description")
+    p = sub.add_parser("config", help="list every config key with its default and description")
+    p.add_argument("--markdown", action="store_true", help="as a markdown table (the README's)")
     from tunelab.generation import commands
 
     commands.add_parsers(sub)
