@@ -36,11 +36,7 @@ def _split_config_args(items: list[str]) -> tuple[str | None, list[str]]:
 def cmd_config(args) -> int:
     from tunelab import config
 
-    if args.markdown:
-        print("| key | default | description |\n|---|---|---|")
-        print("\n".join(f"| `{k.split()[0]}` {' '.join(k.split()[1:])} | {v or ''} | {d} |" for k, v, d in config.describe()))
-    else:
-        print(config_help(config))
+    print(config_help(config))
     return 0
 
 
@@ -162,16 +158,23 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from tunelab.serve import commands
+
+    return commands.serve(args)
+
+
 COMMANDS = {
-    "generate": cmd_generate,
-    "chat": cmd_chat,
     "train": cmd_train,
     "eval": cmd_eval,
     "predict": cmd_predict,
+    "generate": cmd_generate,
+    "chat": cmd_chat,
+    "compare": cmd_compare,
+    "merge": cmd_merge,
+    "serve": cmd_serve,
     "info": cmd_info,
     "config": cmd_config,
-    "merge": cmd_merge,
-    "compare": cmd_compare,
 }
 
 
@@ -209,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tunelab.generation import commands
 
     commands.add_parsers(sub)
+    from tunelab.serve import commands as serve_commands
+
+    serve_commands.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,106 @@
+"""Several adapter runs on one base (each equal to that run loaded alone), /v1/predict on a classification run,
+and the naming rules for served models."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from harness import client, running
+
+from tunelab import cli, runs
+from tunelab.errors import ConfigError
+from tunelab.generation import GenerationConfig, generate
+from tunelab.serve import registry
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from conftest import write_alpaca, write_sentiment  # noqa: E402
+
+PROMPT = [{"role": "user", "content": "Say the word good"}]
+
+
+def _lora_run(tmp: Path, tiny_llama_dir: Path, name: str, seed: int) -> Path:
+    train = write_alpaca(tmp / f"{name}.json", 16, seed=seed)
+    out = tmp / name
+    assert cli.main(["train", "--quiet", "task=causal_lm", f"model.name={tiny_llama_dir}", f"data.train={train}",
+                     f"data.dev={train}", f"output_dir={out}", "method=lora", "train.max_steps=4", "train.batch_size=8",
+                     "train.lr=5e-2", "train.precision=fp32", f"train.seed={seed}", "lm.eval_generations=0",
+                     "model.max_length=64"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def adapters(tmp_path_factory, tiny_llama_dir):
+    tmp = tmp_path_factory.mktemp("adapters")
+    return [_lora_run(tmp, tiny_llama_dir, name, seed) for name, seed in (("alpha", 1), ("beta", 2))]
+
+
+def _alone(run: Path) -> str:
+    loaded = runs.load_run(run)
+    from tunelab.data import templates
+
+    tpl = templates.chat_template(loaded.tokenizer, loaded.cfg.lm.chat_template)
+    return generate(loaded.model, loaded.tokenizer, [PROMPT], GenerationConfig(max_new_tokens=8), template=tpl,
+                    log=lambda m: None)[0].text
+
+
+def test_adapters_share_one_base_and_each_equals_its_run_alone(adapters, tiny_llama_dir):
+    alone = {run.name: _alone(run) for run in adapters}
+    served = registry.load_all([str(adapters[0]), f"b2={adapters[1]}", f"base={tiny_llama_dir}"], log=lambda m: None)
+    assert served["alpha"].model is served["b2"].model  # one copy of the base, two adapters
+    with running(served) as url:
+        c = client(url)
+        assert [m.id for m in c.models.list().data] == ["alpha", "b2", "base"]
+        got = {name: c.chat.completions.create(model=name, messages=PROMPT, max_tokens=8, temperature=0).choices[0].message.content
+               for name in ("alpha", "b2", "base", "alpha")}
+    assert got["alpha"] == alone["alpha"] and got["b2"] == alone["beta"]
+    assert len({got["alpha"], got["b2"], got["base"]}) == 3  # the adapters really change the output
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory, tiny_bert_dir):
+    tmp = tmp_path_factory.mktemp("cls")
+    data = write_sentiment(tmp / "train.tsv")
+    out = tmp / "sentiment"
+    assert cli.main(["train", "--quiet", f"model.name={tiny_bert_dir}", f"data.train={data}", "data.text_column=sentence",
+                     "train.max_steps=2", "train.batch_size=8", f"output_dir={out}", "method=lora"]) == 0
+    return out
+
+
+def test_predict_on_a_classification_run_equals_the_task_predict(classifier):
+    from tunelab.data.sources import Row
+    from tunelab.tasks import classification
+
+    texts = ["good fun movie", "awful dull plot"]
+    loaded = runs.load_run(classifier)
+    want = classification.predict(loaded.model, loaded.tokenizer, loaded.labels, [Row(t, None, None, 1) for t in texts], 256)
+    served = registry.load_all([str(classifier)], log=lambda m: None)
+    with running(served) as url:
+        r = httpx.post(url + "/v1/predict", json={"model": "sentiment", "input": texts})
+        bad = httpx.post(url + "/v1/predict", json={"model": "sentiment", "input": ["ok", " "]})
+        wrong = httpx.post(url + "/v1/completions", json={"model": "sentiment", "prompt": "x"})
+    assert r.status_code == 200
+    data = r.json()["data"]
+    assert [d["input"] for d in data] == texts and [d["label"] for d in data] == [w["label"] for w in want]
+    for d, w in zip(data, want):
+        assert d["probs"] == pytest.approx(w["probs"], abs=1e-5) and set(d["probs"]) == {"0", "1"}
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "input"
+    assert wrong.status_code == 400 and "use /v1/predict" in wrong.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("items, message", [
+    (["a=x", "a=y"], r"model name\(s\) a given twice"),
+    (["bad/name=x"], "model name 'bad/name' must be"),
+    ([], "give at least one RUN_DIR or MODEL"),
+])
+def test_naming_errors(items, message):
+    with pytest.raises(ConfigError, match=message):
+        registry.parse_items(items)
+
+
+def test_run_folder_named_after_its_folder(tmp_path):
+    (tmp_path / "my-run").mkdir()
+    assert registry.parse_items([str(tmp_path / "my-run"), "smollm2-135m"]) == [("my-run", str(tmp_path / "my-run")),
+                                                                               ("smollm2-135m", "smollm2-135m")]

@@ -1,0 +1,134 @@
+"""Model names -> loaded models. Each CLI item is RUN_DIR, NAME=RUN_DIR, or a MODEL (alias, hub id, path).
+
+Runs saved as PEFT adapters (adapter_config.json in run/model) that share a base model, task and
+label set are loaded onto ONE copy of the base with peft's ``load_adapter``; a request selects its
+adapter by name and the worker calls ``set_adapter`` before each batch. Everything else loads alone.
+Requests only ever name these keys, never a path.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from tunelab.errors import ConfigError
+from tunelab.generation.config import GenerationConfig
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+
+
+@dataclass
+class Served:
+    name: str
+    task: str  # "causal_lm" generates; other tasks answer /v1/predict
+    model: object
+    tokenizer: object
+    gen: GenerationConfig  # the run's generation section: defaults for omitted request fields
+    template: str | None = None  # chat template (causal_lm)
+    labels: list[str] | None = None
+    max_length: int = 256
+    adapter: str | None = None  # peft adapter to activate before running this model
+    created: int = field(default_factory=lambda: int(time.time()))
+    lock: threading.Lock = field(default_factory=threading.Lock)  # guards the tokenizer (shared by adapters of one base)
+
+    @property
+    def generates(self) -> bool:
+        return self.task == "causal_lm"
+
+
+def parse_items(items: list[str]) -> list[tuple[str, str]]:
+    """(name, RUN_DIR or MODEL) pairs; NAME=... names explicitly, a run is named after its folder."""
+    pairs = []
+    for item in items:
+        name, eq, target = item.partition("=")
+        if not eq:
+            target = item
+            name = Path(item.rstrip("/")).name if Path(item).exists() else item
+        if not NAME_RE.match(name):
+            raise ConfigError(f"serve: model name '{name}' must be 1-128 letters, digits, '.', '_', ':' or '-'; name it with NAME={target}")
+        pairs.append((name, target))
+    names = [n for n, _ in pairs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"serve: model name(s) {', '.join(dupes)} given twice; name them apart with NAME=RUN_DIR")
+    if not pairs:
+        raise ConfigError("serve: give at least one RUN_DIR or MODEL")
+    return pairs
+
+
+def load_all(items: list[str], log: Callable[[str], None]) -> dict[str, Served]:
+    """Load every item; adapter runs on a common base share one base model."""
+    from tunelab import runs
+
+    served: dict[str, Served] = {}
+    groups: dict[tuple, list[tuple[str, Path]]] = {}
+    for name, target in parse_items(items):
+        run = Path(target)
+        if (run / "config.yaml").is_file():
+            runs.check_run_dir(run)
+            if (run / "model" / "adapter_config.json").is_file():
+                cfg = runs.read_config(run)
+                labels = runs.read_labels(run)
+                key = (cfg.task, cfg.model.name, cfg.model.gguf_file, cfg.model.revision, tuple(labels or ()))
+                groups.setdefault(key, []).append((name, run))
+                continue
+            served[name] = _load_run(name, run)
+        else:
+            served[name] = _load_model(name, target)
+        log(f"serve: loaded {name}")
+    for members in groups.values():
+        for s in _load_adapters(members):
+            served[s.name] = s
+            log(f"serve: loaded {s.name}" + (f" (adapter on a shared base, {len(members)} adapters)" if len(members) > 1 else ""))
+    return {n: served[n] for n, _ in parse_items(items)}
+
+
+def _run_served(name: str, run: Path, loaded, adapter: str | None = None) -> Served:
+    from tunelab.data import templates
+
+    cfg = loaded.cfg
+    tpl = templates.chat_template(loaded.tokenizer, cfg.lm.chat_template) if cfg.task == "causal_lm" else None
+    return Served(name, cfg.task, loaded.model, loaded.tokenizer, cfg.generation, tpl, loaded.labels,
+                  cfg.model.max_length, adapter, int(run.stat().st_mtime))
+
+
+def _load_run(name: str, run: Path) -> Served:
+    from tunelab import runs
+
+    return _run_served(name, run, runs.load_run(run))
+
+
+def _load_model(name: str, target: str) -> Served:
+    from tunelab.generation import target as target_mod
+
+    tgt = target_mod.load(target)
+    return Served(name, "causal_lm", tgt.model, tgt.tokenizer, tgt.cfg, tgt.template)
+
+
+def _load_adapters(members: list[tuple[str, Path]]) -> list[Served]:
+    """One base model, one peft adapter per run (adapter name = served name)."""
+    from peft import PeftModel
+
+    from tunelab import runs
+
+    if len(members) == 1:
+        return [_load_run(*members[0])]
+    first_name, first_run = members[0]
+    cfg, labels = runs.read_config(first_run), runs.read_labels(first_run)
+    tokenizer, base, head = runs.build_base(cfg, labels)
+    model = PeftModel.from_pretrained(base, str(first_run / "model"), adapter_name=first_name)
+    for name, run in members[1:]:
+        model.load_adapter(str(run / "model"), adapter_name=name)
+    model.eval()
+    lock = threading.Lock()
+    out = []
+    for name, run in members:
+        loaded = runs.LoadedRun(runs.read_config(run), model, tokenizer, labels, head)
+        s = _run_served(name, run, loaded, adapter=name)
+        s.lock = lock
+        out.append(s)
+    return out
