@@ -68,8 +68,10 @@ def enable_checkpointing(model: torch.nn.Module) -> None:
     """Activation checkpointing through transformers (non-reentrant: works with frozen embeddings)."""
     if not getattr(model, "supports_gradient_checkpointing", False) and not hasattr(model, "gradient_checkpointing_enable"):
         raise ConfigError(f"speed.gradient_checkpointing: {type(model).__name__} does not support gradient checkpointing")
-    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable  # renamed in transformers 5.x
-    enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if hasattr(model, "activation_checkpointing_enable"):  # the newer transformers 5.x name
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 @contextlib.contextmanager
