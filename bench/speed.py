@@ -151,6 +151,8 @@ def main(argv=None) -> int:
     p.add_argument("--model-lm", help="--smoke: causal LM model directory")
     p.add_argument("--model-cls", help="--smoke: encoder model directory")
     p.add_argument("--out", default=str(RESULTS), help="results folder")
+    p.add_argument("--rows", type=int, help="override the number of training examples (quick looks; the committed results use the defaults)")
+    p.add_argument("--sides", help="comma-separated subset of sides (must include tunelab and reference)")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -163,7 +165,8 @@ def main(argv=None) -> int:
     names = list(SCENARIOS) if args.scenario == "all" else args.scenario.split(",")
     all_ok = True
     for name in names:
-        spec, results, env = measure(name, SCENARIOS[name], args.threads, args.smoke, {"lm": args.model_lm, "cls": args.model_cls}, log)
+        scenario = {**SCENARIOS[name], **({"rows": args.rows} if args.rows else {}), **({"sides": args.sides.split(",")} if args.sides else {})}
+        spec, results, env = measure(name, scenario, args.threads, args.smoke, {"lm": args.model_lm, "cls": args.model_cls}, log)
         text, ok = report(name, spec, results, env)
         (out / f"{name}.md").write_text(text)
         print(text)
