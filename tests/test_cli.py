@@ -113,6 +113,9 @@ def test_config_command_and_train_help_list_every_key(capsys):
     assert cli.main(["config"]) == 0
     out = capsys.readouterr().out
     assert "train.lr" in out and "data.on_error" in out and "method.r  [lora]" in out
+    assert cli.main(["config", "--markdown"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0] == "| key | default | description |" and any(r.startswith("| `train.lr`") and "Peak learning rate." in r for r in table)
     with pytest.raises(SystemExit):
         cli.main(["train", "--help"])
     assert "train.warmup_fraction" in capsys.readouterr().out

@@ -36,7 +36,11 @@ def _split_config_args(items: list[str]) -> tuple[str | None, list[str]]:
 def cmd_config(args) -> int:
     from tunelab import config
 
-    print(config_help(config))
+    if args.markdown:
+        print("| key | default | description |\n|---|---|---|")
+        print("\n".join(f"| `{k.split()[0]}` {' '.join(k.split()[1:])} | {v or ''} | {d} |" for k, v, d in config.describe()))
+    else:
+        print(config_help(config))
     return 0
 
 

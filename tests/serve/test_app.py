@@ -7,7 +7,7 @@ import json
 import httpx
 import openai
 import pytest
-from harness import client, running
+from tests.serve.harness import client, running
 
 from tunelab.generation import GenerationConfig, generate
 from tunelab.serve import registry

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 import httpx
 import pytest
-from harness import client, running
+from tests.serve.harness import client, running
 
 from tunelab.generation import GenerationConfig, generate
 from tunelab.serve import registry

@@ -3,20 +3,18 @@ and the naming rules for served models."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
-from harness import client, running
+from tests.serve.harness import client, running
 
 from tunelab import cli, runs
 from tunelab.errors import ConfigError
 from tunelab.generation import GenerationConfig, generate
 from tunelab.serve import registry
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest import write_alpaca, write_sentiment  # noqa: E402
+from tests.conftest import write_alpaca, write_sentiment
 
 PROMPT = [{"role": "user", "content": "Say the word good"}]
 
