@@ -138,7 +138,8 @@ def report(name: str, spec: dict, results: dict, env: dict) -> tuple[str, bool]:
                   f"(difference {diff:+.4f}): **{'PASS' if ok else 'FAIL'}**", "",
               "Useful tokens = non-pad tokens of the training examples; time = first step start to last step end (model load, tokenising, "
               "evaluation excluded; wall s includes them). GFLOP/s counts the work the step needs (LM head at target positions only), "
-              "not work spent on padding."]
+              "not work spent on padding. Train loss = the last logged window; the sides draw batches in different orders, so it "
+              "compares loosely; the dev metric is the like-for-like check."]
     return "\n".join(lines) + "\n", ok
 
 

@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-LM_ROWS = 128
+LM_ROWS = 96
 LM_VARIANTS = [  # (name, tunelab config sections, env)
     ("defaults (bf16, bf16 frozen weights, chunked loss, length-grouped, tcmalloc)", {}, {}),
     ("tcmalloc off (TUNELAB_TCMALLOC=0)", {}, {"TUNELAB_TCMALLOC": "0"}),
@@ -97,7 +97,7 @@ def cache_lever(log) -> list[str]:
     path = str(speed.DATA / "alpaca" / "train.json")
     cfg = config_mod.validate({"task": "causal_lm", "model": {"name": "smollm2-135m", "max_length": 512}, "data": {"train": path}})
     tok = model_load.load_tokenizer(model_load.resolve("smollm2-135m"))
-    rows = templates.read_examples(path).rows
+    rows = templates.read_examples(path, on_error="skip").rows
     times = []
     for _ in range(2):
         t = time.perf_counter()

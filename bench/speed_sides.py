@@ -109,7 +109,12 @@ def run_tunelab(spec: dict, work: Path) -> dict:
     class Timer(Callback):
         start = end = None
 
+        shape = trained = None
+
         def on_step_begin(self, model, state, total):
+            if self.start is None:  # the model as trained (method applied): what the FLOP count needs
+                inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+                self.shape, self.trained = model_shape(inner), trainable_matmul_params(model)
             self.start = self.start or time.perf_counter()
 
         def on_before_zero_grad(self, model, state, total):
@@ -131,7 +136,8 @@ def run_tunelab(spec: dict, work: Path) -> dict:
     logs = [json.loads(x) for x in (work / "run" / "metrics.jsonl").read_text().splitlines()]
     train_loss = [r["loss"] for r in logs if "loss" in r][-1]
     metric = final["dev"]["loss"] if spec["task"] == "causal_lm" else final["dev"]["accuracy"]
-    return {"train_seconds": timer.end - timer.start, "steps": final["steps"], "train_loss": train_loss, "dev_metric": metric}
+    return {"train_seconds": timer.end - timer.start, "steps": final["steps"], "train_loss": train_loss, "dev_metric": metric,
+            "shape": timer.shape, "trained": timer.trained}
 
 
 def _hf_args(spec: dict, work: Path, careful: bool, steps: int):
@@ -254,13 +260,8 @@ def main(side: str, spec_path: str, out_path: str) -> None:
     used = feats
     if side == "tunelab":
         out = run_tunelab(spec, work)
-        out["rss_mb"] = rss_mb()  # before the probe model below (built only to count FLOPs)
-        probe, _ = base_model(spec, labels)
-        shape, full = model_shape(probe), spec["method"] == "full"
-        from tunelab.methods import METHODS
-
-        cfg_method = METHODS[spec["method"]].Config(**spec.get("method_options", {}))
-        trained = trainable_matmul_params(METHODS[spec["method"]].apply(probe, cfg_method, []))
+        out["rss_mb"] = rss_mb()
+        shape, full, trained = out.pop("shape"), spec["method"] == "full", out.pop("trained")
     else:
         if side == "naive":
             out, model, used = run_naive(spec, feats, labels, tok)
