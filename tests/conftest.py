@@ -20,6 +20,12 @@ WORDS = ("good great fine bad awful boring movie film plot actor story fun dull 
          "not very and but it this that of to in on with").split()
 
 
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Each test gets its own encoded-data cache (never the user's ~/.cache/tunelab)."""
+    monkeypatch.setenv("TUNELAB_CACHE", str(tmp_path_factory.mktemp("tunelab-cache")))
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

@@ -223,6 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # the real command (not a test calling main): run under tcmalloc when installed
+        from tunelab import launch
+
+        launch.maybe_reexec(sys.argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

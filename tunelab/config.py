@@ -20,6 +20,7 @@ from tunelab.methods import METHODS
 from tunelab.schema import Strict
 from tunelab.tasks import TASKS
 from tunelab.tasks.causal_lm import Config as LMConfig
+from tunelab.training.speed import Config as SpeedConfig
 
 
 class ModelConfig(Strict):
@@ -91,6 +92,7 @@ class RunConfig(Strict):
     train: TrainConfig = Field(default_factory=TrainConfig, description="Optimisation and evaluation schedule.")
     lm: LMConfig = Field(default_factory=LMConfig, description="Causal-LM data options: template, loss tokens, packing, dev generations.")
     generation: GenerationConfig = Field(default_factory=GenerationConfig, description="Decoding for generate/chat (and dev generations).")
+    speed: SpeedConfig = Field(default_factory=SpeedConfig, description="Speed and memory levers (bf16 frozen weights, chunked LM loss, compile, cache).")
 
     @model_validator(mode="after")
     def _batch_divides(self) -> "RunConfig":

@@ -158,3 +158,37 @@ def test_real_lora_on_alpaca_lowers_dev_loss_and_stops(tmp_path, shared_data):
     assert final["dev"]["loss"] < final["baseline"]["loss"]
     assert final["dev"]["eos_rate"] >= 0.95
     assert "after tuning (eos)" in (tmp_path / "run" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("chunk", [1, 5, 4096])
+def test_chunked_loss_equals_plain_loss_and_gradients(tiny_llama_dir, precision, chunk):
+    """The chunked loss (target positions only, logits a chunk at a time) equals the full-logits loss, and so do the gradients."""
+    src = model_load.resolve(str(tiny_llama_dir))
+    model, _ = model_load.load_model(src, causal_lm.AUTO_CLASS)  # full fine-tuning: the tied head/embedding gets gradients too
+    tok = model_load.load_tokenizer(src)
+    feats = _examples(tok, 3)
+    batch = causal_lm.collate(feats, tok.pad_token_id)
+    results = []
+    for c in (0, chunk):
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss, n = causal_lm.loss(model, batch, chunk=c)
+        loss.backward()
+        results.append((loss.item(), n, {k: p.grad.clone() for k, p in model.named_parameters()}))
+    (plain, n0, g0), (chunked, n1, g1) = results
+    assert n0 == n1 > 0
+    tol = 1e-5 if precision == "fp32" else 2e-2
+    assert chunked == pytest.approx(plain, rel=tol)
+    for k in g0:
+        torch.testing.assert_close(g1[k], g0[k], rtol=tol, atol=tol * g0[k].abs().max().item())
+
+
+def test_chunked_loss_falls_back_for_prompt_learning(tiny_llama_dir):
+    from tunelab.methods import METHODS
+
+    src = model_load.resolve(str(tiny_llama_dir))
+    model, head = model_load.load_model(src, causal_lm.AUTO_CLASS)
+    assert causal_lm._decoder_and_head(model) is not None
+    model = METHODS["prompt-tuning"].apply(model, METHODS["prompt-tuning"].Config(), head)
+    assert causal_lm._decoder_and_head(model) is None

@@ -14,6 +14,7 @@ import torch
 
 from tunelab import config as config_mod
 from tunelab import runs
+from tunelab.data import cache
 from tunelab.data.collate import pad_batch
 from tunelab.data.split import stratified_split
 from tunelab.errors import TunelabError
@@ -22,7 +23,7 @@ from tunelab.methods import METHODS
 from tunelab.methods.base import count_parameters
 from tunelab.models import load as model_load
 from tunelab.tasks import TASKS
-from tunelab.training import checkpoint, loop, optim
+from tunelab.training import checkpoint, loop, optim, speed
 
 
 def run(cfg: config_mod.RunConfig, *, quiet: bool = False, log=print, callbacks=()) -> dict:
@@ -41,12 +42,14 @@ def run(cfg: config_mod.RunConfig, *, quiet: bool = False, log=print, callbacks=
     log(f"{cfg.method.name}: training {trainable:,} of {total:,} parameters ({100 * trainable / total:.2f}%)")
     feats, collate, evaluate, evaluate_final, evaluate_test, data_info = _pipeline(cfg, task, tokenizer, labels, splits, log)
     baseline = {"baseline": evaluate_final(model)} if getattr(task, "EVAL_BEFORE_TRAINING", False) else {}
-    objective = loop.Objective(loss=task.loss, count=task.count, evaluate=evaluate)
+    loss_fn = task.loss_for(cfg) if hasattr(task, "loss_for") else task.loss
+    objective = loop.Objective(loss=loss_fn, count=task.count, evaluate=evaluate)
     start = time.perf_counter()
     callbacks = [*callbacks, *training_callbacks(model, cfg, method, len(feats["train"]), log)]
     groups = optim.groups_builder(getattr(method, "param_groups", None), cfg.method, cfg.train.llrd)
-    state = loop.train(model, feats["train"], objective, cfg.train, run_dir, collate=collate, callbacks=callbacks, quiet=quiet, log=log,
-                       param_groups=groups)
+    with speed.applied(model, cfg.speed, cfg.train.precision, trainable == total, log):
+        state = loop.train(model, feats["train"], objective, cfg.train, run_dir, collate=collate, callbacks=callbacks, quiet=quiet,
+                           log=log, param_groups=groups)
     loop.load_best(model, run_dir)
     final = {"best_step": state.best_step, "steps": state.step, "train_seconds": round(time.perf_counter() - start, 1),
              "trainable_parameters": trainable, "total_parameters": total, **baseline,
@@ -66,8 +69,11 @@ def _pipeline(cfg, task, tokenizer, labels, splits, log):
     if hasattr(task, "prepare"):
         p = task.prepare(cfg, tokenizer, splits, log)
         return p.features, p.collate, p.evaluate, p.evaluate_final, p.evaluate_test, p.info
-    encode = partial(task.encode, tokenizer=tokenizer, labels=labels, max_length=cfg.model.max_length, **task.encode_options(cfg.data))
-    feats = {name: encode(rows, source=_source(cfg, name)) for name, rows in splits.items()}
+    options = task.encode_options(cfg.data)
+    encode = partial(task.encode, tokenizer=tokenizer, labels=labels, max_length=cfg.model.max_length, **options)
+    feats = {name: cache.cached(cache.key(rows, tokenizer, task=cfg.task, labels=labels, max_length=cfg.model.max_length, **options),
+                                partial(encode, rows, source=_source(cfg, name)), cfg.speed.cache, log)
+             for name, rows in splits.items()}
     collate = partial(pad_batch, pad_id=tokenizer.pad_token_id)
     evaluate = partial(task.evaluate, features=feats["dev"], labels=labels, collate=collate)
     evaluate_test = partial(task.evaluate, features=feats.get("test"), labels=labels, collate=collate)

@@ -136,10 +136,96 @@ def token_losses(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     return ce * mask, mask
 
 
-def loss(model, batch: dict) -> tuple[torch.Tensor, int]:
-    """Sum of next-token cross-entropy over target tokens (the loop divides by the token count)."""
-    ce, mask = token_losses(model, batch)
-    return ce.sum(), int(mask.sum())
+def loss(model, batch: dict, chunk: int = 0) -> tuple[torch.Tensor, int]:
+    """Sum of next-token cross-entropy over target tokens (the loop divides by the token count).
+
+    With ``chunk`` > 0 and a model whose logits are a plain linear head over the decoder's last hidden
+    state, the loss is taken by ``linear_cross_entropy`` at target positions only (see there).
+    """
+    parts = _decoder_and_head(model) if chunk else None
+    if parts is None:
+        ce, mask = token_losses(model, batch)
+        return ce.sum(), int(mask.sum())
+    decoder, head = parts
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    hidden = decoder(**inputs, use_cache=False).last_hidden_state[:, :-1]  # (batch, seq-1, hidden)
+    target = batch["labels"][:, 1:]
+    mask = target != -100
+    return linear_cross_entropy(hidden[mask], head.weight, target[mask], chunk), int(mask.sum())
+
+
+def loss_for(cfg) -> Callable:
+    """The training loss per the config (``speed.ce_chunk``)."""
+    return partial(loss, chunk=cfg.speed.ce_chunk)
+
+
+def _decoder_and_head(model):
+    """(decoder, lm_head) when the model's logits are exactly ``lm_head(decoder(...).last_hidden_state)``; else None.
+
+    Prompt-learning PEFT methods change the inputs in the wrapper's forward, and some models scale or cap
+    their logits: those keep the plain loss.
+    """
+    peft_cfg = getattr(model, "active_peft_config", None)
+    if peft_cfg is not None and getattr(peft_cfg, "is_prompt_learning", False):
+        return None
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    head = inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None
+    cfg = getattr(inner, "config", None)
+    if type(head) is not torch.nn.Linear or head.bias is not None or getattr(cfg, "final_logit_softcapping", None) \
+            or getattr(cfg, "logit_scale", None) not in (None, 1, 1.0):
+        return None
+    try:
+        decoder = inner.get_decoder()
+    except (AttributeError, ValueError):
+        return None
+    return (decoder, head) if decoder is not inner else None
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """Sum of cross-entropy of ``hidden @ weight.T`` against ``target``, chunk by chunk, with gradients made in the forward.
+
+    The backward only scales the stored gradients, so no chunk's logits outlive its loop iteration.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, target, chunk: int, dtype: torch.dtype):
+        grad_w = torch.zeros_like(weight, dtype=torch.float32) if ctx.needs_input_grad[1] else None
+        grad_h = torch.empty_like(hidden)
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        w = weight.to(dtype)  # (vocab, hidden)
+        with torch.autocast(hidden.device.type, enabled=False):
+            for s in range(0, hidden.shape[0], chunk):
+                h, t = hidden[s:s + chunk].to(dtype), target[s:s + chunk]
+                logits = (h @ w.T).float()  # (chunk, vocab)
+                lse = torch.logsumexp(logits, dim=-1)
+                total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
+                probs = logits.sub_(lse[:, None]).exp_()  # softmax, in place: d loss / d logits = probs - onehot
+                probs[torch.arange(t.shape[0], device=t.device), t] -= 1
+                g = probs.to(dtype)
+                grad_h[s:s + chunk] = (g @ w).to(hidden.dtype)
+                if grad_w is not None:
+                    grad_w += (g.T @ h).float()
+        ctx.weight_dtype = weight.dtype
+        ctx.save_for_backward(grad_h, grad_w)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        grad_h, grad_w = ctx.saved_tensors
+        grad_weight = (grad_w * grad_out).to(ctx.weight_dtype) if grad_w is not None else None
+        return grad_h * grad_out.to(grad_h.dtype), grad_weight, None, None, None
+
+
+def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+    """Sum over rows of cross_entropy(hidden @ weight.T, target) without materialising all logits.
+
+    hidden (n, d), weight (vocab, d), target (n,). Matmuls run in bf16 under bf16 autocast (like the
+    plain head would), softmax and the loss in float32. Peak extra memory is one (chunk, vocab) block.
+    """
+    if hidden.shape[0] == 0:
+        return (hidden.sum() + weight.sum()) * 0.0
+    dtype = torch.get_autocast_dtype(hidden.device.type) if torch.is_autocast_enabled(hidden.device.type) else weight.dtype
+    return _LinearCrossEntropy.apply(hidden, weight, target, max(1, chunk), dtype)
 
 
 def count(batch: dict) -> int:
@@ -237,9 +323,16 @@ def prepare(cfg, tokenizer, splits: dict[str, list], log: Callable[[str], None])
 
 def encode_split(cfg, tokenizer, template: str, rows: list, source: str, log: Callable[[str], None]) -> tuple[list[dict], dict]:
     """Features of one split per the ``lm`` options, and its counts (examples, kept, truncated, dropped)."""
-    stats = EncodeStats()
-    feats = encode(rows, tokenizer, None, cfg.model.max_length, source, template=template,
-                   train_on=cfg.lm.train_on, overlong=cfg.lm.overlong, stats=stats)
+    from tunelab.data import cache
+
+    def build() -> tuple[list[dict], EncodeStats]:
+        stats = EncodeStats()
+        return encode(rows, tokenizer, None, cfg.model.max_length, source, template=template, train_on=cfg.lm.train_on,
+                      overlong=cfg.lm.overlong, stats=stats), stats
+
+    key = cache.key(rows, tokenizer, task="causal_lm", max_length=cfg.model.max_length, template=template, train_on=cfg.lm.train_on,
+                    overlong=cfg.lm.overlong)
+    feats, stats = cache.cached(key, build, getattr(getattr(cfg, "speed", None), "cache", False), log)
     if stats.truncated or stats.dropped:
         log(f"{source}: {stats.truncated} examples truncated, {stats.dropped} dropped (longer than {cfg.model.max_length} tokens)")
     if not feats:

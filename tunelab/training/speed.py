@@ -1,0 +1,87 @@
+"""Speed levers the recipe applies around the one training loop (all switchable in the ``speed:`` section).
+
+bf16 frozen weights (PEFT methods under bf16 autocast), per-layer torch.compile and gradient
+checkpointing. Each is measured in bench/results/levers.md; the defaults are the ones that paid off there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+from pydantic import Field
+
+from tunelab.errors import ConfigError
+from tunelab.schema import Strict
+
+
+class Config(Strict):
+    """The ``speed:`` config section."""
+
+    bf16_frozen_weights: bool = Field(True, description="With train.precision=bf16: keep frozen linear weights in bf16 during training (PEFT methods; "
+                                                        "autocast would cast them every step anyway). Embeddings, norms, biases and trained weights stay fp32.")
+    ce_chunk: int = Field(1024, ge=0, description="Causal LM: project to the vocabulary and take the cross-entropy for this many target tokens at a time, "
+                                                  "only at target positions (never all logits at once); 0 = plain full-logits loss.")
+    compile: bool = Field(False, description="torch.compile each transformer layer; measured 0.39x on a few-minute run including compile time (bench/results/levers.md), so off by default.")
+    gradient_checkpointing: bool = Field(False, description="Recompute layer activations in the backward pass: less memory (measured -770 MB on smollm2-135m LoRA), 0.68x speed.")
+    cache: bool = Field(True, description="Cache encoded datasets on disk ($TUNELAB_CACHE or ~/.cache/tunelab), keyed by data content, tokenizer and encode options.")
+
+
+def frozen_linears(model: torch.nn.Module) -> list[torch.nn.Linear]:
+    """Linear layers whose weight is frozen, fp32 and not shared with an embedding (tied LM heads stay fp32)."""
+    embedded = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    return [m for m in model.modules() if isinstance(m, torch.nn.Linear) and not m.weight.requires_grad
+            and m.weight.dtype == torch.float32 and id(m.weight) not in embedded]
+
+
+@contextlib.contextmanager
+def bf16_frozen(model: torch.nn.Module, enabled: bool = True) -> Iterator[int]:
+    """Store frozen linear weights in bf16 inside the block (yields how many); fp32 again on exit.
+
+    Under bf16 autocast a linear layer computes in bf16 whatever its weight's dtype, so the forward and
+    backward are unchanged; what changes is that the fp32->bf16 cast happens once instead of every step,
+    and the frozen weights take half the memory. On exit the weights are the bf16-rounded values in fp32,
+    which is what every autocast matmul saw during training.
+    """
+    layers = frozen_linears(model) if enabled else []
+    for m in layers:
+        m.weight.data = m.weight.data.to(torch.bfloat16)
+    try:
+        yield len(layers)
+    finally:
+        for m in layers:
+            m.weight.data = m.weight.data.to(torch.float32)
+
+
+def compile_layers(model: torch.nn.Module) -> int:
+    """torch.compile every transformer layer in place (parameter names unchanged); returns how many."""
+    from tunelab.methods.base import find_layers
+
+    _, layers = find_layers(model)
+    for layer in layers:
+        layer.compile(dynamic=True)
+    return len(layers)
+
+
+def enable_checkpointing(model: torch.nn.Module) -> None:
+    """Activation checkpointing through transformers (non-reentrant: works with frozen embeddings)."""
+    if not getattr(model, "supports_gradient_checkpointing", False) and not hasattr(model, "gradient_checkpointing_enable"):
+        raise ConfigError(f"speed.gradient_checkpointing: {type(model).__name__} does not support gradient checkpointing")
+    if hasattr(model, "activation_checkpointing_enable"):  # the newer transformers 5.x name
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+@contextlib.contextmanager
+def applied(model: torch.nn.Module, cfg: Config, precision: str, trains_everything: bool, log) -> Iterator[None]:
+    """Apply the configured levers for the duration of training (the recipe wraps ``loop.train`` in this)."""
+    if cfg.gradient_checkpointing:
+        enable_checkpointing(model)
+    if cfg.compile:
+        log(f"speed: compiling {compile_layers(model)} layers")
+    with bf16_frozen(model, cfg.bf16_frozen_weights and precision == "bf16" and not trains_everything) as n:
+        if n:
+            log(f"speed: {n} frozen linear weights held in bf16 during training")
+        yield
