@@ -13,7 +13,8 @@ DEMO_DIR := runs/demo-$(shell date +%Y%m%d-%H%M%S)
 tcmalloc:
 	@if ls /usr/lib/*/libtcmalloc_minimal.so.4 >/dev/null 2>&1; then :; \
 	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-	  apt-get install -y -q libtcmalloc-minimal4 >/dev/null 2>&1 || echo "note: libtcmalloc-minimal4 not installed (training still works, slower)"; \
+	  { apt-get install -y -q libtcmalloc-minimal4 >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q libtcmalloc-minimal4 >/dev/null 2>&1; }; } \
+	    || echo "note: libtcmalloc-minimal4 not installed (training still works, slower)"; \
 	else echo "note: install libtcmalloc-minimal4 (apt) or gperftools for ~1.5x faster CPU training"; fi
 
 setup: $(STAMP)
