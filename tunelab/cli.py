@@ -227,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
         from tunelab import launch
 
         launch.maybe_reexec(sys.argv[1:])
+    import warnings
+
+    # peft calls a transformers method deprecated in 5.x on every get_peft_model; it is noise for our users
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

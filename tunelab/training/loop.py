@@ -242,4 +242,4 @@ def _truncate_log(path: Path, step: int) -> None:
 def _progress(total: int, initial: int, quiet: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, disable=quiet, file=sys.stderr, unit="step", dynamic_ncols=True, leave=False)
+    return tqdm(total=total, initial=initial, disable=quiet, file=sys.stderr, unit="step", dynamic_ncols=True, leave=False, mininterval=1.0)
