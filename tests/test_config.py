@@ -16,7 +16,7 @@ from tunelab.errors import ConfigError
     (["method.name=lorra"], "method.name: unknown method 'lorra' (did you mean 'lora'?)"),
     (["train.lr=-1"], "train.lr: Input should be greater than 0 (got -1)"),
     (["train.lr=fast"], "train.lr: Input should be a valid number"),
-    (["train.precision=fp16"], "train.precision: Input should be 'fp32' or 'bf16' (got 'fp16')"),
+    (["train.precision=fp16"], "train.precision: Input should be 'auto', 'fp32' or 'bf16' (got 'fp16')"),
     (["train.batch_size=30", "train.grad_accum=4"], "train.batch_size (30) must be a multiple of train.grad_accum (4)"),
     (["data.dev_fraction=0.95"], "data.dev_fraction: Input should be less than 0.9"),
     (["method=freeze", "method.layers=-1"], "method.layers: Input should be greater than or equal to 0"),

@@ -129,7 +129,41 @@ def cmd_info(args) -> int:
     info = {"model": args.model, "architecture": type(model.base_model if hasattr(model, "base_model") else model).__name__,
             "layers": len(layers), "parameters": total_before, "method": cfg.method.name, "task_head": head,
             "trainable_parameters": trainable, "trainable_percent": round(100 * trainable / total, 4)}
+    from tunelab import hardware
+    from tunelab.recipes.finetune import training_device_type
+
+    chosen = hardware.resolve_precision(cfg.train.precision, training_device_type())
+    info["precision"] = {"name": chosen.name, "reason": chosen.reason}
     print(json.dumps(info, indent=2))
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    """What this machine can do for tunelab: CPU flags, threads, measured matmul speed, allocator, versions, precision."""
+    import torch
+
+    from tunelab import hardware
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rep = hardware.report()
+    if args.json:
+        print(json.dumps(rep, indent=2))
+        return 0
+    cpu, mm = rep["cpu"], rep["matmul_gflops"]
+    alloc = rep["allocator"]
+    lines = [
+        f"cpu          {cpu['model']} ({cpu['arch']}), {cpu['physical_cores']} physical cores, {cpu['logical_cpus']} logical CPUs",
+        f"flags        {' '.join(cpu['flags']) or 'none of interest'}" + (f"  (absent: {' '.join(cpu['missing'])})" if cpu["missing"] else ""),
+        f"threads      torch uses {rep['torch_threads']}",
+        f"matmul       fp32 {mm['fp32']:.1f} GFLOP/s, bf16 {mm['bf16']:.1f} GFLOP/s ({mm['threads']} threads, measured now)",
+        f"bf16         {'native' if rep['bf16_native']['ok'] else 'not native'}: {rep['bf16_native']['why']}",
+        f"precision    auto picks {rep['precision_auto']['picks']}: {rep['precision_auto']['reason']}",
+        f"allocator    tcmalloc {'loaded' if alloc['tcmalloc_loaded'] else 'installed, not loaded' if alloc['tcmalloc_installed'] else 'not installed (make tcmalloc: ~1.5x faster training)'}",
+        f"cuda         {'available' if rep['cuda'] else 'not available'}",
+        "versions     " + ", ".join(f"{k} {v}" for k, v in rep["versions"].items()),
+    ]
+    print("\n".join(lines))
     return 0
 
 
@@ -178,6 +212,7 @@ COMMANDS = {
     "merge": cmd_merge,
     "serve": cmd_serve,
     "info": cmd_info,
+    "doctor": cmd_doctor,
     "config": cmd_config,
 }
 
@@ -203,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="full")
     p.add_argument("--num-labels", type=int, default=2)
     p.add_argument("--set", nargs="*", help="more config overrides, e.g. method.r=16")
+    p = sub.add_parser("doctor", help="what this machine can do: CPU flags, measured matmul speed, allocator, versions, the precision auto picks")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--threads", type=int, help="measure with this many torch threads (default: torch's own)")
     p = sub.add_parser("merge", help="write a run as a plain HF model directory (adapters folded in)")
     p.add_argument("run_dir")
     p.add_argument("out_dir", help="new or empty folder")

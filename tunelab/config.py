@@ -62,7 +62,10 @@ class TrainConfig(Strict):
     warmup_fraction: float = Field(0.1, ge=0, lt=1, description="Fraction of steps with linear warmup.")
     schedule: Literal["linear", "cosine", "constant"] = Field("linear", description="Learning-rate decay after warmup.")
     max_grad_norm: float | None = Field(1.0, gt=0, description="Clip gradients to this global norm; null disables.")
-    precision: Literal["fp32", "bf16"] = Field("bf16", description="bf16 autocast (fp32 master weights) or plain fp32.")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: bf16 autocast only where this machine runs bf16 matmuls natively and measurably faster than fp32 "
+                            "(see `tunelab doctor`), else fp32; bf16: autocast with fp32 master weights; fp32: plain fp32. "
+                            "The saved config records what auto picked.")
     eval_every: int | None = Field(None, ge=1, description="Evaluate every N optimizer steps; null = at the end of each epoch.")
     log_every: int = Field(10, ge=1, description="Write a metrics.jsonl line every N optimizer steps.")
     save_every: int | None = Field(None, ge=1, description="Write a resumable checkpoint every N steps (and always at each evaluation).")

@@ -57,6 +57,8 @@ def write(run_dir: Path, cfg, final: dict, labels: list[str] | None) -> Path:
              f"model `{cfg.model.name}`, task `{cfg.task}`, method `{cfg.method.name}`, "
              f"{final['trainable_parameters']:,} of {final['total_parameters']:,} parameters trained, "
              f"{final['steps']} steps in {final['train_seconds']} s (best at step {final['best_step']}).", ""]
+    if "precision" in final:
+        parts += [f"Precision: {final['precision']['name']} ({final['precision']['reason']}).", ""]
     splits = [s for s in ("baseline", "dev", "test") if s in final]  # baseline: dev metrics of the untuned model
     scalar = [k for k, v in final["dev"].items() if isinstance(v, float)]
     parts += ["## Metrics", "", markdown_table(["split"] + scalar, [[s] + [final[s][k] for k in scalar] for s in splits]), ""]

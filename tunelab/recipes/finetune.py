@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from tunelab import config as config_mod
-from tunelab import runs
+from tunelab import hardware, runs
 from tunelab.data import cache
 from tunelab.data.collate import pad_batch
 from tunelab.data.split import stratified_split
@@ -31,7 +31,9 @@ def run(cfg: config_mod.RunConfig, *, quiet: bool = False, log=print, callbacks=
     task = TASKS[cfg.task]
     cfg = resolve(cfg, task)
     model_load.resolve(cfg.model.name, cfg.model.gguf_file, cfg.model.revision)  # a bad model name fails before any work
+    cfg, precision = choose_precision(cfg)
     run_dir = prepare_run_dir(cfg)
+    log(hardware.slow_bf16_warning(precision) or f"precision: {precision.name} ({precision.reason})")
     seed_everything(cfg.train.seed, cfg.train.threads)
     splits = read_splits(cfg, task, log)
     labels = task.label_space(splits["train"], cfg.data.train)
@@ -53,6 +55,7 @@ def run(cfg: config_mod.RunConfig, *, quiet: bool = False, log=print, callbacks=
     loop.load_best(model, run_dir)
     final = {"best_step": state.best_step, "steps": state.step, "train_seconds": round(time.perf_counter() - start, 1),
              "trainable_parameters": trainable, "total_parameters": total, **baseline,
+             "precision": {"name": precision.name, "reason": precision.reason},
              "dev": evaluate_final(model), **({"test": evaluate_test(model)} if "test" in feats else {}),
              **({"data": data_info} if data_info else {})}
     export(model, tokenizer, method, labels, run_dir)
@@ -98,6 +101,30 @@ def resolve(cfg: config_mod.RunConfig, task) -> config_mod.RunConfig:
     if cfg.train.metric is None:
         cfg.train.metric = task.DEFAULT_METRIC
     return cfg
+
+
+def choose_precision(cfg: config_mod.RunConfig) -> tuple[config_mod.RunConfig, hardware.Precision]:
+    """Resolve ``train.precision`` for this machine (a copy of cfg holds the result, so config.yaml records it).
+
+    A resumed run keeps the precision it started with, so its continuation is exact.
+    """
+    requested = cfg.train.precision
+    saved = Path(cfg.output_dir) / "config.yaml"
+    started = config_mod.load(saved).train.precision if requested == "auto" and saved.is_file() else None
+    if started in ("fp32", "bf16"):
+        precision = hardware.Precision(started, "the resumed run started with it")
+    else:
+        precision = hardware.resolve_precision(requested, training_device_type())
+    cfg = cfg.model_copy(deep=True)
+    cfg.train.precision = precision.name
+    return cfg, precision
+
+
+def training_device_type() -> str:
+    """The device type this process trains on, as accelerate sees it (cpu, cuda, mps, xpu, ...)."""
+    from accelerate import PartialState
+
+    return PartialState().device.type
 
 
 def prepare_run_dir(cfg: config_mod.RunConfig) -> Path:

@@ -275,7 +275,7 @@ def evaluate(model, features: list[dict], collate_fn: Callable, *, tokenizer=Non
     pairs = [p for p in (prompt_and_reference(r) for r in rows or []) if p is not None]
     if not pairs or gen_cfg is None:
         return out
-    with torch.autocast("cpu", enabled=False):  # generate in the model's own dtype
+    with torch.autocast(next(model.parameters()).device.type, enabled=False):  # generate in the model's own dtype
         gens = generate(model, tokenizer, [p for p, _ in pairs], gen_cfg, template=template, log=lambda _m: None)
     refs = [r for _, r in pairs]
     out.update(generation_metrics([g.text for g in gens], refs, [g.finish_reason for g in gens]))

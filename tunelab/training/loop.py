@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import torch
 
+from tunelab import hardware
 from tunelab.data.collate import batch_plan, micro_batches
 from tunelab.training import checkpoint, optim
 
@@ -84,7 +85,9 @@ def train(model, features: list[dict], objective: Objective, cfg, run_dir: Path,
         state = _restore(model, optimizer, sched, last)
         log(f"resumed from {last} (step {state.step} of {total})")
     _truncate_log(Path(run_dir) / "metrics.jsonl", state.step)
-    autocast = torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+    if cfg.precision == "auto":  # recipes resolve it (and record why); a direct caller gets the same choice
+        cfg = cfg.model_copy(update={"precision": hardware.resolve_precision("auto", accelerator.device.type).name})
+    autocast = hardware.autocast(accelerator.device.type, cfg.precision)
     trainable = [p for p in model.parameters() if p.requires_grad]
     bar = _progress(total, state.step, quiet)
     window = {"loss": 0.0, "items": 0, "tokens": 0, "start": time.perf_counter()}
@@ -166,7 +169,8 @@ def _after_step(model, objective, cfg, state, window, optimizer, sched, run_dir,
 
 def _evaluate(model, objective, cfg, state, run_dir: Path, callbacks, log) -> None:
     model.eval()
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+    device_type = next(model.parameters()).device.type
+    with torch.no_grad(), hardware.autocast(device_type, cfg.precision):
         metrics = objective.evaluate(model)
     if cfg.metric not in metrics:
         from tunelab.errors import ConfigError
