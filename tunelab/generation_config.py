@@ -1,4 +1,7 @@
-"""The ``generation:`` config section; keys are spelled like transformers' generate arguments."""
+"""The ``generation:`` config section; keys are spelled like transformers' generate arguments.
+
+Kept outside the ``tunelab.generation`` package (whose ``__init__`` imports torch) so that ``tunelab.config``
+loads without torch; ``tunelab.generation.config`` re-exports it."""
 
 from __future__ import annotations
 
