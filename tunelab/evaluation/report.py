@@ -54,7 +54,7 @@ def write(run_dir: Path, cfg, final: dict, labels: list[str] | None) -> Path:
     if train or dev:
         plot_curves(train, dev, cfg.train.metric, run_dir / PLOT)
     parts = [f"# tunelab run: {run_dir.name}", "",
-             f"model `{cfg.model.name}`, task `{cfg.task}`, method `{cfg.method.name}`, "
+             f"model `{cfg.model.name}`, task `{cfg.task.name}`, method `{cfg.method.name}`, "
              f"{final['trainable_parameters']:,} of {final['total_parameters']:,} parameters trained, "
              f"{final['steps']} steps in {final['train_seconds']} s (best at step {final['best_step']}).", ""]
     if "precision" in final:
