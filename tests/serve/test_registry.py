@@ -7,14 +7,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.serve.harness import client, running
 
+from tests.conftest import write_alpaca, write_sentiment
+from tests.serve.harness import client, running
 from tunelab import cli, runs
 from tunelab.errors import ConfigError
 from tunelab.generation import GenerationConfig, generate
 from tunelab.serve import registry
-
-from tests.conftest import write_alpaca, write_sentiment
 
 PROMPT = [{"role": "user", "content": "Say the word good"}]
 
@@ -24,7 +23,7 @@ def _lora_run(tmp: Path, tiny_llama_dir: Path, name: str, seed: int) -> Path:
     out = tmp / name
     assert cli.main(["train", "--quiet", "task=causal_lm", f"model.name={tiny_llama_dir}", f"data.train={train}",
                      f"data.dev={train}", f"output_dir={out}", "method=lora", "train.max_steps=4", "train.batch_size=8",
-                     "train.lr=5e-2", "train.precision=fp32", f"train.seed={seed}", "lm.eval_generations=0",
+                     "train.lr=5e-2", "train.precision=fp32", f"train.seed={seed}", "task.eval_generations=0",
                      "model.max_length=64"]) == 0
     return out
 
@@ -39,7 +38,7 @@ def _alone(run: Path) -> str:
     loaded = runs.load_run(run)
     from tunelab.data import templates
 
-    tpl = templates.chat_template(loaded.tokenizer, loaded.cfg.lm.chat_template)
+    tpl = templates.chat_template(loaded.tokenizer, loaded.cfg.task.chat_template)
     return generate(loaded.model, loaded.tokenizer, [PROMPT], GenerationConfig(max_new_tokens=8), template=tpl,
                     log=lambda m: None)[0].text
 
