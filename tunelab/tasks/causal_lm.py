@@ -12,6 +12,7 @@ import json
 import math
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Callable, Literal
 
 from pydantic import Field
@@ -80,7 +81,7 @@ class CausalLM(Task):
     def read(self, cfg, path: str, with_labels: bool = True) -> Table:
         if not with_labels:  # prediction input: one prompt per line (see parse_inputs)
             try:
-                lines = open(path, encoding="utf-8").read().splitlines()
+                lines = Path(path).read_text(encoding="utf-8").splitlines()
             except OSError as exc:
                 raise DataError(f"{path}: cannot read ({exc.strerror})") from None
             return Table(self.parse_inputs(lines, path))

@@ -82,8 +82,11 @@ def train(job: Job) -> LoopState:
         with StopSignals(notify=run.progress.write if run.acc.is_main_process else None) as signals:
             run.signals = signals
             run.loop()
-    except Interrupted:
+    except (Interrupted, KeyboardInterrupt):
         run.tracker.finish("interrupted")
+        raise
+    except Exception:
+        run.tracker.finish("failed")
         raise
     finally:
         run.progress.close()
