@@ -28,7 +28,7 @@ from tunelab.training.callbacks import Callback, Context, LoopState, StepStats, 
 from tunelab.training.evaluation import Evaluator, Metric
 from tunelab.training.interrupt import Interrupted, StopSignals
 from tunelab.training.objective import Objective
-from tunelab.training.parts import DevEvaluation, Progress, Saver, TrainingLog, trainable_weights
+from tunelab.training.parts import DevEvaluation, Progress, Saver, TrainingLog, plain_name, trainable_weights
 from tunelab.training.sampler import LengthGrouped, Sampler
 from tunelab.training.tracking import JsonlTracker, Tracker
 
@@ -267,7 +267,7 @@ def load_weights(model, weights: dict) -> None:
     """Copy saved trainable tensors into the model's parameters of the same names."""
     import torch
 
-    params = dict(model.named_parameters())
+    params = {plain_name(n): p for n, p in model.named_parameters()}
     unknown = sorted(set(weights) - set(params))
     if unknown:
         raise KeyError(f"checkpoint holds tensors this model does not have: {unknown[:3]}")

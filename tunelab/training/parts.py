@@ -133,6 +133,16 @@ class Progress(Callback):
             sys.stderr.flush()
 
 
+WRAPPER_SEGMENTS = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod.")
+
+
+def plain_name(name: str) -> str:
+    """A parameter name without the segments FSDP, activation checkpointing and torch.compile insert."""
+    for segment in WRAPPER_SEGMENTS:
+        name = name.replace(segment, "")
+    return name
+
+
 def trainable_weights(model) -> dict:
-    """The parameters that train, by the names the run folder uses."""
-    return {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
+    """The parameters that train, by the names the run folder uses (wrapper segments removed)."""
+    return {plain_name(n): p.detach() for n, p in model.named_parameters() if p.requires_grad}
