@@ -9,20 +9,26 @@ from tunelab import config
 from tunelab.errors import ConfigError
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["train.lrr=1e-4"], "unknown key 'train.lrr' (did you mean 'train.lr'?)"),
-    (["modle.name=x"], "unknown key 'modle' (did you mean 'model'?)"),
-    (["method=lora", "method.rank=4"], "unknown key 'method.rank'"),
-    (["method=lora", "method.rr=4"], "(did you mean 'method.r'?)"),
-    (["method.name=lorra"], "method.name: unknown method 'lorra' (did you mean 'lora'?)"),
-    (["train.lr=-1"], "train.lr: Input should be greater than 0 (got -1)"),
-    (["train.lr=fast"], "train.lr: Input should be a valid number"),
-    (["train.precision=fp16"], "train.precision: Input should be 'auto', 'fp32' or 'bf16' (got 'fp16')"),
-    (["train.batch_size=30", "train.grad_accum=4"], "train.batch_size (30) must be a multiple of train.grad_accum (4)"),
-    (["data.dev_fraction=0.95"], "data.dev_fraction: Input should be less than 0.9"),
-    (["method=freeze", "method.layers=-1"], "method.layers: Input should be greater than or equal to 0"),
-    (["train"], "override 'train': expected key.path=value"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["train.lrr=1e-4"], "unknown key 'train.lrr' (did you mean 'train.lr'?)"),
+        (["modle.name=x"], "unknown key 'modle' (did you mean 'model'?)"),
+        (["method=lora", "method.rank=4"], "unknown key 'method.rank'"),
+        (["method=lora", "method.rr=4"], "(did you mean 'method.r'?)"),
+        (["method.name=lorra"], "method.name: unknown method 'lorra' (did you mean 'lora'?)"),
+        (["train.lr=-1"], "train.lr: Input should be greater than 0 (got -1)"),
+        (["train.lr=fast"], "train.lr: Input should be a valid number"),
+        (["train.precision=fp16"], "train.precision: Input should be 'auto', 'fp32' or 'bf16' (got 'fp16')"),
+        (
+            ["train.batch_size=30", "train.grad_accum=4"],
+            "train.batch_size (30) must be a multiple of train.grad_accum (4)",
+        ),
+        (["data.dev_fraction=0.95"], "data.dev_fraction: Input should be less than 0.9"),
+        (["method=freeze", "method.layers=-1"], "method.layers: Input should be greater than or equal to 0"),
+        (["train"], "override 'train': expected key.path=value"),
+    ],
+)
 def test_bad_values_name_the_key(overrides, message):
     with pytest.raises(ConfigError) as err:
         config.load(None, overrides)
@@ -49,7 +55,9 @@ def test_yaml_errors_name_file_and_line(tmp_path):
 def test_overrides_win_and_parse_types(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("method:\n  name: lora\n  r: 4\ntrain:\n  lr: 1.0e-3\n")
-    cfg = config.load(f, ["train.lr=3e-5", "method.r=16", "method.target_modules=[query,value]", "train.max_grad_norm=null"])
+    cfg = config.load(
+        f, ["train.lr=3e-5", "method.r=16", "method.target_modules=[query,value]", "train.max_grad_norm=null"]
+    )
     assert cfg.train.lr == 3e-5 and cfg.method.r == 16 and cfg.method.target_modules == ["query", "value"]
     assert cfg.train.max_grad_norm is None
     assert config.load(None, ["method=lora"]).method.name == "lora"  # short form
@@ -67,15 +75,21 @@ def test_dump_roundtrips_and_describe_covers_every_key(tmp_path):
     assert all(desc for _, _, desc in config.describe())
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["task=token_classification", "data.stride=4"], "'data.stride' moved to 'task.stride'"),
-    (["data.token_prefix=x"], "task: {name: token_classification, token_prefix: ...}"),
-    (["task=causal_lm", "lm.packing=true"], "'lm.packing' moved to 'task.packing'"),
-    (["task=causal_lm", "task.packin=true"], "unknown key 'task.packin' (did you mean 'task.packing'?)"),
-    (["task=ner"], "task.name: unknown task 'ner'"),
-    (["task=causal_lm", "train.metric=accuracy"], "train.metric: 'accuracy' is not a metric of task causal_lm; choose one of: loss, perplexity"),
-    (["task=causal_lm", "train.metric=rougeL", "task.eval_generations=0"], "set task.eval_generations above 0"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["task=token_classification", "data.stride=4"], "'data.stride' moved to 'task.stride'"),
+        (["data.token_prefix=x"], "task: {name: token_classification, token_prefix: ...}"),
+        (["task=causal_lm", "lm.packing=true"], "'lm.packing' moved to 'task.packing'"),
+        (["task=causal_lm", "task.packin=true"], "unknown key 'task.packin' (did you mean 'task.packing'?)"),
+        (["task=ner"], "task.name: unknown task 'ner'"),
+        (
+            ["task=causal_lm", "train.metric=accuracy"],
+            "train.metric: 'accuracy' is not a metric of task causal_lm; choose one of: loss, perplexity",
+        ),
+        (["task=causal_lm", "train.metric=rougeL", "task.eval_generations=0"], "set task.eval_generations above 0"),
+    ],
+)
 def test_task_section_errors_name_the_key(overrides, message):
     with pytest.raises(ConfigError) as err:
         config.load(None, overrides)
@@ -87,7 +101,12 @@ def test_task_short_form_and_overrides():
     assert cfg.task.name == "token_classification" and cfg.task.stride == 8
     assert config.load(None, []).task.name == "classification"
     keys = {k for k, _, _ in config.describe()}
-    assert {"task.name", "task.stride  [token_classification]", "task.packing  [causal_lm]", "train.keep_checkpoints"} <= keys
+    assert {
+        "task.name",
+        "task.stride  [token_classification]",
+        "task.packing  [causal_lm]",
+        "train.keep_checkpoints",
+    } <= keys
 
 
 def test_run_folders_of_earlier_versions_are_upgraded_on_read(tmp_path):
@@ -96,11 +115,25 @@ def test_run_folders_of_earlier_versions_are_upgraded_on_read(tmp_path):
 
     old = yaml.safe_load(config.dump(config.load(None, [])))
     old["task"] = "token_classification"
-    old["data"].update(tag_column=-1, token_prefix="en:", tag_scheme="iob2", repair_tags=True, label_all_subwords=False, stride=16)
-    old["lm"] = {"chat_template": "chatml", "train_on": "assistant", "overlong": "truncate", "packing": False,
-                 "eval_generations": 20, "eval_max_new_tokens": 128, "report_samples": 3}
+    old["data"].update(
+        tag_column=-1, token_prefix="en:", tag_scheme="iob2", repair_tags=True, label_all_subwords=False, stride=16
+    )
+    old["lm"] = {
+        "chat_template": "chatml",
+        "train_on": "assistant",
+        "overlong": "truncate",
+        "packing": False,
+        "eval_generations": 20,
+        "eval_max_new_tokens": 128,
+        "report_samples": 3,
+    }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(old))
     cfg = runs.read_config(tmp_path)
-    assert (cfg.task.name, cfg.task.token_prefix, cfg.task.repair_tags, cfg.task.stride) == ("token_classification", "en:", True, 16)
+    assert (cfg.task.name, cfg.task.token_prefix, cfg.task.repair_tags, cfg.task.stride) == (
+        "token_classification",
+        "en:",
+        True,
+        16,
+    )
     with pytest.raises(ConfigError, match=r"moved to 'task\.label_all_subwords'.*also moved: .*data.tag_column"):
         config.load(tmp_path / "config.yaml")  # a user's config is not silently rewritten

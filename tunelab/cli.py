@@ -65,7 +65,11 @@ def cmd_config(args) -> int:
 
     if args.markdown:
         print("| key | default | description |\n|---|---|---|")
-        print("\n".join(f"| `{k.split()[0]}` {' '.join(k.split()[1:])} | {v or ''} | {d} |" for k, v, d in config.describe()))
+        print(
+            "\n".join(
+                f"| `{k.split()[0]}` {' '.join(k.split()[1:])} | {v or ''} | {d} |" for k, v, d in config.describe()
+            )
+        )
     else:
         print(config_help(config))
     return 0
@@ -120,14 +124,23 @@ def cmd_info(args) -> int:
     cfg = config.load(None, overrides)
     task = TASKS[cfg.task.name]
     src = model_load.resolve(cfg.model.name, cfg.model.gguf_file, cfg.model.revision)
-    model, head = model_load.load_model(src, task.auto_class, **task.model_kwargs([str(i) for i in range(args.num_labels)]))
+    model, head = model_load.load_model(
+        src, task.auto_class, **task.model_kwargs([str(i) for i in range(args.num_labels)])
+    )
     _, layers = find_layers(model)
     total_before = count_parameters(model)[1]
     model = METHODS[cfg.method.name].apply(model, cfg.method, head)
     trainable, total = count_parameters(model)
-    info = {"model": args.model, "architecture": type(model.base_model if hasattr(model, "base_model") else model).__name__,
-            "layers": len(layers), "parameters": total_before, "method": cfg.method.name, "task_head": head,
-            "trainable_parameters": trainable, "trainable_percent": round(100 * trainable / total, 4)}
+    info = {
+        "model": args.model,
+        "architecture": type(model.base_model if hasattr(model, "base_model") else model).__name__,
+        "layers": len(layers),
+        "parameters": total_before,
+        "method": cfg.method.name,
+        "task_head": head,
+        "trainable_parameters": trainable,
+        "trainable_percent": round(100 * trainable / total, 4),
+    }
     from tunelab import hardware
     from tunelab.recipes.finetune import training_device_type
 
@@ -153,7 +166,8 @@ def cmd_doctor(args) -> int:
     alloc = rep["allocator"]
     lines = [
         f"cpu          {cpu['model']} ({cpu['arch']}), {cpu['physical_cores']} physical cores, {cpu['logical_cpus']} logical CPUs",
-        f"flags        {' '.join(cpu['flags']) or 'none of interest'}" + (f"  (absent: {' '.join(cpu['missing'])})" if cpu["missing"] else ""),
+        f"flags        {' '.join(cpu['flags']) or 'none of interest'}"
+        + (f"  (absent: {' '.join(cpu['missing'])})" if cpu["missing"] else ""),
         f"threads      torch uses {rep['torch_threads']}",
         f"matmul       fp32 {mm['fp32']:.1f} GFLOP/s, bf16 {mm['bf16']:.1f} GFLOP/s ({mm['threads']} threads, measured now)",
         f"bf16         {'native' if rep['bf16_native']['ok'] else 'not native'}: {rep['bf16_native']['why']}",
@@ -220,25 +234,40 @@ COMMANDS = {
 def build_parser() -> argparse.ArgumentParser:
     from tunelab import config
 
-    parser = argparse.ArgumentParser(prog="tunelab", description="Fine-tune pretrained language models on your own task.")
+    parser = argparse.ArgumentParser(
+        prog="tunelab", description="Fine-tune pretrained language models on your own task."
+    )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("train", help="fine-tune a model", formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="tunelab train CONFIG.yaml [key.path=value ...]\n\nconfig keys:\n" + config_help(config))
+    p = sub.add_parser(
+        "train",
+        help="fine-tune a model",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="tunelab train CONFIG.yaml [key.path=value ...]\n\nconfig keys:\n" + config_help(config),
+    )
     p.add_argument("config", nargs="*", help="YAML config file, then overrides like train.lr=3e-5")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--resume-anyway", action="store_true",
-                   help="continue an interrupted run although its config or training data changed since it started (refused otherwise)")
+    p.add_argument(
+        "--resume-anyway",
+        action="store_true",
+        help="continue an interrupted run although its config or training data changed since it started (refused otherwise)",
+    )
     p = sub.add_parser("eval", help="evaluate a run on a labelled file")
     p.add_argument("run_dir")
     p.add_argument("--data", required=True, help="labelled file in the run's data format")
     p = sub.add_parser("predict", help="predict for a file or stdin, as JSONL (labels, entities, or generated text)")
     p.add_argument("run_dir")
-    p.add_argument("--data", help="input file (the run's data format); default: stdin, one text or JSON object per line")
+    p.add_argument(
+        "--data", help="input file (the run's data format); default: stdin, one text or JSON object per line"
+    )
     p = sub.add_parser("clean", help="remove checkpoint state a run no longer needs (see train.keep_checkpoints)")
     p.add_argument("run_dir")
-    p.add_argument("--keep", choices=["best+last", "last", "none"], default="none",
-                   help="what stays of a finished run's checkpoints (default none: model/ and the reports remain)")
+    p.add_argument(
+        "--keep",
+        choices=["best+last", "last", "none"],
+        default="none",
+        help="what stays of a finished run's checkpoints (default none: model/ and the reports remain)",
+    )
     p.add_argument("--force", action="store_true", help="also clean an unfinished run (it can no longer be resumed)")
     p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     p = sub.add_parser("info", help="parameters, layers and trainable parameters of a model under a method")
@@ -246,15 +275,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="full")
     p.add_argument("--num-labels", type=int, default=2)
     p.add_argument("--set", nargs="*", help="more config overrides, e.g. method.r=16")
-    p = sub.add_parser("doctor", help="what this machine can do: CPU flags, measured matmul speed, allocator, versions, the precision auto picks")
+    p = sub.add_parser(
+        "doctor",
+        help="what this machine can do: CPU flags, measured matmul speed, allocator, versions, the precision auto picks",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--threads", type=int, help="measure with this many torch threads (default: torch's own)")
     p = sub.add_parser("merge", help="write a run as a plain HF model directory (adapters folded in)")
     p.add_argument("run_dir")
     p.add_argument("out_dir", help="new or empty folder")
-    p = sub.add_parser("compare", help="train several methods on the same data, seed and steps; write compare.md/.html",
-                       description="tunelab compare CONFIG.yaml [key=value ...] [--methods a,b] [--set METHOD.key=value ...]")
-    p.add_argument("config", nargs="*", help="YAML config (its output_dir becomes the compare folder), then overrides for every method")
+    p = sub.add_parser(
+        "compare",
+        help="train several methods on the same data, seed and steps; write compare.md/.html",
+        description="tunelab compare CONFIG.yaml [key=value ...] [--methods a,b] [--set METHOD.key=value ...]",
+    )
+    p.add_argument(
+        "config",
+        nargs="*",
+        help="YAML config (its output_dir becomes the compare folder), then overrides for every method",
+    )
     p.add_argument("--methods", help="comma-separated methods; default: every method applicable to the model")
     p.add_argument("--set", nargs="*", help="per-method overrides, e.g. lora.train.lr=5e-4 lora.method.r=16")
     p = sub.add_parser("config", help="list every config key with its default and description")

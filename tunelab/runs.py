@@ -94,8 +94,10 @@ def fingerprint(cfg: config_mod.RunConfig, splits: dict[str, list], sources: dic
     def digest(text: str) -> str:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
-    data = {name: {"source": sources.get(name, name), "rows": len(rows), "sha256": digest("\0".join(map(repr, rows)))}
-            for name, rows in splits.items()}
+    data = {
+        name: {"source": sources.get(name, name), "rows": len(rows), "sha256": digest("\0".join(map(repr, rows)))}
+        for name, rows in splits.items()
+    }
     return {"config": digest(config_mod.dump(cfg)), "data": data}
 
 
@@ -108,7 +110,9 @@ def fingerprint_changes(saved: dict, current: dict) -> list[str]:
         if a is None or b is None:
             changes.append(f"{name} data {'added' if a is None else 'removed'}")
         elif a["sha256"] != b["sha256"]:
-            changes.append(f"{name} data ({b['source']}) changed since the run started ({a['rows']} -> {b['rows']} rows, content differs)")
+            changes.append(
+                f"{name} data ({b['source']}) changed since the run started ({a['rows']} -> {b['rows']} rows, content differs)"
+            )
     return changes
 
 

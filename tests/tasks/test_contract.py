@@ -71,7 +71,7 @@ def _check_label(out: dict, line: str) -> None:
 def _check_spans(out: dict, line: str) -> None:
     assert out["text"] == line and len(out["tags"]) == len(line.split())
     for e in out["entities"]:  # character offsets into the input text
-        assert line[e["start"]:e["end"]] == e["text"] and 0 < e["score"] <= 1
+        assert line[e["start"] : e["end"]] == e["text"] and 0 < e["score"] <= 1
 
 
 def _check_generation(out: dict, line: str) -> None:
@@ -79,12 +79,23 @@ def _check_generation(out: dict, line: str) -> None:
 
 
 CASES = {
-    "classification": Case("tiny_bert_dir", _clf_data, ["data.text_column=sentence"], ["good fun movie", "awful dull plot"], _check_label),
-    "token_classification": Case("tiny_bert_dir", _ner_data, ["model.max_length=16", "task.stride=4"],
-                                 ["the actor was in the film story", "a good film"], _check_spans),
-    "causal_lm": Case("tiny_llama_dir", _lm_data, ["model.max_length=64", "task.eval_generations=2", "task.eval_max_new_tokens=4",
-                                                   "generation.max_new_tokens=4"], ["Say the word good", "Say the word bad"],
-                      _check_generation),
+    "classification": Case(
+        "tiny_bert_dir", _clf_data, ["data.text_column=sentence"], ["good fun movie", "awful dull plot"], _check_label
+    ),
+    "token_classification": Case(
+        "tiny_bert_dir",
+        _ner_data,
+        ["model.max_length=16", "task.stride=4"],
+        ["the actor was in the film story", "a good film"],
+        _check_spans,
+    ),
+    "causal_lm": Case(
+        "tiny_llama_dir",
+        _lm_data,
+        ["model.max_length=64", "task.eval_generations=2", "task.eval_max_new_tokens=4", "generation.max_new_tokens=4"],
+        ["Say the word good", "Say the word bad"],
+        _check_generation,
+    ),
 }
 
 
@@ -96,9 +107,22 @@ def _cfg(task: str, tmp: Path, request, *extra: str) -> config.RunConfig:
     case = CASES[task]
     train, dev = case.data(tmp)
     model = request.getfixturevalue(case.model)
-    return config.load(None, [f"task={task}", f"model.name={model}", f"data.train={train}", f"data.dev={dev}",
-                              f"output_dir={tmp / 'run'}", "train.batch_size=8", "train.lr=1e-2", "train.precision=fp32",
-                              "train.log_every=1", *case.overrides, *extra])
+    return config.load(
+        None,
+        [
+            f"task={task}",
+            f"model.name={model}",
+            f"data.train={train}",
+            f"data.dev={dev}",
+            f"output_dir={tmp / 'run'}",
+            "train.batch_size=8",
+            "train.lr=1e-2",
+            "train.precision=fp32",
+            "train.log_every=1",
+            *case.overrides,
+            *extra,
+        ],
+    )
 
 
 @pytest.mark.parametrize("name", list(TASKS))

@@ -31,13 +31,29 @@ def _args(tmp_path: Path, model: Path, *extra: str) -> list[str]:
     data = tmp_path / "train.tsv"
     if not data.is_file():
         write_sentiment(data, n=96)
-    return [f"model.name={model}", f"data.train={data}", "data.text_column=sentence", "train.batch_size=8", "train.lr=1e-3",
-            "train.precision=fp32", "train.threads=1", "train.log_every=1", "model.dropout=0", *extra]
+    return [
+        f"model.name={model}",
+        f"data.train={data}",
+        "data.text_column=sentence",
+        "train.batch_size=8",
+        "train.lr=1e-3",
+        "train.precision=fp32",
+        "train.threads=1",
+        "train.log_every=1",
+        "model.dropout=0",
+        *extra,
+    ]
 
 
 def _env() -> dict:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TUNELAB_TCMALLOC": "0",
-            "MASTER_PORT": str(29500 + os.getpid() % 1000)}
+    return {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": str(REPO),
+        "OMP_NUM_THREADS": "1",
+        "TUNELAB_TCMALLOC": "0",
+        "MASTER_PORT": str(29500 + os.getpid() % 1000),
+    }
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
@@ -58,9 +74,27 @@ def _train_log(run: Path) -> list[dict]:
 def test_two_processes_equal_one_process(tmp_path, tiny_bert_dir):
     """accelerate launch (its torch.distributed launcher; tunelab picks gloo when there is no GPU)."""
     args = _args(tmp_path, tiny_bert_dir, "train.max_steps=14", "train.grad_accum=2")
-    cmd = [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-           "--dynamo_backend", "no", "--main_process_port", _env()["MASTER_PORT"], "-m", "tunelab", "train", "--quiet", *args,
-           f"output_dir={tmp_path / 'two'}"]
+    cmd = [
+        str(BIN / "accelerate"),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        _env()["MASTER_PORT"],
+        "-m",
+        "tunelab",
+        "train",
+        "--quiet",
+        *args,
+        f"output_dir={tmp_path / 'two'}",
+    ]
     done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
     assert done.stderr.count("done: dev") == 1  # only the main process talks
@@ -68,10 +102,16 @@ def test_two_processes_equal_one_process(tmp_path, tiny_bert_dir):
     _assert_close(_weights(tmp_path / "one"), _weights(tmp_path / "two"))
     one, two = _train_log(tmp_path / "one"), _train_log(tmp_path / "two")
     assert [r["step"] for r in two] == list(range(1, 15))  # one line per step: only the main process writes
-    assert [r["loss"] for r in two] == pytest.approx([r["loss"] for r in one], rel=1e-5)  # the global loss, not a shard's
+    assert [r["loss"] for r in two] == pytest.approx(
+        [r["loss"] for r in one], rel=1e-5
+    )  # the global loss, not a shard's
     final_one = json.loads((tmp_path / "one" / "metrics.json").read_text())["dev"]
-    final_two = json.loads((tmp_path / "two" / "metrics.json").read_text())["dev"]  # evaluation gathered from both processes
-    assert final_two["accuracy"] == final_one["accuracy"] and final_two["loss"] == pytest.approx(final_one["loss"], rel=1e-5)
+    final_two = json.loads((tmp_path / "two" / "metrics.json").read_text())[
+        "dev"
+    ]  # evaluation gathered from both processes
+    assert final_two["accuracy"] == final_one["accuracy"] and final_two["loss"] == pytest.approx(
+        final_one["loss"], rel=1e-5
+    )
 
 
 def test_two_processes_stopped_by_ctrl_c_resume_on_one(tmp_path, tiny_bert_dir):
@@ -82,9 +122,22 @@ def test_two_processes_stopped_by_ctrl_c_resume_on_one(tmp_path, tiny_bert_dir):
     process with grad_accum 1 vs 2 gives 4.6e-5 there and < 1e-6 on every other tensor)."""
     args = _args(tmp_path, tiny_bert_dir, "train.max_steps=120", "method=lora")
     run = tmp_path / "run"
-    cmd = [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", _env()["MASTER_PORT"], "-m", "tunelab", "train",
-           "--quiet", *args, f"output_dir={run}"]
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    cmd = [
+        str(BIN / "torchrun"),
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        _env()["MASTER_PORT"],
+        "-m",
+        "tunelab",
+        "train",
+        "--quiet",
+        *args,
+        f"output_dir={run}",
+    ]
+    proc = subprocess.Popen(
+        cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     end = time.monotonic() + 180
     while not ((run / "metrics.jsonl").is_file() and len(_train_log(run)) >= 3):
         assert proc.poll() is None and time.monotonic() < end, proc.communicate()
@@ -112,8 +165,12 @@ def test_example_accelerate_configs_load(path):
     from accelerate.utils import DistributedType
 
     cfg = load_config_from_file(str(path))
-    expected = {"multi_node.yaml": DistributedType.MULTI_GPU, "fsdp.yaml": DistributedType.FSDP,
-                "deepspeed_zero2.yaml": DistributedType.DEEPSPEED, "deepspeed_zero3.yaml": DistributedType.DEEPSPEED}[path.name]
+    expected = {
+        "multi_node.yaml": DistributedType.MULTI_GPU,
+        "fsdp.yaml": DistributedType.FSDP,
+        "deepspeed_zero2.yaml": DistributedType.DEEPSPEED,
+        "deepspeed_zero3.yaml": DistributedType.DEEPSPEED,
+    }[path.name]
     assert cfg.distributed_type == expected and cfg.num_processes > 1
     if expected == DistributedType.FSDP:
         assert cfg.fsdp_config["fsdp_use_orig_params"] is True  # tunelab saves trainable weights by their names

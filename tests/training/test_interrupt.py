@@ -27,12 +27,28 @@ def _args(tmp_path: Path, model: Path, *extra: str) -> list[str]:
     data = tmp_path / "train.tsv"
     if not data.is_file():
         write_sentiment(data, n=96)
-    return [f"model.name={model}", f"data.train={data}", "data.text_column=sentence", "train.batch_size=8", "train.lr=1e-3",
-            "train.precision=fp32", "train.threads=1", "train.log_every=1", "model.dropout=0", *extra]
+    return [
+        f"model.name={model}",
+        f"data.train={data}",
+        "data.text_column=sentence",
+        "train.batch_size=8",
+        "train.lr=1e-3",
+        "train.precision=fp32",
+        "train.threads=1",
+        "train.log_every=1",
+        "model.dropout=0",
+        *extra,
+    ]
 
 
 def _start(args: list[str], out: Path, quiet: bool = False) -> subprocess.Popen:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TUNELAB_TCMALLOC": "0"}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": str(REPO),
+        "OMP_NUM_THREADS": "1",
+        "TUNELAB_TCMALLOC": "0",
+    }
     cmd = [sys.executable, "-m", "tunelab.cli", "train", *(["--quiet"] if quiet else []), *args, f"output_dir={out}"]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -119,13 +135,20 @@ class DieAt(Callback):
 
 
 def test_resume_refuses_changed_training_data_unless_asked(tmp_path, tiny_bert_dir, capsys):
-    args = _args(tmp_path, tiny_bert_dir, "train.max_steps=12", "train.save_every=3") + [f"output_dir={tmp_path / 'run'}"]
+    args = _args(tmp_path, tiny_bert_dir, "train.max_steps=12", "train.save_every=3") + [
+        f"output_dir={tmp_path / 'run'}"
+    ]
     with pytest.raises(KeyboardInterrupt):
         finetune.run(config.load(None, args), quiet=True, log=lambda m: None, callbacks=(DieAt(5),))
     data = tmp_path / "train.tsv"
     rows = data.read_text().splitlines()
-    data.write_text("\n".join([rows[0]] + [r[:-1] + ("0" if r.endswith("1") else "1") for r in rows[1:]]) + "\n")  # every label flipped
-    with pytest.raises(TunelabError, match=r"cannot resume: .*train data \(.*train.tsv\) changed since the run started .*--resume-anyway"):
+    data.write_text(
+        "\n".join([rows[0]] + [r[:-1] + ("0" if r.endswith("1") else "1") for r in rows[1:]]) + "\n"
+    )  # every label flipped
+    with pytest.raises(
+        TunelabError,
+        match=r"cannot resume: .*train data \(.*train.tsv\) changed since the run started .*--resume-anyway",
+    ):
         finetune.run(config.load(None, args), quiet=True, log=lambda m: None)
     assert cli.main(["train", "--quiet", *args]) == 2
     assert "--resume-anyway" in capsys.readouterr().err
@@ -134,7 +157,9 @@ def test_resume_refuses_changed_training_data_unless_asked(tmp_path, tiny_bert_d
 
 
 def test_resume_refuses_changed_config_unless_asked(tmp_path, tiny_bert_dir, capsys):
-    args = _args(tmp_path, tiny_bert_dir, "train.max_steps=12", "train.save_every=3") + [f"output_dir={tmp_path / 'run'}"]
+    args = _args(tmp_path, tiny_bert_dir, "train.max_steps=12", "train.save_every=3") + [
+        f"output_dir={tmp_path / 'run'}"
+    ]
     with pytest.raises(KeyboardInterrupt):
         finetune.run(config.load(None, args), quiet=True, log=lambda m: None, callbacks=(DieAt(5),))
     assert cli.main(["train", "--quiet", *args, "train.weight_decay=0.5"]) == 2
@@ -142,12 +167,18 @@ def test_resume_refuses_changed_config_unless_asked(tmp_path, tiny_bert_dir, cap
     assert cli.main(["train", "--quiet", "--resume-anyway", *args, "train.weight_decay=0.5"]) == 0
 
 
-@pytest.mark.parametrize("keep, left", [
-    ("best+last", {"best", "checkpoints/step-12/weights.safetensors"}),
-    ("last", {"checkpoints/step-12/weights.safetensors"}),
-    ("none", set()),
-    ("all", {"best", *(f"checkpoints/step-{s}/state.pt" for s in (4, 8, 11, 12))}),  # 11: the end of epoch 1 (an evaluation)
-])
+@pytest.mark.parametrize(
+    "keep, left",
+    [
+        ("best+last", {"best", "checkpoints/step-12/weights.safetensors"}),
+        ("last", {"checkpoints/step-12/weights.safetensors"}),
+        ("none", set()),
+        (
+            "all",
+            {"best", *(f"checkpoints/step-{s}/state.pt" for s in (4, 8, 11, 12))},
+        ),  # 11: the end of epoch 1 (an evaluation)
+    ],
+)
 def test_keep_checkpoints(tmp_path, tiny_bert_dir, keep, left):
     run = tmp_path / "run"
     args = _args(tmp_path, tiny_bert_dir, "train.max_steps=12", "train.save_every=4", f"train.keep_checkpoints={keep}")
@@ -178,7 +209,12 @@ def test_clean_frees_a_finished_run_and_refuses_an_unfinished_one(tmp_path, tiny
     assert '"label"' in capsys.readouterr().out
     unfinished = tmp_path / "unfinished"
     with pytest.raises(KeyboardInterrupt):
-        finetune.run(config.load(None, args + [f"output_dir={unfinished}"]), quiet=True, log=lambda m: None, callbacks=(DieAt(5),))
+        finetune.run(
+            config.load(None, args + [f"output_dir={unfinished}"]),
+            quiet=True,
+            log=lambda m: None,
+            callbacks=(DieAt(5),),
+        )
     assert cli.main(["clean", str(unfinished)]) == 2
     assert "unfinished" in capsys.readouterr().err and checkpoint.latest(unfinished / "checkpoints") is not None
 
@@ -186,8 +222,11 @@ def test_clean_frees_a_finished_run_and_refuses_an_unfinished_one(tmp_path, tiny
 def test_file_modes_are_consistent(tmp_path, tiny_bert_dir):
     """Weights are written like every other file (safetensors alone would write 0600)."""
     run = tmp_path / "run"
-    finetune.run(config.load(None, _args(tmp_path, tiny_bert_dir, "train.max_steps=2") + [f"output_dir={run}"]),
-                 quiet=True, log=lambda m: None)
+    finetune.run(
+        config.load(None, _args(tmp_path, tiny_bert_dir, "train.max_steps=2") + [f"output_dir={run}"]),
+        quiet=True,
+        log=lambda m: None,
+    )
     mask = checkpoint.umask()
     modes = {str(p.relative_to(run)): p.stat().st_mode & 0o777 for p in run.rglob("*") if p.is_file()}
     assert "model/model.safetensors" in modes and any(k.endswith("weights.safetensors") for k in modes)

@@ -27,7 +27,9 @@ def load(name: str) -> Target:
         if not task.generates:
             from tunelab.errors import TunelabError
 
-            raise TunelabError(f"{name}: a {task.name} run cannot generate text (use `tunelab predict`); train with task: causal_lm")
+            raise TunelabError(
+                f"{name}: a {task.name} run cannot generate text (use `tunelab predict`); train with task: causal_lm"
+            )
         loaded = runs.load_run(name)
         return Target(loaded.model, loaded.tokenizer, loaded.cfg.generation, task.prompt_template(loaded))
     from tunelab.models import load as model_load

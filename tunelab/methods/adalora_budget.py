@@ -32,8 +32,12 @@ class RankBudget(Callback):
         def copy(d: dict) -> dict:
             return {n: t.detach().cpu().clone() for n, t in d.items()}
 
-        return {"ipt": copy(a.ipt), "exp_avg_ipt": copy(a.exp_avg_ipt), "exp_avg_unc": copy(a.exp_avg_unc),
-                "rank_pattern": self._peft_config().rank_pattern}
+        return {
+            "ipt": copy(a.ipt),
+            "exp_avg_ipt": copy(a.exp_avg_ipt),
+            "exp_avg_unc": copy(a.exp_avg_unc),
+            "rank_pattern": self._peft_config().rank_pattern,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         a = self.model.base_model.rankallocator
@@ -42,5 +46,9 @@ class RankBudget(Callback):
         def placed(d: dict) -> dict:
             return {n: t.to(device) for n, t in d.items()}
 
-        a.ipt, a.exp_avg_ipt, a.exp_avg_unc = placed(state["ipt"]), placed(state["exp_avg_ipt"]), placed(state["exp_avg_unc"])
+        a.ipt, a.exp_avg_ipt, a.exp_avg_unc = (
+            placed(state["ipt"]),
+            placed(state["exp_avg_ipt"]),
+            placed(state["exp_avg_unc"]),
+        )
         self._peft_config().rank_pattern = state["rank_pattern"]

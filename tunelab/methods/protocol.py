@@ -51,7 +51,9 @@ def check(methods: dict) -> dict:
     for name, module in methods.items():
         if not isinstance(module, Method):
             missing = [m for m in ("Config", "MERGEABLE", "IDENTITY_AT_INIT", *_METHODS) if m not in vars(module)]
-            raise TypeError(f"method '{name}' ({module.__name__}) does not implement the Method protocol: missing {missing}")
+            raise TypeError(
+                f"method '{name}' ({module.__name__}) does not implement the Method protocol: missing {missing}"
+            )
         declared = module.Config.model_fields["name"].default
         if declared != name:
             raise TypeError(f"method '{name}': its Config.name is '{declared}'")

@@ -20,7 +20,9 @@ def run(run_dir: str | Path, keep: str = "none", force: bool = False, dry_run: b
         raise TunelabError(f"{run_dir}: not a tunelab run folder (no config.yaml)")
     finished = (run_dir / "metrics.json").is_file()
     if not finished and not force:
-        raise TunelabError(f"{run_dir}: the run is unfinished; cleaning it removes the checkpoint it resumes from; add --force to clean anyway")
+        raise TunelabError(
+            f"{run_dir}: the run is unfinished; cleaning it removes the checkpoint it resumes from; add --force to clean anyway"
+        )
     if dry_run:
         doomed = checkpoint.removable(run_dir, keep)
         for path in doomed:
@@ -28,5 +30,7 @@ def run(run_dir: str | Path, keep: str = "none", force: bool = False, dry_run: b
         freed = sum(checkpoint.folder_bytes(p) if p.is_dir() else p.stat().st_size for p in doomed)
     else:
         freed = checkpoint.keep_after_finish(run_dir, keep)
-    log(f"{run_dir}: {'would free' if dry_run else 'freed'} {freed / 2**20:.1f} MiB (kept: {keep}{'' if finished else ', run no longer resumable'})")
+    log(
+        f"{run_dir}: {'would free' if dry_run else 'freed'} {freed / 2**20:.1f} MiB (kept: {keep}{'' if finished else ', run no longer resumable'})"
+    )
     return freed

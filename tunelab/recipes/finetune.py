@@ -23,7 +23,9 @@ from tunelab.tasks import TASKS, Task
 from tunelab.training import checkpoint, distributed, loop, optim, speed
 
 
-def run(cfg: config_mod.RunConfig, *, quiet: bool = False, log=print, callbacks=(), resume_anyway: bool = False) -> dict:
+def run(
+    cfg: config_mod.RunConfig, *, quiet: bool = False, log=print, callbacks=(), resume_anyway: bool = False
+) -> dict:
     """Train per ``cfg`` into ``cfg.output_dir`` (resuming if interrupted); returns the final metrics.
 
     ``resume_anyway`` continues an interrupted run although its config or training data changed (refused otherwise).
@@ -33,7 +35,9 @@ def run(cfg: config_mod.RunConfig, *, quiet: bool = False, log=print, callbacks=
 
     task = TASKS[cfg.task.name]
     cfg = resolve(cfg, task)
-    model_load.resolve(cfg.model.name, cfg.model.gguf_file, cfg.model.revision)  # a bad model name fails before any work
+    model_load.resolve(
+        cfg.model.name, cfg.model.gguf_file, cfg.model.revision
+    )  # a bad model name fails before any work
     cfg, precision = choose_precision(cfg)
     log = log if distributed.is_main_process() else _silent
     if (warning := distributed.launcher_warning()) is not None:
@@ -53,7 +57,11 @@ def run(cfg: config_mod.RunConfig, *, quiet: bool = False, log=print, callbacks=
     extras = _Extras(method, callbacks, log, quiet, run_dir)
     extras.rebuild = lambda: plain_model(cfg, labels, method)
     final, model = train_and_evaluate(cfg, model, prepared, extras)
-    final.update(trainable_parameters=trainable, total_parameters=total, precision={"name": precision.name, "reason": precision.reason})
+    final.update(
+        trainable_parameters=trainable,
+        total_parameters=total,
+        precision={"name": precision.name, "reason": precision.reason},
+    )
     if distributed.is_main_process():
         export(model, tokenizer, method, labels, run_dir)
         checkpoint.write_json_atomic(run_dir / "metrics.json", final)
@@ -61,7 +69,9 @@ def run(cfg: config_mod.RunConfig, *, quiet: bool = False, log=print, callbacks=
         freed = checkpoint.keep_after_finish(run_dir, cfg.train.keep_checkpoints)
         checkpoint.fix_modes(run_dir)
         if freed:
-            log(f"train.keep_checkpoints={cfg.train.keep_checkpoints}: removed {freed / 2**20:.1f} MiB of checkpoint state")
+            log(
+                f"train.keep_checkpoints={cfg.train.keep_checkpoints}: removed {freed / 2**20:.1f} MiB of checkpoint state"
+            )
     return final
 
 
@@ -70,7 +80,9 @@ class _Extras:
 
     def __init__(self, method, callbacks, log, quiet: bool, run_dir: Path):
         self.method, self.callbacks, self.log, self.quiet, self.run_dir = method, list(callbacks), log, quiet, run_dir
-        self.rebuild = None  # () -> a fresh model with the method applied (after FSDP/DeepSpeed sharded the trained one)
+        self.rebuild = (
+            None  # () -> a fresh model with the method applied (after FSDP/DeepSpeed sharded the trained one)
+        )
 
 
 def plain_model(cfg: config_mod.RunConfig, labels, method):
@@ -91,18 +103,36 @@ def train_and_evaluate(cfg: config_mod.RunConfig, model, prepared, extras: _Extr
     baseline = {"baseline": distributed.evaluate(state, model, prepared.evaluate_final)} if prepared.baseline else {}
     callbacks = [*extras.callbacks, *training_callbacks(model, cfg, extras.method, len(prepared.features["train"]))]
     groups = optim.groups_builder(extras.method.param_groups, cfg.method, cfg.train.llrd)
-    job = loop.Job(model, prepared.features["train"], prepared.objective, prepared.collate, cfg.train, extras.run_dir,
-                   evaluator=prepared.evaluate, metric=task.metric(cfg.train.metric), callbacks=callbacks, param_groups=groups,
-                   log=extras.log, quiet=extras.quiet)
+    job = loop.Job(
+        model,
+        prepared.features["train"],
+        prepared.objective,
+        prepared.collate,
+        cfg.train,
+        extras.run_dir,
+        evaluator=prepared.evaluate,
+        metric=task.metric(cfg.train.metric),
+        callbacks=callbacks,
+        param_groups=groups,
+        log=extras.log,
+        quiet=extras.quiet,
+    )
     start = time.perf_counter()
-    with speed.applied(model, cfg.speed, cfg.train.precision, all(p.requires_grad for p in model.parameters()), extras.log):
+    with speed.applied(
+        model, cfg.speed, cfg.train.precision, all(p.requires_grad for p in model.parameters()), extras.log
+    ):
         loop_state = loop.train(job)
     seconds = round(time.perf_counter() - start, 1)
     if loop_state.sharded:
         model = extras.rebuild().to(state.device)
     loop.load_best(model, extras.run_dir)
-    final = {"best_step": loop_state.best_step, "steps": loop_state.step, "train_seconds": seconds, **baseline,
-             "dev": distributed.evaluate(state, model, prepared.evaluate_final)}
+    final = {
+        "best_step": loop_state.best_step,
+        "steps": loop_state.step,
+        "train_seconds": seconds,
+        **baseline,
+        "dev": distributed.evaluate(state, model, prepared.evaluate_final),
+    }
     if prepared.evaluate_test is not None:
         final["test"] = distributed.evaluate(state, model, prepared.evaluate_test)
     if prepared.info:
@@ -165,10 +195,14 @@ def prepare_run_dir(cfg: config_mod.RunConfig, resume_anyway: bool = False, log=
     if saved.is_file():
         diff = _diff(runs.read_config(run_dir).model_dump(), cfg.model_dump())
         if diff and not resume_anyway:
-            raise TunelabError(f"{run_dir}: holds an unfinished run with a different config ({'; '.join(diff[:5])}); "
-                               "rerun with the same config to resume, add --resume-anyway to continue with the new one, or choose another output_dir")
+            raise TunelabError(
+                f"{run_dir}: holds an unfinished run with a different config ({'; '.join(diff[:5])}); "
+                "rerun with the same config to resume, add --resume-anyway to continue with the new one, or choose another output_dir"
+            )
         if diff:
-            log(f"warning: config changed since the run started ({'; '.join(diff[:5])}); continuing anyway (--resume-anyway)")
+            log(
+                f"warning: config changed since the run started ({'; '.join(diff[:5])}); continuing anyway (--resume-anyway)"
+            )
     elif run_dir.exists() and any(run_dir.iterdir()):
         raise TunelabError(f"{run_dir}: exists and is not a tunelab run folder; refusing to write into it")
     state = distributed.state()
@@ -188,8 +222,10 @@ def check_data(run_dir: Path, cfg: config_mod.RunConfig, splits: dict[str, list]
     resuming = checkpoint.latest(run_dir / "checkpoints") is not None
     changes = runs.fingerprint_changes(saved, current) if resuming and saved else []
     if changes and not resume_anyway:
-        raise TunelabError(f"{run_dir}: cannot resume: {'; '.join(changes)}; rerun with the original data, add --resume-anyway "
-                           "to continue the checkpoint on the new data, or choose another output_dir")
+        raise TunelabError(
+            f"{run_dir}: cannot resume: {'; '.join(changes)}; rerun with the original data, add --resume-anyway "
+            "to continue the checkpoint on the new data, or choose another output_dir"
+        )
     if changes:
         log(f"warning: {'; '.join(changes)}; continuing anyway (--resume-anyway)")
     if distributed.is_main_process() and current != saved:
@@ -224,7 +260,9 @@ def read_splits(cfg: config_mod.RunConfig, task: Task, log) -> dict[str, list]:
     else:
         train_idx, dev_idx = stratified_split([task.stratify_key(r) for r in train], data.dev_fraction, cfg.train.seed)
         train, dev = [train[i] for i in train_idx], [train[i] for i in dev_idx]
-        log(f"no dev file: held out {len(dev)} of {len(train) + len(dev)} training rows (stratified, seed {cfg.train.seed})")
+        log(
+            f"no dev file: held out {len(dev)} of {len(train) + len(dev)} training rows (stratified, seed {cfg.train.seed})"
+        )
     if data.max_dev_rows:
         dev = dev[: data.max_dev_rows]
     splits = {"train": train, "dev": dev}
@@ -237,12 +275,16 @@ def _read(task: Task, cfg: config_mod.RunConfig, path: str, log) -> list:
     table = task.read(cfg, path)
     if table.skipped:
         lines = ", ".join(str(line) for line, _ in table.skipped[:10])
-        log(f"{path}: skipped {len(table.skipped)} bad rows (lines {lines}{', ...' if len(table.skipped) > 10 else ''})")
+        log(
+            f"{path}: skipped {len(table.skipped)} bad rows (lines {lines}{', ...' if len(table.skipped) > 10 else ''})"
+        )
     return table.rows
 
 
 def _source(cfg: config_mod.RunConfig, split: str) -> str:
-    return {"train": cfg.data.train, "dev": cfg.data.dev or f"{cfg.data.train} (dev split)", "test": cfg.data.test}[split] or split
+    return {"train": cfg.data.train, "dev": cfg.data.dev or f"{cfg.data.train} (dev split)", "test": cfg.data.test}[
+        split
+    ] or split
 
 
 def _silent(_msg: str) -> None:

@@ -29,7 +29,9 @@ class Served:
     template: str | None = None  # chat template (generating tasks)
     adapter: str | None = None  # peft adapter to activate before running this model
     created: int = field(default_factory=lambda: int(time.time()))
-    lock: threading.Lock = field(default_factory=threading.Lock)  # guards the tokenizer (shared by adapters of one base)
+    lock: threading.Lock = field(
+        default_factory=threading.Lock
+    )  # guards the tokenizer (shared by adapters of one base)
 
     @property
     def task(self):
@@ -60,7 +62,9 @@ def parse_items(items: list[str]) -> list[tuple[str, str]]:
             target = item
             name = Path(item.rstrip("/")).name if Path(item).exists() else item
         if not NAME_RE.match(name):
-            raise ConfigError(f"serve: model name '{name}' must be 1-128 letters, digits, '.', '_', ':' or '-'; name it with NAME={target}")
+            raise ConfigError(
+                f"serve: model name '{name}' must be 1-128 letters, digits, '.', '_', ':' or '-'; name it with NAME={target}"
+            )
         pairs.append((name, target))
     names = [n for n, _ in pairs]
     dupes = sorted({n for n in names if names.count(n) > 1})
@@ -94,12 +98,17 @@ def load_all(items: list[str], log: Callable[[str], None]) -> dict[str, Served]:
     for members in groups.values():
         for s in _load_adapters(members):
             served[s.name] = s
-            log(f"serve: loaded {s.name}" + (f" (adapter on a shared base, {len(members)} adapters)" if len(members) > 1 else ""))
+            log(
+                f"serve: loaded {s.name}"
+                + (f" (adapter on a shared base, {len(members)} adapters)" if len(members) > 1 else "")
+            )
     return {n: served[n] for n, _ in parse_items(items)}
 
 
 def _run_served(name: str, run: Path, loaded, adapter: str | None = None) -> Served:
-    return Served(name, loaded, loaded.cfg.generation, loaded.task.prompt_template(loaded), adapter, int(run.stat().st_mtime))
+    return Served(
+        name, loaded, loaded.cfg.generation, loaded.task.prompt_template(loaded), adapter, int(run.stat().st_mtime)
+    )
 
 
 def _load_run(name: str, run: Path) -> Served:
@@ -114,7 +123,9 @@ def _load_model(name: str, target: str) -> Served:
     from tunelab.generation import target as target_mod
 
     tgt = target_mod.load(target)
-    cfg = config_mod.validate({"task": "causal_lm", "model": {"name": target}, "generation": tgt.cfg.model_dump()}, source=target)
+    cfg = config_mod.validate(
+        {"task": "causal_lm", "model": {"name": target}, "generation": tgt.cfg.model_dump()}, source=target
+    )
     return Served(name, runs.LoadedRun(cfg, tgt.model, tgt.tokenizer, None, []), tgt.cfg, tgt.template)
 
 

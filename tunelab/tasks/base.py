@@ -85,7 +85,9 @@ class Task(ABC):
         for m in self.metrics:
             if m.name == name:
                 return m
-        raise ValueError(f"'{name}' is not a metric of task {self.name}; choose one of: {', '.join(m.name for m in self.metrics)}")
+        raise ValueError(
+            f"'{name}' is not a metric of task {self.name}; choose one of: {', '.join(m.name for m in self.metrics)}"
+        )
 
     # ------------------------------------------------------------ config and data
 
@@ -114,7 +116,9 @@ class Task(ABC):
     # ------------------------------------------------------------ training
 
     @abstractmethod
-    def prepare(self, cfg, tokenizer, labels: list[str] | None, splits: dict[str, list], log: Callable[[str], None]) -> Prepared:
+    def prepare(
+        self, cfg, tokenizer, labels: list[str] | None, splits: dict[str, list], log: Callable[[str], None]
+    ) -> Prepared:
         """Encode the splits and build collate, the objective and the evaluators for one training run."""
 
     @abstractmethod

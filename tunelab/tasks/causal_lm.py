@@ -32,11 +32,22 @@ class Config(Strict):
     """The ``task:`` section of causal_lm (data options, loss tokens, packing, dev generations)."""
 
     name: Literal["causal_lm"] = "causal_lm"
-    chat_template: str = Field("chatml", description="Template for tokenizers without their own chat template: chatml or alpaca.")
-    train_on: Literal["assistant", "all"] = Field("assistant", description="Tokens in the loss: assistant replies (+ their end-of-turn) or every token.")
-    overlong: Literal["truncate", "drop"] = Field("truncate", description="Examples longer than model.max_length: cut to it, or leave out (counts are reported).")
-    packing: bool = Field(False, description="Pack several examples per row (positions restart per example, no cross-attention); false = length-grouped padded batches.")
-    eval_generations: int = Field(20, ge=0, description="Dev prompts to generate for (ROUGE-L, BLEU, EOS rate); 0 = loss only.")
+    chat_template: str = Field(
+        "chatml", description="Template for tokenizers without their own chat template: chatml or alpaca."
+    )
+    train_on: Literal["assistant", "all"] = Field(
+        "assistant", description="Tokens in the loss: assistant replies (+ their end-of-turn) or every token."
+    )
+    overlong: Literal["truncate", "drop"] = Field(
+        "truncate", description="Examples longer than model.max_length: cut to it, or leave out (counts are reported)."
+    )
+    packing: bool = Field(
+        False,
+        description="Pack several examples per row (positions restart per example, no cross-attention); false = length-grouped padded batches.",
+    )
+    eval_generations: int = Field(
+        20, ge=0, description="Dev prompts to generate for (ROUGE-L, BLEU, EOS rate); 0 = loss only."
+    )
     eval_max_new_tokens: int = Field(128, ge=1, description="Length cap for dev generations.")
     report_samples: int = Field(3, ge=0, description="Sample generations shown in the report, before and after tuning.")
 
@@ -68,7 +79,9 @@ class CausalLM(Task):
     metrics = (
         Metric("loss", False, "mean next-token cross-entropy over target tokens"),
         Metric("perplexity", False, "exp(loss)"),
-        Metric("rougeL", True, "ROUGE-L F1 of greedy dev generations against the references (needs task.eval_generations)"),
+        Metric(
+            "rougeL", True, "ROUGE-L F1 of greedy dev generations against the references (needs task.eval_generations)"
+        ),
         Metric("bleu", True, "corpus BLEU (sacrebleu, 0-100) of the dev generations (needs task.eval_generations)"),
         Metric("eos_rate", True, "share of dev generations that ended with the end-of-sequence token"),
     )
@@ -76,7 +89,9 @@ class CausalLM(Task):
 
     def check(self, cfg) -> None:
         if cfg.train.metric in GENERATION_METRICS and cfg.task.eval_generations == 0:
-            raise ValueError(f"train.metric: {cfg.train.metric} is measured on dev generations; set task.eval_generations above 0")
+            raise ValueError(
+                f"train.metric: {cfg.train.metric} is measured on dev generations; set task.eval_generations above 0"
+            )
 
     def read(self, cfg, path: str, with_labels: bool = True) -> Table:
         if not with_labels:  # prediction input: one prompt per line (see parse_inputs)
@@ -108,11 +123,17 @@ class CausalLM(Task):
         if cfg.task.packing:
             feats["train"] = pack(train, cfg.model.max_length)
         info.update(batching_info(feats["train"], cfg))
-        log(f"train: {len(train)} examples in {len(feats['train'])} rows ({'packed' if cfg.task.packing else 'padded'}), "
-            f"padding {100 * info['padding_fraction']:.1f}%")
+        log(
+            f"train: {len(train)} examples in {len(feats['train'])} rows ({'packed' if cfg.task.packing else 'padded'}), "
+            f"padding {100 * info['padding_fraction']:.1f}%"
+        )
         collate_fn = partial(collate, pad_id=tokenizer.pad_token_id)
         final = evaluator(cfg, tokenizer, opts.template, splits["dev"], feats["dev"])
-        during = final if cfg.train.metric in GENERATION_METRICS else evaluator(cfg, tokenizer, opts.template, [], feats["dev"])
+        during = (
+            final
+            if cfg.train.metric in GENERATION_METRICS
+            else evaluator(cfg, tokenizer, opts.template, [], feats["dev"])
+        )
         test = evaluator(cfg, tokenizer, opts.template, splits["test"], feats["test"]) if "test" in feats else None
         objective = Objective(partial(self.forward, chunk=cfg.speed.ce_chunk), self.loss, count)
         return Prepared(feats, collate_fn, objective, during, final, test, baseline=True, info=info)
@@ -125,7 +146,11 @@ class CausalLM(Task):
             return {"logits": next_token_logits(model, batch)}
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         out = model(**inputs, use_cache=False, output_hidden_states=True, logits_to_keep=1)
-        return {"hidden": out.hidden_states[-1][:, :-1], "weight": head.weight, "chunk": chunk}  # hidden: (batch, seq-1, d)
+        return {
+            "hidden": out.hidden_states[-1][:, :-1],
+            "weight": head.weight,
+            "chunk": chunk,
+        }  # hidden: (batch, seq-1, d)
 
     def loss(self, outputs: dict, batch: dict):
         import torch.nn.functional as F
@@ -137,7 +162,9 @@ class CausalLM(Task):
         if "logits" in outputs:
             ce = F.cross_entropy(outputs["logits"].float().transpose(1, 2), target.clamp_min(0), reduction="none")
             return (ce * mask).sum(), int(mask.sum())
-        return linear_cross_entropy(outputs["hidden"][mask], outputs["weight"], target[mask], outputs["chunk"]), int(mask.sum())
+        return linear_cross_entropy(outputs["hidden"][mask], outputs["weight"], target[mask], outputs["chunk"]), int(
+            mask.sum()
+        )
 
     def evaluate(self, run, rows: list, source: str, log) -> dict:
         opts = options(run.cfg, run.tokenizer)
@@ -150,8 +177,14 @@ class CausalLM(Task):
     def predict(self, run, inputs: list[PromptInput]) -> list[dict]:
         from tunelab.generation import generate
 
-        outs = generate(run.model, run.tokenizer, [i.prompt for i in inputs], run.cfg.generation, template=self.prompt_template(run),
-                        log=lambda _m: None)
+        outs = generate(
+            run.model,
+            run.tokenizer,
+            [i.prompt for i in inputs],
+            run.cfg.generation,
+            template=self.prompt_template(run),
+            log=lambda _m: None,
+        )
         return [{"text": i.text, "output": o.text, "finish_reason": o.finish_reason} for i, o in zip(inputs, outs)]
 
     def prompt_template(self, run) -> str:
@@ -172,15 +205,24 @@ def options(cfg, tokenizer) -> LMOptions:
     return LMOptions(templates.chat_template(tokenizer, cfg.task.chat_template), cfg.task.train_on, cfg.task.overlong)
 
 
-def encode(rows: list[templates.Example], tokenizer, max_length: int, source: str, opts: LMOptions,
-           stats: EncodeStats | None = None) -> list[dict]:
+def encode(
+    rows: list[templates.Example],
+    tokenizer,
+    max_length: int,
+    source: str,
+    opts: LMOptions,
+    stats: EncodeStats | None = None,
+) -> list[dict]:
     """Token ids and labels per example; over-long ones are cut or dropped per ``opts.overlong``."""
     stats = stats if stats is not None else EncodeStats()
     out = []
     for r in rows:
         try:
-            ids, labs = (templates.tokenize_conversation(tokenizer, r.messages, opts.template, opts.train_on) if r.messages is not None
-                         else templates.tokenize_text(tokenizer, r.text))
+            ids, labs = (
+                templates.tokenize_conversation(tokenizer, r.messages, opts.template, opts.train_on)
+                if r.messages is not None
+                else templates.tokenize_text(tokenizer, r.text)
+            )
         except DataError as exc:
             raise DataError(f"{source}:{r.line}: {exc}") from None
         stats.examples += 1
@@ -197,7 +239,9 @@ def encode(rows: list[templates.Example], tokenizer, max_length: int, source: st
     return out
 
 
-def encode_split(cfg, tokenizer, opts: LMOptions, rows: list, source: str, log: Callable[[str], None]) -> tuple[list[dict], dict]:
+def encode_split(
+    cfg, tokenizer, opts: LMOptions, rows: list, source: str, log: Callable[[str], None]
+) -> tuple[list[dict], dict]:
     """Features of one split per the task options, and its counts (examples, kept, truncated, dropped)."""
     from tunelab.data import cache
 
@@ -205,14 +249,30 @@ def encode_split(cfg, tokenizer, opts: LMOptions, rows: list, source: str, log: 
         stats = EncodeStats()
         return encode(rows, tokenizer, cfg.model.max_length, source, opts, stats), stats
 
-    key = cache.key(rows, tokenizer, task="causal_lm", max_length=cfg.model.max_length, template=opts.template, train_on=opts.train_on,
-                    overlong=opts.overlong)
+    key = cache.key(
+        rows,
+        tokenizer,
+        task="causal_lm",
+        max_length=cfg.model.max_length,
+        template=opts.template,
+        train_on=opts.train_on,
+        overlong=opts.overlong,
+    )
     feats, stats = cache.cached(key, build, cfg.speed.cache, log)
     if stats.truncated or stats.dropped:
-        log(f"{source}: {stats.truncated} examples truncated, {stats.dropped} dropped (longer than {cfg.model.max_length} tokens)")
+        log(
+            f"{source}: {stats.truncated} examples truncated, {stats.dropped} dropped (longer than {cfg.model.max_length} tokens)"
+        )
     if not feats:
-        raise DataError(f"{source}: no usable examples after encoding (all longer than model.max_length={cfg.model.max_length}?)")
-    return feats, {"examples": stats.examples, "kept": len(feats), "truncated": stats.truncated, "dropped": stats.dropped}
+        raise DataError(
+            f"{source}: no usable examples after encoding (all longer than model.max_length={cfg.model.max_length}?)"
+        )
+    return feats, {
+        "examples": stats.examples,
+        "kept": len(feats),
+        "truncated": stats.truncated,
+        "dropped": stats.dropped,
+    }
 
 
 def pack(features: list[dict], max_length: int) -> list[dict]:
@@ -246,7 +306,9 @@ def collate(features: list[dict], pad_id: int) -> dict:
     if "position_ids" in batch:
         return batch
     width = batch["input_ids"].shape[1]
-    batch["attention_mask"] = torch.tensor([[1] * len(f["input_ids"]) + [0] * (width - len(f["input_ids"])) for f in features])
+    batch["attention_mask"] = torch.tensor(
+        [[1] * len(f["input_ids"]) + [0] * (width - len(f["input_ids"])) for f in features]
+    )
     return batch
 
 
@@ -261,9 +323,17 @@ def batching_info(train: list[dict], cfg) -> dict:
     from tunelab.data.collate import batch_plan
 
     lengths = [len(f["input_ids"]) for f in train]
-    plan = batch_plan(lengths, cfg.train.batch_size // cfg.train.grad_accum, cfg.train.seed, 0,
-                      cfg.train.length_grouping and not cfg.task.packing)
-    return {"padding_fraction": round(padding_fraction([[lengths[i] for i in b] for b in plan]), 4), "train_rows": len(train)}
+    plan = batch_plan(
+        lengths,
+        cfg.train.batch_size // cfg.train.grad_accum,
+        cfg.train.seed,
+        0,
+        cfg.train.length_grouping and not cfg.task.packing,
+    )
+    return {
+        "padding_fraction": round(padding_fraction([[lengths[i] for i in b] for b in plan]), 4),
+        "train_rows": len(train),
+    }
 
 
 # ---------------------------------------------------------------- loss and evaluation
@@ -282,8 +352,12 @@ def lm_head(model):
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     head = inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None
     cfg = getattr(inner, "config", None)
-    if type(head) is not torch.nn.Linear or head.bias is not None or getattr(cfg, "final_logit_softcapping", None) \
-            or getattr(cfg, "logit_scale", None) not in (None, 1, 1.0):
+    if (
+        type(head) is not torch.nn.Linear
+        or head.bias is not None
+        or getattr(cfg, "final_logit_softcapping", None)
+        or getattr(cfg, "logit_scale", None) not in (None, 1, 1.0)
+    ):
         return None
     try:
         decoder = inner.get_decoder()
@@ -298,7 +372,7 @@ def next_token_logits(model, batch: dict):
     seq = inputs["input_ids"].shape[1]
     # use_cache=False: with a cache, transformers ignores packed position_ids and would attend across examples
     logits = model(**inputs, use_cache=False).logits
-    return logits[:, logits.shape[1] - seq:-1]
+    return logits[:, logits.shape[1] - seq : -1]
 
 
 def token_losses(model, batch: dict):
@@ -322,9 +396,11 @@ def generation_metrics(predictions: list[str], references: list[str], finish_rea
 
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     rouge = [scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(predictions, references)]
-    return {"rougeL": sum(rouge) / max(len(rouge), 1),
-            "bleu": float(sacrebleu.corpus_bleu(predictions, [references]).score) if predictions else 0.0,
-            "eos_rate": sum(f == "eos" for f in finish_reasons) / max(len(finish_reasons), 1)}
+    return {
+        "rougeL": sum(rouge) / max(len(rouge), 1),
+        "bleu": float(sacrebleu.corpus_bleu(predictions, [references]).score) if predictions else 0.0,
+        "eos_rate": sum(f == "eos" for f in finish_reasons) / max(len(finish_reasons), 1),
+    }
 
 
 def prompt_and_reference(example: templates.Example) -> tuple[list[dict], str] | None:
@@ -339,13 +415,17 @@ def evaluator(cfg, tokenizer, template: str, rows: list, features: list[dict]) -
     """Items: every dev feature (loss), then the first ``task.eval_generations`` prompts of ``rows`` (greedy
     generations). Summary: loss, perplexity and, with generations, ROUGE-L, BLEU, EOS rate and samples."""
     t = cfg.task
-    gen_cfg = cfg.generation.model_copy(update={"max_new_tokens": t.eval_max_new_tokens, "do_sample": False, "num_beams": 1})
+    gen_cfg = cfg.generation.model_copy(
+        update={"max_new_tokens": t.eval_max_new_tokens, "do_sample": False, "num_beams": 1}
+    )
     pairs = [p for p in (prompt_and_reference(r) for r in rows[: t.eval_generations]) if p is not None]
     collate_fn = partial(collate, pad_id=tokenizer.pad_token_id)
     n = len(features)
 
     def score(model, indices: list[int]) -> list:
-        out = dict(zip([i for i in indices if i < n], _losses(model, features, [i for i in indices if i < n], collate_fn)))
+        out = dict(
+            zip([i for i in indices if i < n], _losses(model, features, [i for i in indices if i < n], collate_fn))
+        )
         gen = [i for i in indices if i >= n]
         out.update(zip(gen, _generate(model, tokenizer, [pairs[i - n][0] for i in gen], gen_cfg, template)))
         return [out[i] for i in indices]
@@ -358,20 +438,24 @@ def evaluator(cfg, tokenizer, template: str, rows: list, features: list[dict]) -
             return metrics
         refs = [r for _, r in pairs]
         metrics.update(generation_metrics([g[0] for g in gens], refs, [g[1] for g in gens]))
-        metrics["samples"] = [{"prompt": p[-1]["content"], "reference": r, "output": g[0], "finish_reason": g[1]}
-                              for (p, r), g in list(zip(pairs, gens))[: t.report_samples]]
+        metrics["samples"] = [
+            {"prompt": p[-1]["content"], "reference": r, "output": g[0], "finish_reason": g[1]}
+            for (p, r), g in list(zip(pairs, gens))[: t.report_samples]
+        ]
         return metrics
 
     return Evaluator(n + len(pairs), score, summarize)
 
 
-def _losses(model, features: list[dict], indices: list[int], collate_fn, batch_size: int = 16) -> list[tuple[float, int]]:
+def _losses(
+    model, features: list[dict], indices: list[int], collate_fn, batch_size: int = 16
+) -> list[tuple[float, int]]:
     """(summed next-token loss, target tokens) per feature in ``indices`` (length-sorted batches, model's device)."""
     device = next(model.parameters()).device
     order = sorted(indices, key=lambda i: len(features[i]["input_ids"]))
     out = {}
     for s in range(0, len(order), batch_size):
-        idx = order[s:s + batch_size]
+        idx = order[s : s + batch_size]
         batch = {k: v.to(device) for k, v in collate_fn([features[i] for i in idx]).items()}
         ce, mask = token_losses(model, batch)
         for j, i in enumerate(idx):
@@ -417,10 +501,14 @@ def _prompt_object(obj, source: str, n: int) -> PromptInput:
     if isinstance(obj, dict) and isinstance(obj.get("text"), str) and obj["text"].strip():
         return PromptInput([{"role": "user", "content": obj["text"]}], obj["text"], n)
     if isinstance(obj, dict) and isinstance(obj.get("messages"), list) and obj["messages"]:
-        msgs = obj["messages"] + ([{"role": "assistant", "content": ""}] if obj["messages"][-1].get("role") != "assistant" else [])
+        msgs = obj["messages"] + (
+            [{"role": "assistant", "content": ""}] if obj["messages"][-1].get("role") != "assistant" else []
+        )
         try:
             chat = templates.to_messages({"messages": msgs})[:-1]
         except DataError as exc:
             raise TunelabError(f"{source}:{n}: {exc}") from None
         return PromptInput(chat, chat[-1]["content"], n)
-    raise TunelabError(f'{source}:{n}: expected text, or JSON {{"prompt": TEXT}}, {{"text": TEXT}} or {{"messages": [...]}}')
+    raise TunelabError(
+        f'{source}:{n}: expected text, or JSON {{"prompt": TEXT}}, {{"text": TEXT}} or {{"messages": [...]}}'
+    )

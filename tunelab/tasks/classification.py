@@ -47,9 +47,15 @@ class Classification(Task):
         from tunelab.data.sources import read_table
 
         data = cfg.data
-        table = read_table(path, text_column=data.text_column, text_pair_column=data.text_pair_column,
-                           label_column=data.label_column if with_labels else None, format=data.format,
-                           has_header=data.has_header, on_error=data.on_error)
+        table = read_table(
+            path,
+            text_column=data.text_column,
+            text_pair_column=data.text_pair_column,
+            label_column=data.label_column if with_labels else None,
+            format=data.format,
+            has_header=data.has_header,
+            on_error=data.on_error,
+        )
         return Table(table.rows, table.skipped)
 
     def label_space(self, rows: list[Row], source: str) -> list[str]:
@@ -88,14 +94,19 @@ class Classification(Task):
         from tunelab.data.collate import pad_batch
 
         feats = encode(rows, run.tokenizer, run.labels, run.cfg.model.max_length, source)
-        return run_evaluator(evaluator(feats, run.labels, partial(pad_batch, pad_id=run.tokenizer.pad_token_id)), run.model)
+        return run_evaluator(
+            evaluator(feats, run.labels, partial(pad_batch, pad_id=run.tokenizer.pad_token_id)), run.model
+        )
 
     def parse_inputs(self, lines, source: str) -> list[Row]:
         return parse_lines(lines, source)
 
     def predict(self, run, inputs: list[Row]) -> list[dict]:
         out = predict(run.model, run.tokenizer, run.labels, inputs, run.cfg.model.max_length)
-        return [{"text": r.text, **({"text_pair": r.text_pair} if r.text_pair is not None else {}), **o} for r, o in zip(inputs, out)]
+        return [
+            {"text": r.text, **({"text_pair": r.text_pair} if r.text_pair is not None else {}), **o}
+            for r, o in zip(inputs, out)
+        ]
 
     def prompt_template(self, run) -> None:
         return None
@@ -114,14 +125,20 @@ def label_space(rows: list[Row], source: str) -> list[str]:
     """Sorted label names (numerically if all are integers); a single class is an error."""
     names = {r.label for r in rows}
     if len(names) < 2:
-        raise DataError(f"{source}: only one class ({', '.join(map(repr, names))}) in the training data; classification needs at least two")
+        raise DataError(
+            f"{source}: only one class ({', '.join(map(repr, names))}) in the training data; classification needs at least two"
+        )
     if all(n.lstrip("-").isdigit() for n in names):
         return sorted(names, key=int)
     return sorted(names)
 
 
 def model_kwargs(labels: list[str]) -> dict:
-    return {"num_labels": len(labels), "id2label": dict(enumerate(labels)), "label2id": {n: i for i, n in enumerate(labels)}}
+    return {
+        "num_labels": len(labels),
+        "id2label": dict(enumerate(labels)),
+        "label2id": {n: i for i, n in enumerate(labels)},
+    }
 
 
 def encode(rows: list[Row], tokenizer, labels: list[str], max_length: int, source: str) -> list[dict]:
@@ -132,7 +149,9 @@ def encode(rows: list[Row], tokenizer, labels: list[str], max_length: int, sourc
     index = {n: i for i, n in enumerate(labels)}
     for r in rows:
         if r.label is not None and r.label not in index:
-            raise DataError(f"{source}:{r.line}: label '{r.label}' was not seen in training; known labels: {', '.join(labels)}")
+            raise DataError(
+                f"{source}:{r.line}: label '{r.label}' was not seen in training; known labels: {', '.join(labels)}"
+            )
     if not rows:
         return []
     pairs = [r.text_pair for r in rows] if rows[0].text_pair is not None else None
@@ -178,7 +197,10 @@ def metrics(y_true: list[int], y_pred: list[int], labels: list[str]) -> dict:
     return {
         "accuracy": correct / max(len(y_true), 1),
         "macro_f1": float(f.mean()),
-        "per_class": {labels[i]: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])} for i in ids},
+        "per_class": {
+            labels[i]: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+            for i in ids
+        },
         "confusion": confusion_matrix(y_true, y_pred, labels=ids).tolist(),
     }
 
@@ -186,7 +208,7 @@ def metrics(y_true: list[int], y_pred: list[int], labels: list[str]) -> dict:
 def _length_batches(features: list[dict], indices: list[int], batch_size: int) -> list[list[int]]:
     """``indices`` sorted by length and cut into batches (little padding)."""
     order = sorted(indices, key=lambda i: len(features[i]["input_ids"]))
-    return [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
+    return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
 
 
 def evaluator(features: list[dict], labels: list[str], collate, batch_size: int = 64) -> Evaluator:
@@ -204,7 +226,13 @@ def evaluator(features: list[dict], labels: list[str], collate, batch_size: int 
 
         y_true = [f["labels"] for f in features]
         probs = torch.stack(results) if results else torch.empty(0, len(labels))
-        nll = -torch.log(probs[torch.arange(len(y_true)), torch.tensor(y_true, dtype=torch.long)].clamp_min(1e-12)).mean().item() if y_true else 0.0
+        nll = (
+            -torch.log(probs[torch.arange(len(y_true)), torch.tensor(y_true, dtype=torch.long)].clamp_min(1e-12))
+            .mean()
+            .item()
+            if y_true
+            else 0.0
+        )
         return {**metrics(y_true, probs.argmax(-1).tolist(), labels), "loss": nll}
 
     return Evaluator(len(features), score, summarize)
@@ -221,7 +249,9 @@ def predict(model, tokenizer, labels: list[str], rows: list[Row], max_length: in
     probs = torch.empty(len(feats), len(labels))
     for idx in _length_batches(feats, list(range(len(feats))), batch_size):
         probs[idx] = predict_proba(model, [pad_batch([feats[i] for i in idx], tokenizer.pad_token_id)])
-    return [{"label": labels[int(p.argmax())], "probs": {n: round(float(x), 6) for n, x in zip(labels, p)}} for p in probs]
+    return [
+        {"label": labels[int(p.argmax())], "probs": {n: round(float(x), 6) for n, x in zip(labels, p)}} for p in probs
+    ]
 
 
 def parse_lines(lines, source: str) -> list[Row]:
@@ -241,12 +271,12 @@ def parse_lines(lines, source: str) -> list[Row]:
         except json.JSONDecodeError as exc:
             raise TunelabError(f"{source}:{n}: not valid JSON ({exc.msg})") from None
         if not isinstance(obj.get("text"), str) or not obj["text"].strip():
-            raise TunelabError(f"{source}:{n}: JSON input needs a non-empty \"text\" string")
+            raise TunelabError(f'{source}:{n}: JSON input needs a non-empty "text" string')
         pair = obj.get("text_pair")
         if pair is not None and not isinstance(pair, str):
-            raise TunelabError(f"{source}:{n}: \"text_pair\" must be a string")
+            raise TunelabError(f'{source}:{n}: "text_pair" must be a string')
         rows.append(Row(obj["text"], pair, None, n))
     pairs = {r.text_pair is None for r in rows}
     if len(pairs) > 1:
-        raise TunelabError(f"{source}: give a \"text_pair\" for every input or for none")
+        raise TunelabError(f'{source}: give a "text_pair" for every input or for none')
     return rows

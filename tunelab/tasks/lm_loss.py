@@ -23,14 +23,14 @@ class _LinearCrossEntropy(torch.autograd.Function):
         w = weight.to(dtype)  # (vocab, hidden)
         with torch.autocast(hidden.device.type, enabled=False):
             for s in range(0, hidden.shape[0], chunk):
-                h, t = hidden[s:s + chunk].to(dtype), target[s:s + chunk]
+                h, t = hidden[s : s + chunk].to(dtype), target[s : s + chunk]
                 logits = (h @ w.T).float()  # (chunk, vocab)
                 lse = torch.logsumexp(logits, dim=-1)
                 total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
                 probs = logits.sub_(lse[:, None]).exp_()  # softmax, in place: d loss / d logits = probs - onehot
                 probs[torch.arange(t.shape[0], device=t.device), t] -= 1
                 g = probs.to(dtype)
-                grad_h[s:s + chunk] = (g @ w).to(hidden.dtype)
+                grad_h[s : s + chunk] = (g @ w).to(hidden.dtype)
                 if grad_w is not None:
                     grad_w += (g.T @ h).float()
         ctx.weight_dtype = weight.dtype
@@ -44,7 +44,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
         return grad_h * grad_out.to(grad_h.dtype), grad_weight, None, None, None
 
 
-def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+def linear_cross_entropy(
+    hidden: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, chunk: int = 1024
+) -> torch.Tensor:
     """Sum over rows of cross_entropy(hidden @ weight.T, target) without materialising all logits.
 
     hidden (n, d), weight (vocab, d), target (n,). Matmuls run in bf16 under bf16 autocast (like the
@@ -52,5 +54,7 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, target: tor
     """
     if hidden.shape[0] == 0:
         return (hidden.sum() + weight.sum()) * 0.0
-    dtype = torch.get_autocast_dtype(hidden.device.type) if torch.is_autocast_enabled(hidden.device.type) else weight.dtype
+    dtype = (
+        torch.get_autocast_dtype(hidden.device.type) if torch.is_autocast_enabled(hidden.device.type) else weight.dtype
+    )
     return _LinearCrossEntropy.apply(hidden, weight, target, max(1, chunk), dtype)

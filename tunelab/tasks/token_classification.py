@@ -53,12 +53,22 @@ class Config(Strict):
     """The ``task:`` section of token classification (NER)."""
 
     name: Literal["token_classification"] = "token_classification"
-    tag_column: int = Field(-1, description="CoNLL files: 0-based column holding the tag (-1 = last); the token is column 0.")
-    token_prefix: str | None = Field(None, description="Prefix stripped from every token (e.g. 'en:' in WikiANN files).")
-    tag_scheme: Literal["iob2", "bio", "iob1", "bioes", "iobes"] = Field("iob2", description="Tagging scheme of the files; converted to IOB2 on reading.")
-    repair_tags: bool = Field(False, description="Turn an I-X that opens an entity into B-X instead of reporting it as an error.")
+    tag_column: int = Field(
+        -1, description="CoNLL files: 0-based column holding the tag (-1 = last); the token is column 0."
+    )
+    token_prefix: str | None = Field(
+        None, description="Prefix stripped from every token (e.g. 'en:' in WikiANN files)."
+    )
+    tag_scheme: Literal["iob2", "bio", "iob1", "bioes", "iobes"] = Field(
+        "iob2", description="Tagging scheme of the files; converted to IOB2 on reading."
+    )
+    repair_tags: bool = Field(
+        False, description="Turn an I-X that opens an entity into B-X instead of reporting it as an error."
+    )
     label_all_subwords: bool = Field(False, description="Train on every sub-word of a word (not only the first).")
-    stride: int = Field(32, ge=0, description="Sub-words of overlap between windows of a sentence longer than model.max_length.")
+    stride: int = Field(
+        32, ge=0, description="Sub-words of overlap between windows of a sentence longer than model.max_length."
+    )
 
 
 class TokenClassification(Task):
@@ -82,8 +92,14 @@ class TokenClassification(Task):
     def read(self, cfg, path: str, with_labels: bool = True) -> Table:
         """A CoNLL/JSONL file (or, for prediction, also .txt raw text) per ``data:`` and the task section."""
         t = cfg.task
-        opts = conll.Options(tag_column=t.tag_column, token_prefix=t.token_prefix, tag_scheme=t.tag_scheme,
-                             repair_tags=t.repair_tags, with_labels=with_labels, on_error=cfg.data.on_error)
+        opts = conll.Options(
+            tag_column=t.tag_column,
+            token_prefix=t.token_prefix,
+            tag_scheme=t.tag_scheme,
+            repair_tags=t.repair_tags,
+            with_labels=with_labels,
+            on_error=cfg.data.on_error,
+        )
         table = conll.read(path, cfg.data.format, opts)
         return Table(table.rows, table.skipped)
 
@@ -104,8 +120,15 @@ class TokenClassification(Task):
         opts = Windowing.of(cfg.task)
         feats = {}
         for split, rows in splits.items():
-            key = cache.key(rows, tokenizer, task=self.name, labels=labels, max_length=cfg.model.max_length,
-                            label_all_subwords=opts.label_all_subwords, stride=opts.stride)
+            key = cache.key(
+                rows,
+                tokenizer,
+                task=self.name,
+                labels=labels,
+                max_length=cfg.model.max_length,
+                label_all_subwords=opts.label_all_subwords,
+                stride=opts.stride,
+            )
             build = partial(encode, rows, tokenizer, labels, cfg.model.max_length, split_source(cfg, split), opts)
             feats[split] = cache.cached(key, build, cfg.speed.cache, log)
         collate = partial(pad_batch, pad_id=tokenizer.pad_token_id)
@@ -127,14 +150,18 @@ class TokenClassification(Task):
         from tunelab.data.collate import pad_batch
 
         feats = encode(rows, run.tokenizer, run.labels, run.cfg.model.max_length, source, Windowing.of(run.cfg.task))
-        return run_evaluator(evaluator(feats, run.labels, partial(pad_batch, pad_id=run.tokenizer.pad_token_id)), run.model)
+        return run_evaluator(
+            evaluator(feats, run.labels, partial(pad_batch, pad_id=run.tokenizer.pad_token_id)), run.model
+        )
 
     def parse_inputs(self, lines, source: str) -> list[Sentence]:
         """Raw text lines, or JSON lines with "text" (raw) or "tokens" (pre-tokenised)."""
         return conll.read_lines(lines, source)
 
     def predict(self, run, inputs: list[Sentence]) -> list[dict]:
-        out = predict(run.model, run.tokenizer, run.labels, inputs, run.cfg.model.max_length, Windowing.of(run.cfg.task))
+        out = predict(
+            run.model, run.tokenizer, run.labels, inputs, run.cfg.model.max_length, Windowing.of(run.cfg.task)
+        )
         return [{"text": r.text, **o} for r, o in zip(inputs, out)]
 
     def prompt_template(self, run) -> None:
@@ -145,12 +172,18 @@ def label_space(rows: list[Sentence], source: str) -> list[str]:
     """O, then B-X and I-X for each entity type seen in training (sorted)."""
     types = tagging.entity_types([t for r in rows for t in r.tags])
     if not types:
-        raise DataError(f"{source}: no entity tags in the training data (every tag is O); token classification needs at least one entity type")
+        raise DataError(
+            f"{source}: no entity tags in the training data (every tag is O); token classification needs at least one entity type"
+        )
     return tagging.label_names(types)
 
 
 def model_kwargs(labels: list[str]) -> dict:
-    return {"num_labels": len(labels), "id2label": dict(enumerate(labels)), "label2id": {n: i for i, n in enumerate(labels)}}
+    return {
+        "num_labels": len(labels),
+        "id2label": dict(enumerate(labels)),
+        "label2id": {n: i for i, n in enumerate(labels)},
+    }
 
 
 # ---------------------------------------------------------------- alignment
@@ -162,7 +195,7 @@ def special_tokens(tokenizer) -> tuple[list[int], list[int]]:
     ids, words = enc["input_ids"][0], enc.word_ids(0)
     first = words.index(0)
     last = len(words) - 1 - words[::-1].index(0)
-    return ids[:first], ids[last + 1:]
+    return ids[:first], ids[last + 1 :]
 
 
 def windows(word_ids: list[int], capacity: int, stride: int) -> list[tuple[int, int]]:
@@ -193,7 +226,9 @@ def windows(word_ids: list[int], capacity: int, stride: int) -> list[tuple[int, 
         start = start_at_or_before(nxt, start) or next((q for q in range(nxt, end) if is_start(q)), nxt)
 
 
-def window_labels(word_ids: list[int], first: list[bool], gold: list[int] | None, all_subwords: bool, inside: dict[int, int]) -> list[int]:
+def window_labels(
+    word_ids: list[int], first: list[bool], gold: list[int] | None, all_subwords: bool, inside: dict[int, int]
+) -> list[int]:
     """Label id per sub-word: the word's tag on its first piece, -100 (or I-X, with all_subwords) on the others."""
     if gold is None:
         return [-100] * len(word_ids)
@@ -206,8 +241,9 @@ def window_labels(word_ids: list[int], first: list[bool], gold: list[int] | None
     return out
 
 
-def encode(rows: list[Sentence], tokenizer, labels: list[str], max_length: int, source: str,
-           opts: Windowing = Windowing()) -> list[dict]:
+def encode(
+    rows: list[Sentence], tokenizer, labels: list[str], max_length: int, source: str, opts: Windowing = Windowing()
+) -> list[dict]:
     """Sub-word features, one per window; a tag never seen in training is an error naming the file and line."""
     stride, label_all_subwords = opts.stride, opts.label_all_subwords
     index = {n: i for i, n in enumerate(labels)}
@@ -217,26 +253,38 @@ def encode(rows: list[Sentence], tokenizer, labels: list[str], max_length: int, 
     for r in rows:
         unknown = sorted({t for t in r.tags or [] if t not in index})
         if unknown:
-            raise DataError(f"{source}:{r.line}: tag '{unknown[0]}' was not seen in training; known tags: {', '.join(labels)}")
-    enc = tokenizer([r.tokens for r in rows], is_split_into_words=True, add_special_tokens=False, verbose=False) if rows else None
+            raise DataError(
+                f"{source}:{r.line}: tag '{unknown[0]}' was not seen in training; known tags: {', '.join(labels)}"
+            )
+    enc = (
+        tokenizer([r.tokens for r in rows], is_split_into_words=True, add_special_tokens=False, verbose=False)
+        if rows
+        else None
+    )
     features = []
     for si, r in enumerate(rows):
         ids, words = enc["input_ids"][si], enc.word_ids(si)
         first = [i == 0 or words[i] != words[i - 1] for i in range(len(words))]
         gold = [index[t] for t in r.tags] if r.tags is not None else None
         if len(ids) > capacity and stride >= capacity:
-            raise ConfigError(f"task.stride ({stride}) must be smaller than the window of {capacity} sub-words "
-                              f"(model.max_length minus special tokens) to split the {len(ids)}-sub-word sentence at {source}:{r.line}")
+            raise ConfigError(
+                f"task.stride ({stride}) must be smaller than the window of {capacity} sub-words "
+                f"(model.max_length minus special tokens) to split the {len(ids)}-sub-word sentence at {source}:{r.line}"
+            )
         pad = [-1] * len(prefix), [-1] * len(suffix)
         for a, b in windows(words, capacity, stride):
             lab = window_labels(words[a:b], first[a:b], gold, label_all_subwords, inside)
-            features.append({
-                "input_ids": prefix + ids[a:b] + suffix,
-                "attention_mask": [1] * (len(prefix) + b - a + len(suffix)),
-                "labels": [-100] * len(prefix) + lab + [-100] * len(suffix),
-                "_sent": si, "_n": len(r.tokens), "_gold": gold,
-                "_words": pad[0] + [w if f else -1 for w, f in zip(words[a:b], first[a:b])] + pad[1],
-            })
+            features.append(
+                {
+                    "input_ids": prefix + ids[a:b] + suffix,
+                    "attention_mask": [1] * (len(prefix) + b - a + len(suffix)),
+                    "labels": [-100] * len(prefix) + lab + [-100] * len(suffix),
+                    "_sent": si,
+                    "_n": len(r.tokens),
+                    "_gold": gold,
+                    "_words": pad[0] + [w if f else -1 for w, f in zip(words[a:b], first[a:b])] + pad[1],
+                }
+            )
     return features
 
 
@@ -251,7 +299,7 @@ def token_logits(model, inputs: dict):
     """(batch, seq, num_labels) logits aligned with input_ids; prompt methods (prompt/p-tuning) prepend
     virtual tokens whose positions come back first, so only the last seq positions are kept."""
     logits = model(**inputs).logits
-    return logits[:, logits.shape[1] - inputs["input_ids"].shape[1]:]
+    return logits[:, logits.shape[1] - inputs["input_ids"].shape[1] :]
 
 
 def count(batch: dict) -> int:
@@ -270,7 +318,7 @@ def score_windows(model, features: list[dict], indices: list[int], collate, batc
     out: dict[int, tuple] = {}
     with torch.no_grad():
         for s in range(0, len(order), batch_size):
-            idx = order[s:s + batch_size]
+            idx = order[s : s + batch_size]
             batch = collate([features[i] for i in idx])
             logp = token_logits(model, _inputs(batch, device)).float().log_softmax(-1).cpu()  # (batch, seq, labels)
             labels = batch["labels"]
@@ -318,19 +366,33 @@ def predict_sentences(model, features: list[dict], labels: list[str], collate, b
     return [decode(merged[s], n_words[s], labels) for s in range(len(merged))], nll
 
 
-def predict(model, tokenizer, labels: list[str], rows: list[Sentence], max_length: int, opts: Windowing = Windowing()) -> list[dict]:
+def predict(
+    model, tokenizer, labels: list[str], rows: list[Sentence], max_length: int, opts: Windowing = Windowing()
+) -> list[dict]:
     """Entities (character offsets into the row's text, type, text, mean word probability) for each row, in order."""
     from tunelab.data.collate import pad_batch
 
     unlabelled = [Sentence(r.tokens, None, r.line, r.text, r.offsets) for r in rows]
     feats = encode(unlabelled, tokenizer, labels, max_length, "input", Windowing(opts.stride))
-    decoded, _ = predict_sentences(model, feats, labels, partial(pad_batch, pad_id=tokenizer.pad_token_id), BATCH) if feats else ([], 0.0)
+    decoded, _ = (
+        predict_sentences(model, feats, labels, partial(pad_batch, pad_id=tokenizer.pad_token_id), BATCH)
+        if feats
+        else ([], 0.0)
+    )
     out = []
     for r, (tags, probs) in zip(rows, decoded):
         ents = []
         for a, b, kind in tagging.spans(tags):
             start, end = r.offsets[a][0], r.offsets[b - 1][1]
-            ents.append({"start": start, "end": end, "type": kind, "text": r.text[start:end], "score": round(sum(probs[a:b]) / (b - a), 4)})
+            ents.append(
+                {
+                    "start": start,
+                    "end": end,
+                    "type": kind,
+                    "text": r.text[start:end],
+                    "score": round(sum(probs[a:b]) / (b - a), 4),
+                }
+            )
         out.append({"tokens": r.tokens, "tags": tags, "entities": ents})
     return out
 
@@ -350,11 +412,20 @@ def metrics(y_true: list[list[str]], y_pred: list[list[str]], top_confusions: in
     kind = lambda tag: tag[2:] if tag != "O" else "O"  # noqa: E731
     conf = Counter((kind(t), kind(p)) for t, p in pairs if kind(t) != kind(p))
     return {
-        "f1": float(micro["f1-score"]), "precision": float(micro["precision"]), "recall": float(micro["recall"]),
+        "f1": float(micro["f1-score"]),
+        "precision": float(micro["precision"]),
+        "recall": float(micro["recall"]),
         "macro_f1": float(macro["f1-score"]),
         "token_accuracy": sum(t == p for t, p in pairs) / max(len(pairs), 1),
-        "per_type": {t: {"precision": float(rep[t]["precision"]), "recall": float(rep[t]["recall"]),
-                         "f1": float(rep[t]["f1-score"]), "support": int(rep[t]["support"])} for t in types},
+        "per_type": {
+            t: {
+                "precision": float(rep[t]["precision"]),
+                "recall": float(rep[t]["recall"]),
+                "f1": float(rep[t]["f1-score"]),
+                "support": int(rep[t]["support"]),
+            }
+            for t in types
+        },
         "confusions": [{"true": t, "pred": p, "count": c} for (t, p), c in conf.most_common(top_confusions)],
     }
 

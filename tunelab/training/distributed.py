@@ -145,8 +145,10 @@ def restore_rng(acc, states: list[dict] | dict) -> str | None:
     states = [states] if isinstance(states, dict) else states
     set_rng_state(states[acc.process_index % len(states)])
     if len(states) != acc.num_processes:
-        return (f"checkpoint was written by {len(states)} process(es), resuming on {acc.num_processes}: "
-                "data order and weights continue exactly; random streams (dropout) continue per process modulo the old count")
+        return (
+            f"checkpoint was written by {len(states)} process(es), resuming on {acc.num_processes}: "
+            "data order and weights continue exactly; random streams (dropout) continue per process modulo the old count"
+        )
     return None
 
 
@@ -154,7 +156,7 @@ def restore_rng(acc, states: list[dict] | dict) -> str | None:
 
 
 def sharded(acc) -> str | None:
-    """"FSDP" or "DEEPSPEED" when weights or optimizer state are sharded over processes, else None."""
+    """ "FSDP" or "DEEPSPEED" when weights or optimizer state are sharded over processes, else None."""
     kind = str(acc.distributed_type).rsplit(".", 1)[-1]
     return kind if kind in ("FSDP", "DEEPSPEED") else None
 
@@ -172,13 +174,17 @@ def check_engine(acc, cfg, gradient_callbacks: list[str]) -> None:
     if kind is None:
         return
     if gradient_callbacks:
-        raise ConfigError(f"{', '.join(gradient_callbacks)} act(s) on gradients, which {kind} shards over processes; "
-                          "train with DDP (one accelerate process per device without FSDP/DeepSpeed) instead")
+        raise ConfigError(
+            f"{', '.join(gradient_callbacks)} act(s) on gradients, which {kind} shards over processes; "
+            "train with DDP (one accelerate process per device without FSDP/DeepSpeed) instead"
+        )
     if kind != "DEEPSPEED":
         return
     if cfg.grad_accum != 1:
-        raise ConfigError("train.grad_accum: must be 1 under DeepSpeed (it steps the optimizer inside backward); "
-                          "raise train.batch_size or the process count instead")
+        raise ConfigError(
+            "train.grad_accum: must be 1 under DeepSpeed (it steps the optimizer inside backward); "
+            "raise train.batch_size or the process count instead"
+        )
     ds = acc.state.deepspeed_plugin.deepspeed_config
     ds["train_micro_batch_size_per_gpu"] = max(1, cfg.batch_size // acc.num_processes)
     ds["gradient_clipping"] = cfg.max_grad_norm or 0.0
@@ -236,7 +242,9 @@ def launcher_warning(parent: list[str] | None = None) -> str | None:
             return None
     for flag in ("--num_processes", "--num-processes"):
         if flag in parent[:-1] and parent[parent.index(flag) + 1].isdigit() and int(parent[parent.index(flag) + 1]) > 1:
-            return ("warning: accelerate launch started ONE training process (it does on machines without GPUs); for several "
-                    "CPU processes run `accelerate launch --multi_gpu --num_processes N -m tunelab train ...` or "
-                    "`torchrun --nproc_per_node N -m tunelab train ...`")
+            return (
+                "warning: accelerate launch started ONE training process (it does on machines without GPUs); for several "
+                "CPU processes run `accelerate launch --multi_gpu --num_processes N -m tunelab train ...` or "
+                "`torchrun --nproc_per_node N -m tunelab train ...`"
+            )
     return None

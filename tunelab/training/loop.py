@@ -100,8 +100,9 @@ class _Run:
         self.job, self.acc, cfg = job, acc, job.cfg
         self.run_dir = Path(job.run_dir)
         self.signals: StopSignals | None = None
-        self.sampler = job.sampler or LengthGrouped([len(f["input_ids"]) for f in job.features], cfg.batch_size, cfg.seed,
-                                                    cfg.length_grouping)
+        self.sampler = job.sampler or LengthGrouped(
+            [len(f["input_ids"]) for f in job.features], cfg.batch_size, cfg.seed, cfg.length_grouping
+        )
         steps = self.sampler.steps_per_epoch()
         total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps))
         self.callbacks = check(job.callbacks)
@@ -113,8 +114,18 @@ class _Run:
         if cfg.precision == "auto":  # recipes resolve it (and record why); a direct caller gets the same choice
             cfg = cfg.model_copy(update={"precision": hardware.resolve_precision("auto", acc.device.type).name})
         self.precision = cfg.precision
-        self.ctx = Context(model, prepared_optimizer, scheduler, LoopState(), total, steps, cfg, acc,
-                           job.log if acc.is_main_process else _silent, wrapped=self.wrapped)
+        self.ctx = Context(
+            model,
+            prepared_optimizer,
+            scheduler,
+            LoopState(),
+            total,
+            steps,
+            cfg,
+            acc,
+            job.log if acc.is_main_process else _silent,
+            wrapped=self.wrapped,
+        )
         if (last := checkpoint.latest(self.run_dir / "checkpoints")) is not None:
             self._restore(last)
             self.ctx.log(f"resumed from {last} (step {self.ctx.state.step} of {total})")
@@ -147,7 +158,7 @@ class _Run:
             plan = self.sampler.batches(state.step // ctx.steps_per_epoch)
             if len(plan) != ctx.steps_per_epoch:
                 raise ValueError(f"sampler planned {len(plan)} batches for an epoch of {ctx.steps_per_epoch} steps")
-            for indices in plan[state.step % ctx.steps_per_epoch:]:
+            for indices in plan[state.step % ctx.steps_per_epoch :]:
                 self.step(indices)
                 if ctx.stop_requested:
                     signum = self.signals.requested if self.signals and self.signals.requested else signal.SIGINT
@@ -214,12 +225,19 @@ class _Run:
         path = None
         with distributed.full_params(acc, self.wrapped):  # sharded engines: every process gathers full weights
             if acc.is_main_process:
-                extra = {"optimizer": optimizer_state, "scheduler": ctx.scheduler.state_dict(), "rng": rng,
-                         "loop": asdict(ctx.state), "sampler": self.sampler.state_dict(),
-                         "callbacks": dict(zip(_keys(self.callbacks), (cb.state_dict() for cb in self.callbacks))),
-                         "processes": acc.num_processes}
+                extra = {
+                    "optimizer": optimizer_state,
+                    "scheduler": ctx.scheduler.state_dict(),
+                    "rng": rng,
+                    "loop": asdict(ctx.state),
+                    "sampler": self.sampler.state_dict(),
+                    "callbacks": dict(zip(_keys(self.callbacks), (cb.state_dict() for cb in self.callbacks))),
+                    "processes": acc.num_processes,
+                }
                 keep = None if ctx.cfg.keep_checkpoints == "all" else 1
-                path = checkpoint.save(self.run_dir / "checkpoints", ctx.state.step, trainable_weights(ctx.model), extra, keep)
+                path = checkpoint.save(
+                    self.run_dir / "checkpoints", ctx.state.step, trainable_weights(ctx.model), extra, keep
+                )
         acc.wait_for_everyone()
         return path
 

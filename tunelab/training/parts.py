@@ -45,8 +45,13 @@ class TrainingLog(Callback):
         self.tokens += ctx.last.tokens
         step = ctx.state.step
         if step % ctx.cfg.log_every == 0 or step == ctx.total_steps:
-            record = {"step": step, "epoch": round(step / ctx.steps_per_epoch, 4), "loss": self.mean_loss(),
-                      "lr": ctx.scheduler.get_last_lr()[0], "tokens_per_s": round(self.tokens_per_s(), 1)}
+            record = {
+                "step": step,
+                "epoch": round(step / ctx.steps_per_epoch, 4),
+                "loss": self.mean_loss(),
+                "lr": ctx.scheduler.get_last_lr()[0],
+                "tokens_per_s": round(self.tokens_per_s(), 1),
+            }
             self.tracker.log(record)
             self._reset()
 
@@ -54,8 +59,16 @@ class TrainingLog(Callback):
 class DevEvaluation(Callback):
     """Dev metrics when due; the best weights go to ``run_dir/best``; early stopping after ``patience`` misses."""
 
-    def __init__(self, evaluator: Evaluator, metric: Metric, run_dir: Path, tracker: Tracker, listeners: list[Callback]):
-        self.evaluator, self.metric, self.run_dir, self.tracker, self.listeners = evaluator, metric, run_dir, tracker, listeners
+    def __init__(
+        self, evaluator: Evaluator, metric: Metric, run_dir: Path, tracker: Tracker, listeners: list[Callback]
+    ):
+        self.evaluator, self.metric, self.run_dir, self.tracker, self.listeners = (
+            evaluator,
+            metric,
+            run_dir,
+            tracker,
+            listeners,
+        )
         self.autocast: Callable | None = None  # set by the loop: () -> the run's autocast context
 
     def on_step_end(self, ctx: Context) -> None:
@@ -67,7 +80,9 @@ class DevEvaluation(Callback):
         with distributed.full_params(acc, ctx.wrapped):  # sharded engines: every process gathers full weights
             metrics = distributed.evaluate(acc, ctx.model, self.evaluator, self.autocast() if self.autocast else None)
             if self.metric.name not in metrics:
-                raise KeyError(f"the evaluator reported no '{self.metric.name}' (it reported {', '.join(sorted(metrics))})")
+                raise KeyError(
+                    f"the evaluator reported no '{self.metric.name}' (it reported {', '.join(sorted(metrics))})"
+                )
             improved = self.metric.better(float(metrics[self.metric.name]), state.best_metric)
             if improved and acc.is_main_process:
                 checkpoint.save(self.run_dir / "best", state.step, trainable_weights(ctx.model), {"metrics": metrics})
@@ -78,13 +93,17 @@ class DevEvaluation(Callback):
             patience = ctx.cfg.early_stopping_patience
             if patience and state.evals_since_best >= patience:
                 state.stopped_early = True
-                ctx.log(f"early stop at step {state.step}: {self.metric.name} has not improved for {state.evals_since_best} evaluations")
+                ctx.log(
+                    f"early stop at step {state.step}: {self.metric.name} has not improved for {state.evals_since_best} evaluations"
+                )
         record = {"step": state.step, **{f"dev/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}}
         state.history.append(record)
         self.tracker.log(record)
         for cb in self.listeners:
             cb.on_evaluate(ctx, metrics)
-        ctx.log(f"step {state.step}: dev " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
+        ctx.log(
+            f"step {state.step}: dev " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+        )
         acc.wait_for_everyone()
         return metrics
 
@@ -109,13 +128,24 @@ class Progress(Callback):
     def __init__(self, total: int, initial: int, disabled: bool):
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=total, initial=initial, disable=disabled, file=sys.stderr, unit="step", dynamic_ncols=True,
-                        leave=False, mininterval=1.0)
+        self.bar = tqdm(
+            total=total,
+            initial=initial,
+            disable=disabled,
+            file=sys.stderr,
+            unit="step",
+            dynamic_ncols=True,
+            leave=False,
+            mininterval=1.0,
+        )
 
     def on_step_end(self, ctx: Context) -> None:
         self.bar.update(1)
-        self.bar.set_postfix(loss=f"{ctx.last.loss_sum / max(ctx.last.items, 1):.4f}", tok_s=f"{ctx.last.tokens / max(ctx.last.seconds, 1e-9):.0f}",
-                             refresh=False)
+        self.bar.set_postfix(
+            loss=f"{ctx.last.loss_sum / max(ctx.last.items, 1):.4f}",
+            tok_s=f"{ctx.last.tokens / max(ctx.last.seconds, 1e-9):.0f}",
+            refresh=False,
+        )
 
     def write(self, message: str) -> None:
         """A message on its own line, above the bar."""
