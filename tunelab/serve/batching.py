@@ -21,7 +21,7 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from tunelab.generation.config import GenerationConfig
-from tunelab.generation.generate import eos_ids, finish, hf_generate_kwargs, _left_pad
+from tunelab.generation.decode import eos_ids, finish, hf_generate_kwargs, _left_pad
 
 
 class QueueFull(Exception):

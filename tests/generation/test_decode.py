@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tunelab.generation import GenerationConfig, generate, stream
-from tunelab.generation.generate import encode_prompt, finish, hold_back_stops
+from tunelab.generation.decode import encode_prompt, finish, hold_back_stops
 from tunelab.models import load as model_load
 
 PROMPTS = ["hello world", "the movie was"]
