@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from tunelab.cliargs import add_threads_flag
 from tunelab.errors import TunelabError
 
 
@@ -15,6 +16,9 @@ def _log(msg: str) -> None:
 
 
 def cmd_train(args) -> int:
+    if not args.config:  # a bare `tunelab train` must never start a default run
+        print(train_usage(), file=sys.stderr)
+        return 2
     from tunelab import config
     from tunelab.recipes import finetune
 
@@ -31,6 +35,19 @@ def _split_config_args(items: list[str]) -> tuple[str | None, list[str]]:
     if items and "=" not in items[0]:
         return items[0], items[1:]
     return None, items
+
+
+def train_usage() -> str:
+    """What a bare `tunelab train` prints: the usage and the example configs to start from."""
+    from tunelab import examples
+
+    lines = ["usage: tunelab train CONFIG.yaml [key.path=value ...] [--quiet]",
+             "nothing was trained: give a config file (and/or key=value overrides). Example configs:"]
+    found = examples.listing()
+    width = max((len(path) for path, _ in found), default=0)
+    lines += [f"  {path:<{width}}  {about}" for path, about in found] or ["  (none found: see examples/ in the tunelab repository)"]
+    lines.append("every key with its default: tunelab config (or tunelab train --help)")
+    return "\n".join(lines)
 
 
 def cmd_config(args) -> int:
@@ -51,16 +68,20 @@ def config_help(config) -> str:
 
 
 def cmd_eval(args) -> int:
-    from tunelab import runs
+    from tunelab import hardware, runs
+    from tunelab.data import inputs
     from tunelab.data.collate import pad_batch
     from tunelab.tasks import TASKS
 
+    cfg = inputs.adapted(runs.read_config(runs.check_run_dir(Path(args.run_dir))), args)
+    task = TASKS[cfg.task]
+    table = None if hasattr(task, "evaluate_file") else task.read(cfg.data, args.data)  # bad input fails before loading
+    hardware.use_threads(args.threads)
     loaded = runs.load_run(args.run_dir)
-    task = TASKS[loaded.cfg.task]
+    loaded.cfg = cfg
     if hasattr(task, "evaluate_file"):  # tasks with their own evaluation pipeline (causal_lm)
         print(json.dumps(task.evaluate_file(loaded, args.data, _log), indent=2, ensure_ascii=False))
         return 0
-    table = task.read(loaded.cfg.data, args.data)
     feats = task.encode(table.rows, loaded.tokenizer, loaded.labels, loaded.cfg.model.max_length, source=args.data,
                         **task.encode_options(loaded.cfg.data))
     collate = lambda b: pad_batch(b, loaded.tokenizer.pad_token_id)  # noqa: E731
@@ -70,18 +91,22 @@ def cmd_eval(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from tunelab import runs
+    from tunelab import hardware, runs
+    from tunelab.data import inputs
     from tunelab.tasks import TASKS
 
     cfg = runs.read_config(runs.check_run_dir(Path(args.run_dir)))
     if not hasattr(TASKS[cfg.task], "predict"):
         raise TunelabError(f"{args.run_dir}: a {cfg.task} run has no labels to predict; use `tunelab generate {args.run_dir}`")
-    loaded = runs.load_run(args.run_dir)
-    task = TASKS[loaded.cfg.task]
-    if args.data:
-        rows = task.read(loaded.cfg.data, args.data, with_labels=False).rows
+    cfg = inputs.adapted(cfg, args)
+    task = TASKS[cfg.task]
+    if args.data:  # read before the model loads: a wrong column or format costs no loading time
+        rows = task.read(cfg.data, args.data, with_labels=False).rows
     else:  # a task may parse stdin its own way (NER: raw text or pre-tokenised JSON lines)
         rows = task.read_input(sys.stdin) if hasattr(task, "read_input") else _stdin_rows()
+    hardware.use_threads(args.threads)
+    loaded = runs.load_run(args.run_dir)
+    loaded.cfg = cfg
     outputs = task.predict(loaded.model, loaded.tokenizer, loaded.labels, rows, loaded.cfg.model.max_length, **task.encode_options(loaded.cfg.data))
     for row, out in zip(rows, outputs):
         print(json.dumps({"text": row.text, **out}, ensure_ascii=False))
@@ -217,22 +242,44 @@ COMMANDS = {
 }
 
 
+class _HelpWithKeys(argparse.Action):
+    """`-h/--help` that appends every config key; the config schema is imported only when help is asked for."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from tunelab import config
+
+        parser.print_help()
+        print("\nconfig keys:\n" + config_help(config))
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from tunelab import config
+    """The argument parser; it imports no torch and no config schema, so `tunelab --help` is instant."""
+    from tunelab.data import inputs
 
     parser = argparse.ArgumentParser(prog="tunelab", description="Fine-tune pretrained language models on your own task.")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks (implies --verbose)")
+    parser.add_argument("--verbose", action="store_true", help="let other libraries' progress bars and warnings through")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("train", help="fine-tune a model", formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="tunelab train CONFIG.yaml [key.path=value ...]\n\nconfig keys:\n" + config_help(config))
+    p = sub.add_parser("train", help="fine-tune a model", add_help=False, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="tunelab train CONFIG.yaml [key.path=value ...]")
+    p.add_argument("-h", "--help", action=_HelpWithKeys, help="show this help and every config key")
     p.add_argument("config", nargs="*", help="YAML config file, then overrides like train.lr=3e-5")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p = sub.add_parser("eval", help="evaluate a run on a labelled file")
     p.add_argument("run_dir")
-    p.add_argument("--data", required=True, help="labelled file in the run's data format")
+    p.add_argument("--data", required=True, help="labelled file (the run's data format unless flags or data.* overrides say otherwise)")
+    inputs.add_flags(p, labels=True)
+    add_threads_flag(p)
     p = sub.add_parser("predict", help="predict labels for a file or stdin, as JSONL")
     p.add_argument("run_dir")
-    p.add_argument("--data", help="input file (the run's text column); default: stdin, one text or JSON object per line")
+    p.add_argument("--data", help="input file (csv/tsv/json/jsonl as the run's data, or .txt: one text per line); "
+                                  "default: stdin, one text or JSON object per line")
+    inputs.add_flags(p, labels=False)
+    add_threads_flag(p)
     p = sub.add_parser("info", help="parameters, layers and trainable parameters of a model under a method")
     p.add_argument("model")
     p.add_argument("--method", default="full")
@@ -260,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+RESUMABLE = {"train", "compare"}  # commands whose interruption leaves a run to resume
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv is None:  # the real command (not a test calling main): run under tcmalloc when installed
         from tunelab import launch
@@ -269,18 +319,14 @@ def main(argv: list[str] | None = None) -> int:
 
     # peft calls a transformers method deprecated in 5.x on every get_peft_model; it is noise for our users
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    from tunelab import exits, progress
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return COMMANDS[args.command](args)
-    except TunelabError as exc:
-        if args.debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: rerun the same command to resume from the last checkpoint", file=sys.stderr)
-        return 130
+    progress.third_party(verbose=args.verbose or args.debug)
+    on_interrupt = ("interrupted: rerun the same command to resume from the last checkpoint" if args.command in RESUMABLE
+                    else "interrupted")
+    return exits.run(lambda: COMMANDS[args.command](args), debug=args.debug, on_interrupt=on_interrupt)
 
 
 if __name__ == "__main__":

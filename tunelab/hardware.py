@@ -76,6 +76,15 @@ def physical_cores() -> int:
     return max(1, min(info.physical_cores, usable))
 
 
+def use_threads(n: int | None = None) -> int:
+    """Set torch's CPU threads to ``n``, or to the physical cores when None (hyper-threads slow matmuls down); returns it."""
+    import torch
+
+    n = n or physical_cores()
+    torch.set_num_threads(n)
+    return n
+
+
 def native_bf16(device_type: str = "cpu", info: CpuInfo | None = None) -> tuple[bool, str]:
     """Whether bf16 matmuls run on native hardware here, and the evidence."""
     import torch

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -244,6 +243,6 @@ def _truncate_log(path: Path, step: int) -> None:
 
 
 def _progress(total: int, initial: int, quiet: bool):
-    from tqdm.auto import tqdm
+    from tunelab import progress
 
-    return tqdm(total=total, initial=initial, disable=quiet, file=sys.stderr, unit="step", dynamic_ncols=True, leave=False, mininterval=1.0)
+    return progress.bar(total, initial, quiet)  # a bar on a terminal, plain lines in a redirected log
