@@ -49,7 +49,7 @@ def tiny_bert_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("tiny-bert")
     tok = _word_tokenizer(folder)
     cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=128)
+                     intermediate_size=64, max_position_embeddings=512)  # as BERT: the default model.max_length fits
     torch.manual_seed(0)
     BertModel(cfg).save_pretrained(str(folder))
     tok.save_pretrained(str(folder))

@@ -140,12 +140,12 @@ def test_directory_is_rejected(tmp_path):
 def test_unknown_extension(tmp_path):
     path = write(tmp_path, "d.xlsx", "x")
     msg = error_of(path)
-    assert msg.startswith(f"{path}: unknown data format .xlsx") and ".csv, .tsv, .json or .jsonl" in msg
+    assert msg.startswith(f"{path}: unknown data format .xlsx") and ".csv, .tsv, .json, .jsonl or .txt" in msg and "data.format=csv" in msg
 
 
 def test_unknown_format_argument(tmp_path):
     path = write(tmp_path, "d.csv", "text\nx\n")
-    assert "format must be one of auto, csv, tsv, json, jsonl, found 'parquet'" in error_of(path, format="parquet")
+    assert "data.format must be one of auto, csv, tsv, json, jsonl, text, found 'parquet'" in error_of(path, format="parquet")
 
 
 @pytest.mark.parametrize("arg", [{"on_error": "ignore"}, {"has_header": "yes"}, {"has_header": 1}])
@@ -190,50 +190,50 @@ def test_empty_json_list(tmp_path):
 def test_missing_column_names_it_lists_columns_and_suggests(tmp_path):
     path = write(tmp_path, "d.tsv", "sentence\tlabel\nhi\t1\n")
     msg = error_of(path, text_column="sentense", on_error="skip")
-    assert msg.startswith(f"{path}:1: text_column: expected a column 'sentense', found none in the header")
+    assert msg.startswith(f"{path}:1: data.text_column: expected a column 'sentense', found none in the header")
     assert "available: 'sentence', 'label'" in msg and "did you mean 'sentence'?" in msg
 
 
-def test_missing_label_column_hints_at_unlabelled_data(tmp_path):
+def test_missing_label_column_hints_at_the_override(tmp_path):
     path = write(tmp_path, "d.csv", "text,lable\nhi,1\n")
     msg = error_of(path)
-    assert "label_column: expected a column 'label'" in msg and "did you mean 'lable'?" in msg
-    assert "set label_column to None" in msg
+    assert "data.label_column: expected a column 'label'" in msg and "did you mean 'lable'?" in msg
+    assert "(data.label_column=lable)" in msg
 
 
 def test_headerless_file_with_names_explains_positions(tmp_path):
     path = write(tmp_path, "d.tsv", "good film\t1\n")
     msg = error_of(path)
     found = "found none in the first row (no header found)"
-    assert msg.startswith(f"{path}:1: text_column: expected a column 'text', {found}")
-    assert "give columns by position (e.g. text_column: 0)" in msg
+    assert msg.startswith(f"{path}:1: data.text_column: expected a column 'text', {found}")
+    assert "give columns by position (e.g. data.text_column=0)" in msg
 
 
 def test_has_header_false_requires_positions(tmp_path):
     path = write(tmp_path, "d.tsv", "good film\t1\n")
     msg = error_of(path, text_column="sentence", label_column=1, has_header=False)
     assert msg == (
-        f"{path}:1: has_header is False, so columns must be positions (e.g. text_column: 0), found the name 'sentence'"
+        f"{path}:1: data.has_header is false, so columns must be positions (e.g. data.text_column=0), found the name 'sentence'"
     )
 
 
 def test_position_out_of_range(tmp_path):
     path = write(tmp_path, "d.tsv", "good film\t1\n")
     msg = error_of(path, text_column=0, label_column=5)
-    assert msg == f"{path}:1: label_column 5 is out of range: expected 0 to 1, found 5"
+    assert msg == f"{path}:1: data.label_column 5 is out of range: expected 0 to 1, found 5"
 
 
 def test_json_missing_key_in_first_object(tmp_path):
     path = write(tmp_path, "d.jsonl", '{"txt": "a", "label": 1}\n')
     msg = error_of(path, on_error="skip")
-    assert msg.startswith(f"{path}:1: text_column: expected a column 'text', found none in the first object")
+    assert msg.startswith(f"{path}:1: data.text_column: expected a column 'text', found none in the first object")
     assert "did you mean 'txt'?" in msg
 
 
 def test_json_positional_column_is_rejected(tmp_path):
     path = write(tmp_path, "d.jsonl", '{"text": "a", "label": 1}\n')
     msg = error_of(path, label_column=1)
-    assert msg.startswith(f"{path}:1: label_column: expected a column 1, found none in the first object")
+    assert msg.startswith(f"{path}:1: data.label_column: expected a column 1, found none in the first object")
     assert "available: 'text', 'label'" in msg
     assert "give columns by key name, not position" in msg
 

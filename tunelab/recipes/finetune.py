@@ -15,6 +15,7 @@ import torch
 from tunelab import config as config_mod
 from tunelab import hardware, runs
 from tunelab.data import cache
+from tunelab.data import labels as labels_check
 from tunelab.data.collate import pad_batch
 from tunelab.data.split import stratified_split
 from tunelab.errors import TunelabError
@@ -30,7 +31,8 @@ def run(cfg: config_mod.RunConfig, *, quiet: bool = False, log=print, callbacks=
     """Train per ``cfg`` into ``cfg.output_dir`` (resuming if interrupted); returns the final metrics."""
     task = TASKS[cfg.task]
     cfg = resolve(cfg, task)
-    model_load.resolve(cfg.model.name, cfg.model.gguf_file, cfg.model.revision)  # a bad model name fails before any work
+    src = model_load.resolve(cfg.model.name, cfg.model.gguf_file, cfg.model.revision)  # a bad model name fails before any work
+    cfg = fit_max_length(cfg, src, log)
     cfg, precision = choose_precision(cfg)
     run_dir = prepare_run_dir(cfg)
     log(hardware.slow_bf16_warning(precision) or f"precision: {precision.name} ({precision.reason})")
@@ -103,6 +105,17 @@ def resolve(cfg: config_mod.RunConfig, task) -> config_mod.RunConfig:
     return cfg
 
 
+def fit_max_length(cfg: config_mod.RunConfig, src, log) -> config_mod.RunConfig:
+    """A copy of cfg whose model.max_length fits the model (see models.load.fit_max_length), before config.yaml is written."""
+    explicit = "max_length" in cfg.model.model_fields_set
+    fitted = model_load.fit_max_length(src, cfg.model.max_length, explicit, cfg.model.name, log)
+    if fitted == cfg.model.max_length:
+        return cfg
+    cfg = cfg.model_copy(deep=True)
+    cfg.model.max_length = fitted
+    return cfg
+
+
 def choose_precision(cfg: config_mod.RunConfig) -> tuple[config_mod.RunConfig, hardware.Precision]:
     """Resolve ``train.precision`` for this machine (a copy of cfg holds the result, so config.yaml records it).
 
@@ -164,6 +177,7 @@ def read_splits(cfg: config_mod.RunConfig, task, log) -> dict[str, list]:
     """train/dev(/test) rows; dev is carved out of train (stratified, seeded) when no dev file is given."""
     data = cfg.data
     train = _read(task, data, data.train, log)
+    labels_check.check(train, data.train, data.min_label_rows, data.label_check, log)  # classification rows only
     if data.max_train_rows:
         train = train[: data.max_train_rows]
     if data.dev:

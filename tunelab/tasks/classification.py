@@ -104,6 +104,8 @@ def read(data_cfg, path: str, with_labels: bool = True):
         format=data_cfg.format,
         has_header=data_cfg.has_header,
         on_error=data_cfg.on_error,
+        delimiter=data_cfg.delimiter,
+        encoding=data_cfg.encoding,
     )
 
 

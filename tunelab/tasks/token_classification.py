@@ -30,7 +30,8 @@ MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 def read(data_cfg, path: str, with_labels: bool = True) -> conll.Table:
     """Read a CoNLL/JSONL file (or, for prediction, also .txt raw text) per the data config."""
     opts = conll.Options(tag_column=data_cfg.tag_column, token_prefix=data_cfg.token_prefix, tag_scheme=data_cfg.tag_scheme,
-                         repair_tags=data_cfg.repair_tags, with_labels=with_labels, on_error=data_cfg.on_error)
+                         repair_tags=data_cfg.repair_tags, with_labels=with_labels, on_error=data_cfg.on_error,
+                         encoding=data_cfg.encoding)
     return conll.read(path, data_cfg.format, opts)
 
 
