@@ -143,6 +143,7 @@ def training_device_type() -> str:
 def prepare_run_dir(cfg: config_mod.RunConfig) -> Path:
     """Create the run folder, or resume one with the same config; never overwrite a finished or foreign folder."""
     run_dir = Path(cfg.output_dir)
+    runs.check_writable_dir(run_dir)
     saved = run_dir / "config.yaml"
     if (run_dir / "metrics.json").is_file():
         raise TunelabError(f"{run_dir}: already holds a finished run; choose another output_dir (nothing was changed)")
