@@ -12,6 +12,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(int(os.environ.get("TUNELAB_TEST_THREADS", "1")))
+os.environ["TUNELAB_THREADS"] = str(torch.get_num_threads())  # inference commands run in-process keep the pinned count
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -51,11 +51,16 @@ def train_usage() -> str:
 
 
 def cmd_config(args) -> int:
-    from tunelab import config
+    from tunelab import config, docs
 
+    if args.section and args.section not in docs.sections():
+        raise TunelabError(f"--section {args.section}: unknown; sections: {', '.join(docs.sections())}")
     if args.markdown:
-        print("| key | default | description |\n|---|---|---|")
-        print("\n".join(f"| `{k.split()[0]}` {' '.join(k.split()[1:])} | {v or ''} | {d} |" for k, v, d in config.describe()))
+        print(docs.markdown(args.section))
+    elif args.section:
+        rows = [(key.strip("`").replace("` ", "  "), d, desc) for s, key, d, desc in docs.rows() if s == args.section]
+        width = max(len(k) for k, _, _ in rows)
+        print("\n".join(f"  {k:<{width}}  {desc}" + (f" [default: {d}]" if d else "") for k, d, desc in rows))
     else:
         print(config_help(config))
     return 0
@@ -298,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", nargs="*", help="per-method overrides, e.g. lora.train.lr=5e-4 lora.method.r=16")
     p = sub.add_parser("config", help="list every config key with its default and description")
     p.add_argument("--markdown", action="store_true", help="as a markdown table (the README's)")
+    p.add_argument("--section", help="only one section: run (top-level keys), model, data, method, train, ..., serve")
     from tunelab.generation import commands
 
     commands.add_parsers(sub)

@@ -32,6 +32,10 @@ def run(command: Callable[[], int], *, debug: bool, on_interrupt: str = "interru
     except BrokenPipeError:
         return _stdout_gone()
     except KeyboardInterrupt:
+        if debug:  # where it landed, for a bug report
+            import traceback
+
+            traceback.print_exc()
         _line(on_interrupt, fresh_line=True)
         return INTERRUPTED
     except TunelabError as exc:

@@ -55,9 +55,9 @@ def run(target: Target, system: str | None = None, *, stdin: TextIO = sys.stdin,
 
 def _prompt(stdin: TextIO, stdout: TextIO) -> str | None:
     """The next typed line, or None to leave (end of input, or Ctrl-C at the prompt)."""
-    stdout.write("> ")
-    stdout.flush()
-    try:
+    try:  # the prompt's write too: a Ctrl-C pressed as it appears lands there
+        stdout.write("> ")
+        stdout.flush()
         line = stdin.readline()
     except KeyboardInterrupt:
         line = ""

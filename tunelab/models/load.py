@@ -183,8 +183,10 @@ def fit_max_length(src: Source, max_length: int, explicit: bool, name: str, log)
     with _quiet_transformers():
         try:
             config = AutoConfig.from_pretrained(src.path, gguf_file=src.gguf_file, revision=src.revision)
-        except (OSError, ValueError):
-            return max_length  # the weights' own load reports what is wrong with the model
+        except OSError as exc:  # not found: say so now, before a run folder is created
+            raise _not_found(name, exc, "") from None
+        except ValueError:
+            return max_length  # e.g. custom code: the weights' own load reports what is wrong
     limit = position_limit(config)
     if limit is None or max_length <= limit:
         return max_length

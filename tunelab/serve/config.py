@@ -24,7 +24,7 @@ class ServeConfig(Strict):
     max_predict_inputs: int = Field(256, ge=1, le=100_000, description="Cap on texts in one /v1/predict request.")
     max_body_bytes: int = Field(1_000_000, ge=1024, le=1 << 30, description="Largest request body accepted (413 above it).")
     retry_after_s: int = Field(1, ge=0, le=3600, description="Retry-After header value sent with 429.")
-    threads: int | None = Field(None, ge=1, le=512, description="torch CPU threads for the models; null = this machine's physical cores.")
+    threads: int | None = Field(None, ge=1, le=512, description="torch CPU threads for the models; null = $TUNELAB_THREADS, else this machine's physical cores.")
 
 
 def load(path: str | Path | None, overrides: dict) -> ServeConfig:
