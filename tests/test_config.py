@@ -64,3 +64,28 @@ def test_dump_roundtrips_and_describe_covers_every_key(tmp_path):
         for name in type(getattr(cfg, section)).model_fields:
             assert f"{section}.{name}" in keys
     assert all(desc for _, _, desc in config.describe())
+
+
+@pytest.mark.parametrize("item, expected", [
+    ("data.token_prefix=en:", "en:"),  # YAML would read a mapping {"en": None}
+    ("data.delimiter=|", "|"),  # YAML would read an empty block scalar
+    ("data.delimiter=@", "@"),
+    ("data.delimiter=tab", "\t"),
+    ("data.token_prefix=''", ""),
+])
+def test_override_values_that_yaml_misreads_stay_strings(item, expected):
+    key = item.split("=")[0].split(".")[1]
+    assert getattr(config.load(None, [item]).data, key) == expected
+
+
+def test_a_mapping_for_a_string_key_says_to_quote_it():
+    with pytest.raises(ConfigError, match=r"data.token_prefix: Input should be a valid string \(got the mapping \{'en': 1\}: "
+                                          r"quote the value"):
+        config.load(None, ["data.token_prefix={en: 1}"])
+
+
+def test_encoding_and_delimiter_are_checked():
+    with pytest.raises(ConfigError, match="data.encoding: unknown text encoding"):
+        config.load(None, ["data.encoding=latin-9000"])
+    with pytest.raises(ConfigError, match="data.delimiter: expected one character"):
+        config.load(None, ["data.delimiter=;;"])

@@ -313,6 +313,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """parse_args, except that key=value overrides may also follow the options (`predict RUN --data x data.format=csv`)."""
+    args, extra = parser.parse_known_args(argv)
+    if extra and isinstance(getattr(args, "overrides", None), list) and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 RESUMABLE = {"train", "compare"}  # commands whose interruption leaves a run to resume
 
 
@@ -328,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     from tunelab import exits, progress
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     progress.third_party(verbose=args.verbose or args.debug)
     on_interrupt = ("interrupted: rerun the same command to resume from the last checkpoint" if args.command in RESUMABLE
                     else "interrupted")

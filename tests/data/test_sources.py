@@ -428,3 +428,46 @@ def test_alpaca_json_list():
     assert len(table.rows) == len(json.loads(path.read_text(encoding="utf-8")))
     lines = path.read_text(encoding="utf-8").split("\n")
     assert lines[table.rows[1].line - 1].strip().startswith("{")
+
+
+# --- delimiter, encoding, plain text (issue 22.5, 22.4) ---------------------------
+
+
+def test_delimiter_and_encoding(tmp_path):
+    path = write(tmp_path, "d.csv", "caf\xe9 au lait;1\nthe plot, thin;0\n".encode("latin-1"))
+    table = read_table(path, text_column=0, label_column=1, has_header=False, delimiter=";", encoding="latin-1")
+    assert [(r.text, r.label, r.line) for r in table.rows] == [("café au lait", "1", 1), ("the plot, thin", "0", 2)]
+    msg = error_of(path, text_column=0, label_column=1, has_header=False, delimiter=";")
+    assert msg.startswith(f"{path}:1: expected UTF-8 text, found byte 0xe9") and "set data.encoding (e.g. latin-1" in msg
+
+
+def test_wrong_delimiter_says_to_check_it(tmp_path):
+    path = write(tmp_path, "d.csv", "good film;1\nbad film;0\n")
+    msg = error_of(path, text_column=0, label_column=1, has_header=False)
+    assert "data.label_column 1 is out of range" in msg and "is data.delimiter right?" in msg
+
+
+def test_delimiter_only_for_delimited_files(tmp_path):
+    path = write(tmp_path, "d.jsonl", '{"text": "a", "label": 1}\n')
+    assert "data.delimiter applies to csv/tsv files" in error_of(path, delimiter=";")
+
+
+def test_txt_is_one_text_per_line_without_labels(tmp_path):
+    path = write(tmp_path, "t.txt", "first text\n\n  \nsecond, with a comma\n")
+    rows = read_table(path, label_column=None).rows
+    assert [(r.text, r.line) for r in rows] == [("first text", 1), ("second, with a comma", 4)]
+    msg = error_of(path)
+    assert "read as plain text (one text per line), which has no labels" in msg and "data.delimiter=@" in msg
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "fpb").is_dir(), reason="needs ../shared/data/fpb")
+def test_financial_phrasebank_reads_through_config_options_alone():
+    from tunelab import config
+    from tunelab.tasks import classification
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "classification" / "fpb.yaml"
+    cfg = config.load(example, [f"data.train={SHARED_DATA / 'fpb' / 'train.txt'}"])
+    table = classification.read(cfg.data, cfg.data.train)
+    assert len(table.rows) == 3392 and {r.label for r in table.rows} == {"positive", "negative", "neutral"}
+    assert all("@" not in r.text for r in table.rows)
+    assert any("\xe4" in r.text or "\xf6" in r.text for r in table.rows)  # latin-1 letters decoded (Finnish names)
