@@ -38,7 +38,14 @@ def timed(code: str, env: dict) -> float:
 def imports_torch(code: str, env: dict) -> bool:
     done = subprocess.run([sys.executable, "-X", "importtime", "-c", code], env={**env, "TUNELAB_TCMALLOC": "0"},
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=True)
-    return any(line.rstrip().endswith("| torch") for line in done.stderr.splitlines())
+    return any(line.split("|")[-1].strip() == "torch" for line in done.stderr.splitlines() if line.startswith("import time:"))
+
+
+def _tcmalloc() -> bool:
+    sys.path.insert(0, str(ROOT))
+    from tunelab import launch
+
+    return launch.find_tcmalloc() is not None and os.environ.get("TUNELAB_TCMALLOC", "1") != "0"
 
 
 def cpu_model() -> str:
@@ -73,7 +80,8 @@ def main() -> int:
         "# Start-up time on a fresh clone (`bench/startup.py`)",
         "",
         f"Commit {commit}, {cpu_model()}, Python {platform.python_version()}, {args.runs} warm runs per command, "
-        f"load average {load:.1f} at the end, {time.strftime('%Y-%m-%d %H:%M')}.",
+        f"load average {load:.1f} at the end, {time.strftime('%Y-%m-%d %H:%M')}; tcmalloc "
+        f"{'installed (the command re-executes itself once under it, as a user gets)' if _tcmalloc() else 'not installed'}.",
         "",
         "| command | first run (cold, compiles bytecode) s | median s | worst s | imports torch |",
         "|---|---|---|---|---|",
