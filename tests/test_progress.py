@@ -64,7 +64,7 @@ warnings.warn("a third-party notice", UserWarning)
 
 
 def test_other_libraries_bars_and_warnings_only_with_verbose(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in progress.QUIET_ENV}  # as a user's shell
+    env = {k: v for k, v in os.environ.items() if k not in progress.QUIET_ENV and k != "TUNELAB_VERBOSE"}  # as a user's shell
     env["PYTHONPATH"] = str(REPO)
     quiet = subprocess.run([sys.executable, "-c", QUIET_PROBE, "quiet", str(tmp_path / "a")], env=env, capture_output=True,
                            text=True, timeout=120)

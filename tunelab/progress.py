@@ -29,7 +29,8 @@ def third_party(verbose: bool) -> None:
     A variable the user already set wins (``setdefault``). tunelab's own messages go through its log, not
     ``warnings``, so ignoring warnings hides only other libraries' notices (peft's, transformers').
     """
-    if verbose:
+    if verbose or os.environ.get("TUNELAB_VERBOSE", "") not in ("", "0"):
+        os.environ["TUNELAB_VERBOSE"] = "1"  # child processes (compare's per-method runs) stay verbose too
         return
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
