@@ -140,11 +140,12 @@ def test_bare_train_prints_usage_and_examples_and_trains_nothing(tmp_path):
     assert not any(tmp_path.iterdir())  # no runs/run appeared
 
 
-def test_stdout_closed_early_is_quiet(tmp_path):
+@pytest.mark.parametrize("args", [["config"], ["train", "--help"]])
+def test_stdout_closed_early_is_quiet(args):
     read_end, write_end = os.pipe()
     os.close(read_end)  # like `| head` that has already exited: every write fails with EPIPE
     try:
-        done = subprocess.run([sys.executable, "-m", "tunelab.cli", "config"], stdout=write_end, stderr=subprocess.PIPE, text=True,
+        done = subprocess.run([sys.executable, "-m", "tunelab.cli", *args], stdout=write_end, stderr=subprocess.PIPE, text=True,
                               timeout=120, env={**os.environ, "PYTHONPATH": str(REPO), "TUNELAB_TCMALLOC": "0"})
     finally:
         os.close(write_end)

@@ -338,7 +338,10 @@ def main(argv: list[str] | None = None) -> int:
     from tunelab import exits, progress
 
     parser = build_parser()
-    args = _parse(parser, argv)
+    try:
+        args = _parse(parser, argv)
+    except BrokenPipeError:  # `tunelab train --help | head`
+        return exits.stdout_gone()
     progress.third_party(verbose=args.verbose or args.debug)
     on_interrupt = ("interrupted: rerun the same command to resume from the last checkpoint" if args.command in RESUMABLE
                     else "interrupted")

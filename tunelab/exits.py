@@ -30,7 +30,7 @@ def run(command: Callable[[], int], *, debug: bool, on_interrupt: str = "interru
         sys.stdout.flush()  # inside the guard: a reader that went away surfaces here, not at interpreter exit
         return code
     except BrokenPipeError:
-        return _stdout_gone()
+        return stdout_gone()
     except KeyboardInterrupt:
         if debug:  # where it landed, for a bug report
             import traceback
@@ -74,7 +74,7 @@ def _line(msg: str, fresh_line: bool = False) -> None:
         pass
 
 
-def _stdout_gone() -> int:
+def stdout_gone() -> int:
     """stdout's reader closed it (``| head``): stop quietly; point stdout at /dev/null so the exit flush is silent."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
