@@ -31,14 +31,24 @@ COMMANDS = {
 
 def timed(code: str, env: dict) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    subprocess.run(
+        [sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True
+    )
     return time.perf_counter() - start
 
 
 def imports_torch(code: str, env: dict) -> bool:
-    done = subprocess.run([sys.executable, "-X", "importtime", "-c", code], env={**env, "TUNELAB_TCMALLOC": "0"},
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=True)
-    return any(line.split("|")[-1].strip() == "torch" for line in done.stderr.splitlines() if line.startswith("import time:"))
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code],
+        env={**env, "TUNELAB_TCMALLOC": "0"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=True,
+    )
+    return any(
+        line.split("|")[-1].strip() == "torch" for line in done.stderr.splitlines() if line.startswith("import time:")
+    )
 
 
 def _tcmalloc() -> bool:
@@ -68,7 +78,9 @@ def main() -> int:
         clone = Path(tmp) / "tunelab"
         subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
         subprocess.run(["git", "-C", str(clone), "checkout", "--quiet", args.ref], check=True)
-        commit = subprocess.run(["git", "-C", str(clone), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", str(clone), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
         env = {**os.environ, "PYTHONPATH": str(clone), "PYTHONDONTWRITEBYTECODE": "0"}
         rows = []
         for name, code in COMMANDS.items():

@@ -64,12 +64,24 @@ warnings.warn("a third-party notice", UserWarning)
 
 
 def test_other_libraries_bars_and_warnings_only_with_verbose(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in progress.QUIET_ENV and k != "TUNELAB_VERBOSE"}  # as a user's shell
+    env = {
+        k: v for k, v in os.environ.items() if k not in progress.QUIET_ENV and k != "TUNELAB_VERBOSE"
+    }  # as a user's shell
     env["PYTHONPATH"] = str(REPO)
-    quiet = subprocess.run([sys.executable, "-c", QUIET_PROBE, "quiet", str(tmp_path / "a")], env=env, capture_output=True,
-                           text=True, timeout=120)
-    verbose = subprocess.run([sys.executable, "-c", QUIET_PROBE, "verbose", str(tmp_path / "b")], env=env, capture_output=True,
-                             text=True, timeout=120)
+    quiet = subprocess.run(
+        [sys.executable, "-c", QUIET_PROBE, "quiet", str(tmp_path / "a")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    verbose = subprocess.run(
+        [sys.executable, "-c", QUIET_PROBE, "verbose", str(tmp_path / "b")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert quiet.returncode == verbose.returncode == 0, quiet.stderr + verbose.stderr
     assert quiet.stderr == ""
     for noise in ("Converting and de-quantizing", "Writing model shards", "a third-party notice"):
@@ -78,8 +90,15 @@ def test_other_libraries_bars_and_warnings_only_with_verbose(tmp_path):
 
 def test_help_and_import_do_not_import_torch():
     """Not timed (bench/startup.py measures the time): the parser and `import tunelab` must not pull torch in."""
-    code = ("import sys, tunelab, tunelab.cli; p = tunelab.cli.build_parser(); p.parse_args(['config']); "
-            "import tunelab.generation, tunelab.generation.config; print('torch' in sys.modules)")
-    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
-                          timeout=60)
+    code = (
+        "import sys, tunelab, tunelab.cli; p = tunelab.cli.build_parser(); p.parse_args(['config']); "
+        "import tunelab.generation, tunelab.generation.config; print('torch' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.stdout.strip() == "False", done.stderr

@@ -23,7 +23,17 @@ def test_every_key_of_every_section_is_documented_exactly_once():
     for section, key, _, _ in docs.rows():
         rows = [r for r in table_rows if r.startswith(f"| {key} |")]
         assert len(rows) == 1, f"{key} ({section}) has {len(rows)} rows in the README's tables"
-    assert {s for s, *_ in docs.rows()} >= {"run", "model", "data", "method", "train", "lm", "generation", "speed", "serve"}
+    assert {s for s, *_ in docs.rows()} >= {
+        "run",
+        "model",
+        "data",
+        "method",
+        "train",
+        "lm",
+        "generation",
+        "speed",
+        "serve",
+    }
 
 
 def test_readme_lists_every_command_and_the_two_entry_points():
@@ -33,11 +43,12 @@ def test_readme_lists_every_command_and_the_two_entry_points():
 
 
 def test_python_api_block_runs_as_documented(tiny_llama_dir, capsys):
-    section = README[README.index("### Python API"):]
+    section = README[README.index("### Python API") :]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     assert "target.load(" in code
-    code = code.replace('"runs/alpaca-lora"', repr(str(tiny_llama_dir))).replace("GenerationConfig(max_new_tokens=16)",
-                                                                                 "GenerationConfig(max_new_tokens=3)")
+    code = code.replace('"runs/alpaca-lora"', repr(str(tiny_llama_dir))).replace(
+        "GenerationConfig(max_new_tokens=16)", "GenerationConfig(max_new_tokens=3)"
+    )
     code = code.replace("tgt.cfg, template", "tgt.cfg.model_copy(update={'max_new_tokens': 3}), template")
     scope: dict = {}
     exec(compile(code, "README.md (Python API)", "exec"), scope)  # noqa: S102 - the README's own example

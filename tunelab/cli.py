@@ -41,11 +41,15 @@ def train_usage() -> str:
     """What a bare `tunelab train` prints: the usage and the example configs to start from."""
     from tunelab import examples
 
-    lines = ["usage: tunelab train CONFIG.yaml [key.path=value ...] [--quiet]",
-             "nothing was trained: give a config file (and/or key=value overrides). Example configs:"]
+    lines = [
+        "usage: tunelab train CONFIG.yaml [key.path=value ...] [--quiet]",
+        "nothing was trained: give a config file (and/or key=value overrides). Example configs:",
+    ]
     found = examples.listing()
     width = max((len(path) for path, _ in found), default=0)
-    lines += [f"  {path:<{width}}  {about}" for path, about in found] or ["  (none found: see examples/ in the tunelab repository)"]
+    lines += [f"  {path:<{width}}  {about}" for path, about in found] or [
+        "  (none found: see examples/ in the tunelab repository)"
+    ]
     lines.append("every key with its default: tunelab config (or tunelab train --help)")
     return "\n".join(lines)
 
@@ -87,8 +91,14 @@ def cmd_eval(args) -> int:
     if hasattr(task, "evaluate_file"):  # tasks with their own evaluation pipeline (causal_lm)
         print(json.dumps(task.evaluate_file(loaded, args.data, _log), indent=2, ensure_ascii=False))
         return 0
-    feats = task.encode(table.rows, loaded.tokenizer, loaded.labels, loaded.cfg.model.max_length, source=args.data,
-                        **task.encode_options(loaded.cfg.data))
+    feats = task.encode(
+        table.rows,
+        loaded.tokenizer,
+        loaded.labels,
+        loaded.cfg.model.max_length,
+        source=args.data,
+        **task.encode_options(loaded.cfg.data),
+    )
     collate = lambda b: pad_batch(b, loaded.tokenizer.pad_token_id)  # noqa: E731
     metrics = task.evaluate(loaded.model, feats, loaded.labels, collate)
     print(json.dumps(metrics, indent=2))
@@ -102,7 +112,9 @@ def cmd_predict(args) -> int:
 
     cfg = runs.read_config(runs.check_run_dir(Path(args.run_dir)))
     if not hasattr(TASKS[cfg.task], "predict"):
-        raise TunelabError(f"{args.run_dir}: a {cfg.task} run has no labels to predict; use `tunelab generate {args.run_dir}`")
+        raise TunelabError(
+            f"{args.run_dir}: a {cfg.task} run has no labels to predict; use `tunelab generate {args.run_dir}`"
+        )
     cfg = inputs.adapted(cfg, args)
     task = TASKS[cfg.task]
     if args.data:  # read before the model loads: a wrong column or format costs no loading time
@@ -112,7 +124,14 @@ def cmd_predict(args) -> int:
     hardware.use_threads(args.threads)
     loaded = runs.load_run(args.run_dir)
     loaded.cfg = cfg
-    outputs = task.predict(loaded.model, loaded.tokenizer, loaded.labels, rows, loaded.cfg.model.max_length, **task.encode_options(loaded.cfg.data))
+    outputs = task.predict(
+        loaded.model,
+        loaded.tokenizer,
+        loaded.labels,
+        rows,
+        loaded.cfg.model.max_length,
+        **task.encode_options(loaded.cfg.data),
+    )
     for row, out in zip(rows, outputs):
         print(json.dumps({"text": row.text, **out}, ensure_ascii=False))
     return 0
@@ -133,7 +152,7 @@ def _stdin_rows():
             except json.JSONDecodeError as exc:
                 raise TunelabError(f"<stdin>:{n}: not valid JSON ({exc.msg})") from None
             if not isinstance(obj.get("text"), str) or not obj["text"].strip():
-                raise TunelabError(f"<stdin>:{n}: JSON input needs a non-empty \"text\" string")
+                raise TunelabError(f'<stdin>:{n}: JSON input needs a non-empty "text" string')
             rows.append(Row(obj["text"], obj.get("text_pair"), None, n))
         else:
             rows.append(Row(line, None, None, n))
@@ -151,14 +170,23 @@ def cmd_info(args) -> int:
     cfg = config.load(None, overrides)
     task = TASKS[cfg.task]
     src = model_load.resolve(cfg.model.name, cfg.model.gguf_file, cfg.model.revision)
-    model, head = model_load.load_model(src, task.AUTO_CLASS, **task.model_kwargs([str(i) for i in range(args.num_labels)]))
+    model, head = model_load.load_model(
+        src, task.AUTO_CLASS, **task.model_kwargs([str(i) for i in range(args.num_labels)])
+    )
     _, layers = find_layers(model)
     total_before = count_parameters(model)[1]
     model = METHODS[cfg.method.name].apply(model, cfg.method, head)
     trainable, total = count_parameters(model)
-    info = {"model": args.model, "architecture": type(model.base_model if hasattr(model, "base_model") else model).__name__,
-            "layers": len(layers), "parameters": total_before, "method": cfg.method.name, "task_head": head,
-            "trainable_parameters": trainable, "trainable_percent": round(100 * trainable / total, 4)}
+    info = {
+        "model": args.model,
+        "architecture": type(model.base_model if hasattr(model, "base_model") else model).__name__,
+        "layers": len(layers),
+        "parameters": total_before,
+        "method": cfg.method.name,
+        "task_head": head,
+        "trainable_parameters": trainable,
+        "trainable_percent": round(100 * trainable / total, 4),
+    }
     from tunelab import hardware
     from tunelab.recipes.finetune import training_device_type
 
@@ -184,7 +212,8 @@ def cmd_doctor(args) -> int:
     alloc = rep["allocator"]
     lines = [
         f"cpu          {cpu['model']} ({cpu['arch']}), {cpu['physical_cores']} physical cores, {cpu['logical_cpus']} logical CPUs",
-        f"flags        {' '.join(cpu['flags']) or 'none of interest'}" + (f"  (absent: {' '.join(cpu['missing'])})" if cpu["missing"] else ""),
+        f"flags        {' '.join(cpu['flags']) or 'none of interest'}"
+        + (f"  (absent: {' '.join(cpu['missing'])})" if cpu["missing"] else ""),
         f"threads      torch uses {rep['torch_threads']}",
         f"matmul       fp32 {mm['fp32']:.1f} GFLOP/s, bf16 {mm['bf16']:.1f} GFLOP/s ({mm['threads']} threads, measured now)",
         f"bf16         {'native' if rep['bf16_native']['ok'] else 'not native'}: {rep['bf16_native']['why']}",
@@ -265,24 +294,40 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser; it imports no torch and no config schema, so `tunelab --help` is instant."""
     from tunelab.data import inputs
 
-    parser = argparse.ArgumentParser(prog="tunelab", description="Fine-tune pretrained language models on your own task.")
+    parser = argparse.ArgumentParser(
+        prog="tunelab", description="Fine-tune pretrained language models on your own task."
+    )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks (implies --verbose)")
-    parser.add_argument("--verbose", action="store_true", help="let other libraries' progress bars and warnings through")
+    parser.add_argument(
+        "--verbose", action="store_true", help="let other libraries' progress bars and warnings through"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("train", help="fine-tune a model", add_help=False, formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="tunelab train CONFIG.yaml [key.path=value ...]")
+    p = sub.add_parser(
+        "train",
+        help="fine-tune a model",
+        add_help=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="tunelab train CONFIG.yaml [key.path=value ...]",
+    )
     p.add_argument("-h", "--help", action=_HelpWithKeys, help="show this help and every config key")
     p.add_argument("config", nargs="*", help="YAML config file, then overrides like train.lr=3e-5")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p = sub.add_parser("eval", help="evaluate a run on a labelled file")
     p.add_argument("run_dir")
-    p.add_argument("--data", required=True, help="labelled file (the run's data format unless flags or data.* overrides say otherwise)")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="labelled file (the run's data format unless flags or data.* overrides say otherwise)",
+    )
     inputs.add_flags(p, labels=True)
     add_threads_flag(p)
     p = sub.add_parser("predict", help="predict labels for a file or stdin, as JSONL")
     p.add_argument("run_dir")
-    p.add_argument("--data", help="input file (csv/tsv/json/jsonl as the run's data, or .txt: one text per line); "
-                                  "default: stdin, one text or JSON object per line")
+    p.add_argument(
+        "--data",
+        help="input file (csv/tsv/json/jsonl as the run's data, or .txt: one text per line); "
+        "default: stdin, one text or JSON object per line",
+    )
     inputs.add_flags(p, labels=False)
     add_threads_flag(p)
     p = sub.add_parser("info", help="parameters, layers and trainable parameters of a model under a method")
@@ -290,15 +335,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="full")
     p.add_argument("--num-labels", type=int, default=2)
     p.add_argument("--set", nargs="*", help="more config overrides, e.g. method.r=16")
-    p = sub.add_parser("doctor", help="what this machine can do: CPU flags, measured matmul speed, allocator, versions, the precision auto picks")
+    p = sub.add_parser(
+        "doctor",
+        help="what this machine can do: CPU flags, measured matmul speed, allocator, versions, the precision auto picks",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--threads", type=int, help="measure with this many torch threads (default: torch's own)")
     p = sub.add_parser("merge", help="write a run as a plain HF model directory (adapters folded in)")
     p.add_argument("run_dir")
     p.add_argument("out_dir", help="new or empty folder")
-    p = sub.add_parser("compare", help="train several methods on the same data, seed and steps; write compare.md/.html",
-                       description="tunelab compare CONFIG.yaml [key=value ...] [--methods a,b] [--set METHOD.key=value ...]")
-    p.add_argument("config", nargs="*", help="YAML config (its output_dir becomes the compare folder), then overrides for every method")
+    p = sub.add_parser(
+        "compare",
+        help="train several methods on the same data, seed and steps; write compare.md/.html",
+        description="tunelab compare CONFIG.yaml [key=value ...] [--methods a,b] [--set METHOD.key=value ...]",
+    )
+    p.add_argument(
+        "config",
+        nargs="*",
+        help="YAML config (its output_dir becomes the compare folder), then overrides for every method",
+    )
     p.add_argument("--methods", help="comma-separated methods; default: every method applicable to the model")
     p.add_argument("--set", nargs="*", help="per-method overrides, e.g. lora.train.lr=5e-4 lora.method.r=16")
     p = sub.add_parser("config", help="list every config key with its default and description")
@@ -316,7 +371,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
     """parse_args, except that key=value overrides may also follow the options (`predict RUN --data x data.format=csv`)."""
     args, extra = parser.parse_known_args(argv)
-    if extra and isinstance(getattr(args, "overrides", None), list) and all("=" in e and not e.startswith("-") for e in extra):
+    if (
+        extra
+        and isinstance(getattr(args, "overrides", None), list)
+        and all("=" in e and not e.startswith("-") for e in extra)
+    ):
         args.overrides += extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -343,8 +402,11 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `tunelab train --help | head`
         return exits.stdout_gone()
     progress.third_party(verbose=args.verbose or args.debug)
-    on_interrupt = ("interrupted: rerun the same command to resume from the last checkpoint" if args.command in RESUMABLE
-                    else "interrupted")
+    on_interrupt = (
+        "interrupted: rerun the same command to resume from the last checkpoint"
+        if args.command in RESUMABLE
+        else "interrupted"
+    )
     return exits.run(lambda: COMMANDS[args.command](args), debug=args.debug, on_interrupt=on_interrupt)
 
 

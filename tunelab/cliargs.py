@@ -18,4 +18,9 @@ def positive_int(text: str) -> int:
 
 def add_threads_flag(p) -> None:
     """--threads for the inference commands (train has train.threads)."""
-    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: $TUNELAB_THREADS, else this machine's physical cores)")
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="torch CPU threads (default: $TUNELAB_THREADS, else this machine's physical cores)",
+    )

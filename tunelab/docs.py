@@ -20,8 +20,11 @@ import sys
 from pathlib import Path
 
 HEADER = "| key | default | description |\n|---|---|---|"
-BLOCK = re.compile(r"<!-- BEGIN tunelab config --markdown --section (\S+) -->\n(.*?)<!-- END tunelab config --markdown "
-                   r"--section \1 -->", re.S)
+BLOCK = re.compile(
+    r"<!-- BEGIN tunelab config --markdown --section (\S+) -->\n(.*?)<!-- END tunelab config --markdown "
+    r"--section \1 -->",
+    re.S,
+)
 
 
 def rows() -> list[tuple[str, str, str, str]]:
@@ -69,8 +72,13 @@ def blocks(readme: str) -> dict[str, list[str]]:
 
 def update(readme: str) -> str:
     """The README with every generated block rewritten from the schemas."""
-    return BLOCK.sub(lambda m: f"<!-- BEGIN tunelab config --markdown --section {m.group(1)} -->\n{markdown(m.group(1))}\n"
-                               f"<!-- END tunelab config --markdown --section {m.group(1)} -->", readme)
+    return BLOCK.sub(
+        lambda m: (
+            f"<!-- BEGIN tunelab config --markdown --section {m.group(1)} -->\n{markdown(m.group(1))}\n"
+            f"<!-- END tunelab config --markdown --section {m.group(1)} -->"
+        ),
+        readme,
+    )
 
 
 def main(argv: list[str]) -> int:

@@ -18,8 +18,20 @@ from tunelab.errors import TunelabError
 USAGE, INTERRUPTED, BROKEN_PIPE, BUG = 2, 130, 141, 1
 
 # OSErrors that describe the user's disk or paths, not a bug: reported as one line naming the file
-USER_ERRNOS = {errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENOSPC,
-               errno.EROFS, errno.EDQUOT, errno.ENAMETOOLONG, errno.EXDEV, errno.ENOTEMPTY}
+USER_ERRNOS = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.ENOENT,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.EEXIST,
+    errno.ENOSPC,
+    errno.EROFS,
+    errno.EDQUOT,
+    errno.ENAMETOOLONG,
+    errno.EXDEV,
+    errno.ENOTEMPTY,
+}
 
 
 def run(command: Callable[[], int], *, debug: bool, on_interrupt: str = "interrupted") -> int:
@@ -61,8 +73,10 @@ def run(command: Callable[[], int], *, debug: bool, on_interrupt: str = "interru
 
 def _bug(exc: BaseException) -> str:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return (f"error: internal error: {type(exc).__name__}: {first} "
-            "(this is a bug in tunelab; rerun with --debug for the traceback and report it)")
+    return (
+        f"error: internal error: {type(exc).__name__}: {first} "
+        "(this is a bug in tunelab; rerun with --debug for the traceback and report it)"
+    )
 
 
 def _line(msg: str, fresh_line: bool = False) -> None:

@@ -42,8 +42,15 @@ def third_party(verbose: bool) -> None:
         hf_logging.disable_progress_bar()
 
 
-def bar(total: int, initial: int = 0, quiet: bool = False, *, stream: TextIO | None = None, unit: str = "step",
-        every_s: float = 30.0):
+def bar(
+    total: int,
+    initial: int = 0,
+    quiet: bool = False,
+    *,
+    stream: TextIO | None = None,
+    unit: str = "step",
+    every_s: float = 30.0,
+):
     """A progress reporter with tqdm's ``update``/``set_postfix``/``close``: a bar on a terminal, else ``Lines``."""
     stream = stream or sys.stderr
     if quiet:
@@ -51,8 +58,16 @@ def bar(total: int, initial: int = 0, quiet: bool = False, *, stream: TextIO | N
     if _is_terminal(stream):
         from tqdm.auto import tqdm
 
-        return tqdm(total=total, initial=initial, disable=False, file=stream, unit=unit, dynamic_ncols=True, leave=False,
-                    mininterval=1.0)
+        return tqdm(
+            total=total,
+            initial=initial,
+            disable=False,
+            file=stream,
+            unit=unit,
+            dynamic_ncols=True,
+            leave=False,
+            mininterval=1.0,
+        )
     return Lines(total, initial, stream, unit, every_s)
 
 

@@ -16,8 +16,21 @@ def run(tmp_path_factory, tiny_bert_dir):
     folder = tmp_path_factory.mktemp("inputs")
     data = write_sentiment(folder / "train.tsv")
     out = folder / "run"
-    assert cli.main(["train", "--quiet", f"model.name={tiny_bert_dir}", f"data.train={data}", "data.text_column=sentence",
-                     "train.max_steps=2", "train.batch_size=8", f"output_dir={out}"]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "--quiet",
+                f"model.name={tiny_bert_dir}",
+                f"data.train={data}",
+                "data.text_column=sentence",
+                "train.max_steps=2",
+                "train.batch_size=8",
+                f"output_dir={out}",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -27,15 +40,33 @@ def test_predict_reads_a_txt_file_one_text_per_line(run, tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(["predict", str(run), "--data", str(texts)]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
-    assert [x["text"] for x in lines] == ["a good fun movie", "an awful dull plot"] and all(x["label"] in ("0", "1") for x in lines)
+    assert [x["text"] for x in lines] == ["a good fun movie", "an awful dull plot"] and all(
+        x["label"] in ("0", "1") for x in lines
+    )
 
 
 def test_predict_flags_read_a_headerless_semicolon_latin1_file(run, tmp_path, capsys):
     src = tmp_path / "reviews.csv"
     src.write_bytes("7;a good fun movie caf\xe9\n8;an awful dull plot\n".encode("latin-1"))
     capsys.readouterr()
-    assert cli.main(["predict", str(run), "--data", str(src), "--delimiter", ";", "--text-column", "1", "--encoding", "latin-1",
-                     "data.has_header=false"]) == 0
+    assert (
+        cli.main(
+            [
+                "predict",
+                str(run),
+                "--data",
+                str(src),
+                "--delimiter",
+                ";",
+                "--text-column",
+                "1",
+                "--encoding",
+                "latin-1",
+                "data.has_header=false",
+            ]
+        )
+        == 0
+    )
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [x["text"] for x in lines] == ["a good fun movie café", "an awful dull plot"]
 

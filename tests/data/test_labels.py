@@ -34,7 +34,9 @@ def test_rare_labels_are_reported_and_common_ones_are_not():
 
 def test_check_errors_warns_or_is_off():
     rows = _rows([("pos", 10), ("neg", 10), ("7", 1)])
-    with pytest.raises(DataError, match=r"^train.tsv: suspicious training labels: label '7' is a number .* data.label_check=warn"):
+    with pytest.raises(
+        DataError, match=r"^train.tsv: suspicious training labels: label '7' is a number .* data.label_check=warn"
+    ):
         labels.check(rows, "train.tsv", 2, "error", print)
     logged = []
     labels.check(rows, "train.tsv", 2, "warn", logged.append)

@@ -37,7 +37,7 @@ def error_of(path: str, **kwargs) -> str:
 
 
 def test_csv_with_header_reads_rows_and_lines(tmp_path):
-    path = write(tmp_path, "d.csv", "text,label\nhello,pos\n\"a, quoted\n text\",neg\nbye,pos\n")
+    path = write(tmp_path, "d.csv", 'text,label\nhello,pos\n"a, quoted\n text",neg\nbye,pos\n')
     table = read_table(path)
     assert isinstance(table, Table) and table.source == path and table.skipped == []
     assert table.rows == [
@@ -87,9 +87,7 @@ def test_explicit_format_overrides_extension(tmp_path):
 
 
 def test_json_list_element_lines_and_int_labels(tmp_path):
-    content = (
-        '[\n  {"text": "a", "label": 1},\n  {"text": "b",\n   "label": "x"}, {"text": "c", "label": true}\n]\n'
-    )
+    content = '[\n  {"text": "a", "label": 1},\n  {"text": "b",\n   "label": "x"}, {"text": "c", "label": true}\n]\n'
     rows = read_table(write(tmp_path, "d.json", content)).rows
     assert rows == [Row("a", None, "1", 2), Row("b", None, "x", 3), Row("c", None, "true", 4)]
 
@@ -140,12 +138,18 @@ def test_directory_is_rejected(tmp_path):
 def test_unknown_extension(tmp_path):
     path = write(tmp_path, "d.xlsx", "x")
     msg = error_of(path)
-    assert msg.startswith(f"{path}: unknown data format .xlsx") and ".csv, .tsv, .json, .jsonl or .txt" in msg and "data.format=csv" in msg
+    assert (
+        msg.startswith(f"{path}: unknown data format .xlsx")
+        and ".csv, .tsv, .json, .jsonl or .txt" in msg
+        and "data.format=csv" in msg
+    )
 
 
 def test_unknown_format_argument(tmp_path):
     path = write(tmp_path, "d.csv", "text\nx\n")
-    assert "data.format must be one of auto, csv, tsv, json, jsonl, text, found 'parquet'" in error_of(path, format="parquet")
+    assert "data.format must be one of auto, csv, tsv, json, jsonl, text, found 'parquet'" in error_of(
+        path, format="parquet"
+    )
 
 
 @pytest.mark.parametrize("arg", [{"on_error": "ignore"}, {"has_header": "yes"}, {"has_header": 1}])
@@ -438,7 +442,9 @@ def test_delimiter_and_encoding(tmp_path):
     table = read_table(path, text_column=0, label_column=1, has_header=False, delimiter=";", encoding="latin-1")
     assert [(r.text, r.label, r.line) for r in table.rows] == [("café au lait", "1", 1), ("the plot, thin", "0", 2)]
     msg = error_of(path, text_column=0, label_column=1, has_header=False, delimiter=";")
-    assert msg.startswith(f"{path}:1: expected UTF-8 text, found byte 0xe9") and "set data.encoding (e.g. latin-1" in msg
+    assert (
+        msg.startswith(f"{path}:1: expected UTF-8 text, found byte 0xe9") and "set data.encoding (e.g. latin-1" in msg
+    )
 
 
 def test_wrong_delimiter_says_to_check_it(tmp_path):

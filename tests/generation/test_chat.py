@@ -29,8 +29,9 @@ class Terminal:
     def __init__(self, argv: list[str]):
         self.master, slave = pty.openpty()
         env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-        self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True,
-                                     preexec_fn=_controlling_terminal)
+        self.proc = subprocess.Popen(
+            argv, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True, preexec_fn=_controlling_terminal
+        )
         os.close(slave)
         self.seen = ""
 
@@ -60,7 +61,19 @@ class Terminal:
 
 
 def test_chat_session_over_a_pty(tiny_llama_dir):
-    term = Terminal([sys.executable, "-m", "tunelab.cli", "chat", str(tiny_llama_dir), "--max-new-tokens", "4", "--context-window", "64"])
+    term = Terminal(
+        [
+            sys.executable,
+            "-m",
+            "tunelab.cli",
+            "chat",
+            str(tiny_llama_dir),
+            "--max-new-tokens",
+            "4",
+            "--context-window",
+            "64",
+        ]
+    )
     try:
         assert "/reset" in term.read_until("> ")  # the help line, then the prompt
         term.send("hello there")
@@ -95,9 +108,19 @@ def long_llama_dir(tmp_path_factory) -> Path:
 
     folder = tmp_path_factory.mktemp("long-llama")
     tok = model_load.load_tokenizer(model_load.resolve("smollm2-135m"))
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                      intermediate_size=64, max_position_embeddings=8192, tie_word_embeddings=True,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=8192,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     torch.manual_seed(0)
     LlamaForCausalLM(cfg).save_pretrained(str(folder))
     tok.save_pretrained(str(folder))
@@ -154,9 +177,16 @@ def test_a_stopped_reply_stays_in_the_history(monkeypatch):
 
     monkeypatch.setattr(chat, "stream", fake_stream)
     out, logs = io.StringIO(), []
-    code = chat.run(Target(None, None, GenerationConfig(), "chatml"), stdin=io.StringIO("tell me\ngo on\n/quit\n"), stdout=out,
-                    log=logs.append)
+    code = chat.run(
+        Target(None, None, GenerationConfig(), "chatml"),
+        stdin=io.StringIO("tell me\ngo on\n/quit\n"),
+        stdout=out,
+        log=logs.append,
+    )
     assert code == 0 and closed == [1, 2]  # each reply's generator was closed (its thread stopped and joined)
     assert any("reply stopped" in m for m in logs)
-    assert seen[1] == [{"role": "user", "content": "tell me"}, {"role": "assistant", "content": "Once upon a time"},
-                       {"role": "user", "content": "go on"}]
+    assert seen[1] == [
+        {"role": "user", "content": "tell me"},
+        {"role": "assistant", "content": "Once upon a time"},
+        {"role": "user", "content": "go on"},
+    ]

@@ -11,7 +11,10 @@ from __future__ import annotations
 from tunelab.errors import ConfigError
 
 FLAGS = {  # flag dest -> (data key, help)
-    "format": ("format", "input format: csv, tsv, json, jsonl, text (one text per line), conll; default: from the extension"),
+    "format": (
+        "format",
+        "input format: csv, tsv, json, jsonl, text (one text per line), conll; default: from the extension",
+    ),
     "text_column": ("text_column", "column holding the text (name, or 0-based position for headerless files)"),
     "text_pair_column": ("text_pair_column", "second text column for sentence-pair runs"),
     "delimiter": ("delimiter", "field separator of a csv/tsv file, one character (or 'tab')"),
@@ -22,8 +25,12 @@ LABEL_FLAG = {"label_column": ("label_column", "column holding the gold label")}
 
 def add_flags(p, labels: bool) -> None:
     """The overrides and flags of `predict` (labels=False) and `eval` (labels=True)."""
-    p.add_argument("overrides", nargs="*", metavar="data.KEY=VALUE",
-                   help="data settings for this input, as in training (e.g. data.has_header=false); see `tunelab config`")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="data.KEY=VALUE",
+        help="data settings for this input, as in training (e.g. data.has_header=false); see `tunelab config`",
+    )
     for dest, (_, text) in {**FLAGS, **(LABEL_FLAG if labels else {})}.items():
         p.add_argument("--" + dest.replace("_", "-"), dest=dest, default=None, help=text)
 
@@ -36,8 +43,10 @@ def adapted(cfg, args):
     for item in items:
         key = item.partition("=")[0].strip()
         if not key.startswith("data."):
-            raise ConfigError(f"'{item}': `tunelab {args.command}` takes only data.* overrides (the run's model and "
-                              "training settings are fixed); e.g. data.text_column=0")
+            raise ConfigError(
+                f"'{item}': `tunelab {args.command}` takes only data.* overrides (the run's model and "
+                "training settings are fixed); e.g. data.text_column=0"
+            )
     flags = {**FLAGS, **LABEL_FLAG}
     given = {key: getattr(args, dest) for dest, (key, _) in flags.items() if getattr(args, dest, None) is not None}
     out = config.with_overrides(cfg, items, source="command line")

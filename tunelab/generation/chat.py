@@ -11,11 +11,19 @@ from tunelab.errors import ConfigError
 from tunelab.generation.decode import stream
 from tunelab.generation.target import Target, with_overrides
 
-HELP = "commands: /reset (forget the conversation), /system TEXT (set the system prompt), /set key=value (decoding), /quit"
+HELP = (
+    "commands: /reset (forget the conversation), /system TEXT (set the system prompt), /set key=value (decoding), /quit"
+)
 
 
-def run(target: Target, system: str | None = None, *, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout,
-        log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)) -> int:
+def run(
+    target: Target,
+    system: str | None = None,
+    *,
+    stdin: TextIO = sys.stdin,
+    stdout: TextIO = sys.stdout,
+    log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
+) -> int:
     """Read user lines until /quit, end of input (Ctrl-D) or Ctrl-C at the prompt; each reply streams to ``stdout``.
 
     Ctrl-C while a reply streams stops that reply (the generating thread is stopped and joined), keeps

@@ -57,7 +57,9 @@ def _check_flags(args, log) -> dict:
     checked = target.with_overrides(GenerationConfig(), given)
     unused = unused_sampling_keys(checked, given) if "do_sample" in given else []
     if unused:
-        log(f"note: --{unused[0].replace('_', '-')} has no effect without sampling (add --do-sample or --temperature T)")
+        log(
+            f"note: --{unused[0].replace('_', '-')} has no effect without sampling (add --do-sample or --temperature T)"
+        )
     return given
 
 
@@ -71,7 +73,9 @@ def _load_target(args, given: dict, log):
     tgt.cfg = target.with_overrides(tgt.cfg, given)
     unused = unused_sampling_keys(tgt.cfg, given) if "do_sample" not in given else []
     if unused:
-        log(f"note: --{unused[0].replace('_', '-')} has no effect: this run decodes greedily (add --do-sample or --temperature T)")
+        log(
+            f"note: --{unused[0].replace('_', '-')} has no effect: this run decodes greedily (add --do-sample or --temperature T)"
+        )
     return tgt
 
 
@@ -83,7 +87,10 @@ def generate(args, log) -> int:
         prompts = _read_prompts(args.input)
     elif args.chat is not None:
         _non_empty("--chat", args.chat)
-        prompts = [([{"role": "system", "content": args.system}] if args.system else []) + [{"role": "user", "content": args.chat}]]
+        prompts = [
+            ([{"role": "system", "content": args.system}] if args.system else [])
+            + [{"role": "user", "content": args.chat}]
+        ]
     else:
         _non_empty("--prompt", args.prompt)
         prompts = [args.prompt]
@@ -96,7 +103,12 @@ def generate(args, log) -> int:
         return 0
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     for o in outputs:
-        out.write(json.dumps({"text": o.text, "finish_reason": o.finish_reason, "new_tokens": len(o.tokens)}, ensure_ascii=False) + "\n")
+        out.write(
+            json.dumps(
+                {"text": o.text, "finish_reason": o.finish_reason, "new_tokens": len(o.tokens)}, ensure_ascii=False
+            )
+            + "\n"
+        )
     if args.output:
         out.close()
     return 0
@@ -137,7 +149,11 @@ def _read_prompts(path: str) -> list:
                 raise DataError(f'{path}:{n}: "prompt" is empty; give the text to continue')
             prompts.append(obj["prompt"])
         elif isinstance(obj, dict) and isinstance(obj.get("messages"), list):
-            msgs = obj["messages"] + ([{"role": "assistant", "content": ""}] if obj["messages"][-1:] and obj["messages"][-1].get("role") != "assistant" else [])
+            msgs = obj["messages"] + (
+                [{"role": "assistant", "content": ""}]
+                if obj["messages"][-1:] and obj["messages"][-1].get("role") != "assistant"
+                else []
+            )
             try:
                 prompts.append(to_messages({"messages": msgs})[:-1])
             except DataError as exc:

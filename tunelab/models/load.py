@@ -16,9 +16,9 @@ from tunelab.errors import ModelError
 
 @dataclass(frozen=True)
 class Alias:
-    package: str        # PyPI name, for the pip hint
-    module: str         # import name, located without importing it
-    subdir: str         # model directory inside the package ("" = package folder)
+    package: str  # PyPI name, for the pip hint
+    module: str  # import name, located without importing it
+    subdir: str  # model directory inside the package ("" = package folder)
     gguf_file: str | None = None
 
 
@@ -139,7 +139,11 @@ def head_modules(model, missing_keys) -> list[str]:
         module = key.rsplit(".", 1)[0]
         # take the child of the base model that holds it: 'classifier', 'score', 'bert.pooler'
         parts = module.split(".")
-        name = parts[0] if len(parts) == 1 or parts[0] not in {"bert", "model", "roberta", "transformer"} else ".".join(parts[:2])
+        name = (
+            parts[0]
+            if len(parts) == 1 or parts[0] not in {"bert", "model", "roberta", "transformer"}
+            else ".".join(parts[:2])
+        )
         if name not in heads:
             heads.append(name)
     return heads
@@ -191,9 +195,13 @@ def fit_max_length(src: Source, max_length: int, explicit: bool, name: str, log)
     if limit is None or max_length <= limit:
         return max_length
     if explicit:
-        raise ModelError(f"model.max_length {max_length} is above the limit of model '{name}' ({limit} positions); "
-                         f"set model.max_length={limit} or less")
-    log(f"model.max_length: the default {max_length} is above the limit of model '{name}'; using {limit} (saved in config.yaml)")
+        raise ModelError(
+            f"model.max_length {max_length} is above the limit of model '{name}' ({limit} positions); "
+            f"set model.max_length={limit} or less"
+        )
+    log(
+        f"model.max_length: the default {max_length} is above the limit of model '{name}'; using {limit} (saved in config.yaml)"
+    )
     return limit
 
 
@@ -204,9 +212,12 @@ def _not_found(name: str, exc: BaseException, what: str) -> ModelError:
         import difflib
 
         close = difflib.get_close_matches(name, list(ALIASES), n=1, cutoff=0.5)
-        msg = (f"model '{name}': not a packaged alias" + (f" (did you mean '{close[0]}'?)" if close else "")
-               + f", a local folder, or a hub model that could be loaded ({_first_line(exc)}); packaged aliases: "
-               + ", ".join(ALIASES))
+        msg = (
+            f"model '{name}': not a packaged alias"
+            + (f" (did you mean '{close[0]}'?)" if close else "")
+            + f", a local folder, or a hub model that could be loaded ({_first_line(exc)}); packaged aliases: "
+            + ", ".join(ALIASES)
+        )
     return ModelError(msg)
 
 
