@@ -12,6 +12,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(int(os.environ.get("TUNELAB_TEST_THREADS", "1")))
+os.environ["TUNELAB_THREADS"] = str(torch.get_num_threads())  # inference commands run in-process keep the pinned count
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -61,8 +62,8 @@ def tiny_bert_dir(tmp_path_factory) -> Path:
         num_hidden_layers=2,
         num_attention_heads=2,
         intermediate_size=64,
-        max_position_embeddings=128,
-    )
+        max_position_embeddings=512,
+    )  # as BERT: the default model.max_length fits
     torch.manual_seed(0)
     BertModel(cfg).save_pretrained(str(folder))
     tok.save_pretrained(str(folder))

@@ -137,3 +137,35 @@ def test_run_folders_of_earlier_versions_are_upgraded_on_read(tmp_path):
     )
     with pytest.raises(ConfigError, match=r"moved to 'task\.label_all_subwords'.*also moved: .*data.tag_column"):
         config.load(tmp_path / "config.yaml")  # a user's config is not silently rewritten
+
+
+@pytest.mark.parametrize(
+    "item, expected",
+    [
+        ("task.token_prefix=en:", "en:"),  # YAML would read a mapping {"en": None}
+        ("data.delimiter=|", "|"),  # YAML would read an empty block scalar
+        ("data.delimiter=@", "@"),
+        ("data.delimiter=tab", "\t"),
+        ("task.token_prefix=''", ""),
+    ],
+)
+def test_override_values_that_yaml_misreads_stay_strings(item, expected):
+    section, key = item.split("=")[0].split(".")
+    cfg = config.load(None, ["task=token_classification", item])
+    assert getattr(getattr(cfg, section), key) == expected
+
+
+def test_a_mapping_for_a_string_key_says_to_quote_it():
+    with pytest.raises(
+        ConfigError,
+        match=r"task.token_prefix: Input should be a valid string \(got the mapping \{'en': 1\}: "
+        r"quote the value",
+    ):
+        config.load(None, ["task=token_classification", "task.token_prefix={en: 1}"])
+
+
+def test_encoding_and_delimiter_are_checked():
+    with pytest.raises(ConfigError, match="data.encoding: unknown text encoding"):
+        config.load(None, ["data.encoding=latin-9000"])
+    with pytest.raises(ConfigError, match="data.delimiter: expected one character"):
+        config.load(None, ["data.delimiter=;;"])

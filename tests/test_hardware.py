@@ -169,3 +169,28 @@ def test_resume_keeps_the_precision_the_run_started_with(tmp_path, tiny_bert_dir
     cfg, chosen = finetune.choose_precision(config.load(None, args))
     assert cfg.train.precision == chosen.name == "bf16"
     finetune.prepare_run_dir(cfg)  # same config after resolution: resumable, no "different config" error
+
+
+def test_inference_threads_default_to_env_then_physical_cores(monkeypatch):
+    import torch
+
+    from tunelab import cli, hardware
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("TUNELAB_THREADS", raising=False)
+        assert hardware.use_threads(None) == hardware.physical_cores() == torch.get_num_threads()
+        monkeypatch.setenv("TUNELAB_THREADS", "3")
+        assert hardware.use_threads(None) == 3 == torch.get_num_threads()
+        assert hardware.use_threads(2) == 2
+    finally:
+        torch.set_num_threads(before)
+    parser = cli.build_parser()
+    for argv in (
+        ["generate", "m", "--prompt", "x"],
+        ["chat", "m"],
+        ["predict", "r"],
+        ["eval", "r", "--data", "d"],
+        ["serve", "m"],
+    ):
+        assert parser.parse_args([*argv, "--threads", "2"]).threads == 2, argv

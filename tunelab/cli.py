@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from tunelab.cliargs import add_threads_flag
 from tunelab.errors import TunelabError
 
 
@@ -15,6 +16,9 @@ def _log(msg: str) -> None:
 
 
 def cmd_train(args) -> int:
+    if not args.config:  # a bare `tunelab train` must never start a default run
+        print(train_usage(), file=sys.stderr)
+        return 2
     from tunelab import config
     from tunelab.recipes import finetune
     from tunelab.training import distributed
@@ -60,16 +64,34 @@ def _split_config_args(items: list[str]) -> tuple[str | None, list[str]]:
     return None, items
 
 
-def cmd_config(args) -> int:
-    from tunelab import config
+def train_usage() -> str:
+    """What a bare `tunelab train` prints: the usage and the example configs to start from."""
+    from tunelab import examples
 
+    lines = [
+        "usage: tunelab train CONFIG.yaml [key.path=value ...] [--quiet]",
+        "nothing was trained: give a config file (and/or key=value overrides). Example configs:",
+    ]
+    found = examples.listing()
+    width = max((len(path) for path, _ in found), default=0)
+    lines += [f"  {path:<{width}}  {about}" for path, about in found] or [
+        "  (none found: see examples/ in the tunelab repository)"
+    ]
+    lines.append("every key with its default: tunelab config (or tunelab train --help)")
+    return "\n".join(lines)
+
+
+def cmd_config(args) -> int:
+    from tunelab import config, docs
+
+    if args.section and args.section not in docs.sections():
+        raise TunelabError(f"--section {args.section}: unknown; sections: {', '.join(docs.sections())}")
     if args.markdown:
-        print("| key | default | description |\n|---|---|---|")
-        print(
-            "\n".join(
-                f"| `{k.split()[0]}` {' '.join(k.split()[1:])} | {v or ''} | {d} |" for k, v, d in config.describe()
-            )
-        )
+        print(docs.markdown(args.section))
+    elif args.section:
+        rows = [(key.strip("`").replace("` ", "  "), d, desc) for s, key, d, desc in docs.rows() if s == args.section]
+        width = max(len(k) for k, _, _ in rows)
+        print("\n".join(f"  {k:<{width}}  {desc}" + (f" [default: {d}]" if d else "") for k, d, desc in rows))
     else:
         print(config_help(config))
     return 0
@@ -82,26 +104,37 @@ def config_help(config) -> str:
 
 
 def cmd_eval(args) -> int:
-    from tunelab import runs
+    from tunelab import hardware, runs
+    from tunelab.data import inputs
+    from tunelab.tasks import TASKS
 
+    cfg = inputs.adapted(runs.read_config(runs.check_run_dir(Path(args.run_dir))), args)
+    task = TASKS[cfg.task.name]
+    rows = task.read(cfg, args.data).rows  # bad input fails before the model loads
+    hardware.use_threads(args.threads)
     loaded = runs.load_run(args.run_dir)
-    task = loaded.task
-    metrics = task.evaluate(loaded, task.read(loaded.cfg, args.data).rows, args.data, _log)
+    loaded.cfg = cfg
+    metrics = task.evaluate(loaded, rows, args.data, _log)
     print(json.dumps(metrics, indent=2, ensure_ascii=False))
     return 0
 
 
 def cmd_predict(args) -> int:
     """One JSON line per input: the input as ``text`` plus the task's outputs (labels, entities, or generated text)."""
-    from tunelab import runs
+    from tunelab import hardware, runs
+    from tunelab.data import inputs
+    from tunelab.tasks import TASKS
 
-    loaded = runs.load_run(args.run_dir)
-    task = loaded.task
-    if args.data:
-        inputs = task.read(loaded.cfg, args.data, with_labels=False).rows
+    cfg = inputs.adapted(runs.read_config(runs.check_run_dir(Path(args.run_dir))), args)
+    task = TASKS[cfg.task.name]
+    if args.data:  # read before the model loads: a wrong column or format costs no loading time
+        rows = task.read(cfg, args.data, with_labels=False).rows
     else:
-        inputs = task.parse_inputs(sys.stdin, "<stdin>")
-    for out in task.predict(loaded, inputs):
+        rows = task.parse_inputs(sys.stdin, "<stdin>")
+    hardware.use_threads(args.threads)
+    loaded = runs.load_run(args.run_dir)
+    loaded.cfg = cfg
+    for out in task.predict(loaded, rows):
         print(json.dumps(out, ensure_ascii=False))
     return 0
 
@@ -231,20 +264,40 @@ COMMANDS = {
 }
 
 
+class _HelpWithKeys(argparse.Action):
+    """`-h/--help` that appends every config key; the config schema is imported only when help is asked for."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from tunelab import config
+
+        parser.print_help()
+        print("\nconfig keys:\n" + config_help(config))
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from tunelab import config
+    """The argument parser; it imports no torch and no config schema, so `tunelab --help` is instant."""
+    from tunelab.data import inputs
 
     parser = argparse.ArgumentParser(
         prog="tunelab", description="Fine-tune pretrained language models on your own task."
     )
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks (implies --verbose)")
+    parser.add_argument(
+        "--verbose", action="store_true", help="let other libraries' progress bars and warnings through"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser(
         "train",
         help="fine-tune a model",
+        add_help=False,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="tunelab train CONFIG.yaml [key.path=value ...]\n\nconfig keys:\n" + config_help(config),
+        description="tunelab train CONFIG.yaml [key.path=value ...]",
     )
+    p.add_argument("-h", "--help", action=_HelpWithKeys, help="show this help and every config key")
     p.add_argument("config", nargs="*", help="YAML config file, then overrides like train.lr=3e-5")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
@@ -254,12 +307,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = sub.add_parser("eval", help="evaluate a run on a labelled file")
     p.add_argument("run_dir")
-    p.add_argument("--data", required=True, help="labelled file in the run's data format")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="labelled file (the run's data format unless flags or data.* overrides say otherwise)",
+    )
+    inputs.add_flags(p, labels=True)
+    add_threads_flag(p)
     p = sub.add_parser("predict", help="predict for a file or stdin, as JSONL (labels, entities, or generated text)")
     p.add_argument("run_dir")
     p.add_argument(
-        "--data", help="input file (the run's data format); default: stdin, one text or JSON object per line"
+        "--data",
+        help="input file (csv/tsv/json/jsonl as the run's data, or .txt: one text per line); "
+        "default: stdin, one text or JSON object per line",
     )
+    inputs.add_flags(p, labels=False)
+    add_threads_flag(p)
     p = sub.add_parser("clean", help="remove checkpoint state a run no longer needs (see train.keep_checkpoints)")
     p.add_argument("run_dir")
     p.add_argument(
@@ -298,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", nargs="*", help="per-method overrides, e.g. lora.train.lr=5e-4 lora.method.r=16")
     p = sub.add_parser("config", help="list every config key with its default and description")
     p.add_argument("--markdown", action="store_true", help="as a markdown table (the README's)")
+    p.add_argument("--section", help="only one section: run (top-level keys), model, data, method, train, ..., serve")
     from tunelab.generation import commands
 
     commands.add_parsers(sub)
@@ -305,6 +369,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve_commands.add_parser(sub)
     return parser
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """parse_args, except that key=value overrides may also follow the options (`predict RUN --data x data.format=csv`)."""
+    args, extra = parser.parse_known_args(argv)
+    if (
+        extra
+        and isinstance(getattr(args, "overrides", None), list)
+        and all("=" in e and not e.startswith("-") for e in extra)
+    ):
+        args.overrides += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+RESUMABLE = {"compare"}  # commands whose interruption leaves runs to resume (train says so itself, checkpoint or not)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -316,18 +397,20 @@ def main(argv: list[str] | None = None) -> int:
 
     # peft calls a transformers method deprecated in 5.x on every get_peft_model; it is noise for our users
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    from tunelab import exits, progress
+
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
-    except TunelabError as exc:
-        if args.debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        args = _parse(parser, argv)
+    except BrokenPipeError:  # `tunelab train --help | head`
+        return exits.stdout_gone()
+    progress.third_party(verbose=args.verbose or args.debug)
+    on_interrupt = (
+        "interrupted: rerun the same command to resume from the last checkpoint"
+        if args.command in RESUMABLE
+        else "interrupted"
+    )
+    return exits.run(lambda: COMMANDS[args.command](args), debug=args.debug, on_interrupt=on_interrupt)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from tunelab.errors import ConfigError
 from tunelab.generation_config import GenerationConfig
@@ -58,7 +58,16 @@ class DataConfig(Strict):
         None, description="Optional held-out test file, evaluated once at the end with the best checkpoint."
     )
     format: Literal["auto", "csv", "tsv", "json", "jsonl", "conll", "text"] = Field(
-        "auto", description="File format; auto picks it from the extension."
+        "auto",
+        description="File format; auto picks it from the extension (.txt = text: one text per line, for predict).",
+    )
+    delimiter: str | None = Field(
+        None,
+        description="Field separator of csv/tsv files, one character (e.g. ';', '|', '@', or tab); null = ',' for csv, tab for tsv.",
+    )
+    encoding: str = Field(
+        "utf-8",
+        description="Text encoding of the data files (e.g. latin-1, cp1252); utf-8 also accepts a byte-order mark.",
     )
     text_column: str | int = Field(
         "text", description="Column (name, or 0-based position for headerless files) holding the text."
@@ -71,11 +80,40 @@ class DataConfig(Strict):
     on_error: Literal["raise", "skip"] = Field(
         "raise", description="raise: stop at the first bad row; skip: drop bad rows and report which lines."
     )
+    min_label_rows: int = Field(
+        2,
+        ge=1,
+        description="Classification: a training label found in fewer rows than this is reported with its lines (see label_check).",
+    )
+    label_check: Literal["error", "warn", "off"] = Field(
+        "error",
+        description="Classification: what a rare label, or a label whose type (number or word) differs from the others, does to training.",
+    )
     dev_fraction: float = Field(
         0.1, gt=0, lt=0.9, description="Fraction of train carved out as dev when no dev file is given."
     )
     max_train_rows: int | None = Field(None, ge=1, description="Use only the first N training rows (after reading).")
     max_dev_rows: int | None = Field(None, ge=1, description="Use only the first N dev rows.")
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_character(cls, v: str | None) -> str | None:
+        if v in ("\\t", "tab", "TAB"):  # a tab is hard to type on a command line
+            return "\t"
+        if v is not None and len(v) != 1:
+            raise ValueError("expected one character (or tab)")
+        return v
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, v: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(v)
+        except LookupError:
+            raise ValueError("unknown text encoding; e.g. utf-8, latin-1, cp1252, utf-16") from None
+        return v
 
 
 class TrainConfig(Strict):
@@ -251,10 +289,7 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
     parts = [p for p in key.strip().split(".") if p]
     if not parts:
         raise ConfigError(f"override '{item}': empty key")
-    try:
-        value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError:
-        value = text
+    value = parse_override_value(text)
     node = raw
     for part in parts[:-1]:
         child = node.get(part)
@@ -265,6 +300,30 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
             node[part] = child
         node = child
     node[parts[-1]] = value
+
+
+def parse_override_value(text: str) -> Any:
+    """An override's value as YAML reads it (numbers, booleans, null, [lists], {mappings}), except that text YAML
+    would read as a mapping without braces stays a string: ``data.token_prefix=en:`` is "en:", not {"en": None}."""
+    if not text.strip():
+        return None
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, dict) and not text.lstrip().startswith("{"):
+        return text
+    if value == "" and text.strip() not in ('""', "''"):  # `|` and `>` start YAML block scalars
+        return text
+    return value
+
+
+def with_overrides(cfg: RunConfig, overrides: list[str], source: str = "overrides") -> RunConfig:
+    """A validated copy of ``cfg`` with ``a.b=value`` overrides applied (for commands that adapt a saved run's config)."""
+    raw = cfg.model_dump(mode="json")
+    for item in overrides:
+        _apply_override(raw, item)
+    return validate(raw, source=source)
 
 
 def _check_union_name(raw: dict[str, Any], source: str, section: str, table: dict, default: str) -> None:
@@ -343,6 +402,8 @@ def _explain(err: dict[str, Any], raw: dict[str, Any]) -> str:
         return f"unknown key '{path}'{_suggest(path, keys)}"
     got = err.get("input")
     shown = "" if isinstance(got, dict) else f" (got {got!r})"
+    if isinstance(got, dict) and err["type"] in ("string_type", "int_type", "float_type", "bool_type"):
+        shown = f" (got the mapping {got!r}: quote the value, e.g. {loc[-1]}: 'a: b' in YAML)"
     msg = err["msg"].removeprefix("Value error, ")
     return f"{path}: {msg}{shown}" if path else msg
 

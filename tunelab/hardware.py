@@ -92,6 +92,21 @@ def physical_cores() -> int:
     return max(1, min(info.physical_cores, usable))
 
 
+def use_threads(n: int | None = None) -> int:
+    """Set torch's CPU threads to ``n``; None means $TUNELAB_THREADS, else the physical cores (hyper-threads slow
+    matmuls down, and torch's own default can oversubscribe a machine another process is using). Returns it."""
+    import torch
+
+    n = n or _env_threads() or physical_cores()
+    torch.set_num_threads(n)
+    return n
+
+
+def _env_threads() -> int | None:
+    text = os.environ.get("TUNELAB_THREADS", "").strip()
+    return int(text) if text.isdigit() and int(text) > 0 else None
+
+
 def native_bf16(device_type: str = "cpu", info: CpuInfo | None = None) -> tuple[bool, str]:
     """Whether bf16 matmuls run on native hardware here, and the evidence."""
     import torch

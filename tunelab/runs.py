@@ -39,6 +39,30 @@ class LoadedRun:
         return TASKS[self.cfg.task.name]
 
 
+def check_writable_dir(path: Path, key: str = "output_dir") -> None:
+    """Fail before any work when ``path`` cannot become a folder we write into: a file, or no write permission there.
+
+    Probes by creating (and removing) a file in the folder, or in its nearest existing parent when absent,
+    because permission bits do not tell the whole story (read-only mounts, root, ACLs).
+    """
+    if path.exists() and not path.is_dir():
+        raise TunelabError(f"{key} {path}: is a file, not a folder; choose another {key}")
+    probe_in = path
+    while not probe_in.exists():
+        if probe_in.parent == probe_in:
+            break
+        probe_in = probe_in.parent
+    if probe_in.exists() and not probe_in.is_dir():
+        raise TunelabError(f"{key} {path}: {probe_in} is a file, not a folder; choose another {key}")
+    import tempfile
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=probe_in, prefix=".tunelab-write-test-"):
+            pass
+    except OSError as exc:
+        raise TunelabError(f"{key} {path}: cannot write in {probe_in} ({exc.strerror}); choose another {key}") from None
+
+
 def check_run_dir(run_dir: Path) -> Path:
     if not (run_dir / "config.yaml").is_file():
         raise TunelabError(f"{run_dir}: not a tunelab run folder (no config.yaml)")

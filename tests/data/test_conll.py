@@ -153,3 +153,24 @@ def test_shared_files_with_odd_tokens_load(shared_data):
 def test_table_formats_are_refused_for_tokens(tmp_path):
     with pytest.raises(DataError, match=r"format 'csv' is not a token-classification format; use conll or jsonl"):
         conll.read(write(tmp_path, "q.csv", "a,b\n"), "csv")
+
+
+def test_wikiann_language_prefix_is_detected_and_the_option_suggested(tmp_path):
+    path = write(tmp_path, "train", "en:Ada\tB-PER\nen:wrote\tO\n\nen:Paris\tB-LOC\n")
+    with pytest.raises(
+        DataError,
+        match=r"every token starts with 'en:' .* set data.token_prefix=en: to strip it, "
+        r"or data.token_prefix='' to keep it",
+    ):
+        read(path)
+    assert [r.tokens for r in read(path, token_prefix="en:").rows] == [["Ada", "wrote"], ["Paris"]]
+    assert read(path, token_prefix="").rows[0].tokens == ["en:Ada", "en:wrote"]  # kept on purpose
+    assert conll.language_prefix(["en:a", "de:b"]) is None and conll.language_prefix(["a:b", "c"]) is None
+
+
+def test_encoding_option(tmp_path):
+    path = tmp_path / "latin.conll"
+    path.write_bytes("Jyv\xe4skyl\xe4\tB-LOC\nis\tO\n".encode("latin-1"))
+    with pytest.raises(DataError, match="latin.conll:1: expected utf-8 text, found byte 0xe4 .* set data.encoding"):
+        read(str(path))
+    assert read(str(path), encoding="latin-1").rows[0].tokens == ["Jyväskylä", "is"]

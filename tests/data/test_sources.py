@@ -138,12 +138,18 @@ def test_directory_is_rejected(tmp_path):
 def test_unknown_extension(tmp_path):
     path = write(tmp_path, "d.xlsx", "x")
     msg = error_of(path)
-    assert msg.startswith(f"{path}: unknown data format .xlsx") and ".csv, .tsv, .json or .jsonl" in msg
+    assert (
+        msg.startswith(f"{path}: unknown data format .xlsx")
+        and ".csv, .tsv, .json, .jsonl or .txt" in msg
+        and "data.format=csv" in msg
+    )
 
 
 def test_unknown_format_argument(tmp_path):
     path = write(tmp_path, "d.csv", "text\nx\n")
-    assert "format must be one of auto, csv, tsv, json, jsonl, found 'parquet'" in error_of(path, format="parquet")
+    assert "data.format must be one of auto, csv, tsv, json, jsonl, text, found 'parquet'" in error_of(
+        path, format="parquet"
+    )
 
 
 @pytest.mark.parametrize("arg", [{"on_error": "ignore"}, {"has_header": "yes"}, {"has_header": 1}])
@@ -188,50 +194,50 @@ def test_empty_json_list(tmp_path):
 def test_missing_column_names_it_lists_columns_and_suggests(tmp_path):
     path = write(tmp_path, "d.tsv", "sentence\tlabel\nhi\t1\n")
     msg = error_of(path, text_column="sentense", on_error="skip")
-    assert msg.startswith(f"{path}:1: text_column: expected a column 'sentense', found none in the header")
+    assert msg.startswith(f"{path}:1: data.text_column: expected a column 'sentense', found none in the header")
     assert "available: 'sentence', 'label'" in msg and "did you mean 'sentence'?" in msg
 
 
-def test_missing_label_column_hints_at_unlabelled_data(tmp_path):
+def test_missing_label_column_hints_at_the_override(tmp_path):
     path = write(tmp_path, "d.csv", "text,lable\nhi,1\n")
     msg = error_of(path)
-    assert "label_column: expected a column 'label'" in msg and "did you mean 'lable'?" in msg
-    assert "set label_column to None" in msg
+    assert "data.label_column: expected a column 'label'" in msg and "did you mean 'lable'?" in msg
+    assert "(data.label_column=lable)" in msg
 
 
 def test_headerless_file_with_names_explains_positions(tmp_path):
     path = write(tmp_path, "d.tsv", "good film\t1\n")
     msg = error_of(path)
     found = "found none in the first row (no header found)"
-    assert msg.startswith(f"{path}:1: text_column: expected a column 'text', {found}")
-    assert "give columns by position (e.g. text_column: 0)" in msg
+    assert msg.startswith(f"{path}:1: data.text_column: expected a column 'text', {found}")
+    assert "give columns by position (e.g. data.text_column=0)" in msg
 
 
 def test_has_header_false_requires_positions(tmp_path):
     path = write(tmp_path, "d.tsv", "good film\t1\n")
     msg = error_of(path, text_column="sentence", label_column=1, has_header=False)
     assert msg == (
-        f"{path}:1: has_header is False, so columns must be positions (e.g. text_column: 0), found the name 'sentence'"
+        f"{path}:1: data.has_header is false, so columns must be positions (e.g. data.text_column=0), found the name 'sentence'"
     )
 
 
 def test_position_out_of_range(tmp_path):
     path = write(tmp_path, "d.tsv", "good film\t1\n")
     msg = error_of(path, text_column=0, label_column=5)
-    assert msg == f"{path}:1: label_column 5 is out of range: expected 0 to 1, found 5"
+    assert msg == f"{path}:1: data.label_column 5 is out of range: expected 0 to 1, found 5"
 
 
 def test_json_missing_key_in_first_object(tmp_path):
     path = write(tmp_path, "d.jsonl", '{"txt": "a", "label": 1}\n')
     msg = error_of(path, on_error="skip")
-    assert msg.startswith(f"{path}:1: text_column: expected a column 'text', found none in the first object")
+    assert msg.startswith(f"{path}:1: data.text_column: expected a column 'text', found none in the first object")
     assert "did you mean 'txt'?" in msg
 
 
 def test_json_positional_column_is_rejected(tmp_path):
     path = write(tmp_path, "d.jsonl", '{"text": "a", "label": 1}\n')
     msg = error_of(path, label_column=1)
-    assert msg.startswith(f"{path}:1: label_column: expected a column 1, found none in the first object")
+    assert msg.startswith(f"{path}:1: data.label_column: expected a column 1, found none in the first object")
     assert "available: 'text', 'label'" in msg
     assert "give columns by key name, not position" in msg
 
@@ -426,3 +432,48 @@ def test_alpaca_json_list():
     assert len(table.rows) == len(json.loads(path.read_text(encoding="utf-8")))
     lines = path.read_text(encoding="utf-8").split("\n")
     assert lines[table.rows[1].line - 1].strip().startswith("{")
+
+
+# --- delimiter, encoding, plain text (issue 22.5, 22.4) ---------------------------
+
+
+def test_delimiter_and_encoding(tmp_path):
+    path = write(tmp_path, "d.csv", "caf\xe9 au lait;1\nthe plot, thin;0\n".encode("latin-1"))
+    table = read_table(path, text_column=0, label_column=1, has_header=False, delimiter=";", encoding="latin-1")
+    assert [(r.text, r.label, r.line) for r in table.rows] == [("café au lait", "1", 1), ("the plot, thin", "0", 2)]
+    msg = error_of(path, text_column=0, label_column=1, has_header=False, delimiter=";")
+    assert (
+        msg.startswith(f"{path}:1: expected UTF-8 text, found byte 0xe9") and "set data.encoding (e.g. latin-1" in msg
+    )
+
+
+def test_wrong_delimiter_says_to_check_it(tmp_path):
+    path = write(tmp_path, "d.csv", "good film;1\nbad film;0\n")
+    msg = error_of(path, text_column=0, label_column=1, has_header=False)
+    assert "data.label_column 1 is out of range" in msg and "is data.delimiter right?" in msg
+
+
+def test_delimiter_only_for_delimited_files(tmp_path):
+    path = write(tmp_path, "d.jsonl", '{"text": "a", "label": 1}\n')
+    assert "data.delimiter applies to csv/tsv files" in error_of(path, delimiter=";")
+
+
+def test_txt_is_one_text_per_line_without_labels(tmp_path):
+    path = write(tmp_path, "t.txt", "first text\n\n  \nsecond, with a comma\n")
+    rows = read_table(path, label_column=None).rows
+    assert [(r.text, r.line) for r in rows] == [("first text", 1), ("second, with a comma", 4)]
+    msg = error_of(path)
+    assert "read as plain text (one text per line), which has no labels" in msg and "data.delimiter=@" in msg
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "fpb").is_dir(), reason="needs ../shared/data/fpb")
+def test_financial_phrasebank_reads_through_config_options_alone():
+    from tunelab import config
+    from tunelab.tasks import classification
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "classification" / "fpb.yaml"
+    cfg = config.load(example, [f"data.train={SHARED_DATA / 'fpb' / 'train.txt'}"])
+    table = classification.read(cfg.data, cfg.data.train)
+    assert len(table.rows) == 3392 and {r.label for r in table.rows} == {"positive", "negative", "neutral"}
+    assert all("@" not in r.text for r in table.rows)
+    assert any("\xe4" in r.text or "\xf6" in r.text for r in table.rows)  # latin-1 letters decoded (Finnish names)

@@ -137,6 +137,45 @@ def test_chat_rejects_tools_and_accepts_harmless_fields(base):
     assert r.status_code == 400 and "not valid JSON" in r.json()["error"]["message"]
 
 
+@pytest.mark.parametrize("prompt", ["", ["hi", ""], [""]])
+def test_empty_prompts_are_400_for_strings_and_lists_alike(base, prompt):
+    r = httpx.post(base + "/v1/completions", json={"model": "tiny", "prompt": prompt, "max_tokens": 2})
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["param"] == "prompt" and "empty prompt" in err["message"]
+
+
+def test_temperature_rule_is_the_generate_commands_rule(tiny_served):
+    """temperature > 0 samples and 0 is greedy, in serve and in `tunelab generate` alike (one function decides)."""
+    from types import SimpleNamespace
+
+    from tunelab.generation import commands
+    from tunelab.serve.app import _decoding
+    from tunelab.serve.config import ServeConfig
+
+    state = SimpleNamespace(cfg=ServeConfig())
+    served = tiny_served["tiny"]
+    for temperature, sampling in ((0.7, True), (0.0, False), (None, served.gen.do_sample)):
+        body = SimpleNamespace(
+            max_tokens=4,
+            n=1,
+            stop=None,
+            temperature=temperature,
+            top_p=None,
+            top_k=None,
+            repetition_penalty=None,
+            seed=None,
+        )
+        cfg, _ = _decoding(state, served, body)
+        flags = SimpleNamespace(
+            **{**{k: None for k in list(commands.GEN_FLAGS) + ["stop"]}, "temperature": temperature}
+        )
+        given = commands._given(flags)
+        assert cfg.do_sample is sampling and given.get("do_sample", served.gen.do_sample) is sampling, temperature
+        if temperature:
+            assert cfg.temperature == given["temperature"] == temperature
+
+
 def test_prompt_longer_than_context_is_400(base):
     r = httpx.post(base + "/v1/completions", json={"model": "tiny", "prompt": "good " * 250, "max_tokens": 10})
     assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"

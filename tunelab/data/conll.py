@@ -55,6 +55,7 @@ class Options:
     repair_tags: bool = False
     with_labels: bool = True
     on_error: str = "raise"
+    encoding: str = "utf-8"
 
 
 class _Bad(Exception):
@@ -102,7 +103,9 @@ def read(path: str, fmt: str = "auto", opts: Options = Options()) -> Table:
     fmt = detect_format(path, fmt, opts.with_labels)
     if fmt not in ("conll", "jsonl", "txt"):
         raise DataError(f"{path}: format '{fmt}' is not a token-classification format; use conll or jsonl")
-    lines = p.read_text(encoding="utf-8-sig").splitlines()
+    lines = _read_lines(p, path, opts.encoding)
+    if fmt == "conll" and opts.token_prefix is None:
+        _refuse_language_prefix(lines, path)
     groups = (
         _conll_groups(lines, opts)
         if fmt == "conll"
@@ -125,6 +128,47 @@ def read(path: str, fmt: str = "auto", opts: Options = Options()) -> Table:
             f"{path}: no sentences found" + (f" (all {len(table.skipped)} were bad)" if table.skipped else "")
         )
     return table
+
+
+def _read_lines(p: Path, source: str, encoding: str) -> list[str]:
+    try:
+        data = p.read_bytes()
+    except OSError as err:
+        raise DataError(f"{source}: expected a readable file, found: {err.strerror}") from None
+    codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    try:
+        return data.decode(codec).splitlines()
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise DataError(
+            f"{source}:{line}: expected {encoding} text, found byte 0x{data[err.start]:02x} ({err.reason}); "
+            "set data.encoding (e.g. latin-1) or re-save the file as UTF-8"
+        ) from None
+
+
+PREFIX = re.compile(r"([a-z]{2,3}):(?=\S)")  # WikiANN / PAN-X spell every token as `en:word`
+
+
+def language_prefix(tokens: list[str]) -> str | None:
+    """The `xx:` prefix every token carries (WikiANN style), or None if they do not all share one."""
+    first = PREFIX.match(tokens[0]) if tokens else None
+    if first is None:
+        return None
+    prefix = first.group(0)
+    return prefix if all(t.startswith(prefix) and len(t) > len(prefix) for t in tokens) else None
+
+
+def _refuse_language_prefix(lines: list[str], source: str) -> None:
+    """Training on `en:word` tokens silently hurts every sub-word split; make the user choose."""
+    tokens = [
+        ln.split("\t")[0].split()[0] for ln in lines if ln.strip(INVISIBLE + " \t") and not ln.startswith("-DOCSTART-")
+    ]
+    prefix = language_prefix(tokens)
+    if prefix is not None:
+        raise DataError(
+            f"{source}: every token starts with '{prefix}' (a WikiANN-style language prefix); set "
+            f"task.token_prefix={prefix} to strip it, or task.token_prefix='' to keep it as part of the tokens"
+        )
 
 
 def read_lines(lines, source: str = "<stdin>") -> list[Sentence]:

@@ -7,6 +7,7 @@ missing file) that says what was expected and what was found. Files are read who
 from __future__ import annotations
 
 import bz2
+import codecs
 import contextlib
 import csv
 import difflib
@@ -98,6 +99,8 @@ def read_table(
     format: str = "auto",
     has_header: str | bool = "auto",
     on_error: str = "raise",
+    delimiter: str | None = None,
+    encoding: str = "utf-8",
 ) -> Table:
     """Read labelled text rows from a file or a packaged dataset.
 
@@ -108,10 +111,13 @@ def read_table(
         text_column: Column name, or 0-based position, of the text.
         text_pair_column: Column of the second text for pair tasks, or None.
         label_column: Column of the label, or None for unlabelled data.
-        format: ``auto`` (from the extension), ``csv``, ``tsv``, ``json`` or ``jsonl``.
+        format: ``auto`` (from the extension), ``csv``, ``tsv``, ``json``, ``jsonl`` or ``text``
+            (one text per line, no labels: for prediction).
         has_header: For CSV/TSV: True, False or ``auto``.
         on_error: ``raise`` on the first bad row, or ``skip`` it and record it
             in ``Table.skipped``. File-level problems always raise.
+        delimiter: Field separator for CSV/TSV (one character); None = ``,`` for csv, tab for tsv.
+        encoding: Text encoding of the file (``utf-8`` also drops a BOM; ``latin-1``, ``cp1252``...).
 
     Returns:
         The rows, in file order.
@@ -125,7 +131,15 @@ def read_table(
         return _read_packaged(path, text_pair_column, label_column, on_error)
     file = _existing_file(path)
     spec = _Spec(text_column, text_pair_column, label_column, on_error)
-    return _read_file(file, path, _detect_format(path, format), spec, has_header)
+    fmt = _detect_format(path, format)
+    if delimiter is not None and fmt not in ("csv", "tsv"):
+        raise DataError(
+            f"{path}: data.delimiter applies to csv/tsv files, but this file is read as {fmt}; "
+            "set data.format=csv to split its lines on the delimiter"
+        )
+    if fmt == "text":
+        return _read_lines(file, path, spec, encoding)
+    return _read_file(file, path, fmt, spec, has_header, delimiter, encoding)
 
 
 def _check_choice(source: str, name: str, value: object, choices: tuple) -> None:
@@ -167,23 +181,42 @@ def _existing_file(path: str) -> Path:
 
 
 def _detect_format(path: str, fmt: str) -> str:
-    if fmt in FORMATS:
+    if fmt in FORMATS or fmt == "text":
         return fmt
     if fmt != "auto":
-        raise DataError(f"{path}: format must be one of auto, {', '.join(FORMATS)}, found {fmt!r}")
+        raise DataError(f"{path}: data.format must be one of auto, {', '.join(FORMATS)}, text, found {fmt!r}")
     # The format is the last suffix that is not compression (.csv.gz -> csv); _read_text unpacks.
     kept = [s.lower() for s in Path(path).suffixes if s.lower() not in _UNPACK]
     ext = kept[-1].lstrip(".") if kept else ""
+    if ext == "txt":
+        return "text"
     if ext not in FORMATS:
         raise DataError(
             f"{path}: unknown data format {('.' + ext) if ext else '(no extension)'}; expected a .csv, "
-            ".tsv, .json or .jsonl file (optionally .gz/.bz2/.xz), or pass format="
+            ".tsv, .json, .jsonl or .txt file (optionally .gz/.bz2/.xz), or set data.format=csv "
+            "(or tsv, json, jsonl, text)"
         )
     return ext
 
 
-def _read_text(file: Path, source: str) -> str:
-    """Return the file's text, decompressed and decoded as UTF-8 (a BOM is dropped)."""
+def _read_lines(file: Path, source: str, spec: _Spec, encoding: str) -> Table:
+    """One text per non-blank line (``text`` format), for prediction: such a file has no labels."""
+    if spec.label is not None or spec.pair is not None:
+        role = "labels" if spec.label is not None else "text pairs"
+        raise DataError(
+            f"{source}: read as plain text (one text per line), which has no {role}; for lines such as "
+            "`text@label` set data.format=csv data.delimiter=@ data.has_header=false "
+            "data.text_column=0 data.label_column=1"
+        )
+    text = _read_text(file, source, encoding)
+    rows = [Row(line, None, None, n) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    if not rows:
+        raise DataError(f"{source}:1: expected one text per line, found no text")
+    return Table(rows=rows, source=source)
+
+
+def _read_text(file: Path, source: str, encoding: str = "utf-8") -> str:
+    """Return the file's text, decompressed and decoded (UTF-8: a BOM is dropped)."""
     try:
         data = file.read_bytes()
     except OSError as err:  # e.g. no read permission
@@ -193,24 +226,37 @@ def _read_text(file: Path, source: str) -> str:
         data = data if unpack is None else unpack(data)
     except (OSError, EOFError, lzma.LZMAError) as err:
         raise DataError(f"{source}: expected {file.suffix} compressed data, found a damaged file ({err})") from None
-    data = data.removeprefix(b"\xef\xbb\xbf")
+    utf8 = codecs.lookup(encoding).name == "utf-8"
+    if utf8:
+        data = data.removeprefix(b"\xef\xbb\xbf")
     try:
-        return data.decode("utf-8")
+        return data.decode(encoding)
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
+        fix = (
+            "set data.encoding (e.g. latin-1 or cp1252) or re-save the file as UTF-8" if utf8 else "check data.encoding"
+        )
         raise DataError(
-            f"{source}:{line}: expected UTF-8 text, found byte 0x{data[err.start]:02x} "
-            f"({err.reason}); re-save the file as UTF-8"
+            f"{source}:{line}: expected {'UTF-8' if utf8 else encoding} text, found byte 0x{data[err.start]:02x} "
+            f"({err.reason}); {fix}"
         ) from None
 
 
-def _read_file(file: Path, source: str, fmt: str, spec: _Spec, has_header: str | bool) -> Table:
-    text = _read_text(file, source)
+def _read_file(
+    file: Path,
+    source: str,
+    fmt: str,
+    spec: _Spec,
+    has_header: str | bool,
+    delimiter: str | None = None,
+    encoding: str = "utf-8",
+) -> Table:
+    text = _read_text(file, source, encoding)
     if not text.strip():
         raise DataError(f"{source}:1: expected rows, found an empty file")
     out = Table(rows=[], source=source, skipped=[])
     if fmt in ("csv", "tsv"):
-        _read_delimited(text, "," if fmt == "csv" else "\t", spec, has_header, out)
+        _read_delimited(text, delimiter or ("," if fmt == "csv" else "\t"), spec, has_header, out)
     else:
         _read_objects(_json_list(text, source) if fmt == "json" else _jsonl(text, spec, out), spec, out)
     if out.rows:
@@ -220,6 +266,10 @@ def _read_file(file: Path, source: str, fmt: str, spec: _Spec, has_header: str |
         why = f": all {len(out.skipped)} were skipped (first: line {out.skipped[0][0]}: {out.skipped[0][1]})"
     last = text.count("\n") + (not text.endswith("\n"))
     raise DataError(f"{source}:{last}: expected at least one data row, found none{why}")
+
+
+def _kind_of_file(delimiter: str) -> str:
+    return {",": "CSV", "\t": "TSV"}.get(delimiter, f"{delimiter!r}-separated text")
 
 
 def _problem(out: Table, spec: _Spec, line: int, reason: str) -> None:
@@ -242,7 +292,7 @@ def _records(text: str, delimiter: str, spec: _Spec, out: Table):
             try:
                 fields = next(reader, None)
             except csv.Error as err:  # strict: an unclosed quote errors instead of eating the lines after it
-                _problem(out, spec, start, f"expected well-formed {'CSV' if delimiter == ',' else 'TSV'}, found {err}")
+                _problem(out, spec, start, f"expected well-formed {_kind_of_file(delimiter)}, found {err}")
                 fields = []
             if fields:
                 yield start, fields
@@ -291,13 +341,16 @@ def _resolve(ref, role: str, header, first: list[str], line: int, has_header, so
         return header.index(ref)
     pos = _position(ref)
     if pos is not None and not 0 <= pos < len(first):
-        raise DataError(f"{source}:{line}: {role} {pos} is out of range: expected 0 to {len(first) - 1}, found {pos}")
+        raise DataError(
+            f"{source}:{line}: data.{role} {pos} is out of range: expected 0 to {len(first) - 1}, found {pos}"
+            + ("" if len(first) > 1 else "; the first row has one column: is data.delimiter right?")
+        )
     if pos is not None:
         return pos
     if has_header is False:
         raise DataError(
-            f"{source}:{line}: has_header is False, so columns must be positions "
-            f"(e.g. {role}: 0), found the name {ref!r}"
+            f"{source}:{line}: data.has_header is false, so columns must be positions "
+            f"(e.g. data.{role}=0), found the name {ref!r}"
         )
     where = "the header" if header is not None else "the first row (no header found)"
     return _missing(source, line, ref, role, header if header is not None else first, where)
@@ -307,13 +360,13 @@ def _missing(source: str, line: int, ref, role: str, available: list, where: str
     close = difflib.get_close_matches(str(ref), [str(a) for a in available], n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     shown = ", ".join(repr(str(a)[:40]) for a in available)
-    msg = f"{source}:{line}: {role}: expected a column {ref!r}, found none in {where}; available: {shown}{hint}"
+    msg = f"{source}:{line}: data.{role}: expected a column {ref!r}, found none in {where}; available: {shown}{hint}"
     if "no header" in where:
-        msg += f". If the file has no header, give columns by position (e.g. {role}: 0)"
+        msg += f". If the file has no header, give columns by position (e.g. data.{role}=0)"
     if "object" in where and not isinstance(ref, str):
         msg += ". JSON rows are objects, so give columns by key name, not position"
-    if role == "label_column":
-        msg += ". For unlabelled data set label_column to None"
+    if role == "label_column" and close:
+        msg += f" (data.label_column={close[0]})"
     raise DataError(msg)
 
 

@@ -87,40 +87,116 @@ def _pyplot():
 
 
 def plot_params(rows: list[dict], metric: str, path: Path) -> None:
-    """Dev metric against trainable parameters (log x); the untrained head is a horizontal line."""
+    """Dev metric against trainable parameters (log x); the untrained head is a horizontal line.
+
+    Every method's label stays readable: the legend sits below the axes (it cannot cover a point),
+    labels of nearby points are stacked apart, and the figure grows to hold them.
+    """
+    fig = params_figure(rows, metric)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    _pyplot().close(fig)
+
+
+def params_figure(rows: list[dict], metric: str):
+    """The figure of ``plot_params`` (kept open, for tests and callers that embed it)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    ok = [r for r in rows if r["status"] == "ok"]
+    for r in ok:
+        ax.scatter(r["trainable"], r["metric"], zorder=3)
     for r in rows:
-        if r["status"] == "ok":
-            ax.scatter(r["trainable"], r["metric"])
-            ax.annotate(
-                r["method"], (r["trainable"], r["metric"]), textcoords="offset points", xytext=(4, 4), fontsize=8
-            )
-        elif r["status"] == "baseline":
+        if r["status"] == "baseline":
             ax.axhline(r["metric"], color="gray", linestyle="--", label="untrained head")
     ax.set_xscale("log")
     ax.set_xlabel("trainable parameters (log)")
     ax.set_ylabel(f"dev {metric}")
-    ax.legend(loc="lower right")
+    ax.margins(x=0.15, y=0.15)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    place_labels(fig, ax, [(r["trainable"], r["metric"], r["method"]) for r in ok])
+    return fig
+
+
+def place_labels(fig, ax, points: list[tuple[float, float, str]], pad_px: float = 2.0) -> list:
+    """Annotate each (x, y, text) next to its point, moving a label up (then down) until it overlaps no other.
+
+    Returns the annotation artists. Written by hand: matplotlib has no label-overlap avoidance, and the
+    usual package (adjustText) is a dependency for twelve labels.
+    """
+    from matplotlib.text import Text
+
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    placed, boxes = [], []
+    for x, y, text in sorted(points, key=lambda p: (p[1], p[0])):
+        ann = None
+        for dy in _offsets():
+            if ann is not None:
+                ann.remove()
+            leader = {"arrowprops": {"arrowstyle": "-", "lw": 0.5, "color": "gray"}} if dy != 3.0 else {}
+            ann = ax.annotate(
+                text,
+                (x, y),
+                textcoords="offset points",
+                xytext=(8 if leader else 5, dy),
+                fontsize=8,
+                annotation_clip=False,
+                zorder=4,
+                va="center" if leader else "baseline",
+                **leader,
+            )
+            ann.update_positions(renderer)
+            box = Text.get_window_extent(ann, renderer).padded(pad_px)  # the text alone, not its leader line
+            if not any(box.overlaps(b) for b in boxes):
+                break
+        boxes.append(box)
+        placed.append(ann)
+    return placed
+
+
+def _offsets(step: float = 9.0, tries: int = 40):
+    """Vertical offsets in points to try: 3, then alternately further up and down."""
+    yield 3.0
+    for i in range(1, tries):
+        yield 3.0 + step * i
+        yield 3.0 - step * i
+
+
+def marker_for(n_points: int) -> str | None:
+    """Short series get a marker on each point: a single-point series is otherwise drawn as nothing."""
+    return "o" if n_points < 10 else None
 
 
 def plot_curves(out: Path, rows: list[dict], metric: str, path: Path) -> None:
     """Training loss and dev metric against steps, every method overlaid."""
+    fig = curves_figure(out, rows, metric)
+    fig.savefig(path, dpi=100)
+    _pyplot().close(fig)
+
+
+def curves_figure(out: Path, rows: list[dict], metric: str):
+    """The figure of ``plot_curves`` (kept open)."""
     plt = _pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     for r in rows:
         train, dev = read_log(out / r["run_dir"])
-        ax1.plot([x["step"] for x in train], [x["loss"] for x in train], label=r["method"])
+        xs, ys = [x["step"] for x in train], [x["loss"] for x in train]
+        ax1.plot(xs, ys, marker=marker_for(len(xs)), markersize=4, label=r["method"])
         key = f"dev/{metric}"
-        ax2.plot([x["step"] for x in dev if key in x], [x[key] for x in dev if key in x], "o-", label=r["method"])
+        ax2.plot(
+            [x["step"] for x in dev if key in x],
+            [x[key] for x in dev if key in x],
+            "o-",
+            markersize=4,
+            label=r["method"],
+        )
     ax1.set_xlabel("step")
     ax1.set_ylabel("train loss")
     ax2.set_xlabel("step")
     ax2.set_ylabel(f"dev {metric}")
-    ax2.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    handles, labels = ax2.get_legend_handles_labels()
+    if handles:  # one legend for both panels, below them: it never covers a curve
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.08 + 0.04 * ((len(labels) - 1) // 6), 1, 1))
+    return fig

@@ -25,7 +25,13 @@ def plot_curves(train: list[dict], dev: list[dict], metric: str, out: Path) -> N
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
-    ax1.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss")
+    ax1.plot(
+        [r["step"] for r in train],
+        [r["loss"] for r in train],
+        marker="o" if len(train) < 10 else None,
+        markersize=4,
+        label="train loss",
+    )  # a marker keeps a short (even one-point) series visible
     if any("dev/loss" in r for r in dev):
         ax1.plot(
             [r["step"] for r in dev if "dev/loss" in r],

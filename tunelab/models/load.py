@@ -91,7 +91,7 @@ def load_tokenizer(src: Source):
         try:
             tok = AutoTokenizer.from_pretrained(src.path, gguf_file=src.gguf_file, revision=src.revision)
         except OSError as exc:
-            raise ModelError(f"model '{src.path}': cannot load tokenizer ({_first_line(exc)})") from None
+            raise _not_found(src.path, exc, "tokenizer ") from None
     if tok.pad_token is None:  # decoder-only models often ship without one; EOS is masked by attention, never by label
         tok.pad_token = tok.eos_token
     return tok
@@ -113,7 +113,7 @@ def load_model(src: Source, auto_class: str, **kwargs):
                 src.path, gguf_file=src.gguf_file, revision=src.revision, output_loading_info=True, **kwargs
             )
         except (OSError, ValueError) as exc:
-            raise ModelError(f"model '{src.path}': cannot load ({_first_line(exc)})") from None
+            raise _not_found(src.path, exc, "") from None
     if src.gguf_file:
         model = _rebuild_plain(model)
     return model, head_modules(model, info.get("missing_keys", []))
@@ -163,6 +163,62 @@ def _rebuild_plain(model):
     if getattr(config, "tie_word_embeddings", False):
         plain.tie_weights()
     return plain.to(torch.float32)
+
+
+def position_limit(config) -> int | None:
+    """Longest input a model (given its HF config) can take in tokens, or None when it has no position table."""
+    limit = getattr(config, "max_position_embeddings", None)
+    if not isinstance(limit, int) or limit <= 0:
+        return None
+    if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert", "longformer"):
+        limit -= 2  # these offset positions by the padding index + 1
+    return limit
+
+
+def fit_max_length(src: Source, max_length: int, explicit: bool, name: str, log) -> int:
+    """The ``model.max_length`` to train with, decided before anything is saved.
+
+    A value the user set above the model's limit is an error naming the limit; the default, when above it,
+    becomes the limit (logged, and recorded in config.yaml since the caller saves the returned value).
+    Reads only the model's config, not its weights.
+    """
+    from transformers import AutoConfig
+
+    with _quiet_transformers():
+        try:
+            config = AutoConfig.from_pretrained(src.path, gguf_file=src.gguf_file, revision=src.revision)
+        except OSError as exc:  # not found: say so now, before a run folder is created
+            raise _not_found(name, exc, "") from None
+        except ValueError:
+            return max_length  # e.g. custom code: the weights' own load reports what is wrong
+    limit = position_limit(config)
+    if limit is None or max_length <= limit:
+        return max_length
+    if explicit:
+        raise ModelError(
+            f"model.max_length {max_length} is above the limit of model '{name}' ({limit} positions); "
+            f"set model.max_length={limit} or less"
+        )
+    log(
+        f"model.max_length: the default {max_length} is above the limit of model '{name}'; using {limit} (saved in config.yaml)"
+    )
+    return limit
+
+
+def _not_found(name: str, exc: BaseException, what: str) -> ModelError:
+    """A load failure; a bare name that is no alias lists the packaged aliases (offline, hub ids rarely load)."""
+    msg = f"model '{name}': cannot load {what}({_first_line(exc)})"
+    if "/" not in name and not Path(name).exists():
+        import difflib
+
+        close = difflib.get_close_matches(name, list(ALIASES), n=1, cutoff=0.5)
+        msg = (
+            f"model '{name}': not a packaged alias"
+            + (f" (did you mean '{close[0]}'?)" if close else "")
+            + f", a local folder, or a hub model that could be loaded ({_first_line(exc)}); packaged aliases: "
+            + ", ".join(ALIASES)
+        )
+    return ModelError(msg)
 
 
 def _first_line(exc: BaseException) -> str:

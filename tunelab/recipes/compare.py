@@ -73,6 +73,7 @@ def run(path, overrides: list[str], methods: list[str] | None = None, per_method
     """Train each method into CONFIG's output_dir/<method>, then write compare.md, compare.html and plots there."""
     cfg = config_mod.load(path, overrides)
     out = Path(cfg.output_dir)
+    runs.check_writable_dir(out)
     out.mkdir(parents=True, exist_ok=True)
     per = parse_per_method(list(per_method))
     unknown = [m for m in (methods or []) if m not in METHODS]

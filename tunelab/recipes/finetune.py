@@ -35,9 +35,10 @@ def run(
 
     task = TASKS[cfg.task.name]
     cfg = resolve(cfg, task)
-    model_load.resolve(
+    src = model_load.resolve(
         cfg.model.name, cfg.model.gguf_file, cfg.model.revision
     )  # a bad model name fails before any work
+    cfg = fit_max_length(cfg, src, log)
     cfg, precision = choose_precision(cfg)
     log = log if distributed.is_main_process() else _silent
     if (warning := distributed.launcher_warning()) is not None:
@@ -159,6 +160,19 @@ def resolve(cfg: config_mod.RunConfig, task: Task) -> config_mod.RunConfig:
     return cfg
 
 
+def fit_max_length(cfg: config_mod.RunConfig, src, log) -> config_mod.RunConfig:
+    """A copy of cfg whose model.max_length fits the model (see models.load.fit_max_length), before config.yaml is written."""
+    from tunelab.models import load as model_load
+
+    explicit = "max_length" in cfg.model.model_fields_set
+    fitted = model_load.fit_max_length(src, cfg.model.max_length, explicit, cfg.model.name, log)
+    if fitted == cfg.model.max_length:
+        return cfg
+    cfg = cfg.model_copy(deep=True)
+    cfg.model.max_length = fitted
+    return cfg
+
+
 def choose_precision(cfg: config_mod.RunConfig) -> tuple[config_mod.RunConfig, hardware.Precision]:
     """Resolve ``train.precision`` for this machine (a copy of cfg holds the result, so config.yaml records it).
 
@@ -187,6 +201,7 @@ def prepare_run_dir(cfg: config_mod.RunConfig, resume_anyway: bool = False, log=
     Every process checks; the main process writes config.yaml.
     """
     run_dir = Path(cfg.output_dir)
+    runs.check_writable_dir(run_dir)
     saved = run_dir / "config.yaml"
     if run_dir.exists() and not run_dir.is_dir():
         raise TunelabError(f"{run_dir}: output_dir is a file, not a folder; choose another output_dir")
@@ -253,6 +268,7 @@ def read_splits(cfg: config_mod.RunConfig, task: Task, log) -> dict[str, list]:
     """train/dev(/test) rows; dev is carved out of train (stratified, seeded) when no dev file is given."""
     data = cfg.data
     train = _read(task, cfg, data.train, log)
+    task.check_rows(cfg, train, data.train, log)
     if data.max_train_rows:
         train = train[: data.max_train_rows]
     if data.dev:

@@ -19,6 +19,7 @@ def run(run_dir: str | Path, out_dir: str | Path, log=print) -> Path:
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise TunelabError(f"{out}: exists and is not empty; choose an empty or new folder (nothing was written)")
+    runs.check_writable_dir(out, "OUT_DIR")  # before the model loads
     loaded = runs.load_run(run_dir)
     method = METHODS[loaded.cfg.method.name]
     model = method.merge(loaded.model) if method.MERGEABLE else loaded.model

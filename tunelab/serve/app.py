@@ -7,8 +7,10 @@ answers through an asyncio queue per request, so the event loop never runs a mod
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
+import socket
 import sys
 import time
 import uuid
@@ -21,6 +23,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.responses import StreamingResponse
 
+from tunelab.errors import ConfigError
+from tunelab.generation.config import decoding_update
 from tunelab.serve import openai_format as fmt
 from tunelab.serve.batching import Job, QueueFull, Worker
 from tunelab.serve.config import ServeConfig
@@ -81,10 +85,9 @@ def build_app(served: dict, cfg: ServeConfig, api_keys: list[str] | None = None,
 
     @asynccontextmanager
     async def lifespan(_app):
-        if cfg.threads:
-            import torch
+        from tunelab import hardware
 
-            torch.set_num_threads(cfg.threads)
+        hardware.use_threads(cfg.threads)  # process-wide: the worker thread runs the models with it
         state.worker.start()
         yield
         state.worker.close()
@@ -168,21 +171,22 @@ def _decoding(state: State, served, body):
             400, f"n: {body.n} is above this server's cap of {state.cfg.max_n}", param="n", code="invalid_value"
         )
     update = {"num_beams": 1, "stop": body.stop or list(served.gen.stop)}
-    if body.temperature is not None:  # 0 = greedy, as in OpenAI's API; omitted = the run's own setting
-        update.update(
-            do_sample=body.temperature > 0, **({"temperature": body.temperature} if body.temperature > 0 else {})
+    # the rule `generate` and `chat` use too: temperature 0 = greedy, > 0 samples; omitted = the run's own setting
+    update.update(
+        decoding_update(
+            {name: getattr(body, name) for name in ("temperature", "top_p", "top_k", "repetition_penalty", "seed")}
         )
-    for name in ("top_p", "top_k", "repetition_penalty", "seed"):
-        if getattr(body, name) is not None:
-            update[name] = getattr(body, name)
+    )
     return served.gen.model_copy(update=update), max_tokens
 
 
 def _encode(state: State, served, prompt, max_tokens: int, cfg, field: str) -> list[int]:
-    from tunelab.generation.generate import context_window, encode_prompt
+    from tunelab.generation.decode import context_window, encode_prompt
 
     with served.lock:
         ids, _ = encode_prompt(served.tokenizer, prompt, 10**9, served.template, log=lambda m: None)
+    if not ids:
+        raise APIError(400, f"{field}: empty; give some text to continue", param=field, code="invalid_value")
     window = context_window(served.model, cfg)
     if len(ids) > state.cfg.max_prompt_tokens:
         raise APIError(
@@ -310,14 +314,40 @@ def run(args) -> int:
     flags = {k: getattr(args, k, None) for k in ServeConfig.model_fields}
     cfg = serve_config.load(args.config, flags)
     keys = api_keys(args.api_key)
+    registry.parse_items(args.targets)  # bad names fail before anything loads
+    sock = listen(cfg.host, cfg.port)  # a port in use fails before the models load, not after
+    port = sock.getsockname()[1]
     served = registry.load_all(args.targets, _stderr)
     if cfg.host not in ("127.0.0.1", "localhost", "::1") and not keys:
         _stderr(f"serve: warning: listening on {cfg.host} without API keys; anyone who can reach it can use it")
     _stderr(
-        f"serve: {len(served)} model(s) on http://{cfg.host}:{cfg.port}/v1 ({', '.join(served)})"
+        f"serve: {len(served)} model(s) on http://{cfg.host}:{port}/v1 ({', '.join(served)})"
         + ("; API key required" if keys else "")
     )
-    uvicorn.run(
-        build_app(served, cfg, keys), host=cfg.host, port=cfg.port, log_level="warning", timeout_graceful_shutdown=5
+    config = uvicorn.Config(
+        build_app(served, cfg, keys), host=cfg.host, port=port, log_level="warning", timeout_graceful_shutdown=5
     )
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """Bind the server's socket now (uvicorn serves on it later); ConfigError if the address is taken or invalid."""
+    try:
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise ConfigError(f"serve: --host {host}: not an address of this machine ({exc.strerror})") from None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: rebinding after a restart works
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"serve: port {port} on {host} is already in use; choose another with --port "
+                "(--port 0 picks a free one)"
+            ) from None
+        raise ConfigError(f"serve: cannot listen on {host}:{port} ({exc.strerror})") from None
+    sock.set_inheritable(True)
+    return sock

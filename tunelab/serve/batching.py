@@ -21,7 +21,7 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from tunelab.generation.config import GenerationConfig
-from tunelab.generation.generate import _left_pad, eos_ids, finish, hf_generate_kwargs
+from tunelab.generation.decode import _left_pad, eos_ids, finish, hf_generate_kwargs
 
 
 class QueueFull(Exception):

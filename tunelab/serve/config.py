@@ -38,7 +38,10 @@ class ServeConfig(Strict):
     )
     retry_after_s: int = Field(1, ge=0, le=3600, description="Retry-After header value sent with 429.")
     threads: int | None = Field(
-        None, ge=1, le=512, description="torch CPU threads for the worker; null leaves torch's default."
+        None,
+        ge=1,
+        le=512,
+        description="torch CPU threads for the models; null = $TUNELAB_THREADS, else this machine's physical cores.",
     )
 
 

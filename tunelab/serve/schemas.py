@@ -113,6 +113,10 @@ class CompletionRequest(_Generate):
         prompts = [v] if isinstance(v, str) else v
         if not prompts:
             raise ValueError("needs at least one prompt")
+        empty = [i for i, p in enumerate(prompts) if not p]
+        if empty:  # a string and a list are treated alike: every prompt needs text
+            where = "" if isinstance(v, str) else f" (index {empty[0]})"
+            raise ValueError(f"empty prompt{where}; every prompt needs some text to continue")
         return prompts
 
     @model_validator(mode="after")

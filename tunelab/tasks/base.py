@@ -10,7 +10,7 @@ To add a task:
      that subclasses ``Task`` and implements every abstract method. Import torch inside functions:
      configs must load without it.
   2. Add one instance to ``TASKS`` in ``tunelab/tasks/__init__.py`` (``register`` checks it).
-  3. Give the task contract suite (tests/tasks/test_contract.py) a small data file and config for it:
+  3. Give the task contract suite (tests/tasks/test_task_contract.py) a small data file and config for it:
      read -> train -> save -> load -> eval -> predict, serve, compare's baseline and resume then run on it.
 Data flows: ``read`` rows -> ``label_space`` -> ``prepare`` (features, collate, objective, evaluators)
 -> the loop (``forward`` then the pure ``loss``) -> run folder -> ``evaluate``/``predict`` on a ``LoadedRun``.
@@ -104,6 +104,10 @@ class Task(ABC):
     def label_space(self, rows: list, source: str) -> list[str] | None:
         """Label names in id order from the training rows (None for tasks without labels). They are saved in
         labels.json and size the head."""
+
+    def check_rows(self, cfg, rows: list, source: str, log: Callable[[str], None]) -> None:
+        """Checks on the training rows before anything is encoded (suspicious labels...): raise DataError naming
+        ``source`` and lines, or log a warning. The base checks nothing."""
 
     @abstractmethod
     def stratify_key(self, row) -> Hashable | None:

@@ -55,11 +55,18 @@ class Classification(Task):
             format=data.format,
             has_header=data.has_header,
             on_error=data.on_error,
+            delimiter=data.delimiter,
+            encoding=data.encoding,
         )
         return Table(table.rows, table.skipped)
 
     def label_space(self, rows: list[Row], source: str) -> list[str]:
         return label_space(rows, source)
+
+    def check_rows(self, cfg, rows: list[Row], source: str, log) -> None:
+        from tunelab.data import labels
+
+        labels.check(rows, source, cfg.data.min_label_rows, cfg.data.label_check, log)
 
     def stratify_key(self, row: Row):
         return row.label

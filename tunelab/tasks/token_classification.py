@@ -99,6 +99,7 @@ class TokenClassification(Task):
             repair_tags=t.repair_tags,
             with_labels=with_labels,
             on_error=cfg.data.on_error,
+            encoding=cfg.data.encoding,
         )
         table = conll.read(path, cfg.data.format, opts)
         return Table(table.rows, table.skipped)

@@ -126,18 +126,10 @@ class Progress(Callback):
     """The progress bar (stderr; off with quiet and on every process but the main one)."""
 
     def __init__(self, total: int, initial: int, disabled: bool):
-        from tqdm.auto import tqdm
+        from tunelab import progress
 
-        self.bar = tqdm(
-            total=total,
-            initial=initial,
-            disable=disabled,
-            file=sys.stderr,
-            unit="step",
-            dynamic_ncols=True,
-            leave=False,
-            mininterval=1.0,
-        )
+        self.bar = progress.bar(total, initial, disabled)  # a bar on a terminal, plain lines in a redirected log
+        self.live = not isinstance(self.bar, progress.Lines)
 
     def on_step_end(self, ctx: Context) -> None:
         self.bar.update(1)
@@ -149,18 +141,14 @@ class Progress(Callback):
 
     def write(self, message: str) -> None:
         """A message on its own line, above the bar."""
-        if self.bar.disable:
+        if not self.live:
             print(message, file=sys.stderr, flush=True)
         else:
             self.bar.write(message, file=sys.stderr)
 
     def close(self) -> None:
-        """Remove the bar; in a redirected log, end its line so the next message starts on its own line."""
-        shown = not self.bar.disable and self.bar.n > self.bar.initial
+        """Remove the bar (a terminal's; plain lines need no ending)."""
         self.bar.close()
-        if shown and not sys.stderr.isatty():
-            sys.stderr.write("\n")
-            sys.stderr.flush()
 
 
 WRAPPER_SEGMENTS = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod.")

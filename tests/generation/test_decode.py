@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tunelab.generation import GenerationConfig, generate, stream
-from tunelab.generation.generate import encode_prompt, finish, hold_back_stops
+from tunelab.generation.decode import encode_prompt, finish, hold_back_stops
 from tunelab.models import load as model_load
 
 PROMPTS = ["hello world", "the movie was"]
@@ -177,3 +177,27 @@ def test_context_window_from_config_and_model(tiny):
     logs.clear()
     generate(model, tok, ["good " * 50], GenerationConfig(max_new_tokens=6, context_window=32), log=logs.append)
     assert "cut to its last 26" in logs[0]
+
+
+def test_closing_a_stream_early_stops_and_joins_its_thread(tiny_llama_dir):
+    import threading
+
+    from tunelab.generation import target
+
+    tgt = target.load(str(tiny_llama_dir))
+    before = threading.active_count()
+    pieces = stream(tgt.model, tgt.tokenizer, "hello", GenerationConfig(max_new_tokens=200), log=lambda m: None)
+    next(pieces)
+    pieces.close()  # what chat does on Ctrl-C: no generating thread may outlive the reply
+    assert threading.active_count() == before
+
+
+def test_empty_prompt_is_an_error_naming_it(tiny_llama_dir):
+    import pytest
+
+    from tunelab.errors import DataError
+    from tunelab.generation import target
+
+    tgt = target.load(str(tiny_llama_dir))
+    with pytest.raises(DataError, match="prompt 2: empty"):
+        generate(tgt.model, tgt.tokenizer, ["hi", ""], GenerationConfig(max_new_tokens=2), log=lambda m: None)

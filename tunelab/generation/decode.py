@@ -15,6 +15,7 @@ from typing import Callable, Iterator, Union
 import torch
 
 from tunelab.data import templates
+from tunelab.errors import DataError
 from tunelab.generation.config import GenerationConfig
 
 Prompt = Union[str, list]  # raw text to continue, or a list of {"role", "content"} messages
@@ -117,6 +118,7 @@ def generate(
         torch.manual_seed(cfg.seed)
     budget = max(1, context_window(model, cfg) - cfg.max_new_tokens)
     encoded = [encode_prompt(tokenizer, p, budget, template, log) for p in prompts]
+    _check_not_empty([ids for ids, _ in encoded])
     device = next(model.parameters()).device
     kw = hf_generate_kwargs(model, tokenizer, cfg)
     stops = set(kw["eos_token_id"])
@@ -156,28 +158,73 @@ def stream(
     template: str | None = None,
     log: Callable[[str], None] = _stderr,
 ) -> Iterator[str]:
-    """Yield the generated text piece by piece as tokens are produced (one prompt; runs generate in a thread)."""
-    from transformers import TextIteratorStreamer
+    """Yield the generated text piece by piece as tokens are produced (one prompt; runs generate in a thread).
+
+    Closing the generator early (``close()``, or an exception such as Ctrl-C's KeyboardInterrupt while it
+    waits) stops the generating thread at its next token and waits for it, so no thread outlives the reply.
+    """
+    from transformers import StoppingCriteriaList, TextIteratorStreamer
 
     cfg = cfg or GenerationConfig()
     if cfg.seed is not None:
         torch.manual_seed(cfg.seed)
     budget = max(1, context_window(model, cfg) - cfg.max_new_tokens)
     ids, _ = encode_prompt(tokenizer, prompt, budget, template, log)
+    _check_not_empty([ids])
     device = next(model.parameters()).device
     input_ids, mask = _left_pad([ids], tokenizer.pad_token_id, device)
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    stop = StopFlag()
     kw = hf_generate_kwargs(model, tokenizer, cfg)
+    kw["stopping_criteria"] = StoppingCriteriaList([stop])
     model.eval()
     worker = threading.Thread(target=_generate_quietly, args=(model, input_ids, mask, streamer, kw), daemon=True)
     worker.start()
-    yield from hold_back_stops(streamer, cfg.stop)
-    worker.join()
+    try:
+        yield from hold_back_stops(streamer, cfg.stop)
+    finally:
+        stop.set()
+        join_uninterrupted(worker)
+
+
+class StopFlag:
+    """A transformers stopping criterion that ends every row once ``set()`` is called (from any thread)."""
+
+    def __init__(self):
+        self._event = threading.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def __call__(self, input_ids, scores, **kwargs) -> torch.Tensor:
+        return torch.full((input_ids.shape[0],), self._event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+def join_uninterrupted(thread: threading.Thread) -> None:
+    """Wait for ``thread`` even through further Ctrl-C presses: it is told to stop and ends within one token.
+
+    Leaving it running would let the interpreter exit under a thread that is inside torch (SIGABRT).
+    """
+    while thread.is_alive():
+        try:
+            thread.join()
+        except KeyboardInterrupt:
+            continue
+
+
+def _check_not_empty(rows: list[list[int]]) -> None:
+    for i, ids in enumerate(rows):
+        if not ids:
+            raise DataError(f"prompt {i + 1}: empty (no tokens to continue); give some text")
 
 
 def _generate_quietly(model, input_ids, mask, streamer, kw) -> None:
-    with torch.no_grad():
-        model.generate(input_ids=input_ids, attention_mask=mask, streamer=streamer, **kw)
+    try:
+        with torch.no_grad():
+            model.generate(input_ids=input_ids, attention_mask=mask, streamer=streamer, **kw)
+    except BaseException:  # the reader must not wait forever for pieces that will never come
+        streamer.end()
+        raise
 
 
 def hold_back_stops(pieces, stop_strings: list[str]) -> Iterator[str]:

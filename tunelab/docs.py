@@ -1,0 +1,97 @@
+"""The README's config-key tables, generated from the schemas so they cannot drift.
+
+Each config section (``run`` for the top-level keys, then ``task`` and one ``task.NAME`` per task, ``model``,
+``data``, ``method``, ``train``, ... and ``serve`` for `tunelab serve --config`) is one markdown table, printed by
+``tunelab config --markdown --section NAME``. The README holds each table exactly once between markers::
+
+    <!-- BEGIN tunelab config --markdown --section serve -->
+    | key | default | description |
+    ...
+    <!-- END tunelab config --markdown --section serve -->
+
+``python -m tunelab.docs README.md`` rewrites every such block from the schemas; tests/test_readme.py
+fails when a block is stale, a section has no block, or a key has a row twice.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+HEADER = "| key | default | description |\n|---|---|---|"
+BLOCK = re.compile(
+    r"<!-- BEGIN tunelab config --markdown --section (\S+) -->\n(.*?)<!-- END tunelab config --markdown "
+    r"--section \1 -->",
+    re.S,
+)
+
+
+def rows() -> list[tuple[str, str, str, str]]:
+    """(section, key as written in the table, default, description) for every key, serve's included."""
+    from tunelab import config
+    from tunelab.serve.config import ServeConfig
+
+    out = []
+    for key, default, desc in config.describe():
+        name, _, scope = key.partition("  ")  # "method.r  [lora]": a method's own key
+        section = name.split(".")[0] if "." in name else "run"
+        if section == "task" and scope.strip():  # a task's own keys: one table per task ("task.causal_lm")
+            section = f"task.{scope.strip().strip('[]')}"
+        shown = f"`{name}` {scope.strip()}" if scope.strip() else f"`{name}`"
+        out.append((section, shown, default, desc))
+    for name, field in ServeConfig.model_fields.items():
+        default = "null" if field.default is None else str(field.default)
+        out.append(("serve", f"`serve.{name}`", default, field.description or ""))
+    return out
+
+
+def sections() -> list[str]:
+    """Section names in schema order."""
+    return list(dict.fromkeys(section for section, *_ in rows()))
+
+
+def markdown(section: str | None = None) -> str:
+    """One section's table, or (None) every key of the run config (serve excluded) in one table."""
+    chosen = [r for r in rows() if (r[0] == section if section else r[0] != "serve")]
+    if not chosen:
+        raise ValueError(f"unknown section {section!r}; sections: {', '.join(sections())}")
+    body = "\n".join(f"| {key} | {_cell(default)} | {_cell(desc)} |" for _, key, default, desc in chosen)
+    return f"{HEADER}\n{body}"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def blocks(readme: str) -> dict[str, list[str]]:
+    """Section -> the contents of each README block generated for it (a section should have exactly one)."""
+    out: dict[str, list[str]] = {}
+    for m in BLOCK.finditer(readme):
+        out.setdefault(m.group(1), []).append(m.group(2).rstrip("\n"))
+    return out
+
+
+def update(readme: str) -> str:
+    """The README with every generated block rewritten from the schemas."""
+    return BLOCK.sub(
+        lambda m: (
+            f"<!-- BEGIN tunelab config --markdown --section {m.group(1)} -->\n{markdown(m.group(1))}\n"
+            f"<!-- END tunelab config --markdown --section {m.group(1)} -->"
+        ),
+        readme,
+    )
+
+
+def main(argv: list[str]) -> int:
+    path = Path(argv[0] if argv else "README.md")
+    text = path.read_text(encoding="utf-8")
+    new = update(text)
+    if new != text:
+        path.write_text(new, encoding="utf-8")
+    print(f"{path}: {'updated' if new != text else 'up to date'} ({len(blocks(new))} generated tables)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
