@@ -31,10 +31,10 @@ def run(cfg: config_mod.RunConfig, *, quiet: bool = False, log=print, callbacks=
     task = TASKS[cfg.task]
     cfg = resolve(cfg, task)
     model_load.resolve(cfg.model.name, cfg.model.gguf_file, cfg.model.revision)  # a bad model name fails before any work
+    seed_everything(cfg.train.seed, cfg.train.threads)  # threads first: auto's matmul measurement uses the training thread count
     cfg, precision = choose_precision(cfg)
     run_dir = prepare_run_dir(cfg)
     log(hardware.slow_bf16_warning(precision) or f"precision: {precision.name} ({precision.reason})")
-    seed_everything(cfg.train.seed, cfg.train.threads)
     splits = read_splits(cfg, task, log)
     labels = task.label_space(splits["train"], cfg.data.train)
     tokenizer, model, head = runs.build_base(cfg, labels)
