@@ -20,10 +20,18 @@ WORDS = ("good great fine bad awful boring movie film plot actor story fun dull 
          "not very and but it this that of to in on with").split()
 
 
+@pytest.fixture(scope="session")
+def _session_models(tmp_path_factory) -> Path:
+    """Converted GGUF models shared by every test of the session (converting is slow and the result is the same)."""
+    return tmp_path_factory.mktemp("tunelab-models")
+
+
 @pytest.fixture(autouse=True)
-def _private_cache(tmp_path_factory, monkeypatch):
-    """Each test gets its own encoded-data cache (never the user's ~/.cache/tunelab)."""
-    monkeypatch.setenv("TUNELAB_CACHE", str(tmp_path_factory.mktemp("tunelab-cache")))
+def _private_cache(tmp_path_factory, monkeypatch, _session_models):
+    """Each test gets its own encoded-data cache (never the user's ~/.cache/tunelab); converted models are shared."""
+    folder = tmp_path_factory.mktemp("tunelab-cache")
+    (folder / "models").symlink_to(_session_models, target_is_directory=True)
+    monkeypatch.setenv("TUNELAB_CACHE", str(folder))
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """Speed levers the recipe applies around the one training loop (all switchable in the ``speed:`` section).
 
-bf16 frozen weights (PEFT methods under bf16 autocast), per-layer torch.compile and gradient
-checkpointing. Each is measured in bench/results/levers.md; the defaults are the ones that paid off there.
+bf16 frozen weights (PEFT methods under bf16 autocast), per-layer torch.compile, gradient
+checkpointing, and per-document attention for packed rows (decoder LMs; see models/attention.py). Each is measured in bench/results/levers.md; the defaults are the ones that paid off there.
 """
 
 from __future__ import annotations
@@ -81,7 +81,9 @@ def applied(model: torch.nn.Module, cfg: Config, precision: str, trains_everythi
         enable_checkpointing(model)
     if cfg.compile:
         log(f"speed: compiling {compile_layers(model)} layers")
-    with bf16_frozen(model, cfg.bf16_frozen_weights and precision == "bf16" and not trains_everything) as n:
+    from tunelab.models.attention import packed_documents
+
+    with bf16_frozen(model, cfg.bf16_frozen_weights and precision == "bf16" and not trains_everything) as n, packed_documents(model):
         if n:
             log(f"speed: {n} frozen linear weights held in bf16 during training")
         yield
