@@ -155,6 +155,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", help="results folder (default bench/results/<cpu kind>/)")
     p.add_argument("--rows", type=int, help="override the number of training examples (quick looks; the committed results use the defaults)")
     p.add_argument("--sides", help="comma-separated subset of sides (must include tunelab and reference)")
+    p.add_argument("--lever-parts", default="lm,cls,cache", help="--levers: which tables (lm, cls, cache)")
+    p.add_argument("--lever-rows", type=int, help="--levers: LM training examples (default 96)")
     args = p.parse_args(argv)
     out = common.results_dir(args.out)
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
@@ -162,7 +164,10 @@ def main(argv=None) -> int:
     if args.levers:
         from bench import speed_levers
 
-        (out / "levers.md").write_text(speed_levers.run(args.threads, log))
+        machine = common.machine(args.threads)
+        text = speed_levers.run(args.threads, log, machine, command, lm_rows=args.lever_rows or speed_levers.LM_ROWS, cls_rows=args.rows,
+                                parts=args.lever_parts)
+        (out / "levers.md").write_text(text)
         return 0
     names = list(SCENARIOS) if args.scenario == "all" else args.scenario.split(",")
     machine = common.machine(args.threads, seconds=0.2 if args.smoke else 1.0)

@@ -43,6 +43,7 @@ def run(cfg: config_mod.RunConfig, *, quiet: bool = False, log=print, callbacks=
     trainable, total = count_parameters(model)
     log(f"{cfg.method.name}: training {trainable:,} of {total:,} parameters ({100 * trainable / total:.2f}%)")
     feats, collate, evaluate, evaluate_final, evaluate_test, data_info = _pipeline(cfg, task, tokenizer, labels, splits, log)
+    collate = speed.bucketed(collate, cfg.speed.pad_multiple)
     baseline = {"baseline": evaluate_final(model)} if getattr(task, "EVAL_BEFORE_TRAINING", False) else {}
     loss_fn = task.loss_for(cfg) if hasattr(task, "loss_for") else task.loss
     objective = loop.Objective(loss=loss_fn, count=task.count, evaluate=evaluate)
