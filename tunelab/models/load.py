@@ -164,13 +164,21 @@ def converted_gguf(src: Source, progress: bool | None = None) -> Path:
     return out
 
 
+_DIGESTS: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> digest: tokenizer and model loads hash once per process
+
+
 def file_digest(path: Path) -> str:
     """SHA-256 of a file's bytes (read in 8 MB blocks)."""
+    st = path.stat()
+    known = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if known in _DIGESTS:
+        return _DIGESTS[known]
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(8 << 20):
             h.update(block)
-    return h.hexdigest()
+    _DIGESTS[known] = h.hexdigest()
+    return _DIGESTS[known]
 
 
 def _models_cache() -> Path:
