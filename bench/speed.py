@@ -34,7 +34,7 @@ DATA = common.DATA
 SCENARIOS = {
     "instruct-lora": {"task": "causal_lm", "model": "smollm2-135m", "data": "alpaca", "rows": 192, "dev_rows": 48, "max_length": 512,
                       "method": "lora", "lr": 2e-4, "batch_size": 8, "naive_steps": 4,
-                      "sides": ["tunelab", "reference", "hf-default", "naive"], "metric": "dev loss", "tolerance": 0.05},
+                      "sides": ["tunelab", "tunelab-packed", "reference", "hf-default", "naive"], "metric": "dev loss", "tolerance": 0.05},
     "sst2-full": {"task": "classification", "model": "minilm-l6", "data": "sst2", "rows": 2000, "dev_rows": None, "max_length": 256,
                   "method": "full", "lr": 5e-5, "batch_size": 32, "naive_steps": 12,
                   "sides": ["tunelab", "reference", "naive"], "metric": "dev accuracy", "tolerance": 0.015},
@@ -42,9 +42,10 @@ SCENARIOS = {
                   "method": "lora", "lr": 1e-3, "batch_size": 32, "naive_steps": 12, "method_options": {"target_modules": ["query", "key", "value", "dense"]},
                   "sides": ["tunelab", "reference", "naive"], "metric": "dev accuracy", "tolerance": 0.015},
 }
-SIDE_NAMES = {"tunelab": "tunelab (defaults)", "reference": "HF Trainer+PEFT, careful ({precision}, dynamic padding, length-grouped, fused AdamW, tcmalloc)",
+SIDE_NAMES = {"tunelab": "tunelab (defaults)", "tunelab-packed": "tunelab, lm.packing=true (per-document attention)",
+              "tunelab-padded": "tunelab, lm.packing=false (length-grouped padding)", "reference": "HF Trainer+PEFT, careful ({precision}, dynamic padding, length-grouped, fused AdamW, tcmalloc)",
               "hf-default": "HF Trainer+PEFT, default TrainingArguments (fp32)", "naive": "seeds' naive loop (pad to max_length, fp32, dropout on)"}
-PRELOADED = {"tunelab", "reference"}  # the same allocator on both sides of the main comparison; baselines run as shipped
+PRELOADED = {"tunelab", "tunelab-packed", "tunelab-padded", "reference"}  # the same allocator on both sides of the main comparison; baselines run as shipped
 
 
 def write_subsets(spec: dict, work: Path) -> dict:

@@ -247,6 +247,9 @@ def peak_gflops(seconds: float = 3.0, n: int = 2048, dtype: str = "bf16") -> flo
     return best
 
 
+TUNELAB_VARIANTS = {"tunelab": {}, "tunelab-packed": {"lm": {"packing": True}}, "tunelab-padded": {"lm": {"packing": False}}}
+
+
 def main(side: str, spec_path: str, out_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     torch.set_num_threads(spec["threads"])
@@ -259,8 +262,9 @@ def main(side: str, spec_path: str, out_path: str) -> None:
     os.environ["TUNELAB_CACHE"] = str(work / "cache")  # a cold cache: every side tokenises
     tok, feats, dev, labels = load_data(spec)
     used = feats
-    if side == "tunelab":
-        out = run_tunelab(spec, work)
+    if side in TUNELAB_VARIANTS:
+        sections = {**spec.get("tunelab_sections", {}), **TUNELAB_VARIANTS[side]}
+        out = run_tunelab({**spec, "tunelab_sections": sections}, work)
         out["rss_mb"] = rss_mb()
         shape, full, trained = out.pop("shape"), spec["method"] == "full", out.pop("trained")
     else:
