@@ -149,14 +149,15 @@ def converted_gguf(src: Source, progress: bool | None = None) -> Path:
     progress = os.environ.get("TUNELAB_PROGRESS") == "1" if progress is None else progress
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
+    # transformers' de-quantisation and shard-writing bars ignore its progress-bar switch: hold stderr unless asked
     with _quiet_transformers(), (contextlib.nullcontext() if progress else contextlib.redirect_stderr(io.StringIO())):
         try:  # GGUF files hold decoder LMs: keep the LM head; other heads load from the plain folder as new modules
             model = transformers.AutoModelForCausalLM.from_pretrained(src.path, gguf_file=src.gguf_file)
             tokenizer = transformers.AutoTokenizer.from_pretrained(src.path, gguf_file=src.gguf_file)
         except (OSError, ValueError) as exc:
             raise ModelError(f"model '{gguf}': cannot convert the GGUF file ({_first_line(exc)})") from None
-    _rebuild_plain(model).save_pretrained(str(tmp))
-    tokenizer.save_pretrained(str(tmp))
+        _rebuild_plain(model).save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
     try:
         tmp.rename(out)
     except OSError:  # another process finished the same conversion first
