@@ -2,9 +2,9 @@
 
 transformers' ``generate`` is the general tool (sampling, beams, penalties, stop strings, streaming) and
 ``generate.py`` uses it for those. Plain greedy decoding needs much less per token: the forward on the new
-token, an argmax, and an EOS check. This loop does only that, on a static (preallocated) KV cache so no
-cache tensor is re-allocated per token, and can run the decode step through ``torch.compile`` (shapes never
-change between steps, so it compiles once per batch size and length budget). It produces exactly the
+token, an argmax, and an EOS check. This loop does only that, on transformers' dynamic KV cache (a static,
+preallocated cache measured no faster here: bench/results/<cpu-kind>/decode.md), and can run the decode step
+through ``torch.compile`` on a static cache (measured slower, so only the benchmark uses it). It produces exactly the
 tokens ``generate(do_sample=False, num_beams=1)`` does (tests/generation/test_decode.py checks it).
 Written by hand because transformers has no lighter greedy loop; the model forward and the caches are
 transformers' own.
@@ -48,7 +48,7 @@ def new_cache(model, batch: int, max_len: int, static: bool):
 
 @torch.no_grad()
 def greedy(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int, eos_ids: list[int], pad_id: int, *,
-           static_cache: bool = True, step: Callable | None = None, on_token: Callable[[torch.Tensor], bool] | None = None) -> torch.Tensor:
+           static_cache: bool = False, step: Callable | None = None, on_token: Callable[[torch.Tensor], bool] | None = None) -> torch.Tensor:
     """Greedy continuation of left-padded prompts.
 
     input_ids, attention_mask: (batch, prompt_len), left-padded. Returns (batch, steps) new token ids; a row that
