@@ -50,7 +50,15 @@ def header(rep: dict, load_before: str, load_after: str, command: str) -> list[s
     from tunelab import hardware
 
     kind = rep["kind"]
-    return [f"Machine: **{kind['label']}** (kind `{kind['name']}`), {rep['cpu']['model']}; measured {rep['date']}; "
-            f"load average before/after: {load_before} / {load_after}.",
-            f"Command: `{command}`", "", "`tunelab doctor` on this machine at the start of the run:", "", "```",
-            *hardware.format_report(rep), "```", ""]
+    return [
+        f"Machine: **{kind['label']}** (kind `{kind['name']}`), {rep['cpu']['model']}; measured {rep['date']}; "
+        f"load average before/after: {load_before} / {load_after}.",
+        f"Command: `{command}`",
+        "",
+        "`tunelab doctor` on this machine at the start of the run:",
+        "",
+        "```",
+        *hardware.format_report(rep),
+        "```",
+        "",
+    ]

@@ -30,7 +30,10 @@ def prompts(tok, n: int) -> list[list[int]]:
 
     rows = json.loads((common.DATA / "alpaca" / "dev.json").read_text(encoding="utf-8"))[:n]
     template = templates.chat_template(tok)
-    chats = [[{"role": "user", "content": (r["instruction"] + ("\n\n" + r["input"] if r.get("input") else ""))}] for r in rows]
+    chats = [
+        [{"role": "user", "content": (r["instruction"] + ("\n\n" + r["input"] if r.get("input") else ""))}]
+        for r in rows
+    ]
     return [encode_prompt(tok, c, 1024, template, log=lambda m: None)[0] for c in chats]
 
 
@@ -48,10 +51,29 @@ def run_side(side: str, model, tok, rows: list[list[int]], new_tokens: int, eos:
         t = time.perf_counter()
         with torch.no_grad():
             if side == "transformers":
-                new = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens, do_sample=False, num_beams=1,
-                                     eos_token_id=eos, pad_token_id=tok.pad_token_id, temperature=None, top_k=None, top_p=None)[:, ids.shape[1]:]
+                new = model.generate(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    max_new_tokens=new_tokens,
+                    do_sample=False,
+                    num_beams=1,
+                    eos_token_id=eos,
+                    pad_token_id=tok.pad_token_id,
+                    temperature=None,
+                    top_k=None,
+                    top_p=None,
+                )[:, ids.shape[1] :]
             else:
-                new = decode.greedy(model, ids, mask, new_tokens, eos, tok.pad_token_id, static_cache=side != "tunelab-dynamic", step=step)
+                new = decode.greedy(
+                    model,
+                    ids,
+                    mask,
+                    new_tokens,
+                    eos,
+                    tok.pad_token_id,
+                    static_cache=side != "tunelab-dynamic",
+                    step=step,
+                )
         seconds += time.perf_counter() - t
         outs += [_cut(r, eos) for r in new.tolist()]
     return outs, seconds
@@ -60,7 +82,7 @@ def run_side(side: str, model, tok, rows: list[list[int]], new_tokens: int, eos:
 def _cut(row: list[int], eos: list[int]) -> list[int]:
     for i, t in enumerate(row):
         if t in eos:
-            return row[:i + 1]
+            return row[: i + 1]
     return row
 
 
@@ -111,23 +133,38 @@ def main(argv=None) -> int:
                 secs[side] += t
         for side in sides:
             results[(side, batched)] = (outs[side], secs[side])
-            print(f"{'batched' if batched else 'batch-1'} {side}: {sum(map(len, outs[side])) / secs[side]:.1f} tok/s", file=sys.stderr, flush=True)
+            print(
+                f"{'batched' if batched else 'batch-1'} {side}: {sum(map(len, outs[side])) / secs[side]:.1f} tok/s",
+                file=sys.stderr,
+                flush=True,
+            )
     load1 = common.load_average()
     lines = ["# Greedy decode: transformers' generate vs tunelab's decode loop (smollm2-135m, float32)", ""]
-    lines += common.header(rep, load0, load1, "python bench/decode.py " + " ".join(argv if argv is not None else sys.argv[1:]))
-    lines += [f"{len(rows)} chat-templated Alpaca dev prompts ({min(map(len, rows))}-{max(map(len, rows))} tokens), up to {args.new_tokens} new "
-              f"tokens each (EOS ends a reply), float32 weights on both sides, {args.threads} threads. Time covers prefill and decode.", "",
-              "| mode | side | new tokens | seconds | tokens/s | vs transformers | tokens identical to transformers |", "|---|---|---|---|---|---|---|"]
+    lines += common.header(
+        rep, load0, load1, "python bench/decode.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    )
+    lines += [
+        f"{len(rows)} chat-templated Alpaca dev prompts ({min(map(len, rows))}-{max(map(len, rows))} tokens), up to {args.new_tokens} new "
+        f"tokens each (EOS ends a reply), float32 weights on both sides, {args.threads} threads. Time covers prefill and decode.",
+        "",
+        "| mode | side | new tokens | seconds | tokens/s | vs transformers | tokens identical to transformers |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for batched in (False, True):
         ref_outs, ref_s = results[("transformers", batched)]
         ref_rate = sum(map(len, ref_outs)) / ref_s
         for side in sides:
             outs, secs = results[(side, batched)]
             n = sum(map(len, outs))
-            lines.append(f"| {'batch 1' if not batched else f'batch {len(rows)}'} | {side} | {n} | {secs:.2f} | {n / secs:.1f} | "
-                         f"{n / secs / ref_rate:.2f}x | {'yes' if outs == ref_outs else 'NO'} |")
+            lines.append(
+                f"| {'batch 1' if not batched else f'batch {len(rows)}'} | {side} | {n} | {secs:.2f} | {n / secs:.1f} | "
+                f"{n / secs / ref_rate:.2f}x | {'yes' if outs == ref_outs else 'NO'} |"
+            )
     if compile_s is not None:
-        lines += ["", f"Compiling the decode step (static cache) took {compile_s:.1f} s for the two shapes, not included above."]
+        lines += [
+            "",
+            f"Compiling the decode step (static cache) took {compile_s:.1f} s for the two shapes, not included above.",
+        ]
     text = "\n".join(lines) + "\n"
     (common.results_dir(args.out) / "decode.md").write_text(text)
     print(text)

@@ -55,12 +55,17 @@ def main(argv=None) -> int:
     c, w = statistics.median(cold), statistics.median(warm)
     lines = ["# Start-up on the packaged GGUF model (smollm2-135m, Q4_1)", ""]
     lines += common.header(rep, load0, load1, "python bench/gguf_start.py " + " ".join(argv or sys.argv[1:]))
-    lines += [f"Each row: one fresh `tunelab {' '.join(COMMAND)}` process, wall seconds (interpreter start, imports, model load, one token).",
-              "", "| start | runs | median s | all runs s |", "|---|---|---|---|",
-              f"| first (empty cache: de-quantise, write the plain model) | {len(cold)} | {c:.2f} | {', '.join(f'{x:.2f}' for x in cold)} |",
-              f"| later (cache hit: load the plain safetensors) | {len(warm)} | {w:.2f} | {', '.join(f'{x:.2f}' for x in warm)} |",
-              "", f"Later starts are **{c / w:.1f}x** faster than the first (target: >= 3x). No conversion progress bar was printed "
-              "(they show with `TUNELAB_PROGRESS=1`)."]
+    lines += [
+        f"Each row: one fresh `tunelab {' '.join(COMMAND)}` process, wall seconds (interpreter start, imports, model load, one token).",
+        "",
+        "| start | runs | median s | all runs s |",
+        "|---|---|---|---|",
+        f"| first (empty cache: de-quantise, write the plain model) | {len(cold)} | {c:.2f} | {', '.join(f'{x:.2f}' for x in cold)} |",
+        f"| later (cache hit: load the plain safetensors) | {len(warm)} | {w:.2f} | {', '.join(f'{x:.2f}' for x in warm)} |",
+        "",
+        f"Later starts are **{c / w:.1f}x** faster than the first (target: >= 3x). No conversion progress bar was printed "
+        "(they show with `TUNELAB_PROGRESS=1`).",
+    ]
     text = "\n".join(lines) + "\n"
     (common.results_dir(args.out) / "gguf-start.md").write_text(text)
     print(text)

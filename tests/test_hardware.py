@@ -70,11 +70,14 @@ SLOW = {"fp32": 17.0, "bf16": 0.4}
 NATIVE_BUT_SLOWER = {"fp32": 150.0, "bf16": 85.0}
 
 
-@pytest.mark.parametrize("native, rates, expected", [
-    ((True, "CPU has amx_bf16"), FAST, "bf16"),
-    ((True, "CPU has avx512_bf16"), NATIVE_BUT_SLOWER, "fp32"),  # native, but MKL's fp32 beats oneDNN's bf16 here
-    ((False, "no native bf16"), SLOW, "fp32"),
-])
+@pytest.mark.parametrize(
+    "native, rates, expected",
+    [
+        ((True, "CPU has amx_bf16"), FAST, "bf16"),
+        ((True, "CPU has avx512_bf16"), NATIVE_BUT_SLOWER, "fp32"),  # native, but MKL's fp32 beats oneDNN's bf16 here
+        ((False, "no native bf16"), SLOW, "fp32"),
+    ],
+)
 def test_auto_picks_bf16_only_where_native_and_faster(native, rates, expected):
     chosen = hardware.resolve_precision("auto", "cpu", native=native, speed=lambda: rates)
     assert chosen.name == expected
@@ -128,13 +131,16 @@ def test_matmul_rates_are_measured_on_the_same_shape():
 NOAMX = XEON_BF16.replace(" amx_tile amx_bf16 amx_int8", "")
 
 
-@pytest.mark.parametrize("text, capability, expected", [
-    (EPYC_AVX2, "AVX2", "avx2"),
-    (XEON_BF16, "AVX512", "amx"),
-    (NOAMX, "AVX512", "avx512-bf16-noamx"),
-    (NOAMX.replace(" avx512_bf16", ""), "AVX512", "avx512"),
-    (NOAMX, "AVX2", "avx2-emulated"),  # ATEN_CPU_CAPABILITY=avx2 on an AVX-512 CPU
-])
+@pytest.mark.parametrize(
+    "text, capability, expected",
+    [
+        (EPYC_AVX2, "AVX2", "avx2"),
+        (XEON_BF16, "AVX512", "amx"),
+        (NOAMX, "AVX512", "avx512-bf16-noamx"),
+        (NOAMX.replace(" avx512_bf16", ""), "AVX512", "avx512"),
+        (NOAMX, "AVX2", "avx2-emulated"),  # ATEN_CPU_CAPABILITY=avx2 on an AVX-512 CPU
+    ],
+)
 def test_cpu_kind(monkeypatch, text, capability, expected):
     for var in hardware.ISA_CAP_VARS:
         monkeypatch.delenv(var, raising=False)
@@ -146,7 +152,10 @@ def test_cpu_kind(monkeypatch, text, capability, expected):
     kind, label = hardware.cpu_kind(info, capability)
     assert kind == expected
     if expected.endswith("emulated"):
-        assert label.startswith("emulated AVX2 (ISA capped on Intel(R) Xeon(R) Platinum 8480") and "ATEN_CPU_CAPABILITY=avx2" in label
+        assert (
+            label.startswith("emulated AVX2 (ISA capped on Intel(R) Xeon(R) Platinum 8480")
+            and "ATEN_CPU_CAPABILITY=avx2" in label
+        )
 
 
 def test_doctor_report_lines():
@@ -156,7 +165,9 @@ def test_doctor_report_lines():
     assert any(line.startswith("kind ") and rep["kind"]["name"] in line for line in lines)
 
 
-@pytest.mark.parametrize("native, rates, expected", [((True, "CPU has amx_bf16"), FAST, "bf16"), ((False, "no native bf16"), SLOW, "fp32")])
+@pytest.mark.parametrize(
+    "native, rates, expected", [((True, "CPU has amx_bf16"), FAST, "bf16"), ((False, "no native bf16"), SLOW, "fp32")]
+)
 def test_training_records_the_choice(tmp_path, tiny_bert_dir, sentiment_tsv, monkeypatch, native, rates, expected):
     from tunelab import config
     from tunelab.recipes import finetune
@@ -164,8 +175,17 @@ def test_training_records_the_choice(tmp_path, tiny_bert_dir, sentiment_tsv, mon
     monkeypatch.setattr(hardware, "native_bf16", lambda device_type="cpu", info=None: native)
     monkeypatch.setattr(hardware, "measured_speedup", lambda *a, **k: rates)
     out = tmp_path / "run"
-    cfg = config.load(None, [f"model.name={tiny_bert_dir}", f"data.train={sentiment_tsv}", "data.text_column=sentence", "train.max_steps=2", "train.batch_size=8",
-                             f"output_dir={out}"])
+    cfg = config.load(
+        None,
+        [
+            f"model.name={tiny_bert_dir}",
+            f"data.train={sentiment_tsv}",
+            "data.text_column=sentence",
+            "train.max_steps=2",
+            "train.batch_size=8",
+            f"output_dir={out}",
+        ],
+    )
     assert cfg.train.precision == "auto"
     logs: list[str] = []
     finetune.run(cfg, quiet=True, log=logs.append)

@@ -19,7 +19,18 @@ from pathlib import Path
 from typing import Callable
 
 # x86 flags that decide which kernels run (as /proc/cpuinfo spells them)
-X86_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+X86_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+)
 ARM_FLAGS = ("asimd", "sve", "sve2", "bf16", "i8mm")
 BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
 BF16_MIN_SPEEDUP = 1.3  # bf16 autocast also pays casts and fp32 master weights: only worth it when GEMMs gain clearly
@@ -62,8 +73,13 @@ def cpu_info(cpuinfo_text: str | None = None) -> CpuInfo:
     arch = platform.machine() or "unknown"
     logical = os.cpu_count() or 1
     model = fields.get("model name") or fields.get("hardware") or platform.processor() or arch
-    return CpuInfo(model=model, arch=arch, flags=frozenset(w for w in words if w in X86_FLAGS + ARM_FLAGS),
-                   logical_cpus=logical, physical_cores=max(1, len(cores)) if cores else logical)
+    return CpuInfo(
+        model=model,
+        arch=arch,
+        flags=frozenset(w for w in words if w in X86_FLAGS + ARM_FLAGS),
+        logical_cpus=logical,
+        physical_cores=max(1, len(cores)) if cores else logical,
+    )
 
 
 def physical_cores() -> int:
@@ -91,8 +107,14 @@ def native_bf16(device_type: str = "cpu", info: CpuInfo | None = None) -> tuple[
     if have and kernel_ok:
         return True, f"CPU has {'/'.join(have)} and PyTorch's oneDNN bf16 kernels are enabled"
     if have:
-        return False, f"CPU has {'/'.join(have)} but PyTorch's oneDNN bf16 kernels are unavailable (bf16 matmul falls back to a scalar kernel)"
-    return False, "CPU has no native bf16 dot product (no avx512_bf16/amx_bf16/bf16 flag): bf16 matmul falls back to a scalar kernel"
+        return (
+            False,
+            f"CPU has {'/'.join(have)} but PyTorch's oneDNN bf16 kernels are unavailable (bf16 matmul falls back to a scalar kernel)",
+        )
+    return (
+        False,
+        "CPU has no native bf16 dot product (no avx512_bf16/amx_bf16/bf16 flag): bf16 matmul falls back to a scalar kernel",
+    )
 
 
 def _mkldnn_bf16_supported() -> bool:
@@ -109,7 +131,9 @@ def matmul_gflops(dtype_name: str, n: int = 512, seconds: float = 0.25, device_t
     return matmul_rates((dtype_name,), n, seconds, device_type)[dtype_name]
 
 
-def matmul_rates(dtype_names=("fp32", "bf16"), n: int = 512, seconds: float = 0.25, device_type: str = "cpu") -> dict[str, float]:
+def matmul_rates(
+    dtype_names=("fp32", "bf16"), n: int = 512, seconds: float = 0.25, device_type: str = "cpu"
+) -> dict[str, float]:
     """Best matmul rate per dtype, GFLOP/s, measured on the same (n x n) shape with the dtypes interleaved.
 
     Interleaving (fp32, bf16, fp32, bf16, ...) makes both see the same machine load, so a busy neighbour
@@ -118,8 +142,13 @@ def matmul_rates(dtype_names=("fp32", "bf16"), n: int = 512, seconds: float = 0.
     import torch
 
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
-    pairs = {name: (torch.randn(n, n, dtype=dtypes[name], device=device_type), torch.randn(n, n, dtype=dtypes[name], device=device_type))
-             for name in dtype_names}
+    pairs = {
+        name: (
+            torch.randn(n, n, dtype=dtypes[name], device=device_type),
+            torch.randn(n, n, dtype=dtypes[name], device=device_type),
+        )
+        for name in dtype_names
+    }
     best = {name: 0.0 for name in dtype_names}
     for a, b in pairs.values():
         a @ b  # warm-up (kernel selection, page faults)
@@ -136,7 +165,9 @@ def matmul_rates(dtype_names=("fp32", "bf16"), n: int = 512, seconds: float = 0.
 
 
 ISA_CAP_VARS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
-_MEASURED: dict[str, dict[str, float]] = {}  # this process's measurements (the test suite gives each test its own cache folder)
+_MEASURED: dict[
+    str, dict[str, float]
+] = {}  # this process's measurements (the test suite gives each test its own cache folder)
 
 
 def cpu_kind(info: CpuInfo | None = None, torch_capability: str | None = None) -> tuple[str, str]:
@@ -164,9 +195,17 @@ def cpu_kind(info: CpuInfo | None = None, torch_capability: str | None = None) -
     else:
         kind = (info.arch, f"{info.arch} without AVX2")
     caps = isa_caps()
-    capped = torch_capability.upper() in ("AVX2", "DEFAULT") and kind[0] not in ("avx2",) and info.arch in ("x86_64", "AMD64")
+    capped = (
+        torch_capability.upper() in ("AVX2", "DEFAULT")
+        and kind[0] not in ("avx2",)
+        and info.arch in ("x86_64", "AMD64")
+    )
     if capped or (caps and kind[0] != "avx2"):
-        isa = "avx2" if torch_capability.upper() == "AVX2" or "AVX2" in " ".join(caps.values()).upper() else torch_capability.lower()
+        isa = (
+            "avx2"
+            if torch_capability.upper() == "AVX2" or "AVX2" in " ".join(caps.values()).upper()
+            else torch_capability.lower()
+        )
         how = " ".join(f"{k}={v}" for k, v in sorted(caps.items()))
         return f"{isa}-emulated", f"emulated {isa.upper()} (ISA capped on {info.model}, {kind[1]}; {how})"
     return kind
@@ -186,15 +225,23 @@ def isa_caps() -> dict[str, str]:
     return {k: os.environ[k] for k in ISA_CAP_VARS if os.environ.get(k)}
 
 
-def measured_speedup(info: CpuInfo | None = None, cache_dir: Path | None = None,
-                     measure: Callable[[str], float] | None = None) -> dict[str, float]:
+def measured_speedup(
+    info: CpuInfo | None = None, cache_dir: Path | None = None, measure: Callable[[str], float] | None = None
+) -> dict[str, float]:
     """fp32 and bf16 matmul GFLOP/s on this CPU with the current thread count; cached per (CPU, flags, torch, threads, ISA caps)."""
     import torch
 
     info = info or cpu_info()
     caps = isa_caps()
-    key = "|".join([info.model, ",".join(sorted(info.flags)), torch.__version__, str(torch.get_num_threads()),
-                    ",".join(f"{k}={v}" for k, v in sorted(caps.items()))])
+    key = "|".join(
+        [
+            info.model,
+            ",".join(sorted(info.flags)),
+            torch.__version__,
+            str(torch.get_num_threads()),
+            ",".join(f"{k}={v}" for k, v in sorted(caps.items())),
+        ]
+    )
     if measure is None and key in _MEASURED:
         return _MEASURED[key]
     path = (cache_dir or _cache_dir()) / "hardware.json"
@@ -203,7 +250,9 @@ def measured_speedup(info: CpuInfo | None = None, cache_dir: Path | None = None,
         if measure is None:
             _MEASURED[key] = saved[key]
         return saved[key]
-    rates = matmul_rates(("fp32", "bf16"), n=512) if measure is None else {"fp32": measure("fp32"), "bf16": measure("bf16")}
+    rates = (
+        matmul_rates(("fp32", "bf16"), n=512) if measure is None else {"fp32": measure("fp32"), "bf16": measure("bf16")}
+    )
     result = {"fp32": round(rates["fp32"], 1), "bf16": round(rates["bf16"], 1)}
     saved[key] = result
     if measure is None:
@@ -218,8 +267,13 @@ def measured_speedup(info: CpuInfo | None = None, cache_dir: Path | None = None,
     return result
 
 
-def resolve_precision(requested: str, device_type: str = "cpu", *, native: tuple[bool, str] | None = None,
-                      speed: Callable[[], dict[str, float]] | None = None) -> Precision:
+def resolve_precision(
+    requested: str,
+    device_type: str = "cpu",
+    *,
+    native: tuple[bool, str] | None = None,
+    speed: Callable[[], dict[str, float]] | None = None,
+) -> Precision:
     """Turn ``auto``/``fp32``/``bf16`` into the precision to use here, with the reason.
 
     ``native`` and ``speed`` default to the real checks (``native_bf16``, ``measured_speedup``); tests pass fakes.
@@ -234,8 +288,11 @@ def resolve_precision(requested: str, device_type: str = "cpu", *, native: tuple
         return Precision("fp32", f"auto: {why}")
     if requested == "bf16" and not ok:
         rates = (speed or measured_speedup)()
-        return Precision("bf16", f"requested, but slow here: {why}; measured bf16 {rates['bf16']:.1f} vs fp32 "
-                                 f"{rates['fp32']:.1f} GFLOP/s ({_ratio(rates)}); train.precision=auto would pick fp32")
+        return Precision(
+            "bf16",
+            f"requested, but slow here: {why}; measured bf16 {rates['bf16']:.1f} vs fp32 "
+            f"{rates['fp32']:.1f} GFLOP/s ({_ratio(rates)}); train.precision=auto would pick fp32",
+        )
     if requested == "bf16":
         return Precision("bf16", f"requested ({why})")
     if not ok:
@@ -243,9 +300,14 @@ def resolve_precision(requested: str, device_type: str = "cpu", *, native: tuple
     rates = (speed or measured_speedup)()
     gain = rates["bf16"] / max(rates["fp32"], 1e-9)
     if gain >= BF16_MIN_SPEEDUP:
-        return Precision("bf16", f"auto: {why}; measured bf16 {rates['bf16']:.0f} vs fp32 {rates['fp32']:.0f} GFLOP/s ({gain:.1f}x)")
-    return Precision("fp32", f"auto: {why}, but bf16 matmul measured {rates['bf16']:.0f} vs fp32 {rates['fp32']:.0f} GFLOP/s "
-                             f"({gain:.2f}x, below the {BF16_MIN_SPEEDUP}x that pays for autocast)")
+        return Precision(
+            "bf16", f"auto: {why}; measured bf16 {rates['bf16']:.0f} vs fp32 {rates['fp32']:.0f} GFLOP/s ({gain:.1f}x)"
+        )
+    return Precision(
+        "fp32",
+        f"auto: {why}, but bf16 matmul measured {rates['bf16']:.0f} vs fp32 {rates['fp32']:.0f} GFLOP/s "
+        f"({gain:.2f}x, below the {BF16_MIN_SPEEDUP}x that pays for autocast)",
+    )
 
 
 def slow_bf16_warning(precision: Precision) -> str | None:
@@ -297,9 +359,14 @@ def report(seconds: float = 0.5) -> dict:
     chosen = resolve_precision("auto", "cpu", native=(ok, why), speed=lambda: rates)
     kind, label = cpu_kind(info)
     return {
-        "cpu": {"model": info.model, "arch": info.arch, "flags": sorted(info.flags),
-                "missing": sorted(set(X86_FLAGS if info.arch in ("x86_64", "AMD64") else ARM_FLAGS) - info.flags),
-                "logical_cpus": info.logical_cpus, "physical_cores": physical_cores()},
+        "cpu": {
+            "model": info.model,
+            "arch": info.arch,
+            "flags": sorted(info.flags),
+            "missing": sorted(set(X86_FLAGS if info.arch in ("x86_64", "AMD64") else ARM_FLAGS) - info.flags),
+            "logical_cpus": info.logical_cpus,
+            "physical_cores": physical_cores(),
+        },
         "kind": {"name": kind, "label": label, "torch_cpu_capability": _torch_capability(), "isa_caps": isa_caps()},
         "torch_threads": torch.get_num_threads(),
         "matmul_gflops": {**rates, "threads": torch.get_num_threads(), "shape": "512x512 @ 512x512"},
@@ -315,12 +382,19 @@ def format_report(rep: dict) -> list[str]:
     """`tunelab doctor`'s lines for a ``report()`` (the benchmarks write the same lines into every results file)."""
     cpu, mm, alloc, kind = rep["cpu"], rep["matmul_gflops"], rep["allocator"], rep["kind"]
     caps = ", ".join(f"{k}={v}" for k, v in kind["isa_caps"].items())
-    tcmalloc = "loaded" if alloc["tcmalloc_loaded"] else "installed, not loaded" if alloc["tcmalloc_installed"] else \
-        "not installed (make tcmalloc: ~1.5x faster training)"
+    tcmalloc = (
+        "loaded"
+        if alloc["tcmalloc_loaded"]
+        else "installed, not loaded"
+        if alloc["tcmalloc_installed"]
+        else "not installed (make tcmalloc: ~1.5x faster training)"
+    )
     return [
         f"cpu          {cpu['model']} ({cpu['arch']}), {cpu['physical_cores']} physical cores, {cpu['logical_cpus']} logical CPUs",
-        f"flags        {' '.join(cpu['flags']) or 'none of interest'}" + (f"  (absent: {' '.join(cpu['missing'])})" if cpu["missing"] else ""),
-        f"kind         {kind['name']}: {kind['label']}; PyTorch CPU kernels: {kind['torch_cpu_capability']}" + (f" (capped by {caps})" if caps else ""),
+        f"flags        {' '.join(cpu['flags']) or 'none of interest'}"
+        + (f"  (absent: {' '.join(cpu['missing'])})" if cpu["missing"] else ""),
+        f"kind         {kind['name']}: {kind['label']}; PyTorch CPU kernels: {kind['torch_cpu_capability']}"
+        + (f" (capped by {caps})" if caps else ""),
         f"threads      torch uses {rep['torch_threads']}",
         f"matmul       fp32 {mm['fp32']:.1f} GFLOP/s, bf16 {mm['bf16']:.1f} GFLOP/s ({mm['shape']}, {mm['threads']} threads, measured now)",
         f"bf16         {'native' if rep['bf16_native']['ok'] else 'not native'}: {rep['bf16_native']['why']}",

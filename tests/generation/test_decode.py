@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tunelab.generation import GenerationConfig
-from tunelab.generation import decode
+from tunelab.generation import GenerationConfig, decode
 from tunelab.models import load as model_load
 
 
@@ -25,8 +24,18 @@ def _batch(rows, pad_id):
 
 
 def _reference(model, ids, mask, n, eos, pad):
-    return model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=n, do_sample=False, num_beams=1, eos_token_id=eos,
-                          pad_token_id=pad, temperature=None, top_k=None, top_p=None)[:, ids.shape[1]:]
+    return model.generate(
+        input_ids=ids,
+        attention_mask=mask,
+        max_new_tokens=n,
+        do_sample=False,
+        num_beams=1,
+        eos_token_id=eos,
+        pad_token_id=pad,
+        temperature=None,
+        top_k=None,
+        top_p=None,
+    )[:, ids.shape[1] :]
 
 
 @pytest.mark.parametrize("static", [True, False])
@@ -39,7 +48,7 @@ def test_greedy_equals_generate_on_left_padded_batches(tiny, static):
     eos = [tok.eos_token_id, int(ref[0, 3])]
     ref = _reference(model, ids, mask, 24, eos, tok.pad_token_id)
     ours = decode.greedy(model, ids, mask, 24, eos, tok.pad_token_id, static_cache=static)
-    assert torch.equal(ours, ref[:, :ours.shape[1]])
+    assert torch.equal(ours, ref[:, : ours.shape[1]])
     assert (ours[0, 4:] == tok.pad_token_id).all()  # row 0 ended at its EOS; the others went on
 
 
@@ -57,7 +66,15 @@ def test_greedy_with_a_lora_model_and_early_stop(tiny):
         ref = _reference(wrapped, ids, mask, 10, [tok.eos_token_id], tok.pad_token_id)
         assert torch.equal(decode.greedy(wrapped, ids, mask, 10, [tok.eos_token_id], tok.pad_token_id), ref)
         seen = []
-        short = decode.greedy(wrapped, ids, mask, 10, [tok.eos_token_id], tok.pad_token_id, on_token=lambda t: seen.append(t) or len(seen) == 3)
+        short = decode.greedy(
+            wrapped,
+            ids,
+            mask,
+            10,
+            [tok.eos_token_id],
+            tok.pad_token_id,
+            on_token=lambda t: seen.append(t) or len(seen) == 3,
+        )
         assert torch.equal(short, ref[:, :3])
     finally:
         wrapped.unload()
@@ -66,10 +83,18 @@ def test_greedy_with_a_lora_model_and_early_stop(tiny):
 def test_supports_only_plain_greedy(tiny):
     model, _ = tiny
     assert decode.supports(model, GenerationConfig())
-    for kw in ({"do_sample": True}, {"num_beams": 2}, {"repetition_penalty": 1.2}, {"no_repeat_ngram_size": 2}, {"stop": ["."]}):
+    for kw in (
+        {"do_sample": True},
+        {"num_beams": 2},
+        {"repetition_penalty": 1.2},
+        {"no_repeat_ngram_size": 2},
+        {"stop": ["."]},
+    ):
         assert not decode.supports(model, GenerationConfig(**kw)), kw
     model.generation_config.suppress_tokens = [5]
     try:
-        assert not decode.supports(model, GenerationConfig())  # generate() would change the logits: leave it to generate()
+        assert not decode.supports(
+            model, GenerationConfig()
+        )  # generate() would change the logits: leave it to generate()
     finally:
         model.generation_config.suppress_tokens = None

@@ -22,7 +22,7 @@ def _feats(n_tokens: list[int], seed: int = 0) -> list[dict]:
     out = []
     for n in n_tokens:
         ids = torch.randint(5, 400, (n,), generator=g).tolist()
-        out.append({"input_ids": ids, "labels": [-100] * (n // 2) + ids[n // 2:]})
+        out.append({"input_ids": ids, "labels": [-100] * (n // 2) + ids[n // 2 :]})
     return out
 
 
@@ -38,8 +38,18 @@ def test_packed_forward_equals_each_document_alone(tiny):
     feats = _feats([7, 1, 12, 5])
     packed = causal_lm.pack(feats, 64)
     assert len(packed) == 1
-    batch = causal_lm.collate(packed + [{**packed[0], "input_ids": packed[0]["input_ids"][:9], "labels": packed[0]["labels"][:9],
-                                        "position_ids": packed[0]["position_ids"][:9]}], tok.pad_token_id)  # a second, shorter row: padded
+    batch = causal_lm.collate(
+        packed
+        + [
+            {
+                **packed[0],
+                "input_ids": packed[0]["input_ids"][:9],
+                "labels": packed[0]["labels"][:9],
+                "position_ids": packed[0]["position_ids"][:9],
+            }
+        ],
+        tok.pad_token_id,
+    )  # a second, shorter row: padded
     with torch.no_grad(), attention.packed_documents(model) as on:
         assert on and model.config._attn_implementation == attention.NAME
         logits = model(**{k: v for k, v in batch.items() if k != "labels"}, use_cache=False).logits  # (2, L, vocab)
@@ -49,9 +59,9 @@ def test_packed_forward_equals_each_document_alone(tiny):
         for f in feats:
             alone = model(input_ids=torch.tensor([f["input_ids"]]), use_cache=False).logits[0]
             n = len(f["input_ids"])
-            torch.testing.assert_close(logits[0, start:start + n], alone, atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(logits[0, start : start + n], alone, atol=1e-5, rtol=1e-4)
             if start + n <= 9:
-                torch.testing.assert_close(logits[1, start:start + n], alone, atol=1e-5, rtol=1e-4)
+                torch.testing.assert_close(logits[1, start : start + n], alone, atol=1e-5, rtol=1e-4)
             start += n
 
 
@@ -68,7 +78,9 @@ def test_packed_loss_and_gradients_equal_unpacked(tiny, chunk):
         grads_u = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
         model.zero_grad()
         with attention.packed_documents(model):
-            loss_p, n_p = causal_lm.loss(model, causal_lm.collate(causal_lm.pack(feats, 32), tok.pad_token_id), chunk=chunk)
+            loss_p, n_p = causal_lm.loss(
+                model, causal_lm.collate(causal_lm.pack(feats, 32), tok.pad_token_id), chunk=chunk
+            )
             loss_p.backward()
         grads_p = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     finally:
@@ -94,7 +106,12 @@ def test_no_dense_mask_for_packed_rows(tiny, monkeypatch):
     monkeypatch.setattr(attention, "packed_sdpa", spy)
     feats = _feats([6, 8, 3], seed=2)
     with torch.no_grad(), attention.packed_documents(model):
-        model(**{k: v for k, v in causal_lm.collate(causal_lm.pack(feats, 32), tok.pad_token_id).items() if k != "labels"}, use_cache=False)
+        model(
+            **{
+                k: v for k, v in causal_lm.collate(causal_lm.pack(feats, 32), tok.pad_token_id).items() if k != "labels"
+            },
+            use_cache=False,
+        )
         assert seen and all(m is None for m in seen)
         seen.clear()
         model(**{k: v for k, v in causal_lm.collate(feats, tok.pad_token_id).items() if k != "labels"}, use_cache=False)
@@ -103,6 +120,8 @@ def test_no_dense_mask_for_packed_rows(tiny, monkeypatch):
 
 
 def test_encoders_are_left_alone(tiny_bert_dir):
-    model, _ = model_load.load_model(model_load.resolve(str(tiny_bert_dir)), "AutoModelForSequenceClassification", num_labels=2)
+    model, _ = model_load.load_model(
+        model_load.resolve(str(tiny_bert_dir)), "AutoModelForSequenceClassification", num_labels=2
+    )
     with attention.packed_documents(model) as on:
         assert not on

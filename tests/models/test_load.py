@@ -25,7 +25,9 @@ def test_gguf_is_converted_once_and_quietly(tmp_path, monkeypatch, capfd):
     monkeypatch.setenv("TUNELAB_CACHE", str(tmp_path / "cache"))
     src = model_load.resolve("smollm2-135m")
     first = model_load.converted_gguf(src)
-    assert (first / "config.json").is_file() and list(first.glob("*.safetensors")) and (first / "tokenizer.json").is_file()
+    assert (
+        (first / "config.json").is_file() and list(first.glob("*.safetensors")) and (first / "tokenizer.json").is_file()
+    )
     err = capfd.readouterr().err
     assert "Converting" not in err and "Writing" not in err and "%|" not in err  # bars only with TUNELAB_PROGRESS=1
 

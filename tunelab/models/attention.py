@@ -48,8 +48,17 @@ def document_spans(position_ids: torch.Tensor) -> list[list[tuple[int, int]]] | 
     return out
 
 
-def packed_sdpa(module, query, key, value, attention_mask, dropout: float = 0.0, scaling: float | None = None,
-                is_causal: bool | None = None, **kwargs):
+def packed_sdpa(
+    module,
+    query,
+    key,
+    value,
+    attention_mask,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    is_causal: bool | None = None,
+    **kwargs,
+):
     """transformers attention function: per-document causal SDPA for packed rows, plain SDPA otherwise.
 
     query (batch, heads, L, head_dim); key/value (batch, kv_heads, L, head_dim); returns (batch, L, heads, head_dim).
@@ -63,19 +72,28 @@ def packed_sdpa(module, query, key, value, attention_mask, dropout: float = 0.0,
     if attention_mask is None and position_ids is not None and causal and q_len > 1 and key.shape[2] == q_len:
         spans = document_spans(position_ids.expand(query.shape[0], -1))
     if spans is None:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                      is_causal=is_causal, **kwargs)
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
+        )
     groups = getattr(module, "num_key_value_groups", 1)
     rows = []
     for b, row in enumerate(spans):
         pieces = []
         for s, e in row:
             if s < 0:  # single-token documents (or padding): softmax over one key is 1, the output is its value
-                v = repeat_kv(value[b:b + 1, :, -s - 1:e], groups)  # (1, heads, n, head_dim)
+                v = repeat_kv(value[b : b + 1, :, -s - 1 : e], groups)  # (1, heads, n, head_dim)
                 pieces.append(v.transpose(1, 2))
                 continue
-            out, _ = sdpa_attention_forward(module, query[b:b + 1, :, s:e], key[b:b + 1, :, s:e], value[b:b + 1, :, s:e], None,
-                                            dropout=dropout, scaling=scaling, is_causal=True)
+            out, _ = sdpa_attention_forward(
+                module,
+                query[b : b + 1, :, s:e],
+                key[b : b + 1, :, s:e],
+                value[b : b + 1, :, s:e],
+                None,
+                dropout=dropout,
+                scaling=scaling,
+                is_causal=True,
+            )
             pieces.append(out)  # (1, e - s, heads, head_dim)
         rows.append(torch.cat(pieces, dim=1))
     return torch.cat(rows, dim=0), None

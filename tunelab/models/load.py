@@ -24,9 +24,9 @@ from tunelab.errors import ModelError
 
 @dataclass(frozen=True)
 class Alias:
-    package: str        # PyPI name, for the pip hint
-    module: str         # import name, located without importing it
-    subdir: str         # model directory inside the package ("" = package folder)
+    package: str  # PyPI name, for the pip hint
+    module: str  # import name, located without importing it
+    subdir: str  # model directory inside the package ("" = package folder)
     gguf_file: str | None = None
 
 
@@ -150,7 +150,7 @@ def converted_gguf(src: Source, progress: bool | None = None) -> Path:
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     # transformers' de-quantisation and shard-writing bars ignore its progress-bar switch: hold stderr unless asked
-    with _quiet_transformers(), (contextlib.nullcontext() if progress else contextlib.redirect_stderr(io.StringIO())):
+    with _quiet_transformers(), contextlib.nullcontext() if progress else contextlib.redirect_stderr(io.StringIO()):
         try:  # GGUF files hold decoder LMs: keep the LM head; other heads load from the plain folder as new modules
             model = transformers.AutoModelForCausalLM.from_pretrained(src.path, gguf_file=src.gguf_file)
             tokenizer = transformers.AutoTokenizer.from_pretrained(src.path, gguf_file=src.gguf_file)
@@ -165,7 +165,9 @@ def converted_gguf(src: Source, progress: bool | None = None) -> Path:
     return out
 
 
-_DIGESTS: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> digest: tokenizer and model loads hash once per process
+_DIGESTS: dict[
+    tuple[str, int, int], str
+] = {}  # (path, size, mtime) -> digest: tokenizer and model loads hash once per process
 
 
 def file_digest(path: Path) -> str:
@@ -208,7 +210,11 @@ def head_modules(model, missing_keys) -> list[str]:
         module = key.rsplit(".", 1)[0]
         # take the child of the base model that holds it: 'classifier', 'score', 'bert.pooler'
         parts = module.split(".")
-        name = parts[0] if len(parts) == 1 or parts[0] not in {"bert", "model", "roberta", "transformer"} else ".".join(parts[:2])
+        name = (
+            parts[0]
+            if len(parts) == 1 or parts[0] not in {"bert", "model", "roberta", "transformer"}
+            else ".".join(parts[:2])
+        )
         if name not in heads:
             heads.append(name)
     return heads
