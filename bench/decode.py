@@ -41,7 +41,7 @@ def run_side(side: str, model, tok, rows: list[list[int]], new_tokens: int, eos:
     """(list of new-token lists, seconds) for one side over all prompts."""
     import torch
 
-    from tunelab.generation import decode
+    from tunelab.generation import greedy
     from tunelab.generation.generate import _left_pad
 
     groups = [rows] if batched else [[r] for r in rows]
@@ -64,7 +64,7 @@ def run_side(side: str, model, tok, rows: list[list[int]], new_tokens: int, eos:
                     top_p=None,
                 )[:, ids.shape[1] :]
             else:
-                new = decode.greedy(
+                new = greedy.greedy(
                     model,
                     ids,
                     mask,
@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     import torch
 
-    from tunelab.generation import decode
+    from tunelab.generation import greedy
     from tunelab.generation.generate import eos_ids
     from tunelab.models import load as model_load
 
@@ -115,7 +115,7 @@ def main(argv=None) -> int:
     compile_s = None
     if args.compile:  # compile for both shapes first (reported apart), then time it like the others
         sides.append("tunelab-compiled")
-        steps["tunelab-compiled"] = decode.compiled_step()
+        steps["tunelab-compiled"] = greedy.compiled_step()
         t = time.perf_counter()
         for group in (rows[:1], rows):
             run_side("tunelab-compiled", model, tok, group, 4, eos, len(group) > 1, steps["tunelab-compiled"])

@@ -1,7 +1,7 @@
 """The generate loop: prompts (raw text) or chats (message lists) -> Outputs, batched with left padding.
 
 Decoding itself is transformers' ``generate`` (sampling, beams, penalties, stop strings), except plain
-greedy decoding, which runs the lighter loop in ``decode.py`` (same tokens, less work per token).
+greedy decoding, which runs the lighter loop in ``greedy.py`` (same tokens, less work per token).
 Written here by hand: the sliding context window, finish reasons, cutting stop strings out of the
 text, and a streamer that never shows a partial stop string.
 """
@@ -16,7 +16,7 @@ from typing import Callable, Iterator, Union
 import torch
 
 from tunelab.data import templates
-from tunelab.generation import decode
+from tunelab.generation import greedy
 from tunelab.generation.config import GenerationConfig
 
 Prompt = Union[str, list]  # raw text to continue, or a list of {"role", "content"} messages
@@ -128,8 +128,8 @@ def generate(
     for s in range(0, len(encoded), cfg.batch_size):
         chunk = encoded[s : s + cfg.batch_size]
         ids, mask = _left_pad([c[0] for c in chunk], tokenizer.pad_token_id, device)
-        if decode.supports(model, cfg):
-            new = decode.greedy(
+        if greedy.supports(model, cfg):
+            new = greedy.greedy(
                 model, ids, mask, cfg.max_new_tokens, kw["eos_token_id"], tokenizer.pad_token_id
             )  # (batch, steps)
         else:

@@ -5,7 +5,7 @@ transformers' ``generate`` is the general tool (sampling, beams, penalties, stop
 token, an argmax, and an EOS check. This loop does only that, on transformers' dynamic KV cache (a static,
 preallocated cache measured no faster here: bench/results/<cpu-kind>/decode.md), and can run the decode step
 through ``torch.compile`` on a static cache (measured slower, so only the benchmark uses it). It produces exactly the
-tokens ``generate(do_sample=False, num_beams=1)`` does (tests/generation/test_decode.py checks it).
+tokens ``generate(do_sample=False, num_beams=1)`` does (tests/generation/test_greedy.py checks it).
 Written by hand because transformers has no lighter greedy loop; the model forward and the caches are
 transformers' own.
 """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tunelab.generation import GenerationConfig, decode
+from tunelab.generation import GenerationConfig, greedy
 from tunelab.models import load as model_load
 
 
@@ -47,7 +47,7 @@ def test_greedy_equals_generate_on_left_padded_batches(tiny, static):
     ref = _reference(model, ids, mask, 24, [tok.eos_token_id], tok.pad_token_id)
     eos = [tok.eos_token_id, int(ref[0, 3])]
     ref = _reference(model, ids, mask, 24, eos, tok.pad_token_id)
-    ours = decode.greedy(model, ids, mask, 24, eos, tok.pad_token_id, static_cache=static)
+    ours = greedy.greedy(model, ids, mask, 24, eos, tok.pad_token_id, static_cache=static)
     assert torch.equal(ours, ref[:, : ours.shape[1]])
     assert (ours[0, 4:] == tok.pad_token_id).all()  # row 0 ended at its EOS; the others went on
 
@@ -64,9 +64,9 @@ def test_greedy_with_a_lora_model_and_early_stop(tiny):
                     p.normal_(0, 0.5)  # a non-zero update, so the adapter matters
         ids, mask = _batch([tok("the plot")["input_ids"]], tok.pad_token_id)
         ref = _reference(wrapped, ids, mask, 10, [tok.eos_token_id], tok.pad_token_id)
-        assert torch.equal(decode.greedy(wrapped, ids, mask, 10, [tok.eos_token_id], tok.pad_token_id), ref)
+        assert torch.equal(greedy.greedy(wrapped, ids, mask, 10, [tok.eos_token_id], tok.pad_token_id), ref)
         seen = []
-        short = decode.greedy(
+        short = greedy.greedy(
             wrapped,
             ids,
             mask,
@@ -82,7 +82,7 @@ def test_greedy_with_a_lora_model_and_early_stop(tiny):
 
 def test_supports_only_plain_greedy(tiny):
     model, _ = tiny
-    assert decode.supports(model, GenerationConfig())
+    assert greedy.supports(model, GenerationConfig())
     for kw in (
         {"do_sample": True},
         {"num_beams": 2},
@@ -90,10 +90,10 @@ def test_supports_only_plain_greedy(tiny):
         {"no_repeat_ngram_size": 2},
         {"stop": ["."]},
     ):
-        assert not decode.supports(model, GenerationConfig(**kw)), kw
+        assert not greedy.supports(model, GenerationConfig(**kw)), kw
     model.generation_config.suppress_tokens = [5]
     try:
-        assert not decode.supports(
+        assert not greedy.supports(
             model, GenerationConfig()
         )  # generate() would change the logits: leave it to generate()
     finally:
