@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.tunelab-installed
 DEMO_DIR := runs/demo-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: setup demo test lint bench tcmalloc
+.PHONY: setup demo test lint bench bench-avx2 tcmalloc
 
 # tcmalloc makes CPU training ~1.5x faster (the tunelab command preloads it when present); optional
 tcmalloc:
@@ -41,5 +41,14 @@ lint: setup
 test: setup lint
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests
 
+# Speed benchmarks for the CPU this runs on; results in bench/results/<cpu kind>/ (about an hour on 2 cores).
+# `make bench-avx2` runs them with the instruction set capped to AVX2 (results in bench/results/avx2-emulated/).
+AVX2_CAP := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2
 bench: setup
-	HF_HUB_OFFLINE=1 $(PY) bench/speed.py
+	HF_HUB_OFFLINE=1 $(BENCH_ENV) $(PY) bench/speed.py
+	HF_HUB_OFFLINE=1 $(BENCH_ENV) $(PY) bench/speed.py --levers
+	HF_HUB_OFFLINE=1 $(BENCH_ENV) $(PY) bench/decode.py --compile
+	HF_HUB_OFFLINE=1 $(BENCH_ENV) $(PY) bench/gguf_start.py
+
+bench-avx2:
+	$(MAKE) bench BENCH_ENV="$(AVX2_CAP)"

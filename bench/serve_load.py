@@ -1,7 +1,7 @@
 """Load test of `tunelab serve` on 127.0.0.1: 1 client, then N concurrent clients, against smollm2-135m.
 
 Starts the server as a subprocess, runs each phase for a fixed time, checks every response (status,
-JSON shape, SSE framing ending in [DONE]) and writes bench/results/serve_load.md. Everything stops by
+JSON shape, SSE framing ending in [DONE]) and writes bench/results/<cpu-kind>/serve_load.md. Everything stops by
 itself: phases are time-bounded, requests have a timeout, the server is terminated at the end.
 
     .venv/bin/python bench/serve_load.py [--clients 32] [--duration 60] [--single-duration 30]
@@ -191,7 +191,7 @@ def main() -> int:
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--queue-size", type=int, default=64, help=">= clients, so a correct server never answers 429")
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the server")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "serve_load.md"))
+    ap.add_argument("--out", help="default bench/results/<cpu-kind>/serve_load.md")
     args = ap.parse_args()
     port = free_port()
     proc = start_server(args, port)
@@ -249,6 +249,11 @@ Batch sizes seen by the worker (`/metrics`, cumulative over both phases):
             + "\n".join(f"- {m}" for m in (single["malformed"] + many["malformed"])[:20])
             + "\n"
         )
+    if args.out is None:
+        sys.path.insert(0, str(ROOT))
+        from bench import common
+
+        args.out = str(common.results_dir() / "serve_load.md")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text, encoding="utf-8")
     print(text)

@@ -5,9 +5,13 @@
     .venv/bin/python bench/speed.py --smoke --model-lm DIR --model-cls DIR --out DIR   # a few steps, tiny models (the test)
 
 Every side runs in its own process (bench/speed_sides.py) on the same rows, token ids, hyperparameters and
-number of examples; the bf16 matmul peak is measured in the same invocation. Writes bench/results/<scenario>.md
-with useful (non-pad) tokens/s, train and wall time, peak RSS, final train/dev loss or accuracy, achieved
-GFLOP/s as a fraction of the peak, the ratios, and the correctness guard (tunelab's dev metric vs the reference's).
+number of examples. The careful reference is configured for this CPU: bf16 only where `train.precision: auto`
+picks it here (native and measured faster), else fp32. The matmul peak of the precision in use (and the bf16
+peak) is measured in the same invocation, and `tunelab doctor`'s report heads every results file. Writes
+bench/results/<cpu-kind>/<scenario>.md with useful (non-pad) tokens/s, train and wall time, peak RSS, final
+train/dev loss or accuracy, achieved GFLOP/s as a fraction of the peak, the ratios, and the correctness guard
+(tunelab's dev metric vs the reference's). Under ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
+MKL_ENABLE_INSTRUCTIONS=AVX2 the results go to bench/results/avx2-emulated/ and say so.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -24,8 +27,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DATA = ROOT.parent / "shared" / "data"
-RESULTS = ROOT / "bench" / "results"
+from bench import common  # noqa: E402
+
+DATA = common.DATA
 
 SCENARIOS = {
     "instruct-lora": {
@@ -39,7 +43,7 @@ SCENARIOS = {
         "lr": 2e-4,
         "batch_size": 8,
         "naive_steps": 4,
-        "sides": ["tunelab", "reference", "hf-default", "naive"],
+        "sides": ["tunelab", "tunelab-packed", "reference", "hf-default", "naive"],
         "metric": "dev loss",
         "tolerance": 0.05,
     },
@@ -77,12 +81,16 @@ SCENARIOS = {
 }
 SIDE_NAMES = {
     "tunelab": "tunelab (defaults)",
-    "reference": "HF Trainer+PEFT, careful (bf16, dynamic padding, length-grouped, fused AdamW, tcmalloc)",
+    "tunelab-packed": "tunelab, task.packing=true (per-document attention)",
+    "tunelab-padded": "tunelab, task.packing=false (length-grouped padding)",
+    "reference": "HF Trainer+PEFT, careful ({precision}, dynamic padding, length-grouped, fused AdamW, tcmalloc)",
     "hf-default": "HF Trainer+PEFT, default TrainingArguments (fp32)",
     "naive": "seeds' naive loop (pad to max_length, fp32, dropout on)",
 }
 PRELOADED = {
     "tunelab",
+    "tunelab-packed",
+    "tunelab-padded",
     "reference",
 }  # the same allocator on both sides of the main comparison; baselines run as shipped
 
@@ -121,18 +129,13 @@ def run_side(side: str, spec: dict, work: Path, tcmalloc: str | None, extra_env:
     return json.loads(out_path.read_text())
 
 
-def load_average() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
-
-
-def measure(name: str, spec: dict, threads: int, smoke: bool, models: dict, log) -> tuple[dict, dict, dict]:
+def measure(
+    name: str, spec: dict, threads: int, smoke: bool, models: dict, log, machine: dict
+) -> tuple[dict, dict, dict]:
     """Run every side of a scenario; returns (spec, results per side, environment facts)."""
     from tunelab import launch
 
-    spec = {**spec, "threads": threads}
+    spec = {**spec, "threads": threads, "precision": machine["precision_auto"]["picks"]}
     if smoke:
         spec.update(
             rows=16,
@@ -147,7 +150,7 @@ def measure(name: str, spec: dict, threads: int, smoke: bool, models: dict, log)
     spec = write_subsets(spec, work)
     tcmalloc = launch.find_tcmalloc()
     env = {
-        "load_before": load_average(),
+        "load_before": common.load_average(),
         "tcmalloc": tcmalloc or "not installed",
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
@@ -156,7 +159,12 @@ def measure(name: str, spec: dict, threads: int, smoke: bool, models: dict, log)
     from bench.speed_sides import peak_gflops
 
     torch.set_num_threads(threads)
-    results = {"peak": {"peak_gflops": peak_gflops(spec.get("peak_seconds", 3.0))}}
+    seconds = spec.get("peak_seconds", 3.0)
+    peaks = {"fp32": peak_gflops(seconds, dtype="fp32")}
+    peaks["bf16"] = (
+        peak_gflops(seconds, dtype="bf16") if machine["bf16_native"]["ok"] else machine["matmul_gflops"]["bf16"]
+    )
+    results = {"peak": {"peak_gflops": peaks[spec["precision"]], "peaks": peaks}}
     for side in spec["sides"]:
         log(f"{name}: {side} ...")
         results[side] = run_side(side, spec, work, tcmalloc)
@@ -164,36 +172,36 @@ def measure(name: str, spec: dict, threads: int, smoke: bool, models: dict, log)
         log(
             f"{name}: {side}: {r['tokens'] / r['train_seconds']:.0f} useful tok/s, {r['train_seconds']:.1f}s, dev {r['dev_metric']:.4f}"
         )
-    env["load_after"] = load_average()
+    env["load_after"] = common.load_average()
     return spec, results, env
 
 
-def report(name: str, spec: dict, results: dict, env: dict) -> tuple[str, bool]:
+def report(name: str, spec: dict, results: dict, env: dict, machine: dict, command: str) -> tuple[str, bool]:
     """The results markdown and whether the correctness guard passed."""
-    import torch
-
-    peak = results["peak"]["peak_gflops"]
+    peaks = results["peak"]["peaks"]
+    precision = spec["precision"]
+    peak = peaks[precision]
     rate = {s: results[s]["tokens"] / results[s]["train_seconds"] for s in spec["sides"]}
     dev = f", {spec['dev_rows']} dev examples" if spec.get("dev_rows") else ", the full dev file"
-    lines = [
-        f"# Speed: {name}",
-        "",
+    lines = [f"# Speed: {name}", ""]
+    lines += common.header(machine, env["load_before"], env["load_after"], command)
+    lines += [
         f"{spec['model']}, {spec['task']}, method {spec['method']}, {spec['rows']} training examples{dev}"
-        f", max_length {spec['max_length']}, batch {spec['batch_size']}, lr {spec['lr']}, 1 epoch; the naive loop runs {spec['naive_steps']} steps.",
-        f"Machine: {platform.processor() or platform.machine()}, {spec['threads']} torch threads, torch {torch.__version__}; "
-        f"bf16 matmul peak measured now: {peak:.0f} GFLOP/s. Load average before/after: {env['load_before']} / {env['load_after']}. "
-        f"{env['date']}. tcmalloc: {env['tcmalloc']}.",
+        f", max_length {spec['max_length']}, batch {spec['batch_size']}, lr {spec['lr']}, 1 epoch; the naive loop runs {spec['naive_steps']} steps; "
+        f"{spec['threads']} torch threads; tcmalloc: {env['tcmalloc']}.",
+        f"Precision: `train.precision: auto` picks **{precision}** here, and the careful reference runs in {precision} too. "
+        f"Matmul peaks measured now (2048x2048, {spec['threads']} threads): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.1f} GFLOP/s.",
         "",
         "| side | useful tok/s | train s | wall s | peak RSS MB | train loss | "
         + spec["metric"]
-        + " | GFLOP/s | % of bf16 peak |",
+        + f" | GFLOP/s | % of {precision} peak |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for s in spec["sides"]:
         r = results[s]
         gf = r["flops"] / r["train_seconds"] / 1e9
         lines.append(
-            f"| {SIDE_NAMES[s]} | {rate[s]:.0f} | {r['train_seconds']:.1f} | {r['wall_seconds']:.1f} | {r['rss_mb']:.0f} | "
+            f"| {SIDE_NAMES[s].format(precision=precision)} | {rate[s]:.0f} | {r['train_seconds']:.1f} | {r['wall_seconds']:.1f} | {r['rss_mb']:.0f} | "
             f"{r['train_loss']:.4f} | {r['dev_metric']:.4f} | {gf:.0f} | {100 * gf / peak:.1f}% |"
         )
     tl, ref = results["tunelab"], results["reference"]
@@ -230,23 +238,36 @@ def main(argv=None) -> int:
     p.add_argument("--levers", action="store_true", help="measure each speed lever on/off (bench/results/levers.md)")
     p.add_argument("--model-lm", help="--smoke: causal LM model directory")
     p.add_argument("--model-cls", help="--smoke: encoder model directory")
-    p.add_argument("--out", default=str(RESULTS), help="results folder")
+    p.add_argument("--out", help="results folder (default bench/results/<cpu kind>/)")
     p.add_argument(
         "--rows",
         type=int,
         help="override the number of training examples (quick looks; the committed results use the defaults)",
     )
     p.add_argument("--sides", help="comma-separated subset of sides (must include tunelab and reference)")
+    p.add_argument("--lever-parts", default="lm,cls,cache", help="--levers: which tables (lm, cls, cache)")
+    p.add_argument("--lever-rows", type=int, help="--levers: LM training examples (default 96)")
     args = p.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = common.results_dir(args.out)
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    command = "python bench/speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.levers:
         from bench import speed_levers
 
-        (out / "levers.md").write_text(speed_levers.run(args.threads, log))
+        machine = common.machine(args.threads)
+        text = speed_levers.run(
+            args.threads,
+            log,
+            machine,
+            command,
+            lm_rows=args.lever_rows or speed_levers.LM_ROWS,
+            cls_rows=args.rows,
+            parts=args.lever_parts,
+        )
+        (out / "levers.md").write_text(text)
         return 0
     names = list(SCENARIOS) if args.scenario == "all" else args.scenario.split(",")
+    machine = common.machine(args.threads, seconds=0.2 if args.smoke else 1.0)
     all_ok = True
     for name in names:
         scenario = {
@@ -255,9 +276,9 @@ def main(argv=None) -> int:
             **({"sides": args.sides.split(",")} if args.sides else {}),
         }
         spec, results, env = measure(
-            name, scenario, args.threads, args.smoke, {"lm": args.model_lm, "cls": args.model_cls}, log
+            name, scenario, args.threads, args.smoke, {"lm": args.model_lm, "cls": args.model_cls}, log, machine
         )
-        text, ok = report(name, spec, results, env)
+        text, ok = report(name, spec, results, env, machine, command)
         (out / f"{name}.md").write_text(text)
         print(text)
         all_ok &= ok

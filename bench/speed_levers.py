@@ -1,7 +1,9 @@
 """Each speed lever on/off, measured on tunelab's side of bench/speed.py (`bench/speed.py --levers`).
 
-LM levers on instruct-lora (smollm2-135m, LoRA, Alpaca); the dropout lever on sst2-full and sst2-lora
-(speed and dev accuracy); the encoded-data cache as tokenising time, cold vs warm.
+LM levers on instruct-lora (smollm2-135m, LoRA, Alpaca); classification levers (dropout, compile with bucketed
+lengths, threads) on sst2-full and sst2-lora (speed and dev accuracy); the encoded-data cache as tokenising time,
+cold vs warm. Which precision is the default follows `train.precision: auto` on this machine; the other one is a
+lever row (left out where bf16 has no native kernel: it runs 20-50x slower there and `tunelab doctor` shows why).
 """
 
 from __future__ import annotations
@@ -13,17 +15,50 @@ import time
 from pathlib import Path
 
 LM_ROWS = 96
-LM_VARIANTS = [  # (name, tunelab config sections, env)
-    ("defaults (bf16, bf16 frozen weights, chunked loss, length-grouped, tcmalloc)", {}, {}),
-    ("tcmalloc off (TUNELAB_TCMALLOC=0)", {}, {"TUNELAB_TCMALLOC": "0"}),
-    ("train.precision=fp32", {"train": {"precision": "fp32"}}, {}),
-    ("speed.bf16_frozen_weights=false", {"speed": {"bf16_frozen_weights": False}}, {}),
-    ("speed.ce_chunk=0 (full-vocabulary logits)", {"speed": {"ce_chunk": 0}}, {}),
-    ("task.packing=true", {"task": {"packing": True}}, {}),
-    ("train.length_grouping=false", {"train": {"length_grouping": False}}, {}),
-    ("speed.compile=true", {"speed": {"compile": True}}, {}),
-    ("speed.gradient_checkpointing=true", {"speed": {"gradient_checkpointing": True}}, {}),
-]
+
+
+def lm_variants(machine: dict, threads: int) -> list[tuple[str, dict, dict, int]]:
+    """(name, tunelab config sections, env, threads) for each LM row; the first is the defaults."""
+    chosen = machine["precision_auto"]["picks"]
+    other = "fp32" if chosen == "bf16" else "bf16"
+    rows = [
+        (f"defaults ({chosen} by auto, chunked loss, length-grouped, tcmalloc)", {}, {}, threads),
+        ("tcmalloc off (TUNELAB_TCMALLOC=0)", {}, {"TUNELAB_TCMALLOC": "0"}, threads),
+    ]
+    if machine["bf16_native"]["ok"] or other == "fp32":
+        rows.append((f"train.precision={other}", {"train": {"precision": other}}, {}, threads))
+    rows += [
+        ("speed.ce_chunk=0 (full-vocabulary logits)", {"speed": {"ce_chunk": 0}}, {}, threads),
+        ("task.packing=true (per-document attention)", {"task": {"packing": True}}, {}, threads),
+        ("train.length_grouping=false", {"train": {"length_grouping": False}}, {}, threads),
+        ("speed.compile=true (dynamic shapes)", {"speed": {"compile": True}}, {}, threads),
+        (
+            "speed.compile=true, speed.pad_multiple=64 (bucketed lengths, static shapes)",
+            {"speed": {"compile": True, "pad_multiple": 64}},
+            {},
+            threads,
+        ),
+        (
+            "OMP_PROC_BIND=close OMP_PLACES=cores (threads pinned)",
+            {},
+            {"OMP_PROC_BIND": "close", "OMP_PLACES": "cores"},
+            threads,
+        ),
+    ]
+    if threads > 1:
+        rows.append((f"1 thread instead of {threads}", {}, {}, 1))
+    return rows
+
+
+def cls_variants() -> list[tuple[str, dict]]:
+    return [
+        ("defaults (model's own dropout 0.1)", {}),
+        ("model.dropout=0", {"model": {"dropout": 0.0}}),
+        (
+            "speed.compile=true, speed.pad_multiple=16 (bucketed, static shapes)",
+            {"speed": {"compile": True, "pad_multiple": 16}},
+        ),
+    ]
 
 
 def _side(spec: dict, sections: dict, env: dict, work: Path, tag: str) -> dict:
@@ -41,56 +76,70 @@ def _tcmalloc():
     return launch.find_tcmalloc()
 
 
-def _row(name: str, r: dict, base: float | None, metric: str) -> str:
+def _row(name: str, r: dict, base: float | None) -> str:
     rate = r["tokens"] / r["train_seconds"]
     rel = f"{rate / base:.2f}x" if base else "1.00x"
     return f"| {name} | {rate:.0f} | {rel} | {r['train_seconds']:.1f} | {r['wall_seconds']:.1f} | {r['rss_mb']:.0f} | {r['dev_metric']:.4f} |"
 
 
-def lm_levers(threads: int, work: Path, log) -> list[str]:
+def lm_levers(threads: int, work: Path, log, machine: dict, rows: int) -> list[str]:
     from bench import speed
 
     spec = speed.write_subsets(
-        {**speed.SCENARIOS["instruct-lora"], "rows": LM_ROWS, "dev_rows": 16, "threads": threads}, work
+        {
+            **speed.SCENARIOS["instruct-lora"],
+            "rows": rows,
+            "dev_rows": 16,
+            "threads": threads,
+            "precision": machine["precision_auto"]["picks"],
+        },
+        work,
     )
     lines = [
-        f"## LM levers: smollm2-135m, LoRA, {LM_ROWS} Alpaca examples, max_length 512, batch 8, {threads} threads",
+        f"## LM levers: smollm2-135m, LoRA r=8 (all linear layers), {rows} Alpaca examples, max_length 512, batch 8, {threads} threads",
         "",
         "| variant | useful tok/s | vs defaults | train s | wall s | peak RSS MB | dev loss |",
         "|---|---|---|---|---|---|---|",
     ]
     base = None
-    for i, (name, sections, env) in enumerate(LM_VARIANTS):
+    for i, (name, sections, env, n) in enumerate(lm_variants(machine, threads)):
         log(f"lever: {name} ...")
-        r = _side(spec, sections, env, work, f"lm{i}")
-        lines.append(_row(name, r, base, "dev loss"))
+        r = _side({**spec, "threads": n}, sections, env, work, f"lm{i}")
+        lines.append(_row(name, r, base))
         base = base or r["tokens"] / r["train_seconds"]
         log(lines[-1])
-    if threads > 1:
-        r = _side({**spec, "threads": 1}, {}, {}, work, "lm-1thread")
-        lines.append(_row("1 thread instead of " + str(threads), r, base, "dev loss"))
+    if not machine["bf16_native"]["ok"]:
+        mm = machine["matmul_gflops"]
+        lines += [
+            "",
+            f"train.precision=bf16 not run: no native bf16 kernel here (matmul bf16 {mm['bf16']:.1f} vs fp32 {mm['fp32']:.1f} GFLOP/s).",
+        ]
     return lines
 
 
-def dropout_levers(threads: int, work: Path, log) -> list[str]:
+def cls_levers(threads: int, work: Path, log, machine: dict, rows: int | None) -> list[str]:
     from bench import speed
 
+    n = rows or speed.SCENARIOS["sst2-full"]["rows"]
     lines = [
         "",
-        f"## Dropout: minilm-l6 on SST-2 (2,000 training rows, 1 epoch, full dev set), {threads} threads",
+        f"## Classification levers: minilm-l6 on SST-2 ({n:,} training rows, 1 epoch, full dev set), {threads} threads",
         "",
-        "| scenario, model.dropout | useful tok/s | vs model's own | train s | wall s | peak RSS MB | dev accuracy |",
+        "| scenario, variant | useful tok/s | vs defaults | train s | wall s | peak RSS MB | dev accuracy |",
         "|---|---|---|---|---|---|---|",
     ]
     for name in ("sst2-full", "sst2-lora"):
         data_dir = work / name
         data_dir.mkdir()
-        spec = speed.write_subsets({**speed.SCENARIOS[name], "threads": threads}, data_dir)
+        spec = speed.write_subsets(
+            {**speed.SCENARIOS[name], "rows": n, "threads": threads, "precision": machine["precision_auto"]["picks"]},
+            data_dir,
+        )
         base = None
-        for label, value in (("null (model's own, 0.1)", None), ("0.0", 0.0)):
-            log(f"lever: {name} dropout {label} ...")
-            r = _side(spec, {"model": {"dropout": value}}, {}, work, f"{name}-{value}")
-            lines.append(_row(f"{name}, {label}", r, base, "dev accuracy"))
+        for i, (label, sections) in enumerate(cls_variants()):
+            log(f"lever: {name} {label} ...")
+            r = _side(spec, sections, {}, work, f"{name}-{i}")
+            lines.append(_row(f"{name}, {label}", r, base))
             base = base or r["tokens"] / r["train_seconds"]
             log(lines[-1])
     return lines
@@ -129,16 +178,32 @@ def cache_lever(log) -> list[str]:
     ]
 
 
-def run(threads: int, log) -> str:
+def run(
+    threads: int,
+    log,
+    machine: dict,
+    command: str,
+    lm_rows: int = LM_ROWS,
+    cls_rows: int | None = None,
+    parts: str = "lm,cls,cache",
+) -> str:
+    from bench import common
+
     work = Path(tempfile.mkdtemp(prefix="levers-"))
-    started = time.strftime("%Y-%m-%d %H:%M")
-    load0 = Path("/proc/loadavg").read_text().split()[:3]
+    load0 = common.load_average()
+    body: list[str] = []
+    wanted = parts.split(",")
+    if "lm" in wanted:
+        body += lm_levers(threads, work, log, machine, lm_rows)
+    if "cls" in wanted:
+        body += cls_levers(threads, work, log, machine, cls_rows)
+    if "cache" in wanted:
+        body += cache_lever(log)
     lines = ["# Speed levers, each on/off (tunelab side only)", ""]
-    body = lm_levers(threads, work, log) + dropout_levers(threads, work, log) + cache_lever(log)
-    load1 = Path("/proc/loadavg").read_text().split()[:3]
+    lines += common.header(machine, load0, common.load_average(), command)
     lines += [
-        f"{started}; load average before/after {' '.join(load0)} / {' '.join(load1)}. Time = first step start to last step end; "
-        "each row differs from the defaults in one setting only.",
+        "Time = first step start to last step end; each row differs from the defaults in one setting only (same seed and data "
+        "order, so the dev column shows a lever does not change what is learned).",
         "",
     ] + body
     text = "\n".join(lines) + "\n"

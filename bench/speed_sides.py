@@ -1,9 +1,9 @@
 """One side of bench/speed.py, run in its own process: `python bench/speed_sides.py SIDE SPEC.json OUT.json`.
 
-Sides: tunelab (the `train` recipe), reference (HF Trainer + PEFT as a careful user sets it up: bf16,
-dynamic padding, length-grouped batches, fused AdamW), hf-default (HF Trainer + PEFT with default
-TrainingArguments: fp32), naive (the seeds' recipe: pad to max_length, fp32, plain loop, model dropout on),
-peak (bf16 matmul GFLOP/s of this machine). Every side reads the same rows and encodes them with
+Sides: tunelab (the `train` recipe), reference (HF Trainer + PEFT as a careful user sets it up for this CPU:
+bf16 where `train.precision: auto` picks it here, else fp32; dynamic padding, length-grouped batches, fused
+AdamW), hf-default (HF Trainer + PEFT with default TrainingArguments: fp32), naive (the seeds' recipe: pad to
+max_length, fp32, plain loop, model dropout on), peak (matmul GFLOP/s of this machine). Every side reads the same rows and encodes them with
 tunelab's encoders, so all see identical token ids; the timed region is first step start to last step end.
 """
 
@@ -173,7 +173,13 @@ def _hf_args(spec: dict, work: Path, careful: bool, steps: int):
     from transformers import TrainingArguments
 
     extra = (
-        {"bf16": True, "train_sampling_strategy": "group_by_length", "optim": "adamw_torch_fused"} if careful else {}
+        {
+            "bf16": spec.get("precision", "bf16") == "bf16",
+            "train_sampling_strategy": "group_by_length",
+            "optim": "adamw_torch_fused",
+        }
+        if careful
+        else {}
     )
     return TrainingArguments(
         output_dir=str(work / "hf"),
@@ -307,9 +313,10 @@ def dev_metric(spec: dict, model, dev, labels, tok) -> float:
         )["accuracy"]
 
 
-def peak_gflops(seconds: float = 3.0, n: int = 2048) -> float:
-    """Best bf16 matmul rate over ``seconds`` of (n x n) @ (n x n) products."""
-    a, b = torch.randn(n, n, dtype=torch.bfloat16), torch.randn(n, n, dtype=torch.bfloat16)
+def peak_gflops(seconds: float = 3.0, n: int = 2048, dtype: str = "bf16") -> float:
+    """Best matmul rate in ``dtype`` over ``seconds`` of (n x n) @ (n x n) products."""
+    dt = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
+    a, b = torch.randn(n, n, dtype=dt), torch.randn(n, n, dtype=dt)
     a @ b
     best, end = 0.0, time.perf_counter() + seconds
     while time.perf_counter() < end:
@@ -318,6 +325,13 @@ def peak_gflops(seconds: float = 3.0, n: int = 2048) -> float:
             a @ b
         best = max(best, 4 * 2 * n**3 / (time.perf_counter() - t) / 1e9)
     return best
+
+
+TUNELAB_VARIANTS = {
+    "tunelab": {},
+    "tunelab-packed": {"task": {"packing": True}},
+    "tunelab-padded": {"task": {"packing": False}},
+}
 
 
 def main(side: str, spec_path: str, out_path: str) -> None:
@@ -332,8 +346,9 @@ def main(side: str, spec_path: str, out_path: str) -> None:
     os.environ["TUNELAB_CACHE"] = str(work / "cache")  # a cold cache: every side tokenises
     tok, feats, dev, labels = load_data(spec)
     used = feats
-    if side == "tunelab":
-        out = run_tunelab(spec, work)
+    if side in TUNELAB_VARIANTS:
+        sections = {**spec.get("tunelab_sections", {}), **TUNELAB_VARIANTS[side]}
+        out = run_tunelab({**spec, "tunelab_sections": sections}, work)
         out["rss_mb"] = rss_mb()
         shape, full, trained = out.pop("shape"), spec["method"] == "full", out.pop("trained")
     else:

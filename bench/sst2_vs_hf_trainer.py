@@ -1,12 +1,12 @@
 """Side by side: tunelab vs HF Trainer (+PEFT) on the SST-2 slice of the foundation issue.
 
 Same model (minilm-l6), data (first 4,000 rows of ../shared/data/sst2/train.tsv, full dev.tsv),
-3 epochs, batch 32, bf16 autocast, linear schedule with 10% warmup, one torch thread;
+3 epochs, batch 32, the precision `train.precision: auto` picks on this CPU (both sides), linear schedule with 10% warmup, one torch thread;
 lr 5e-5 for full fine-tuning, 1e-3 for LoRA r=8 on query,key,value,dense.
 
     .venv/bin/python bench/sst2_vs_hf_trainer.py [--methods full,lora] [--threads 1]
 
-Writes bench/results/sst2_classification.md with accuracy, wall time and the tunelab/HF ratios.
+Writes bench/results/<cpu-kind>/sst2_classification.md with accuracy, wall time and the tunelab/HF ratios.
 Not part of the test suite (timings are machine-dependent).
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data" / "sst2"
 ROWS, EPOCHS, BATCH = 4000, 3, 32
 LR = {"full": 5e-5, "lora": 1e-3}
@@ -34,7 +36,7 @@ def read_tsv(path: Path, limit: int | None = None) -> tuple[list[str], list[int]
 
 
 def run_hf(method: str, threads: int) -> dict:
-    """HF Trainer configured as a careful user would: bf16, dynamic padding, linear schedule, 10% warmup."""
+    """HF Trainer configured as a careful user would for this CPU: auto's precision, dynamic padding, linear schedule, 10% warmup."""
     import numpy as np
     import torch
     from transformers import (
@@ -77,7 +79,7 @@ def run_hf(method: str, threads: int) -> dict:
         learning_rate=LR[method],
         warmup_steps=int(0.1 * steps),
         lr_scheduler_type="linear",
-        bf16=True,
+        bf16=precision() == "bf16",
         use_cpu=True,
         save_strategy="no",
         eval_strategy="no",
@@ -112,13 +114,19 @@ def run_tunelab(method: str, threads: int) -> dict:
         f"train.batch_size={BATCH}",
         f"train.lr={LR[method]}",
         f"train.threads={threads}",
-        "train.precision=bf16",
         f"output_dir={out}",
     ]
     if method == "lora":
         overrides.append("method.target_modules=[query,key,value,dense]")
     final = finetune.run(config.load(None, overrides), quiet=True, log=lambda m: None)
     return {"accuracy": final["dev"]["accuracy"], "seconds": final["train_seconds"]}
+
+
+def precision() -> str:
+    """What `train.precision: auto` resolves to on this machine (both sides use it)."""
+    from tunelab import hardware
+
+    return hardware.resolve_precision("auto", "cpu").name
 
 
 def main() -> None:
@@ -129,7 +137,7 @@ def main() -> None:
     lines = [
         "# SST-2 classification: tunelab vs HF Trainer",
         "",
-        f"minilm-l6, first {ROWS} rows of sst2/train.tsv, full sst2/dev.tsv, {EPOCHS} epochs, batch {BATCH}, bf16, "
+        f"minilm-l6, first {ROWS} rows of sst2/train.tsv, full sst2/dev.tsv, {EPOCHS} epochs, batch {BATCH}, {precision()} (auto's choice here), "
         f"{args.threads} thread(s). Time = training wall time (tunelab's includes its per-epoch dev evaluations).",
         "",
         "| method | HF acc | tunelab acc | HF s | tunelab s | speed ratio (HF s / tunelab s) |",
@@ -141,8 +149,9 @@ def main() -> None:
             f"| {method} | {hf['accuracy']:.4f} | {tl['accuracy']:.4f} | {hf['seconds']:.0f} | {tl['seconds']:.0f} | {hf['seconds'] / tl['seconds']:.2f} |"
         )
         print(lines[-1], flush=True)
-    out = ROOT / "bench" / "results" / "sst2_classification.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    from bench import common
+
+    out = common.results_dir() / "sst2_classification.md"
     out.write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -23,10 +24,29 @@ WORDS = (
 ).split()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache(tmp_path_factory) -> Path:
+    """A cache folder for the session, set before any other fixture runs (session fixtures such as tiny_llama_dir
+    load models too): nothing is written to the user's ~/.cache/tunelab. Converted GGUF models live in its
+    models/ folder, shared by every test (converting is slow and gives the same files); removed at the end."""
+    folder = tmp_path_factory.mktemp("tunelab-session-cache")
+    (folder / "models").mkdir()
+    old = os.environ.get("TUNELAB_CACHE")
+    os.environ["TUNELAB_CACHE"] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop("TUNELAB_CACHE", None)
+    else:
+        os.environ["TUNELAB_CACHE"] = old
+    shutil.rmtree(folder / "models", ignore_errors=True)  # ~0.5 GB per converted model
+
+
 @pytest.fixture(autouse=True)
-def _private_cache(tmp_path_factory, monkeypatch):
-    """Each test gets its own encoded-data cache (never the user's ~/.cache/tunelab)."""
-    monkeypatch.setenv("TUNELAB_CACHE", str(tmp_path_factory.mktemp("tunelab-cache")))
+def _private_cache(tmp_path_factory, monkeypatch, _session_cache):
+    """Each test gets its own encoded-data cache (never the user's ~/.cache/tunelab); converted models are shared."""
+    folder = tmp_path_factory.mktemp("tunelab-cache")
+    (folder / "models").symlink_to(_session_cache / "models", target_is_directory=True)
+    monkeypatch.setenv("TUNELAB_CACHE", str(folder))
 
 
 @pytest.fixture(scope="session")

@@ -122,8 +122,47 @@ def test_measurement_is_cached_per_machine(tmp_path):
     assert other == first and len(calls) == 4  # another CPU is measured anew
 
 
-def test_matmul_rate_is_measured():
+def test_matmul_rates_are_measured_on_the_same_shape():
+    rates = hardware.matmul_rates(("fp32", "bf16"), n=64, seconds=0.01)
+    assert set(rates) == {"fp32", "bf16"} and min(rates.values()) > 0
     assert hardware.matmul_gflops("fp32", n=64, seconds=0.01) > 0
+
+
+NOAMX = XEON_BF16.replace(" amx_tile amx_bf16 amx_int8", "")
+
+
+@pytest.mark.parametrize(
+    "text, capability, expected",
+    [
+        (EPYC_AVX2, "AVX2", "avx2"),
+        (XEON_BF16, "AVX512", "amx"),
+        (NOAMX, "AVX512", "avx512-bf16-noamx"),
+        (NOAMX.replace(" avx512_bf16", ""), "AVX512", "avx512"),
+        (NOAMX, "AVX2", "avx2-emulated"),  # ATEN_CPU_CAPABILITY=avx2 on an AVX-512 CPU
+    ],
+)
+def test_cpu_kind(monkeypatch, text, capability, expected):
+    for var in hardware.ISA_CAP_VARS:
+        monkeypatch.delenv(var, raising=False)
+    if capability == "AVX2" and expected.endswith("emulated"):
+        monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    info = hardware.cpu_info(text)
+    if info.arch != "x86_64":
+        pytest.skip("kind names for x86 flags are checked on x86 machines")
+    kind, label = hardware.cpu_kind(info, capability)
+    assert kind == expected
+    if expected.endswith("emulated"):
+        assert (
+            label.startswith("emulated AVX2 (ISA capped on Intel(R) Xeon(R) Platinum 8480")
+            and "ATEN_CPU_CAPABILITY=avx2" in label
+        )
+
+
+def test_doctor_report_lines():
+    rep = hardware.report(seconds=0.01)
+    lines = hardware.format_report(rep)
+    assert rep["precision_auto"]["picks"] in ("fp32", "bf16") and rep["matmul_gflops"]["fp32"] > 0
+    assert any(line.startswith("kind ") and rep["kind"]["name"] in line for line in lines)
 
 
 @pytest.mark.parametrize(

@@ -195,21 +195,7 @@ def cmd_doctor(args) -> int:
     if args.json:
         print(json.dumps(rep, indent=2))
         return 0
-    cpu, mm = rep["cpu"], rep["matmul_gflops"]
-    alloc = rep["allocator"]
-    lines = [
-        f"cpu          {cpu['model']} ({cpu['arch']}), {cpu['physical_cores']} physical cores, {cpu['logical_cpus']} logical CPUs",
-        f"flags        {' '.join(cpu['flags']) or 'none of interest'}"
-        + (f"  (absent: {' '.join(cpu['missing'])})" if cpu["missing"] else ""),
-        f"threads      torch uses {rep['torch_threads']}",
-        f"matmul       fp32 {mm['fp32']:.1f} GFLOP/s, bf16 {mm['bf16']:.1f} GFLOP/s ({mm['threads']} threads, measured now)",
-        f"bf16         {'native' if rep['bf16_native']['ok'] else 'not native'}: {rep['bf16_native']['why']}",
-        f"precision    auto picks {rep['precision_auto']['picks']}: {rep['precision_auto']['reason']}",
-        f"allocator    tcmalloc {'loaded' if alloc['tcmalloc_loaded'] else 'installed, not loaded' if alloc['tcmalloc_installed'] else 'not installed (make tcmalloc: ~1.5x faster training)'}",
-        f"cuda         {'available' if rep['cuda'] else 'not available'}",
-        "versions     " + ", ".join(f"{k} {v}" for k, v in rep["versions"].items()),
-    ]
-    print("\n".join(lines))
+    print("\n".join(hardware.format_report(rep)))
     return 0
 
 

@@ -143,48 +143,135 @@ def _mkldnn_bf16_supported() -> bool:
 
 def matmul_gflops(dtype_name: str, n: int = 512, seconds: float = 0.25, device_type: str = "cpu") -> float:
     """Best (n x n) @ (n x n) matmul rate in GFLOP/s over about ``seconds`` (with the current torch threads)."""
+    return matmul_rates((dtype_name,), n, seconds, device_type)[dtype_name]
+
+
+def matmul_rates(
+    dtype_names=("fp32", "bf16"), n: int = 512, seconds: float = 0.25, device_type: str = "cpu"
+) -> dict[str, float]:
+    """Best matmul rate per dtype, GFLOP/s, measured on the same (n x n) shape with the dtypes interleaved.
+
+    Interleaving (fp32, bf16, fp32, bf16, ...) makes both see the same machine load, so a busy neighbour
+    shifts both rates rather than the ratio that ``auto`` decides on. Each dtype runs at least twice.
+    """
     import torch
 
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
-    a = torch.randn(n, n, dtype=dtype, device=device_type)
-    b = torch.randn(n, n, dtype=dtype, device=device_type)
-    a @ b  # warm-up (kernel selection, page faults)
-    best, deadline = 0.0, time.perf_counter() + seconds
-    while True:
-        start = time.perf_counter()
-        a @ b
-        if device_type == "cuda":
-            torch.cuda.synchronize()
-        elapsed = max(time.perf_counter() - start, 1e-9)
-        best = max(best, 2 * n**3 / elapsed / 1e9)
-        if time.perf_counter() > deadline:
-            return best
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    pairs = {
+        name: (
+            torch.randn(n, n, dtype=dtypes[name], device=device_type),
+            torch.randn(n, n, dtype=dtypes[name], device=device_type),
+        )
+        for name in dtype_names
+    }
+    best = {name: 0.0 for name in dtype_names}
+    for a, b in pairs.values():
+        a @ b  # warm-up (kernel selection, page faults)
+    deadline, rounds = time.perf_counter() + seconds, 0
+    while rounds < 2 or time.perf_counter() < deadline:
+        for name, (a, b) in pairs.items():
+            start = time.perf_counter()
+            a @ b
+            if device_type == "cuda":
+                torch.cuda.synchronize()
+            best[name] = max(best[name], 2 * n**3 / max(time.perf_counter() - start, 1e-9) / 1e9)
+        rounds += 1
+    return best
+
+
+ISA_CAP_VARS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+_MEASURED: dict[
+    str, dict[str, float]
+] = {}  # this process's measurements (the test suite gives each test its own cache folder)
+
+
+def cpu_kind(info: CpuInfo | None = None, torch_capability: str | None = None) -> tuple[str, str]:
+    """(short name, label) of the kind of CPU as far as training speed goes, e.g. ("avx512-bf16-noamx", ...).
+
+    The kinds differ in which GEMMs are fast: AMX tiles (bf16 far ahead of fp32), AVX512-BF16 without AMX
+    (bf16 dot products, but MKL's fp32 GEMM can still win), AVX-512, AVX2 only (bf16 falls back to a
+    scalar kernel). When ``ATEN_CPU_CAPABILITY``/``ONEDNN_MAX_CPU_ISA``/``MKL_ENABLE_INSTRUCTIONS`` cap the
+    instruction set below what the CPU has, the kind is the emulated one and the label says so.
+    """
+    info = info or cpu_info()
+    if torch_capability is None:
+        torch_capability = _torch_capability()
+    flags = info.flags
+    if info.arch in ("aarch64", "arm64"):
+        return ("arm-bf16", "Arm with BF16") if "bf16" in flags else ("arm", "Arm without BF16")
+    if "amx_bf16" in flags:
+        kind = ("amx", "AMX (bf16 tiles)")
+    elif "avx512_bf16" in flags:
+        kind = ("avx512-bf16-noamx", "AVX512-BF16 without AMX")
+    elif "avx512f" in flags:
+        kind = ("avx512", "AVX-512 without BF16")
+    elif "avx2" in flags:
+        kind = ("avx2", "AVX2 only")
+    else:
+        kind = (info.arch, f"{info.arch} without AVX2")
+    caps = isa_caps()
+    capped = (
+        torch_capability.upper() in ("AVX2", "DEFAULT")
+        and kind[0] not in ("avx2",)
+        and info.arch in ("x86_64", "AMD64")
+    )
+    if capped or (caps and kind[0] != "avx2"):
+        isa = (
+            "avx2"
+            if torch_capability.upper() == "AVX2" or "AVX2" in " ".join(caps.values()).upper()
+            else torch_capability.lower()
+        )
+        how = " ".join(f"{k}={v}" for k, v in sorted(caps.items()))
+        return f"{isa}-emulated", f"emulated {isa.upper()} (ISA capped on {info.model}, {kind[1]}; {how})"
+    return kind
+
+
+def _torch_capability() -> str:
+    import torch
+
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except (AttributeError, RuntimeError):
+        return "unknown"
+
+
+def isa_caps() -> dict[str, str]:
+    """Environment variables that cap the instruction sets PyTorch, oneDNN or MKL use (set ones only)."""
+    return {k: os.environ[k] for k in ISA_CAP_VARS if os.environ.get(k)}
 
 
 def measured_speedup(
     info: CpuInfo | None = None, cache_dir: Path | None = None, measure: Callable[[str], float] | None = None
 ) -> dict[str, float]:
-    """fp32 and bf16 matmul GFLOP/s on this CPU with the current thread count; cached per (CPU, flags, torch, threads)."""
+    """fp32 and bf16 matmul GFLOP/s on this CPU with the current thread count; cached per (CPU, flags, torch, threads, ISA caps)."""
     import torch
 
     info = info or cpu_info()
+    caps = isa_caps()
     key = "|".join(
         [
             info.model,
             ",".join(sorted(info.flags)),
             torch.__version__,
             str(torch.get_num_threads()),
-            os.environ.get("ONEDNN_MAX_CPU_ISA", ""),
-            os.environ.get("ATEN_CPU_CAPABILITY", ""),
+            ",".join(f"{k}={v}" for k, v in sorted(caps.items())),
         ]
     )
+    if measure is None and key in _MEASURED:
+        return _MEASURED[key]
     path = (cache_dir or _cache_dir()) / "hardware.json"
     saved = _load_json(path)
     if key in saved:
+        if measure is None:
+            _MEASURED[key] = saved[key]
         return saved[key]
-    measure = measure or (lambda dt: matmul_gflops(dt, n=384 if dt == "bf16" else 512))
-    result = {"fp32": round(measure("fp32"), 1), "bf16": round(measure("bf16"), 1)}
+    rates = (
+        matmul_rates(("fp32", "bf16"), n=512) if measure is None else {"fp32": measure("fp32"), "bf16": measure("bf16")}
+    )
+    result = {"fp32": round(rates["fp32"], 1), "bf16": round(rates["bf16"], 1)}
     saved[key] = result
+    if measure is None:
+        _MEASURED[key] = result
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -275,16 +362,17 @@ def _load_json(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def report() -> dict:
-    """Everything `tunelab doctor` shows: CPU, threads, measured matmul rates, allocator, versions, auto's choice."""
+def report(seconds: float = 0.5) -> dict:
+    """Everything `tunelab doctor` shows: CPU, kind, threads, measured matmul rates, allocator, versions, auto's choice."""
     import torch
 
     from tunelab import launch
 
     info = cpu_info()
     ok, why = native_bf16("cpu", info)
-    rates = {"fp32": round(matmul_gflops("fp32"), 1), "bf16": round(matmul_gflops("bf16", n=384 if ok else 192), 1)}
+    rates = {k: round(v, 1) for k, v in matmul_rates(("fp32", "bf16"), n=512, seconds=seconds).items()}
     chosen = resolve_precision("auto", "cpu", native=(ok, why), speed=lambda: rates)
+    kind, label = cpu_kind(info)
     return {
         "cpu": {
             "model": info.model,
@@ -294,14 +382,42 @@ def report() -> dict:
             "logical_cpus": info.logical_cpus,
             "physical_cores": physical_cores(),
         },
+        "kind": {"name": kind, "label": label, "torch_cpu_capability": _torch_capability(), "isa_caps": isa_caps()},
         "torch_threads": torch.get_num_threads(),
-        "matmul_gflops": {**rates, "threads": torch.get_num_threads()},
+        "matmul_gflops": {**rates, "threads": torch.get_num_threads(), "shape": "512x512 @ 512x512"},
         "bf16_native": {"ok": ok, "why": why},
         "precision_auto": {"picks": chosen.name, "reason": chosen.reason},
         "allocator": {"tcmalloc_installed": launch.find_tcmalloc(), "tcmalloc_loaded": launch.tcmalloc_loaded()},
         "cuda": torch.cuda.is_available(),
         "versions": _versions(),
     }
+
+
+def format_report(rep: dict) -> list[str]:
+    """`tunelab doctor`'s lines for a ``report()`` (the benchmarks write the same lines into every results file)."""
+    cpu, mm, alloc, kind = rep["cpu"], rep["matmul_gflops"], rep["allocator"], rep["kind"]
+    caps = ", ".join(f"{k}={v}" for k, v in kind["isa_caps"].items())
+    tcmalloc = (
+        "loaded"
+        if alloc["tcmalloc_loaded"]
+        else "installed, not loaded"
+        if alloc["tcmalloc_installed"]
+        else "not installed (make tcmalloc: ~1.5x faster training)"
+    )
+    return [
+        f"cpu          {cpu['model']} ({cpu['arch']}), {cpu['physical_cores']} physical cores, {cpu['logical_cpus']} logical CPUs",
+        f"flags        {' '.join(cpu['flags']) or 'none of interest'}"
+        + (f"  (absent: {' '.join(cpu['missing'])})" if cpu["missing"] else ""),
+        f"kind         {kind['name']}: {kind['label']}; PyTorch CPU kernels: {kind['torch_cpu_capability']}"
+        + (f" (capped by {caps})" if caps else ""),
+        f"threads      torch uses {rep['torch_threads']}",
+        f"matmul       fp32 {mm['fp32']:.1f} GFLOP/s, bf16 {mm['bf16']:.1f} GFLOP/s ({mm['shape']}, {mm['threads']} threads, measured now)",
+        f"bf16         {'native' if rep['bf16_native']['ok'] else 'not native'}: {rep['bf16_native']['why']}",
+        f"precision    auto picks {rep['precision_auto']['picks']}: {rep['precision_auto']['reason']}",
+        f"allocator    tcmalloc {tcmalloc}",
+        f"cuda         {'available' if rep['cuda'] else 'not available'}",
+        "versions     " + ", ".join(f"{k} {v}" for k, v in rep["versions"].items()),
+    ]
 
 
 def _versions() -> dict[str, str]:

@@ -39,3 +39,6 @@ def test_speed_smoke(tmp_path, tiny_llama_dir, shared_data, scenario):
     text = (out / f"{scenario}.md").read_text()
     assert "| tunelab (defaults) |" in text and "HF Trainer+PEFT, careful" in text and "seeds' naive loop" in text
     assert "Correctness guard" in text and "nan" not in text.lower()
+    assert (
+        "`tunelab doctor` on this machine" in text and "kind `" in text and "auto` picks" in text
+    )  # the machine is recorded

@@ -71,3 +71,29 @@ def test_gradient_checkpointing_keeps_loss_and_grads(tiny_llama_dir):
     assert loss == pytest.approx(ref_loss, abs=1e-6)
     for name in ref_grads:
         torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-5, atol=1e-7)
+
+
+def test_bucketed_lengths_pad_without_changing_the_loss(tiny_llama_dir):
+    from functools import partial
+
+    model, tok = _lora_llama(tiny_llama_dir)
+    feats = [
+        {"input_ids": tok(t)["input_ids"], "labels": tok(t)["input_ids"]}
+        for t in ("the movie was good", "a dull plot and a bad actor")
+    ]
+    plain = partial(causal_lm.collate, pad_id=tok.pad_token_id)
+    batch = speed.bucketed(plain, 16)(feats)
+    assert (
+        batch["input_ids"].shape[1] == 16
+        and batch["labels"][:, -1].eq(-100).all()
+        and batch["attention_mask"][:, -1].eq(0).all()
+    )
+    assert speed.bucketed(plain, 0) is plain
+    with torch.no_grad():
+        ref, n_ref = causal_lm.loss(model, plain(feats))
+        got, n = causal_lm.loss(model, batch)
+    assert n == n_ref and got.item() == pytest.approx(ref.item(), abs=1e-5)
+    packed = speed.bucketed(plain, 16)(
+        causal_lm.pack(feats, 64)
+    )  # packed rows: padding becomes position-0 single tokens
+    assert packed["position_ids"].shape[1] == 16 and "attention_mask" not in packed

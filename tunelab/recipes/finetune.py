@@ -39,13 +39,13 @@ def run(
         cfg.model.name, cfg.model.gguf_file, cfg.model.revision
     )  # a bad model name fails before any work
     cfg = fit_max_length(cfg, src, log)
+    seed_everything(cfg.train.seed, cfg.train.threads)  # threads first: auto's matmul measurement uses them
     cfg, precision = choose_precision(cfg)
     log = log if distributed.is_main_process() else _silent
     if (warning := distributed.launcher_warning()) is not None:
         log(warning)
     run_dir = prepare_run_dir(cfg, resume_anyway, log)
     log(hardware.slow_bf16_warning(precision) or f"precision: {precision.name} ({precision.reason})")
-    seed_everything(cfg.train.seed, cfg.train.threads)
     splits = read_splits(cfg, task, log)
     check_data(run_dir, cfg, splits, resume_anyway, log)
     labels = task.label_space(splits["train"], cfg.data.train)
@@ -55,6 +55,7 @@ def run(
     trainable, total = count_parameters(model)
     log(f"{cfg.method.name}: training {trainable:,} of {total:,} parameters ({100 * trainable / total:.2f}%)")
     prepared = task.prepare(cfg, tokenizer, labels, splits, log)
+    prepared.collate = speed.bucketed(prepared.collate, cfg.speed.pad_multiple)
     extras = _Extras(method, callbacks, log, quiet, run_dir)
     extras.rebuild = lambda: plain_model(cfg, labels, method)
     final, model = train_and_evaluate(cfg, model, prepared, extras)

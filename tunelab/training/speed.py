@@ -1,13 +1,13 @@
 """Speed levers the recipe applies around the one training loop (all switchable in the ``speed:`` section).
 
-bf16 frozen weights (PEFT methods under bf16 autocast), per-layer torch.compile and gradient
-checkpointing. Each is measured in bench/results/levers.md; the defaults are the ones that paid off there.
+bf16 frozen weights (PEFT methods under bf16 autocast), per-layer torch.compile, gradient
+checkpointing, and per-document attention for packed rows (decoder LMs; see models/attention.py). Each is measured in bench/results/levers.md; the defaults are the ones that paid off there.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from pydantic import Field
 
@@ -35,6 +35,13 @@ class Config(Strict):
     compile: bool = Field(
         False,
         description="torch.compile each transformer layer; measured 0.39x on a few-minute run including compile time (bench/results/levers.md), so off by default.",
+    )
+    pad_multiple: int = Field(
+        0,
+        ge=0,
+        le=4096,
+        description="Pad each batch's sequence length up to a multiple of this (bucketed lengths: with speed.compile, "
+        "each bucket compiles once with static shapes); 0 = pad to the longest row only.",
     )
     gradient_checkpointing: bool = Field(
         False,
@@ -82,14 +89,43 @@ def bf16_frozen(model: torch.nn.Module, enabled: bool = True) -> Iterator[int]:
             m.weight.data = m.weight.data.to(torch.float32)
 
 
-def compile_layers(model: torch.nn.Module) -> int:
-    """torch.compile every transformer layer in place (parameter names unchanged); returns how many."""
+def compile_layers(model: torch.nn.Module, dynamic: bool = True) -> int:
+    """torch.compile every transformer layer in place (parameter names unchanged); returns how many.
+
+    The layers share one forward, so a shape compiles once for all of them; ``dynamic=False`` (with bucketed
+    lengths) compiles one static graph per bucket instead of one symbolic graph.
+    """
     from tunelab.methods.base import find_layers
 
     _, layers = find_layers(model)
     for layer in layers:
-        layer.compile(dynamic=True)
+        layer.compile(dynamic=dynamic)
     return len(layers)
+
+
+def bucketed(collate: Callable[[list[dict]], dict], multiple: int) -> Callable[[list[dict]], dict]:
+    """``collate`` whose (batch, length) tensors are right-padded so length is a multiple of ``multiple``.
+
+    Padding never enters the loss or attention: input ids pad with 0 under a 0 attention mask (or, in packed rows,
+    as position-0 single-token documents), labels with -100, masks and positions with 0.
+    """
+    if multiple <= 1:
+        return collate
+
+    def pad(features: list[dict]) -> dict:
+        batch = collate(features)
+        length = batch["input_ids"].shape[1]
+        extra = -length % multiple
+        if not extra:
+            return batch
+        return {
+            k: torch.nn.functional.pad(v, (0, extra), value=-100 if k == "labels" else 0)
+            if v.dim() == 2 and v.shape[1] == length
+            else v
+            for k, v in batch.items()
+        }
+
+    return pad
 
 
 def enable_checkpointing(model: torch.nn.Module) -> None:
@@ -112,8 +148,13 @@ def applied(model: torch.nn.Module, cfg: Config, precision: str, trains_everythi
     if cfg.gradient_checkpointing:
         enable_checkpointing(model)
     if cfg.compile:
-        log(f"speed: compiling {compile_layers(model)} layers")
-    with bf16_frozen(model, cfg.bf16_frozen_weights and precision == "bf16" and not trains_everything) as n:
+        log(f"speed: compiling {compile_layers(model, dynamic=cfg.pad_multiple == 0)} layers")
+    from tunelab.models.attention import packed_documents
+
+    with (
+        bf16_frozen(model, cfg.bf16_frozen_weights and precision == "bf16" and not trains_everything) as n,
+        packed_documents(model),
+    ):
         if n:
             log(f"speed: {n} frozen linear weights held in bf16 during training")
         yield
