@@ -307,7 +307,10 @@ def dev_metric(spec: dict, model, dev, labels, tok) -> float:
     model.eval()
     with torch.no_grad():
         if spec["task"] == "causal_lm":
-            return causal_lm.dev_loss(model, dev, partial(causal_lm.collate, pad_id=tok.pad_token_id))
+            scored = causal_lm._losses(
+                model, dev, list(range(len(dev))), partial(causal_lm.collate, pad_id=tok.pad_token_id)
+            )
+            return sum(s for s, _ in scored) / max(sum(n for _, n in scored), 1)
         return evaluation.evaluate(
             classification.evaluator(dev, labels, partial(pad_batch, pad_id=tok.pad_token_id)), model
         )["accuracy"]

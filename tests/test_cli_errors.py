@@ -68,7 +68,7 @@ def _wikiann_style(tmp: Path) -> Path:
 # (id, argv builder(ctx) -> list[str], message fragment that must be in stderr and in the README)
 CASES = [
     ("unknown-key", lambda c: ["train", "train.lrr=1"], "unknown key 'train.lrr' (did you mean 'train.lr'?)"),
-    ("mapping-value", lambda c: ["train", "data.token_prefix={en: 1}"], "quote the value"),
+    ("mapping-value", lambda c: ["train", "task=token_classification", "task.token_prefix={en: 1}"], "quote the value"),
     (
         "output-dir-is-a-file",
         lambda c: c.train(f"output_dir={c.file}"),
@@ -143,7 +143,7 @@ CASES = [
     (
         "unknown-section",
         lambda c: ["config", "--section", "nope"],
-        "--section nope: unknown; sections: run, model, data",
+        "--section nope: unknown; sections: task, run, model",
     ),
 ]
 

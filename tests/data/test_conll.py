@@ -159,8 +159,8 @@ def test_wikiann_language_prefix_is_detected_and_the_option_suggested(tmp_path):
     path = write(tmp_path, "train", "en:Ada\tB-PER\nen:wrote\tO\n\nen:Paris\tB-LOC\n")
     with pytest.raises(
         DataError,
-        match=r"every token starts with 'en:' .* set data.token_prefix=en: to strip it, "
-        r"or data.token_prefix='' to keep it",
+        match=r"every token starts with 'en:' .* set task.token_prefix=en: to strip it, "
+        r"or task.token_prefix='' to keep it",
     ):
         read(path)
     assert [r.tokens for r in read(path, token_prefix="en:").rows] == [["Ada", "wrote"], ["Paris"]]

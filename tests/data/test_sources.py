@@ -473,7 +473,7 @@ def test_financial_phrasebank_reads_through_config_options_alone():
 
     example = Path(__file__).resolve().parents[2] / "examples" / "classification" / "fpb.yaml"
     cfg = config.load(example, [f"data.train={SHARED_DATA / 'fpb' / 'train.txt'}"])
-    table = classification.read(cfg.data, cfg.data.train)
+    table = classification.Classification().read(cfg, cfg.data.train)
     assert len(table.rows) == 3392 and {r.label for r in table.rows} == {"positive", "negative", "neutral"}
     assert all("@" not in r.text for r in table.rows)
     assert any("\xe4" in r.text or "\xf6" in r.text for r in table.rows)  # latin-1 letters decoded (Finnish names)

@@ -110,7 +110,7 @@ def test_compare_every_method_on_minilm(tmp_path, shared_data):
 @pytest.mark.parametrize("task", ["causal_lm", "token_classification"])
 def test_compare_works_for_every_task(tmp_path, request, task):
     """The baseline row goes through the task's own evaluate (template for LMs, windows for NER); methods train."""
-    from tests.tasks.test_contract import CASES
+    from tests.tasks.test_task_contract import CASES
 
     case = CASES[task]
     train, dev = case.data(tmp_path)

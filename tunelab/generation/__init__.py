@@ -22,7 +22,7 @@ def __getattr__(name: str):
 
         return GenerationConfig
     if name in ("Output", "generate", "stream"):
-        from tunelab.generation import decode as module
+        from tunelab.generation import decode
 
-        return getattr(module, name)
+        return vars(decode)[name]
     raise AttributeError(f"module 'tunelab.generation' has no attribute {name!r}")

@@ -41,7 +41,7 @@ DEFAULTS: dict[str, list[str]] = {
     "ia3": ["train.lr=3e-3"],
     "adapter": ["train.lr=1e-3"],
     "prefix": ["train.lr=1e-2"],
-    "p-tuning": ["train.lr=1e-2"],
+    "p-tuning": ["train.lr=3e-2"],
     "prompt-tuning": ["train.lr=3e-2"],
 }
 
