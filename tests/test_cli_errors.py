@@ -98,7 +98,7 @@ CASES = [
             f"data.train={_wikiann_style(c.tmp)}",
             f"output_dir={c.tmp / 'd'}",
         ],
-        "(a WikiANN-style language prefix); set data.token_prefix=en:",
+        "(a WikiANN-style language prefix); set task.token_prefix=en:",
     ),
     (
         "unknown-format",

@@ -10,10 +10,16 @@ from tunelab.models import load as model_load
 from tunelab.tasks import causal_lm
 
 
+def _lm_loss(model, batch: dict, chunk: int = 0):
+    """The task's training loss: forward (chunked head when ``chunk``), then the pure loss."""
+    task = causal_lm.CausalLM()
+    return task.loss(task.forward(model, batch, chunk), batch)
+
+
 @pytest.fixture(scope="module")
 def tiny(tiny_llama_dir):
     src = model_load.resolve(str(tiny_llama_dir))
-    model, _ = model_load.load_model(src, causal_lm.AUTO_CLASS)
+    model, _ = model_load.load_model(src, causal_lm.CausalLM.auto_class)
     return model.float().eval(), model_load.load_tokenizer(src)
 
 
@@ -73,14 +79,12 @@ def test_packed_loss_and_gradients_equal_unpacked(tiny, chunk):
     model.train()
     try:
         model.zero_grad()
-        loss_u, n_u = causal_lm.loss(model, causal_lm.collate(feats, tok.pad_token_id), chunk=chunk)
+        loss_u, n_u = _lm_loss(model, causal_lm.collate(feats, tok.pad_token_id), chunk=chunk)
         loss_u.backward()
         grads_u = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
         model.zero_grad()
         with attention.packed_documents(model):
-            loss_p, n_p = causal_lm.loss(
-                model, causal_lm.collate(causal_lm.pack(feats, 32), tok.pad_token_id), chunk=chunk
-            )
+            loss_p, n_p = _lm_loss(model, causal_lm.collate(causal_lm.pack(feats, 32), tok.pad_token_id), chunk=chunk)
             loss_p.backward()
         grads_p = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     finally:
