@@ -1,7 +1,7 @@
 """Side-by-side training speed: tunelab vs HF Trainer + PEFT (careful and default) vs the seeds' naive loop.
 
     .venv/bin/python bench/speed.py [--scenario instruct-lora|sst2-full|sst2-lora|all] [--threads 2]
-    .venv/bin/python bench/speed.py --levers          # each speed lever on/off -> bench/results/levers.md
+    .venv/bin/python bench/speed.py --levers          # each speed lever on/off -> bench/results/<cpu kind>/levers.md
     .venv/bin/python bench/speed.py --smoke --model-lm DIR --model-cls DIR --out DIR   # a few steps, tiny models (the test)
 
 Every side runs in its own process (bench/speed_sides.py) on the same rows, token ids, hyperparameters and
@@ -235,7 +235,9 @@ def main(argv=None) -> int:
     p.add_argument(
         "--smoke", action="store_true", help="a few steps on the given tiny models; correctness only, no timing claims"
     )
-    p.add_argument("--levers", action="store_true", help="measure each speed lever on/off (bench/results/levers.md)")
+    p.add_argument(
+        "--levers", action="store_true", help="measure each speed lever on/off (bench/results/<cpu kind>/levers.md)"
+    )
     p.add_argument("--model-lm", help="--smoke: causal LM model directory")
     p.add_argument("--model-cls", help="--smoke: encoder model directory")
     p.add_argument("--out", help="results folder (default bench/results/<cpu kind>/)")

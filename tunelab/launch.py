@@ -1,7 +1,7 @@
 """Process start-up for the `tunelab` command: re-exec once with tcmalloc preloaded when it is installed.
 
 glibc's malloc returns and re-requests the large activation buffers of every training step from the
-kernel; tcmalloc keeps them, which measured 1.5x faster bf16 training on CPU (bench/results/levers.md).
+kernel; tcmalloc keeps them, which measured 1.5x faster bf16 training on CPU (bench/results/amx/levers.md).
 Set TUNELAB_TCMALLOC=0 to opt out. The re-exec happens at most once (a marker variable guards it).
 """
 

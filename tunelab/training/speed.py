@@ -1,7 +1,7 @@
 """Speed levers the recipe applies around the one training loop (all switchable in the ``speed:`` section).
 
 bf16 frozen weights (PEFT methods under bf16 autocast), per-layer torch.compile, gradient
-checkpointing, and per-document attention for packed rows (decoder LMs; see models/attention.py). Each is measured in bench/results/levers.md; the defaults are the ones that paid off there.
+checkpointing, and per-document attention for packed rows (decoder LMs; see models/attention.py). Each is measured in bench/results/amx/levers.md; the defaults are the ones that paid off there.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class Config(Strict):
     )
     compile: bool = Field(
         False,
-        description="torch.compile each transformer layer; measured 0.39x on a few-minute run including compile time (bench/results/levers.md), so off by default.",
+        description="torch.compile each transformer layer; measured 0.39x on a few-minute run including compile time on an AMX machine (bench/results/amx/levers.md), so off by default.",
     )
     pad_multiple: int = Field(
         0,
