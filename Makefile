@@ -39,7 +39,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 test: setup lint
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q --durations=25 tests
 
 # Speed benchmarks for the CPU this runs on; results in bench/results/<cpu kind>/ (about an hour on 2 cores).
 # `make bench-avx2` runs them with the instruction set capped to AVX2 (results in bench/results/avx2-emulated/).
