@@ -66,7 +66,8 @@ def packed_sdpa(
     from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 
     position_ids = kwargs.get("position_ids")
-    causal = is_causal if is_causal is not None else getattr(module, "is_causal", False)
+    layer = module  # a transformers attention module (its config attributes, not a tunelab protocol)
+    causal = is_causal if is_causal is not None else getattr(layer, "is_causal", False)
     q_len = query.shape[2]
     spans = None
     if attention_mask is None and position_ids is not None and causal and q_len > 1 and key.shape[2] == q_len:
@@ -75,7 +76,7 @@ def packed_sdpa(
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
         )
-    groups = getattr(module, "num_key_value_groups", 1)
+    groups = getattr(layer, "num_key_value_groups", 1)
     rows = []
     for b, row in enumerate(spans):
         pieces = []

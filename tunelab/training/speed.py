@@ -113,6 +113,8 @@ def bucketed(collate: Callable[[list[dict]], dict], multiple: int) -> Callable[[
         return collate
 
     def pad(features: list[dict]) -> dict:
+        import torch
+
         batch = collate(features)
         length = batch["input_ids"].shape[1]
         extra = -length % multiple
