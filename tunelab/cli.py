@@ -202,6 +202,12 @@ def cmd_serve(args) -> int:
     return commands.serve(args)
 
 
+def cmd_ui(args) -> int:
+    from tunelab.ui import commands
+
+    return commands.ui(args)
+
+
 COMMANDS = {
     "train": cmd_train,
     "eval": cmd_eval,
@@ -211,6 +217,7 @@ COMMANDS = {
     "compare": cmd_compare,
     "merge": cmd_merge,
     "serve": cmd_serve,
+    "ui": cmd_ui,
     "info": cmd_info,
     "doctor": cmd_doctor,
     "config": cmd_config,
@@ -257,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tunelab.serve import commands as serve_commands
 
     serve_commands.add_parser(sub)
+    from tunelab.ui import commands as ui_commands
+
+    ui_commands.add_parser(sub)
     return parser
 
 

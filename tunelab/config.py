@@ -123,7 +123,8 @@ def validate(raw: dict[str, Any], source: str = "config") -> RunConfig:
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: " + "; ".join(_explain(err, raw) for err in exc.errors())) from None
+        problems = [(_key(err), _explain(err, raw)) for err in exc.errors()]
+        raise ConfigError(f"{source}: " + "; ".join(msg for _, msg in problems), problems=problems) from None
 
 
 def dump(cfg: RunConfig) -> str:
@@ -177,7 +178,8 @@ def _check_method_name(raw: dict[str, Any], source: str) -> None:
     if isinstance(method, dict):
         name = method.setdefault("name", "full")
         if name not in METHODS:
-            raise ConfigError(f"{source}: method.name: unknown method '{name}'{_suggest(str(name), METHODS)}; valid: {', '.join(METHODS)}")
+            msg = f"method.name: unknown method '{name}'{_suggest(str(name), METHODS)}; valid: {', '.join(METHODS)}"
+            raise ConfigError(f"{source}: {msg}", problems=[("method.name", msg)])
 
 
 def _suggest(word: str, choices) -> str:
@@ -185,10 +187,20 @@ def _suggest(word: str, choices) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def _explain(err: dict[str, Any], raw: dict[str, Any]) -> str:
+def _loc(err: dict[str, Any]) -> list[str]:
     loc = [str(p) for p in err["loc"]]
     if loc and loc[0] == "method" and len(loc) > 1 and loc[1] in METHODS:
         loc = [loc[0]] + loc[2:]  # drop the union tag pydantic inserts
+    return loc
+
+
+def _key(err: dict[str, Any]) -> str:
+    """The dotted key a validation error is about ('' for a whole-config rule)."""
+    return ".".join(_loc(err))
+
+
+def _explain(err: dict[str, Any], raw: dict[str, Any]) -> str:
+    loc = _loc(err)
     path = ".".join(loc)
     if err["type"] == "extra_forbidden":
         parent = ".".join(loc[:-1])

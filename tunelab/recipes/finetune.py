@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from tunelab import config as config_mod
-from tunelab import hardware, runs
+from tunelab import hardware, runs, runstate
 from tunelab.data import cache
 from tunelab.data.collate import pad_batch
 from tunelab.data.split import stratified_split
@@ -33,6 +33,11 @@ def run(cfg: config_mod.RunConfig, *, quiet: bool = False, log=print, callbacks=
     model_load.resolve(cfg.model.name, cfg.model.gguf_file, cfg.model.revision)  # a bad model name fails before any work
     cfg, precision = choose_precision(cfg)
     run_dir = prepare_run_dir(cfg)
+    with runstate.active(run_dir, log) as log:  # run.lock, status.json and train.log: what `tunelab ui` reads
+        return _train(cfg, task, precision, run_dir, quiet=quiet, log=log, callbacks=callbacks)
+
+
+def _train(cfg: config_mod.RunConfig, task, precision, run_dir: Path, *, quiet: bool, log, callbacks) -> dict:
     log(hardware.slow_bf16_warning(precision) or f"precision: {precision.name} ({precision.reason})")
     seed_everything(cfg.train.seed, cfg.train.threads)
     splits = read_splits(cfg, task, log)
@@ -42,6 +47,7 @@ def run(cfg: config_mod.RunConfig, *, quiet: bool = False, log=print, callbacks=
     model = method.apply(model, cfg.method, head)
     trainable, total = count_parameters(model)
     log(f"{cfg.method.name}: training {trainable:,} of {total:,} parameters ({100 * trainable / total:.2f}%)")
+    runstate.note(run_dir, trainable_parameters=trainable, total_parameters=total)
     feats, collate, evaluate, evaluate_final, evaluate_test, data_info = _pipeline(cfg, task, tokenizer, labels, splits, log)
     baseline = {"baseline": evaluate_final(model)} if getattr(task, "EVAL_BEFORE_TRAINING", False) else {}
     loss_fn = task.loss_for(cfg) if hasattr(task, "loss_for") else task.loss
