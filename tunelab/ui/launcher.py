@@ -106,6 +106,12 @@ class Launcher:
         state, _ = runstate.state(folder)
         if state in ("running", "finished"):
             raise TunelabError(f"run '{run_id}' is {state}; only a failed or interrupted run can be resumed")
+        old = self.jobs.get(run_id)
+        if old is not None and old.returncode is None:  # it released the run's lock and is exiting: let it finish
+            try:
+                old.returncode = old.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                raise TunelabError(f"run '{run_id}': its previous process (pid {old.proc.pid}) has not exited yet") from None
         cwd = Path(runstate.read_status(folder).get("cwd") or os.getcwd())
         argv = [sys.executable, "-m", "tunelab.cli", "train", str(folder / "config.yaml"), "--quiet"]
         return {"run_id": run_id, "command": display(argv), "job": self._start(run_id, argv, cwd).view()}
