@@ -96,7 +96,13 @@ def build_app(root: Path, read_only: bool = False, poll_s: float = 0.5) -> FastA
 
     @app.get("/api/run")
     async def run(id: str):
-        detail = await run_in_threadpool(index.detail, root, id)
+        try:
+            detail = await run_in_threadpool(index.detail, root, id)
+        except index.NotFound:
+            job = launcher.job(id)
+            if job is None:
+                raise
+            return {"starting": job}  # launched here; the child has not written the run folder yet (or failed first)
         return {**detail, "job": launcher.job(id)}
 
     @app.get("/api/run/file")

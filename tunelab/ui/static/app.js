@@ -129,10 +129,8 @@
   async function runPage(id) {
     let data;
     try { data = await api(`/api/run?${q({ id })}`); }
-    catch (e) {
-      if (e.status === 404) return startingPage(id, e.message);
-      return page("Run", errorBox(e.message));
-    }
+    catch (e) { return page("Run", errorBox(e.message)); }
+    if (data.starting) return startingPage(id, data.starting);
     const s = data.summary;
     const head = h("span", { id: "run-state" });
     const actions = h("span", { class: "toolbar" });
@@ -206,9 +204,7 @@
     return box;
   }
 
-  async function startingPage(id, message) {
-    let job;
-    try { job = await api(`/api/job?${q({ id })}`); } catch (e) { return page("Run", errorBox(message)); }
+  function startingPage(id, job) {
     page([id, badge(job.running ? "starting" : "failed")], h("div", { class: "command", text: job.command }),
       h("p", { class: "muted", text: job.running ? "Starting: the run folder appears once the config is validated and the data read." : `The process exited with code ${job.returncode} before creating the run folder.` }),
       h("pre", { id: "job-output", text: job.output || "" }));
@@ -243,7 +239,7 @@
     for (const d of data.diff) body.appendChild(h("tr", {}, h("td", {}, h("code", {}, d.key)), d.values.map((v) => h("td", {}, v === undefined || v === null ? "null" : typeof v === "object" ? JSON.stringify(v) : String(v)))));
     if (!data.diff.length) body.appendChild(h("tr", {}, h("td", { colspan: data.runs.length + 1, class: "muted", text: "the configs are identical (apart from output_dir)" })));
     diff.appendChild(body);
-    out.appendChild(h("h2", {}, "Config diff"), diff);
+    out.append(h("h2", {}, "Config diff"), diff);
   }
 
   function headline(runs) {

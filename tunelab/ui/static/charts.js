@@ -22,6 +22,12 @@
     return { lo: Math.min(lo, ticks[0]), hi: Math.max(hi, ticks[ticks.length - 1]), ticks };
   }
 
+  function decades(lo, hi) {  // log10 axis: whole powers of ten around the data
+    const a = Math.floor(lo), b = Math.max(Math.ceil(hi), a + 1), ticks = [];
+    for (let t = a; t <= b; t++) ticks.push(t);
+    return { lo: a, hi: b, ticks };
+  }
+
   function fmt(v) {
     if (v === 0) return "0";
     const a = Math.abs(v);
@@ -42,7 +48,8 @@
     }
     const tx = (x) => (opts.logX ? Math.log10(Math.max(x, 1e-12)) : x);
     const xs = series.flatMap((s) => s.points.map((p) => tx(p[0]))), ys = series.flatMap((s) => s.points.map((p) => p[1]));
-    const X = niceTicks(Math.min(...xs), Math.max(...xs), 6), Y = niceTicks(Math.min(...ys), Math.max(...ys), 5);
+    const X = opts.logX ? decades(Math.min(...xs), Math.max(...xs)) : niceTicks(Math.min(...xs), Math.max(...xs), 6);
+    const Y = niceTicks(Math.min(...ys), Math.max(...ys), 5);
     const px = (x) => M.l + ((tx(x) - X.lo) / (X.hi - X.lo)) * (W - M.l - M.r);
     const py = (y) => H - M.b - ((y - Y.lo) / (Y.hi - Y.lo)) * (H - M.t - M.b);
     const axis = el("g", { "font-size": 11, fill: "#68717d" }, svg);
