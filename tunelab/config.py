@@ -21,6 +21,7 @@ from tunelab.schema import Strict
 from tunelab.tasks import TASKS
 from tunelab.tasks.causal_lm import Config as LMConfig
 from tunelab.training.speed import Config as SpeedConfig
+from tunelab.training.tracking import Config as TrackingConfig
 
 
 class ModelConfig(Strict):
@@ -96,6 +97,7 @@ class RunConfig(Strict):
     lm: LMConfig = Field(default_factory=LMConfig, description="Causal-LM data options: template, loss tokens, packing, dev generations.")
     generation: GenerationConfig = Field(default_factory=GenerationConfig, description="Decoding for generate/chat (and dev generations).")
     speed: SpeedConfig = Field(default_factory=SpeedConfig, description="Speed and memory levers (bf16 frozen weights, chunked LM loss, compile, cache).")
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="Experiment trackers (TensorBoard, MLflow, Trackio) besides metrics.jsonl.")
 
     @model_validator(mode="after")
     def _batch_divides(self) -> "RunConfig":

@@ -23,7 +23,7 @@ from tunelab.methods import METHODS
 from tunelab.methods.base import count_parameters
 from tunelab.models import load as model_load
 from tunelab.tasks import TASKS
-from tunelab.training import checkpoint, loop, optim, speed
+from tunelab.training import checkpoint, loop, optim, speed, tracking
 
 
 def run(cfg: config_mod.RunConfig, *, quiet: bool = False, log=print, callbacks=()) -> dict:
@@ -52,21 +52,24 @@ def _train(cfg: config_mod.RunConfig, task, precision, run_dir: Path, *, quiet: 
     baseline = {"baseline": evaluate_final(model)} if getattr(task, "EVAL_BEFORE_TRAINING", False) else {}
     loss_fn = task.loss_for(cfg) if hasattr(task, "loss_for") else task.loss
     objective = loop.Objective(loss=loss_fn, count=task.count, evaluate=evaluate)
-    start = time.perf_counter()
-    callbacks = [*callbacks, *training_callbacks(model, cfg, method, len(feats["train"]), log)]
-    groups = optim.groups_builder(getattr(method, "param_groups", None), cfg.method, cfg.train.llrd)
-    with speed.applied(model, cfg.speed, cfg.train.precision, trainable == total, log):
-        state = loop.train(model, feats["train"], objective, cfg.train, run_dir, collate=collate, callbacks=callbacks, quiet=quiet,
-                           log=log, param_groups=groups)
-    loop.load_best(model, run_dir)
-    final = {"best_step": state.best_step, "steps": state.step, "train_seconds": round(time.perf_counter() - start, 1),
-             "trainable_parameters": trainable, "total_parameters": total, **baseline,
-             "precision": {"name": precision.name, "reason": precision.reason},
-             "dev": evaluate_final(model), **({"test": evaluate_test(model)} if "test" in feats else {}),
-             **({"data": data_info} if data_info else {})}
-    export(model, tokenizer, method, labels, run_dir)
-    checkpoint.write_json_atomic(run_dir / "metrics.json", final)
-    report.write(run_dir, cfg, final, labels)
+    params = {**cfg.model_dump(mode="json"), "trainable_parameters": trainable, "total_parameters": total}
+    with tracking.tracking(cfg.tracking, run_dir, params, checkpoint.latest_step(run_dir / "checkpoints"), log) as tracker:
+        start = time.perf_counter()
+        callbacks = [*callbacks, *training_callbacks(model, cfg, method, len(feats["train"]), log), tracker]
+        groups = optim.groups_builder(getattr(method, "param_groups", None), cfg.method, cfg.train.llrd)
+        with speed.applied(model, cfg.speed, cfg.train.precision, trainable == total, log):
+            state = loop.train(model, feats["train"], objective, cfg.train, run_dir, collate=collate, callbacks=callbacks, quiet=quiet,
+                               log=log, param_groups=groups)
+        loop.load_best(model, run_dir)
+        final = {"best_step": state.best_step, "steps": state.step, "train_seconds": round(time.perf_counter() - start, 1),
+                 "trainable_parameters": trainable, "total_parameters": total, **baseline,
+                 "precision": {"name": precision.name, "reason": precision.reason},
+                 "dev": evaluate_final(model), **({"test": evaluate_test(model)} if "test" in feats else {}),
+                 **({"data": data_info} if data_info else {})}
+        export(model, tokenizer, method, labels, run_dir)
+        checkpoint.write_json_atomic(run_dir / "metrics.json", final)
+        report.write(run_dir, cfg, final, labels)
+        tracker.finish(final, [run_dir / n for n in ("report.md", "metrics.json", "config.yaml", report.PLOT)], state.step)
     return final
 
 

@@ -51,6 +51,12 @@ def latest(ckpt_root: Path) -> Path | None:
     return target if (target / "state.pt").is_file() else None
 
 
+def latest_step(ckpt_root: Path) -> int:
+    """The step of the newest checkpoint (0 when there is none): where a resumed run continues."""
+    pointer = ckpt_root / POINTER
+    return int(json.loads(pointer.read_text())["step"]) if latest(ckpt_root) is not None else 0
+
+
 def load(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     weights = load_file(str(path / "weights.safetensors"))
     extra = torch.load(path / "state.pt", weights_only=False)

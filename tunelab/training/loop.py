@@ -56,6 +56,8 @@ class Callback:
     def on_before_zero_grad(self, model, state: LoopState, total_steps: int) -> None:
         """After the optimizer step, gradients still present (``state.step`` not yet incremented)."""
     def on_evaluate(self, model, state: LoopState, metrics: dict) -> None: ...
+    def on_log(self, state: LoopState, record: dict) -> None:
+        """A metrics.jsonl record was written (train loss/lr/speed, or dev metrics): trackers listen here."""
 
 
 def lower_is_better(metric: str) -> bool:
@@ -158,6 +160,7 @@ def _after_step(model, objective, cfg, state, window, optimizer, sched, run_dir,
         record = {"step": state.step, "epoch": round(state.step / steps_per_epoch, 4), "loss": window["loss"] / max(window["items"], 1),
                   "lr": sched.get_last_lr()[0], "tokens_per_s": round(tokens_per_s, 1)}
         _append_log(run_dir / "metrics.jsonl", record)
+        _hook(callbacks, "on_log", state, record)
         window.update(loss=0.0, items=0, tokens=0, start=time.perf_counter())
     at_epoch_end = state.step % steps_per_epoch == 0
     due = state.step % cfg.eval_every == 0 if cfg.eval_every else at_epoch_end
@@ -189,6 +192,7 @@ def _evaluate(model, objective, cfg, state, run_dir: Path, callbacks, log) -> No
     record = {"step": state.step, **{f"dev/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}}
     state.history.append(record)
     _append_log(run_dir / "metrics.jsonl", record)
+    _hook(callbacks, "on_log", state, record)
     for cb in callbacks:
         cb.on_evaluate(model, state, metrics)
     log(f"step {state.step}: dev " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
