@@ -1,0 +1,113 @@
+"""Screenshots of every `tunelab ui` page for the README (docs/img/ui-*.png), taken in headless chromium.
+
+    python docs/screenshots.py [--runs /tmp/tunelab-shots/runs] [--out docs/img]
+
+Trains real runs first (minilm-l6 on an SST-2 slice from ../shared/data: `tunelab compare` with full, LoRA and
+BitFit, 60 steps each; reused when already there), serves the dashboard over them, then drives the browser the way
+a user would: runs table, a run page, compare, the launch form (with an inline error, then a launched run watched
+live and stopped), and the playground. Uses the same browser launcher as the tests (tests/browser.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+SST2 = REPO.parent / "shared" / "data" / "sst2"
+COMMON = ["model.name=minilm-l6", "model.max_length=64", f"data.train={SST2 / 'train.tsv'}", f"data.dev={SST2 / 'dev.tsv'}",
+          "data.text_column=sentence", "data.max_train_rows=3000", "data.max_dev_rows=400", "train.batch_size=16",
+          "train.log_every=5", "train.eval_every=20", "train.threads=2"]
+
+
+def train_runs(root: Path) -> None:
+    cmp = root / "compare-sst2"
+    if (cmp / "compare.json").is_file():
+        return
+    overrides = [*COMMON, f"output_dir={cmp}", "train.max_steps=60", "tracking.backends=[tensorboard]"]
+    subprocess.run([sys.executable, "-m", "tunelab.cli", "compare", *overrides, "--methods", "full,lora,bitfit"], check=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", default="/tmp/tunelab-shots/runs")
+    ap.add_argument("--out", default=str(REPO / "docs" / "img"))
+    args = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    root, out = Path(args.runs), Path(args.out)
+    root.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    train_runs(root)
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.browser import ServerThread, launch, skip_reason
+    from tunelab.ui.app import build_app
+    from tunelab.ui.guard import Guard
+
+    if skip_reason():
+        sys.exit(skip_reason())
+    with ServerThread(Guard(build_app(root), [], loopback=True)) as srv, sync_playwright() as pw:
+        ctx = launch(pw, root.parent / "chromium-profile", viewport=(1360, 900))
+        page = ctx.new_page()
+        errors = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+
+        def go(route: str, ready: str) -> None:
+            page.goto(f"{srv.url}/#{route}")
+            page.wait_for_selector(f"main[data-ready={ready}]")
+
+        def shot(name: str, full: bool = True) -> None:
+            page.wait_for_timeout(300)
+            page.screenshot(path=str(out / f"ui-{name}.png"), full_page=full)
+            print(f"wrote {out / f'ui-{name}.png'}")
+
+        ids = "compare-sst2/full,compare-sst2/lora,compare-sst2/bitfit"
+        go(f"/compare?ids={ids}", "compare")
+        shot("compare")
+        go("/run/compare-sst2/lora", "run")
+        page.wait_for_selector("#report h2")
+        shot("run", full=False)
+        go("/playground?id=compare-sst2/lora", "playground")
+        page.fill("#pg-input", "A warm, funny and beautifully acted film.\nTwo hours of my life I will never get back.\n"
+                               "The plot is thin but the performances carry it.")
+        page.click("#pg-predict")
+        page.wait_for_selector(".prediction")
+        shot("playground")
+
+        go("/launch?from=compare-sst2/lora", "launch")
+        expect(page.locator("[data-key='model.name'] input")).to_have_value("minilm-l6")
+        page.fill("[data-key=output_dir] input", "lora-r16-live")
+        page.fill("[data-key='method.r'] >> visible=true >> input", "sixteen")
+        page.locator("[data-error-for='method.r']").filter(has_text="valid integer").first.wait_for()
+        page.locator("[data-key='method.r'] >> visible=true").scroll_into_view_if_needed()
+        shot("launch-error", full=False)
+        page.fill("[data-key='method.r'] >> visible=true >> input", "16")
+        page.fill("[data-key='train.max_steps'] input", "400")
+        expect(page.locator("#launch")).to_be_enabled()
+        page.click("#launch")
+        page.wait_for_url("**/#/run/lora-r16-live")
+        page.wait_for_selector("#run-state [data-state=running]", timeout=180_000)
+        deadline = time.time() + 600
+        while page.locator("#chart-dev circle").count() < 3 and time.time() < deadline:
+            page.wait_for_timeout(1000)
+        shot("live", full=False)
+        page.click("#stop")
+        page.wait_for_selector("#run-state [data-state=interrupted]", timeout=120_000)
+        go("/", "runs")
+        page.wait_for_selector("#runs tr[data-run='lora-r16-live']")
+        shot("runs")
+        ctx.close()
+    if errors:
+        print("console errors:", *errors, sep="\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
