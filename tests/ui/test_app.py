@@ -152,3 +152,56 @@ def test_playground_generates_from_a_tiny_causal_run(tmp_path, tiny_llama_dir, a
     assert r.status_code == 400 and "max_new_tokens" in r.json()["error"]
     r = c.post("/api/predict", json={"id": "lm", "texts": ["x"]})
     assert r.status_code == 400 and "use generate" in r.json()["error"]
+
+
+def test_events_stream_new_records_log_lines_and_state_changes_live(tmp_path):
+    """The run page's live feed: records appended while a trainer holds the lock arrive in order, then 'finished'."""
+    import json
+    import threading
+
+    import httpx
+
+    from tests.browser import ServerThread
+    from tunelab import runstate
+
+    root = tmp_path / "runs"
+    run = root / "live"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("task: classification\ntrain:\n  metric: accuracy\n")
+    started, step2 = threading.Event(), threading.Event()
+
+    def trainer():
+        with runstate.active(run, lambda m: None) as log:
+            with open(run / "metrics.jsonl", "a") as f:
+                f.write('{"step": 1, "loss": 0.7}\n')
+            log("step one done")
+            started.set()
+            step2.wait(10)
+            with open(run / "metrics.jsonl", "a") as f:
+                f.write('{"step": 2, "loss": 0.5}\n{"step": 2, "dev/accuracy": 0.75}\n')
+            time.sleep(0.5)
+            (run / "metrics.json").write_text('{"dev": {"accuracy": 0.75}}')
+
+    app = Guard(build_app(root, poll_s=0.1), [], loopback=True)
+    with ServerThread(app) as srv:
+        thread = threading.Thread(target=trainer)
+        thread.start()
+        started.wait(10)
+        events, event = [], None
+        with httpx.stream("GET", f"{srv.url}/api/run/events", params={"id": "live"}, timeout=30) as resp:
+            for line in resp.iter_lines():
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: "):
+                    events.append((event, json.loads(line[6:])))
+                    if event == "metrics":
+                        step2.set()
+                    if event == "state" and events[-1][1]["state"] == "finished":
+                        break
+        thread.join(10)
+    records = [r for kind, data in events if kind == "metrics" for r in data["records"]]
+    assert records == [{"step": 1, "loss": 0.7}, {"step": 2, "loss": 0.5}, {"step": 2, "dev/accuracy": 0.75}]
+    states = [data["state"] for kind, data in events if kind == "state"]
+    assert states[0] == "running" and states[-1] == "finished"
+    final = [data for kind, data in events if kind == "state"][-1]
+    assert final["value"] == 0.75 and final["value_kind"] == "best"

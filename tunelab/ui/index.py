@@ -128,12 +128,13 @@ def summary(root: Path, folder: Path) -> dict:
     metric = train.get("metric")
     trainable, total = final.get("trainable_parameters", status.get("trainable_parameters")), final.get("total_parameters", status.get("total_parameters"))
     started = status.get("started") or (folder / "config.yaml").stat().st_mtime
-    records, _ = read_records(folder / "metrics.jsonl")
-    dev = [r for r in records if metric and f"dev/{metric}" in r]
-    if final:
-        value, value_kind = (final.get("dev") or {}).get(metric), "best"
+    if final:  # finished: metrics.json has it all (the table never re-reads a finished run's whole log)
+        value, value_kind, step = (final.get("dev") or {}).get(metric), "best", final.get("steps", 0)
     else:
+        records, _ = read_records(folder / "metrics.jsonl")
+        dev = [r for r in records if metric and f"dev/{metric}" in r]
         value, value_kind = (dev[-1][f"dev/{metric}"] if dev else None), "last eval"
+        step = max((r.get("step", 0) for r in records), default=0)
     if state == "finished":
         seconds = final.get("train_seconds")
     elif state == "running":
@@ -146,7 +147,7 @@ def summary(root: Path, folder: Path) -> dict:
             "metric": metric, "value": value, "value_kind": value_kind,
             "trainable": trainable, "total": total, "trainable_pct": round(100 * trainable / total, 4) if trainable and total else None,
             "seconds": round(seconds, 1) if seconds is not None else None, "started": started,
-            "step": max((r.get("step", 0) for r in records), default=0)}
+            "step": step}
 
 
 def list_runs(root: Path) -> dict:
