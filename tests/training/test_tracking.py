@@ -89,3 +89,30 @@ def test_trackio_local_store_holds_the_metrics(tracked_run):
     got = {(k, row["step"]): v for row in logs for k, v in row.items() if isinstance(v, (int, float)) and k not in ("step",)}
     for key, value in expected(records).items():
         assert got[key] == pytest.approx(value, rel=1e-9), key
+
+
+def test_a_resumed_run_continues_its_mlflow_run_and_a_crash_marks_it(tmp_path):
+    pytest.importorskip("mlflow", reason="mlflow-skinny not installed (pip install tunelab[tracking])")
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    from mlflow.tracking import MlflowClient
+
+    from tunelab.training import tracking
+
+    run = tmp_path / "runs" / "r"
+    run.mkdir(parents=True)
+    cfg = tracking.Config(backends=["mlflow"])
+    with pytest.raises(KeyboardInterrupt):
+        with tracking.tracking(cfg, run, {"train": {"lr": 0.1}}, 0, lambda m: None) as fan:
+            fan.on_log(None, {"step": 1, "loss": 0.9})
+            raise KeyboardInterrupt
+    run_id = json.loads((run / tracking.STATE_FILE).read_text())["mlflow_run_id"]
+    client = MlflowClient(tracking_uri=(tmp_path / "runs" / "mlruns").as_uri())
+    assert client.get_run(run_id).info.status == "KILLED"
+    with tracking.tracking(cfg, run, {"train": {"lr": 0.1}}, 1, lambda m: None) as fan:
+        fan.on_log(None, {"step": 2, "loss": 0.8, "note": "text is not a metric"})
+        fan.finish({"dev": {"accuracy": 0.5}}, [], 2)
+    assert json.loads((run / tracking.STATE_FILE).read_text())["mlflow_run_id"] == run_id
+    got = client.get_run(run_id)
+    assert got.info.status == "FINISHED" and got.data.params == {"train.lr": "0.1"}
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "loss")] == [(1, 0.9), (2, 0.8)]
+    assert got.data.metrics["final/dev/accuracy"] == 0.5
