@@ -60,6 +60,9 @@ def test_run_page_shows_curves_report_and_config(page, server, tmp_path, runs_ro
     shot(page, tmp_path, "run")
     page.click("button[data-tab=Config]")
     assert "name: lora" in page.inner_text("#config")
+    page.click("button[data-tab='Sample predictions']")
+    page.wait_for_selector("#samples tbody tr")
+    assert page.locator("#samples tbody tr").count() == 8  # the first 8 dev rows, gold next to predicted
 
 
 def test_compare_page_overlays_runs_and_diffs_configs(page, server, tmp_path):
@@ -123,4 +126,8 @@ def test_playground_highlights_ner_entities(page, server, tmp_path, runs_root, t
     assert [(m.locator("sup").inner_text(), m.inner_text().rsplit(m.locator("sup").inner_text(), 1)[0])
             for m in marks.all()] == [("PER", "actor"), ("WORK", "film story")]
     assert page.inner_text(".prediction.ner").startswith("the good actor")
+    open_page(page, server, "/run/ner", "run")
+    page.click("button[data-tab='Sample predictions']")
+    page.wait_for_selector("#samples tbody tr")
+    assert page.locator("#samples tbody tr[data-correct=yes]").count() >= 6  # the tiny NER run reaches F1 >= 0.9
     shot(page, tmp_path, "playground-ner")

@@ -6,6 +6,7 @@ GET  /api/runs              runs table rows, compare folders, jobs launched here
 GET  /api/run?id=           one run: summary, config, final metrics, records, report, log
 GET  /api/run/file?id=&name= a report file of a run (png, html, md, json, yaml, log)
 GET  /api/run/events?id=    server-sent events: new metrics records, log text, state changes
+GET  /api/run/samples?id=   first dev examples with the run's predictions and the gold answers
 GET  /api/compare?ids=a,b   curves, headline numbers and config diff of several runs
 GET  /api/schema            the launch form's fields
 POST /api/validate          form values -> errors per key (the CLI's messages) and the command
@@ -167,6 +168,11 @@ def build_app(root: Path, read_only: bool = False, poll_s: float = 0.5) -> FastA
         texts = body.get("texts")
         outputs = await run_in_threadpool(playground.predict, folder, texts)
         return {"outputs": outputs}
+
+    @app.get("/api/run/samples")
+    async def samples(id: str):
+        folder = index.run_dir(root, id)
+        return await run_in_threadpool(playground.samples, folder)
 
     @app.post("/api/generate")
     async def generate(request: Request):

@@ -56,6 +56,33 @@ class Playground:
             return task.predict(loaded.model, loaded.tokenizer, loaded.labels, rows, loaded.cfg.model.max_length,
                                 **task.encode_options(loaded.cfg.data))
 
+    def samples(self, folder: Path, n: int = 8) -> dict:
+        """The first ``n`` dev examples with the run's predictions next to the gold answer (classification, NER).
+
+        The dev split is rebuilt as training built it (the same file, or the same seeded split of train), with
+        relative data paths taken from the directory the run was trained in. Causal-LM runs keep their dev
+        generations in metrics.json (shown in the report), so they are returned from there.
+        """
+        from tunelab import runs, runstate
+        from tunelab.recipes import finetune
+        from tunelab.tasks import TASKS
+
+        cfg = runs.read_config(runs.check_run_dir(folder))
+        if cfg.task == "causal_lm":
+            return {"task": cfg.task, "samples": []}
+        cwd = Path(runstate.read_status(folder).get("cwd") or Path.cwd())
+        for key in ("train", "dev"):
+            value = getattr(cfg.data, key)
+            if value and not Path(value).is_absolute() and (cwd / value).exists():
+                setattr(cfg.data, key, str(cwd / value))
+        task = TASKS[cfg.task]
+        rows = finetune.read_splits(cfg, task, lambda m: None)["dev"][:n]
+        with self._lock:
+            loaded = self._load(folder, cfg.task)
+            outputs = task.predict(loaded.model, loaded.tokenizer, loaded.labels, rows, loaded.cfg.model.max_length,
+                                   **task.encode_options(loaded.cfg.data))
+        return {"task": cfg.task, "samples": [_sample(r, o) for r, o in zip(rows, outputs)]}
+
     def generate(self, folder: Path, prompt: str | None, messages: list[dict] | None, decoding: dict) -> dict:
         """One generation; ``messages`` (chat) use the run's chat template, ``prompt`` continues raw text."""
         from tunelab import runs
@@ -98,3 +125,15 @@ def _rows(task, texts: list[str]) -> list:
     from tunelab.data.sources import Row
 
     return [Row(t, None, None, i + 1) for i, t in enumerate(texts)]
+
+
+def _sample(row, out: dict) -> dict:
+    """One dev example: text, gold and predicted answer (a label, or entity spans as (type, text))."""
+    if "entities" in out:
+        from tunelab.data import tagging
+
+        gold = [{"type": k, "text": row.text[row.offsets[a][0]:row.offsets[b - 1][1]]} for a, b, k in tagging.spans(row.tags or [])]
+        pred = [{"type": e["type"], "text": e["text"]} for e in out["entities"]]
+        return {"text": row.text, "gold": gold, "pred": pred, "correct": gold == pred}
+    return {"text": row.text if row.text_pair is None else f"{row.text} ||| {row.text_pair}", "gold": row.label, "pred": out["label"],
+            "confidence": out["probs"][out["label"]], "correct": str(row.label) == str(out["label"])}

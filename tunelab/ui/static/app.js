@@ -162,6 +162,7 @@
       ["Report", () => reportView(id, data)], ["Config", () => h("pre", { id: "config", text: data.config_text })],
       ["Final metrics", () => h("pre", { text: Object.keys(data.final).length ? JSON.stringify(data.final, null, 1) : "(the run has not finished)" })],
       ["Log", () => logPre],
+      ...(s.state === "finished" && s.task !== "causal_lm" ? [["Sample predictions", () => samplesView(id)]] : []),
       ...(data.job ? [["Launch output", () => h("div", {}, h("div", { class: "command", text: data.job.command }), h("pre", { text: data.job.output }))]] : []),
     ]);
     page([s.id, head, actions], facts, h("div", { class: "grid2" }, h("div", { class: "card" }, charts.loss), h("div", { class: "card" }, charts.dev)),
@@ -194,6 +195,18 @@
     tabs.forEach(([name], i) => bar.appendChild(h("button", { role: "tab", "data-tab": name, onclick: () => show(i) }, name)));
     show(0);
     return h("div", {}, bar, body);
+  }
+
+  function samplesView(id) {
+    const box = h("div", { id: "samples" }, h("p", { class: "muted", text: "Predicting the first dev examples…" }));
+    api(`/api/run/samples?${q({ id })}`).then((res) => {
+      const show = (v) => (Array.isArray(v) ? v.map((e) => `${e.text} [${e.type}]`).join(", ") || "(none)" : String(v));
+      box.textContent = "";
+      box.appendChild(h("table", {}, h("thead", {}, h("tr", {}, ["text", "gold", "predicted", ""].map((c) => h("th", {}, c)))),
+        h("tbody", {}, res.samples.map((r) => h("tr", { "data-correct": r.correct ? "yes" : "no" }, h("td", {}, r.text), h("td", {}, show(r.gold)),
+          h("td", {}, show(r.pred) + (r.confidence !== undefined ? ` (${r.confidence.toFixed(3)})` : "")), h("td", { text: r.correct ? "✓" : "✗" }))))));
+    }).catch((e) => { box.textContent = ""; box.appendChild(errorBox(e.message)); });
+    return box;
   }
 
   function reportView(id, data) {
