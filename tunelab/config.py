@@ -21,7 +21,7 @@ from tunelab.schema import Strict
 from tunelab.tasks import TASKS
 from tunelab.tasks.causal_lm import Config as LMConfig
 from tunelab.training.speed import Config as SpeedConfig
-from tunelab.training.tracking import Config as TrackingConfig
+from tunelab.training.trackers import Config as TrackingConfig
 
 
 class ModelConfig(Strict):

@@ -23,7 +23,7 @@ from tunelab.methods import METHODS
 from tunelab.methods.base import count_parameters
 from tunelab.models import load as model_load
 from tunelab.tasks import TASKS
-from tunelab.training import checkpoint, loop, optim, speed, tracking
+from tunelab.training import checkpoint, loop, optim, speed, trackers
 
 
 def run(cfg: config_mod.RunConfig, *, quiet: bool = False, log=print, callbacks=()) -> dict:
@@ -53,7 +53,7 @@ def _train(cfg: config_mod.RunConfig, task, precision, run_dir: Path, *, quiet: 
     loss_fn = task.loss_for(cfg) if hasattr(task, "loss_for") else task.loss
     objective = loop.Objective(loss=loss_fn, count=task.count, evaluate=evaluate)
     params = {**cfg.model_dump(mode="json"), "trainable_parameters": trainable, "total_parameters": total}
-    with tracking.tracking(cfg.tracking, run_dir, params, checkpoint.latest_step(run_dir / "checkpoints"), log) as tracker:
+    with trackers.tracking(cfg.tracking, run_dir, params, checkpoint.latest_step(run_dir / "checkpoints"), log) as tracker:
         start = time.perf_counter()
         callbacks = [*callbacks, *training_callbacks(model, cfg, method, len(feats["train"]), log), tracker]
         groups = optim.groups_builder(getattr(method, "param_groups", None), cfg.method, cfg.train.llrd)

@@ -96,7 +96,7 @@ def test_a_resumed_run_continues_its_mlflow_run_and_a_crash_marks_it(tmp_path):
     os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     from mlflow.tracking import MlflowClient
 
-    from tunelab.training import tracking
+    from tunelab.training import trackers as tracking
 
     run = tmp_path / "runs" / "r"
     run.mkdir(parents=True)

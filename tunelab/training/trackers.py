@@ -1,4 +1,4 @@
-"""Experiment trackers besides tunelab's own metrics.jsonl: TensorBoard, MLflow (file store) and Trackio (local).
+"""Experiment-tracker back-ends besides tunelab's own metrics.jsonl: TensorBoard, MLflow (file store) and Trackio (local).
 
 The loop knows none of them: it hands every metrics record to its callbacks (``on_log``), and ``Tracking`` is the
 one callback that fans each record out to the configured backends. A backend implements ``Tracker``: ``start``
