@@ -20,9 +20,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 SST2 = REPO.parent / "shared" / "data" / "sst2"
-COMMON = ["model.name=minilm-l6", "model.max_length=64", f"data.train={SST2 / 'train.tsv'}", f"data.dev={SST2 / 'dev.tsv'}",
-          "data.text_column=sentence", "data.max_train_rows=3000", "data.max_dev_rows=400", "train.batch_size=16",
-          "train.log_every=5", "train.eval_every=20", "train.threads=2"]
+COMMON = [
+    "model.name=minilm-l6",
+    "model.max_length=64",
+    f"data.train={SST2 / 'train.tsv'}",
+    f"data.dev={SST2 / 'dev.tsv'}",
+    "data.text_column=sentence",
+    "data.max_train_rows=3000",
+    "data.max_dev_rows=400",
+    "train.batch_size=16",
+    "train.log_every=5",
+    "train.eval_every=20",
+    "train.threads=2",
+]
 
 
 def train_runs(root: Path) -> None:
@@ -30,7 +40,9 @@ def train_runs(root: Path) -> None:
     if (cmp / "compare.json").is_file():
         return
     overrides = [*COMMON, f"output_dir={cmp}", "train.max_steps=60", "tracking.backends=[tensorboard]"]
-    subprocess.run([sys.executable, "-m", "tunelab.cli", "compare", *overrides, "--methods", "full,lora,bitfit"], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "tunelab.cli", "compare", *overrides, "--methods", "full,lora,bitfit"], check=True
+    )
 
 
 def main() -> int:
@@ -74,8 +86,11 @@ def main() -> int:
         page.wait_for_selector("#report h2")
         shot("run", full=False)
         go("/playground?id=compare-sst2/lora", "playground")
-        page.fill("#pg-input", "A warm, funny and beautifully acted film.\nTwo hours of my life I will never get back.\n"
-                               "The plot is thin but the performances carry it.")
+        page.fill(
+            "#pg-input",
+            "A warm, funny and beautifully acted film.\nTwo hours of my life I will never get back.\n"
+            "The plot is thin but the performances carry it.",
+        )
         page.click("#pg-predict")
         page.wait_for_selector(".prediction")
         shot("playground")

@@ -21,8 +21,17 @@ from pathlib import Path
 
 import pytest
 
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--no-first-run", "--disable-dev-shm-usage", "--disable-default-apps", "--disable-extensions"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+    "--disable-default-apps",
+    "--disable-extensions",
+]
 CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 
 
@@ -44,7 +53,9 @@ def skip_reason() -> str | None:
     except ImportError:
         return "playwright is not installed (`make setup` installs it with the test extra)"
     if chromium_path() is None:
-        return "no chromium found (install Debian's `chromium`: `make browser` does it as root; or set TUNELAB_CHROMIUM)"
+        return (
+            "no chromium found (install Debian's `chromium`: `make browser` does it as root; or set TUNELAB_CHROMIUM)"
+        )
     return None
 
 
@@ -52,8 +63,13 @@ def launch(playwright, profile: Path, viewport: tuple[int, int] = (1280, 900)):
     """A headless Chromium context with a fresh profile in ``profile``."""
     profile.mkdir(parents=True, exist_ok=True)
     return playwright.chromium.launch_persistent_context(
-        str(profile), executable_path=chromium_path(), headless=True, args=FLAGS,
-        viewport={"width": viewport[0], "height": viewport[1]}, timeout=60_000)
+        str(profile),
+        executable_path=chromium_path(),
+        headless=True,
+        args=FLAGS,
+        viewport={"width": viewport[0], "height": viewport[1]},
+        timeout=60_000,
+    )
 
 
 @pytest.fixture(scope="module")

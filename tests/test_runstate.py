@@ -1,4 +1,4 @@
-"""Run state from files alone: finished, running (lock held), failed (with the error), interrupted (Ctrl-C or killed)."""
+"""Run state from files alone: finished, running (lock held), failed (with the error), interrupted (Ctrl-C, killed)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,9 @@ def test_running_then_finished(tmp_path):
     assert lines == ["hello"] and "hello" in (run / "train.log").read_text()
     assert runstate.state(run) == ("finished", None)
     status = runstate.read_status(run)
-    assert status["state"] == "finished" and status["trainable_parameters"] == 5 and status["ended"] >= status["started"]
+    assert (
+        status["state"] == "finished" and status["trainable_parameters"] == 5 and status["ended"] >= status["started"]
+    )
 
 
 def test_failure_records_the_error_and_ctrl_c_records_interrupted(tmp_path):
@@ -59,9 +61,11 @@ def test_a_second_trainer_in_the_same_folder_is_refused(tmp_path):
 
 def test_a_killed_trainer_reads_as_interrupted(tmp_path):
     run = _folder(tmp_path)
-    code = ("import sys, time; from tunelab import runstate\n"
-            f"with runstate.active(__import__('pathlib').Path({str(run)!r}), print):\n"
-            "    print('in', flush=True); time.sleep(60)\n")
+    code = (
+        "import sys, time; from tunelab import runstate\n"
+        f"with runstate.active(__import__('pathlib').Path({str(run)!r}), print):\n"
+        "    print('in', flush=True); time.sleep(60)\n"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "in"
     assert runstate.state(run)[0] == "running"

@@ -76,9 +76,17 @@ def active(run_dir: Path, log: Callable[[str], None]) -> Iterator[Callable[[str]
     try:
         if fcntl is not None and not _acquire(lock.fileno()):
             other = read_status(run_dir).get("pid", "?")
-            raise TunelabError(f"{run_dir}: another process (pid {other}) is training in this folder; wait for it or stop it")
+            raise TunelabError(
+                f"{run_dir}: another process (pid {other}) is training in this folder; wait for it or stop it"
+            )
         started = time.time()
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "cwd": os.getcwd(), "argv": sys.argv, "started": started}
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "cwd": os.getcwd(),
+            "argv": sys.argv,
+            "started": started,
+        }
         lock.seek(0)
         lock.truncate()
         lock.write(json.dumps(info))
@@ -94,12 +102,24 @@ def active(run_dir: Path, log: Callable[[str], None]) -> Iterator[Callable[[str]
         try:
             yield tee
         except KeyboardInterrupt:
-            _write_json(run_dir / STATUS, {**read_status(run_dir), **info, "state": "interrupted", "ended": time.time(), "error": "interrupted (Ctrl-C or stop)"})
+            _write_json(
+                run_dir / STATUS,
+                {
+                    **read_status(run_dir),
+                    **info,
+                    "state": "interrupted",
+                    "ended": time.time(),
+                    "error": "interrupted (Ctrl-C or stop)",
+                },
+            )
             raise
         except BaseException as exc:
             msg = str(exc) if isinstance(exc, TunelabError) else f"{type(exc).__name__}: {exc}"
             tee(f"error: {msg}")
-            _write_json(run_dir / STATUS, {**read_status(run_dir), **info, "state": "failed", "ended": time.time(), "error": msg})
+            _write_json(
+                run_dir / STATUS,
+                {**read_status(run_dir), **info, "state": "failed", "ended": time.time(), "error": msg},
+            )
             raise
         else:
             _write_json(run_dir / STATUS, {**read_status(run_dir), **info, "state": "finished", "ended": time.time()})

@@ -23,14 +23,32 @@ def tracked_run(tmp_path_factory, tiny_bert_dir):
     tmp = tmp_path_factory.mktemp("tracked")
     data = write_sentiment(tmp / "train.tsv", n=96)
     run = tmp / "runs" / "tracked"
-    overrides = [f"model.name={tiny_bert_dir}", f"data.train={data}", "data.text_column=sentence", f"output_dir={run}",
-                 "train.batch_size=8", "train.lr=1e-2", "train.log_every=2", "train.eval_every=4", "train.max_steps=12",
-                 "train.precision=fp32", "train.threads=1", "speed.cache=false", "method=lora",
-                 "tracking.backends=[tensorboard,mlflow,trackio]", f"tracking.trackio_dir={tmp / 'trackio'}"]
+    overrides = [
+        f"model.name={tiny_bert_dir}",
+        f"data.train={data}",
+        "data.text_column=sentence",
+        f"output_dir={run}",
+        "train.batch_size=8",
+        "train.lr=1e-2",
+        "train.log_every=2",
+        "train.eval_every=4",
+        "train.max_steps=12",
+        "train.precision=fp32",
+        "train.threads=1",
+        "speed.cache=false",
+        "method=lora",
+        "tracking.backends=[tensorboard,mlflow,trackio]",
+        f"tracking.trackio_dir={tmp / 'trackio'}",
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO), "TUNELAB_TCMALLOC": "0"}
     env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.run([sys.executable, "-m", "tunelab.cli", "train", *overrides, "--quiet"], env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tunelab.cli", "train", *overrides, "--quiet"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
     return run, records, tmp
@@ -38,7 +56,9 @@ def tracked_run(tmp_path_factory, tiny_bert_dir):
 
 def expected(records):
     """{(key, step): value} for every number in metrics.jsonl."""
-    return {(k, r["step"]): float(v) for r in records for k, v in r.items() if k != "step" and isinstance(v, (int, float))}
+    return {
+        (k, r["step"]): float(v) for r in records for k, v in r.items() if k != "step" and isinstance(v, (int, float))
+    }
 
 
 def test_tensorboard_event_files_hold_the_metrics_jsonl_values(tracked_run):
@@ -80,13 +100,25 @@ def test_mlflow_file_store_holds_params_metrics_and_the_report(tracked_run):
 
 def test_trackio_local_store_holds_the_metrics(tracked_run):
     run, records, tmp = tracked_run
-    code = ("import json, sys; from trackio.sqlite_storage import SQLiteStorage\n"
-            "print(json.dumps(SQLiteStorage.get_logs('tunelab', 'tracked'), default=str))")
-    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "TRACKIO_DIR": str(tmp / "trackio")},
-                         capture_output=True, text=True, timeout=120)
+    code = (
+        "import json, sys; from trackio.sqlite_storage import SQLiteStorage\n"
+        "print(json.dumps(SQLiteStorage.get_logs('tunelab', 'tracked'), default=str))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "TRACKIO_DIR": str(tmp / "trackio")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     logs = json.loads(out.stdout.strip().splitlines()[-1])
-    got = {(k, row["step"]): v for row in logs for k, v in row.items() if isinstance(v, (int, float)) and k not in ("step",)}
+    got = {
+        (k, row["step"]): v
+        for row in logs
+        for k, v in row.items()
+        if isinstance(v, (int, float)) and k not in ("step",)
+    }
     for key, value in expected(records).items():
         assert got[key] == pytest.approx(value, rel=1e-9), key
 

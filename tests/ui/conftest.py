@@ -6,13 +6,26 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import browser_context, page  # noqa: F401  (browser fixtures for this folder's tests)
 from tests.conftest import write_sentiment
 
 
 def tiny_overrides(model_dir: Path, data: Path, out: Path, *extra: str) -> list[str]:
-    return [f"model.name={model_dir}", f"data.train={data}", "data.text_column=sentence", f"output_dir={out}",
-            "train.batch_size=8", "train.lr=1e-2", "train.log_every=1", "train.eval_every=4", "train.max_steps=12",
-            "train.precision=fp32", "train.threads=1", "speed.cache=false", *extra]
+    return [
+        f"model.name={model_dir}",
+        f"data.train={data}",
+        "data.text_column=sentence",
+        f"output_dir={out}",
+        "train.batch_size=8",
+        "train.lr=1e-2",
+        "train.log_every=1",
+        "train.eval_every=4",
+        "train.max_steps=12",
+        "train.precision=fp32",
+        "train.threads=1",
+        "speed.cache=false",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
 from starlette.testclient import TestClient
 
 from tests.conftest import write_sentiment
@@ -63,7 +62,10 @@ def test_path_traversal_through_the_api_is_refused(tmp_path):
     assert c.get("/api/run/file", params={"id": "..", "name": "config.yaml"}).status_code == 403
     assert c.get("/api/compare", params={"ids": "../../etc"}).status_code == 403
     r = c.post("/api/validate", json={"values": {"output_dir": "../outside"}})
-    assert r.json()["problems"][0]["key"] == "output_dir" and "outside the runs folder" in r.json()["problems"][0]["message"]
+    assert (
+        r.json()["problems"][0]["key"] == "output_dir"
+        and "outside the runs folder" in r.json()["problems"][0]["message"]
+    )
     assert c.get("/static/../app.py").status_code == 404
 
 
@@ -79,8 +81,13 @@ def test_validation_messages_are_the_clis(tmp_path, capsys):
     for p in res["problems"]:
         assert p["message"] in cli_message  # each inline message is a piece of the CLI's line
     res = c.post("/api/validate", json={"values": {"method.name": "lorra"}}).json()
-    assert res["problems"] == [{"key": "method.name", "message": "method.name: unknown method 'lorra' (did you mean 'lora'?); valid: "
-                                + ", ".join(__import__("tunelab.methods", fromlist=["METHODS"]).METHODS)}]
+    assert res["problems"] == [
+        {
+            "key": "method.name",
+            "message": "method.name: unknown method 'lorra' (did you mean 'lora'?); valid: "
+            + ", ".join(__import__("tunelab.methods", fromlist=["METHODS"]).METHODS),
+        }
+    ]
 
 
 def test_non_loopback_host_without_a_key_is_refused(tmp_path, capsys):
@@ -94,7 +101,11 @@ def test_the_form_has_every_config_key_with_its_description():
         name = key.split()[0]
         assert name in form, name
         assert desc in [f["description"] for f in schema.form() if f["key"] == name] or name == "method.name"
-    assert form["train.precision"]["kind"] == "select" and form["train.precision"]["choices"] == ["auto", "fp32", "bf16"]
+    assert form["train.precision"]["kind"] == "select" and form["train.precision"]["choices"] == [
+        "auto",
+        "fp32",
+        "bf16",
+    ]
     lora_r = [f for f in schema.form() if f["key"] == "method.r" and f["when"] == {"method.name": "lora"}]
     assert lora_r and lora_r[0]["default"] == "8"
 
@@ -114,13 +125,22 @@ def test_launch_stop_and_resume_a_run(tmp_path, tiny_bert_dir):
     root = tmp_path / "runs"
     root.mkdir()
     data = write_sentiment(tmp_path / "train.tsv", n=96)
-    values = dict(o.split("=", 1) for o in tiny_overrides(tiny_bert_dir, data, "long", "train.max_steps=3000", "train.save_every=5",
-                                                          "train.eval_every=1000"))
+    values = dict(
+        o.split("=", 1)
+        for o in tiny_overrides(
+            tiny_bert_dir, data, "long", "train.max_steps=3000", "train.save_every=5", "train.eval_every=1000"
+        )
+    )
     c = client(root)
     plan = c.post("/api/validate", json={"values": values}).json()
     assert plan["ok"] and plan["run_id"] == "long" and plan["command"].startswith("tunelab train ")
     c.post("/api/launch", json={"values": values}).raise_for_status()
-    _wait(c, "long", {"running"}, cond=lambda r: r["step"] >= 6 and (root / "long" / "checkpoints" / "last.json").is_file())
+    _wait(
+        c,
+        "long",
+        {"running"},
+        cond=lambda r: r["step"] >= 6 and (root / "long" / "checkpoints" / "last.json").is_file(),
+    )
     assert c.post("/api/stop", json={"id": "long"}).json()["signal"] == "SIGINT"
     row = _wait(c, "long", {"interrupted", "failed"})
     assert row["state"] == "interrupted" and row["resumable"], row
@@ -138,13 +158,32 @@ def test_playground_generates_from_a_tiny_causal_run(tmp_path, tiny_llama_dir, a
 
     root = tmp_path / "runs"
     train = alpaca_writer(tmp_path / "train.json", 24)
-    cfg = config.load(None, ["task=causal_lm", f"model.name={tiny_llama_dir}", f"data.train={train}", f"output_dir={root / 'lm'}",
-                             "model.max_length=64", "train.max_steps=2", "train.batch_size=8", "train.precision=fp32",
-                             "lm.eval_generations=0", "speed.cache=false", "train.threads=1"])
+    cfg = config.load(
+        None,
+        [
+            "task=causal_lm",
+            f"model.name={tiny_llama_dir}",
+            f"data.train={train}",
+            f"output_dir={root / 'lm'}",
+            "model.max_length=64",
+            "train.max_steps=2",
+            "train.batch_size=8",
+            "train.precision=fp32",
+            "lm.eval_generations=0",
+            "speed.cache=false",
+            "train.threads=1",
+        ],
+    )
     finetune.run(cfg, quiet=True, log=lambda m: None)
     c = client(root)
-    res = c.post("/api/generate", json={"id": "lm", "messages": [{"role": "user", "content": "Say the word good"}],
-                                        "decoding": {"max_new_tokens": 5}})
+    res = c.post(
+        "/api/generate",
+        json={
+            "id": "lm",
+            "messages": [{"role": "user", "content": "Say the word good"}],
+            "decoding": {"max_new_tokens": 5},
+        },
+    )
     assert res.status_code == 200, res.text
     body = res.json()
     assert body["new_tokens"] <= 5 and body["finish_reason"] in ("length", "stop") and isinstance(body["text"], str)

@@ -9,7 +9,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser import ServerThread, browser_context, page, shot  # noqa: F401  (fixtures)
+from tests.browser import ServerThread, shot
 from tests.conftest import write_sentiment
 from tunelab.ui.app import build_app
 from tunelab.ui.guard import Guard
@@ -84,7 +84,9 @@ def test_launch_a_run_from_the_form_and_watch_it_finish(page, server, tmp_path, 
     page.fill("[data-key='train.lr'] input", "fast")
     err = page.locator("[data-error-for='train.lr']")
     err.filter(has_text="valid number").wait_for()
-    assert err.inner_text() == "train.lr: Input should be a valid number, unable to parse string as a number (got 'fast')"
+    assert (
+        err.inner_text() == "train.lr: Input should be a valid number, unable to parse string as a number (got 'fast')"
+    )
     assert page.locator("#launch").is_disabled()
     shot(page, tmp_path, "launch-error")
     page.fill("[data-key='train.lr'] input", "0.01")
@@ -123,8 +125,9 @@ def test_playground_highlights_ner_entities(page, server, tmp_path, runs_root, t
     page.click("#pg-predict")
     page.wait_for_selector(".prediction.ner")
     marks = page.locator(".prediction.ner mark.ent")
-    assert [(m.locator("sup").inner_text(), m.inner_text().rsplit(m.locator("sup").inner_text(), 1)[0])
-            for m in marks.all()] == [("PER", "actor"), ("WORK", "film story")]
+    assert [
+        (m.locator("sup").inner_text(), m.inner_text().rsplit(m.locator("sup").inner_text(), 1)[0]) for m in marks.all()
+    ] == [("PER", "actor"), ("WORK", "film story")]
     assert page.inner_text(".prediction.ner").startswith("the good actor")
     open_page(page, server, "/run/ner", "run")
     page.click("button[data-tab='Sample predictions']")

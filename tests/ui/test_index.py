@@ -14,7 +14,9 @@ def root(tmp_path):
     root = tmp_path / "runs"
     for rel in ("a", "cmp/lora", "cmp/full"):
         (root / rel / "model").mkdir(parents=True)
-        (root / rel / "config.yaml").write_text(f"task: classification\nmethod:\n  name: {rel.split('/')[-1]}\ntrain:\n  metric: accuracy\n  lr: 0.1\n")
+        (root / rel / "config.yaml").write_text(
+            f"task: classification\nmethod:\n  name: {rel.split('/')[-1]}\ntrain:\n  metric: accuracy\n  lr: 0.1\n"
+        )
         (root / rel / "model" / "adapter_config.json").write_text("{}")
     (root / "cmp" / "compare.json").write_text(json.dumps([{"method": "lora", "status": "ok", "run_dir": "lora"}]))
     (root / ".tunelab-ui" / "x").mkdir(parents=True)
@@ -57,7 +59,9 @@ def test_scan_finds_nested_runs_and_compare_folders_but_not_hidden_ones(root):
     assert sorted(r["id"] for r in listing["runs"]) == ["a", "cmp/full", "cmp/lora"]
     assert [c["id"] for c in listing["compares"]] == ["cmp"] and listing["compares"][0]["rows"][0]["method"] == "lora"
     row = next(r for r in listing["runs"] if r["id"] == "a")
-    assert row["state"] == "interrupted" and row["method"] == "a" and row["metric"] == "accuracy" and row["value"] is None
+    assert (
+        row["state"] == "interrupted" and row["method"] == "a" and row["metric"] == "accuracy" and row["value"] is None
+    )
 
 
 def test_records_are_read_incrementally_and_a_partial_line_waits(tmp_path):

@@ -1,4 +1,4 @@
-"""Experiment-tracker back-ends besides tunelab's own metrics.jsonl: TensorBoard, MLflow (file store) and Trackio (local).
+"""Experiment-tracker back-ends besides metrics.jsonl: TensorBoard, MLflow (file store) and Trackio (local).
 
 The loop knows none of them: it hands every metrics record to its callbacks (``on_log``), and ``Tracking`` is the
 one callback that fans each record out to the configured backends. A backend implements ``Tracker``: ``start``
@@ -31,12 +31,19 @@ class Config(Strict):
     """The ``tracking:`` config section."""
 
     backends: list[Literal["tensorboard", "mlflow", "trackio"]] = Field(
-        default_factory=list, description="Trackers to log to besides metrics.jsonl: any of tensorboard, mlflow, trackio (all offline).")
+        default_factory=list,
+        description="Trackers to log to besides metrics.jsonl: any of tensorboard, mlflow, trackio (all offline).",
+    )
     project: str = Field("tunelab", description="MLflow experiment / Trackio project name the run is logged under.")
     run_name: str | None = Field(None, description="Name of the run in the trackers; null = the run folder's name.")
     tensorboard_dir: str | None = Field(None, description="TensorBoard log folder; null = <output_dir>/tensorboard.")
-    mlflow_uri: str | None = Field(None, description="MLflow tracking URI; null = $MLFLOW_TRACKING_URI, else a file store in <output_dir's parent>/mlruns.")
-    trackio_dir: str | None = Field(None, description="Trackio's local store; null = $TRACKIO_DIR, else ~/.cache/huggingface/trackio.")
+    mlflow_uri: str | None = Field(
+        None,
+        description="MLflow tracking URI; null = $MLFLOW_TRACKING_URI, else a file store <output_dir parent>/mlruns.",
+    )
+    trackio_dir: str | None = Field(
+        None, description="Trackio's local store; null = $TRACKIO_DIR, else ~/.cache/huggingface/trackio."
+    )
 
 
 class Tracker(Protocol):
@@ -61,8 +68,11 @@ def flatten(d: dict, prefix: str = "") -> dict:
 
 def scalars(record: dict) -> dict[str, float]:
     """The finite numbers of a metrics record, without its step."""
-    return {k: float(v) for k, v in record.items()
-            if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
+    return {
+        k: float(v)
+        for k, v in record.items()
+        if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+    }
 
 
 class TensorBoard:
@@ -99,7 +109,7 @@ class MLflow:
 
     def start(self, params: dict, resume_step: int) -> None:
         if self.uri.startswith("file:") or "://" not in self.uri:
-            # MLflow 3 keeps its file store in maintenance mode behind this switch; the file store is what we were asked for
+            # MLflow 3 keeps its file store in maintenance mode behind this switch; a file store is what was asked for
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         from mlflow.entities import Param
         from mlflow.tracking import MlflowClient
@@ -113,7 +123,7 @@ class MLflow:
             self.state["mlflow_run_id"] = run_id
             items = [Param(k[:250], str(v)[:6000]) for k, v in params.items()]
             for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
-                self.client.log_batch(run_id, params=items[i:i + 100])
+                self.client.log_batch(run_id, params=items[i : i + 100])
         else:
             self.client.update_run(run_id, status="RUNNING")
         self.run_id = run_id
@@ -144,7 +154,9 @@ class Trackio:
         if self.folder:
             loaded = sys.modules.get("trackio.utils")
             if loaded is not None and str(loaded.TRACKIO_DIR) != str(Path(self.folder)):
-                raise ConfigError(f"tracking.trackio_dir: trackio is already loaded in this process with {loaded.TRACKIO_DIR}")
+                raise ConfigError(
+                    f"tracking.trackio_dir: trackio is already loaded in this process with {loaded.TRACKIO_DIR}"
+                )
             os.environ["TRACKIO_DIR"] = str(Path(self.folder))  # trackio reads its store location once, at import
         import trackio
 
@@ -167,7 +179,9 @@ def _default_mlflow_uri(run_dir: Path) -> str:
 def build(cfg: Config, run_dir: Path, state: dict) -> list:
     name = cfg.run_name or run_dir.name
     makers = {
-        "tensorboard": lambda: TensorBoard(Path(cfg.tensorboard_dir) if cfg.tensorboard_dir else run_dir / "tensorboard"),
+        "tensorboard": lambda: TensorBoard(
+            Path(cfg.tensorboard_dir) if cfg.tensorboard_dir else run_dir / "tensorboard"
+        ),
         "mlflow": lambda: MLflow(cfg.mlflow_uri or _default_mlflow_uri(run_dir), cfg.project, name, state),
         "trackio": lambda: Trackio(cfg.project, name, cfg.trackio_dir),
     }
@@ -188,14 +202,18 @@ class Tracking(Callback):
 
     def finish(self, final: dict, artifacts: list[Path], step: int) -> None:
         """Final dev/test metrics (as final/<split>/<name> at ``step``) and report files as artifacts."""
-        flat = {f"final/{split}/{k}": v for split in ("dev", "test") for k, v in scalars(final.get(split) or {}).items()}
+        flat = {
+            f"final/{split}/{k}": v for split in ("dev", "test") for k, v in scalars(final.get(split) or {}).items()
+        }
         for t in self.trackers:
             t.finish(flat, step, [p for p in artifacts if p.is_file()], "FINISHED")
         self.trackers = []
 
 
 @contextmanager
-def tracking(cfg: Config, run_dir: Path, params: dict, resume_step: int, log: Callable[[str], None]) -> Iterator[Tracking]:
+def tracking(
+    cfg: Config, run_dir: Path, params: dict, resume_step: int, log: Callable[[str], None]
+) -> Iterator[Tracking]:
     """Start the configured trackers; a run that raises closes them as failed (or killed on Ctrl-C)."""
     path = Path(run_dir) / STATE_FILE
     state = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}

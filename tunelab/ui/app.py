@@ -34,12 +34,20 @@ from tunelab.ui import index
 from tunelab.ui.launcher import Launcher
 from tunelab.ui.playground import Playground
 
-STATIC = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
-          "charts.js": "text/javascript; charset=utf-8", "markdown.js": "text/javascript; charset=utf-8",
-          "style.css": "text/css; charset=utf-8"}
-SECURITY_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-                                               "connect-src 'self'; frame-src 'self'; object-src 'none'; base-uri 'none'",
-                    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
+STATIC = {
+    "index.html": "text/html; charset=utf-8",
+    "app.js": "text/javascript; charset=utf-8",
+    "charts.js": "text/javascript; charset=utf-8",
+    "markdown.js": "text/javascript; charset=utf-8",
+    "style.css": "text/css; charset=utf-8",
+}
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; frame-src 'self'; object-src 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
 
 
 class ReadOnly(TunelabError):
@@ -57,7 +65,9 @@ def build_app(root: Path, read_only: bool = False, poll_s: float = 0.5) -> FastA
 
     @app.exception_handler(TunelabError)
     async def _user_error(_req, exc: TunelabError):
-        status = 403 if isinstance(exc, (index.Forbidden, ReadOnly)) else 404 if isinstance(exc, index.NotFound) else 400
+        status = (
+            403 if isinstance(exc, (index.Forbidden, ReadOnly)) else 404 if isinstance(exc, index.NotFound) else 400
+        )
         body = {"error": str(exc)}
         if isinstance(exc, ConfigError):
             body["problems"] = [{"key": k, "message": m} for k, m in exc.problems]
@@ -116,8 +126,11 @@ def build_app(root: Path, read_only: bool = False, poll_s: float = 0.5) -> FastA
     @app.get("/api/run/events")
     async def events(id: str, request: Request, offset: int = 0):
         folder = index.run_dir(root, id)
-        return StreamingResponse(_events(root, folder, offset, request, poll_s), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            _events(root, folder, offset, request, poll_s),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
     @app.get("/api/job")
     async def job(id: str):
@@ -188,7 +201,9 @@ def build_app(root: Path, read_only: bool = False, poll_s: float = 0.5) -> FastA
 
 def _writable(read_only: bool) -> None:
     if read_only:
-        raise ReadOnly("this dashboard was started with --read-only: launching, resuming and stopping runs are disabled")
+        raise ReadOnly(
+            "this dashboard was started with --read-only: launching, resuming and stopping runs are disabled"
+        )
 
 
 async def _body(request: Request) -> dict:
@@ -260,19 +275,28 @@ def run(args) -> int:
 
     from tunelab.ui.guard import LOOPBACK, Guard
 
-    keys = [k for k in dict.fromkeys(list(args.api_key or []) + os.environ.get("TUNELAB_UI_API_KEYS", "").split(",")) if k]
+    keys = [
+        k for k in dict.fromkeys(list(args.api_key or []) + os.environ.get("TUNELAB_UI_API_KEYS", "").split(",")) if k
+    ]
     for key in keys:
         if not API_KEY_RE.match(key):
             raise ConfigError("ui: --api-key must be 8-256 characters of letters, digits and ._~+/=-")
     loopback = args.host in LOOPBACK
     if not loopback and not keys:
-        raise ConfigError(f"ui: --host {args.host} would expose the dashboard (it can launch training and read run folders); "
-                          "give --api-key KEY, or keep the default --host 127.0.0.1")
+        raise ConfigError(
+            f"ui: --host {args.host} would expose the dashboard (it can launch training and read run folders); "
+            "give --api-key KEY, or keep the default --host 127.0.0.1"
+        )
     root = Path(args.runs)
     if not root.is_dir():
         raise ConfigError(f"ui: --runs {root}: no such folder")
     app = Guard(build_app(root, read_only=args.read_only), keys, loopback)
-    print(f"ui: http://{args.host}:{args.port}/ over {root.resolve()}" + (" (read-only)" if args.read_only else "")
-          + ("; API key required" if keys else ""), file=sys.stderr, flush=True)
+    print(
+        f"ui: http://{args.host}:{args.port}/ over {root.resolve()}"
+        + (" (read-only)" if args.read_only else "")
+        + ("; API key required" if keys else ""),
+        file=sys.stderr,
+        flush=True,
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=2)
     return 0

@@ -34,17 +34,25 @@ class Guard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         host = headers.get("host", "")
         if self.loopback and _hostname(host) not in LOOPBACK:
-            return await _reply(send, 400, f"unexpected Host header '{host}': this dashboard answers only on 127.0.0.1/localhost")
+            return await _reply(
+                send, 400, f"unexpected Host header '{host}': this dashboard answers only on 127.0.0.1/localhost"
+            )
         if self.keys:
             query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
             if "key" in query and self._valid(query["key"]):
                 rest = urlencode({k: v for k, v in query.items() if k != "key"})
                 location = scope["path"] + (f"?{rest}" if rest else "")
                 cookie = f"{COOKIE}={query['key']}; HttpOnly; SameSite=Strict; Path=/"
-                return await _reply(send, 303, "signed in", [(b"location", location.encode()), (b"set-cookie", cookie.encode())])
+                return await _reply(
+                    send, 303, "signed in", [(b"location", location.encode()), (b"set-cookie", cookie.encode())]
+                )
             if not self._valid(_token(headers)):
-                return await _reply(send, 401, "this dashboard needs its API key: open it once as http://HOST:PORT/?key=YOUR_KEY, "
-                                               "or send 'Authorization: Bearer YOUR_KEY'")
+                return await _reply(
+                    send,
+                    401,
+                    "this dashboard needs its API key: open it once as http://HOST:PORT/?key=YOUR_KEY, "
+                    "or send 'Authorization: Bearer YOUR_KEY'",
+                )
         if scope["method"] not in ("GET", "HEAD"):
             problem = self._write_problem(headers, host)
             if problem:
@@ -83,6 +91,15 @@ def _token(headers: dict) -> str | None:
 
 async def _reply(send, status: int, message: str, extra: list | None = None) -> None:
     body = json.dumps({"error": message}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(extra or [])]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(extra or []),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

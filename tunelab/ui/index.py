@@ -17,9 +17,17 @@ from tunelab import runstate
 from tunelab.errors import TunelabError
 
 MAX_DEPTH = 4  # runs/<compare>/<method> is depth 2; deeper trees are not scanned
-SERVED_FILES = {".png": "image/png", ".svg": "image/svg+xml", ".md": "text/markdown; charset=utf-8",
-                ".html": "text/html; charset=utf-8", ".json": "application/json", ".jsonl": "application/x-ndjson",
-                ".yaml": "text/plain; charset=utf-8", ".log": "text/plain; charset=utf-8", ".txt": "text/plain; charset=utf-8"}
+SERVED_FILES = {
+    ".png": "image/png",
+    ".svg": "image/svg+xml",
+    ".md": "text/markdown; charset=utf-8",
+    ".html": "text/html; charset=utf-8",
+    ".json": "application/json",
+    ".jsonl": "application/x-ndjson",
+    ".yaml": "text/plain; charset=utf-8",
+    ".log": "text/plain; charset=utf-8",
+    ".txt": "text/plain; charset=utf-8",
+}
 
 
 class Forbidden(TunelabError):
@@ -52,7 +60,11 @@ def run_file(root: Path, run_id: str, name: str) -> tuple[Path, str]:
     """(path, media type) of a file a run page may show; model weights and checkpoints are never served."""
     folder = run_dir(root, run_id)
     path = resolve(folder, name)
-    if folder.resolve() not in path.parents or path.suffix not in SERVED_FILES or path.parent.name in ("model", "checkpoints"):
+    if (
+        folder.resolve() not in path.parents
+        or path.suffix not in SERVED_FILES
+        or path.parent.name in ("model", "checkpoints")
+    ):
         raise Forbidden(f"'{name}': not a file the dashboard serves")
     if not path.is_file():
         raise NotFound(f"run '{run_id}' has no file '{name}'")
@@ -126,7 +138,10 @@ def summary(root: Path, folder: Path) -> dict:
     state, reason = runstate.state(folder)
     train = cfg.get("train") or {}
     metric = train.get("metric")
-    trainable, total = final.get("trainable_parameters", status.get("trainable_parameters")), final.get("total_parameters", status.get("total_parameters"))
+    trainable, total = (
+        final.get("trainable_parameters", status.get("trainable_parameters")),
+        final.get("total_parameters", status.get("total_parameters")),
+    )
     started = status.get("started") or (folder / "config.yaml").stat().st_mtime
     if final:  # finished: metrics.json has it all (the table never re-reads a finished run's whole log)
         value, value_kind, step = (final.get("dev") or {}).get(metric), "best", final.get("steps", 0)
@@ -141,19 +156,34 @@ def summary(root: Path, folder: Path) -> dict:
         seconds = time.time() - started
     else:
         seconds = (status.get("ended") or started) - started if status.get("ended") else None
-    return {"id": folder.resolve().relative_to(root.resolve()).as_posix(), "name": folder.name,
-            "task": _name(cfg.get("task")), "model": (cfg.get("model") or {}).get("name"), "method": _name(cfg.get("method")),
-            "state": state, "reason": reason, "resumable": runstate.resumable(folder),
-            "metric": metric, "value": value, "value_kind": value_kind,
-            "trainable": trainable, "total": total, "trainable_pct": round(100 * trainable / total, 4) if trainable and total else None,
-            "seconds": round(seconds, 1) if seconds is not None else None, "started": started,
-            "step": step}
+    return {
+        "id": folder.resolve().relative_to(root.resolve()).as_posix(),
+        "name": folder.name,
+        "task": _name(cfg.get("task")),
+        "model": (cfg.get("model") or {}).get("name"),
+        "method": _name(cfg.get("method")),
+        "state": state,
+        "reason": reason,
+        "resumable": runstate.resumable(folder),
+        "metric": metric,
+        "value": value,
+        "value_kind": value_kind,
+        "trainable": trainable,
+        "total": total,
+        "trainable_pct": round(100 * trainable / total, 4) if trainable and total else None,
+        "seconds": round(seconds, 1) if seconds is not None else None,
+        "started": started,
+        "step": step,
+    }
 
 
 def list_runs(root: Path) -> dict:
     runs, compares = scan(root)
     rows = [summary(root, r) for r in runs]
-    groups = [{"id": c.resolve().relative_to(root.resolve()).as_posix() or ".", "rows": _compare_rows(c / "compare.json")} for c in compares]
+    groups = [
+        {"id": c.resolve().relative_to(root.resolve()).as_posix() or ".", "rows": _compare_rows(c / "compare.json")}
+        for c in compares
+    ]
     return {"root": str(root), "runs": rows, "compares": groups}
 
 
@@ -170,11 +200,18 @@ def detail(root: Path, run_id: str) -> dict:
     folder = run_dir(root, run_id)
     records, offset = read_records(folder / "metrics.jsonl")
     files = sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix in SERVED_FILES)
-    return {"summary": summary(root, folder), "config": _yaml(folder / "config.yaml"),
-            "config_text": (folder / "config.yaml").read_text(encoding="utf-8"),
-            "final": _json(folder / "metrics.json"), "records": records, "offset": offset,
-            "report": (folder / "report.md").read_text(encoding="utf-8") if (folder / "report.md").is_file() else None,
-            "log": tail(folder / runstate.LOG), "files": files, "status": runstate.read_status(folder)}
+    return {
+        "summary": summary(root, folder),
+        "config": _yaml(folder / "config.yaml"),
+        "config_text": (folder / "config.yaml").read_text(encoding="utf-8"),
+        "final": _json(folder / "metrics.json"),
+        "records": records,
+        "offset": offset,
+        "report": (folder / "report.md").read_text(encoding="utf-8") if (folder / "report.md").is_file() else None,
+        "log": tail(folder / runstate.LOG),
+        "files": files,
+        "status": runstate.read_status(folder),
+    }
 
 
 def tail(path: Path, max_bytes: int = 64_000) -> str:
@@ -202,11 +239,19 @@ def compare(root: Path, run_ids: list[str]) -> dict:
     runs = []
     for rid in run_ids:
         folder = run_dir(root, rid)
-        runs.append({"summary": summary(root, folder), "records": read_records(folder / "metrics.jsonl")[0],
-                     "config": flatten(_yaml(folder / "config.yaml"))})
+        runs.append(
+            {
+                "summary": summary(root, folder),
+                "records": read_records(folder / "metrics.jsonl")[0],
+                "config": flatten(_yaml(folder / "config.yaml")),
+            }
+        )
     keys = sorted(set().union(*(r["config"] for r in runs)))
-    diff = [{"key": k, "values": [r["config"].get(k) for r in runs]} for k in keys
-            if len({json.dumps(r["config"].get(k), sort_keys=True) for r in runs}) > 1 and k != "output_dir"]
+    diff = [
+        {"key": k, "values": [r["config"].get(k) for r in runs]}
+        for k in keys
+        if len({json.dumps(r["config"].get(k), sort_keys=True) for r in runs}) > 1 and k != "output_dir"
+    ]
     for r in runs:
         del r["config"]
     return {"runs": runs, "diff": diff}

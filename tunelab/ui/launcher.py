@@ -39,8 +39,15 @@ class Job:
     returncode: int | None = None
 
     def view(self) -> dict:
-        return {"run_id": self.run_id, "pid": self.proc.pid, "command": display(self.argv), "log": self.log.name,
-                "started": self.started, "returncode": self.returncode, "running": self.returncode is None}
+        return {
+            "run_id": self.run_id,
+            "pid": self.proc.pid,
+            "command": display(self.argv),
+            "log": self.log.name,
+            "started": self.started,
+            "returncode": self.returncode,
+            "running": self.returncode is None,
+        }
 
 
 def display(argv: list[str]) -> str:
@@ -62,15 +69,23 @@ class Launcher:
         values = {str(k): "" if v is None else str(v) for k, v in values.items()}
         bad = [k for k in values if not KEY_RE.match(k)]
         if bad:
-            raise ConfigError(f"form: '{bad[0]}' is not a config key", problems=[(bad[0], f"'{bad[0]}' is not a config key")])
+            raise ConfigError(
+                f"form: '{bad[0]}' is not a config key", problems=[(bad[0], f"'{bad[0]}' is not a config key")]
+            )
         name = values.pop("output_dir", "").strip() or time.strftime("run-%Y%m%d-%H%M%S")
         folder = self._output_dir(name)
         overrides = [f"{k}={v}" for k, v in values.items()] + [f"output_dir={folder}"]
         cfg = config.load(None, overrides)
         resumes = self._check_folder(folder)
         argv = [sys.executable, "-m", "tunelab.cli", "train", *overrides, "--quiet"]
-        return {"run_id": folder.relative_to(self.root).as_posix(), "argv": argv, "command": display(argv), "resumes": resumes,
-                "cwd": os.getcwd(), "config": cfg.model_dump(mode="json")}
+        return {
+            "run_id": folder.relative_to(self.root).as_posix(),
+            "argv": argv,
+            "command": display(argv),
+            "resumes": resumes,
+            "cwd": os.getcwd(),
+            "config": cfg.model_dump(mode="json"),
+        }
 
     def _output_dir(self, name: str) -> Path:
         try:
@@ -111,7 +126,9 @@ class Launcher:
             try:
                 old.returncode = old.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                raise TunelabError(f"run '{run_id}': its previous process (pid {old.proc.pid}) has not exited yet") from None
+                raise TunelabError(
+                    f"run '{run_id}': its previous process (pid {old.proc.pid}) has not exited yet"
+                ) from None
         cwd = Path(runstate.read_status(folder).get("cwd") or os.getcwd())
         argv = [sys.executable, "-m", "tunelab.cli", "train", str(folder / "config.yaml"), "--quiet"]
         return {"run_id": run_id, "command": display(argv), "job": self._start(run_id, argv, cwd).view()}
@@ -126,8 +143,15 @@ class Launcher:
             log = logs / f"{run_id.replace('/', '_')}-{time.strftime('%Y%m%d-%H%M%S')}.log"
             env = dict(os.environ, PYTHONUNBUFFERED="1")
             with open(log, "w", encoding="utf-8") as out:
-                proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                        cwd=str(cwd if cwd.is_dir() else Path.cwd()), start_new_session=True)
+                proc = subprocess.Popen(
+                    argv,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=env,
+                    cwd=str(cwd if cwd.is_dir() else Path.cwd()),
+                    start_new_session=True,
+                )
             job = self.jobs[run_id] = Job(run_id, argv, log, proc)
         threading.Thread(target=self._reap, args=(job,), daemon=True).start()
         return job

@@ -41,7 +41,7 @@ class Playground:
         return loaded
 
     def predict(self, folder: Path, texts: list[str]) -> list[dict]:
-        """Predictions for each text: {"label", "probs"} (classification) or {"entities": [...]} (NER, character spans)."""
+        """Per text: {"label", "probs"} (classification) or {"entities": [...]} (NER, character spans)."""
         from tunelab import runs
         from tunelab.tasks import TASKS
 
@@ -53,8 +53,14 @@ class Playground:
         with self._lock:
             loaded = self._load(folder, cfg.task)
             rows = _rows(task, texts)
-            return task.predict(loaded.model, loaded.tokenizer, loaded.labels, rows, loaded.cfg.model.max_length,
-                                **task.encode_options(loaded.cfg.data))
+            return task.predict(
+                loaded.model,
+                loaded.tokenizer,
+                loaded.labels,
+                rows,
+                loaded.cfg.model.max_length,
+                **task.encode_options(loaded.cfg.data),
+            )
 
     def samples(self, folder: Path, n: int = 8) -> dict:
         """The first ``n`` dev examples with the run's predictions next to the gold answer (classification, NER).
@@ -79,8 +85,14 @@ class Playground:
         rows = finetune.read_splits(cfg, task, lambda m: None)["dev"][:n]
         with self._lock:
             loaded = self._load(folder, cfg.task)
-            outputs = task.predict(loaded.model, loaded.tokenizer, loaded.labels, rows, loaded.cfg.model.max_length,
-                                   **task.encode_options(loaded.cfg.data))
+            outputs = task.predict(
+                loaded.model,
+                loaded.tokenizer,
+                loaded.labels,
+                rows,
+                loaded.cfg.model.max_length,
+                **task.encode_options(loaded.cfg.data),
+            )
         return {"task": cfg.task, "samples": [_sample(r, o) for r, o in zip(rows, outputs)]}
 
     def generate(self, folder: Path, prompt: str | None, messages: list[dict] | None, decoding: dict) -> dict:
@@ -102,8 +114,14 @@ class Playground:
             gen = target.with_overrides(tgt.cfg, {k: v for k, v in decoding.items() if v is not None and v != ""})
             if gen.max_new_tokens > MAX_NEW_TOKENS:
                 raise TunelabError(f"max_new_tokens: at most {MAX_NEW_TOKENS} in the playground")
-            (out,) = generate(tgt.model, tgt.tokenizer, [messages if messages is not None else prompt], gen,
-                              template=tgt.template, log=lambda m: None)
+            (out,) = generate(
+                tgt.model,
+                tgt.tokenizer,
+                [messages if messages is not None else prompt],
+                gen,
+                template=tgt.template,
+                log=lambda m: None,
+            )
         return {"text": out.text, "finish_reason": out.finish_reason, "new_tokens": len(out.tokens)}
 
 
@@ -132,8 +150,16 @@ def _sample(row, out: dict) -> dict:
     if "entities" in out:
         from tunelab.data import tagging
 
-        gold = [{"type": k, "text": row.text[row.offsets[a][0]:row.offsets[b - 1][1]]} for a, b, k in tagging.spans(row.tags or [])]
+        gold = [
+            {"type": k, "text": row.text[row.offsets[a][0] : row.offsets[b - 1][1]]}
+            for a, b, k in tagging.spans(row.tags or [])
+        ]
         pred = [{"type": e["type"], "text": e["text"]} for e in out["entities"]]
         return {"text": row.text, "gold": gold, "pred": pred, "correct": gold == pred}
-    return {"text": row.text if row.text_pair is None else f"{row.text} ||| {row.text_pair}", "gold": row.label, "pred": out["label"],
-            "confidence": out["probs"][out["label"]], "correct": str(row.label) == str(out["label"])}
+    return {
+        "text": row.text if row.text_pair is None else f"{row.text} ||| {row.text_pair}",
+        "gold": row.label,
+        "pred": out["label"],
+        "confidence": out["probs"][out["label"]],
+        "correct": str(row.label) == str(out["label"]),
+    }

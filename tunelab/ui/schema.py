@@ -49,11 +49,19 @@ def _kind(annotation) -> dict:
     literals = [v for a in alts if typing.get_origin(a) is Literal for v in typing.get_args(a)]
     others = [a for a in alts if typing.get_origin(a) is not Literal]
     if not others and literals:
-        return {"kind": "select", "choices": [_text(v) for v in literals] + (["null"] if nullable else []), "nullable": nullable}
+        return {
+            "kind": "select",
+            "choices": [_text(v) for v in literals] + (["null"] if nullable else []),
+            "nullable": nullable,
+        }
     if others == [bool] and not literals and not nullable:
         return {"kind": "bool", "nullable": False}
     if others == [bool]:
-        return {"kind": "select", "choices": ["true", "false"] + [_text(v) for v in literals] + (["null"] if nullable else []), "nullable": nullable}
+        return {
+            "kind": "select",
+            "choices": ["true", "false"] + [_text(v) for v in literals] + (["null"] if nullable else []),
+            "nullable": nullable,
+        }
     if others in ([int], [float], [int, float]) and not literals:
         return {"kind": "number", "nullable": nullable}
     return {"kind": "text", "nullable": nullable}
@@ -86,8 +94,16 @@ def _fields(items: dict, prefix: str, when: dict | None) -> list[dict]:
             out += fields(bare, key + ".", when)
         else:
             default = info.default_factory() if info.default_factory is not None else info.default
-            out.append({"key": key, "section": key.split(".")[0] if "." in key else "run", "default": _text(default),
-                        "description": info.description or "", "when": when or {}, **_kind(info.annotation)})
+            out.append(
+                {
+                    "key": key,
+                    "section": key.split(".")[0] if "." in key else "run",
+                    "default": _text(default),
+                    "description": info.description or "",
+                    "when": when or {},
+                    **_kind(info.annotation),
+                }
+            )
     return out
 
 
@@ -95,8 +111,18 @@ def _union_fields(key: str, info, disc: str, models: list[type[BaseModel]]) -> l
     names = [typing.get_args(m.model_fields[disc].annotation)[0] for m in models]
     default = info.default_factory() if info.default_factory is not None else info.default
     chosen = getattr(default, disc, names[0])
-    out = [{"key": f"{key}.{disc}", "section": key, "default": chosen, "description": info.description or "",
-            "when": {}, "kind": "select", "choices": names, "nullable": False}]
+    out = [
+        {
+            "key": f"{key}.{disc}",
+            "section": key,
+            "default": chosen,
+            "description": info.description or "",
+            "when": {},
+            "kind": "select",
+            "choices": names,
+            "nullable": False,
+        }
+    ]
     for model, name in zip(models, names):
         sub = {n: f for n, f in model.model_fields.items() if n != disc}
         out += _fields(sub, f"{key}.", {f"{key}.{disc}": name})
