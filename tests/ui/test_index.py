@@ -21,6 +21,8 @@ def root(tmp_path):
     (root / "cmp" / "compare.json").write_text(json.dumps([{"method": "lora", "status": "ok", "run_dir": "lora"}]))
     (root / ".tunelab-ui" / "x").mkdir(parents=True)
     (root / ".tunelab-ui" / "x" / "config.yaml").write_text("task: classification\n")
+    (root / "mlruns" / "0" / "abc").mkdir(parents=True)
+    (root / "mlruns" / "0" / "abc" / "config.yaml").write_text("not a run\n")
     (tmp_path / "secret.txt").write_text("not yours")
     return root
 

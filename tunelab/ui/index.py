@@ -17,6 +17,7 @@ from tunelab import runstate
 from tunelab.errors import TunelabError
 
 MAX_DEPTH = 4  # runs/<compare>/<method> is depth 2; deeper trees are not scanned
+NOT_RUNS = {"mlruns", "tensorboard", "trackio", "model", "checkpoints", "best"}  # tracker stores and run internals
 SERVED_FILES = {
     ".png": "image/png",
     ".svg": "image/svg+xml",
@@ -80,7 +81,7 @@ def scan(root: Path) -> tuple[list[Path], list[Path]]:
     for dirpath, dirnames, filenames in os.walk(base):
         here = Path(dirpath)
         depth = len(here.relative_to(base).parts)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and depth < MAX_DEPTH)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in NOT_RUNS and depth < MAX_DEPTH)
         if "compare.json" in filenames:
             compares.append(here)
         if "config.yaml" in filenames and here != base:
