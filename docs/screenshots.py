@@ -45,16 +45,68 @@ def train_runs(root: Path) -> None:
     )
 
 
+def train_tiny(root: Path) -> None:
+    """--tiny: the tests' 2-layer BERT on toy sentiment rows, trained in this process (seconds, for a busy machine)."""
+    cmp = root / "compare-sst2"
+    if (cmp / "full" / "metrics.json").is_file():
+        return
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from tests.conftest import _word_tokenizer, write_sentiment
+    from tunelab import config
+    from tunelab.recipes import finetune
+
+    model_dir = root.parent / "tiny-bert"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    tok = _word_tokenizer(model_dir)
+    torch.manual_seed(0)
+    bert = BertConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    BertModel(bert).save_pretrained(str(model_dir))
+    tok.save_pretrained(str(model_dir))
+    data = write_sentiment(root.parent / "toy-train.tsv", n=400)
+    for method in ("full", "lora", "bitfit"):
+        cfg = config.load(
+            None,
+            [
+                f"model.name={model_dir}",
+                f"data.train={data}",
+                "data.text_column=sentence",
+                f"output_dir={cmp / method}",
+                f"method={method}",
+                "train.batch_size=16",
+                "train.lr=3e-3",
+                "train.log_every=2",
+                "train.eval_every=10",
+                "train.max_steps=60",
+                "train.threads=1",
+                "train.precision=fp32",
+                "speed.cache=false",
+            ],
+        )
+        finetune.run(cfg, quiet=True, log=lambda m: None)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", default="/tmp/tunelab-shots/runs")
     ap.add_argument("--out", default=str(REPO / "docs" / "img"))
+    ap.add_argument(
+        "--tiny", action="store_true", help="tiny random-init model and toy data instead of minilm on SST-2"
+    )
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     root, out = Path(args.runs), Path(args.out)
     root.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    train_runs(root)
+    train_tiny(root) if args.tiny else train_runs(root)
 
     from playwright.sync_api import expect, sync_playwright
 
@@ -86,24 +138,23 @@ def main() -> int:
         page.wait_for_selector("#report h2")
         shot("run", full=False)
         go("/playground?id=compare-sst2/lora", "playground")
-        page.fill(
-            "#pg-input",
-            "A warm, funny and beautifully acted film.\nTwo hours of my life I will never get back.\n"
-            "The plot is thin but the performances carry it.",
-        )
+        real = "A warm, funny and beautifully acted film.\nTwo hours of my life I will never get back.\n"
+        real += "The plot is thin but the performances carry it."
+        page.fill("#pg-input", "the movie was great fun\na dull and awful plot\nlove the actor" if args.tiny else real)
         page.click("#pg-predict")
         page.wait_for_selector(".prediction")
         shot("playground")
 
         go("/launch?from=compare-sst2/lora", "launch")
-        expect(page.locator("[data-key='model.name'] input")).to_have_value("minilm-l6")
+        expect(page.locator("[data-key='model.name'] input")).not_to_have_value("")
         page.fill("[data-key=output_dir] input", "lora-r16-live")
         page.fill("[data-key='method.r'] >> visible=true >> input", "sixteen")
         page.locator("[data-error-for='method.r']").filter(has_text="valid integer").first.wait_for()
         page.locator("[data-key='method.r'] >> visible=true").scroll_into_view_if_needed()
+        page.mouse.wheel(0, 350)  # the error in the middle of the picture, the method's other options below it
         shot("launch-error", full=False)
         page.fill("[data-key='method.r'] >> visible=true >> input", "16")
-        page.fill("[data-key='train.max_steps'] input", "400")
+        page.fill("[data-key='train.max_steps'] input", "4000" if args.tiny else "400")
         expect(page.locator("#launch")).to_be_enabled()
         page.click("#launch")
         page.wait_for_url("**/#/run/lora-r16-live")
