@@ -4,7 +4,7 @@
 (function () {
   const NS = "http://www.w3.org/2000/svg";
   const COLORS = ["#2f6fdf", "#e4572e", "#1f8a4c", "#9b5de5", "#f2a541", "#00a6a6", "#c43d3d", "#5c6b7a", "#d62fa0", "#7a9e1f"];
-  const W = 560, H = 260, M = { l: 58, r: 14, t: 10, b: 38 };
+  const W = 560, H = 260, M = { l: 58, r: 26, t: 10, b: 38 };
 
   function el(name, attrs, parent) {
     const e = document.createElementNS(NS, name);
