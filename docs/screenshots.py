@@ -99,6 +99,11 @@ def main() -> int:
     ap.add_argument("--runs", default="/tmp/tunelab-shots/runs")
     ap.add_argument("--out", default=str(REPO / "docs" / "img"))
     ap.add_argument(
+        "--pages",
+        default="compare,run,playground,launch,runs",
+        help="screenshots to take; launch = the form with an error, then a live run that gets stopped",
+    )
+    ap.add_argument(
         "--tiny", action="store_true", help="tiny random-init model and toy data instead of minilm on SST-2"
     )
     args = ap.parse_args()
@@ -108,7 +113,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     train_tiny(root) if args.tiny else train_runs(root)
 
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import sync_playwright
 
     from tests.browser import ServerThread, launch, skip_reason
     from tunelab.ui.app import build_app
@@ -116,6 +121,7 @@ def main() -> int:
 
     if skip_reason():
         sys.exit(skip_reason())
+    want = set(args.pages.split(","))
     with ServerThread(Guard(build_app(root), [], loopback=True)) as srv, sync_playwright() as pw:
         ctx = launch(pw, root.parent / "chromium-profile", viewport=(1360, 900))
         page = ctx.new_page()
@@ -131,48 +137,61 @@ def main() -> int:
             page.screenshot(path=str(out / f"ui-{name}.png"), full_page=full)
             print(f"wrote {out / f'ui-{name}.png'}")
 
-        ids = "compare-sst2/full,compare-sst2/lora,compare-sst2/bitfit"
-        go(f"/compare?ids={ids}", "compare")
-        shot("compare")
-        go("/run/compare-sst2/lora", "run")
-        page.wait_for_selector("#report h2")
-        shot("run", full=False)
-        go("/playground?id=compare-sst2/lora", "playground")
-        real = "A warm, funny and beautifully acted film.\nTwo hours of my life I will never get back.\n"
-        real += "The plot is thin but the performances carry it."
-        page.fill("#pg-input", "the movie was great fun\na dull and awful plot\nlove the actor" if args.tiny else real)
-        page.click("#pg-predict")
-        page.wait_for_selector(".prediction")
-        shot("playground")
-
-        go("/launch?from=compare-sst2/lora", "launch")
-        expect(page.locator("[data-key='model.name'] input")).not_to_have_value("")
-        page.fill("[data-key=output_dir] input", "lora-r16-live")
-        page.fill("[data-key='method.r'] >> visible=true >> input", "sixteen")
-        page.locator("[data-error-for='method.r']").filter(has_text="valid integer").first.wait_for()
-        page.locator("[data-key='method.r'] >> visible=true").scroll_into_view_if_needed()
-        page.mouse.wheel(0, 350)  # the error in the middle of the picture, the method's other options below it
-        shot("launch-error", full=False)
-        page.fill("[data-key='method.r'] >> visible=true >> input", "16")
-        page.fill("[data-key='train.max_steps'] input", "4000" if args.tiny else "400")
-        expect(page.locator("#launch")).to_be_enabled()
-        page.click("#launch")
-        page.wait_for_url("**/#/run/lora-r16-live")
-        page.wait_for_selector("#run-state [data-state=running]", timeout=180_000)
-        deadline = time.time() + 600
-        while page.locator("#chart-dev circle").count() < 3 and time.time() < deadline:
-            page.wait_for_timeout(1000)
-        shot("live", full=False)
-        page.click("#stop")
-        page.wait_for_selector("#run-state [data-state=interrupted]", timeout=120_000)
-        go("/", "runs")
-        page.wait_for_selector("#runs tr[data-run='lora-r16-live']")
-        shot("runs")
+        if "compare" in want:
+            go("/compare?ids=compare-sst2/full,compare-sst2/lora,compare-sst2/bitfit", "compare")
+            shot("compare")
+        if "run" in want:
+            go("/run/compare-sst2/lora", "run")
+            page.wait_for_selector("#report h2")
+            shot("run", full=False)
+        if "playground" in want:
+            go("/playground?id=compare-sst2/lora", "playground")
+            real = "A warm, funny and beautifully acted film.\nTwo hours of my life I will never get back.\n"
+            real += "The plot is thin but the performances carry it."
+            page.fill(
+                "#pg-input", "the movie was great fun\na dull and awful plot\nlove the actor" if args.tiny else real
+            )
+            page.click("#pg-predict")
+            page.wait_for_selector(".prediction")
+            shot("playground")
+        if "launch" in want:
+            live_run(page, go, shot, args.tiny)
+        if "runs" in want:
+            go("/", "runs")
+            page.wait_for_selector("#runs tbody tr[data-run]")
+            shot("runs")
         ctx.close()
     if errors:
         print("console errors:", *errors, sep="\n")
         return 1
     return 0
+
+
+def live_run(page, go, shot, tiny: bool) -> None:
+    """The launch form with an inline error, then the corrected run launched, watched live, and stopped."""
+    from playwright.sync_api import expect
+
+    go("/launch?from=compare-sst2/lora", "launch")
+    expect(page.locator("[data-key='model.name'] input")).not_to_have_value("")
+    page.fill("[data-key=output_dir] input", "lora-r16-live")
+    r = page.locator("[data-key='method.r'] >> visible=true")
+    r.locator("input").fill("sixteen")
+    page.locator("[data-error-for='method.r']").filter(has_text="valid integer").first.wait_for()
+    r.scroll_into_view_if_needed()
+    page.mouse.wheel(0, 350)  # the error in the middle of the picture, the method's other options below it
+    shot("launch-error", full=False)
+    r.locator("input").fill("16")
+    page.fill("[data-key='train.max_steps'] input", "4000" if tiny else "400")
+    expect(page.locator("#launch")).to_be_enabled()
+    page.click("#launch")
+    page.wait_for_url("**/#/run/lora-r16-live")
+    page.wait_for_selector("#run-state [data-state=running]", timeout=180_000)
+    deadline = time.time() + 600
+    while page.locator("#chart-dev circle").count() < 3 and time.time() < deadline:
+        page.wait_for_timeout(1000)
+    shot("live", full=False)
+    page.click("#stop")
+    page.wait_for_selector("#run-state [data-state=interrupted]", timeout=300_000)
 
 
 if __name__ == "__main__":

@@ -134,7 +134,13 @@ def test_launch_stop_and_resume_a_run(tmp_path, tiny_bert_dir):
     c = client(root)
     plan = c.post("/api/validate", json={"values": values}).json()
     assert plan["ok"] and plan["run_id"] == "long" and plan["command"].startswith("tunelab train ")
-    c.post("/api/launch", json={"values": values}).raise_for_status()
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as under `nohup tunelab ui &`: children inherit SIG_IGN
+    try:
+        c.post("/api/launch", json={"values": values}).raise_for_status()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     _wait(
         c,
         "long",

@@ -25,6 +25,14 @@ from tunelab import runstate
 from tunelab.errors import ConfigError, TunelabError
 from tunelab.ui import index
 
+# The child runs `tunelab train ...` with Python's Ctrl-C handler in place even when the dashboard itself was started
+# with SIGINT ignored (a background job of a script, nohup ... &): ignored signals stay ignored across exec, and Stop
+# would then do nothing. A handler (unlike SIG_IGN) resets to the default on exec, so the tunelab process and its
+# tcmalloc re-exec start with Python's own KeyboardInterrupt handler.
+CHILD = (
+    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from tunelab.cli import main; sys.exit(main())"
+)
 KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 UI_DIR = ".tunelab-ui"
 
@@ -52,7 +60,7 @@ class Job:
 
 def display(argv: list[str]) -> str:
     """The command as a user would type it (`tunelab train ...`)."""
-    shown = ["tunelab", *argv[3:]] if argv[1:3] == ["-m", "tunelab.cli"] else argv
+    shown = ["tunelab", *argv[3:]] if argv[1:3] in (["-m", "tunelab.cli"], ["-c", CHILD]) else argv
     return " ".join(shlex.quote(a) for a in shown)
 
 
@@ -77,7 +85,7 @@ class Launcher:
         overrides = [f"{k}={v}" for k, v in values.items()] + [f"output_dir={folder}"]
         cfg = config.load(None, overrides)
         resumes = self._check_folder(folder)
-        argv = [sys.executable, "-m", "tunelab.cli", "train", *overrides, "--quiet"]
+        argv = [sys.executable, "-c", CHILD, "train", *overrides, "--quiet"]
         return {
             "run_id": folder.relative_to(self.root).as_posix(),
             "argv": argv,
@@ -130,7 +138,7 @@ class Launcher:
                     f"run '{run_id}': its previous process (pid {old.proc.pid}) has not exited yet"
                 ) from None
         cwd = Path(runstate.read_status(folder).get("cwd") or os.getcwd())
-        argv = [sys.executable, "-m", "tunelab.cli", "train", str(folder / "config.yaml"), "--quiet"]
+        argv = [sys.executable, "-c", CHILD, "train", str(folder / "config.yaml"), "--quiet"]
         return {"run_id": run_id, "command": display(argv), "job": self._start(run_id, argv, cwd).view()}
 
     def _start(self, run_id: str, argv: list[str], cwd: Path) -> Job:
