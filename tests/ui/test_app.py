@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 from starlette.testclient import TestClient
 
 from tests.conftest import write_sentiment
 from tests.ui.conftest import tiny_overrides
-from tunelab import cli, config
+from tunelab import cli, config, runstate
 from tunelab.ui import schema
 from tunelab.ui.app import build_app
 from tunelab.ui.guard import Guard
@@ -134,29 +136,32 @@ def test_launch_stop_and_resume_a_run(tmp_path, tiny_bert_dir):
     c = client(root)
     plan = c.post("/api/validate", json={"values": values}).json()
     assert plan["ok"] and plan["run_id"] == "long" and plan["command"].startswith("tunelab train ")
-    import signal
-
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as under `nohup tunelab ui &`: children inherit SIG_IGN
     try:
         c.post("/api/launch", json={"values": values}).raise_for_status()
     finally:
         signal.signal(signal.SIGINT, previous)
-    _wait(
-        c,
-        "long",
-        {"running"},
-        cond=lambda r: r["step"] >= 6 and (root / "long" / "checkpoints" / "last.json").is_file(),
-    )
-    assert c.post("/api/stop", json={"id": "long"}).json()["signal"] == "SIGINT"
-    row = _wait(c, "long", {"interrupted", "failed"})
-    assert row["state"] == "interrupted" and row["resumable"], row
-    stopped_at = row["step"]
-    c.post("/api/resume", json={"id": "long"}).raise_for_status()
-    row = _wait(c, "long", {"running", "finished"}, cond=lambda r: r["step"] > stopped_at)
-    c.post("/api/stop", json={"id": "long"})
-    row = _wait(c, "long", {"interrupted", "failed", "finished"})
-    log = (root / "long" / "train.log").read_text()
-    assert "resumed from" in log, log[-2000:]
+    try:
+        _wait(
+            c,
+            "long",
+            {"running"},
+            cond=lambda r: r["step"] >= 6 and (root / "long" / "checkpoints" / "last.json").is_file(),
+        )
+        assert c.post("/api/stop", json={"id": "long"}).json()["signal"] == "SIGINT"
+        row = _wait(c, "long", {"interrupted", "failed"})
+        assert row["state"] == "interrupted" and row["resumable"], row
+        stopped_at = row["step"]
+        c.post("/api/resume", json={"id": "long"}).raise_for_status()
+        row = _wait(c, "long", {"running", "finished"}, cond=lambda r: r["step"] > stopped_at)
+        c.post("/api/stop", json={"id": "long"})
+        row = _wait(c, "long", {"interrupted", "failed", "finished"})
+        log = (root / "long" / "train.log").read_text()
+        assert "resumed from" in log, log[-2000:]
+    finally:  # never leave a 3000-step trainer behind when an assertion fails
+        status = runstate.read_status(root / "long")
+        if runstate.lock_held(root / "long") and isinstance(status.get("pid"), int):
+            os.kill(status["pid"], signal.SIGKILL)
 
 
 def test_playground_generates_from_a_tiny_causal_run(tmp_path, tiny_llama_dir, alpaca_writer):
