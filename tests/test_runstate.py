@@ -11,6 +11,7 @@ import pytest
 
 from tunelab import runstate
 from tunelab.errors import DataError, TunelabError
+from tunelab.training.interrupt import Interrupted
 
 
 def _folder(tmp_path):
@@ -23,11 +24,11 @@ def _folder(tmp_path):
 def test_running_then_finished(tmp_path):
     run = _folder(tmp_path)
     lines = []
-    with runstate.active(run, lines.append) as log:
-        log("hello")
+    with runstate.active(run, lines.append) as session:
+        session.log("hello")
         assert runstate.state(run) == ("running", None)
         assert runstate.lock_held(run)
-        runstate.note(run, trainable_parameters=5)
+        session.note(trainable_parameters=5)
         (run / "metrics.json").write_text("{}")
     assert lines == ["hello"] and "hello" in (run / "train.log").read_text()
     assert runstate.state(run) == ("finished", None)
@@ -49,6 +50,43 @@ def test_failure_records_the_error_and_ctrl_c_records_interrupted(tmp_path):
             raise KeyboardInterrupt
     state, reason = runstate.state(run)
     assert state == "interrupted" and "Ctrl-C" in reason
+
+
+def test_the_loops_interrupt_reaches_status_through_the_tracker(tmp_path):
+    """The loop reports 'interrupted' to its trackers and raises Interrupted (not a KeyboardInterrupt): the run
+    reads as interrupted, with the step, not as failed."""
+    run = _folder(tmp_path)
+    with pytest.raises(Interrupted):
+        with runstate.active(run, lambda m: None) as session:
+            tracker = session.tracker
+            tracker.start(run, 0)
+            tracker.log({"step": 3, "epoch": 0.5, "loss": 0.7, "lr": 1e-3})
+            assert runstate.read_status(run)["step"] == 3
+            tracker.finish("interrupted")
+            raise Interrupted(signal.SIGINT, 3, None)
+    state, reason = runstate.state(run)
+    assert state == "interrupted" and "at step 3" in reason and "no checkpoint to resume" in reason
+    assert runstate.read_status(run)["loop"] == "interrupted"
+    assert "error:" not in (run / "train.log").read_text()
+
+
+def test_the_loops_failure_is_recorded_as_failed(tmp_path):
+    run = _folder(tmp_path)
+    with pytest.raises(RuntimeError):
+        with runstate.active(run, lambda m: None) as session:
+            session.tracker.start(run, 4)
+            session.tracker.finish("failed")
+            raise RuntimeError("nan loss")
+    assert runstate.state(run) == ("failed", "RuntimeError: nan loss")
+    assert runstate.read_status(run)["resumed_from"] == 4
+
+
+def test_other_processes_of_a_multi_process_run_write_nothing(tmp_path):
+    run = _folder(tmp_path)
+    with runstate.active(run, lambda m: None, main=False) as session:
+        session.note(trainable_parameters=5)
+        session.tracker.finish("interrupted")
+    assert sorted(p.name for p in run.iterdir()) == ["config.yaml"]
 
 
 def test_a_second_trainer_in_the_same_folder_is_refused(tmp_path):

@@ -1,9 +1,10 @@
 """What a run folder says about its state: running, finished, failed or interrupted.
 
-The training recipe holds an exclusive ``flock`` on ``run.lock`` while it trains (the kernel drops it when
-the process dies, however it dies, so a held lock means a live trainer), writes ``status.json`` when it
+The training recipe holds an exclusive ``flock`` on ``run.lock`` while it trains (``active``; the kernel drops
+it when the process dies, however it dies, so a held lock means a live trainer), writes ``status.json`` when it
 starts and when it ends (finished, failed with the error, or interrupted), and appends its log lines to
-``train.log``. Readers (``tunelab ui``) derive the state from these files alone:
+``train.log``. The loop reports into status.json through ``RunStatus``, an ordinary ``Tracker``: the step
+reached and its outcome, so a run the loop stopped on SIGINT/SIGTERM (``Interrupted``) reads as interrupted. Readers (``tunelab ui``) derive the state from these files alone:
 
     metrics.json present           -> finished
     run.lock held                  -> running
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from tunelab.errors import TunelabError
+from tunelab.training.tracking import Tracker
 
 LOCK = "run.lock"
 STATUS = "status.json"
@@ -63,14 +65,53 @@ def _acquire(fd: int, attempts: int = 20) -> bool:
     return False
 
 
+class RunStatus(Tracker):
+    """The loop's side of status.json: the step training reached and the loop's outcome.
+
+    The recipe passes it to the loop with its other trackers; ``active`` reads ``outcome`` to tell an
+    interrupted run (the loop heard SIGINT/SIGTERM, saved and raised) from a failed one.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        self.outcome: str | None = None
+
+    def start(self, run_dir: Path, resumed_step: int) -> None:
+        note(self.run_dir, step=resumed_step, **({"resumed_from": resumed_step} if resumed_step else {}))
+
+    def log(self, record: dict) -> None:
+        if "loss" in record:  # training windows, every train.log_every steps: cheap enough for an atomic rewrite
+            note(self.run_dir, step=record["step"])
+
+    def finish(self, status: str) -> None:
+        self.outcome = status
+        note(self.run_dir, loop=status)
+
+
+class Session:
+    """What ``active`` yields: ``log`` (prints and appends to train.log), ``tracker`` (a RunStatus for the loop)
+    and ``note`` (facts for status.json). A session of a non-main process writes nothing."""
+
+    def __init__(self, run_dir: Path, log: Callable[[str], None], tracker: Tracker, writes: bool):
+        self.run_dir, self.log, self.tracker, self.writes = Path(run_dir), log, tracker, writes
+
+    def note(self, **facts) -> None:
+        if self.writes:
+            note(self.run_dir, **facts)
+
+
 @contextmanager
-def active(run_dir: Path, log: Callable[[str], None]) -> Iterator[Callable[[str], None]]:
+def active(run_dir: Path, log: Callable[[str], None], main: bool = True) -> Iterator[Session]:
     """Mark ``run_dir`` as being trained by this process for the duration of the block.
 
-    Yields a log function that also appends each line to train.log. Records the outcome in status.json:
-    finished on a normal exit, interrupted on Ctrl-C (KeyboardInterrupt), failed with the message otherwise.
-    Refuses (TunelabError) when another live process is training in the same folder.
+    Yields a Session whose log also appends each line to train.log. Records the outcome in status.json:
+    finished on a normal exit, interrupted when the loop reported an interrupt (or on KeyboardInterrupt),
+    failed with the message otherwise. Refuses (TunelabError) when another live process is training in the
+    same folder. ``main=False`` (the other processes of a multi-process run) records nothing.
     """
+    if not main:
+        yield Session(run_dir, log, Tracker(), writes=False)
+        return
     run_dir = Path(run_dir)
     lock = open(run_dir / LOCK, "a+", encoding="utf-8")
     try:
@@ -79,54 +120,43 @@ def active(run_dir: Path, log: Callable[[str], None]) -> Iterator[Callable[[str]
             raise TunelabError(
                 f"{run_dir}: another process (pid {other}) is training in this folder; wait for it or stop it"
             )
-        started = time.time()
-        info = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "cwd": os.getcwd(),
-            "argv": sys.argv,
-            "started": started,
-        }
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "cwd": os.getcwd(), "argv": sys.argv}
+        info["started"] = time.time()
         lock.seek(0)
         lock.truncate()
         lock.write(json.dumps(info))
         lock.flush()
         _write_json(run_dir / STATUS, {"state": "running", **info})
-        logfile = open(run_dir / LOG, "a", encoding="utf-8")
-
-        def tee(msg: str) -> None:
-            log(msg)
-            logfile.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n")
-            logfile.flush()
-
-        try:
-            yield tee
-        except KeyboardInterrupt:
-            _write_json(
-                run_dir / STATUS,
-                {
-                    **read_status(run_dir),
-                    **info,
-                    "state": "interrupted",
-                    "ended": time.time(),
-                    "error": "interrupted (Ctrl-C or stop)",
-                },
-            )
-            raise
-        except BaseException as exc:
-            msg = str(exc) if isinstance(exc, TunelabError) else f"{type(exc).__name__}: {exc}"
-            tee(f"error: {msg}")
-            _write_json(
-                run_dir / STATUS,
-                {**read_status(run_dir), **info, "state": "failed", "ended": time.time(), "error": msg},
-            )
-            raise
-        else:
-            _write_json(run_dir / STATUS, {**read_status(run_dir), **info, "state": "finished", "ended": time.time()})
-        finally:
-            logfile.close()
+        with open(run_dir / LOG, "a", encoding="utf-8") as logfile:
+            session = Session(run_dir, _tee(log, logfile), RunStatus(run_dir), writes=True)
+            try:
+                yield session
+            except BaseException as exc:
+                _record_failure(run_dir, session, exc)
+                raise
+            note(run_dir, state="finished", ended=time.time())
     finally:
         lock.close()  # closing the descriptor releases the flock
+
+
+def _tee(log: Callable[[str], None], logfile) -> Callable[[str], None]:
+    def tee(msg: str) -> None:
+        log(msg)
+        logfile.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n")
+        logfile.flush()
+
+    return tee
+
+
+def _record_failure(run_dir: Path, session: Session, exc: BaseException) -> None:
+    """status.json after an exception: interrupted if the loop said so (or Ctrl-C outside it), else failed."""
+    if session.tracker.outcome == "interrupted" or isinstance(exc, KeyboardInterrupt):
+        resumes = "resumable: train again with the same config" if resumable(run_dir) else "no checkpoint to resume"
+        note(run_dir, state="interrupted", ended=time.time(), error=f"{str(exc) or 'interrupted (Ctrl-C)'}; {resumes}")
+        return
+    msg = str(exc) if isinstance(exc, TunelabError) else f"{type(exc).__name__}: {exc}"
+    session.log(f"error: {msg}")
+    note(run_dir, state="failed", ended=time.time(), error=msg)
 
 
 def note(run_dir: Path, **facts) -> None:

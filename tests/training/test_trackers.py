@@ -123,28 +123,52 @@ def test_trackio_local_store_holds_the_metrics(tracked_run):
         assert got[key] == pytest.approx(value, rel=1e-9), key
 
 
-def test_a_resumed_run_continues_its_mlflow_run_and_a_crash_marks_it(tmp_path):
+def test_a_resumed_run_continues_its_mlflow_run_and_an_interrupt_marks_it(tmp_path):
+    """The MLflow tracker as the loop drives it: an interrupted run is KILLED; its resumption continues the
+    same MLflow run (same id, params once), then the recipe's summary adds final metrics to the finished run."""
     pytest.importorskip("mlflow", reason="mlflow-skinny not installed (pip install tunelab[tracking])")
     os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     from mlflow.tracking import MlflowClient
 
-    from tunelab.training import trackers as tracking
+    from tunelab.training import trackers
+    from tunelab.training.tracking import Tracker
 
     run = tmp_path / "runs" / "r"
     run.mkdir(parents=True)
-    cfg = tracking.Config(backends=["mlflow"])
-    with pytest.raises(KeyboardInterrupt):
-        with tracking.tracking(cfg, run, {"train": {"lr": 0.1}}, 0, lambda m: None) as fan:
-            fan.on_log(None, {"step": 1, "loss": 0.9})
-            raise KeyboardInterrupt
-    run_id = json.loads((run / tracking.STATE_FILE).read_text())["mlflow_run_id"]
+    cfg = trackers.Config(backends=["mlflow"])
+    (first,) = trackers.build(cfg, {"train": {"lr": 0.1}})
+    assert isinstance(first, Tracker)
+    first.start(run, 0)
+    first.log({"step": 1, "loss": 0.9})
+    first.finish("interrupted")
+    run_id = json.loads((run / trackers.STATE_FILE).read_text())["mlflow_run_id"]
     client = MlflowClient(tracking_uri=(tmp_path / "runs" / "mlruns").as_uri())
     assert client.get_run(run_id).info.status == "KILLED"
-    with tracking.tracking(cfg, run, {"train": {"lr": 0.1}}, 1, lambda m: None) as fan:
-        fan.on_log(None, {"step": 2, "loss": 0.8, "note": "text is not a metric"})
-        fan.finish({"dev": {"accuracy": 0.5}}, [], 2)
-    assert json.loads((run / tracking.STATE_FILE).read_text())["mlflow_run_id"] == run_id
+    (second,) = trackers.build(cfg, {"train": {"lr": 0.1}})
+    second.start(run, 1)
+    assert client.get_run(run_id).info.status == "RUNNING"
+    second.log({"step": 2, "loss": 0.8, "note": "text is not a metric"})
+    second.finish("finished")
+    second.summary({"dev": {"accuracy": 0.5, "per_class": {}}, "steps": 2}, [])
+    assert json.loads((run / trackers.STATE_FILE).read_text())["mlflow_run_id"] == run_id
     got = client.get_run(run_id)
     assert got.info.status == "FINISHED" and got.data.params == {"train.lr": "0.1"}
     assert [(m.step, m.value) for m in client.get_metric_history(run_id, "loss")] == [(1, 0.9), (2, 0.8)]
     assert got.data.metrics["final/dev/accuracy"] == 0.5
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "final/dev/accuracy")] == [(2, 0.5)]
+
+
+def test_a_failed_run_is_failed_in_mlflow(tmp_path):
+    pytest.importorskip("mlflow", reason="mlflow-skinny not installed (pip install tunelab[tracking])")
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    from mlflow.tracking import MlflowClient
+
+    from tunelab.training import trackers
+
+    run = tmp_path / "r"
+    run.mkdir()
+    (tracker,) = trackers.build(trackers.Config(backends=["mlflow"], mlflow_uri=(tmp_path / "store").as_uri()), {})
+    tracker.start(run, 0)
+    tracker.finish("failed")
+    run_id = json.loads((run / trackers.STATE_FILE).read_text())["mlflow_run_id"]
+    assert MlflowClient(tracking_uri=(tmp_path / "store").as_uri()).get_run(run_id).info.status == "FAILED"

@@ -102,7 +102,10 @@ def test_the_form_has_every_config_key_with_its_description():
     for key, _default, desc in config.describe():
         name = key.split()[0]
         assert name in form, name
-        assert desc in [f["description"] for f in schema.form() if f["key"] == name] or name == "method.name"
+        assert desc in [f["description"] for f in schema.form() if f["key"] == name] or name in (
+            "method.name",
+            "task.name",
+        )
     assert form["train.precision"]["kind"] == "select" and form["train.precision"]["choices"] == [
         "auto",
         "fp32",
@@ -180,7 +183,7 @@ def test_playground_generates_from_a_tiny_causal_run(tmp_path, tiny_llama_dir, a
             "train.max_steps=2",
             "train.batch_size=8",
             "train.precision=fp32",
-            "lm.eval_generations=0",
+            "task.eval_generations=0",
             "speed.cache=false",
             "train.threads=1",
         ],
@@ -221,10 +224,10 @@ def test_events_stream_new_records_log_lines_and_state_changes_live(tmp_path):
     started, step2 = threading.Event(), threading.Event()
 
     def trainer():
-        with runstate.active(run, lambda m: None) as log:
+        with runstate.active(run, lambda m: None) as session:
             with open(run / "metrics.jsonl", "a") as f:
                 f.write('{"step": 1, "loss": 0.7}\n')
-            log("step one done")
+            session.log("step one done")
             started.set()
             step2.wait(10)
             with open(run / "metrics.jsonl", "a") as f:

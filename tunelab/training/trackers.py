@@ -1,12 +1,16 @@
 """Experiment-tracker back-ends besides metrics.jsonl: TensorBoard, MLflow (file store) and Trackio (local).
 
-The loop knows none of them: it hands every metrics record to its callbacks (``on_log``), and ``Tracking`` is the
-one callback that fans each record out to the configured backends. A backend implements ``Tracker``: ``start``
-(hyper-parameters, the step a resumed run continues from), ``log`` (scalars at a step) and ``finish`` (final
-metrics, report files as artifacts, outcome). Each backend's package is imported only when it is configured.
-All three work offline: TensorBoard event files go to ``<run>/tensorboard``; MLflow writes a file store (default
-``<runs parent>/mlruns``, shared by sibling runs so the MLflow UI compares them); Trackio writes its local SQLite
-store ($TRACKIO_DIR or ~/.cache/huggingface/trackio; never a Space unless the user's environment asks for one).
+Each is a ``tunelab.training.tracking.Tracker``: the loop hands it every record (``start``, ``log``,
+``finish(status)``) and the recipe adds the final metrics and report files (``summary``). The ``tracking:``
+config section selects them; ``build`` makes the selected ones, given the hyper-parameters the recipe wants
+recorded. Each back-end's package is imported only when it is configured. All three work offline:
+TensorBoard event files go to ``<run>/tensorboard``; MLflow writes a file store (default
+``<runs parent>/mlruns``, shared by sibling runs so the MLflow UI compares them); Trackio writes its local
+SQLite store ($TRACKIO_DIR or ~/.cache/huggingface/trackio; never a Space unless the user's environment asks
+for one).
+
+``finish`` always closes what a back-end holds open (so an interrupted or failed run is recorded as such even
+if nothing follows); ``summary`` reopens the same tracked run to add the final numbers and the report.
 """
 
 from __future__ import annotations
@@ -14,17 +18,19 @@ from __future__ import annotations
 import json
 import math
 import os
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Literal, Protocol
+from typing import Literal
 
 from pydantic import Field
 
 from tunelab.errors import ConfigError
 from tunelab.schema import Strict
-from tunelab.training.loop import Callback
+from tunelab.training.tracking import Tracker
 
-STATE_FILE = "tracking.json"  # backend run ids, so a resumed run continues the same tracked run
+STATE_FILE = "tracking.json"  # back-end run ids, so a resumed run continues the same tracked run
+
+# the loop's outcomes (Tracker.finish) -> MLflow run statuses
+MLFLOW_STATUS = {"finished": "FINISHED", "stopped_early": "FINISHED", "interrupted": "KILLED", "failed": "FAILED"}
 
 
 class Config(Strict):
@@ -44,14 +50,6 @@ class Config(Strict):
     trackio_dir: str | None = Field(
         None, description="Trackio's local store; null = $TRACKIO_DIR, else ~/.cache/huggingface/trackio."
     )
-
-
-class Tracker(Protocol):
-    """What a tracking backend implements."""
-
-    def start(self, params: dict, resume_step: int) -> None: ...
-    def log(self, step: int, values: dict[str, float]) -> None: ...
-    def finish(self, final: dict[str, float], step: int, artifacts: list[Path], status: str) -> None: ...
 
 
 def flatten(d: dict, prefix: str = "") -> dict:
@@ -75,39 +73,87 @@ def scalars(record: dict) -> dict[str, float]:
     }
 
 
-class TensorBoard:
-    def __init__(self, folder: Path):
-        self.folder = folder
+def final_scalars(metrics: dict) -> dict[str, float]:
+    """The final dev/test numbers of a run as ``final/<split>/<name>``."""
+    return {f"final/{split}/{k}": v for split in ("dev", "test") for k, v in scalars(metrics.get(split) or {}).items()}
 
-    def start(self, params: dict, resume_step: int) -> None:
+
+class _Backend(Tracker):
+    """What every back-end shares: the hyper-parameters to record and the last step seen (for final values)."""
+
+    def __init__(self, params: dict):
+        self.params = flatten(params)
+        self.step = 0
+
+    def start(self, run_dir: Path, resumed_step: int) -> None:
+        self.step = resumed_step
+        self.open(Path(run_dir), resumed_step)
+
+    def log(self, record: dict) -> None:
+        self.step = max(self.step, int(record["step"]))
+        values = scalars(record)
+        if values:
+            self.write(int(record["step"]), values)
+
+    def open(self, run_dir: Path, resumed_step: int) -> None:
+        raise NotImplementedError
+
+    def write(self, step: int, values: dict[str, float]) -> None:
+        raise NotImplementedError
+
+
+class TensorBoard(_Backend):
+    """Scalars per step, the config as text, final metrics as hparams and the report as text."""
+
+    def __init__(self, folder: Path | None, params: dict):
+        super().__init__(params)
+        self.folder = folder
+        self.writer = None
+
+    def open(self, run_dir: Path, resumed_step: int) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
+        self.folder = self.folder or run_dir / "tensorboard"
         # purge_step hides events a killed run wrote past its last checkpoint; the resumed run logs them again
-        self.writer = SummaryWriter(str(self.folder), purge_step=resume_step + 1 if resume_step else None)
-        self.params = params
-        if not resume_step:
-            self.writer.add_text("config", "\n".join(f"    {k}: {v}" for k, v in params.items()), 0)
+        self.writer = SummaryWriter(str(self.folder), purge_step=resumed_step + 1 if resumed_step else None)
+        if not resumed_step:
+            self.writer.add_text("config", "\n".join(f"    {k}: {v}" for k, v in self.params.items()), 0)
 
-    def log(self, step: int, values: dict[str, float]) -> None:
+    def write(self, step: int, values: dict[str, float]) -> None:
         for k, v in values.items():
             self.writer.add_scalar(k, v, step)
 
-    def finish(self, final: dict[str, float], step: int, artifacts: list[Path], status: str) -> None:
-        for path in artifacts:
+    def finish(self, status: str) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+    def summary(self, metrics: dict, files: list[Path]) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(self.folder))  # a new event file next to the training ones
+        final = final_scalars(metrics)
+        for k, v in final.items():
+            writer.add_scalar(k, v, self.step)
+        for path in files:
             if path.suffix == ".md":
-                self.writer.add_text(path.stem, path.read_text(encoding="utf-8"), 0)
+                writer.add_text(path.stem, path.read_text(encoding="utf-8"), 0)
         if final:
-            self.log(step, final)
             hparams = {k: v for k, v in self.params.items() if isinstance(v, (int, float, str, bool))}
-            self.writer.add_hparams(hparams, {f"hparam/{k}": v for k, v in final.items()}, run_name=".")
-        self.writer.close()
+            writer.add_hparams(hparams, {f"hparam/{k}": v for k, v in final.items()}, run_name=".")
+        writer.close()
 
 
-class MLflow:
-    def __init__(self, uri: str, experiment: str, name: str, state: dict):
-        self.uri, self.experiment, self.name, self.state = uri, experiment, name, state
+class MLflow(_Backend):
+    """Params, metrics per step, final metrics and the report files as artifacts; a resumed run continues its
+    MLflow run (its id is kept in ``<run>/tracking.json``)."""
 
-    def start(self, params: dict, resume_step: int) -> None:
+    def __init__(self, uri: str | None, experiment: str, name: str | None, params: dict):
+        super().__init__(params)
+        self.uri, self.experiment, self.name = uri, experiment, name
+        self.run_id = None
+
+    def open(self, run_dir: Path, resumed_step: int) -> None:
+        self.uri = self.uri or os.environ.get("MLFLOW_TRACKING_URI") or (run_dir.resolve().parent / "mlruns").as_uri()
         if self.uri.startswith("file:") or "://" not in self.uri:
             # MLflow 3 keeps its file store in maintenance mode behind this switch; a file store is what was asked for
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
@@ -115,20 +161,21 @@ class MLflow:
         from mlflow.tracking import MlflowClient
 
         self.client = MlflowClient(tracking_uri=self.uri)
-        run_id = self.state.get("mlflow_run_id")
-        if run_id is None:
-            exp = self.client.get_experiment_by_name(self.experiment)
-            exp_id = exp.experiment_id if exp else self.client.create_experiment(self.experiment)
-            run_id = self.client.create_run(exp_id, run_name=self.name).info.run_id
-            self.state["mlflow_run_id"] = run_id
-            items = [Param(k[:250], str(v)[:6000]) for k, v in params.items()]
-            for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
-                self.client.log_batch(run_id, params=items[i : i + 100])
-        else:
-            self.client.update_run(run_id, status="RUNNING")
-        self.run_id = run_id
+        path = run_dir / STATE_FILE
+        state = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        self.run_id = state.get("mlflow_run_id")
+        if self.run_id is not None:
+            self.client.update_run(self.run_id, status="RUNNING")
+            return
+        exp = self.client.get_experiment_by_name(self.experiment)
+        exp_id = exp.experiment_id if exp else self.client.create_experiment(self.experiment)
+        self.run_id = self.client.create_run(exp_id, run_name=self.name or run_dir.name).info.run_id
+        path.write_text(json.dumps({**state, "mlflow_run_id": self.run_id}), encoding="utf-8")
+        items = [Param(k[:250], str(v)[:6000]) for k, v in self.params.items()]
+        for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
+            self.client.log_batch(self.run_id, params=items[i : i + 100])
 
-    def log(self, step: int, values: dict[str, float]) -> None:
+    def write(self, step: int, values: dict[str, float]) -> None:
         import time
 
         from mlflow.entities import Metric
@@ -136,19 +183,26 @@ class MLflow:
         now = int(time.time() * 1000)
         self.client.log_batch(self.run_id, metrics=[Metric(k, v, now, step) for k, v in values.items()])
 
-    def finish(self, final: dict[str, float], step: int, artifacts: list[Path], status: str) -> None:
+    def finish(self, status: str) -> None:
+        if self.run_id is not None:
+            self.client.set_terminated(self.run_id, MLFLOW_STATUS.get(status, "FAILED"))
+
+    def summary(self, metrics: dict, files: list[Path]) -> None:
+        final = final_scalars(metrics)
         if final:
-            self.log(step, final)
-        for path in artifacts:
+            self.write(self.step, final)
+        for path in files:
             self.client.log_artifact(self.run_id, str(path))
-        self.client.set_terminated(self.run_id, status)
 
 
-class Trackio:
-    def __init__(self, project: str, name: str, folder: str | None):
+class Trackio(_Backend):
+    """Config, metrics per step and final metrics in Trackio's local store."""
+
+    def __init__(self, project: str, name: str | None, folder: str | None, params: dict):
+        super().__init__(params)
         self.project, self.name, self.folder = project, name, folder
 
-    def start(self, params: dict, resume_step: int) -> None:
+    def open(self, run_dir: Path, resumed_step: int) -> None:
         import sys
 
         if self.folder:
@@ -161,72 +215,28 @@ class Trackio:
         import trackio
 
         self.trackio = trackio
-        trackio.init(project=self.project, name=self.name, config=params, resume="allow", embed=False)
+        self.name = self.name or run_dir.name
+        trackio.init(project=self.project, name=self.name, config=self.params, resume="allow", embed=False)
 
-    def log(self, step: int, values: dict[str, float]) -> None:
+    def write(self, step: int, values: dict[str, float]) -> None:
         self.trackio.log(values, step=step)
 
-    def finish(self, final: dict[str, float], step: int, artifacts: list[Path], status: str) -> None:
-        if final:
-            self.trackio.log(final, step=step)
+    def finish(self, status: str) -> None:
         self.trackio.finish()
 
+    def summary(self, metrics: dict, files: list[Path]) -> None:
+        final = final_scalars(metrics)
+        if final:
+            self.trackio.init(project=self.project, name=self.name, resume="must", embed=False)
+            self.trackio.log(final, step=self.step)
+            self.trackio.finish()
 
-def _default_mlflow_uri(run_dir: Path) -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or (run_dir.resolve().parent / "mlruns").as_uri()
 
-
-def build(cfg: Config, run_dir: Path, state: dict) -> list:
-    name = cfg.run_name or run_dir.name
+def build(cfg: Config, params: dict) -> list[Tracker]:
+    """The trackers ``cfg.backends`` selects (each once), recording ``params`` as the run's hyper-parameters."""
     makers = {
-        "tensorboard": lambda: TensorBoard(
-            Path(cfg.tensorboard_dir) if cfg.tensorboard_dir else run_dir / "tensorboard"
-        ),
-        "mlflow": lambda: MLflow(cfg.mlflow_uri or _default_mlflow_uri(run_dir), cfg.project, name, state),
-        "trackio": lambda: Trackio(cfg.project, name, cfg.trackio_dir),
+        "tensorboard": lambda: TensorBoard(Path(cfg.tensorboard_dir) if cfg.tensorboard_dir else None, params),
+        "mlflow": lambda: MLflow(cfg.mlflow_uri, cfg.project, cfg.run_name, params),
+        "trackio": lambda: Trackio(cfg.project, cfg.run_name, cfg.trackio_dir, params),
     }
     return [makers[b]() for b in dict.fromkeys(cfg.backends)]
-
-
-class Tracking(Callback):
-    """The loop-facing side: a callback whose ``on_log`` sends each metrics record to every backend."""
-
-    def __init__(self, trackers: list):
-        self.trackers = trackers
-
-    def on_log(self, state, record: dict) -> None:
-        values = scalars(record)
-        if values:
-            for t in self.trackers:
-                t.log(int(record["step"]), values)
-
-    def finish(self, final: dict, artifacts: list[Path], step: int) -> None:
-        """Final dev/test metrics (as final/<split>/<name> at ``step``) and report files as artifacts."""
-        flat = {
-            f"final/{split}/{k}": v for split in ("dev", "test") for k, v in scalars(final.get(split) or {}).items()
-        }
-        for t in self.trackers:
-            t.finish(flat, step, [p for p in artifacts if p.is_file()], "FINISHED")
-        self.trackers = []
-
-
-@contextmanager
-def tracking(
-    cfg: Config, run_dir: Path, params: dict, resume_step: int, log: Callable[[str], None]
-) -> Iterator[Tracking]:
-    """Start the configured trackers; a run that raises closes them as failed (or killed on Ctrl-C)."""
-    path = Path(run_dir) / STATE_FILE
-    state = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    trackers = build(cfg, Path(run_dir), state)
-    for t in trackers:
-        t.start(flatten(params), resume_step)
-    if trackers:
-        path.write_text(json.dumps(state), encoding="utf-8")
-        log(f"tracking: {', '.join(cfg.backends)}")
-    fan = Tracking(trackers)
-    try:
-        yield fan
-    except BaseException as exc:
-        for t in fan.trackers:
-            t.finish({}, 0, [], "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
-        raise
