@@ -15,6 +15,7 @@ import yaml
 
 from tunelab import runstate
 from tunelab.errors import TunelabError
+from tunelab.tasks import TASKS
 
 MAX_DEPTH = 4  # runs/<compare>/<method> is depth 2; deeper trees are not scanned
 NOT_RUNS = {"mlruns", "tensorboard", "trackio", "model", "checkpoints", "best"}  # tracker stores and run internals
@@ -138,6 +139,7 @@ def summary(root: Path, folder: Path) -> dict:
     status = runstate.read_status(folder)
     state, reason = runstate.state(folder)
     train = cfg.get("train") or {}
+    task = _name(cfg.get("task")) or "classification"
     metric = train.get("metric")
     trainable, total = (
         final.get("trainable_parameters", status.get("trainable_parameters")),
@@ -160,7 +162,8 @@ def summary(root: Path, folder: Path) -> dict:
     return {
         "id": folder.resolve().relative_to(root.resolve()).as_posix(),
         "name": folder.name,
-        "task": _name(cfg.get("task")),
+        "task": task,
+        "generates": task in TASKS and TASKS[task].generates,  # the playground chats with it instead of predicting
         "model": (cfg.get("model") or {}).get("name"),
         "method": _name(cfg.get("method")),
         "state": state,

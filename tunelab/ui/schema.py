@@ -110,7 +110,7 @@ def _fields(items: dict, prefix: str, when: dict | None) -> list[dict]:
 def _union_fields(key: str, info, disc: str, models: list[type[BaseModel]]) -> list[dict]:
     names = [typing.get_args(m.model_fields[disc].annotation)[0] for m in models]
     default = info.default_factory() if info.default_factory is not None else info.default
-    chosen = getattr(default, disc, names[0])
+    chosen = default.model_dump()[disc] if isinstance(default, BaseModel) else names[0]
     out = [
         {
             "key": f"{key}.{disc}",

@@ -162,7 +162,7 @@
       ["Report", () => reportView(id, data)], ["Config", () => h("pre", { id: "config", text: data.config_text })],
       ["Final metrics", () => h("pre", { text: Object.keys(data.final).length ? JSON.stringify(data.final, null, 1) : "(the run has not finished)" })],
       ["Log", () => logPre],
-      ...(s.state === "finished" && s.task !== "causal_lm" ? [["Sample predictions", () => samplesView(id)]] : []),
+      ...(s.state === "finished" && !s.generates ? [["Sample predictions", () => samplesView(id)]] : []),
       ...(data.job ? [["Launch output", () => h("div", {}, h("div", { class: "command", text: data.job.command }), h("pre", { text: data.job.output }))]] : []),
     ]);
     page([s.id, head, actions], facts, h("div", { class: "grid2" }, h("div", { class: "card" }, charts.loss), h("div", { class: "card" }, charts.dev)),
@@ -200,11 +200,14 @@
   function samplesView(id) {
     const box = h("div", { id: "samples" }, h("p", { class: "muted", text: "Predicting the first dev examples…" }));
     api(`/api/run/samples?${q({ id })}`).then((res) => {
-      const show = (v) => (Array.isArray(v) ? v.map((e) => `${e.text} [${e.type}]`).join(", ") || "(none)" : String(v));
+      // an answer is a few keys of the task's prediction: a label, entity spans, an output text...
+      const one = (v) => (Array.isArray(v) ? v.map((e) => (e && typeof e === "object" ? `${e.text} [${e.type}]` : String(e))).join(", ") || "(none)" : String(v));
+      const show = (v) => Object.values(v).map(one).join(" · ");
+      const confidence = (r) => (r.out.probs && r.pred.label !== undefined ? r.out.probs[r.pred.label] : undefined);
       box.textContent = "";
       box.appendChild(h("table", {}, h("thead", {}, h("tr", {}, ["text", "gold", "predicted", ""].map((c) => h("th", {}, c)))),
         h("tbody", {}, res.samples.map((r) => h("tr", { "data-correct": r.correct ? "yes" : "no" }, h("td", {}, r.text), h("td", {}, show(r.gold)),
-          h("td", {}, show(r.pred) + (r.confidence !== undefined ? ` (${r.confidence.toFixed(3)})` : "")), h("td", { text: r.correct ? "✓" : "✗" }))))));
+          h("td", {}, show(r.pred) + (confidence(r) !== undefined ? ` (${confidence(r).toFixed(3)})` : "")), h("td", { text: r.correct ? "✓" : "✗" }))))));
     }).catch((e) => { box.textContent = ""; box.appendChild(errorBox(e.message)); });
     return box;
   }
@@ -367,12 +370,12 @@
     page("Playground", h("div", { class: "toolbar" }, h("label", {}, "Run ", pick)), area);
     const run = done.find((r) => r.id === id);
     if (!run) { area.appendChild(h("p", { class: "muted", text: done.length ? "Pick a finished run." : "No finished run yet." })); return; }
-    if (run.task === "causal_lm") return generateView(area, id);
-    predictView(area, id, run.task);
+    if (run.generates) return generateView(area, id);
+    predictView(area, id);
   }
 
-  function predictView(area, id, task) {
-    const input = h("textarea", { id: "pg-input", placeholder: task === "token_classification" ? "One sentence per line: entities are highlighted" : "One text per line" });
+  function predictView(area, id) {
+    const input = h("textarea", { id: "pg-input", placeholder: "One input per line (text, or a JSON object as `tunelab predict` reads it)" });
     const out = h("div", { id: "pg-output" });
     const go = h("button", { id: "pg-predict", onclick: async () => {
       out.textContent = "";
@@ -380,7 +383,9 @@
       try {
         const texts = input.value.split("\n").filter((t) => t.trim());
         const res = await api("/api/predict", { id, texts });
-        res.outputs.forEach((o, i) => out.appendChild(o.entities ? entities(texts[i], o.entities) : label(texts[i], o)));
+        // drawn by what the task's predict returned: entity spans, a label with probabilities, else the JSON
+        const draw = (o) => (o.entities ? entities(o.text, o.entities) : o.label !== undefined ? label(o.text, o) : h("pre", { class: "card prediction", text: JSON.stringify(o, null, 1) }));
+        res.outputs.forEach((o) => out.appendChild(draw(o)));
       } catch (e) { out.appendChild(errorBox(e.message)); }
       go.disabled = false;
     } }, "Predict");
