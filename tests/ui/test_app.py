@@ -154,6 +154,8 @@ def test_launch_stop_and_resume_a_run(tmp_path, tiny_bert_dir):
         assert c.post("/api/stop", json={"id": "long"}).json()["signal"] == "SIGINT"
         row = _wait(c, "long", {"interrupted", "failed"})
         assert row["state"] == "interrupted" and row["resumable"], row
+        # the loop finished the step, saved and reported 'interrupted' to its trackers (not a failure)
+        assert "interrupted by Ctrl-C (SIGINT) at step" in row["reason"] and "resumable" in row["reason"], row
         stopped_at = row["step"]
         c.post("/api/resume", json={"id": "long"}).raise_for_status()
         row = _wait(c, "long", {"running", "finished"}, cond=lambda r: r["step"] > stopped_at)
@@ -205,6 +207,8 @@ def test_playground_generates_from_a_tiny_causal_run(tmp_path, tiny_llama_dir, a
     assert r.status_code == 400 and "max_new_tokens" in r.json()["error"]
     r = c.post("/api/predict", json={"id": "lm", "texts": ["x"]})
     assert r.status_code == 400 and "use generate" in r.json()["error"]
+    (row,) = c.get("/api/runs").json()["runs"]
+    assert row["task"] == "causal_lm" and row["generates"]  # the front end offers chat, not predict
 
 
 def test_events_stream_new_records_log_lines_and_state_changes_live(tmp_path):
