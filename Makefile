@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.tunelab-installed
 DEMO_DIR := runs/demo-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: setup demo test lint bench bench-avx2 tcmalloc
+.PHONY: setup demo test lint bench bench-avx2 tcmalloc browser
 
 # tcmalloc makes CPU training ~1.5x faster (the tunelab command preloads it when present); optional
 tcmalloc:
@@ -17,7 +17,15 @@ tcmalloc:
 	    || echo "note: libtcmalloc-minimal4 not installed (training still works, slower)"; \
 	else echo "note: install libtcmalloc-minimal4 (apt) or gperftools for ~1.5x faster CPU training"; fi
 
-setup: $(STAMP)
+# Debian's chromium for the browser tests (Playwright drives it; no browser is ever downloaded by Playwright)
+browser:
+	@if [ -x /usr/bin/chromium ] || command -v chromium >/dev/null 2>&1 || [ -n "$$TUNELAB_CHROMIUM" ]; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  { apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }; } \
+	    || echo "note: could not install chromium; the browser tests will skip"; \
+	else echo "note: install chromium (apt-get install chromium) to run the browser tests; they skip without it"; fi
+
+setup: $(STAMP) browser
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -234,6 +234,12 @@ def cmd_serve(args) -> int:
     return commands.serve(args)
 
 
+def cmd_ui(args) -> int:
+    from tunelab.ui import commands
+
+    return commands.ui(args)
+
+
 COMMANDS = {
     "train": cmd_train,
     "eval": cmd_eval,
@@ -244,6 +250,7 @@ COMMANDS = {
     "merge": cmd_merge,
     "clean": cmd_clean,
     "serve": cmd_serve,
+    "ui": cmd_ui,
     "info": cmd_info,
     "doctor": cmd_doctor,
     "config": cmd_config,
@@ -354,6 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tunelab.serve import commands as serve_commands
 
     serve_commands.add_parser(sub)
+    from tunelab.ui import commands as ui_commands
+
+    ui_commands.add_parser(sub)
     return parser
 
 

@@ -22,6 +22,7 @@ from tunelab.methods import METHODS
 from tunelab.schema import Strict
 from tunelab.tasks import TASKS
 from tunelab.training.speed import Config as SpeedConfig
+from tunelab.training.trackers import Config as TrackingConfig
 
 KEEP_CHECKPOINTS = ("best+last", "last", "none", "all")
 
@@ -205,6 +206,10 @@ class RunConfig(Strict):
         default_factory=SpeedConfig,
         description="Speed and memory levers (bf16 frozen weights, chunked LM loss, compile, cache).",
     )
+    tracking: TrackingConfig = Field(
+        default_factory=TrackingConfig,
+        description="Experiment trackers (TensorBoard, MLflow, Trackio) besides metrics.jsonl.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> "RunConfig":
@@ -256,7 +261,8 @@ def validate(raw: dict[str, Any], source: str = "config", upgrade: bool = False)
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: " + "; ".join(_explain(err, raw) for err in exc.errors())) from None
+        problems = [(_key(err), _explain(err, raw)) for err in exc.errors()]
+        raise ConfigError(f"{source}: " + "; ".join(msg for _, msg in problems), problems=problems) from None
 
 
 def dump(cfg: RunConfig) -> str:
@@ -334,9 +340,8 @@ def _check_union_name(raw: dict[str, Any], source: str, section: str, table: dic
     if isinstance(value, dict):
         name = value.setdefault("name", default)
         if name not in table:
-            raise ConfigError(
-                f"{source}: {section}.name: unknown {section} '{name}'{_suggest(str(name), table)}; valid: {', '.join(table)}"
-            )
+            msg = f"{section}.name: unknown {section} '{name}'{_suggest(str(name), table)}; valid: {', '.join(table)}"
+            raise ConfigError(f"{source}: {msg}", problems=[(f"{section}.name", msg)])
 
 
 # keys that moved into a task's section (tunelab 0.2): old dotted key -> (task, new key in task:)
@@ -391,10 +396,20 @@ def _suggest(word: str, choices) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def _explain(err: dict[str, Any], raw: dict[str, Any]) -> str:
+def _loc(err: dict[str, Any]) -> list[str]:
     loc = [str(p) for p in err["loc"]]
     if loc and len(loc) > 1 and loc[1] in UNIONS.get(loc[0], {}):
         loc = [loc[0]] + loc[2:]  # drop the union tag pydantic inserts
+    return loc
+
+
+def _key(err: dict[str, Any]) -> str:
+    """The dotted key a validation error is about ('' for a whole-config rule)."""
+    return ".".join(_loc(err))
+
+
+def _explain(err: dict[str, Any], raw: dict[str, Any]) -> str:
+    loc = _loc(err)
     path = ".".join(loc)
     if err["type"] == "extra_forbidden":
         parent = ".".join(loc[:-1])

@@ -11,7 +11,15 @@ class TunelabError(Exception):
 
 
 class ConfigError(TunelabError):
-    """A bad config key, type or value."""
+    """A bad config key, type or value.
+
+    ``problems`` lists (dotted key, message) pairs when the error comes from validation, so a form can show
+    each message next to its field; the exception's text is the same messages joined, as the CLI prints it.
+    """
+
+    def __init__(self, message: str, problems: list[tuple[str, str]] | None = None):
+        super().__init__(message)
+        self.problems = problems or []
 
 
 class DataError(TunelabError):

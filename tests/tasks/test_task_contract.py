@@ -213,6 +213,20 @@ def test_predict_and_serve_predict_agree(trained, capsys, monkeypatch):
     assert [{k: v for k, v in d.items() if k not in ("index", "input")} for d in reply["data"]] == predicted
 
 
+def test_reference_gives_predicts_input_and_the_answer_in_predicts_keys(trained):
+    """What the dashboard's sample predictions rely on: a labelled row's input predicts like any input, and its
+    answer has the keys (and value types) of the prediction."""
+    name, tmp, cfg, _ = trained
+    task = TASKS[name]
+    rows = task.read(cfg, cfg.data.dev).rows[:3]
+    inputs, answers = zip(*(task.reference(r) for r in rows))
+    outputs = task.predict(runs.load_run(tmp / "run"), list(inputs))
+    assert len(outputs) == len(rows)
+    for answer, out in zip(answers, outputs):
+        assert answer and set(answer) <= set(out)
+        assert all(type(v) is type(out[k]) for k, v in answer.items())
+
+
 def test_compare_untrained_baseline_goes_through_the_task(trained, tmp_path):
     name, _, cfg, _ = trained
     row, skipped = compare.untrained_head(cfg, tmp_path, lambda m: None)

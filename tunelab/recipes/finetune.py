@@ -13,14 +13,15 @@ import time
 from pathlib import Path
 
 from tunelab import config as config_mod
-from tunelab import hardware, runs
+from tunelab import hardware, runs, runstate
 from tunelab.data.split import stratified_split
 from tunelab.errors import TunelabError
 from tunelab.evaluation import report
 from tunelab.methods import METHODS
 from tunelab.methods.base import count_parameters
 from tunelab.tasks import TASKS, Task
-from tunelab.training import checkpoint, distributed, loop, optim, speed
+from tunelab.training import checkpoint, distributed, loop, optim, speed, trackers
+from tunelab.training.tracking import JsonlTracker, Tracker, Trackers
 
 
 def run(
@@ -45,6 +46,15 @@ def run(
     if (warning := distributed.launcher_warning()) is not None:
         log(warning)
     run_dir = prepare_run_dir(cfg, resume_anyway, log)
+    # run.lock, status.json and train.log (what `tunelab ui` reads); the loop reports into it as a Tracker
+    with runstate.active(run_dir, log, main=distributed.is_main_process()) as session:
+        extras = _Extras(None, callbacks, session.log, quiet, run_dir)
+        return _train(cfg, task, precision, session, extras, resume_anyway)
+
+
+def _train(cfg: config_mod.RunConfig, task: Task, precision, session: runstate.Session, extras, resume_anyway) -> dict:
+    """Everything after the run folder is claimed: data, model, method, the loop, the run folder's files."""
+    log, run_dir = extras.log, extras.run_dir
     log(hardware.slow_bf16_warning(precision) or f"precision: {precision.name} ({precision.reason})")
     splits = read_splits(cfg, task, log)
     check_data(run_dir, cfg, splits, resume_anyway, log)
@@ -54,10 +64,12 @@ def run(
     model = method.apply(model, cfg.method, head)
     trainable, total = count_parameters(model)
     log(f"{cfg.method.name}: training {trainable:,} of {total:,} parameters ({100 * trainable / total:.2f}%)")
+    session.note(trainable_parameters=trainable, total_parameters=total)
     prepared = task.prepare(cfg, tokenizer, labels, splits, log)
     prepared.collate = speed.bucketed(prepared.collate, cfg.speed.pad_multiple)
-    extras = _Extras(method, callbacks, log, quiet, run_dir)
+    extras.method = method
     extras.rebuild = lambda: plain_model(cfg, labels, method)
+    extras.tracker = run_trackers(cfg, session.tracker, trainable, total, log)
     final, model = train_and_evaluate(cfg, model, prepared, extras)
     final.update(
         trainable_parameters=trainable,
@@ -68,6 +80,8 @@ def run(
         export(model, tokenizer, method, labels, run_dir)
         checkpoint.write_json_atomic(run_dir / "metrics.json", final)
         report.write(run_dir, cfg, final, labels)
+        files = [run_dir / n for n in ("report.md", "metrics.json", "config.yaml", report.PLOT)]
+        extras.tracker.summary(final, [f for f in files if f.is_file()])
         freed = checkpoint.keep_after_finish(run_dir, cfg.train.keep_checkpoints)
         checkpoint.fix_modes(run_dir)
         if freed:
@@ -77,14 +91,25 @@ def run(
     return final
 
 
+def run_trackers(cfg: config_mod.RunConfig, status: Tracker, trainable: int, total: int, log) -> Tracker:
+    """Where the loop's records go: metrics.jsonl, the run status the dashboard reads, and the ``tracking:``
+    back-ends (given the resolved config and parameter counts as hyper-parameters)."""
+    params = {**cfg.model_dump(mode="json"), "trainable_parameters": trainable, "total_parameters": total}
+    if cfg.tracking.backends:
+        log(f"tracking: {', '.join(cfg.tracking.backends)}")
+    return Trackers(JsonlTracker(), status, *trackers.build(cfg.tracking, params))
+
+
 class _Extras:
-    """What train_and_evaluate needs besides the config, model and prepared data."""
+    """What train_and_evaluate needs besides the config, model and prepared data (``method`` is set once the
+    run has built it)."""
 
     def __init__(self, method, callbacks, log, quiet: bool, run_dir: Path):
         self.method, self.callbacks, self.log, self.quiet, self.run_dir = method, list(callbacks), log, quiet, run_dir
         self.rebuild = (
             None  # () -> a fresh model with the method applied (after FSDP/DeepSpeed sharded the trained one)
         )
+        self.tracker: Tracker | None = None  # where the loop's records go (None: metrics.jsonl only)
 
 
 def plain_model(cfg: config_mod.RunConfig, labels, method):
@@ -116,6 +141,7 @@ def train_and_evaluate(cfg: config_mod.RunConfig, model, prepared, extras: _Extr
         metric=task.metric(cfg.train.metric),
         callbacks=callbacks,
         param_groups=groups,
+        tracker=extras.tracker,
         log=extras.log,
         quiet=extras.quiet,
     )

@@ -13,7 +13,8 @@ To add a task:
   3. Give the task contract suite (tests/tasks/test_task_contract.py) a small data file and config for it:
      read -> train -> save -> load -> eval -> predict, serve, compare's baseline and resume then run on it.
 Data flows: ``read`` rows -> ``label_space`` -> ``prepare`` (features, collate, objective, evaluators)
--> the loop (``forward`` then the pure ``loss``) -> run folder -> ``evaluate``/``predict`` on a ``LoadedRun``.
+-> the loop (``forward`` then the pure ``loss``) -> run folder -> ``evaluate``/``predict`` on a ``LoadedRun`` (``reference`` pairs a labelled row's input with
+its answer, for showing predictions next to answers).
 """
 
 from __future__ import annotations
@@ -149,6 +150,12 @@ class Task(ABC):
     @abstractmethod
     def predict(self, run, inputs: list) -> list[dict]:
         """One JSON-ready dict per input, in order; each has ``text`` (the input as text) and the task's outputs."""
+
+    @abstractmethod
+    def reference(self, row) -> tuple[Any, dict]:
+        """(prediction input, answer) of a labelled row: the input ``predict`` takes for it (its label removed)
+        and the answer it holds in the keys ``predict`` returns (classification: label; token classification:
+        entities). Dashboards show the answer next to the prediction of the same keys."""
 
     @abstractmethod
     def prompt_template(self, run) -> str | None:

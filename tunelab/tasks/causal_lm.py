@@ -187,6 +187,19 @@ class CausalLM(Task):
         )
         return [{"text": i.text, "output": o.text, "finish_reason": o.finish_reason} for i, o in zip(inputs, outs)]
 
+    def reference(self, row: templates.Example) -> tuple[PromptInput, dict]:
+        """A chat: the messages before the last assistant reply, and that reply. Plain text: its first half
+        (cut at a space) to continue, and the rest."""
+        pair = prompt_and_reference(row)
+        if pair is not None:
+            prompt, reply = pair
+            shown = next((m["content"] for m in reversed(prompt) if m["role"] == "user"), "")
+            return PromptInput(prompt, shown, row.line), {"output": reply}
+        text = row.text or ""
+        cut = text.rfind(" ", 0, len(text) // 2 + 1)
+        cut = cut if cut > 0 else len(text) // 2
+        return PromptInput(text[:cut], text[:cut], row.line), {"output": text[cut:]}
+
     def prompt_template(self, run) -> str:
         return templates.chat_template(run.tokenizer, run.cfg.task.chat_template)
 

@@ -115,6 +115,9 @@ class Classification(Task):
             for r, o in zip(inputs, out)
         ]
 
+    def reference(self, row: Row) -> tuple[Row, dict]:
+        return Row(row.text, row.text_pair, None, row.line), {"label": row.label}
+
     def prompt_template(self, run) -> None:
         return None
 

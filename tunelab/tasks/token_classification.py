@@ -165,6 +165,13 @@ class TokenClassification(Task):
         )
         return [{"text": r.text, **o} for r, o in zip(inputs, out)]
 
+    def reference(self, row: Sentence) -> tuple[Sentence, dict]:
+        entities = []
+        for a, b, kind in tagging.spans(row.tags or []):
+            start, end = row.offsets[a][0], row.offsets[b - 1][1]
+            entities.append({"start": start, "end": end, "type": kind, "text": row.text[start:end]})
+        return Sentence(row.tokens, None, row.line, row.text, row.offsets), {"entities": entities}
+
     def prompt_template(self, run) -> None:
         return None
 

@@ -2,8 +2,9 @@
 
 The default writes ``metrics.jsonl`` in the run folder (one JSON object per line: training windows with
 ``step``, ``epoch``, ``loss``, ``lr``, ``tokens_per_s``; evaluations with ``step`` and ``dev/<metric>``).
-Other back-ends (TensorBoard, MLflow, a dashboard) subclass ``Tracker``; a recipe that wants several
-passes a ``Trackers`` of them. Only the main process gets a real tracker.
+Other back-ends (TensorBoard, MLflow, Trackio in training/trackers.py; the run status the dashboard reads in
+runstate.py) subclass ``Tracker``; a recipe that wants several passes a ``Trackers`` of them (with a
+``JsonlTracker`` if it wants metrics.jsonl). Only the main process gets a real tracker.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ class Tracker:
     def finish(self, status: str) -> None:
         """Training ended: ``finished``, ``stopped_early``, ``interrupted`` or ``failed``."""
 
+    def summary(self, metrics: dict, files: list[Path]) -> None:
+        """After a run that trained to its end: the recipe's final metrics (``{"dev": {...}, "test": {...}}``, as in
+        metrics.json) and the report files it wrote. Called once, after ``finish``, by the recipe (the loop never
+        sees final metrics); a tracker that closed in ``finish`` reopens what it needs."""
+
 
 class Trackers(Tracker):
     """Several trackers as one."""
@@ -44,6 +50,10 @@ class Trackers(Tracker):
     def finish(self, status: str) -> None:
         for t in self.trackers:
             t.finish(status)
+
+    def summary(self, metrics: dict, files: list[Path]) -> None:
+        for t in self.trackers:
+            t.summary(metrics, files)
 
 
 class JsonlTracker(Tracker):
