@@ -65,6 +65,9 @@ def cmd_eval(args) -> int:
                         **task.encode_options(loaded.cfg.data))
     collate = lambda b: pad_batch(b, loaded.tokenizer.pad_token_id)  # noqa: E731
     metrics = task.evaluate(loaded.model, feats, loaded.labels, collate)
+    from tunelab.evaluation import eval_extras
+
+    metrics.update(eval_extras.analyse(loaded, Path(args.run_dir), table.rows, args.errors, _log))
     print(json.dumps(metrics, indent=2))
     return 0
 
@@ -196,6 +199,24 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_fairness(args) -> int:
+    from tunelab.evaluation import commands
+
+    return commands.fairness(args, _log)
+
+
+def cmd_explain(args) -> int:
+    from tunelab.evaluation import commands
+
+    return commands.explain(args, _log)
+
+
+def cmd_calibrate(args) -> int:
+    from tunelab.evaluation import commands
+
+    return commands.calibrate(args, _log)
+
+
 def cmd_serve(args) -> int:
     from tunelab.serve import commands
 
@@ -211,6 +232,9 @@ COMMANDS = {
     "compare": cmd_compare,
     "merge": cmd_merge,
     "serve": cmd_serve,
+    "calibrate": cmd_calibrate,
+    "fairness": cmd_fairness,
+    "explain": cmd_explain,
     "info": cmd_info,
     "doctor": cmd_doctor,
     "config": cmd_config,
@@ -230,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a run on a labelled file")
     p.add_argument("run_dir")
     p.add_argument("--data", required=True, help="labelled file in the run's data format")
+    p.add_argument("--errors", help="write every mistake (most confident first) to this JSONL file")
     p = sub.add_parser("predict", help="predict labels for a file or stdin, as JSONL")
     p.add_argument("run_dir")
     p.add_argument("--data", help="input file (the run's text column); default: stdin, one text or JSON object per line")
@@ -254,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tunelab.generation import commands
 
     commands.add_parsers(sub)
+    from tunelab.evaluation import commands as eval_commands
+
+    eval_commands.add_parsers(sub)
     from tunelab.serve import commands as serve_commands
 
     serve_commands.add_parser(sub)

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from tunelab.errors import ConfigError
+from tunelab.evaluation.config import AnalysisConfig
 from tunelab.generation.config import GenerationConfig
 from tunelab.methods import METHODS
 from tunelab.schema import Strict
@@ -96,6 +97,7 @@ class RunConfig(Strict):
     lm: LMConfig = Field(default_factory=LMConfig, description="Causal-LM data options: template, loss tokens, packing, dev generations.")
     generation: GenerationConfig = Field(default_factory=GenerationConfig, description="Decoding for generate/chat (and dev generations).")
     speed: SpeedConfig = Field(default_factory=SpeedConfig, description="Speed and memory levers (bf16 frozen weights, chunked LM loss, compile, cache).")
+    analysis: AnalysisConfig = Field(default_factory=AnalysisConfig, description="Calibration and error analysis written at the end of training.")
 
     @model_validator(mode="after")
     def _batch_divides(self) -> "RunConfig":

@@ -108,3 +108,29 @@ def _scores(z: torch.Tensor, labels, n_bins: int, t: float) -> dict:
     p = torch.softmax(z / t, dim=-1)
     return {"ece": ece(p, labels, n_bins), "brier": brier(p, labels), "nll": nll(z, labels, t),
             "reliability": reliability(p, labels, n_bins)}
+
+
+# ---------------------------------------------------------------- the run folder's temperature
+
+TEMPERATURE_FILE = "temperature.json"
+
+
+def stored_temperature(run_dir) -> float:
+    """The temperature fitted for a run (temperature.json), or 1.0 when none was fitted."""
+    import json
+    from pathlib import Path
+
+    path = Path(run_dir) / TEMPERATURE_FILE
+    return float(json.loads(path.read_text(encoding="utf-8"))["temperature"]) if path.is_file() else 1.0
+
+
+def store_temperature(run_dir, temperature: float, source: str, examples: int, nll_before: float, nll_after: float) -> None:
+    """Write temperature.json (atomically): the value and what it was fitted on."""
+    import json
+    from pathlib import Path
+
+    path = Path(run_dir) / TEMPERATURE_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"temperature": temperature, "fitted_on": source, "examples": examples,
+                               "nll_before": nll_before, "nll_after": nll_after}, indent=2), encoding="utf-8")
+    tmp.replace(path)

@@ -18,7 +18,7 @@ from tunelab.data import cache
 from tunelab.data.collate import pad_batch
 from tunelab.data.split import stratified_split
 from tunelab.errors import TunelabError
-from tunelab.evaluation import report
+from tunelab.evaluation import analysis, report
 from tunelab.methods import METHODS
 from tunelab.methods.base import count_parameters
 from tunelab.models import load as model_load
@@ -59,6 +59,7 @@ def run(cfg: config_mod.RunConfig, *, quiet: bool = False, log=print, callbacks=
              "dev": evaluate_final(model), **({"test": evaluate_test(model)} if "test" in feats else {}),
              **({"data": data_info} if data_info else {})}
     export(model, tokenizer, method, labels, run_dir)
+    analysis.after_training(run_dir, cfg, model, tokenizer, labels, splits["dev"], log)
     checkpoint.write_json_atomic(run_dir / "metrics.json", final)
     report.write(run_dir, cfg, final, labels)
     return final

@@ -1,0 +1,43 @@
+"""`tunelab calibrate RUN [--data FILE]`: fit temperature scaling on labelled data and store it in the run.
+
+Writes temperature.json (predict, serve, eval, explain and fairness then divide the logits by it),
+calibration.json, error_analysis.json and errors.jsonl, and rebuilds the report.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tunelab import runs
+from tunelab.errors import TunelabError
+from tunelab.evaluation import analysis, calibration, report
+
+
+def run(run_dir: str, data: str | None = None, *, force: bool = False, log=print) -> dict:
+    path = runs.check_run_dir(Path(run_dir))
+    cfg = runs.read_config(path)
+    if cfg.task != "classification":
+        raise TunelabError(f"{run_dir}: temperature scaling applies to classification runs; this is a {cfg.task} run")
+    old = path / calibration.TEMPERATURE_FILE
+    if old.is_file() and not force:
+        raise TunelabError(f"{run_dir}: already has a temperature (T = {calibration.stored_temperature(path):.4f}); "
+                           "pass --force to fit a new one (nothing was changed)")
+    loaded = runs.load_run(path)
+    rows = _rows(loaded, data, log)
+    preds = analysis.Classification.predict(loaded.model, loaded.tokenizer, loaded.labels, rows, loaded.cfg)
+    t = analysis.fit_and_store(path, preds, data or "the run's dev split")
+    summary = analysis.write(path, analysis.Classification, preds, loaded.labels, loaded.cfg.analysis, t)
+    report.rebuild(path)
+    cal = summary["calibration"]
+    log(f"temperature scaling: T = {t:.4f} on {len(rows)} examples; ECE {cal['before']['ece']:.4f} -> {cal['after']['ece']:.4f}")
+    return {"temperature": t, "examples": len(rows), **{f"{k}_{s}": cal[s][k] for s in ("before", "after") for k in ("ece", "brier", "nll")}}
+
+
+def _rows(loaded, data: str | None, log) -> list:
+    from tunelab.recipes import finetune
+    from tunelab.tasks import TASKS
+
+    task = TASKS[loaded.cfg.task]
+    if data:
+        return task.read(loaded.cfg.data, data).rows
+    return finetune.read_splits(loaded.cfg, task, log)["dev"]

@@ -1,0 +1,145 @@
+"""`tunelab fairness RUN`: counterfactual probes, EEC gaps, group metrics (classification); CrowS-Pairs (causal LM).
+
+Results go to RUN/fairness.json (or ``out``) and into the run's report.md / report.html.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from tunelab import runs
+from tunelab.errors import TunelabError
+from tunelab.evaluation import calibration, report
+from tunelab.evaluation.fairness import counterfactual, crows_pairs, eec, groups, terms
+
+FILE = "fairness.json"
+
+
+@dataclass
+class Request:
+    data: str | None = None            # texts for counterfactual probes / group metrics (default: the run's dev split)
+    group_column: str | None = None    # column naming each row's group -> group metrics
+    terms: str | None = None           # user term lists (YAML/JSON)
+    only_user_terms: bool = False      # use only the user's lists
+    categories: list[str] | None = None
+    eec: str | None = None             # Equity Evaluation Corpus CSV
+    crows_pairs: str | None = None     # CrowS-Pairs CSV
+    positive: str | None = None        # the label whose probability is the sentiment score
+    max_rows: int | None = None
+    out: str | None = None
+
+
+def run(run_dir: str, req: Request, log=print) -> dict:
+    run_path = runs.check_run_dir(Path(run_dir))
+    cfg = runs.read_config(run_path)
+    if cfg.task == "causal_lm":
+        return _causal(run_path, req, log)
+    if cfg.task != "classification":
+        raise TunelabError(f"{run_dir}: fairness probes cover classification runs (counterfactuals, EEC, groups) and "
+                           f"causal_lm runs (CrowS-Pairs); this is a {cfg.task} run")
+    if req.crows_pairs:
+        raise TunelabError("--crows-pairs needs a causal_lm run (it compares sentence likelihoods)")
+    loaded = runs.load_run(run_path)
+    t = calibration.stored_temperature(run_path)
+    positive = _positive(loaded.labels, req.positive, needed=bool(req.eec))
+    rows = _rows(loaded, req, log)
+    result: dict = {"temperature": t}
+    texts = [r.text for r in rows]
+    probs = _probs(loaded, texts, [r.text_pair for r in rows], t)
+    lists = terms.select(terms.load(req.terms) if req.terms else None, req.categories, req.only_user_terms)
+    probes = counterfactual.build(texts, lists)
+    log(f"counterfactual: {len(probes)} variants of {len({p['index'] for p in probes})} of {len(texts)} texts")
+    pairs = [rows[p["index"]].text_pair for p in probes]
+    vprobs = _probs(loaded, [p["text"] for p in probes], pairs, t) if probes else []
+    cf = counterfactual.summarise(probs, vprobs, probes, loaded.labels, positive)
+    result["counterfactual"] = {**cf, "texts": len(texts), "source": req.data or "the run's dev split"}
+    if req.group_column:
+        result["groups"] = _group_metrics(loaded, req, rows, probs, positive)
+    if req.eec:
+        ee = eec.read(req.eec)
+        scores = [p[positive] for p in _probs(loaded, [r["Sentence"] for r in ee], [None] * len(ee), t)]
+        result["eec"] = {"positive": loaded.labels[positive], "sentences": len(ee), **eec.gaps(ee, scores)}
+    return _save(run_path, req, result, log)
+
+
+def _causal(run_path: Path, req: Request, log) -> dict:
+    if not req.crows_pairs:
+        raise TunelabError(f"{run_path}: a causal_lm run is probed with CrowS-Pairs: pass --crows-pairs FILE (crows_pairs_anonymized.csv)")
+    if req.eec or req.group_column or req.data:
+        raise TunelabError("--eec, --group-column and --data apply to classification runs; a causal_lm run takes --crows-pairs")
+    loaded = runs.load_run(run_path)
+    rows = crows_pairs.read(req.crows_pairs)[: req.max_rows or None]
+    log(f"CrowS-Pairs: scoring {len(rows)} sentence pairs")
+    return _save(run_path, req, {"crows_pairs": crows_pairs.evaluate(loaded.model, loaded.tokenizer, rows)}, log)
+
+
+def _save(run_path: Path, req: Request, result: dict, log) -> dict:
+    folder = Path(req.out) if req.out else run_path
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / FILE).write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8")
+    if folder == run_path:
+        report.rebuild(run_path)
+    log(f"fairness results: {folder / FILE}")
+    return result
+
+
+def _positive(labels: list[str], given: str | None, needed: bool) -> int | None:
+    """Index of the positive label: given, or the obvious one of a binary task (1 / positive / pos)."""
+    if given is not None:
+        if given not in labels:
+            raise TunelabError(f"--positive '{given}': not a label of this run; labels: {', '.join(labels)}")
+        return labels.index(given)
+    for name in ("1", "positive", "pos", "POSITIVE", "Positive"):
+        if name in labels and len(labels) == 2:
+            return labels.index(name)
+    if needed:
+        raise TunelabError(f"name the positive label with --positive (labels: {', '.join(labels)})")
+    return None
+
+
+def _rows(loaded, req: Request, log) -> list:
+    from tunelab.recipes import finetune
+    from tunelab.tasks import TASKS
+
+    task = TASKS[loaded.cfg.task]
+    if req.data:
+        rows = task.read(loaded.cfg.data, req.data, with_labels=bool(req.group_column)).rows
+    else:
+        rows = finetune.read_splits(loaded.cfg, task, log)["dev"]
+    return rows[: req.max_rows] if req.max_rows else rows
+
+
+def _group_metrics(loaded, req: Request, rows: list, probs: list[list[float]], positive: int | None) -> dict:
+    from tunelab.data.sources import read_table
+
+    if not req.data:
+        raise TunelabError("--group-column needs --data: a labelled file with that column")
+    d = loaded.cfg.data
+    table = read_table(req.data, text_column=req.group_column, text_pair_column=None, label_column=d.label_column,
+                       format=d.format, has_header=d.has_header, on_error="raise")
+    group_of = {r.line: r.text for r in table.rows}
+    missing = [r.line for r in rows if r.line not in group_of]
+    if missing:
+        raise TunelabError(f"{req.data}:{missing[0]}: no value in group column '{req.group_column}'")
+    index = {n: i for i, n in enumerate(loaded.labels)}
+    unknown = [r for r in rows if r.label not in index]
+    if unknown:
+        raise TunelabError(f"{req.data}:{unknown[0].line}: label '{unknown[0].label}' was not seen in training")
+    y_pred = [max(range(len(p)), key=p.__getitem__) for p in probs]
+    res = groups.metrics([index[r.label] for r in rows], y_pred, [group_of[r.line] for r in rows], loaded.labels, positive)
+    return {"column": req.group_column, **res}
+
+
+@torch.no_grad()
+def _probs(loaded, texts: list[str], pairs: list, temperature: float, batch_size: int = 64) -> list[list[float]]:
+    """Class probabilities (with the run's temperature) per text, in order."""
+    from tunelab.data.sources import Row
+    from tunelab.evaluation.analysis import Classification
+
+    rows = [Row(t, p, None, i + 1) for i, (t, p) in enumerate(zip(texts, pairs))]
+    preds = Classification.predict(loaded.model, loaded.tokenizer, loaded.labels, rows, loaded.cfg, batch_size)
+    return torch.softmax(preds.logits / temperature, -1).tolist()
