@@ -85,7 +85,7 @@ def cmd_predict(args) -> int:
         rows = task.read(loaded.cfg.data, args.data, with_labels=False).rows
     else:  # a task may parse stdin its own way (NER: raw text or pre-tokenised JSON lines)
         rows = task.read_input(sys.stdin) if hasattr(task, "read_input") else _stdin_rows()
-    outputs = task.predict(loaded.model, loaded.tokenizer, loaded.labels, rows, loaded.cfg.model.max_length, **task.encode_options(loaded.cfg.data))
+    outputs = task.predict(loaded.model, loaded.tokenizer, loaded.labels, rows, loaded.cfg.model.max_length, **task.predict_options(loaded))
     for row, out in zip(rows, outputs):
         print(json.dumps({"text": row.text, **out}, ensure_ascii=False))
     return 0

@@ -31,6 +31,7 @@ class LoadedRun:
     tokenizer: object
     labels: list[str] | None
     head: list[str]
+    temperature: float = 1.0  # temperature scaling fitted for the run (temperature.json), 1.0 when none
 
 
 def check_run_dir(run_dir: Path) -> Path:
@@ -71,4 +72,6 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     method = METHODS[cfg.method.name]
     model = method.load(model, cfg.method, head, run_dir / "model")
     model.eval()
-    return LoadedRun(cfg, model, tokenizer, labels, head)
+    from tunelab.evaluation.calibration import stored_temperature
+
+    return LoadedRun(cfg, model, tokenizer, labels, head, stored_temperature(run_dir))

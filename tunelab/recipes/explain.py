@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tunelab import runs
 from tunelab.errors import TunelabError
-from tunelab.evaluation import calibration, report
+from tunelab.evaluation import report
 from tunelab.evaluation.explain import render, targets
 
 JSON, HTML = "explanations.json", "explanations.html"
@@ -26,7 +26,7 @@ def run(run_dir: str, texts: list[str] | None = None, data: str | None = None, *
     task = loaded.cfg.task
     if opts.target is not None and (loaded.labels is None or opts.target not in loaded.labels):
         raise TunelabError(f"--target '{opts.target}': not a label of this run" + (f"; labels: {', '.join(loaded.labels)}" if loaded.labels else ""))
-    opts.temperature = calibration.stored_temperature(Path(run_dir))
+    opts.temperature = loaded.temperature
     items = [{"text": t, **({"text_pair": text_pair} if text_pair else {})} for t in texts] if texts else targets.ITEMS[task](loaded, data)
     if not items:
         raise TunelabError(f"{data}: no inputs to explain")

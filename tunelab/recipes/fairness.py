@@ -13,7 +13,7 @@ import torch
 
 from tunelab import runs
 from tunelab.errors import TunelabError
-from tunelab.evaluation import calibration, report
+from tunelab.evaluation import report
 from tunelab.evaluation.fairness import counterfactual, crows_pairs, eec, groups, terms
 
 FILE = "fairness.json"
@@ -44,13 +44,16 @@ def run(run_dir: str, req: Request, log=print) -> dict:
     if req.crows_pairs:
         raise TunelabError("--crows-pairs needs a causal_lm run (it compares sentence likelihoods)")
     loaded = runs.load_run(run_path)
-    t = calibration.stored_temperature(run_path)
+    t = loaded.temperature
     positive = _positive(loaded.labels, req.positive, needed=bool(req.eec))
+    lists = terms.select(terms.load(req.terms) if req.terms else None, req.categories, req.only_user_terms)
+    ee = eec.read(req.eec) if req.eec else None  # bad inputs fail before any model work
+    if req.group_column and not req.data:
+        raise TunelabError("--group-column needs --data: a labelled file with that column")
     rows = _rows(loaded, req, log)
     result: dict = {"temperature": t}
     texts = [r.text for r in rows]
     probs = _probs(loaded, texts, [r.text_pair for r in rows], t)
-    lists = terms.select(terms.load(req.terms) if req.terms else None, req.categories, req.only_user_terms)
     probes = counterfactual.build(texts, lists)
     log(f"counterfactual: {len(probes)} variants of {len({p['index'] for p in probes})} of {len(texts)} texts")
     pairs = [rows[p["index"]].text_pair for p in probes]
@@ -59,8 +62,7 @@ def run(run_dir: str, req: Request, log=print) -> dict:
     result["counterfactual"] = {**cf, "texts": len(texts), "source": req.data or "the run's dev split"}
     if req.group_column:
         result["groups"] = _group_metrics(loaded, req, rows, probs, positive)
-    if req.eec:
-        ee = eec.read(req.eec)
+    if ee:
         scores = [p[positive] for p in _probs(loaded, [r["Sentence"] for r in ee], [None] * len(ee), t)]
         result["eec"] = {"positive": loaded.labels[positive], "sentences": len(ee), **eec.gaps(ee, scores)}
     return _save(run_path, req, result, log)
@@ -116,8 +118,6 @@ def _rows(loaded, req: Request, log) -> list:
 def _group_metrics(loaded, req: Request, rows: list, probs: list[list[float]], positive: int | None) -> dict:
     from tunelab.data.sources import read_table
 
-    if not req.data:
-        raise TunelabError("--group-column needs --data: a labelled file with that column")
     d = loaded.cfg.data
     table = read_table(req.data, text_column=req.group_column, text_pair_column=None, label_column=d.label_column,
                        format=d.format, has_header=d.has_header, on_error="raise")

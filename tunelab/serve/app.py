@@ -237,7 +237,7 @@ async def _predict(state: State, body):
                        param="input", code="invalid_value")
     rows = [Row(t, p, None, i + 1) for i, (t, p) in enumerate(zip(texts, pairs))]
     task = TASKS[served.task]
-    run = lambda: task.predict(served.model, served.tokenizer, served.labels, rows, served.max_length)  # noqa: E731
+    run = lambda: task.predict(served.model, served.tokenizer, served.labels, rows, served.max_length, **served.predict_options)  # noqa: E731
     loop, events = asyncio.get_running_loop(), asyncio.Queue()
     job = Job(served, _emitter(loop, events, 0), fn=run)
     state.submit([job])

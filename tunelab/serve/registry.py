@@ -34,6 +34,7 @@ class Served:
     adapter: str | None = None  # peft adapter to activate before running this model
     created: int = field(default_factory=lambda: int(time.time()))
     lock: threading.Lock = field(default_factory=threading.Lock)  # guards the tokenizer (shared by adapters of one base)
+    predict_options: dict = field(default_factory=dict)  # the task's predict options from the run (temperature, NER windows)
 
     @property
     def generates(self) -> bool:
@@ -89,11 +90,12 @@ def load_all(items: list[str], log: Callable[[str], None]) -> dict[str, Served]:
 
 def _run_served(name: str, run: Path, loaded, adapter: str | None = None) -> Served:
     from tunelab.data import templates
+    from tunelab.tasks import TASKS
 
     cfg = loaded.cfg
     tpl = templates.chat_template(loaded.tokenizer, cfg.lm.chat_template) if cfg.task == "causal_lm" else None
     return Served(name, cfg.task, loaded.model, loaded.tokenizer, cfg.generation, tpl, loaded.labels,
-                  cfg.model.max_length, adapter, int(run.stat().st_mtime))
+                  cfg.model.max_length, adapter, int(run.stat().st_mtime), predict_options=TASKS[cfg.task].predict_options(loaded))
 
 
 def _load_run(name: str, run: Path) -> Served:
@@ -127,7 +129,9 @@ def _load_adapters(members: list[tuple[str, Path]]) -> list[Served]:
     lock = threading.Lock()
     out = []
     for name, run in members:
-        loaded = runs.LoadedRun(runs.read_config(run), model, tokenizer, labels, head)
+        from tunelab.evaluation.calibration import stored_temperature
+
+        loaded = runs.LoadedRun(runs.read_config(run), model, tokenizer, labels, head, stored_temperature(run))
         s = _run_served(name, run, loaded, adapter=name)
         s.lock = lock
         out.append(s)

@@ -50,6 +50,11 @@ def model_kwargs(labels) -> dict:
     return {}
 
 
+def predict_options(loaded) -> dict:
+    """Causal LM runs generate instead of predicting labels; nothing to pass."""
+    return {}
+
+
 # ---------------------------------------------------------------- encoding
 
 

@@ -31,8 +31,13 @@ def model_kwargs(labels: list[str]) -> dict:
 
 
 def encode_options(data_cfg) -> dict:
-    """Extra data-config options ``encode``/``predict`` take (none for classification)."""
+    """Extra data-config options ``encode`` takes (none for classification)."""
     return {}
+
+
+def predict_options(loaded) -> dict:
+    """What ``predict`` takes from a loaded run beyond the model: its fitted temperature."""
+    return {"temperature": loaded.temperature}
 
 
 def encode(rows: list[Row], tokenizer, labels: list[str], max_length: int, source: str) -> list[dict]:
@@ -68,12 +73,12 @@ def count(batch: dict) -> int:
 
 
 @torch.no_grad()
-def predict_proba(model, batches) -> torch.Tensor:
-    """Class probabilities (examples, classes) for an iterable of collated batches, in order."""
+def predict_proba(model, batches, temperature: float = 1.0) -> torch.Tensor:
+    """Class probabilities (examples, classes) of softmax(logits / temperature) for collated batches, in order."""
     out = []
     for batch in batches:
         inputs = {k: v for k, v in batch.items() if k != "labels"}
-        out.append(torch.softmax(model(**inputs).logits.float(), dim=-1).cpu())
+        out.append(torch.softmax(model(**inputs).logits.float() / temperature, dim=-1).cpu())
     return torch.cat(out)
 
 
@@ -118,8 +123,9 @@ def evaluate(model, features: list[dict], labels: list[str], collate, batch_size
     return {**metrics(y_true, probs.argmax(-1).tolist(), labels), "loss": nll}
 
 
-def predict(model, tokenizer, labels: list[str], rows: list[Row], max_length: int, batch_size: int = 64) -> list[dict]:
-    """Label and class probabilities for each row, in input order."""
+def predict(model, tokenizer, labels: list[str], rows: list[Row], max_length: int, batch_size: int = 64,
+            temperature: float = 1.0) -> list[dict]:
+    """Label and class probabilities (temperature-scaled when the run has a fitted temperature) per row, in input order."""
     from tunelab.data.collate import pad_batch
 
     unlabelled = [Row(r.text, r.text_pair, None, r.line) for r in rows]
@@ -128,5 +134,5 @@ def predict(model, tokenizer, labels: list[str], rows: list[Row], max_length: in
     batches = (pad_batch([feats[i] for i in order[s:s + batch_size]], tokenizer.pad_token_id) for s in range(0, len(order), batch_size))
     probs = torch.empty(len(feats), len(labels))
     if feats:
-        probs[order] = predict_proba(model, batches)
+        probs[order] = predict_proba(model, batches, temperature)
     return [{"label": labels[int(p.argmax())], "probs": {n: round(float(x), 6) for n, x in zip(labels, p)}} for p in probs]

@@ -56,6 +56,11 @@ def encode_options(data_cfg) -> dict:
     return {"label_all_subwords": data_cfg.label_all_subwords, "stride": data_cfg.stride}
 
 
+def predict_options(loaded) -> dict:
+    """What ``predict`` takes from a loaded run beyond the model: the windowing options."""
+    return encode_options(loaded.cfg.data)
+
+
 # ---------------------------------------------------------------- alignment
 
 
