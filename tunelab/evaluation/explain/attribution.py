@@ -17,6 +17,8 @@ from typing import Callable
 
 import torch
 
+GAP_FLOOR = 1e-3
+
 
 @dataclass
 class Attribution:
@@ -28,13 +30,13 @@ class Attribution:
 
     @property
     def relative_error(self) -> float:
-        """|delta| / |f(x) - f(baseline)| (0 when the two outputs are equal and delta is 0)."""
-        gap = abs(self.f_input - self.f_baseline)
-        return abs(self.delta) / gap if gap > 1e-12 else (0.0 if abs(self.delta) < 1e-9 else float("inf"))
+        """|delta| / max(|f(x) - f(baseline)|, GAP_FLOOR): relative to the gap, absolute below a gap of 1e-3
+        (a probability that barely moves cannot be integrated to a fixed relative precision, nor needs to be)."""
+        return abs(self.delta) / max(abs(self.f_input - self.f_baseline), GAP_FLOOR)
 
-    def completeness(self) -> dict:
+    def completeness(self, tolerance: float = 0.05) -> dict:
         return {"sum": float(sum(self.scores)), "f_input": self.f_input, "f_baseline": self.f_baseline,
-                "delta": self.delta, "relative_error": self.relative_error, "steps": self.steps}
+                "delta": self.delta, "relative_error": self.relative_error, "steps": self.steps, "ok": self.relative_error <= tolerance}
 
 
 def integrated_gradients(forward: Callable[..., torch.Tensor], embeddings: torch.nn.Module, input_ids: torch.Tensor,

@@ -64,7 +64,7 @@ def _terminal_block(head: str, words: list[dict], comp: dict, colour: bool) -> s
         "  rollout: " + terminal_words(words, "rollout", colour),
         "  top: " + ", ".join(f"{w['word']} {w['ig']:+.3f}" for w in top)
         + f"  [IG sum {comp['sum']:+.4f} vs f(x)-f(baseline) {comp['f_input'] - comp['f_baseline']:+.4f}; "
-          f"error {comp['relative_error']:.1%} at {comp['steps']} steps]",
+          f"error {comp['relative_error']:.1%} at {comp['steps']} steps{'' if comp.get('ok', True) else ', ABOVE TOLERANCE'}]",
     ])
 
 

@@ -41,7 +41,8 @@ def _rollout(model, inputs: dict) -> torch.Tensor:
     """(seq, seq) rollout matrix for one input, attentions computed with the eager kernel (sdpa returns none)."""
     with torch.no_grad(), eager_attention(model):
         out = model(**inputs, output_attentions=True)
-    return attr.rollout([a[0].float() for a in out.attentions])
+    seq = inputs["input_ids"].shape[1]
+    return attr.rollout([a[0].float() for a in out.attentions])[-seq:, -seq:]  # prompt methods prepend virtual positions
 
 
 class eager_attention:
@@ -91,7 +92,7 @@ def classification(run, item: dict, opts: Options) -> dict:
     words = _segment_words(enc, item, ig.scores, roll.tolist(), special[0].tolist())
     return {"kind": "classification", "text": item["text"], **({"text_pair": item["text_pair"]} if item.get("text_pair") else {}),
             "label": labels[pred], "prob": float(probs[pred]), "target": labels[target], "target_prob": float(probs[target]),
-            "words": words, "completeness": ig.completeness()}
+            "words": words, "completeness": ig.completeness(opts.tolerance)}
 
 
 def _class_logits(model, input_ids, attention_mask, token_type_ids=None):
@@ -154,7 +155,7 @@ def token_classification(run, item: dict, opts: Options) -> dict:
         words = _word_scores(word_ids, ig.scores, roll[pos].mean(dim=0).tolist(), sent)
         entities.append({"type": kind, "start": sent.offsets[a][0], "end": sent.offsets[b - 1][1],
                          "text": sent.text[sent.offsets[a][0]:sent.offsets[b - 1][1]], "words_span": [a, b],
-                         "prob": float(probs[pos, tag_ids].mean()), "words": words, "completeness": ig.completeness()})
+                         "prob": float(probs[pos, tag_ids].mean()), "words": words, "completeness": ig.completeness(opts.tolerance)})
     truncated = n_words < len(sent.tokens)
     return {"kind": "token_classification", "text": sent.text, "tokens": sent.tokens, "tags": tags + ["O"] * (len(sent.tokens) - n_words),
             "entities": entities, **({"note": f"only the first {n_words} words fit model.max_length"} if truncated else {})}
@@ -210,7 +211,7 @@ def causal_lm(run, item: dict, opts: Options) -> dict:
         ig = attr.integrated_gradients(forward, _embeddings(model), x, attr.baseline_ids(x, _special_mask(seq, tok), tok.pad_token_id),
                                        (), opts.steps, opts.tolerance, internal_batch_size=16)
         roll = _rollout(model, {"input_ids": x})[-1]  # last position: the one predicting the new token
-        steps.append({"token": tok.decode([nxt]), "prob": float(probs[nxt]), "completeness": ig.completeness(),
+        steps.append({"token": tok.decode([nxt]), "prob": float(probs[nxt]), "completeness": ig.completeness(opts.tolerance),
                       "words": [{"word": tok.decode([t]), "ig": g, "rollout": float(r), "generated": i >= len(ids)}
                                 for i, (t, g, r) in enumerate(zip(seq, ig.scores, roll.tolist()))]})
         seq.append(nxt)
