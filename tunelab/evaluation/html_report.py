@@ -17,7 +17,7 @@ CSS = """
 body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;color:#222}
 h1{font-size:1.6em}h2{border-bottom:2px solid #eee;padding-bottom:.2em;margin-top:1.6em}
 table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;font-size:92%}
-th{background:#f4f4f4}td.t{text-align:left;max-width:640px}.note{color:#555;font-size:90%}
+th{background:#f4f4f4;text-align:left}td.t{text-align:left;max-width:640px}.note{color:#555;font-size:90%}
 img{max-width:100%}.w{padding:1px 3px;border-radius:3px;margin:1px;display:inline-block}.expl{border-bottom:1px solid #ddd;padding:6px 0}
 .small{color:#555;font-size:90%}nav a{margin-right:1em}
 """

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tunelab.evaluation import html_report, report_extras as extras
+from tunelab.evaluation import html_report
+from tunelab.evaluation import report_extras as extras
 
 PLOT = "training.png"
 

@@ -114,10 +114,10 @@ def _segment_words(enc, item: dict, ig: list[float], roll: list[float], special:
     for seg, text in ((0, item["text"]), (1, item.get("text_pair"))):
         if text is None:
             continue
-        keep = [s == seg for s in seq_ids]
-        pick = lambda xs: [x for x, k in zip(xs, keep) if k]  # noqa: E731
-        ig_words = attr.merge_words(text, pick(offsets), pick(ig), pick(special))
-        roll_words = attr.merge_words(text, pick(offsets), pick(roll), pick(special))
+        keep = [i for i, s in enumerate(seq_ids) if s == seg]
+        offs, spec = [offsets[i] for i in keep], [special[i] for i in keep]
+        ig_words = attr.merge_words(text, offs, [ig[i] for i in keep], spec)
+        roll_words = attr.merge_words(text, offs, [roll[i] for i in keep], spec)
         out += [{**w, "ig": w.pop("score"), "rollout": r["score"], "segment": seg} for w, r in zip(ig_words, roll_words)]
     return out
 

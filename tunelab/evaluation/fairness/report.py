@@ -7,7 +7,10 @@ def _rows(fair: dict) -> list[tuple[str, list[str], list[list]]]:
     """(title, header, rows) per table, shared by markdown and HTML."""
     out = []
     cf = fair.get("counterfactual")
-    if cf:
+    if cf and not cf["variants"]:
+        out.append((f"Counterfactual identity-term swaps: none of the {cf['texts']} texts ({cf['source']}) holds an identity term "
+                    "of the probed categories", [], []))
+    elif cf:
         rows = [[cat, c["texts"], c["variants"], c["flip_rate"], c["mean_abs_shift"]] for cat, c in cf["categories"].items()]
         rows.append(["all", "", cf["variants"], cf["flip_rate"], ""])
         out.append((f"Counterfactual identity-term swaps on {cf['texts']} texts ({cf['source']})",
@@ -43,11 +46,11 @@ def markdown(fair: dict) -> list[str]:
 
     out = []
     for title, header, rows in _rows(fair):
-        out += [f"{title}:", "", markdown_table(header, rows), ""]
+        out += [f"{title}:", "", markdown_table(header, rows), ""] if rows else [f"{title}.", ""]
     return out
 
 
 def html(fair: dict) -> str:
     from tunelab.evaluation.html_report import esc, table
 
-    return "".join(f"<h3>{esc(title)}</h3>" + table(header, rows, (0, 1)) for title, header, rows in _rows(fair))
+    return "".join(f"<h3>{esc(title)}</h3>" + (table(header, rows, (0, 1)) if rows else "") for title, header, rows in _rows(fair))
