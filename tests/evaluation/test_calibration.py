@@ -56,3 +56,10 @@ def test_temperature_below_one_for_underconfident_logits():
 def test_bad_shapes_are_refused():
     with pytest.raises(ValueError, match="examples, classes"):
         calibration.ece([0.5, 0.5], [0, 1])
+
+
+def test_separable_dev_set_keeps_temperature_in_range():
+    logits = torch.tensor([[5.0, -5.0], [-4.0, 4.0], [6.0, 0.0]] * 10)
+    labels = torch.tensor([0, 1, 0] * 10)
+    t = calibration.fit_temperature(logits, labels)  # every prediction right: sharper is always better
+    assert calibration.T_RANGE[0] <= t < 1.0

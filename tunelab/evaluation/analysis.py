@@ -115,8 +115,12 @@ def after_training(run_dir: Path, cfg, model, tokenizer, labels, dev_rows: list,
     model.train(was_training)
     temperature = None
     if preds.logits is not None and cfg.analysis.fit_temperature:
-        temperature = fit_and_store(run_dir, preds, "dev split at the end of training")
-        log(f"temperature scaling: T = {temperature:.3f} fitted on {len(preds.gold)} dev examples")
+        if len(preds.gold) < calibration.MIN_EXAMPLES:
+            log(f"temperature scaling: not fitted, the dev split has {len(preds.gold)} examples (at least "
+                f"{calibration.MIN_EXAMPLES} needed; tunelab calibrate RUN --data FILE fits on another labelled file)")
+        else:
+            temperature = fit_and_store(run_dir, preds, "dev split at the end of training")
+            log(f"temperature scaling: T = {temperature:.3f} fitted on {len(preds.gold)} dev examples")
     return write(run_dir, analyser, preds, labels, cfg.analysis, temperature)
 
 

@@ -68,11 +68,16 @@ def nll(logits, labels, temperature: float = 1.0) -> float:
     return float(torch.nn.functional.cross_entropy(z / temperature, y))
 
 
+MIN_EXAMPLES = 20  # fewer labelled examples than this say too little about confidence to fit on
+T_RANGE = (0.05, 20.0)
+
+
 def fit_temperature(logits, labels, max_iter: int = 200) -> float:
-    """The T > 0 minimising the NLL of softmax(logits / T) on these (dev) examples.
+    """The T > 0 minimising the NLL of softmax(logits / T) on these (dev) examples, kept within T_RANGE.
 
     Optimised over log T with L-BFGS (the NLL is smooth and one-dimensional); T > 1 softens an
-    over-confident model, T < 1 sharpens an under-confident one.
+    over-confident model, T < 1 sharpens an under-confident one. A dev set the model separates perfectly
+    drives T towards 0 (ever sharper is ever better there); the range stops that from producing one-hot outputs.
     """
     z = torch.as_tensor(logits, dtype=torch.float64)
     y = torch.as_tensor(labels, dtype=torch.long)
@@ -89,9 +94,9 @@ def fit_temperature(logits, labels, max_iter: int = 200) -> float:
 
     opt.step(closure)
     t = float(log_t.detach().exp())
-    if not math.isfinite(t):  # separable data drives T to 0; never store a broken value
-        raise ValueError("temperature fit diverged (are the dev predictions all correct with growing margins?)")
-    return t
+    if not math.isfinite(t):
+        t = T_RANGE[0] if float(log_t.detach()) < 0 else T_RANGE[1]
+    return min(max(t, T_RANGE[0]), T_RANGE[1])
 
 
 def summary(logits, labels, n_bins: int = 15, temperature: float | None = None) -> dict:

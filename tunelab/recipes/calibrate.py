@@ -24,6 +24,9 @@ def run(run_dir: str, data: str | None = None, *, force: bool = False, log=print
                            "pass --force to fit a new one (nothing was changed)")
     loaded = runs.load_run(path)
     rows = _rows(loaded, data, log)
+    if len(rows) < calibration.MIN_EXAMPLES:
+        raise TunelabError(f"{data or 'the dev split'}: {len(rows)} labelled examples; temperature scaling needs at least "
+                           f"{calibration.MIN_EXAMPLES}")
     preds = analysis.Classification.predict(loaded.model, loaded.tokenizer, loaded.labels, rows, loaded.cfg)
     t = analysis.fit_and_store(path, preds, data or "the run's dev split")
     summary = analysis.write(path, analysis.Classification, preds, loaded.labels, loaded.cfg.analysis, t)
