@@ -119,3 +119,13 @@ def test_crows_pairs_on_a_tiny_lm(tiny_llama_dir, shared_data):
     alone = crows_pairs.token_logprobs(model, tok, [rows[3]["sent_more"]])[0]
     batched = crows_pairs.token_logprobs(model, tok, [r["sent_more"] for r in rows[:8]])[3]
     assert alone[0] == batched[0] and alone[1] == pytest.approx(batched[1], abs=1e-4)
+
+
+def test_crows_pairs_command_on_a_plain_model(tiny_llama_dir, shared_data, tmp_path, capsys):
+    from tunelab import cli
+
+    args = ["fairness", str(tiny_llama_dir), "--crows-pairs", str(shared_data / "fairness" / "crows_pairs_anonymized.csv"), "--max-rows", "6"]
+    assert cli.main(args) == 2 and "pass --out DIR" in capsys.readouterr().err
+    assert cli.main(args + ["--out", str(tmp_path / "f")]) == 0
+    head = __import__("json").loads(capsys.readouterr().out)
+    assert 0 <= head["crows_pairs"]["all"] <= 1

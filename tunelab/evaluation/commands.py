@@ -66,7 +66,7 @@ def calibrate(args, log) -> int:
 
 def add_parsers(sub) -> None:
     p = sub.add_parser("fairness", help="fairness probes: counterfactual identity swaps, EEC gaps, group metrics, CrowS-Pairs")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="run folder (or, with --crows-pairs and --out, a causal LM name/alias/path)")
     p.add_argument("--data", help="texts to probe (the run's data format; default: the run's dev split)")
     p.add_argument("--group-column", help="column of --data naming each row's group: per-group metrics and parity differences")
     p.add_argument("--terms", help="YAML/JSON identity-term lists {category: {group: [aligned terms]}} added to the built-in ones")

@@ -34,6 +34,9 @@ class Request:
 
 
 def run(run_dir: str, req: Request, log=print) -> dict:
+    """Probe a run folder; a plain causal LM (alias, path or hub id, no run folder) can be probed with CrowS-Pairs."""
+    if not (Path(run_dir) / "config.yaml").is_file() and req.crows_pairs:
+        return _plain_model(run_dir, req, log)
     run_path = runs.check_run_dir(Path(run_dir))
     cfg = runs.read_config(run_path)
     if cfg.task == "causal_lm":
@@ -77,6 +80,19 @@ def _causal(run_path: Path, req: Request, log) -> dict:
     rows = crows_pairs.read(req.crows_pairs)[: req.max_rows or None]
     log(f"CrowS-Pairs: scoring {len(rows)} sentence pairs")
     return _save(run_path, req, {"crows_pairs": crows_pairs.evaluate(loaded.model, loaded.tokenizer, rows)}, log)
+
+
+def _plain_model(name: str, req: Request, log) -> dict:
+    from tunelab.generation import target
+
+    if not req.out:
+        raise TunelabError(f"{name}: not a run folder; pass --out DIR for the results of a plain model")
+    if req.eec or req.group_column or req.data:
+        raise TunelabError("--eec, --group-column and --data need a classification run folder")
+    tgt = target.load(name)
+    rows = crows_pairs.read(req.crows_pairs)[: req.max_rows or None]
+    log(f"CrowS-Pairs: scoring {len(rows)} sentence pairs with {name}")
+    return _save(Path(req.out), req, {"model": name, "crows_pairs": crows_pairs.evaluate(tgt.model, tgt.tokenizer, rows)}, log)
 
 
 def _save(run_path: Path, req: Request, result: dict, log) -> dict:
