@@ -77,7 +77,7 @@ def test_explain_errors_are_one_line(cls_run, capsys):
     assert err.startswith("error: --target 'maybe': not a label of this run; labels: 0, 1") and err.count("\n") == 1
 
 
-def test_ner_explains_each_entity(tmp_path, tiny_bert_dir):
+def test_ner_explains_each_entity(tmp_path, tiny_bert_dir, capsys):
     from tests.tasks.test_token_classification import ner_config
     from tunelab.recipes import finetune
 
@@ -91,6 +91,10 @@ def test_ner_explains_each_entity(tmp_path, tiny_bert_dir):
         assert ent["completeness"]["relative_error"] <= 0.05 and len(ent["words"]) == 8
         assert ent["text"] == e["text"][ent["start"]:ent["end"]]
     assert "<div class='expl'>" in render.html_block(e) and ent["type"] in render.terminal(e, colour=False)
+    # NER runs get error analysis too (at the end of training and from eval)
+    assert json.loads((tmp_path / "run" / "error_analysis.json").read_text())["length_unit"] == "words"
+    assert cli.main(["eval", str(tmp_path / "run"), "--data", str(tmp_path / "dev.conll"), "--errors", str(tmp_path / "e.jsonl")]) == 0
+    assert (tmp_path / "e.jsonl").is_file()
 
 
 def test_causal_lm_explains_each_generated_token(tmp_path, tiny_llama_dir, alpaca_writer):
