@@ -28,14 +28,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 # a small hand-made sentiment lexicon (common English evaluative words), used only to check attributions
-LEXICON = set("""good great best better excellent wonderful amazing brilliant beautiful fine fun funny enjoyable entertaining
+LEXICON = set(
+    """good great best better excellent wonderful amazing brilliant beautiful fine fun funny enjoyable entertaining
 charming delightful lovely love loved loves moving powerful perfect masterpiece remarkable superb terrific fresh clever smart
 witty engaging compelling touching sweet warm gorgeous impressive solid strong rich pleasure pleasant fascinating intelligent
 beautifully heartfelt inventive refreshing satisfying thoughtful hilarious memorable riveting stunning gem treat triumph
 bad worst worse awful terrible horrible boring dull bland mess mediocre stupid dumb poor weak lame tedious tiresome annoying
 ugly pointless predictable silly flat lifeless disappointing disappointment waste unfunny pathetic ridiculous painful
 clumsy shallow slow sloppy failure fails fail flawed hollow mindless trite tired unpleasant pretentious incoherent lousy
-dreadful forgettable generic contrived crap junk nothing nonsense cheap unwatchable overlong""".split())
+dreadful forgettable generic contrived crap junk nothing nonsense cheap unwatchable overlong""".split()
+)
 
 
 def sh(*args: str, log: Path) -> str:
@@ -54,7 +56,12 @@ def subsets(work: Path, train_rows: int) -> tuple[Path, Path, Path, Path]:
     head, body = lines[0], lines[1:]
     random.Random(0).shuffle(body)
     dev = (DATA / "sst2/dev.tsv").read_text(encoding="utf-8").splitlines()[1:]
-    files = {"train.tsv": body[:train_rows], "dev_fit.tsv": dev[:1000], "dev_holdout.tsv": dev[1000:2000], "dev_all.tsv": dev[:2000]}
+    files = {
+        "train.tsv": body[:train_rows],
+        "dev_fit.tsv": dev[:1000],
+        "dev_holdout.tsv": dev[1000:2000],
+        "dev_all.tsv": dev[:2000],
+    }
     for name, rows in files.items():
         (work / name).write_text("\n".join([head, *rows]) + "\n", encoding="utf-8")
     return work / "train.tsv", work / "dev_fit.tsv", work / "dev_holdout.tsv", work / "dev_all.tsv"
@@ -84,8 +91,14 @@ def explanation_checks(run: Path, dev: Path) -> dict:
             confident += 1
             top = [w["word"].lower().strip(".,!?;:'\"") for w in sorted(e["words"], key=lambda w: -w["ig"])[:3]]
             hits += any(t in LEXICON for t in top)
-    return {"completeness_max_error_20": max(errors), "completeness_mean_error_20": sum(errors) / len(errors),
-            "sentences": len(sentences), "confident": confident, "lexicon_hits": hits, "lexicon_rate": hits / max(confident, 1)}
+    return {
+        "completeness_max_error_20": max(errors),
+        "completeness_mean_error_20": sum(errors) / len(errors),
+        "sentences": len(sentences),
+        "confident": confident,
+        "lexicon_hits": hits,
+        "lexicon_rate": hits / max(confident, 1),
+    }
 
 
 def main() -> None:
@@ -100,12 +113,27 @@ def main() -> None:
     run = work / "run"
     t0 = time.perf_counter()
     if not (run / "metrics.json").is_file():
-        sh("train", "--quiet", "model.name=minilm-l6", f"data.train={train}", f"data.dev={dev_fit}", "data.text_column=sentence",
-           "model.max_length=64", "train.epochs=2", "train.batch_size=32", "train.lr=5e-5", "train.threads=2", f"output_dir={run}", log=log)
+        sh(
+            "train",
+            "--quiet",
+            "model.name=minilm-l6",
+            f"data.train={train}",
+            f"data.dev={dev_fit}",
+            "data.text_column=sentence",
+            "model.max_length=64",
+            "train.epochs=2",
+            "train.batch_size=32",
+            "train.lr=5e-5",
+            "train.threads=2",
+            f"output_dir={run}",
+            log=log,
+        )
     train_s = time.perf_counter() - t0
     final = json.loads((run / "metrics.json").read_text())
     cal_dev = json.loads((run / "calibration.json").read_text())
-    held = json.loads(sh("eval", str(run), "--data", str(dev_hold), "--errors", str(work / "holdout_errors.jsonl"), log=log))
+    held = json.loads(
+        sh("eval", str(run), "--data", str(dev_hold), "--errors", str(work / "holdout_errors.jsonl"), log=log)
+    )
     eec = str(DATA / "fairness/Equity-Evaluation-Corpus.csv")
     fair = json.loads(sh("fairness", str(run), "--data", str(dev_all), "--eec", eec, log=log))
     full_fair = json.loads((run / "fairness.json").read_text())
@@ -126,32 +154,54 @@ def write(work, final, cal_dev, held, fair, full_fair, expl, train_s, train_rows
     cf = full_fair["counterfactual"]
     e = full_fair["eec"]
     lines = [
-        "# Calibration, fairness and explanations on SST-2 (minilm-l6, full fine-tuning)", "",
+        "# Calibration, fairness and explanations on SST-2 (minilm-l6, full fine-tuning)",
+        "",
         f"Command: `flock /tmp/tunelab-cpu.lock .venv/bin/python bench/eval_sst2.py --train-rows {train_rows}` "
-        f"(every tunelab command it ran is in {work}/commands.log). CPU: {cpu()}, 2 threads; {time.strftime('%Y-%m-%d')}.", "",
+        f"(every tunelab command it ran is in {work}/commands.log). CPU: {cpu()}, 2 threads; {time.strftime('%Y-%m-%d')}.",
+        "",
         f"Run: {train_rows} seeded-random SST-2 training phrases, 2 epochs, batch 32, lr 5e-5, max_length 64; dev = first 1,000 rows of "
-        f"SST-2 dev. Dev accuracy {final['dev']['accuracy']:.4f}, {final['steps']} steps, {train_s:.0f} s wall for training.", "",
-        "## Calibration (temperature fitted on the 1,000 dev rows)", "",
-        "| split | T | ECE before | ECE after | Brier before | Brier after | NLL before | NLL after |", "|---|---|---|---|---|---|---|---|",
+        f"SST-2 dev. Dev accuracy {final['dev']['accuracy']:.4f}, {final['steps']} steps, {train_s:.0f} s wall for training.",
+        "",
+        "## Calibration (temperature fitted on the 1,000 dev rows)",
+        "",
+        "| split | T | ECE before | ECE after | Brier before | Brier after | NLL before | NLL after |",
+        "|---|---|---|---|---|---|---|---|",
         f"| dev (fit set, 1,000 rows) | {cal_dev['temperature']:.3f} | {cal_dev['before']['ece']:.4f} | {cal_dev['after']['ece']:.4f} | "
         f"{cal_dev['before']['brier']:.4f} | {cal_dev['after']['brier']:.4f} | {cal_dev['before']['nll']:.4f} | {cal_dev['after']['nll']:.4f} |",
         f"| held-out dev rows 1,001-2,000 | {c['temperature']:.3f} | {c['before']['ece']:.4f} | {c['after']['ece']:.4f} | "
-        f"{c['before']['brier']:.4f} | {c['after']['brier']:.4f} | {c['before']['nll']:.4f} | {c['after']['nll']:.4f} |", "",
-        "ECE over 15 equal-width bins; Brier summed over the two classes.", "",
-        f"## Fairness (`tunelab fairness RUN --data dev_all.tsv --eec Equity-Evaluation-Corpus.csv`)", "",
-        f"Counterfactual identity-term swaps on the 2,000 dev rows: {cf['variants']} variants, overall flip rate {cf['flip_rate']:.4f}.", "",
-        "| category | texts | variants | flip rate | mean abs shift of P(positive) |", "|---|---|---|---|---|",
-        *[f"| {k} | {v['texts']} | {v['variants']} | {v['flip_rate']:.4f} | {v['mean_abs_shift']:.4f} |" for k, v in cf["categories"].items()], "",
-        "Equity Evaluation Corpus (8,640 sentences), score = P(positive):", "",
-        "| attribute | gap | pairs | mean gap | t-test p | Wilcoxon p |", "|---|---|---|---|---|---|",
-        *[f"| {a} | {e[a]['gap']} | {e[a]['overall']['pairs']} | {e[a]['overall']['gap']:+.4f} | {e[a]['overall']['t_p']:.3g} | "
-          f"{e[a]['overall']['wilcoxon_p']:.3g} |" for a in ("gender", "race")], "",
-        "## Explanations (integrated gradients on the embeddings)", "",
+        f"{c['before']['brier']:.4f} | {c['after']['brier']:.4f} | {c['before']['nll']:.4f} | {c['after']['nll']:.4f} |",
+        "",
+        "ECE over 15 equal-width bins; Brier summed over the two classes.",
+        "",
+        f"## Fairness (`tunelab fairness RUN --data dev_all.tsv --eec Equity-Evaluation-Corpus.csv`)",
+        "",
+        f"Counterfactual identity-term swaps on the 2,000 dev rows: {cf['variants']} variants, overall flip rate {cf['flip_rate']:.4f}.",
+        "",
+        "| category | texts | variants | flip rate | mean abs shift of P(positive) |",
+        "|---|---|---|---|---|",
+        *[
+            f"| {k} | {v['texts']} | {v['variants']} | {v['flip_rate']:.4f} | {v['mean_abs_shift']:.4f} |"
+            for k, v in cf["categories"].items()
+        ],
+        "",
+        "Equity Evaluation Corpus (8,640 sentences), score = P(positive):",
+        "",
+        "| attribute | gap | pairs | mean gap | t-test p | Wilcoxon p |",
+        "|---|---|---|---|---|---|",
+        *[
+            f"| {a} | {e[a]['gap']} | {e[a]['overall']['pairs']} | {e[a]['overall']['gap']:+.4f} | {e[a]['overall']['t_p']:.3g} | "
+            f"{e[a]['overall']['wilcoxon_p']:.3g} |"
+            for a in ("gender", "race")
+        ],
+        "",
+        "## Explanations (integrated gradients on the embeddings)",
+        "",
         f"- Completeness on 20 dev sentences: max relative error {expl['completeness_max_error_20']:.4f}, "
         f"mean {expl['completeness_mean_error_20']:.4f} (|sum of attributions - (f(x) - f(baseline))| / |f(x) - f(baseline)|; tolerance 0.05).",
         f"- {expl['sentences']} dev sentences of at least 4 words: {expl['confident']} confident predictions (p >= 0.9); "
         f"the top-3 IG words contain a sentiment-lexicon word in {expl['lexicon_hits']} of them = {expl['lexicon_rate']:.1%} "
-        f"(lexicon: {len(LEXICON)} words in bench/eval_sst2.py).", "",
+        f"(lexicon: {len(LEXICON)} words in bench/eval_sst2.py).",
+        "",
     ]
     out = REPO / "bench/results/eval-sst2.md"
     out.write_text("\n".join(lines), encoding="utf-8")

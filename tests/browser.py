@@ -19,12 +19,26 @@ from pathlib import Path
 
 import pytest
 
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--no-default-browser-check", "--disable-extensions"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-extensions",
+]
 
 
 def chromium_path() -> str | None:
-    for candidate in (os.environ.get("TUNELAB_CHROMIUM"), shutil.which("chromium"), "/usr/bin/chromium", shutil.which("chromium-browser")):
+    for candidate in (
+        os.environ.get("TUNELAB_CHROMIUM"),
+        shutil.which("chromium"),
+        "/usr/bin/chromium",
+        shutil.which("chromium-browser"),
+    ):
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return candidate
     return None
@@ -42,8 +56,13 @@ def open_page(tmp_path: Path, width: int = 1200, height: int = 900):
         pytest.skip("no chromium binary (make browser installs Debian's chromium; or set TUNELAB_CHROMIUM)")
     errors: list[str] = []
     with sync_playwright() as pw:
-        ctx = pw.chromium.launch_persistent_context(str(tmp_path / "chromium-profile"), executable_path=exe, headless=True, args=ARGS,
-                                                    viewport={"width": width, "height": height})
+        ctx = pw.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),
+            executable_path=exe,
+            headless=True,
+            args=ARGS,
+            viewport={"width": width, "height": height},
+        )
         try:
             page = ctx.pages[0] if ctx.pages else ctx.new_page()
             page.on("console", lambda m: errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)

@@ -17,8 +17,23 @@ def run(tmp_path_factory, tiny_bert_dir):
     tmp = tmp_path_factory.mktemp("eval-cmds")
     data = write_sentiment(tmp / "train.tsv", n=80)
     dev = write_sentiment(tmp / "dev.tsv", n=40, seed=3)
-    assert cli.main(["train", "--quiet", f"model.name={tiny_bert_dir}", f"data.train={data}", f"data.dev={dev}", "data.text_column=sentence",
-                     "train.max_steps=10", "train.batch_size=16", "train.lr=5e-3", f"output_dir={tmp / 'run'}"]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "--quiet",
+                f"model.name={tiny_bert_dir}",
+                f"data.train={data}",
+                f"data.dev={dev}",
+                "data.text_column=sentence",
+                "train.max_steps=10",
+                "train.batch_size=16",
+                "train.lr=5e-3",
+                f"output_dir={tmp / 'run'}",
+            ]
+        )
+        == 0
+    )
     return tmp / "run"
 
 
@@ -59,23 +74,36 @@ def test_calibrate_refuses_to_replace_without_force(run, capsys):
 
 def test_fairness_groups_and_counterfactuals(run, tmp_path, capsys):
     data = tmp_path / "groups.tsv"
-    data.write_text("sentence\tlabel\tgroup\nhe was good\t1\ta\nshe was bad\t0\ta\nthe good film\t1\tb\nhis awful plot\t0\tb\n")
+    data.write_text(
+        "sentence\tlabel\tgroup\nhe was good\t1\ta\nshe was bad\t0\ta\nthe good film\t1\tb\nhis awful plot\t0\tb\n"
+    )
     capsys.readouterr()
-    assert cli.main(["fairness", str(run), "--data", str(data), "--group-column", "group", "--out", str(tmp_path / "f")]) == 0
+    assert (
+        cli.main(["fairness", str(run), "--data", str(data), "--group-column", "group", "--out", str(tmp_path / "f")])
+        == 0
+    )
     head = json.loads(capsys.readouterr().out)
-    assert set(head["counterfactual_by_category"]) == {"gender"} and head["counterfactual_by_category"]["gender"]["variants"] == 3
+    assert (
+        set(head["counterfactual_by_category"]) == {"gender"}
+        and head["counterfactual_by_category"]["gender"]["variants"] == 3
+    )
     full = json.loads((tmp_path / "f" / "fairness.json").read_text())
     assert set(full["groups"]["groups"]) == {"a", "b"} and full["groups"]["class"] == "1"
-    assert "fairness" not in (run / "report.html").read_text().split("<nav>")[1].split("</nav>")[0]  # --out leaves the run alone
+    assert (
+        "fairness" not in (run / "report.html").read_text().split("<nav>")[1].split("</nav>")[0]
+    )  # --out leaves the run alone
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--positive", "maybe", "--eec", "x.csv"], "--positive 'maybe': not a label of this run; labels: 0, 1"),
-    (["--eec", "/nonexistent/eec.csv"], "/nonexistent/eec.csv: cannot read"),
-    (["--crows-pairs", "c.csv"], "--crows-pairs needs a causal_lm run"),
-    (["--group-column", "g"], "--group-column needs --data"),
-    (["--categories", "caste"], "unknown term category 'caste'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--positive", "maybe", "--eec", "x.csv"], "--positive 'maybe': not a label of this run; labels: 0, 1"),
+        (["--eec", "/nonexistent/eec.csv"], "/nonexistent/eec.csv: cannot read"),
+        (["--crows-pairs", "c.csv"], "--crows-pairs needs a causal_lm run"),
+        (["--group-column", "g"], "--group-column needs --data"),
+        (["--categories", "caste"], "unknown term category 'caste'"),
+    ],
+)
 def test_fairness_errors_are_one_line(run, args, message, capsys):
     assert cli.main(["fairness", str(run), *args]) == 2
     err = capsys.readouterr().err

@@ -43,8 +43,22 @@ def cls_run(tmp_path_factory, tiny_bert_dir):
 
     tmp = tmp_path_factory.mktemp("explain-cls")
     data = write_sentiment(tmp / "train.tsv", n=64)
-    assert cli.main(["train", "--quiet", f"model.name={tiny_bert_dir}", f"data.train={data}", "data.text_column=sentence",
-                     "train.max_steps=8", "train.batch_size=16", "train.lr=1e-2", f"output_dir={tmp / 'run'}"]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "--quiet",
+                f"model.name={tiny_bert_dir}",
+                f"data.train={data}",
+                "data.text_column=sentence",
+                "train.max_steps=8",
+                "train.batch_size=16",
+                "train.lr=1e-2",
+                f"output_dir={tmp / 'run'}",
+            ]
+        )
+        == 0
+    )
     return tmp / "run"
 
 
@@ -58,7 +72,9 @@ def test_classification_ig_completeness(cls_run):
         assert abs(c["sum"] - (c["f_input"] - c["f_baseline"])) <= 0.05 * abs(c["f_input"] - c["f_baseline"]) + 1e-6
         assert [w["word"] for w in e["words"]] == text.split()
         assert c["f_input"] == pytest.approx(e["target_prob"], abs=1e-5)
-    other = targets.classification(loaded, {"text": "great fun"}, targets.Options(target="0" if e["label"] == "1" else "1"))
+    other = targets.classification(
+        loaded, {"text": "great fun"}, targets.Options(target="0" if e["label"] == "1" else "1")
+    )
     assert other["target"] != other["label"]
 
 
@@ -84,25 +100,55 @@ def test_ner_explains_each_entity(tmp_path, tiny_bert_dir, capsys):
     cfg = ner_config(tmp_path, tiny_bert_dir, "full")
     finetune.run(cfg, quiet=True, log=lambda m: None)
     loaded = runs.load_run(tmp_path / "run")
-    e = targets.token_classification(loaded, {"text": "the good actor was in the film story"}, targets.Options(steps=16))
+    e = targets.token_classification(
+        loaded, {"text": "the good actor was in the film story"}, targets.Options(steps=16)
+    )
     assert e["kind"] == "token_classification" and len(e["tags"]) == 8
     assert e["entities"], e["tags"]
     for ent in e["entities"]:
         assert ent["completeness"]["relative_error"] <= 0.05 and len(ent["words"]) == 8
-        assert ent["text"] == e["text"][ent["start"]:ent["end"]]
+        assert ent["text"] == e["text"][ent["start"] : ent["end"]]
     assert "<div class='expl'>" in render.html_block(e) and ent["type"] in render.terminal(e, colour=False)
     # NER runs get error analysis too (at the end of training and from eval)
     assert json.loads((tmp_path / "run" / "error_analysis.json").read_text())["length_unit"] == "words"
-    assert cli.main(["eval", str(tmp_path / "run"), "--data", str(tmp_path / "dev.conll"), "--errors", str(tmp_path / "e.jsonl")]) == 0
+    assert (
+        cli.main(
+            [
+                "eval",
+                str(tmp_path / "run"),
+                "--data",
+                str(tmp_path / "dev.conll"),
+                "--errors",
+                str(tmp_path / "e.jsonl"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "e.jsonl").is_file()
 
 
 def test_causal_lm_explains_each_generated_token(tmp_path, tiny_llama_dir, alpaca_writer):
     train = alpaca_writer(tmp_path / "a.json", 16)
     out = tmp_path / "lm"
-    assert cli.main(["train", "--quiet", "task=causal_lm", f"model.name={tiny_llama_dir}", f"data.train={train}", f"data.dev={train}",
-                     f"output_dir={out}", "train.max_steps=2", "train.batch_size=8", "train.precision=fp32", "lm.eval_generations=0",
-                     "model.max_length=64"]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "--quiet",
+                "task=causal_lm",
+                f"model.name={tiny_llama_dir}",
+                f"data.train={train}",
+                f"data.dev={train}",
+                f"output_dir={out}",
+                "train.max_steps=2",
+                "train.batch_size=8",
+                "train.precision=fp32",
+                "lm.eval_generations=0",
+                "model.max_length=64",
+            ]
+        )
+        == 0
+    )
     loaded = runs.load_run(out)
     e = targets.causal_lm(loaded, {"text": "Say the word good"}, targets.Options(steps=8, max_new_tokens=3))
     assert e["kind"] == "causal_lm" and 1 <= len(e["tokens"]) <= 3

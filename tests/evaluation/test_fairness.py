@@ -25,21 +25,27 @@ def test_variants_use_the_dominant_group_and_every_other_target():
 
 
 def test_summary_flip_rate_and_shift_by_hand():
-    probes = [{"index": 0, "category": "gender", "source": "male", "target": "female", "text": "x"},
-              {"index": 1, "category": "gender", "source": "female", "target": "male", "text": "y"}]
+    probes = [
+        {"index": 0, "category": "gender", "source": "male", "target": "female", "text": "x"},
+        {"index": 1, "category": "gender", "source": "female", "target": "male", "text": "y"},
+    ]
     original = [[0.2, 0.8], [0.6, 0.4]]
     variant = [[0.7, 0.3], [0.45, 0.55]]  # first flips 1 -> 0 (shift -0.5 of P(pos)); second flips 0 -> 1 (+0.15)
     s = cf.summarise(original, variant, probes, ["neg", "pos"], reference=1)
     g = s["categories"]["gender"]
     assert s["flip_rate"] == 1.0 and g["variants"] == 2 and g["mean_abs_shift"] == pytest.approx(0.325)
-    assert g["groups"]["female"]["mean_shift"] == pytest.approx(-0.5) and g["groups"]["male"]["mean_shift"] == pytest.approx(0.15)
+    assert g["groups"]["female"]["mean_shift"] == pytest.approx(-0.5) and g["groups"]["male"][
+        "mean_shift"
+    ] == pytest.approx(0.15)
     assert g["flip_examples"][0] == {"index": 0, "variant": "x", "from": "pos", "to": "neg"}
 
 
 def test_user_terms_validated(tmp_path):
     bad = tmp_path / "t.yaml"
     bad.write_text("caste:\n  a: [x, y]\n  b: [z]\n")
-    with pytest.raises(DataError, match=r"t.yaml: the groups of 'caste' must list aligned terms of equal length \(a has 2, b has 1\)"):
+    with pytest.raises(
+        DataError, match=r"t.yaml: the groups of 'caste' must list aligned terms of equal length \(a has 2, b has 1\)"
+    ):
         terms.load(bad)
     good = tmp_path / "g.json"
     good.write_text('{"age": {"young": ["young", "teenager"], "old": ["old", "pensioner"]}}')
@@ -53,11 +59,25 @@ def _eec_rows():
     rows = []
     for tpl in ("<p> feels <e>.", "<p> made me feel <e>."):
         for word, emo in (("angry", "anger"), ("happy", "joy")):
-            for person, gender, race in (("Adam", "male", "European"), ("Amanda", "female", "European"),
-                                         ("Jamel", "male", "African-American"), ("Ebony", "female", "African-American"),
-                                         ("he", "male", ""), ("she", "female", "")):
-                rows.append({"Sentence": f"{person} {word}", "Template": tpl, "Person": person, "Gender": gender, "Race": race,
-                             "Emotion": emo, "Emotion word": word})
+            for person, gender, race in (
+                ("Adam", "male", "European"),
+                ("Amanda", "female", "European"),
+                ("Jamel", "male", "African-American"),
+                ("Ebony", "female", "African-American"),
+                ("he", "male", ""),
+                ("she", "female", ""),
+            ):
+                rows.append(
+                    {
+                        "Sentence": f"{person} {word}",
+                        "Template": tpl,
+                        "Person": person,
+                        "Gender": gender,
+                        "Race": race,
+                        "Emotion": emo,
+                        "Emotion word": word,
+                    }
+                )
     return rows
 
 
@@ -67,7 +87,9 @@ def test_eec_gaps_by_hand():
     scores = [0.5 + (0.1 if r["Gender"] == "female" else 0.0) + (0.05 if r["Emotion"] == "joy" else 0.0) for r in rows]
     res = eec.gaps(rows, scores)
     assert res["gender"]["gap"] == "female - male" and res["gender"]["overall"]["gap"] == pytest.approx(0.1)
-    assert res["gender"]["overall"]["pairs"] == 2 * 2 * 3  # templates x words x (European, African-American, noun phrases)
+    assert (
+        res["gender"]["overall"]["pairs"] == 2 * 2 * 3
+    )  # templates x words x (European, African-American, noun phrases)
     assert res["gender"]["overall"]["a_higher"] == 1.0 and res["gender"]["joy"]["pairs"] == 6
     assert res["race"]["overall"]["gap"] == pytest.approx(0.0) and res["race"]["overall"]["pairs"] == 2 * 2 * 2
     assert res["race"]["overall"]["significant"] is False
@@ -95,7 +117,9 @@ def test_group_metrics_by_hand():
     # selection rate of pos: a 3/4, b 0/4; TPR a 2/2, b 0/1; FPR a 1/2, b 0/3
     assert m["demographic_parity_difference"] == pytest.approx(0.75)
     assert m["equalized_odds_difference"] == pytest.approx(1.0)
-    assert m["groups"]["a"]["accuracy"] == 0.75 and m["groups"]["b"]["accuracy"] == 0.75 and m["accuracy_difference"] == 0
+    assert (
+        m["groups"]["a"]["accuracy"] == 0.75 and m["groups"]["b"]["accuracy"] == 0.75 and m["accuracy_difference"] == 0
+    )
 
 
 def test_crows_shared_score_counts_only_shared_tokens():
@@ -124,7 +148,14 @@ def test_crows_pairs_on_a_tiny_lm(tiny_llama_dir, shared_data):
 def test_crows_pairs_command_on_a_plain_model(tiny_llama_dir, shared_data, tmp_path, capsys):
     from tunelab import cli
 
-    args = ["fairness", str(tiny_llama_dir), "--crows-pairs", str(shared_data / "fairness" / "crows_pairs_anonymized.csv"), "--max-rows", "6"]
+    args = [
+        "fairness",
+        str(tiny_llama_dir),
+        "--crows-pairs",
+        str(shared_data / "fairness" / "crows_pairs_anonymized.csv"),
+        "--max-rows",
+        "6",
+    ]
     assert cli.main(args) == 2 and "pass --out DIR" in capsys.readouterr().err
     assert cli.main(args + ["--out", str(tmp_path / "f")]) == 0
     head = __import__("json").loads(capsys.readouterr().out)

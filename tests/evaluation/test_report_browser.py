@@ -18,12 +18,44 @@ def full_run(tmp_path_factory, tiny_bert_dir):
     tmp = tmp_path_factory.mktemp("report-run")
     data = write_sentiment(tmp / "train.tsv", n=96)
     out = tmp / "run"
-    assert cli.main(["train", "--quiet", f"model.name={tiny_bert_dir}", f"data.train={data}", "data.text_column=sentence",
-                     "train.max_steps=6", "train.batch_size=16", "train.lr=1e-3", f"output_dir={out}"]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "--quiet",
+                f"model.name={tiny_bert_dir}",
+                f"data.train={data}",
+                "data.text_column=sentence",
+                "train.max_steps=6",
+                "train.batch_size=16",
+                "train.lr=1e-3",
+                f"output_dir={out}",
+            ]
+        )
+        == 0
+    )
     probe = tmp / "probe.tsv"
-    probe.write_text("sentence\tlabel\nhe was good in the movie\t1\nshe was bad in the film\t0\nthe church was dull\t0\n")
+    probe.write_text(
+        "sentence\tlabel\nhe was good in the movie\t1\nshe was bad in the film\t0\nthe church was dull\t0\n"
+    )
     assert cli.main(["fairness", str(out), "--data", str(probe)]) == 0
-    assert cli.main(["explain", str(out), "--text", "a great fun movie", "--text", "awful dull plot", "--color", "never", "--steps", "16"]) == 0
+    assert (
+        cli.main(
+            [
+                "explain",
+                str(out),
+                "--text",
+                "a great fun movie",
+                "--text",
+                "awful dull plot",
+                "--color",
+                "never",
+                "--steps",
+                "16",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -31,7 +63,11 @@ def test_report_html_is_self_contained(full_run):
     page = (full_run / "report.html").read_text(encoding="utf-8")
     for section in ("metrics", "curves", "calibration", "errors", "fairness", "explanations"):
         assert f"<section id='{section}'>" in page, section
-    assert "<script" not in page and "http://" not in page.replace("http://www.w3.org/2000/svg", "") and "https://" not in page
+    assert (
+        "<script" not in page
+        and "http://" not in page.replace("http://www.w3.org/2000/svg", "")
+        and "https://" not in page
+    )
     assert "src='data:image/png;base64," in page and "<svg" in page
     md = (full_run / "report.md").read_text(encoding="utf-8")
     assert "## Calibration (dev)" in md and "## Fairness" in md and "## Error analysis (dev)" in md
@@ -49,7 +85,9 @@ def test_report_renders_in_chromium(full_run, tmp_path):
             assert page.eval_on_selector(f"#{sid}", "e => e.getBoundingClientRect().height") > 20, sid
         images = page.eval_on_selector_all("img", "els => els.map(e => [e.complete, e.naturalWidth, e.naturalHeight])")
         assert images and all(ok and w > 100 and h > 100 for ok, w, h in images), images
-        svg = page.eval_on_selector("svg.reliability", "e => [e.getBoundingClientRect().width, e.querySelectorAll('rect').length]")
+        svg = page.eval_on_selector(
+            "svg.reliability", "e => [e.getBoundingClientRect().width, e.querySelectorAll('rect').length]"
+        )
         assert svg[0] > 100 and svg[1] >= 2  # frame + at least one bin bar
         assert page.eval_on_selector_all("#explanations .w", "els => els.length") >= 6  # coloured words
         cells = page.eval_on_selector_all("table.confusion td", "els => els.length")

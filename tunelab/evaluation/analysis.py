@@ -26,8 +26,8 @@ CALIBRATION_FILE, ERRORS_FILE, ERRORS_JSONL = "calibration.json", "error_analysi
 
 @dataclass
 class Predictions:
-    records: list[dict]                    # error_analysis records
-    logits: torch.Tensor | None = None     # (examples, classes), classification only
+    records: list[dict]  # error_analysis records
+    logits: torch.Tensor | None = None  # (examples, classes), classification only
     gold: list[int] = field(default_factory=list)
 
 
@@ -46,13 +46,20 @@ class Classification:
         device = next(model.parameters()).device
         logits = torch.empty(len(feats), len(labels))
         for s in range(0, len(order), batch_size):
-            idx = order[s:s + batch_size]
+            idx = order[s : s + batch_size]
             batch = pad_batch([feats[i] for i in idx], tokenizer.pad_token_id)
             inputs = {k: v.to(device) for k, v in batch.items() if k != "labels"}
             logits[idx] = model(**inputs).logits.float().cpu()  # (batch, classes)
         gold = [f.get("labels") for f in feats]
-        records = [{"line": r.line, "text": r.text if r.text_pair is None else f"{r.text} ||| {r.text_pair}", "gold": g,
-                    "length": len(f["input_ids"])} for r, f, g in zip(rows, feats, gold)]
+        records = [
+            {
+                "line": r.line,
+                "text": r.text if r.text_pair is None else f"{r.text} ||| {r.text_pair}",
+                "gold": g,
+                "length": len(f["input_ids"]),
+            }
+            for r, f, g in zip(rows, feats, gold)
+        ]
         return Predictions(records, logits, gold)
 
     @staticmethod
@@ -63,8 +70,12 @@ class Classification:
     @staticmethod
     def summarise(preds: Predictions, labels, cfg, temperature: float | None) -> dict:
         recs = Classification.with_probs(preds, temperature or 1.0)
-        return {"calibration": calibration.summary(preds.logits, preds.gold, cfg.calibration_bins, temperature),
-                "errors": error_analysis.classification(recs, labels, cfg.top_mistakes, cfg.examples_per_confusion, tuple(cfg.length_edges))}
+        return {
+            "calibration": calibration.summary(preds.logits, preds.gold, cfg.calibration_bins, temperature),
+            "errors": error_analysis.classification(
+                recs, labels, cfg.top_mistakes, cfg.examples_per_confusion, tuple(cfg.length_edges)
+            ),
+        }
 
     @staticmethod
     def mistakes(preds: Predictions, labels, temperature: float) -> list[dict]:
@@ -83,15 +94,22 @@ class TokenClassification:
         from tunelab.tasks import token_classification as tc
 
         feats = tc.encode(rows, tokenizer, labels, run_cfg.model.max_length, "dev", **tc.encode_options(run_cfg.data))
-        decoded, _ = tc.predict_sentences(model, feats, labels, partial(pad_batch, pad_id=tokenizer.pad_token_id), batch_size)
-        records = [{"line": r.line, "text": r.text, "tokens": r.tokens, "gold": r.tags, "pred": tags, "probs": probs}
-                   for r, (tags, probs) in zip(rows, decoded)]
+        decoded, _ = tc.predict_sentences(
+            model, feats, labels, partial(pad_batch, pad_id=tokenizer.pad_token_id), batch_size
+        )
+        records = [
+            {"line": r.line, "text": r.text, "tokens": r.tokens, "gold": r.tags, "pred": tags, "probs": probs}
+            for r, (tags, probs) in zip(rows, decoded)
+        ]
         return Predictions(records)
 
     @staticmethod
     def summarise(preds: Predictions, labels, cfg, temperature: float | None) -> dict:
-        return {"errors": error_analysis.token_classification(preds.records, cfg.top_mistakes, cfg.examples_per_confusion,
-                                                             tuple(cfg.length_edges))}
+        return {
+            "errors": error_analysis.token_classification(
+                preds.records, cfg.top_mistakes, cfg.examples_per_confusion, tuple(cfg.length_edges)
+            )
+        }
 
     @staticmethod
     def mistakes(preds: Predictions, labels, temperature: float) -> list[dict]:
@@ -116,8 +134,10 @@ def after_training(run_dir: Path, cfg, model, tokenizer, labels, dev_rows: list,
     temperature = None
     if preds.logits is not None and cfg.analysis.fit_temperature:
         if len(preds.gold) < calibration.MIN_EXAMPLES:
-            log(f"temperature scaling: not fitted, the dev split has {len(preds.gold)} examples (at least "
-                f"{calibration.MIN_EXAMPLES} needed; tunelab calibrate RUN --data FILE fits on another labelled file)")
+            log(
+                f"temperature scaling: not fitted, the dev split has {len(preds.gold)} examples (at least "
+                f"{calibration.MIN_EXAMPLES} needed; tunelab calibrate RUN --data FILE fits on another labelled file)"
+            )
         else:
             temperature = fit_and_store(run_dir, preds, "dev split at the end of training")
             log(f"temperature scaling: T = {temperature:.3f} fitted on {len(preds.gold)} dev examples")
@@ -126,8 +146,14 @@ def after_training(run_dir: Path, cfg, model, tokenizer, labels, dev_rows: list,
 
 def fit_and_store(run_dir: Path, preds: Predictions, source: str) -> float:
     t = calibration.fit_temperature(preds.logits, preds.gold)
-    calibration.store_temperature(run_dir, t, source, len(preds.gold), calibration.nll(preds.logits, preds.gold),
-                                  calibration.nll(preds.logits, preds.gold, t))
+    calibration.store_temperature(
+        run_dir,
+        t,
+        source,
+        len(preds.gold),
+        calibration.nll(preds.logits, preds.gold),
+        calibration.nll(preds.logits, preds.gold, t),
+    )
     return t
 
 

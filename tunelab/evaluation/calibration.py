@@ -16,7 +16,9 @@ def _as_tensors(probs, labels) -> tuple[torch.Tensor, torch.Tensor]:
     p = torch.as_tensor(probs, dtype=torch.float64)
     y = torch.as_tensor(labels, dtype=torch.long)
     if p.ndim != 2 or y.ndim != 1 or p.shape[0] != y.shape[0]:
-        raise ValueError(f"probs must be (examples, classes) and labels (examples,); got {tuple(p.shape)} and {tuple(y.shape)}")
+        raise ValueError(
+            f"probs must be (examples, classes) and labels (examples,); got {tuple(p.shape)} and {tuple(y.shape)}"
+        )
     return p, y
 
 
@@ -36,9 +38,15 @@ def reliability(probs, labels, n_bins: int = 15) -> list[dict]:
     for b in range(n_bins):
         mask = idx == b
         n = int(mask.sum())
-        out.append({"lo": b / n_bins, "hi": (b + 1) / n_bins, "count": n,
-                    "confidence": float(conf[mask].mean()) if n else None,
-                    "accuracy": float(correct[mask].mean()) if n else None})
+        out.append(
+            {
+                "lo": b / n_bins,
+                "hi": (b + 1) / n_bins,
+                "count": n,
+                "confidence": float(conf[mask].mean()) if n else None,
+                "accuracy": float(correct[mask].mean()) if n else None,
+            }
+        )
     return out
 
 
@@ -82,7 +90,9 @@ def fit_temperature(logits, labels, max_iter: int = 200) -> float:
     z = torch.as_tensor(logits, dtype=torch.float64)
     y = torch.as_tensor(labels, dtype=torch.long)
     if z.ndim != 2 or len(y) != len(z) or len(y) == 0:
-        raise ValueError(f"logits must be (examples, classes) with one label each; got {tuple(z.shape)} and {tuple(y.shape)}")
+        raise ValueError(
+            f"logits must be (examples, classes) with one label each; got {tuple(z.shape)} and {tuple(y.shape)}"
+        )
     log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([log_t], lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
 
@@ -111,8 +121,12 @@ def summary(logits, labels, n_bins: int = 15, temperature: float | None = None) 
 
 def _scores(z: torch.Tensor, labels, n_bins: int, t: float) -> dict:
     p = torch.softmax(z / t, dim=-1)
-    return {"ece": ece(p, labels, n_bins), "brier": brier(p, labels), "nll": nll(z, labels, t),
-            "reliability": reliability(p, labels, n_bins)}
+    return {
+        "ece": ece(p, labels, n_bins),
+        "brier": brier(p, labels),
+        "nll": nll(z, labels, t),
+        "reliability": reliability(p, labels, n_bins),
+    }
 
 
 # ---------------------------------------------------------------- the run folder's temperature
@@ -129,13 +143,26 @@ def stored_temperature(run_dir) -> float:
     return float(json.loads(path.read_text(encoding="utf-8"))["temperature"]) if path.is_file() else 1.0
 
 
-def store_temperature(run_dir, temperature: float, source: str, examples: int, nll_before: float, nll_after: float) -> None:
+def store_temperature(
+    run_dir, temperature: float, source: str, examples: int, nll_before: float, nll_after: float
+) -> None:
     """Write temperature.json (atomically): the value and what it was fitted on."""
     import json
     from pathlib import Path
 
     path = Path(run_dir) / TEMPERATURE_FILE
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"temperature": temperature, "fitted_on": source, "examples": examples,
-                               "nll_before": nll_before, "nll_after": nll_after}, indent=2), encoding="utf-8")
+    tmp.write_text(
+        json.dumps(
+            {
+                "temperature": temperature,
+                "fitted_on": source,
+                "examples": examples,
+                "nll_before": nll_before,
+                "nll_after": nll_after,
+            },
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
     tmp.replace(path)

@@ -41,29 +41,47 @@ def classification_mistakes(records: list[dict], labels: list[str]) -> list[dict
     for r in records:
         pred = max(range(len(r["probs"])), key=r["probs"].__getitem__)
         if pred != r["gold"]:
-            out.append({"line": r["line"], "text": r["text"], "gold": labels[r["gold"]], "pred": labels[pred],
-                        "confidence": round(r["probs"][pred], 6), "gold_prob": round(r["probs"][r["gold"]], 6),
-                        "length": r["length"], "probs": {n: round(p, 6) for n, p in zip(labels, r["probs"])}})
+            out.append(
+                {
+                    "line": r["line"],
+                    "text": r["text"],
+                    "gold": labels[r["gold"]],
+                    "pred": labels[pred],
+                    "confidence": round(r["probs"][pred], 6),
+                    "gold_prob": round(r["probs"][r["gold"]], 6),
+                    "length": r["length"],
+                    "probs": {n: round(p, 6) for n, p in zip(labels, r["probs"])},
+                }
+            )
     return sorted(out, key=lambda m: -m["confidence"])
 
 
-def classification(records: list[dict], labels: list[str], top: int = 10, examples: int = 3,
-                   edges: tuple[int, ...] = LENGTH_EDGES) -> dict:
+def classification(
+    records: list[dict], labels: list[str], top: int = 10, examples: int = 3, edges: tuple[int, ...] = LENGTH_EDGES
+) -> dict:
     """Summary for the report: top confident mistakes, confusion pairs with examples, accuracy per length bucket."""
     mistakes = classification_mistakes(records, labels)
     by_pair: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for m in mistakes:
         by_pair[(m["gold"], m["pred"])].append(m)
-    confusions = [{"gold": g, "pred": p, "count": len(ms), "examples": [_short(m) for m in ms[:examples]]}
-                  for (g, p), ms in sorted(by_pair.items(), key=lambda kv: -len(kv[1]))]
+    confusions = [
+        {"gold": g, "pred": p, "count": len(ms), "examples": [_short(m) for m in ms[:examples]]}
+        for (g, p), ms in sorted(by_pair.items(), key=lambda kv: -len(kv[1]))
+    ]
     rows = []
     for lo, hi in buckets(edges):
         inside = [r for r in records if lo <= r["length"] <= hi]
         if inside:
             right = sum(max(range(len(r["probs"])), key=r["probs"].__getitem__) == r["gold"] for r in inside)
             rows.append({"bucket": _bucket_name(lo, hi), "count": len(inside), "accuracy": right / len(inside)})
-    return {"examples": len(records), "mistakes": len(mistakes), "confident_mistakes": [_short(m) for m in mistakes[:top]],
-            "confusions": confusions, "length_buckets": rows, "length_unit": "tokens"}
+    return {
+        "examples": len(records),
+        "mistakes": len(mistakes),
+        "confident_mistakes": [_short(m) for m in mistakes[:top]],
+        "confusions": confusions,
+        "length_buckets": rows,
+        "length_unit": "tokens",
+    }
 
 
 def _short(m: dict) -> dict:
@@ -98,29 +116,45 @@ def entity_mistakes(sentences: list[dict]) -> list[dict]:
 
 
 def _span(s: dict, a: int, b: int, kind: str, gold: str, pred: str, conf) -> dict:
-    return {"line": s["line"], "text": s["text"], "span": " ".join(s["tokens"][a:b]), "kind": kind,
-            "gold": gold, "pred": pred, "confidence": conf}
+    return {
+        "line": s["line"],
+        "text": s["text"],
+        "span": " ".join(s["tokens"][a:b]),
+        "kind": kind,
+        "gold": gold,
+        "pred": pred,
+        "confidence": conf,
+    }
 
 
-def token_classification(sentences: list[dict], top: int = 10, examples: int = 3,
-                         edges: tuple[int, ...] = LENGTH_EDGES) -> dict:
+def token_classification(
+    sentences: list[dict], top: int = 10, examples: int = 3, edges: tuple[int, ...] = LENGTH_EDGES
+) -> dict:
     """Summary for NER: top confident wrong entities, (gold type, predicted type) confusions with examples,
     entity F1 per sentence-length bucket (words)."""
     mistakes = entity_mistakes(sentences)
     by_pair: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for m in mistakes:
         by_pair[(m["gold"], m["pred"])].append(m)
-    confusions = [{"gold": g, "pred": p, "count": len(ms), "examples": [_span_short(m) for m in ms[:examples]]}
-                  for (g, p), ms in sorted(by_pair.items(), key=lambda kv: -len(kv[1]))]
+    confusions = [
+        {"gold": g, "pred": p, "count": len(ms), "examples": [_span_short(m) for m in ms[:examples]]}
+        for (g, p), ms in sorted(by_pair.items(), key=lambda kv: -len(kv[1]))
+    ]
     rows = []
     for lo, hi in buckets(edges):
         inside = [s for s in sentences if lo <= len(s["tokens"]) <= hi]
         if inside:
             rows.append({"bucket": _bucket_name(lo, hi), "count": len(inside), "f1": _entity_f1(inside)})
     kinds = Counter(m["kind"] for m in mistakes)
-    return {"examples": len(sentences), "mistakes": len(mistakes), "mistake_kinds": dict(kinds),
-            "confident_mistakes": [_span_short(m) for m in mistakes if m["confidence"] is not None][:top],
-            "confusions": confusions, "length_buckets": rows, "length_unit": "words"}
+    return {
+        "examples": len(sentences),
+        "mistakes": len(mistakes),
+        "mistake_kinds": dict(kinds),
+        "confident_mistakes": [_span_short(m) for m in mistakes if m["confidence"] is not None][:top],
+        "confusions": confusions,
+        "length_buckets": rows,
+        "length_unit": "words",
+    }
 
 
 def _span_short(m: dict) -> dict:

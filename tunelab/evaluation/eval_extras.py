@@ -24,8 +24,11 @@ def analyse(loaded, run_dir: Path, rows: list, errors_path: str | None, log) -> 
     out = {"error_analysis": {k: v for k, v in summary["errors"].items() if k != "confident_mistakes"}}
     if "calibration" in summary:
         cal = summary["calibration"]
-        out["calibration"] = {"bins": cal["bins"], "temperature": t,
-                              **{s: {k: cal[s][k] for k in ("ece", "brier", "nll")} for s in ("before", "after") if s in cal}}
+        out["calibration"] = {
+            "bins": cal["bins"],
+            "temperature": t,
+            **{s: {k: cal[s][k] for k in ("ece", "brier", "nll")} for s in ("before", "after") if s in cal},
+        }
         if t is None:
             out["calibration"]["note"] = "the run has no fitted temperature (tunelab calibrate RUN fits one)"
     return out

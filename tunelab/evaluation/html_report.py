@@ -31,8 +31,12 @@ def esc(v) -> str:
 
 def table(header: list[str], rows: list[list], text_cols: tuple[int, ...] = ()) -> str:
     head = "".join(f"<th>{esc(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td class='t'>{esc(c)}</td>" if i in text_cols else f"<td>{esc(c)}</td>"
-                                    for i, c in enumerate(r)) + "</tr>" for r in rows)
+    body = "".join(
+        "<tr>"
+        + "".join(f"<td class='t'>{esc(c)}</td>" if i in text_cols else f"<td>{esc(c)}</td>" for i, c in enumerate(r))
+        + "</tr>"
+        for r in rows
+    )
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
@@ -72,15 +76,19 @@ def reliability_svg(before: list[dict], after: list[dict] | None, width: int = 3
     def y(v):
         return pad + (1 - v) * h
 
-    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' class='reliability' role='img'>",
-             f"<rect x='{pad}' y='{pad}' width='{w}' height='{h}' fill='white' stroke='#888'/>",
-             f"<line x1='{x(0)}' y1='{y(0)}' x2='{x(1)}' y2='{y(1)}' stroke='#999' stroke-dasharray='4'/>"]
+    parts = [
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' class='reliability' role='img'>",
+        f"<rect x='{pad}' y='{pad}' width='{w}' height='{h}' fill='white' stroke='#888'/>",
+        f"<line x1='{x(0)}' y1='{y(0)}' x2='{x(1)}' y2='{y(1)}' stroke='#999' stroke-dasharray='4'/>",
+    ]
     for b in before:
         if b["count"]:
-            parts.append(f"<rect x='{x(b['lo']):.1f}' y='{y(b['accuracy']):.1f}' width='{(b['hi'] - b['lo']) * w:.1f}' "
-                         f"height='{b['accuracy'] * h:.1f}' fill='rgba(40,110,220,0.55)' stroke='white'>"
-                         f"<title>{b['lo']:.2f}-{b['hi']:.2f}: {b['count']} examples, accuracy {b['accuracy']:.3f}, "
-                         f"confidence {b['confidence']:.3f}</title></rect>")
+            parts.append(
+                f"<rect x='{x(b['lo']):.1f}' y='{y(b['accuracy']):.1f}' width='{(b['hi'] - b['lo']) * w:.1f}' "
+                f"height='{b['accuracy'] * h:.1f}' fill='rgba(40,110,220,0.55)' stroke='white'>"
+                f"<title>{b['lo']:.2f}-{b['hi']:.2f}: {b['count']} examples, accuracy {b['accuracy']:.3f}, "
+                f"confidence {b['confidence']:.3f}</title></rect>"
+            )
     for b in after or []:
         if b["count"]:
             parts.append(f"<circle cx='{x(b['confidence']):.1f}' cy='{y(b['accuracy']):.1f}' r='4' fill='#e8590c'/>")
@@ -88,7 +96,9 @@ def reliability_svg(before: list[dict], after: list[dict] | None, width: int = 3
         parts.append(f"<text x='{x(t)}' y='{height - pad + 16}' font-size='11' text-anchor='middle'>{t}</text>")
         parts.append(f"<text x='{pad - 6}' y='{y(t) + 4}' font-size='11' text-anchor='end'>{t}</text>")
     parts.append(f"<text x='{width / 2}' y='{height - 6}' font-size='12' text-anchor='middle'>confidence</text>")
-    parts.append(f"<text x='12' y='{height / 2}' font-size='12' text-anchor='middle' transform='rotate(-90 12 {height / 2})'>accuracy</text>")
+    parts.append(
+        f"<text x='12' y='{height / 2}' font-size='12' text-anchor='middle' transform='rotate(-90 12 {height / 2})'>accuracy</text>"
+    )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -104,20 +114,34 @@ def _load(run_dir: Path, name: str):
 def section_metrics(final: dict, labels: list[str] | None) -> str:
     splits = [s for s in ("baseline", "dev", "test") if s in final]
     scalar = [k for k, v in final["dev"].items() if isinstance(v, float)]
-    out = ["<section id='metrics'><h2>Metrics</h2>", table(["split"] + scalar, [[s] + [final[s].get(k) for k in scalar] for s in splits])]
+    out = [
+        "<section id='metrics'><h2>Metrics</h2>",
+        table(["split"] + scalar, [[s] + [final[s].get(k) for k in scalar] for s in splits]),
+    ]
     for split in splits:
         m = final[split]
         if "per_class" in m:
             rows = [[n, c["precision"], c["recall"], c["f1"], c["support"]] for n, c in m["per_class"].items()]
-            out += [f"<h3>Per class ({esc(split)})</h3>", table(["label", "precision", "recall", "f1", "support"], rows)]
+            out += [
+                f"<h3>Per class ({esc(split)})</h3>",
+                table(["label", "precision", "recall", "f1", "support"], rows),
+            ]
         if "confusion" in m and labels:
-            out += [f"<h3 class='confusion-title'>Confusion matrix ({esc(split)}; rows = true label)</h3>", confusion_html(labels, m["confusion"])]
+            out += [
+                f"<h3 class='confusion-title'>Confusion matrix ({esc(split)}; rows = true label)</h3>",
+                confusion_html(labels, m["confusion"]),
+            ]
         if m.get("per_type"):
             rows = [[n, c["precision"], c["recall"], c["f1"], c["support"]] for n, c in m["per_type"].items()]
-            out += [f"<h3>Per entity type ({esc(split)})</h3>", table(["type", "precision", "recall", "f1", "support"], rows)]
+            out += [
+                f"<h3>Per entity type ({esc(split)})</h3>",
+                table(["type", "precision", "recall", "f1", "support"], rows),
+            ]
         if m.get("confusions"):
-            out += [f"<h3>Most frequent confusions ({esc(split)}; word level)</h3>",
-                    table(["true", "predicted", "count"], [[c["true"], c["pred"], c["count"]] for c in m["confusions"]])]
+            out += [
+                f"<h3>Most frequent confusions ({esc(split)}; word level)</h3>",
+                table(["true", "predicted", "count"], [[c["true"], c["pred"], c["count"]] for c in m["confusions"]]),
+            ]
     return "".join(out) + "</section>"
 
 
@@ -128,7 +152,9 @@ def section_curves(run_dir: Path, metric: str) -> str:
     if not (train or dev):
         return ""
     fig = report.curves_figure(train, dev, metric)
-    return f"<section id='curves'><h2>Training curves</h2><img alt='training curves' src='{png_data_uri(fig)}'></section>"
+    return (
+        f"<section id='curves'><h2>Training curves</h2><img alt='training curves' src='{png_data_uri(fig)}'></section>"
+    )
 
 
 def section_calibration(cal: dict | None) -> str:
@@ -136,30 +162,53 @@ def section_calibration(cal: dict | None) -> str:
         return ""
     rows = [["before scaling", cal["before"]["ece"], cal["before"]["brier"], cal["before"]["nll"]]]
     if "after" in cal:
-        rows.append([f"after (T = {cal['temperature']:.3f})", cal["after"]["ece"], cal["after"]["brier"], cal["after"]["nll"]])
-    note = (f"<p class='note'>Expected calibration error over {cal['bins']} equal-width confidence bins; Brier summed over classes; "
-            "bars: accuracy per bin before scaling (the dashed diagonal is perfect calibration); dots: after temperature scaling.</p>")
+        rows.append(
+            [f"after (T = {cal['temperature']:.3f})", cal["after"]["ece"], cal["after"]["brier"], cal["after"]["nll"]]
+        )
+    note = (
+        f"<p class='note'>Expected calibration error over {cal['bins']} equal-width confidence bins; Brier summed over classes; "
+        "bars: accuracy per bin before scaling (the dashed diagonal is perfect calibration); dots: after temperature scaling.</p>"
+    )
     svg = reliability_svg(cal["before"]["reliability"], cal.get("after", {}).get("reliability"))
-    return ("<section id='calibration'><h2>Calibration</h2>" + table(["", "ECE", "Brier", "NLL"], rows, (0,)) + note + svg + "</section>")
+    return (
+        "<section id='calibration'><h2>Calibration</h2>"
+        + table(["", "ECE", "Brier", "NLL"], rows, (0,))
+        + note
+        + svg
+        + "</section>"
+    )
 
 
 def section_errors(err: dict | None) -> str:
     if not err:
         return ""
     ner = err.get("length_unit") == "words"
-    out = [f"<section id='errors'><h2>Error analysis</h2><p>{err['mistakes']} mistakes on {err['examples']} dev examples "
-           "(all of them, most confident first, in errors.jsonl).</p>"]
+    out = [
+        f"<section id='errors'><h2>Error analysis</h2><p>{err['mistakes']} mistakes on {err['examples']} dev examples "
+        "(all of them, most confident first, in errors.jsonl).</p>"
+    ]
     if ner:
-        rows = [[m["kind"], m["span"], m["gold"], m["pred"], m["confidence"], m["text"]] for m in err["confident_mistakes"]]
-        out += ["<h3>Most confident wrong entities</h3>", table(["kind", "span", "true", "predicted", "confidence", "sentence"], rows, (1, 5))]
+        rows = [
+            [m["kind"], m["span"], m["gold"], m["pred"], m["confidence"], m["text"]] for m in err["confident_mistakes"]
+        ]
+        out += [
+            "<h3>Most confident wrong entities</h3>",
+            table(["kind", "span", "true", "predicted", "confidence", "sentence"], rows, (1, 5)),
+        ]
     else:
         rows = [[m["confidence"], m["gold"], m["pred"], m["text"]] for m in err["confident_mistakes"]]
         out += ["<h3>Most confident mistakes</h3>", table(["confidence", "true", "predicted", "text"], rows, (3,))]
-    rows = [[c["gold"], c["pred"], c["count"], " | ".join(e.get("span", e["text"]) for e in c["examples"])] for c in err["confusions"]]
+    rows = [
+        [c["gold"], c["pred"], c["count"], " | ".join(e.get("span", e["text"]) for e in c["examples"])]
+        for c in err["confusions"]
+    ]
     out += ["<h3>Confusions with examples</h3>", table(["true", "predicted", "count", "examples"], rows, (3,))]
     key = "f1" if ner else "accuracy"
     rows = [[b["bucket"], b["count"], b[key]] for b in err["length_buckets"]]
-    out += [f"<h3>{'Entity F1' if ner else 'Accuracy'} by length ({err['length_unit']})</h3>", table(["length", "examples", key], rows)]
+    out += [
+        f"<h3>{'Entity F1' if ner else 'Accuracy'} by length ({err['length_unit']})</h3>",
+        table(["length", "examples", key], rows),
+    ]
     return "".join(out) + "</section>"
 
 
@@ -176,23 +225,39 @@ def section_explanations(expl: list | None) -> str:
         return ""
     from tunelab.evaluation.explain import render
 
-    legend = ("<p class='note'>Integrated gradients on the input embeddings (green raised the explained probability, red lowered it) "
-              "and attention rollout (blue). From <code>tunelab explain</code>.</p>")
-    return "<section id='explanations'><h2>Explanations</h2>" + legend + "".join(render.html_block(e) for e in expl) + "</section>"
+    legend = (
+        "<p class='note'>Integrated gradients on the input embeddings (green raised the explained probability, red lowered it) "
+        "and attention rollout (blue). From <code>tunelab explain</code>.</p>"
+    )
+    return (
+        "<section id='explanations'><h2>Explanations</h2>"
+        + legend
+        + "".join(render.html_block(e) for e in expl)
+        + "</section>"
+    )
 
 
 def page(run_dir: Path, cfg, final: dict, labels: list[str] | None) -> str:
     run_dir = Path(run_dir)
-    head = (f"<p>model <code>{esc(cfg.model.name)}</code>, task <code>{esc(cfg.task)}</code>, method <code>{esc(cfg.method.name)}</code>, "
-            f"{final['trainable_parameters']:,} of {final['total_parameters']:,} parameters trained, {final['steps']} steps in "
-            f"{final['train_seconds']} s (best at step {final['best_step']}).</p>")
-    sections = [section_metrics(final, labels), section_curves(run_dir, cfg.train.metric),
-                section_calibration(_load(run_dir, "calibration.json")), section_errors(_load(run_dir, "error_analysis.json")),
-                section_fairness(_load(run_dir, "fairness.json")), section_explanations(_load(run_dir, "explanations.json"))]
+    head = (
+        f"<p>model <code>{esc(cfg.model.name)}</code>, task <code>{esc(cfg.task)}</code>, method <code>{esc(cfg.method.name)}</code>, "
+        f"{final['trainable_parameters']:,} of {final['total_parameters']:,} parameters trained, {final['steps']} steps in "
+        f"{final['train_seconds']} s (best at step {final['best_step']}).</p>"
+    )
+    sections = [
+        section_metrics(final, labels),
+        section_curves(run_dir, cfg.train.metric),
+        section_calibration(_load(run_dir, "calibration.json")),
+        section_errors(_load(run_dir, "error_analysis.json")),
+        section_fairness(_load(run_dir, "fairness.json")),
+        section_explanations(_load(run_dir, "explanations.json")),
+    ]
     sections = [s for s in sections if s]
     nav = "<nav>" + "".join(f"<a href='#{s.split(chr(39))[1]}'>{s.split(chr(39))[1]}</a>" for s in sections) + "</nav>"
-    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>tunelab run: {esc(run_dir.name)}</title>"
-            f"<style>{CSS}</style></head><body><h1>tunelab run: {esc(run_dir.name)}</h1>{head}{nav}{''.join(sections)}</body></html>")
+    return (
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>tunelab run: {esc(run_dir.name)}</title>"
+        f"<style>{CSS}</style></head><body><h1>tunelab run: {esc(run_dir.name)}</h1>{head}{nav}{''.join(sections)}</body></html>"
+    )
 
 
 def write(run_dir: Path, cfg, final: dict, labels: list[str] | None) -> Path:

@@ -20,20 +20,30 @@ def run(run_dir: str, data: str | None = None, *, force: bool = False, log=print
         raise TunelabError(f"{run_dir}: temperature scaling applies to classification runs; this is a {cfg.task} run")
     old = path / calibration.TEMPERATURE_FILE
     if old.is_file() and not force:
-        raise TunelabError(f"{run_dir}: already has a temperature (T = {calibration.stored_temperature(path):.4f}); "
-                           "pass --force to fit a new one (nothing was changed)")
+        raise TunelabError(
+            f"{run_dir}: already has a temperature (T = {calibration.stored_temperature(path):.4f}); "
+            "pass --force to fit a new one (nothing was changed)"
+        )
     loaded = runs.load_run(path)
     rows = _rows(loaded, data, log)
     if len(rows) < calibration.MIN_EXAMPLES:
-        raise TunelabError(f"{data or 'the dev split'}: {len(rows)} labelled examples; temperature scaling needs at least "
-                           f"{calibration.MIN_EXAMPLES}")
+        raise TunelabError(
+            f"{data or 'the dev split'}: {len(rows)} labelled examples; temperature scaling needs at least "
+            f"{calibration.MIN_EXAMPLES}"
+        )
     preds = analysis.Classification.predict(loaded.model, loaded.tokenizer, loaded.labels, rows, loaded.cfg)
     t = analysis.fit_and_store(path, preds, data or "the run's dev split")
     summary = analysis.write(path, analysis.Classification, preds, loaded.labels, loaded.cfg.analysis, t)
     report.rebuild(path)
     cal = summary["calibration"]
-    log(f"temperature scaling: T = {t:.4f} on {len(rows)} examples; ECE {cal['before']['ece']:.4f} -> {cal['after']['ece']:.4f}")
-    return {"temperature": t, "examples": len(rows), **{f"{k}_{s}": cal[s][k] for s in ("before", "after") for k in ("ece", "brier", "nll")}}
+    log(
+        f"temperature scaling: T = {t:.4f} on {len(rows)} examples; ECE {cal['before']['ece']:.4f} -> {cal['after']['ece']:.4f}"
+    )
+    return {
+        "temperature": t,
+        "examples": len(rows),
+        **{f"{k}_{s}": cal[s][k] for s in ("before", "after") for k in ("ece", "brier", "nll")},
+    }
 
 
 def _rows(loaded, data: str | None, log) -> list:

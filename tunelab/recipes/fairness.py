@@ -21,14 +21,14 @@ FILE = "fairness.json"
 
 @dataclass
 class Request:
-    data: str | None = None            # texts for counterfactual probes / group metrics (default: the run's dev split)
-    group_column: str | None = None    # column naming each row's group -> group metrics
-    terms: str | None = None           # user term lists (YAML/JSON)
-    only_user_terms: bool = False      # use only the user's lists
+    data: str | None = None  # texts for counterfactual probes / group metrics (default: the run's dev split)
+    group_column: str | None = None  # column naming each row's group -> group metrics
+    terms: str | None = None  # user term lists (YAML/JSON)
+    only_user_terms: bool = False  # use only the user's lists
     categories: list[str] | None = None
-    eec: str | None = None             # Equity Evaluation Corpus CSV
-    crows_pairs: str | None = None     # CrowS-Pairs CSV
-    positive: str | None = None        # the label whose probability is the sentiment score
+    eec: str | None = None  # Equity Evaluation Corpus CSV
+    crows_pairs: str | None = None  # CrowS-Pairs CSV
+    positive: str | None = None  # the label whose probability is the sentiment score
     max_rows: int | None = None
     out: str | None = None
 
@@ -42,8 +42,10 @@ def run(run_dir: str, req: Request, log=print) -> dict:
     if cfg.task == "causal_lm":
         return _causal(run_path, req, log)
     if cfg.task != "classification":
-        raise TunelabError(f"{run_dir}: fairness probes cover classification runs (counterfactuals, EEC, groups) and "
-                           f"causal_lm runs (CrowS-Pairs); this is a {cfg.task} run")
+        raise TunelabError(
+            f"{run_dir}: fairness probes cover classification runs (counterfactuals, EEC, groups) and "
+            f"causal_lm runs (CrowS-Pairs); this is a {cfg.task} run"
+        )
     if req.crows_pairs:
         raise TunelabError("--crows-pairs needs a causal_lm run (it compares sentence likelihoods)")
     loaded = runs.load_run(run_path)
@@ -73,9 +75,13 @@ def run(run_dir: str, req: Request, log=print) -> dict:
 
 def _causal(run_path: Path, req: Request, log) -> dict:
     if not req.crows_pairs:
-        raise TunelabError(f"{run_path}: a causal_lm run is probed with CrowS-Pairs: pass --crows-pairs FILE (crows_pairs_anonymized.csv)")
+        raise TunelabError(
+            f"{run_path}: a causal_lm run is probed with CrowS-Pairs: pass --crows-pairs FILE (crows_pairs_anonymized.csv)"
+        )
     if req.eec or req.group_column or req.data:
-        raise TunelabError("--eec, --group-column and --data apply to classification runs; a causal_lm run takes --crows-pairs")
+        raise TunelabError(
+            "--eec, --group-column and --data apply to classification runs; a causal_lm run takes --crows-pairs"
+        )
     loaded = runs.load_run(run_path)
     rows = crows_pairs.read(req.crows_pairs)[: req.max_rows or None]
     log(f"CrowS-Pairs: scoring {len(rows)} sentence pairs")
@@ -92,7 +98,9 @@ def _plain_model(name: str, req: Request, log) -> dict:
     tgt = target.load(name)
     rows = crows_pairs.read(req.crows_pairs)[: req.max_rows or None]
     log(f"CrowS-Pairs: scoring {len(rows)} sentence pairs with {name}")
-    return _save(Path(req.out), req, {"model": name, "crows_pairs": crows_pairs.evaluate(tgt.model, tgt.tokenizer, rows)}, log)
+    return _save(
+        Path(req.out), req, {"model": name, "crows_pairs": crows_pairs.evaluate(tgt.model, tgt.tokenizer, rows)}, log
+    )
 
 
 def _save(run_path: Path, req: Request, result: dict, log) -> dict:
@@ -135,8 +143,15 @@ def _group_metrics(loaded, req: Request, rows: list, probs: list[list[float]], p
     from tunelab.data.sources import read_table
 
     d = loaded.cfg.data
-    table = read_table(req.data, text_column=req.group_column, text_pair_column=None, label_column=d.label_column,
-                       format=d.format, has_header=d.has_header, on_error="raise")
+    table = read_table(
+        req.data,
+        text_column=req.group_column,
+        text_pair_column=None,
+        label_column=d.label_column,
+        format=d.format,
+        has_header=d.has_header,
+        on_error="raise",
+    )
     group_of = {r.line: r.text for r in table.rows}
     missing = [r.line for r in rows if r.line not in group_of]
     if missing:
@@ -146,7 +161,9 @@ def _group_metrics(loaded, req: Request, rows: list, probs: list[list[float]], p
     if unknown:
         raise TunelabError(f"{req.data}:{unknown[0].line}: label '{unknown[0].label}' was not seen in training")
     y_pred = [max(range(len(p)), key=p.__getitem__) for p in probs]
-    res = groups.metrics([index[r.label] for r in rows], y_pred, [group_of[r.line] for r in rows], loaded.labels, positive)
+    res = groups.metrics(
+        [index[r.label] for r in rows], y_pred, [group_of[r.line] for r in rows], loaded.labels, positive
+    )
     return {"column": req.group_column, **res}
 
 

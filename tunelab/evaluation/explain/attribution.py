@@ -22,11 +22,11 @@ GAP_FLOOR = 1e-3
 
 @dataclass
 class Attribution:
-    scores: list[float]        # one per input position (summed over the embedding dimension)
-    f_input: float             # f(x)
-    f_baseline: float          # f(baseline)
-    delta: float               # sum(scores) - (f(x) - f(baseline))
-    steps: int                 # integration steps used
+    scores: list[float]  # one per input position (summed over the embedding dimension)
+    f_input: float  # f(x)
+    f_baseline: float  # f(baseline)
+    delta: float  # sum(scores) - (f(x) - f(baseline))
+    steps: int  # integration steps used
 
     @property
     def relative_error(self) -> float:
@@ -35,13 +35,28 @@ class Attribution:
         return abs(self.delta) / max(abs(self.f_input - self.f_baseline), GAP_FLOOR)
 
     def completeness(self, tolerance: float = 0.05) -> dict:
-        return {"sum": float(sum(self.scores)), "f_input": self.f_input, "f_baseline": self.f_baseline,
-                "delta": self.delta, "relative_error": self.relative_error, "steps": self.steps, "ok": self.relative_error <= tolerance}
+        return {
+            "sum": float(sum(self.scores)),
+            "f_input": self.f_input,
+            "f_baseline": self.f_baseline,
+            "delta": self.delta,
+            "relative_error": self.relative_error,
+            "steps": self.steps,
+            "ok": self.relative_error <= tolerance,
+        }
 
 
-def integrated_gradients(forward: Callable[..., torch.Tensor], embeddings: torch.nn.Module, input_ids: torch.Tensor,
-                         baseline_ids: torch.Tensor, extra: tuple = (), steps: int = 50, tolerance: float = 0.05,
-                         max_steps: int = 800, internal_batch_size: int = 64) -> Attribution:
+def integrated_gradients(
+    forward: Callable[..., torch.Tensor],
+    embeddings: torch.nn.Module,
+    input_ids: torch.Tensor,
+    baseline_ids: torch.Tensor,
+    extra: tuple = (),
+    steps: int = 50,
+    tolerance: float = 0.05,
+    max_steps: int = 800,
+    internal_batch_size: int = 64,
+) -> Attribution:
     """IG of the scalar ``forward(input_ids, *extra)`` (shape (1,)) w.r.t. the output of ``embeddings``.
 
     Args:
@@ -57,9 +72,15 @@ def integrated_gradients(forward: Callable[..., torch.Tensor], embeddings: torch
         f_x = float(forward(input_ids, *extra)[0])
         f_b = float(forward(baseline_ids, *extra)[0])
     while True:
-        attr, delta = lig.attribute(input_ids, baselines=baseline_ids, additional_forward_args=extra, n_steps=steps,
-                                    method="gausslegendre", internal_batch_size=internal_batch_size,
-                                    return_convergence_delta=True)
+        attr, delta = lig.attribute(
+            input_ids,
+            baselines=baseline_ids,
+            additional_forward_args=extra,
+            n_steps=steps,
+            method="gausslegendre",
+            internal_batch_size=internal_batch_size,
+            return_convergence_delta=True,
+        )
         scores = attr.sum(dim=-1)[0].detach().double()  # (seq,) from (1, seq, hidden)
         out = Attribution(scores.tolist(), f_x, f_b, float(delta[0]), steps)
         if out.relative_error <= tolerance or steps * 2 > max_steps:
@@ -106,6 +127,6 @@ def merge_words(text: str, offsets: list[tuple[int, int]], scores: list[float], 
                 a += 1
             words.append({"start": a, "end": b, "score": s})
     for w in words:
-        w["word"] = text[w["start"]:w["end"]]
+        w["word"] = text[w["start"] : w["end"]]
         w["score"] = float(w["score"])
     return [{"word": w["word"], "start": w["start"], "end": w["end"], "score": w["score"]} for w in words]

@@ -42,30 +42,43 @@ def terminal(expl: dict, colour: bool = True) -> str:
     """A few lines per explanation: the prediction, the coloured words, top words, completeness."""
     kind = expl["kind"]
     if kind == "classification":
-        return _terminal_block(f"{expl['label']} ({expl['prob']:.3f}); explaining {expl['target']}", expl["words"], expl["completeness"], colour)
+        return _terminal_block(
+            f"{expl['label']} ({expl['prob']:.3f}); explaining {expl['target']}",
+            expl["words"],
+            expl["completeness"],
+            colour,
+        )
     if kind == "token_classification":
         if not expl["entities"]:
             return f"{expl['text']}\n  no entities predicted"
-        return "\n".join(_terminal_block(f"{e['type']} '{e['text']}' ({e['prob']:.3f})", e["words"], e["completeness"], colour)
-                         for e in expl["entities"])
+        return "\n".join(
+            _terminal_block(f"{e['type']} '{e['text']}' ({e['prob']:.3f})", e["words"], e["completeness"], colour)
+            for e in expl["entities"]
+        )
     lines = [f"prompt: {expl['text']}", f"output: {expl['output']}"]
     for t in expl["tokens"]:
         top = sorted(t["words"], key=lambda w: -w["ig"])[:5]
-        lines.append(f"  {t['token']!r} ({t['prob']:.3f}) <- " + ", ".join(f"{w['word']!r} {w['ig']:+.3f}" for w in top)
-                     + f"  [completeness error {t['completeness']['relative_error']:.1%}]")
+        lines.append(
+            f"  {t['token']!r} ({t['prob']:.3f}) <- "
+            + ", ".join(f"{w['word']!r} {w['ig']:+.3f}" for w in top)
+            + f"  [completeness error {t['completeness']['relative_error']:.1%}]"
+        )
     return "\n".join(lines)
 
 
 def _terminal_block(head: str, words: list[dict], comp: dict, colour: bool) -> str:
     top = sorted(words, key=lambda w: -w["ig"])[:3]
-    return "\n".join([
-        head,
-        "  IG:      " + terminal_words(words, "ig", colour),
-        "  rollout: " + terminal_words(words, "rollout", colour),
-        "  top: " + ", ".join(f"{w['word']} {w['ig']:+.3f}" for w in top)
-        + f"  [IG sum {comp['sum']:+.4f} vs f(x)-f(baseline) {comp['f_input'] - comp['f_baseline']:+.4f}; "
-          f"error {comp['relative_error']:.1%} at {comp['steps']} steps{'' if comp.get('ok', True) else ', ABOVE TOLERANCE'}]",
-    ])
+    return "\n".join(
+        [
+            head,
+            "  IG:      " + terminal_words(words, "ig", colour),
+            "  rollout: " + terminal_words(words, "rollout", colour),
+            "  top: "
+            + ", ".join(f"{w['word']} {w['ig']:+.3f}" for w in top)
+            + f"  [IG sum {comp['sum']:+.4f} vs f(x)-f(baseline) {comp['f_input'] - comp['f_baseline']:+.4f}; "
+            f"error {comp['relative_error']:.1%} at {comp['steps']} steps{'' if comp.get('ok', True) else ', ABOVE TOLERANCE'}]",
+        ]
+    )
 
 
 # ---------------------------------------------------------------- HTML
@@ -76,7 +89,9 @@ def html_words(words: list[dict], key: str = "ig") -> str:
     spans = []
     for w in words:
         r, g, b = _rgb(w[key], scale, blue=key == "rollout")
-        spans.append(f"<span class='w' style='background:rgb({r},{g},{b})' title='{key} {w[key]:+.4f}'>{html.escape(w['word'])}</span>")
+        spans.append(
+            f"<span class='w' style='background:rgb({r},{g},{b})' title='{key} {w[key]:+.4f}'>{html.escape(w['word'])}</span>"
+        )
     return " ".join(spans)
 
 
@@ -84,37 +99,55 @@ def html_block(expl: dict) -> str:
     """One explanation as HTML (no <html> wrapper): heading, IG and rollout heatmaps, completeness."""
     kind = expl["kind"]
     if kind == "classification":
-        return _html_entry(f"{expl['label']} ({expl['prob']:.3f}), explaining {expl['target']}", expl["words"], expl["completeness"])
+        return _html_entry(
+            f"{expl['label']} ({expl['prob']:.3f}), explaining {expl['target']}", expl["words"], expl["completeness"]
+        )
     if kind == "token_classification":
         if not expl["entities"]:
             return f"<div class='expl'><p>{html.escape(expl['text'])}</p><p><i>no entities predicted</i></p></div>"
-        return "".join(_html_entry(f"{e['type']} “{e['text']}” ({e['prob']:.3f})", e["words"], e["completeness"]) for e in expl["entities"])
+        return "".join(
+            _html_entry(f"{e['type']} “{e['text']}” ({e['prob']:.3f})", e["words"], e["completeness"])
+            for e in expl["entities"]
+        )
     rows = []
     for t in expl["tokens"]:
-        rows.append(f"<tr><th>{html.escape(t['token'])}<br><small>{t['prob']:.3f}</small></th>"
-                    f"<td class='heat'>{html_words(t['words'], 'ig')}</td>"
-                    f"<td>{t['completeness']['relative_error']:.1%}</td></tr>")
-    return (f"<div class='expl'><p><b>prompt</b> {html.escape(expl['text'])}<br><b>output</b> {html.escape(expl['output'])}</p>"
-            "<table><tr><th>generated token</th><th>integrated gradients over the context</th><th>completeness error</th></tr>"
-            + "".join(rows) + "</table></div>")
+        rows.append(
+            f"<tr><th>{html.escape(t['token'])}<br><small>{t['prob']:.3f}</small></th>"
+            f"<td class='heat'>{html_words(t['words'], 'ig')}</td>"
+            f"<td>{t['completeness']['relative_error']:.1%}</td></tr>"
+        )
+    return (
+        f"<div class='expl'><p><b>prompt</b> {html.escape(expl['text'])}<br><b>output</b> {html.escape(expl['output'])}</p>"
+        "<table><tr><th>generated token</th><th>integrated gradients over the context</th><th>completeness error</th></tr>"
+        + "".join(rows)
+        + "</table></div>"
+    )
 
 
 def _html_entry(head: str, words: list[dict], comp: dict) -> str:
-    return (f"<div class='expl'><p><b>{html.escape(head)}</b></p>"
-            f"<p class='heat'>IG: {html_words(words, 'ig')}</p><p class='heat'>rollout: {html_words(words, 'rollout')}</p>"
-            f"<p class='small'>IG sum {comp['sum']:+.4f}; f(x) − f(baseline) {comp['f_input'] - comp['f_baseline']:+.4f}; "
-            f"completeness error {comp['relative_error']:.2%} at {comp['steps']} steps</p></div>")
+    return (
+        f"<div class='expl'><p><b>{html.escape(head)}</b></p>"
+        f"<p class='heat'>IG: {html_words(words, 'ig')}</p><p class='heat'>rollout: {html_words(words, 'rollout')}</p>"
+        f"<p class='small'>IG sum {comp['sum']:+.4f}; f(x) − f(baseline) {comp['f_input'] - comp['f_baseline']:+.4f}; "
+        f"completeness error {comp['relative_error']:.2%} at {comp['steps']} steps</p></div>"
+    )
 
 
-CSS = (".w{padding:1px 3px;border-radius:3px;margin:1px;display:inline-block}.expl{border-bottom:1px solid #ddd;padding:6px 0}"
-       ".small{color:#555;font-size:90%}")
+CSS = (
+    ".w{padding:1px 3px;border-radius:3px;margin:1px;display:inline-block}.expl{border-bottom:1px solid #ddd;padding:6px 0}"
+    ".small{color:#555;font-size:90%}"
+)
 
 
 def html_page(explanations: list[dict], title: str) -> str:
     """A standalone page of explanations (no scripts, no network)."""
     body = "".join(html_block(e) for e in explanations)
-    legend = ("<p class='small'>Green: the word raised the explained probability; red: lowered it (integrated gradients). "
-              "Blue: attention rollout share.</p>")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}"
-            "body{font-family:sans-serif;max-width:1100px;margin:2em auto}</style></head>"
-            f"<body><h1>{html.escape(title)}</h1>{legend}{body}</body></html>")
+    legend = (
+        "<p class='small'>Green: the word raised the explained probability; red: lowered it (integrated gradients). "
+        "Blue: attention rollout share.</p>"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}"
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto}</style></head>"
+        f"<body><h1>{html.escape(title)}</h1>{legend}{body}</body></html>"
+    )

@@ -20,12 +20,12 @@ from tunelab.evaluation.explain import attribution as attr
 
 @dataclass
 class Options:
-    steps: int = 50               # first number of integration steps (doubled until completeness holds)
-    tolerance: float = 0.05       # completeness: |sum - (f(x) - f(baseline))| <= tolerance * |f(x) - f(baseline)|
-    target: str | None = None     # classification: explain this label instead of the predicted one
-    max_new_tokens: int = 12      # causal LM: tokens generated (and explained)
-    raw: bool = False             # causal LM: --text is raw text to continue, not a user message
-    temperature: float = 1.0      # classification: the run's fitted temperature (probabilities as predict gives them)
+    steps: int = 50  # first number of integration steps (doubled until completeness holds)
+    tolerance: float = 0.05  # completeness: |sum - (f(x) - f(baseline))| <= tolerance * |f(x) - f(baseline)|
+    target: str | None = None  # classification: explain this label instead of the predicted one
+    max_new_tokens: int = 12  # causal LM: tokens generated (and explained)
+    raw: bool = False  # causal LM: --text is raw text to continue, not a user message
+    temperature: float = 1.0  # classification: the run's fitted temperature (probabilities as predict gives them)
 
 
 def _embeddings(model) -> torch.nn.Module:
@@ -42,7 +42,9 @@ def _rollout(model, inputs: dict) -> torch.Tensor:
     with torch.no_grad(), eager_attention(model):
         out = model(**inputs, output_attentions=True)
     seq = inputs["input_ids"].shape[1]
-    return attr.rollout([a[0].float() for a in out.attentions])[-seq:, -seq:]  # prompt methods prepend virtual positions
+    return attr.rollout([a[0].float() for a in out.attentions])[
+        -seq:, -seq:
+    ]  # prompt methods prepend virtual positions
 
 
 class eager_attention:
@@ -72,8 +74,14 @@ class eager_attention:
 def classification(run, item: dict, opts: Options) -> dict:
     """item: {"text", optional "text_pair"}."""
     model, tok, labels = run.model, run.tokenizer, run.labels
-    enc = tok(item["text"], item.get("text_pair"), truncation=True, max_length=run.cfg.model.max_length,
-              return_offsets_mapping=True, return_tensors="pt")
+    enc = tok(
+        item["text"],
+        item.get("text_pair"),
+        truncation=True,
+        max_length=run.cfg.model.max_length,
+        return_offsets_mapping=True,
+        return_tensors="pt",
+    )
     ids, mask = enc["input_ids"], enc["attention_mask"]
     extra = (mask, enc["token_type_ids"]) if "token_type_ids" in enc else (mask,)
     with torch.no_grad():
@@ -83,16 +91,33 @@ def classification(run, item: dict, opts: Options) -> dict:
     target = labels.index(opts.target) if opts.target is not None else pred
 
     def forward(input_ids, attention_mask, token_type_ids=None):
-        return torch.softmax(_class_logits(model, input_ids, attention_mask, token_type_ids) / opts.temperature, -1)[:, target]
+        return torch.softmax(_class_logits(model, input_ids, attention_mask, token_type_ids) / opts.temperature, -1)[
+            :, target
+        ]
 
     special = _special_mask(ids[0].tolist(), tok)
-    ig = attr.integrated_gradients(forward, _embeddings(model), ids, attr.baseline_ids(ids, special, tok.pad_token_id), extra,
-                                   opts.steps, opts.tolerance)
+    ig = attr.integrated_gradients(
+        forward,
+        _embeddings(model),
+        ids,
+        attr.baseline_ids(ids, special, tok.pad_token_id),
+        extra,
+        opts.steps,
+        opts.tolerance,
+    )
     roll = _rollout(model, {"input_ids": ids, **_named(extra)})[0]  # row of [CLS]: what flows into the classifier
     words = _segment_words(enc, item, ig.scores, roll.tolist(), special[0].tolist())
-    return {"kind": "classification", "text": item["text"], **({"text_pair": item["text_pair"]} if item.get("text_pair") else {}),
-            "label": labels[pred], "prob": float(probs[pred]), "target": labels[target], "target_prob": float(probs[target]),
-            "words": words, "completeness": ig.completeness(opts.tolerance)}
+    return {
+        "kind": "classification",
+        "text": item["text"],
+        **({"text_pair": item["text_pair"]} if item.get("text_pair") else {}),
+        "label": labels[pred],
+        "prob": float(probs[pred]),
+        "target": labels[target],
+        "target_prob": float(probs[target]),
+        "words": words,
+        "completeness": ig.completeness(opts.tolerance),
+    }
 
 
 def _class_logits(model, input_ids, attention_mask, token_type_ids=None):
@@ -118,7 +143,9 @@ def _segment_words(enc, item: dict, ig: list[float], roll: list[float], special:
         offs, spec = [offsets[i] for i in keep], [special[i] for i in keep]
         ig_words = attr.merge_words(text, offs, [ig[i] for i in keep], spec)
         roll_words = attr.merge_words(text, offs, [roll[i] for i in keep], spec)
-        out += [{**w, "ig": w.pop("score"), "rollout": r["score"], "segment": seg} for w, r in zip(ig_words, roll_words)]
+        out += [
+            {**w, "ig": w.pop("score"), "rollout": r["score"], "segment": seg} for w, r in zip(ig_words, roll_words)
+        ]
     return out
 
 
@@ -131,7 +158,13 @@ def token_classification(run, item: dict, opts: Options) -> dict:
 
     model, tok, labels = run.model, run.tokenizer, run.labels
     sent = conll.read_lines([_json_line(item)], "input")[0]
-    enc = tok([sent.tokens], is_split_into_words=True, truncation=True, max_length=run.cfg.model.max_length, return_tensors="pt")
+    enc = tok(
+        [sent.tokens],
+        is_split_into_words=True,
+        truncation=True,
+        max_length=run.cfg.model.max_length,
+        return_tensors="pt",
+    )
     ids, mask = enc["input_ids"], enc["attention_mask"]
     word_ids = enc.word_ids(0)
     first = {w: i for i, w in reversed(list(enumerate(word_ids))) if w is not None}  # word -> first sub-word position
@@ -150,15 +183,37 @@ def token_classification(run, item: dict, opts: Options) -> dict:
             p = torch.softmax(_token_logits(model, input_ids, attention_mask), -1)  # (batch, seq, labels)
             return p[:, pos, tag_ids].mean(dim=-1)
 
-        ig = attr.integrated_gradients(forward, _embeddings(model), ids, attr.baseline_ids(ids, special, tok.pad_token_id), (mask,),
-                                       opts.steps, opts.tolerance)
+        ig = attr.integrated_gradients(
+            forward,
+            _embeddings(model),
+            ids,
+            attr.baseline_ids(ids, special, tok.pad_token_id),
+            (mask,),
+            opts.steps,
+            opts.tolerance,
+        )
         words = _word_scores(word_ids, ig.scores, roll[pos].mean(dim=0).tolist(), sent)
-        entities.append({"type": kind, "start": sent.offsets[a][0], "end": sent.offsets[b - 1][1],
-                         "text": sent.text[sent.offsets[a][0]:sent.offsets[b - 1][1]], "words_span": [a, b],
-                         "prob": float(probs[pos, tag_ids].mean()), "words": words, "completeness": ig.completeness(opts.tolerance)})
+        entities.append(
+            {
+                "type": kind,
+                "start": sent.offsets[a][0],
+                "end": sent.offsets[b - 1][1],
+                "text": sent.text[sent.offsets[a][0] : sent.offsets[b - 1][1]],
+                "words_span": [a, b],
+                "prob": float(probs[pos, tag_ids].mean()),
+                "words": words,
+                "completeness": ig.completeness(opts.tolerance),
+            }
+        )
     truncated = n_words < len(sent.tokens)
-    return {"kind": "token_classification", "text": sent.text, "tokens": sent.tokens, "tags": tags + ["O"] * (len(sent.tokens) - n_words),
-            "entities": entities, **({"note": f"only the first {n_words} words fit model.max_length"} if truncated else {})}
+    return {
+        "kind": "token_classification",
+        "text": sent.text,
+        "tokens": sent.tokens,
+        "tags": tags + ["O"] * (len(sent.tokens) - n_words),
+        "entities": entities,
+        **({"note": f"only the first {n_words} words fit model.max_length"} if truncated else {}),
+    }
 
 
 def _json_line(item: dict) -> str:
@@ -169,7 +224,7 @@ def _json_line(item: dict) -> str:
 
 def _token_logits(model, input_ids, attention_mask):
     logits = model(input_ids=input_ids, attention_mask=attention_mask).logits.float()
-    return logits[:, logits.shape[1] - input_ids.shape[1]:]  # (batch, seq, labels); prompt methods prepend positions
+    return logits[:, logits.shape[1] - input_ids.shape[1] :]  # (batch, seq, labels); prompt methods prepend positions
 
 
 def _word_scores(word_ids: list, ig: list[float], roll: list[float], sent) -> list[dict]:
@@ -179,8 +234,10 @@ def _word_scores(word_ids: list, ig: list[float], roll: list[float], sent) -> li
             s = sums.setdefault(w, [0.0, 0.0])
             s[0] += g
             s[1] += r
-    return [{"word": sent.tokens[w], "start": sent.offsets[w][0], "end": sent.offsets[w][1], "ig": g, "rollout": r}
-            for w, (g, r) in sorted(sums.items())]
+    return [
+        {"word": sent.tokens[w], "start": sent.offsets[w][0], "end": sent.offsets[w][1], "ig": g, "rollout": r}
+        for w, (g, r) in sorted(sums.items())
+    ]
 
 
 # ---------------------------------------------------------------- causal LM
@@ -208,14 +265,36 @@ def causal_lm(run, item: dict, opts: Options) -> dict:
         def forward(input_ids, nxt=nxt):
             return torch.softmax(model(input_ids=input_ids).logits[:, -1].float(), -1)[:, nxt]
 
-        ig = attr.integrated_gradients(forward, _embeddings(model), x, attr.baseline_ids(x, _special_mask(seq, tok), tok.pad_token_id),
-                                       (), opts.steps, opts.tolerance, internal_batch_size=16)
+        ig = attr.integrated_gradients(
+            forward,
+            _embeddings(model),
+            x,
+            attr.baseline_ids(x, _special_mask(seq, tok), tok.pad_token_id),
+            (),
+            opts.steps,
+            opts.tolerance,
+            internal_batch_size=16,
+        )
         roll = _rollout(model, {"input_ids": x})[-1]  # last position: the one predicting the new token
-        steps.append({"token": tok.decode([nxt]), "prob": float(probs[nxt]), "completeness": ig.completeness(opts.tolerance),
-                      "words": [{"word": tok.decode([t]), "ig": g, "rollout": float(r), "generated": i >= len(ids)}
-                                for i, (t, g, r) in enumerate(zip(seq, ig.scores, roll.tolist()))]})
+        steps.append(
+            {
+                "token": tok.decode([nxt]),
+                "prob": float(probs[nxt]),
+                "completeness": ig.completeness(opts.tolerance),
+                "words": [
+                    {"word": tok.decode([t]), "ig": g, "rollout": float(r), "generated": i >= len(ids)}
+                    for i, (t, g, r) in enumerate(zip(seq, ig.scores, roll.tolist()))
+                ],
+            }
+        )
         seq.append(nxt)
-    return {"kind": "causal_lm", "text": item["text"], "prompt_tokens": len(ids), "output": tok.decode(seq[len(ids):]), "tokens": steps}
+    return {
+        "kind": "causal_lm",
+        "text": item["text"],
+        "prompt_tokens": len(ids),
+        "output": tok.decode(seq[len(ids) :]),
+        "tokens": steps,
+    }
 
 
 EXPLAINERS = {

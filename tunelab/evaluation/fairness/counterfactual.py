@@ -64,8 +64,14 @@ def build(texts: list[str], lists: dict[str, dict[str, list[str]]]) -> list[dict
     return out
 
 
-def summarise(original: list[list[float]], variant_probs: list[list[float]], probes: list[dict], labels: list[str],
-              reference: int | None, examples: int = 5) -> dict:
+def summarise(
+    original: list[list[float]],
+    variant_probs: list[list[float]],
+    probes: list[dict],
+    labels: list[str],
+    reference: int | None,
+    examples: int = 5,
+) -> dict:
     """Per category: texts probed, variants, flip rate, mean |shift|; per target group: flip rate and mean shift.
 
     Args:
@@ -89,13 +95,32 @@ def summarise(original: list[list[float]], variant_probs: list[list[float]], pro
         c["flips"] += flip
         c["abs_shift"] += abs(shift)
         if flip and len(flips_shown[probe["category"]]) < examples:
-            flips_shown[probe["category"]].append({"index": probe["index"], "variant": probe["text"], "from": labels[pred_o], "to": labels[pred_v]})
+            flips_shown[probe["category"]].append(
+                {"index": probe["index"], "variant": probe["text"], "from": labels[pred_o], "to": labels[pred_v]}
+            )
     out = {}
     for cat, c in cats.items():
-        groups = {t: {"variants": len(v), "flip_rate": sum(f for f, _ in v) / len(v), "mean_shift": sum(s for _, s in v) / len(v)}
-                  for (k, t), v in by_group.items() if k == cat}
-        out[cat] = {"texts": len(c["texts"]), "variants": c["variants"], "flip_rate": c["flips"] / c["variants"],
-                    "mean_abs_shift": c["abs_shift"] / c["variants"], "groups": groups, "flip_examples": flips_shown[cat]}
+        groups = {
+            t: {
+                "variants": len(v),
+                "flip_rate": sum(f for f, _ in v) / len(v),
+                "mean_shift": sum(s for _, s in v) / len(v),
+            }
+            for (k, t), v in by_group.items()
+            if k == cat
+        }
+        out[cat] = {
+            "texts": len(c["texts"]),
+            "variants": c["variants"],
+            "flip_rate": c["flips"] / c["variants"],
+            "mean_abs_shift": c["abs_shift"] / c["variants"],
+            "groups": groups,
+            "flip_examples": flips_shown[cat],
+        }
     total = sum(c["variants"] for c in cats.values())
-    return {"reference": "original prediction" if reference is None else labels[reference], "variants": total,
-            "flip_rate": sum(c["flips"] for c in cats.values()) / total if total else 0.0, "categories": out}
+    return {
+        "reference": "original prediction" if reference is None else labels[reference],
+        "variants": total,
+        "flip_rate": sum(c["flips"] for c in cats.values()) / total if total else 0.0,
+        "categories": out,
+    }

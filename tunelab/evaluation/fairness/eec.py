@@ -30,11 +30,15 @@ def read(path: str | Path) -> list[dict]:
     reader = csv.DictReader(text.splitlines())
     missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
     if missing:
-        raise DataError(f"{path}: not an EEC file; missing column(s) {', '.join(missing)} (expected {', '.join(COLUMNS)})")
+        raise DataError(
+            f"{path}: not an EEC file; missing column(s) {', '.join(missing)} (expected {', '.join(COLUMNS)})"
+        )
     rows = []
     for n, r in enumerate(reader, start=2):
         if r["Gender"] not in GENDER or r["Race"] not in RACE + ("",):
-            raise DataError(f"{path}:{n}: Gender must be female/male and Race African-American/European/empty; got {r['Gender']!r}, {r['Race']!r}")
+            raise DataError(
+                f"{path}:{n}: Gender must be female/male and Race African-American/European/empty; got {r['Gender']!r}, {r['Race']!r}"
+            )
         rows.append({**{c: r[c] for c in COLUMNS}, "line": n})
     if not rows:
         raise DataError(f"{path}: no rows")
@@ -52,8 +56,11 @@ def gaps(rows: list[dict], scores: list[float]) -> dict:
             if attribute == "race" and not r["Race"]:
                 continue
             cells[(r["Template"], r["Emotion word"], r[ctx])][r[col]].append(s)
-        matched = [((k[0], k[1]), sum(v[names[0]]) / len(v[names[0]]), sum(v[names[1]]) / len(v[names[1]]))
-                   for k, v in sorted(cells.items()) if v[names[0]] and v[names[1]]]
+        matched = [
+            ((k[0], k[1]), sum(v[names[0]]) / len(v[names[0]]), sum(v[names[1]]) / len(v[names[1]]))
+            for k, v in sorted(cells.items())
+            if v[names[0]] and v[names[1]]
+        ]
         per = {"overall": test([a for _, a, _ in matched], [b for _, _, b in matched])}
         for emo in sorted({emotion_of[k] for k, _, _ in matched}):
             sub = [(a, b) for k, a, b in matched if emotion_of[k] == emo]
@@ -68,8 +75,13 @@ def test(a: list[float], b: list[float]) -> dict:
 
     n = len(a)
     diffs = [x - y for x, y in zip(a, b)]
-    res = {"pairs": n, "mean_a": sum(a) / n if n else None, "mean_b": sum(b) / n if n else None,
-           "gap": sum(diffs) / n if n else None, "a_higher": sum(d > 0 for d in diffs) / n if n else None}
+    res = {
+        "pairs": n,
+        "mean_a": sum(a) / n if n else None,
+        "mean_b": sum(b) / n if n else None,
+        "gap": sum(diffs) / n if n else None,
+        "a_higher": sum(d > 0 for d in diffs) / n if n else None,
+    }
     if n >= 2 and any(d != 0 for d in diffs):
         res["t_p"] = float(stats.ttest_rel(a, b).pvalue)
         res["wilcoxon_p"] = float(stats.wilcoxon(a, b).pvalue)
