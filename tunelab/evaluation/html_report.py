@@ -188,21 +188,19 @@ def section_errors(err: dict | None) -> str:
         "(all of them, most confident first, in errors.jsonl).</p>"
     ]
     if ner:
+        head = ["kind", "span", "true", "predicted", "confidence", "sentence"]
         rows = [
             [m["kind"], m["span"], m["gold"], m["pred"], m["confidence"], m["text"]] for m in err["confident_mistakes"]
         ]
-        out += [
-            "<h3>Most confident wrong entities</h3>",
-            table(["kind", "span", "true", "predicted", "confidence", "sentence"], rows, (1, 5)),
-        ]
+        out += _titled("Most confident wrong entities", head, rows, (1, 5))
     else:
         rows = [[m["confidence"], m["gold"], m["pred"], m["text"]] for m in err["confident_mistakes"]]
-        out += ["<h3>Most confident mistakes</h3>", table(["confidence", "true", "predicted", "text"], rows, (3,))]
+        out += _titled("Most confident mistakes", ["confidence", "true", "predicted", "text"], rows, (3,))
     rows = [
         [c["gold"], c["pred"], c["count"], " | ".join(e.get("span", e["text"]) for e in c["examples"])]
         for c in err["confusions"]
     ]
-    out += ["<h3>Confusions with examples</h3>", table(["true", "predicted", "count", "examples"], rows, (3,))]
+    out += _titled("Confusions with examples", ["true", "predicted", "count", "examples"], rows, (3,))
     key = "f1" if ner else "accuracy"
     rows = [[b["bucket"], b["count"], b[key]] for b in err["length_buckets"]]
     out += [
@@ -210,6 +208,11 @@ def section_errors(err: dict | None) -> str:
         table(["length", "examples", key], rows),
     ]
     return "".join(out) + "</section>"
+
+
+def _titled(title: str, header: list[str], rows: list[list], text_cols: tuple[int, ...]) -> list[str]:
+    """A heading and its table; nothing when there are no rows."""
+    return [f"<h3>{esc(title)}</h3>", table(header, rows, text_cols)] if rows else []
 
 
 def section_fairness(fair: dict | None) -> str:
