@@ -59,8 +59,9 @@ def run(cfg: config_mod.RunConfig, *, quiet: bool = False, log=print, callbacks=
              "dev": evaluate_final(model), **({"test": evaluate_test(model)} if "test" in feats else {}),
              **({"data": data_info} if data_info else {})}
     export(model, tokenizer, method, labels, run_dir)
-    analysis.after_training(run_dir, cfg, model, tokenizer, labels, splits["dev"], log)
     checkpoint.write_json_atomic(run_dir / "metrics.json", final)
+    # after the run is complete: a problem here never costs the trained model (`tunelab calibrate` redoes it)
+    analysis.after_training(run_dir, cfg, model, tokenizer, labels, splits["dev"], log)
     report.write(run_dir, cfg, final, labels)
     return final
 
