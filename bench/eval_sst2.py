@@ -125,7 +125,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", default="/tmp/tunelab-eval-sst2")
     ap.add_argument("--train-rows", type=int, default=3000)
-    ap.add_argument("--redo", default="", help="comma-separated stages to recompute: eval,fairness,explain (training: delete WORK/run)")
+    ap.add_argument(
+        "--redo",
+        default="",
+        help="comma-separated stages to recompute: eval,fairness,explain (training: delete WORK/run)",
+    )
     args = ap.parse_args()
     redo = set(args.redo.split(","))
     work = Path(args.work)
@@ -134,15 +138,35 @@ def main() -> None:
     train, dev_fit, dev_hold, dev_all = subsets(work, args.train_rows)
     run = work / "run"
     if not (run / "metrics.json").is_file():
-        sh("train", "--quiet", "model.name=minilm-l6", f"data.train={train}", f"data.dev={dev_fit}", "data.text_column=sentence",
-           "model.max_length=64", "train.epochs=2", "train.batch_size=32", "train.lr=5e-5", "train.threads=2",
-           f"output_dir={run}", log=log)
+        sh(
+            "train",
+            "--quiet",
+            "model.name=minilm-l6",
+            f"data.train={train}",
+            f"data.dev={dev_fit}",
+            "data.text_column=sentence",
+            "model.max_length=64",
+            "train.epochs=2",
+            "train.batch_size=32",
+            "train.lr=5e-5",
+            "train.threads=2",
+            f"output_dir={run}",
+            log=log,
+        )
     final = json.loads((run / "metrics.json").read_text())
     cal_dev = json.loads((run / "calibration.json").read_text())
     errors = str(work / "holdout_errors.jsonl")
-    held = cached(work / "eval.json", "eval" in redo, lambda: json.loads(sh("eval", str(run), "--data", str(dev_hold), "--errors", errors, log=log)))
+    held = cached(
+        work / "eval.json",
+        "eval" in redo,
+        lambda: json.loads(sh("eval", str(run), "--data", str(dev_hold), "--errors", errors, log=log)),
+    )
     eec = str(DATA / "fairness/Equity-Evaluation-Corpus.csv")
-    cached(work / "fairness_head.json", "fairness" in redo, lambda: json.loads(sh("fairness", str(run), "--data", str(dev_all), "--eec", eec, log=log)))
+    cached(
+        work / "fairness_head.json",
+        "fairness" in redo,
+        lambda: json.loads(sh("fairness", str(run), "--data", str(dev_all), "--eec", eec, log=log)),
+    )
     full_fair = json.loads((run / "fairness.json").read_text())
     expl = cached(work / "explain.json", "explain" in redo, lambda: explanation_checks(run, dev_all))
     write(work, final, cal_dev, held, full_fair, expl, final["train_seconds"], args.train_rows)
@@ -213,8 +237,7 @@ def write(work, final, cal_dev, held, full_fair, expl, train_s, train_rows) -> N
         f"{expl['hand_hits']} of {expl['confident']} = {expl['hand_hits'] / max(expl['confident'], 1):.1%}; "
         "its misses are mostly evaluative words it lacks (expressive, superficiality, refreshed, hopeful, nowhere).",
         "",
-        "Top-3 words of the first 15 confident predictions: "
-        + "; ".join("/".join(t) for t in expl["top3"][:15]) + ".",
+        "Top-3 words of the first 15 confident predictions: " + "; ".join("/".join(t) for t in expl["top3"][:15]) + ".",
         "",
     ]
     out = REPO / "bench/results/eval-sst2.md"
