@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.tunelab-installed
 DEMO_DIR := runs/demo-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: setup demo test bench tcmalloc browser
+.PHONY: setup demo test lint bench tcmalloc browser
 
 # tcmalloc makes CPU training ~1.5x faster (the tunelab command preloads it when present); optional
 tcmalloc:
@@ -17,15 +17,15 @@ tcmalloc:
 	    || echo "note: libtcmalloc-minimal4 not installed (training still works, slower)"; \
 	else echo "note: install libtcmalloc-minimal4 (apt) or gperftools for ~1.5x faster CPU training"; fi
 
-# Debian's chromium for the headless-browser tests (tests/browser.py drives it with Playwright; no browser download)
+# Debian's chromium for the browser tests (Playwright drives it; no browser is ever downloaded by Playwright)
 browser:
-	@if [ -n "$$TUNELAB_CHROMIUM" ] || command -v chromium >/dev/null 2>&1; then :; \
+	@if [ -x /usr/bin/chromium ] || command -v chromium >/dev/null 2>&1 || [ -n "$$TUNELAB_CHROMIUM" ]; then :; \
 	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 	  { apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }; } \
-	    || echo "note: chromium could not be installed; the browser tests will skip"; \
-	else echo "note: install chromium (apt-get install chromium) for the browser tests; they skip without it"; fi
+	    || echo "note: could not install chromium; the browser tests will skip"; \
+	else echo "note: install chromium (apt-get install chromium) to run the browser tests; they skip without it"; fi
 
-setup: $(STAMP)
+setup: $(STAMP) browser
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,7 +41,12 @@ demo: setup
 	printf '%s\n' "A warm, funny and beautifully acted film." "Two hours of my life I will never get back." "The plot is thin but the performances carry it." \
 	  | $(VENV)/bin/tunelab predict $(DEMO_DIR)
 
-test: setup browser
+# ruff (format + lint, 120 columns; settings in pyproject.toml), then the whole suite
+lint: setup
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+test: setup lint
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests
 
 bench: setup
