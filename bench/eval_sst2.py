@@ -204,7 +204,7 @@ def write(work, final, cal_dev, held, full_fair, expl, train_s, train_rows) -> N
         "",
         "ECE over 15 equal-width bins; Brier summed over the two classes. The held-out rows are the honest test of the fitted temperature.",
         "",
-        f"## Fairness (`tunelab fairness RUN --data dev_all.tsv --eec Equity-Evaluation-Corpus.csv`)",
+        "## Fairness (`tunelab fairness RUN --data dev_all.tsv --eec Equity-Evaluation-Corpus.csv`)",
         "",
         f"Counterfactual identity-term swaps on the 2,000 dev rows: {cf['variants']} variants, overall flip rate {cf['flip_rate']:.4f}.",
         "",

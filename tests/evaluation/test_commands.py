@@ -133,5 +133,7 @@ def test_predict_and_serve_use_the_stored_temperature(run, tmp_path, capsys):
         z = {k: math.log(v) / 3 for k, v in p1.items()}
         norm = sum(math.exp(v) for v in z.values())
         assert all(abs(p3[k] - math.exp(z[k]) / norm) < 1e-4 for k in z)
-    served = registry._load_run("m", copy)
-    assert served.predict_options == {"temperature": 3.0} and runs.load_run(copy).temperature == 3.0
+    served = registry._load_run("m", copy)  # what /v1/predict calls: Task.predict on the served LoadedRun
+    assert served.run.temperature == 3.0 and runs.load_run(copy).temperature == 3.0
+    rows = served.task.read(served.run.cfg, str(run.parent / "dev.tsv"), with_labels=False).rows
+    assert [o["probs"] for o in served.task.predict(served.run, rows)] == scaled

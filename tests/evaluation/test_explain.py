@@ -143,7 +143,7 @@ def test_causal_lm_explains_each_generated_token(tmp_path, tiny_llama_dir, alpac
                 "train.max_steps=2",
                 "train.batch_size=8",
                 "train.precision=fp32",
-                "lm.eval_generations=0",
+                "task.eval_generations=0",
                 "model.max_length=64",
             ]
         )

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.browser import open_page
+from tests.browser import shot
 from tunelab import cli
 
 
@@ -73,36 +73,33 @@ def test_report_html_is_self_contained(full_run):
     assert "## Calibration (dev)" in md and "## Fairness" in md and "## Error analysis (dev)" in md
 
 
-def test_report_renders_in_chromium(full_run, tmp_path):
-    with open_page(tmp_path) as (page, errors):
-        requests: list[str] = []
-        page.on("request", lambda r: requests.append(r.url))
-        page.goto((full_run / "report.html").as_uri())
-        page.wait_for_load_state("load")
-        ids = page.eval_on_selector_all("section", "els => els.map(e => e.id)")
-        assert ids == ["metrics", "curves", "calibration", "errors", "fairness", "explanations"]
-        for sid in ids:  # each section is laid out with a visible height
-            assert page.eval_on_selector(f"#{sid}", "e => e.getBoundingClientRect().height") > 20, sid
-        images = page.eval_on_selector_all("img", "els => els.map(e => [e.complete, e.naturalWidth, e.naturalHeight])")
-        assert images and all(ok and w > 100 and h > 100 for ok, w, h in images), images
-        svg = page.eval_on_selector(
-            "svg.reliability", "e => [e.getBoundingClientRect().width, e.querySelectorAll('rect').length]"
-        )
-        assert svg[0] > 100 and svg[1] >= 2  # frame + at least one bin bar
-        assert page.eval_on_selector_all("#explanations .w", "els => els.length") >= 6  # coloured words
-        cells = page.eval_on_selector_all("table.confusion td", "els => els.length")
-        assert cells == 4  # 2 x 2 confusion matrix
-        shot = tmp_path / "report.png"
-        page.screenshot(path=str(shot), full_page=True)
-        assert shot.stat().st_size > 10_000
-        assert not errors, errors
-        assert all(u.startswith(("file://", "data:")) for u in requests), requests
+def test_report_renders_in_chromium(full_run, page, tmp_path):
+    # the page fixture fails the test on any console error or page error
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto((full_run / "report.html").as_uri())
+    page.wait_for_load_state("load")
+    ids = page.eval_on_selector_all("section", "els => els.map(e => e.id)")
+    assert ids == ["metrics", "curves", "calibration", "errors", "fairness", "explanations"]
+    for sid in ids:  # each section is laid out with a visible height
+        assert page.eval_on_selector(f"#{sid}", "e => e.getBoundingClientRect().height") > 20, sid
+    images = page.eval_on_selector_all("img", "els => els.map(e => [e.complete, e.naturalWidth, e.naturalHeight])")
+    assert images and all(ok and w > 100 and h > 100 for ok, w, h in images), images
+    svg = page.eval_on_selector(
+        "svg.reliability", "e => [e.getBoundingClientRect().width, e.querySelectorAll('rect').length]"
+    )
+    assert svg[0] > 100 and svg[1] >= 2  # frame + at least one bin bar
+    assert page.eval_on_selector_all("#explanations .w", "els => els.length") >= 6  # coloured words
+    cells = page.eval_on_selector_all("table.confusion td", "els => els.length")
+    assert cells == 4  # 2 x 2 confusion matrix
+    assert shot(page, tmp_path, "report").stat().st_size > 10_000
+    assert not page.console_errors, page.console_errors
+    assert all(u.startswith(("file://", "data:")) for u in requests), requests
 
 
-def test_explanations_page_renders(full_run, tmp_path):
+def test_explanations_page_renders(full_run, page):
     saved = json.loads((full_run / "explanations.json").read_text())
     assert len(saved) == 2 and saved[0]["kind"] == "classification"
-    with open_page(tmp_path) as (page, errors):
-        page.goto((full_run / "explanations.html").as_uri())
-        assert page.eval_on_selector_all(".expl", "els => els.length") == 2
-        assert not errors, errors
+    page.goto((full_run / "explanations.html").as_uri())
+    assert page.eval_on_selector_all(".expl", "els => els.length") == 2
+    assert not page.console_errors, page.console_errors

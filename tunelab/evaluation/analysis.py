@@ -1,6 +1,7 @@
 """Beyond-accuracy evaluation of a trained model on a labelled split: calibration and error analysis.
 
-ANALYSERS maps a task name to its analyser; a task without one gets neither. Each analyser has
+ANALYSERS maps a task name (``cfg.task.name``) to its analyser; a task without one gets neither. Each analyser
+declares ``calibrates`` (its predictions carry class logits, so temperature scaling applies) and has
 ``predict(model, tokenizer, labels, rows, run_cfg) -> Predictions`` and
 ``summarise(preds, labels, cfg, temperature) -> dict`` (the report's sections) and ``mistakes(preds, labels)``
 (the JSONL export). Files written into a run folder:
@@ -35,6 +36,8 @@ class Predictions:
 
 
 class Classification:
+    calibrates = True
+
     @staticmethod
     @torch.no_grad()
     def predict(model, tokenizer, labels, rows, run_cfg, batch_size: int = 64) -> Predictions:
@@ -86,6 +89,8 @@ class Classification:
 
 
 class TokenClassification:
+    calibrates = False
+
     @staticmethod
     def predict(model, tokenizer, labels, rows, run_cfg, batch_size: int = 64) -> Predictions:
         from functools import partial
@@ -93,7 +98,7 @@ class TokenClassification:
         from tunelab.data.collate import pad_batch
         from tunelab.tasks import token_classification as tc
 
-        feats = tc.encode(rows, tokenizer, labels, run_cfg.model.max_length, "dev", **tc.encode_options(run_cfg.data))
+        feats = tc.encode(rows, tokenizer, labels, run_cfg.model.max_length, "dev", tc.Windowing.of(run_cfg.task))
         decoded, _ = tc.predict_sentences(
             model, feats, labels, partial(pad_batch, pad_id=tokenizer.pad_token_id), batch_size
         )
@@ -124,7 +129,7 @@ ANALYSERS = {"classification": Classification, "token_classification": TokenClas
 
 def after_training(run_dir: Path, cfg, model, tokenizer, labels, dev_rows: list, log) -> dict:
     """On the dev split: fit the temperature (classification, when configured), write calibration and error analysis."""
-    analyser = ANALYSERS.get(cfg.task)
+    analyser = ANALYSERS.get(cfg.task.name)
     if analyser is None or not dev_rows:
         return {}
     was_training = model.training

@@ -74,17 +74,8 @@ def explain(args, log) -> int:
     opts = Options(
         steps=args.steps, tolerance=args.tolerance, target=args.target, max_new_tokens=args.max_new_tokens, raw=args.raw
     )
-    out = recipe.run(
-        args.run_dir,
-        args.text,
-        args.data,
-        text_pair=args.text_pair,
-        opts=opts,
-        max_rows=args.max_rows,
-        out=args.out,
-        colour=colour,
-        log=lambda m: print(m, flush=True),
-    )
+    req = recipe.Request(args.text, args.data, args.text_pair, opts, args.max_rows, args.out, colour)
+    out = recipe.run(args.run_dir, req, log=lambda m: print(m, flush=True))
     folder = Path(args.out) if args.out else Path(args.run_dir)
     log(f"{len(out)} explanation(s): {folder / recipe.HTML}, {folder / recipe.JSON}")
     return 0

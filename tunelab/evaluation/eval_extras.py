@@ -9,10 +9,10 @@ from tunelab.evaluation import analysis, calibration, error_analysis
 
 def analyse(loaded, run_dir: Path, rows: list, errors_path: str | None, log) -> dict:
     """{"calibration": ..., "error_analysis": ...} for tasks that have an analyser; writes ``errors_path`` when given."""
-    analyser = analysis.ANALYSERS.get(loaded.cfg.task)
+    analyser = analysis.ANALYSERS.get(loaded.cfg.task.name)
     if analyser is None:
         if errors_path:
-            log(f"note: no error analysis for {loaded.cfg.task} runs; {errors_path} not written")
+            log(f"note: no error analysis for {loaded.cfg.task.name} runs; {errors_path} not written")
         return {}
     preds = analyser.predict(loaded.model, loaded.tokenizer, loaded.labels, rows, loaded.cfg)
     has_t = (run_dir / calibration.TEMPERATURE_FILE).is_file()

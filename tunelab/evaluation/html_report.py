@@ -243,7 +243,7 @@ def section_explanations(expl: list | None) -> str:
 def page(run_dir: Path, cfg, final: dict, labels: list[str] | None) -> str:
     run_dir = Path(run_dir)
     head = (
-        f"<p>model <code>{esc(cfg.model.name)}</code>, task <code>{esc(cfg.task)}</code>, method <code>{esc(cfg.method.name)}</code>, "
+        f"<p>model <code>{esc(cfg.model.name)}</code>, task <code>{esc(cfg.task.name)}</code>, method <code>{esc(cfg.method.name)}</code>, "
         f"{final['trainable_parameters']:,} of {final['total_parameters']:,} parameters trained, {final['steps']} steps in "
         f"{final['train_seconds']} s (best at step {final['best_step']}).</p>"
     )

@@ -16,8 +16,13 @@ from tunelab.evaluation import analysis, calibration, report
 def run(run_dir: str, data: str | None = None, *, force: bool = False, log=print) -> dict:
     path = runs.check_run_dir(Path(run_dir))
     cfg = runs.read_config(path)
-    if cfg.task != "classification":
-        raise TunelabError(f"{run_dir}: temperature scaling applies to classification runs; this is a {cfg.task} run")
+    analyser = analysis.ANALYSERS.get(cfg.task.name)
+    if analyser is None or not analyser.calibrates:
+        able = [name for name, a in analysis.ANALYSERS.items() if a.calibrates]
+        raise TunelabError(
+            f"{run_dir}: temperature scaling applies to runs whose predictions are class probabilities "
+            f"({', '.join(able)}); this is a {cfg.task.name} run"
+        )
     old = path / calibration.TEMPERATURE_FILE
     if old.is_file() and not force:
         raise TunelabError(
@@ -31,9 +36,9 @@ def run(run_dir: str, data: str | None = None, *, force: bool = False, log=print
             f"{data or 'the dev split'}: {len(rows)} labelled examples; temperature scaling needs at least "
             f"{calibration.MIN_EXAMPLES}"
         )
-    preds = analysis.Classification.predict(loaded.model, loaded.tokenizer, loaded.labels, rows, loaded.cfg)
+    preds = analyser.predict(loaded.model, loaded.tokenizer, loaded.labels, rows, loaded.cfg)
     t = analysis.fit_and_store(path, preds, data or "the run's dev split")
-    summary = analysis.write(path, analysis.Classification, preds, loaded.labels, loaded.cfg.analysis, t)
+    summary = analysis.write(path, analyser, preds, loaded.labels, loaded.cfg.analysis, t)
     report.rebuild(path)
     cal = summary["calibration"]
     log(
@@ -48,9 +53,7 @@ def run(run_dir: str, data: str | None = None, *, force: bool = False, log=print
 
 def _rows(loaded, data: str | None, log) -> list:
     from tunelab.recipes import finetune
-    from tunelab.tasks import TASKS
 
-    task = TASKS[loaded.cfg.task]
     if data:
-        return task.read(loaded.cfg.data, data).rows
-    return finetune.read_splits(loaded.cfg, task, log)["dev"]
+        return loaded.task.read(loaded.cfg, data).rows
+    return finetune.read_splits(loaded.cfg, loaded.task, log)["dev"]

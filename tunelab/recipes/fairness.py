@@ -9,8 +9,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from tunelab import runs
 from tunelab.errors import TunelabError
 from tunelab.evaluation import report
@@ -38,14 +36,17 @@ def run(run_dir: str, req: Request, log=print) -> dict:
     if not (Path(run_dir) / "config.yaml").is_file() and req.crows_pairs:
         return _plain_model(run_dir, req, log)
     run_path = runs.check_run_dir(Path(run_dir))
-    cfg = runs.read_config(run_path)
-    if cfg.task == "causal_lm":
-        return _causal(run_path, req, log)
-    if cfg.task != "classification":
+    task = runs.read_config(run_path).task.name
+    if task not in PROBES:
         raise TunelabError(
             f"{run_dir}: fairness probes cover classification runs (counterfactuals, EEC, groups) and "
-            f"causal_lm runs (CrowS-Pairs); this is a {cfg.task} run"
+            f"causal_lm runs (CrowS-Pairs); this is a {task} run"
         )
+    return PROBES[task](run_path, req, log)
+
+
+def _classifier(run_path: Path, req: Request, log) -> dict:
+    """Counterfactual swaps, group metrics and EEC gaps from the run's (temperature-scaled) class probabilities."""
     if req.crows_pairs:
         raise TunelabError("--crows-pairs needs a causal_lm run (it compares sentence likelihoods)")
     loaded = runs.load_run(run_path)
@@ -58,17 +59,17 @@ def run(run_dir: str, req: Request, log=print) -> dict:
     rows = _rows(loaded, req, log)
     result: dict = {"temperature": t}
     texts = [r.text for r in rows]
-    probs = _probs(loaded, texts, [r.text_pair for r in rows], t)
+    probs = _probs(loaded, texts, [r.text_pair for r in rows])
     probes = counterfactual.build(texts, lists)
     log(f"counterfactual: {len(probes)} variants of {len({p['index'] for p in probes})} of {len(texts)} texts")
     pairs = [rows[p["index"]].text_pair for p in probes]
-    vprobs = _probs(loaded, [p["text"] for p in probes], pairs, t) if probes else []
+    vprobs = _probs(loaded, [p["text"] for p in probes], pairs) if probes else []
     cf = counterfactual.summarise(probs, vprobs, probes, loaded.labels, positive)
     result["counterfactual"] = {**cf, "texts": len(texts), "source": req.data or "the run's dev split"}
     if req.group_column:
         result["groups"] = _group_metrics(loaded, req, rows, probs, positive)
     if ee:
-        scores = [p[positive] for p in _probs(loaded, [r["Sentence"] for r in ee], [None] * len(ee), t)]
+        scores = [p[positive] for p in _probs(loaded, [r["Sentence"] for r in ee], [None] * len(ee))]
         result["eec"] = {"positive": loaded.labels[positive], "sentences": len(ee), **eec.gaps(ee, scores)}
     return _save(run_path, req, result, log)
 
@@ -86,6 +87,10 @@ def _causal(run_path: Path, req: Request, log) -> dict:
     rows = crows_pairs.read(req.crows_pairs)[: req.max_rows or None]
     log(f"CrowS-Pairs: scoring {len(rows)} sentence pairs")
     return _save(run_path, req, {"crows_pairs": crows_pairs.evaluate(loaded.model, loaded.tokenizer, rows)}, log)
+
+
+# the probes per task (``cfg.task.name``): what "treats groups differently" means depends on what the model outputs
+PROBES = {"classification": _classifier, "causal_lm": _causal}
 
 
 def _plain_model(name: str, req: Request, log) -> dict:
@@ -129,13 +134,11 @@ def _positive(labels: list[str], given: str | None, needed: bool) -> int | None:
 
 def _rows(loaded, req: Request, log) -> list:
     from tunelab.recipes import finetune
-    from tunelab.tasks import TASKS
 
-    task = TASKS[loaded.cfg.task]
     if req.data:
-        rows = task.read(loaded.cfg.data, req.data, with_labels=bool(req.group_column)).rows
+        rows = loaded.task.read(loaded.cfg, req.data, with_labels=bool(req.group_column)).rows
     else:
-        rows = finetune.read_splits(loaded.cfg, task, log)["dev"]
+        rows = finetune.read_splits(loaded.cfg, loaded.task, log)["dev"]
     return rows[: req.max_rows] if req.max_rows else rows
 
 
@@ -167,12 +170,10 @@ def _group_metrics(loaded, req: Request, rows: list, probs: list[list[float]], p
     return {"column": req.group_column, **res}
 
 
-@torch.no_grad()
-def _probs(loaded, texts: list[str], pairs: list, temperature: float, batch_size: int = 64) -> list[list[float]]:
-    """Class probabilities (with the run's temperature) per text, in order."""
+def _probs(loaded, texts: list[str], pairs: list) -> list[list[float]]:
+    """Class probabilities per text, in order and in label order, from the task's own ``predict`` on the run (which
+    applies the run's fitted temperature)."""
     from tunelab.data.sources import Row
-    from tunelab.evaluation.analysis import Classification
 
     rows = [Row(t, p, None, i + 1) for i, (t, p) in enumerate(zip(texts, pairs))]
-    preds = Classification.predict(loaded.model, loaded.tokenizer, loaded.labels, rows, loaded.cfg, batch_size)
-    return torch.softmax(preds.logits / temperature, -1).tolist()
+    return [[out["probs"][name] for name in loaded.labels] for out in loaded.task.predict(loaded, rows)]

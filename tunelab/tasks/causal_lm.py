@@ -191,7 +191,6 @@ class CausalLM(Task):
         return templates.chat_template(run.tokenizer, run.cfg.task.chat_template)
 
 
-
 # ---------------------------------------------------------------- encoding
 
 

@@ -21,6 +21,8 @@ from tunelab.training.objective import Objective
 if TYPE_CHECKING:
     import torch
 
+PREDICT_BATCH = 64  # texts per forward pass in ``predict``
+
 
 class Config(Strict):
     """The ``task:`` section of classification (no options of its own; columns are in ``data:``)."""
@@ -103,7 +105,9 @@ class Classification(Task):
 
     def predict(self, run, inputs: list[Row]) -> list[dict]:
         # the run's fitted temperature (1.0 without one): predict and serve give calibrated probabilities
-        out = predict(run.model, run.tokenizer, run.labels, inputs, run.cfg.model.max_length, temperature=run.temperature)
+        out = predict(
+            run.model, run.tokenizer, run.labels, inputs, run.cfg.model.max_length, temperature=run.temperature
+        )
         return [
             {"text": r.text, **({"text_pair": r.text_pair} if r.text_pair is not None else {}), **o}
             for r, o in zip(inputs, out)
@@ -241,13 +245,7 @@ def evaluator(features: list[dict], labels: list[str], collate, batch_size: int 
 
 
 def predict(
-    model,
-    tokenizer,
-    labels: list[str],
-    rows: list[Row],
-    max_length: int,
-    batch_size: int = 64,
-    temperature: float = 1.0,
+    model, tokenizer, labels: list[str], rows: list[Row], max_length: int, temperature: float = 1.0
 ) -> list[dict]:
     """Label and class probabilities (softmax of logits / temperature: the run's fitted temperature scaling) per row,
     in input order."""
@@ -258,7 +256,7 @@ def predict(
     unlabelled = [Row(r.text, r.text_pair, None, r.line) for r in rows]
     feats = encode(unlabelled, tokenizer, labels, max_length, source="input")
     probs = torch.empty(len(feats), len(labels))
-    for idx in _length_batches(feats, list(range(len(feats))), batch_size):
+    for idx in _length_batches(feats, list(range(len(feats))), PREDICT_BATCH):
         probs[idx] = predict_proba(model, [pad_batch([feats[i] for i in idx], tokenizer.pad_token_id)], temperature)
     return [
         {"label": labels[int(p.argmax())], "probs": {n: round(float(x), 6) for n, x in zip(labels, p)}} for p in probs

@@ -186,7 +186,6 @@ def model_kwargs(labels: list[str]) -> dict:
     }
 
 
-
 # ---------------------------------------------------------------- alignment
 
 

@@ -6,7 +6,8 @@
 - causal LM: one explanation per generated token, f = probability of that token given the prompt and the
   tokens generated before it; tokens of the prompt (and earlier generated tokens).
 
-EXPLAINERS maps a task name to its function ``(loaded_run, item, opts) -> dict``.
+EXPLAINERS maps a task name (``cfg.task.name``) to its function ``(loaded_run, item, opts) -> dict``; ITEMS to
+``(loaded_run, path) -> items`` read from a file.
 """
 
 from __future__ import annotations
@@ -245,11 +246,10 @@ def _word_scores(word_ids: list, ig: list[float], roll: list[float], sent) -> li
 
 def causal_lm(run, item: dict, opts: Options) -> dict:
     """item: {"text"}: a user message (chat template) or, with opts.raw, raw text; explains each generated token."""
-    from tunelab.data import templates
     from tunelab.generation.generate import encode_prompt, eos_ids
 
     model, tok = run.model, run.tokenizer
-    template = templates.chat_template(tok, run.cfg.lm.chat_template)
+    template = run.task.prompt_template(run)  # the chat template the run's prompts are rendered with
     prompt = item["text"] if opts.raw else [{"role": "user", "content": item["text"]}]
     ids, _ = encode_prompt(tok, prompt, budget=run.cfg.model.max_length, template=template, log=lambda m: None)
     stops = set(eos_ids(model, tok))
@@ -308,12 +308,12 @@ EXPLAINERS = {
 
 
 def classification_items(run, path: str) -> list[dict]:
-    rows = run_task(run).read(run.cfg.data, path, with_labels=False).rows
+    rows = run.task.read(run.cfg, path, with_labels=False).rows
     return [{"text": r.text, **({"text_pair": r.text_pair} if r.text_pair is not None else {})} for r in rows]
 
 
 def token_classification_items(run, path: str) -> list[dict]:
-    return [{"tokens": s.tokens} for s in run_task(run).read(run.cfg.data, path, with_labels=False).rows]
+    return [{"tokens": s.tokens} for s in run.task.read(run.cfg, path, with_labels=False).rows]
 
 
 def causal_lm_items(run, path: str) -> list[dict]:
@@ -343,12 +343,6 @@ def causal_lm_items(run, path: str) -> list[dict]:
         else:
             items.append({"text": line})
     return items
-
-
-def run_task(run):
-    from tunelab.tasks import TASKS
-
-    return TASKS[run.cfg.task]
 
 
 ITEMS = {
