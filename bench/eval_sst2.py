@@ -91,14 +91,17 @@ def explanation_checks(run: Path, dev: Path) -> dict:
     opts = targets.Options(temperature=loaded.temperature)
     rows = [ln.split("\t")[0].strip() for ln in dev.read_text(encoding="utf-8").splitlines()[1:]]
     sentences = [s for s in rows if len(s.split()) >= 4][:200]
-    errors, tops = [], []
+    errors, tops, confident = [], [], []
+    start = time.perf_counter()
     for i, s in enumerate(sentences):
         e = targets.classification(loaded, {"text": s}, opts)
         if i < 20:  # strict relative error, no floor for tiny gaps
             c = e["completeness"]
             errors.append(abs(c["sum"] - (c["f_input"] - c["f_baseline"])) / abs(c["f_input"] - c["f_baseline"]))
         if e["prob"] >= 0.9:  # top-3 words by attribution towards the predicted label
-            tops.append([w["word"].lower().strip(".,!?;:'\"") for w in sorted(e["words"], key=lambda w: -w["ig"])[:3]])
+            tops.append([_norm(w["word"]) for w in sorted(e["words"], key=lambda w: -w["ig"])[:3]])
+            confident.append({_norm(w["word"]) for w in e["words"]})
+    seconds = time.perf_counter() - start
     afinn = afinn_words()
     return {
         "completeness_max_error_20": max(errors),
@@ -108,8 +111,19 @@ def explanation_checks(run: Path, dev: Path) -> dict:
         "hand_hits": sum(any(t in LEXICON for t in top) for top in tops),
         "afinn_hits": sum(any(t in afinn for t in top) for top in tops),
         "afinn_size": len(afinn),
+        # the ceiling of the check: confident sentences holding any lexicon word at all
+        "afinn_present": sum(bool(words & afinn) for words in confident),
+        "hand_present": sum(bool(words & LEXICON) for words in confident),
+        "seconds": round(seconds),
+        "commit": subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip(),
         "top3": tops,
     }
+
+
+def _norm(word: str) -> str:
+    return word.lower().strip(".,!?;:'\"")
 
 
 def cached(path: Path, redo: bool, compute):
@@ -236,6 +250,12 @@ def write(work, final, cal_dev, held, full_fair, expl, train_s, train_rows) -> N
         f"  - the {len(LEXICON)}-word hand list in this script (written before the run): "
         f"{expl['hand_hits']} of {expl['confident']} = {expl['hand_hits'] / max(expl['confident'], 1):.1%}; "
         "its misses are mostly evaluative words it lacks (expressive, superficiality, refreshed, hopeful, nowhere).",
+        f"- The ceiling of this check: only {expl['afinn_present']} of the {expl['confident']} confident sentences "
+        f"({expl['afinn_present'] / max(expl['confident'], 1):.1%}) contain an AFINN word at all "
+        f"({expl['hand_present']} a hand-list word); among those, the top-3 IG words include one in "
+        f"{expl['afinn_hits']} of {expl['afinn_present']} = {expl['afinn_hits'] / max(expl['afinn_present'], 1):.1%} "
+        f"(hand list: {expl['hand_hits']} of {expl['hand_present']}).",
+        f"- This stage ran at commit {expl['commit']} under the CPU lock in {expl['seconds']} s.",
         "",
         "Top-3 words of the first 15 confident predictions: " + "; ".join("/".join(t) for t in expl["top3"][:15]) + ".",
         "",
