@@ -40,21 +40,24 @@ def terminal_words(words: list[dict], key: str = "ig", colour: bool = True) -> s
 
 def terminal(expl: dict, colour: bool = True) -> str:
     """A few lines per explanation: the prediction, the coloured words, top words, completeness."""
-    kind = expl["kind"]
-    if kind == "classification":
-        return _terminal_block(
-            f"{expl['label']} ({expl['prob']:.3f}); explaining {expl['target']}",
-            expl["words"],
-            expl["completeness"],
-            colour,
-        )
-    if kind == "token_classification":
-        if not expl["entities"]:
-            return f"{expl['text']}\n  no entities predicted"
-        return "\n".join(
-            _terminal_block(f"{e['type']} '{e['text']}' ({e['prob']:.3f})", e["words"], e["completeness"], colour)
-            for e in expl["entities"]
-        )
+    return TERMINAL[expl["kind"]](expl, colour)
+
+
+def _terminal_label(expl: dict, colour: bool) -> str:
+    head = f"{expl['label']} ({expl['prob']:.3f}); explaining {expl['target']}"
+    return _terminal_block(head, expl["words"], expl["completeness"], colour)
+
+
+def _terminal_entities(expl: dict, colour: bool) -> str:
+    if not expl["entities"]:
+        return f"{expl['text']}\n  no entities predicted"
+    return "\n".join(
+        _terminal_block(f"{e['type']} '{e['text']}' ({e['prob']:.3f})", e["words"], e["completeness"], colour)
+        for e in expl["entities"]
+    )
+
+
+def _terminal_tokens(expl: dict, colour: bool) -> str:
     lines = [f"prompt: {expl['text']}", f"output: {expl['output']}"]
     for t in expl["tokens"]:
         top = sorted(t["words"], key=lambda w: -w["ig"])[:5]
@@ -97,18 +100,25 @@ def html_words(words: list[dict], key: str = "ig") -> str:
 
 def html_block(expl: dict) -> str:
     """One explanation as HTML (no <html> wrapper): heading, IG and rollout heatmaps, completeness."""
-    kind = expl["kind"]
-    if kind == "classification":
-        return _html_entry(
-            f"{expl['label']} ({expl['prob']:.3f}), explaining {expl['target']}", expl["words"], expl["completeness"]
-        )
-    if kind == "token_classification":
-        if not expl["entities"]:
-            return f"<div class='expl'><p>{html.escape(expl['text'])}</p><p><i>no entities predicted</i></p></div>"
-        return "".join(
-            _html_entry(f"{e['type']} “{e['text']}” ({e['prob']:.3f})", e["words"], e["completeness"])
-            for e in expl["entities"]
-        )
+    return HTML[expl["kind"]](expl)
+
+
+def _html_label(expl: dict) -> str:
+    return _html_entry(
+        f"{expl['label']} ({expl['prob']:.3f}), explaining {expl['target']}", expl["words"], expl["completeness"]
+    )
+
+
+def _html_entities(expl: dict) -> str:
+    if not expl["entities"]:
+        return f"<div class='expl'><p>{html.escape(expl['text'])}</p><p><i>no entities predicted</i></p></div>"
+    return "".join(
+        _html_entry(f"{e['type']} “{e['text']}” ({e['prob']:.3f})", e["words"], e["completeness"])
+        for e in expl["entities"]
+    )
+
+
+def _html_tokens(expl: dict) -> str:
     rows = []
     for t in expl["tokens"]:
         rows.append(
@@ -132,6 +142,14 @@ def _html_entry(head: str, words: list[dict], comp: dict) -> str:
         f"completeness error {comp['relative_error']:.2%} at {comp['steps']} steps</p></div>"
     )
 
+
+# an explanation record's "kind" (its shape: one label, entities, generated tokens) -> how it is drawn
+TERMINAL = {
+    "classification": _terminal_label,
+    "token_classification": _terminal_entities,
+    "causal_lm": _terminal_tokens,
+}
+HTML = {"classification": _html_label, "token_classification": _html_entities, "causal_lm": _html_tokens}
 
 CSS = (
     ".w{padding:1px 3px;border-radius:3px;margin:1px;display:inline-block}.expl{border-bottom:1px solid #ddd;padding:6px 0}"
