@@ -115,6 +115,9 @@ def cmd_eval(args) -> int:
     loaded = runs.load_run(args.run_dir)
     loaded.cfg = cfg
     metrics = task.evaluate(loaded, rows, args.data, _log)
+    from tunelab.evaluation import eval_extras
+
+    metrics.update(eval_extras.analyse(loaded, Path(args.run_dir), rows, args.errors, _log))
     print(json.dumps(metrics, indent=2, ensure_ascii=False))
     return 0
 
@@ -228,6 +231,24 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_fairness(args) -> int:
+    from tunelab.evaluation import commands
+
+    return commands.fairness(args, _log)
+
+
+def cmd_explain(args) -> int:
+    from tunelab.evaluation import commands
+
+    return commands.explain(args, _log)
+
+
+def cmd_calibrate(args) -> int:
+    from tunelab.evaluation import commands
+
+    return commands.calibrate(args, _log)
+
+
 def cmd_serve(args) -> int:
     from tunelab.serve import commands
 
@@ -251,6 +272,9 @@ COMMANDS = {
     "clean": cmd_clean,
     "serve": cmd_serve,
     "ui": cmd_ui,
+    "calibrate": cmd_calibrate,
+    "fairness": cmd_fairness,
+    "explain": cmd_explain,
     "info": cmd_info,
     "doctor": cmd_doctor,
     "config": cmd_config,
@@ -307,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inputs.add_flags(p, labels=True)
     add_threads_flag(p)
+    p.add_argument("--errors", help="write every mistake (most confident first) to this JSONL file")
     p = sub.add_parser("predict", help="predict for a file or stdin, as JSONL (labels, entities, or generated text)")
     p.add_argument("run_dir")
     p.add_argument(
@@ -358,6 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tunelab.generation import commands
 
     commands.add_parsers(sub)
+    from tunelab.evaluation import commands as eval_commands
+
+    eval_commands.add_parsers(sub)
     from tunelab.serve import commands as serve_commands
 
     serve_commands.add_parser(sub)

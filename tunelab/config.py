@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from tunelab.errors import ConfigError
+from tunelab.evaluation.config import AnalysisConfig
 from tunelab.generation_config import GenerationConfig
 from tunelab.methods import METHODS
 from tunelab.schema import Strict
@@ -209,6 +210,9 @@ class RunConfig(Strict):
     tracking: TrackingConfig = Field(
         default_factory=TrackingConfig,
         description="Experiment trackers (TensorBoard, MLflow, Trackio) besides metrics.jsonl.",
+    )
+    analysis: AnalysisConfig = Field(
+        default_factory=AnalysisConfig, description="Calibration and error analysis written at the end of training."
     )
 
     @model_validator(mode="after")

@@ -33,6 +33,7 @@ class LoadedRun:
     tokenizer: object
     labels: list[str] | None
     head: list[str]
+    temperature: float = 1.0  # temperature scaling fitted for the run (temperature.json), 1.0 when none
 
     @property
     def task(self) -> Task:
@@ -103,7 +104,9 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     method = METHODS[cfg.method.name]
     model = method.load(model, cfg.method, head, run_dir / "model")
     model.eval()
-    return LoadedRun(cfg, model, tokenizer, labels, head)
+    from tunelab.evaluation.calibration import stored_temperature
+
+    return LoadedRun(cfg, model, tokenizer, labels, head, stored_temperature(run_dir))
 
 
 # ---------------------------------------------------------------- fingerprint: what a run was started on

@@ -71,6 +71,8 @@ def test_failure_is_reported_and_rerun_skips_finished(tmp_path, tiny_bert_dir):
     assert cli.main(args) == 0
     assert (out / "lora" / "metrics.json").stat().st_mtime == first  # not retrained
     assert {"compare.html", "compare_params.png", "compare_curves.png"} <= {p.name for p in out.iterdir()}
+    page = (out / "compare.html").read_text()
+    assert page.count("src='data:image/png;base64,") == 2 and ".png'" not in page  # self-contained
 
 
 @pytest.mark.real

@@ -72,9 +72,21 @@ def write(out: Path, rows: list[dict], metric: str) -> None:
         "<table border='1' cellpadding='4' style='border-collapse:collapse'><tr>"
         + "".join(f"<th>{html.escape(h)}</th>" for h in header)
         + f"</tr>{cells}</table>"
-        + (f"<p><img src='{SCATTER}'><p><img src='{CURVES}'>" if ok else "")
+        + (
+            f"<p><img alt='dev metric vs trainable parameters' src='{_data_uri(out / SCATTER)}'>"
+            f"<p><img alt='training curves' src='{_data_uri(out / CURVES)}'>"
+            if ok
+            else ""
+        )
     )
     (out / "compare.html").write_text(page, encoding="utf-8")
+
+
+def _data_uri(png: Path) -> str:
+    """The PNG inlined, so compare.html stands alone (no files beside it, no network)."""
+    import base64
+
+    return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
 
 
 def _pyplot():

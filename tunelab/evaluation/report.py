@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tunelab.evaluation import html_report
+from tunelab.evaluation import report_extras as extras
+
 PLOT = "training.png"
 
 
@@ -18,7 +21,16 @@ def read_log(run_dir: Path) -> tuple[list[dict], list[dict]]:
 
 
 def plot_curves(train: list[dict], dev: list[dict], metric: str, out: Path) -> None:
-    """Training loss and the dev metric against optimizer steps, side by side."""
+    """Training loss and the dev metric against optimizer steps, side by side, saved as a PNG."""
+    fig = curves_figure(train, dev, metric)
+    import matplotlib.pyplot as plt
+
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def curves_figure(train: list[dict], dev: list[dict], metric: str):
+    """The training-curves figure (the caller saves and closes it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -47,8 +59,7 @@ def plot_curves(train: list[dict], dev: list[dict], metric: str, out: Path) -> N
     ax2.set_xlabel("step")
     ax2.set_ylabel(f"dev {metric}")
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    return fig
 
 
 def markdown_table(header: list[str], rows: list[list]) -> str:
@@ -90,9 +101,23 @@ def write(run_dir: Path, cfg, final: dict, labels: list[str] | None) -> Path:
     parts += _data(final.get("data")) + _samples(final.get("baseline", {}).get("samples"), final["dev"].get("samples"))
     if train or dev:
         parts += ["## Training curves", "", f"![training curves]({PLOT})", ""]
+    parts += extras.markdown(run_dir)
     out = run_dir / "report.md"
     out.write_text("\n".join(parts), encoding="utf-8")
+    html_report.write(run_dir, cfg, final, labels)
     return out
+
+
+def rebuild(run_dir: Path) -> Path:
+    """Rewrite report.md and report.html of a finished run (after calibrate, fairness or explain added results)."""
+    from tunelab import runs
+
+    run_dir = Path(run_dir)
+    path = run_dir / "metrics.json"
+    if not path.is_file():
+        return run_dir / "report.md"
+    final = json.loads(path.read_text(encoding="utf-8"))
+    return write(run_dir, runs.read_config(run_dir), final, runs.read_labels(run_dir))
 
 
 def _per_class(metrics: dict, split: str, labels: list[str] | None) -> list[str]:

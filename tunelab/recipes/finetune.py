@@ -79,6 +79,10 @@ def _train(cfg: config_mod.RunConfig, task: Task, precision, session: runstate.S
     if distributed.is_main_process():
         export(model, tokenizer, method, labels, run_dir)
         checkpoint.write_json_atomic(run_dir / "metrics.json", final)
+        # after the run is complete: a problem here never costs the trained model (`tunelab calibrate` redoes it)
+        from tunelab.evaluation import analysis
+
+        analysis.after_training(run_dir, cfg, model, tokenizer, labels, splits["dev"], log)
         report.write(run_dir, cfg, final, labels)
         files = [run_dir / n for n in ("report.md", "metrics.json", "config.yaml", report.PLOT)]
         extras.tracker.summary(final, [f for f in files if f.is_file()])

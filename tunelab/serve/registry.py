@@ -147,7 +147,9 @@ def _load_adapters(members: list[tuple[str, Path]]) -> list[Served]:
     lock = threading.Lock()
     out = []
     for name, run in members:
-        loaded = runs.LoadedRun(runs.read_config(run), model, tokenizer, labels, head)
+        from tunelab.evaluation.calibration import stored_temperature
+
+        loaded = runs.LoadedRun(runs.read_config(run), model, tokenizer, labels, head, stored_temperature(run))
         s = _run_served(name, run, loaded, adapter=name)
         s.lock = lock
         out.append(s)

@@ -21,6 +21,8 @@ from tunelab.training.objective import Objective
 if TYPE_CHECKING:
     import torch
 
+PREDICT_BATCH = 64  # texts per forward pass in ``predict``
+
 
 class Config(Strict):
     """The ``task:`` section of classification (no options of its own; columns are in ``data:``)."""
@@ -109,7 +111,10 @@ class Classification(Task):
         return parse_lines(lines, source)
 
     def predict(self, run, inputs: list[Row]) -> list[dict]:
-        out = predict(run.model, run.tokenizer, run.labels, inputs, run.cfg.model.max_length)
+        # the run's fitted temperature (1.0 without one): predict and serve give calibrated probabilities
+        out = predict(
+            run.model, run.tokenizer, run.labels, inputs, run.cfg.model.max_length, temperature=run.temperature
+        )
         return [
             {"text": r.text, **({"text_pair": r.text_pair} if r.text_pair is not None else {}), **o}
             for r, o in zip(inputs, out)
@@ -184,8 +189,9 @@ def count(batch: dict) -> int:
     return int(batch["labels"].numel())
 
 
-def predict_proba(model, batches) -> torch.Tensor:
-    """Class probabilities (examples, classes) for an iterable of collated batches, in order (no grad, model's device)."""
+def predict_proba(model, batches, temperature: float = 1.0) -> torch.Tensor:
+    """Class probabilities (examples, classes) of softmax(logits / temperature) for an iterable of collated batches, in
+    order (no grad, model's device)."""
     import torch
 
     device = next(model.parameters()).device
@@ -193,7 +199,7 @@ def predict_proba(model, batches) -> torch.Tensor:
     with torch.no_grad():
         for batch in batches:
             inputs = {k: v.to(device) for k, v in model_inputs(batch).items()}
-            out.append(torch.softmax(model(**inputs).logits.float(), dim=-1).cpu())
+            out.append(torch.softmax(model(**inputs).logits.float() / temperature, dim=-1).cpu())
     return torch.cat(out)
 
 
@@ -248,8 +254,11 @@ def evaluator(features: list[dict], labels: list[str], collate, batch_size: int 
     return Evaluator(len(features), score, summarize)
 
 
-def predict(model, tokenizer, labels: list[str], rows: list[Row], max_length: int, batch_size: int = 64) -> list[dict]:
-    """Label and class probabilities for each row, in input order."""
+def predict(
+    model, tokenizer, labels: list[str], rows: list[Row], max_length: int, temperature: float = 1.0
+) -> list[dict]:
+    """Label and class probabilities (softmax of logits / temperature: the run's fitted temperature scaling) per row,
+    in input order."""
     import torch
 
     from tunelab.data.collate import pad_batch
@@ -257,8 +266,8 @@ def predict(model, tokenizer, labels: list[str], rows: list[Row], max_length: in
     unlabelled = [Row(r.text, r.text_pair, None, r.line) for r in rows]
     feats = encode(unlabelled, tokenizer, labels, max_length, source="input")
     probs = torch.empty(len(feats), len(labels))
-    for idx in _length_batches(feats, list(range(len(feats))), batch_size):
-        probs[idx] = predict_proba(model, [pad_batch([feats[i] for i in idx], tokenizer.pad_token_id)])
+    for idx in _length_batches(feats, list(range(len(feats))), PREDICT_BATCH):
+        probs[idx] = predict_proba(model, [pad_batch([feats[i] for i in idx], tokenizer.pad_token_id)], temperature)
     return [
         {"label": labels[int(p.argmax())], "probs": {n: round(float(x), 6) for n, x in zip(labels, p)}} for p in probs
     ]

@@ -1,0 +1,1 @@
+"""Fairness probes: counterfactual identity-term substitution, EEC gaps, group metrics, CrowS-Pairs."""
