@@ -26,7 +26,7 @@ from bench import common  # noqa: E402
 
 def prompts(tok, n: int) -> list[list[int]]:
     from tunelab.data import templates
-    from tunelab.generation.generate import encode_prompt
+    from tunelab.generation.decode import encode_prompt
 
     rows = json.loads((common.DATA / "alpaca" / "dev.json").read_text(encoding="utf-8"))[:n]
     template = templates.chat_template(tok)
@@ -42,7 +42,7 @@ def run_side(side: str, model, tok, rows: list[list[int]], new_tokens: int, eos:
     import torch
 
     from tunelab.generation import greedy
-    from tunelab.generation.generate import _left_pad
+    from tunelab.generation.decode import _left_pad
 
     groups = [rows] if batched else [[r] for r in rows]
     outs, seconds = [], 0.0
@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from tunelab.generation import greedy
-    from tunelab.generation.generate import eos_ids
+    from tunelab.generation.decode import eos_ids
     from tunelab.models import load as model_load
 
     rep = common.machine(args.threads)

@@ -155,7 +155,9 @@ def _record_failure(run_dir: Path, session: Session, exc: BaseException) -> None
         note(run_dir, state="interrupted", ended=time.time(), error=f"{str(exc) or 'interrupted (Ctrl-C)'}; {resumes}")
         return
     msg = str(exc) if isinstance(exc, TunelabError) else f"{type(exc).__name__}: {exc}"
-    session.log(f"error: {msg}")
+    # into train.log only: the command itself prints the one error line on the console
+    with open(run_dir / LOG, "a", encoding="utf-8") as logfile:
+        logfile.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} error: {msg}\n")
     note(run_dir, state="failed", ended=time.time(), error=msg)
 
 

@@ -80,7 +80,7 @@ class Playground:
         """One generation; ``messages`` (chat) use the run's chat template, ``prompt`` continues raw text."""
         from tunelab import runs
         from tunelab.generation import target
-        from tunelab.generation.generate import generate
+        from tunelab.generation.decode import generate
         from tunelab.tasks import TASKS
 
         task = TASKS[runs.read_config(runs.check_run_dir(folder)).task.name]

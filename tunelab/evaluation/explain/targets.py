@@ -246,7 +246,7 @@ def _word_scores(word_ids: list, ig: list[float], roll: list[float], sent) -> li
 
 def causal_lm(run, item: dict, opts: Options) -> dict:
     """item: {"text"}: a user message (chat template) or, with opts.raw, raw text; explains each generated token."""
-    from tunelab.generation.generate import encode_prompt, eos_ids
+    from tunelab.generation.decode import encode_prompt, eos_ids
 
     model, tok = run.model, run.tokenizer
     template = run.task.prompt_template(run)  # the chat template the run's prompts are rendered with
