@@ -196,6 +196,12 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_data(args) -> int:
+    from tunelab.data import commands
+
+    return commands.run(args, _log)
+
+
 def cmd_serve(args) -> int:
     from tunelab.serve import commands
 
@@ -214,6 +220,7 @@ COMMANDS = {
     "info": cmd_info,
     "doctor": cmd_doctor,
     "config": cmd_config,
+    "data": cmd_data,
 }
 
 
@@ -257,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tunelab.serve import commands as serve_commands
 
     serve_commands.add_parser(sub)
+    from tunelab.data import commands as data_commands
+
+    data_commands.add_parser(sub)
     return parser
 
 

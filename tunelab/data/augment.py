@@ -1,0 +1,2 @@
+"""placeholder"""
+OPS = ("synonym", "swap", "delete", "insert", "entity-swap", "paraphrase")

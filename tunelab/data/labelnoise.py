@@ -1,0 +1,69 @@
+"""Likely label errors by confident learning (cleanlab) on out-of-fold probabilities.
+
+The probabilities come from a fast model: mean-pooled, L2-normalised sentence embeddings of a packaged
+encoder (minilm-l6 by default) and a logistic regression, each row scored by a model that never saw it
+(k-fold cross-validation). cleanlab's ``find_label_issues`` then keeps the rows whose given label
+disagrees with what the rest of the data implies.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def embed(texts: list[str], model_name: str = "minilm-l6", batch_size: int = 64, max_length: int = 128, log=None) -> np.ndarray:
+    """Sentence embeddings (rows, hidden): mean of the last hidden states over real tokens, L2-normalised."""
+    import torch
+
+    from tunelab.models import load as model_load
+
+    src = model_load.resolve(model_name)
+    tokenizer = model_load.load_tokenizer(src)
+    model, _ = model_load.load_model(src, "AutoModel")
+    model.eval()
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths per batch: little padding
+    out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            enc = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+            hidden = model(**enc).last_hidden_state  # (batch, seq, hidden)
+            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (batch, seq, 1)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1)  # (batch, hidden)
+            out[idx] = torch.nn.functional.normalize(pooled, dim=-1).float().numpy()
+            if log and (start // batch_size) % 50 == 49:
+                log(f"embedded {start + len(idx)} of {len(texts)} texts")
+    return out
+
+
+def out_of_fold_probs(features: np.ndarray, labels: list[int], folds: int = 5, seed: int = 0, c: float = 1.0) -> np.ndarray:
+    """(rows, classes) class probabilities, each row from a logistic regression trained on the other folds."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    y = np.asarray(labels)
+    smallest = int(np.bincount(y).min())
+    k = max(2, min(folds, smallest))
+    clf = LogisticRegression(C=c, max_iter=2000)
+    cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    return cross_val_predict(clf, features, y, cv=cv, method="predict_proba")
+
+
+def label_issues(labels: list[int], probs: np.ndarray) -> list[int]:
+    """Indices of likely label errors, most likely first (cleanlab: prune by noise rate, rank by self-confidence)."""
+    from cleanlab.filter import find_label_issues
+
+    ranked = find_label_issues(np.asarray(labels), probs, filter_by="prune_by_noise_rate",
+                               return_indices_ranked_by="self_confidence")
+    return [int(i) for i in ranked]
+
+
+def find(texts: list[str], labels: list[str], model_name: str = "minilm-l6", folds: int = 5, seed: int = 0,
+         log=None) -> tuple[list[int], np.ndarray, list[str]]:
+    """(likely label errors ranked, out-of-fold probabilities, class names) for labelled texts."""
+    names = sorted(set(labels))
+    index = {n: i for i, n in enumerate(names)}
+    y = [index[label] for label in labels]
+    feats = embed(texts, model_name, log=log)
+    probs = out_of_fold_probs(feats, y, folds, seed)
+    return label_issues(y, probs), probs, names
