@@ -21,7 +21,7 @@ _MARKER = re.compile(r"\(\w+\)$")  # adjective markers such as good(a)
 
 def wordnet_dir(given: str | None = None) -> Path:
     """The folder holding WordNet's data.* files: ``given``, $WORDNET_DIR, or a standard install location."""
-    for cand in [given, os.environ.get("WORDNET_DIR"), *DEFAULT_DIRS]:
+    for cand in [given] if given else [os.environ.get("WORDNET_DIR"), *DEFAULT_DIRS]:
         if cand and (Path(cand) / "data.noun").is_file():
             return Path(cand)
     where = given or os.environ.get("WORDNET_DIR") or ", ".join(DEFAULT_DIRS)
