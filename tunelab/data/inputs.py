@@ -83,6 +83,8 @@ def load(items: list[str], *, max_files: int = 3) -> Inputs:
     implied = [f"data.{name}={path}" for name, path in zip(SPLITS, files)]
     if files and not any(o.startswith("task=") for o in overrides):
         implied.append(f"task={guess_task(files[0])}")
+        if implied[-1] == "task=causal_lm" and not any(o.startswith("model.name=") for o in overrides):
+            implied.append("model.name=smollm2-135m")  # instruction data is measured in a chat model's tokens
     cfg = config_mod.load(cfg_path, implied + overrides)
     return read_splits(cfg)
 
