@@ -192,6 +192,9 @@ def _scrub(args, log) -> int:
         return 0
     if not args.inputs:
         raise TunelabError("give data files or a config to scrub, or --evaluate FILE")
+    if args.mapping and args.replace == "placeholder":
+        raise TunelabError("--mapping: a placeholder is the same for every value and cannot be reversed; "
+                           "use --replace hash or --replace pseudonym with --mapping")
     data = inputs.load(args.inputs)
     inputs.writable(data)
     check_new_file(args.mapping, _paths(data))

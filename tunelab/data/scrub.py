@@ -48,6 +48,8 @@ class Replacer:
 
     def __call__(self, kind: str, value: str) -> str:
         key = (kind, value)
+        if self.mode == "placeholder":  # the same for every value: nothing to disambiguate or reverse
+            return f"<{kind}>"
         if key not in self._given:
             new = self._make(kind, value)
             while new in self.mapping and self.mapping[new]["original"] != value:  # two originals, one pseudonym: disambiguate
@@ -58,8 +60,6 @@ class Replacer:
         return self._given[key]
 
     def _make(self, kind: str, value: str, bump: int = 0) -> str:
-        if self.mode == "placeholder":
-            return f"<{kind}>"
         digest = hashlib.sha256(f"{self.salt}\x00{kind}\x00{value}\x00{bump}".encode()).hexdigest()
         if self.mode == "hash":
             return f"<{kind}:{digest[:8]}>"
