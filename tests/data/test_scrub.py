@@ -97,3 +97,18 @@ def test_pii_patterns_on_presidio_synthetic_set(shared_data, tmp_path):
     per = json.loads((out / "evaluation.json").read_text())["per_type"]
     for kind in ("EMAIL", "CREDIT_CARD", "IBAN", "PHONE", "IP_ADDRESS"):
         assert per[kind]["recall"] >= 0.95 and per[kind]["precision"] >= 0.9, (kind, per[kind])
+
+
+def test_scrub_instruction_data_and_text_documents(tmp_path):
+    src = tmp_path / "a.json"
+    src.write_text(json.dumps([{"instruction": "Reply to bob@corp.com", "input": "IP 10.0.0.7", "output": "Done, bob@corp.com",
+                                "id": 7}]), encoding="utf-8")
+    out = tmp_path / "o1"
+    assert cli.main(["data", "scrub", str(src), "--out", str(out)]) == 0
+    assert json.loads((out / "a.json").read_text()) == [{"instruction": "Reply to <EMAIL>", "input": "IP <IP_ADDRESS>",
+                                                          "output": "Done, <EMAIL>", "id": 7}]
+    doc = tmp_path / "notes.txt"
+    doc.write_text("First doc, call +44 20 7946 0958.\nSecond line.\n\nOther doc.\n", encoding="utf-8")
+    out = tmp_path / "o2"
+    assert cli.main(["data", "scrub", str(doc), "--out", str(out)]) == 0
+    assert (out / "notes.txt").read_text() == "First doc, call <PHONE>.\nSecond line.\n\nOther doc.\n\n"

@@ -170,6 +170,8 @@ def changed_record(data: Inputs, rf: rewrite.RawFile, rec: rewrite.RawRecord, it
         return rec
     if data.task == "token_classification":
         return replace_tokens(rf, rec, new, cfg.token_prefix)
+    if isinstance(new, str):  # a plain-text document (blank-line separated; a scrubbed value never adds a blank line)
+        return rewrite.with_lines(rec, [ln for ln in new.splitlines() if ln.strip()])
     return replace_messages(rf, rec, new)
 
 

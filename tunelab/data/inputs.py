@@ -150,7 +150,7 @@ def _split(cfg: config_mod.RunConfig, name: str, path: str, table) -> Split:
         fmt = conll.detect_format(path, cfg.data.format, True)
         items = [Item(name, path, s.line, " ".join(s.tokens), None, s) for s in table.rows]
         return Split(name, path, fmt, items, list(table.skipped))
-    fmt = cfg.data.format if cfg.data.format != "auto" else {".json": "json", ".jsonl": "jsonl", ".txt": "text"}[Path(path).suffix.lower()]
+    fmt = cfg.data.format if cfg.data.format != "auto" else {".json": "json", ".jsonl": "jsonl"}.get(Path(path).suffix.lower(), "text")
     items = [_lm_item(name, path, ex) for ex in table.rows]
     return Split(name, path, fmt, items, list(table.skipped))
 

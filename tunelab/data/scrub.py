@@ -187,8 +187,8 @@ def _new_value(task: str, it, texts: list[str], spans: list[list[pii.Span]], rep
         return new[0], (new[1] if len(new) > 1 else None)
     if task == "token_classification":
         return replace_tokens(it.row, spans[0], replacer)
-    if it.row.messages is None:
-        raise DataError(f"{it.source}:{it.line}: plain-text documents cannot be rewritten record by record yet; use JSONL")
+    if it.row.messages is None:  # a plain-text document
+        return new[0]
     return [{**m, "content": c} for m, c in zip(it.row.messages, new)]
 
 
