@@ -105,8 +105,7 @@ def is_mojibake(text: str) -> bool:
     """True if ftfy would repair the text's encoding (not only its punctuation or width)."""
     import ftfy
 
-    fixed = ftfy.fix_encoding(text)
-    return fixed != text and ftfy.badness.is_bad(text)
+    return ftfy.badness.is_bad(text) and ftfy.fix_encoding(text) != text  # the cheap regex test first
 
 
 def fix_encoding(text: str) -> str:
