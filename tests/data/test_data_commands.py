@@ -118,3 +118,15 @@ def test_split_grouped_and_deduplicated(tmp_path):
     assert where["40"] == where["1"]  # duplicates stay together
     summary = json.loads((out / "split.json").read_text())
     assert sum(s["rows"] for s in summary["splits"].values()) == 41
+
+
+def test_augment_paraphrase_plumbing_with_a_tiny_lm(tmp_path, tiny_llama_dir):
+    src = tmp_path / "t.tsv"
+    src.write_text("text\tlabel\na funny movie\t1\na boring film\t0\nwhat a joy\t1\n", encoding="utf-8")
+    out = tmp_path / "aug"
+    assert cli.main(["data", "augment", str(src), "--ops", "paraphrase", "--paraphrase-model", str(tiny_llama_dir),
+                     "--filter", "none", "--out", str(out)]) == 0
+    log = [json.loads(x) for x in (out / "augment.jsonl").read_text().splitlines()]
+    rows = read_table(str(out / "t.tsv"), on_error="skip").rows
+    assert len(rows) == 3 + len(log) and all(r["op"] == "paraphrase" and r["text"] for r in log)
+    assert {r.label for r in rows[3:]} <= {"0", "1"}

@@ -177,8 +177,8 @@ def _synonyms(items: list[Item], source: str, wordnet_dir: str | None) -> dict:
 
 def paraphrases(todo: list[Item], train: list[Item], model_name: str, filter_with: str, seed: int, log) -> tuple[list, int]:
     """(kept (item, paraphrase) pairs, number rejected) for the items in ``todo`` (one paraphrase each)."""
-    from tunelab.generation import generate as gen
     from tunelab.generation import target
+    from tunelab.generation.generate import generate
     from tunelab.generation.config import GenerationConfig
 
     t = target.load(model_name)
@@ -186,7 +186,7 @@ def paraphrases(todo: list[Item], train: list[Item], model_name: str, filter_wit
     prompts = [[{"role": "user", "content": PARAPHRASE_PROMPT.format(text=it.row.text)}] for it in todo]
     if log:
         log(f"paraphrasing {len(prompts)} rows with {model_name}")
-    outs = gen.generate(t.model, t.tokenizer, prompts, cfg, template=t.template, log=log or (lambda m: None))
+    outs = generate(t.model, t.tokenizer, prompts, cfg, template=t.template, log=log or (lambda m: None))
     texts = [clean_paraphrase(o.text) for o in outs]
     cand = [(it, x) for it, x in zip(todo, texts) if x and x.lower() != it.row.text.strip().lower()]
     agree = label_agreement([x for _, x in cand], [it.row.label for it, _ in cand], train, filter_with)
