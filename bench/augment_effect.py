@@ -31,14 +31,19 @@ OPS = ("none", "synonym", "swap", "delete", "insert", "paraphrase")
 
 
 def tunelab(*args: str) -> None:
-    subprocess.run([str(REPO / ".venv" / "bin" / "tunelab"), *args], check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    subprocess.run(
+        [str(REPO / ".venv" / "bin" / "tunelab"), *args], check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
 
 
 def make_slice(rows: int) -> Path:
     path = WORK / "slice.tsv"
     if not path.is_file():
         WORK.mkdir(parents=True, exist_ok=True)
-        with (DATA / "train.tsv").open(newline="", encoding="utf-8") as fh, path.open("w", newline="", encoding="utf-8") as out:
+        with (
+            (DATA / "train.tsv").open(newline="", encoding="utf-8") as fh,
+            path.open("w", newline="", encoding="utf-8") as out,
+        ):
             reader, writer = csv.reader(fh, delimiter="\t"), csv.writer(out, delimiter="\t", lineterminator="\n")
             for _, row in zip(range(rows + 1), reader):
                 writer.writerow(row)
@@ -55,15 +60,41 @@ def run_one(op: str, seed: int, base: Path) -> dict:
     train, aug_s, summary = base, 0.0, {}
     if op != "none":
         start = time.time()
-        tunelab("data", "augment", str(base), "data.text_column=sentence", "--ops", op, "--copies", "1", "--seed", str(seed),
-                "--out", str(folder / "aug"))
+        tunelab(
+            "data",
+            "augment",
+            str(base),
+            "data.text_column=sentence",
+            "--ops",
+            op,
+            "--copies",
+            "1",
+            "--seed",
+            str(seed),
+            "--out",
+            str(folder / "aug"),
+        )
         aug_s = time.time() - start
         train = folder / "aug" / base.name
         summary = {"rows": sum(1 for _ in train.open(encoding="utf-8")) - 1}
-    tunelab("train", f"output_dir={folder / 'run'}", "model.name=minilm-l6", "model.max_length=64", f"data.train={train}",
-            f"data.dev={DATA / 'dev.tsv'}", "data.max_dev_rows=2000", "data.text_column=sentence", "method=full",
-            "train.max_steps=120", "train.batch_size=16", "train.lr=5e-5", "train.eval_every=120", f"train.seed={seed}",
-            "train.threads=2", "--quiet")
+    tunelab(
+        "train",
+        f"output_dir={folder / 'run'}",
+        "model.name=minilm-l6",
+        "model.max_length=64",
+        f"data.train={train}",
+        f"data.dev={DATA / 'dev.tsv'}",
+        "data.max_dev_rows=2000",
+        "data.text_column=sentence",
+        "method=full",
+        "train.max_steps=120",
+        "train.batch_size=16",
+        "train.lr=5e-5",
+        "train.eval_every=120",
+        f"train.seed={seed}",
+        "train.threads=2",
+        "--quiet",
+    )
     acc = json.loads((folder / "run" / "metrics.json").read_text())["dev"]["accuracy"]
     out = {"op": op, "seed": seed, "accuracy": acc, "augment_seconds": round(aug_s, 1), **summary}
     result.write_text(json.dumps(out))
@@ -75,7 +106,11 @@ def table() -> str:
     rows = []
     base = None
     for op in OPS:
-        res = [json.loads((WORK / f"{op}-{s}" / "result.json").read_text()) for s in SEEDS if (WORK / f"{op}-{s}" / "result.json").is_file()]
+        res = [
+            json.loads((WORK / f"{op}-{s}" / "result.json").read_text())
+            for s in SEEDS
+            if (WORK / f"{op}-{s}" / "result.json").is_file()
+        ]
         if not res:
             continue
         mean = sum(r["accuracy"] for r in res) / len(res)
@@ -84,13 +119,20 @@ def table() -> str:
         n = res[0].get("rows", 200)
         accs = ", ".join(f"{r['accuracy']:.4f}" for r in res)
         rows.append(f"| {op} | {n} | {accs} | {mean:.4f} | {delta} |")
-    return "\n".join(["# Augmentation: effect on SST-2 dev accuracy from a 200-row training slice", "",
-                      f"Commands: see the docstring of `bench/augment_effect.py` ({time.strftime('%Y-%m-%d')}, {platform.machine()}, "
-                      f"{os.cpu_count()} CPUs). minilm-l6, full fine-tuning, 120 steps of batch 16 for every condition, scored on "
-                      "the first 2,000 SST-2 dev rows; `--copies 1` (one new row per original, originals kept); seeds 0, 1, 2 "
-                      "(augmentation and training).", "",
-                      "| operation | training rows | dev accuracy (seeds 0, 1, 2) | mean | vs none (points) |", "|---|---|---|---|---|",
-                      *rows])
+    return "\n".join(
+        [
+            "# Augmentation: effect on SST-2 dev accuracy from a 200-row training slice",
+            "",
+            f"Commands: see the docstring of `bench/augment_effect.py` ({time.strftime('%Y-%m-%d')}, {platform.machine()}, "
+            f"{os.cpu_count()} CPUs). minilm-l6, full fine-tuning, 120 steps of batch 16 for every condition, scored on "
+            "the first 2,000 SST-2 dev rows; `--copies 1` (one new row per original, originals kept); seeds 0, 1, 2 "
+            "(augmentation and training).",
+            "",
+            "| operation | training rows | dev accuracy (seeds 0, 1, 2) | mean | vs none (points) |",
+            "|---|---|---|---|---|",
+            *rows,
+        ]
+    )
 
 
 def main() -> None:

@@ -29,7 +29,9 @@ WORK = REPO / "runs" / "bench-label-noise"
 
 
 def tunelab(*args: str) -> None:
-    subprocess.run([str(REPO / ".venv" / "bin" / "tunelab"), *args], check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    subprocess.run(
+        [str(REPO / ".venv" / "bin" / "tunelab"), *args], check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
 
 
 def write(path: Path, rows: list[tuple[str, str]]) -> None:
@@ -43,10 +45,23 @@ def train(name: str, path: Path, seed: int, dev_rows: int | None) -> float:
     run = WORK / f"run-{name}-{seed}"
     if not (run / "metrics.json").is_file():
         shutil.rmtree(run, ignore_errors=True)
-        tunelab("train", f"output_dir={run}", "model.name=minilm-l6", "model.max_length=64", f"data.train={path}",
-                f"data.dev={DATA / 'dev.tsv'}", "data.text_column=sentence", "method=full", "train.epochs=2",
-                "train.batch_size=32", "train.lr=5e-5", f"train.seed={seed}", "train.threads=2", "--quiet",
-                *([f"data.max_dev_rows={dev_rows}"] if dev_rows else []))
+        tunelab(
+            "train",
+            f"output_dir={run}",
+            "model.name=minilm-l6",
+            "model.max_length=64",
+            f"data.train={path}",
+            f"data.dev={DATA / 'dev.tsv'}",
+            "data.text_column=sentence",
+            "method=full",
+            "train.epochs=2",
+            "train.batch_size=32",
+            "train.lr=5e-5",
+            f"train.seed={seed}",
+            "train.threads=2",
+            "--quiet",
+            *([f"data.max_dev_rows={dev_rows}"] if dev_rows else []),
+        )
     return json.loads((run / "metrics.json").read_text())["dev"]["accuracy"]
 
 
@@ -70,41 +85,82 @@ def main() -> None:
     write(WORK / "noisy.tsv", noisy)
     start = time.time()
     shutil.rmtree(WORK / "audit", ignore_errors=True)
-    tunelab("data", "audit", str(WORK / "noisy.tsv"), "data.text_column=sentence", "--out", str(WORK / "audit"),
-            "--skip", "near_duplicates,leakage,language")
+    tunelab(
+        "data",
+        "audit",
+        str(WORK / "noisy.tsv"),
+        "data.text_column=sentence",
+        "--out",
+        str(WORK / "audit"),
+        "--skip",
+        "near_duplicates,leakage,language",
+    )
     audit_s = time.time() - start
     audit = json.loads((WORK / "audit" / "audit.json").read_text())
-    found = {int(row["refs"][0].rsplit(":", 1)[1]) - 2 for f in audit["findings"] if f["check"] == "label_errors" for row in f["rows"]}
+    found = {
+        int(row["refs"][0].rsplit(":", 1)[1]) - 2
+        for f in audit["findings"]
+        if f["check"] == "label_errors"
+        for row in f["rows"]
+    }
     hits = len(found & flipped)
     shutil.rmtree(WORK / "cleaned", ignore_errors=True)
-    tunelab("data", "clean", str(WORK / "noisy.tsv"), "data.text_column=sentence", "--out", str(WORK / "cleaned"),
-            "--fix", "label-errors", "--skip", "near_duplicates,leakage,language")
+    tunelab(
+        "data",
+        "clean",
+        str(WORK / "noisy.tsv"),
+        "data.text_column=sentence",
+        "--out",
+        str(WORK / "cleaned"),
+        "--fix",
+        "label-errors",
+        "--skip",
+        "near_duplicates,leakage,language",
+    )
     cleaned = WORK / "cleaned" / "noisy.tsv"
     kept_rows = sum(1 for _ in cleaned.open(encoding="utf-8")) - 1
-    lines = ["# Label noise: confident learning on SST-2, and training on the cleaned file", "",
-             f"Command: `flock /tmp/tunelab-cpu.lock .venv/bin/python bench/label_noise.py --rows {args.rows} --seeds {args.seeds}"
-             + (f" --dev-rows {args.dev_rows}" if args.dev_rows else "") + f"` ({time.strftime('%Y-%m-%d %H:%M')}, "
-             f"{platform.machine()}, {os.cpu_count()} CPUs)", "",
-             f"First {args.rows} SST-2 training rows, {len(flipped)} labels flipped (seed 0). "
-             f"Audit ({audit_s:.0f} s, out-of-fold accuracy of the probe {audit['stats']['label_model']['out_of_fold_accuracy']}): "
-             f"{len(found)} likely label errors, {hits} of them flipped rows.", "",
-             "| recall (flipped rows found) | precision (found rows that were flipped) |", "|---|---|",
-             f"| {hits / len(flipped):.3f} ({hits}/{len(flipped)}) | {hits / max(len(found), 1):.3f} ({hits}/{len(found)}) |", "",
-             f"`tunelab data clean --fix label-errors` kept {kept_rows} of {len(rows)} rows."]
+    lines = [
+        "# Label noise: confident learning on SST-2, and training on the cleaned file",
+        "",
+        f"Command: `flock /tmp/tunelab-cpu.lock .venv/bin/python bench/label_noise.py --rows {args.rows} --seeds {args.seeds}"
+        + (f" --dev-rows {args.dev_rows}" if args.dev_rows else "")
+        + f"` ({time.strftime('%Y-%m-%d %H:%M')}, "
+        f"{platform.machine()}, {os.cpu_count()} CPUs)",
+        "",
+        f"First {args.rows} SST-2 training rows, {len(flipped)} labels flipped (seed 0). "
+        f"Audit ({audit_s:.0f} s, out-of-fold accuracy of the probe {audit['stats']['label_model']['out_of_fold_accuracy']}): "
+        f"{len(found)} likely label errors, {hits} of them flipped rows.",
+        "",
+        "| recall (flipped rows found) | precision (found rows that were flipped) |",
+        "|---|---|",
+        f"| {hits / len(flipped):.3f} ({hits}/{len(flipped)}) | {hits / max(len(found), 1):.3f} ({hits}/{len(found)}) |",
+        "",
+        f"`tunelab data clean --fix label-errors` kept {kept_rows} of {len(rows)} rows.",
+    ]
     if not args.skip_training:
         seeds = [int(s) for s in args.seeds.split(",")]
-        acc = {name: [train(name, path, s, args.dev_rows) for s in seeds]
-               for name, path in (("clean", WORK / "clean.tsv"), ("noisy", WORK / "noisy.tsv"), ("cleaned", cleaned))}
+        acc = {
+            name: [train(name, path, s, args.dev_rows) for s in seeds]
+            for name, path in (("clean", WORK / "clean.tsv"), ("noisy", WORK / "noisy.tsv"), ("cleaned", cleaned))
+        }
         mean = {k: sum(v) / len(v) for k, v in acc.items()}
         lost, won = mean["clean"] - mean["noisy"], mean["cleaned"] - mean["noisy"]
         dev = f"first {args.dev_rows}" if args.dev_rows else "all 6,735"
-        lines += ["", f"minilm-l6, full fine-tuning, 2 epochs, max_length 64, seeds {args.seeds}; dev accuracy on {dev} SST-2 dev rows:", "",
-                  "| training file | rows | dev accuracy (per seed) | mean |", "|---|---|---|---|"]
+        lines += [
+            "",
+            f"minilm-l6, full fine-tuning, 2 epochs, max_length 64, seeds {args.seeds}; dev accuracy on {dev} SST-2 dev rows:",
+            "",
+            "| training file | rows | dev accuracy (per seed) | mean |",
+            "|---|---|---|---|",
+        ]
         for name, n in (("clean", len(rows)), ("noisy", len(rows)), ("cleaned", kept_rows)):
             lines.append(f"| {name} | {n} | {', '.join(f'{a:.4f}' for a in acc[name])} | {mean[name]:.4f} |")
         share = f"{won / lost:.2f}" if lost > 0 else "n/a (the noise cost nothing)"
-        lines += ["", f"Accuracy lost to the noise: {lost * 100:.2f} points; won back by cleaning: {won * 100:.2f} points "
-                  f"(share recovered: {share})."]
+        lines += [
+            "",
+            f"Accuracy lost to the noise: {lost * 100:.2f} points; won back by cleaning: {won * 100:.2f} points "
+            f"(share recovered: {share}).",
+        ]
     (REPO / "bench" / "results" / "label_noise.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -37,27 +37,51 @@ def main() -> None:
     args = ap.parse_args()
     start = time.time()
     if not args.eval_only and not (RUN / "metrics.json").is_file():
-        tunelab("train", "examples/ner/wikiann.yaml", f"output_dir={RUN}", "data.max_train_rows=null", f"train.epochs={args.epochs}",
-                "train.precision=auto", "train.threads=2", "--quiet")
+        tunelab(
+            "train",
+            "examples/ner/wikiann.yaml",
+            f"output_dir={RUN}",
+            "data.max_train_rows=null",
+            f"train.epochs={args.epochs}",
+            "train.precision=auto",
+            "train.threads=2",
+            "--quiet",
+        )
     train_s = time.time() - start
     if OUT.exists():
         import shutil
 
         shutil.rmtree(OUT)
     start = time.time()
-    tunelab("data", "scrub", "--evaluate", str(DATA / "pii" / "synth_dataset_v2.json"), "--ner", str(RUN), "--out", str(OUT))
+    tunelab(
+        "data", "scrub", "--evaluate", str(DATA / "pii" / "synth_dataset_v2.json"), "--ner", str(RUN), "--out", str(OUT)
+    )
     eval_s = time.time() - start
     result = json.loads((OUT / "evaluation.json").read_text())
     dev = json.loads((RUN / "metrics.json").read_text())["dev"]
-    lines = ["# PII scrubbing: per-type precision/recall on presidio-research synth_dataset_v2.json (1,500 texts)", "",
-             f"Command: `flock /tmp/tunelab-cpu.lock .venv/bin/python bench/pii_ner.py` ({time.strftime('%Y-%m-%d %H:%M')}, "
-             f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs)", "",
-             f"NER run: minilm-l6 full fine-tune on WikiANN-en train (20,000 sentences, {args.epochs} epochs); "
-             f"WikiANN dev entity F1 {dev['f1']:.3f} (first 2,000 dev sentences)." + (f" Training took {train_s:.0f} s." if train_s > 60 else ""),
-             f"Evaluation ({eval_s:.0f} s): {result['match_rule']}.", "",
-             "| type | gold | found | precision | recall |", "|---|---|---|---|---|"]
-    lines += [f"| {t} | {m['gold']} | {m['predicted']} | {m['precision']:.3f} | {m['recall']:.3f} |" for t, m in result["per_type"].items()]
-    lines += ["", "Annotated but not detected by tunelab: " + ", ".join(f"{k} ({v})" for k, v in result["not_detected_types"].items())]
+    lines = [
+        "# PII scrubbing: per-type precision/recall on presidio-research synth_dataset_v2.json (1,500 texts)",
+        "",
+        f"Command: `flock /tmp/tunelab-cpu.lock .venv/bin/python bench/pii_ner.py` ({time.strftime('%Y-%m-%d %H:%M')}, "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs)",
+        "",
+        f"NER run: minilm-l6 full fine-tune on WikiANN-en train (20,000 sentences, {args.epochs} epochs); "
+        f"WikiANN dev entity F1 {dev['f1']:.3f} (first 2,000 dev sentences)."
+        + (f" Training took {train_s:.0f} s." if train_s > 60 else ""),
+        f"Evaluation ({eval_s:.0f} s): {result['match_rule']}.",
+        "",
+        "| type | gold | found | precision | recall |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {t} | {m['gold']} | {m['predicted']} | {m['precision']:.3f} | {m['recall']:.3f} |"
+        for t, m in result["per_type"].items()
+    ]
+    lines += [
+        "",
+        "Annotated but not detected by tunelab: "
+        + ", ".join(f"{k} ({v})" for k, v in result["not_detected_types"].items()),
+    ]
     (REPO / "bench" / "results" / "pii.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -3,26 +3,29 @@
 import json
 
 import numpy as np
-import pytest
 
 from tunelab import cli
 
-TRAIN = ["sentence\tlabel",
-         "a great film\t1",  # 2
-         "a great film \t1",  # 3 exact duplicate of 2
-         "terrible plot\t0",  # 4
-         "terrible plot\t1",  # 5 conflicting duplicate of 4
-         "the acting was wonderful and moving\t1",  # 6
-         "the acting was wonderful and moving!\t1",  # 7 near duplicate of 6
-         "   \t1",  # 8 empty text
-         "cafÃ© scenes\t1",  # 9 mojibake
-         "only one column",  # 10 unreadable
-         "a plain row about nothing\t0",  # 11
-         "boring and slow\t0"]  # 12
-DEV = ["sentence\tlabel",
-       "a great film\t1",  # 2 also in train
-       "the acting was wonderful and moving.\t1",  # 3 nearly in train
-       "something new entirely\t0"]  # 4
+TRAIN = [
+    "sentence\tlabel",
+    "a great film\t1",  # 2
+    "a great film \t1",  # 3 exact duplicate of 2
+    "terrible plot\t0",  # 4
+    "terrible plot\t1",  # 5 conflicting duplicate of 4
+    "the acting was wonderful and moving\t1",  # 6
+    "the acting was wonderful and moving!\t1",  # 7 near duplicate of 6
+    "   \t1",  # 8 empty text
+    "cafÃ© scenes\t1",  # 9 mojibake
+    "only one column",  # 10 unreadable
+    "a plain row about nothing\t0",  # 11
+    "boring and slow\t0",
+]  # 12
+DEV = [
+    "sentence\tlabel",
+    "a great film\t1",  # 2 also in train
+    "the acting was wonderful and moving.\t1",  # 3 nearly in train
+    "something new entirely\t0",
+]  # 4
 
 
 def write_classification(tmp_path):
@@ -42,8 +45,16 @@ def test_classification_findings_with_lines(tmp_path):
     out = tmp_path / "audit"
     assert cli.main(["data", "audit", str(train), str(dev), "data.text_column=sentence", "--out", str(out)]) == 0
     data = json.loads((out / "audit.json").read_text())
-    assert data["summary"] == {"empty": 1, "unreadable": 1, "exact_duplicates": 2, "conflicting_duplicates": 2,
-                               "near_duplicates": 1, "leakage_exact": 1, "leakage_near": 1, "encoding": 1}
+    assert data["summary"] == {
+        "empty": 1,
+        "unreadable": 1,
+        "exact_duplicates": 2,
+        "conflicting_duplicates": 2,
+        "near_duplicates": 1,
+        "leakage_exact": 1,
+        "leakage_near": 1,
+        "encoding": 1,
+    }
     assert refs(data, "exact_duplicates") == [["2", "3"], ["4", "5"]]
     assert refs(data, "conflicting_duplicates") == [["4", "5"]]
     assert refs(data, "near_duplicates") == [["6", "7"]]
@@ -61,7 +72,9 @@ def test_classification_findings_with_lines(tmp_path):
 def test_config_input_and_skips(tmp_path):
     train, dev = write_classification(tmp_path)
     cfg = tmp_path / "run.yaml"
-    cfg.write_text(f"data:\n  train: {train}\n  dev: {dev}\n  text_column: sentence\nmodel:\n  max_length: 8\n", encoding="utf-8")
+    cfg.write_text(
+        f"data:\n  train: {train}\n  dev: {dev}\n  text_column: sentence\nmodel:\n  max_length: 8\n", encoding="utf-8"
+    )
     out = tmp_path / "a"
     assert cli.main(["data", "audit", str(cfg), "--out", str(out), "--skip", "near_duplicates,leakage,language"]) == 0
     data = json.loads((out / "audit.json").read_text())
@@ -87,10 +100,12 @@ def test_ner_findings(tmp_path):
 
 
 def test_instruction_findings(tmp_path):
-    rows = [{"instruction": "Name a colour", "input": "", "output": "Red"},
-            {"instruction": "Name a colour", "input": "", "output": "Blue"},
-            {"instruction": "Say hi", "input": "", "output": "  "},
-            {"instruction": " ".join(["word"] * 80), "input": "", "output": "ok"}]
+    rows = [
+        {"instruction": "Name a colour", "input": "", "output": "Red"},
+        {"instruction": "Name a colour", "input": "", "output": "Blue"},
+        {"instruction": "Say hi", "input": "", "output": "  "},
+        {"instruction": " ".join(["word"] * 80), "input": "", "output": "ok"},
+    ]
     path = tmp_path / "alpaca.json"
     path.write_text(json.dumps(rows, indent=1), encoding="utf-8")
     out = tmp_path / "a"
@@ -117,5 +132,7 @@ def test_label_issues_on_separable_features():
     assert (probs.argmax(1)[flipped] == y[flipped]).all()  # out of fold, the model sides with the true label
     # confident learning on hand-made probabilities: rows 1 and 4 are confidently the other class
     given = [0, 0, 0, 1, 1, 1, 0, 1]
-    hand = np.array([[.9, .1], [.05, .95], [.8, .2], [.1, .9], [.97, .03], [.2, .8], [.7, .3], [.3, .7]])
+    hand = np.array(
+        [[0.9, 0.1], [0.05, 0.95], [0.8, 0.2], [0.1, 0.9], [0.97, 0.03], [0.2, 0.8], [0.7, 0.3], [0.3, 0.7]]
+    )
     assert labelnoise.label_issues(given, hand) == [4, 1]  # ranked: lowest self-confidence first

@@ -22,8 +22,22 @@ def read_tsv(path):
 def test_sst2_duplicates_conflicts_and_overlap_match_a_direct_count(shared_data, tmp_path):
     train, dev = shared_data / "sst2" / "train.tsv", shared_data / "sst2" / "dev.tsv"
     out = tmp_path / "audit"
-    assert cli.main(["data", "audit", str(train), str(dev), "data.text_column=sentence", "--out", str(out),
-                     "--skip", "near_duplicates,label_errors,language,lengths"]) == 0
+    assert (
+        cli.main(
+            [
+                "data",
+                "audit",
+                str(train),
+                str(dev),
+                "data.text_column=sentence",
+                "--out",
+                str(out),
+                "--skip",
+                "near_duplicates,label_errors,language,lengths",
+            ]
+        )
+        == 0
+    )
     data = json.loads((out / "audit.json").read_text())
     groups = defaultdict(list)
     for line, (text, label) in read_tsv(train):
@@ -34,10 +48,19 @@ def test_sst2_duplicates_conflicts_and_overlap_match_a_direct_count(shared_data,
     overlap = [line for line, (text, _) in read_tsv(dev) if " ".join(text.split()) in in_train]
     assert data["summary"]["exact_duplicates"] == sum(len(g) - 1 for g in dups) > 0
     assert data["summary"]["conflicting_duplicates"] == sum(len(g) for g in conflicts) > 0
-    found = {tuple(int(r.rsplit(":", 1)[1]) for r in row["refs"])
-             for f in data["findings"] if f["check"] == "conflicting_duplicates" for row in f["rows"]}
+    found = {
+        tuple(int(r.rsplit(":", 1)[1]) for r in row["refs"])
+        for f in data["findings"]
+        if f["check"] == "conflicting_duplicates"
+        for row in f["rows"]
+    }
     assert found == {tuple(line for line, _ in g) for g in conflicts}
-    leaked = sorted(int(row["refs"][-1].rsplit(":", 1)[1]) for f in data["findings"] if f["check"] == "leakage_exact" for row in f["rows"])
+    leaked = sorted(
+        int(row["refs"][-1].rsplit(":", 1)[1])
+        for f in data["findings"]
+        if f["check"] == "leakage_exact"
+        for row in f["rows"]
+    )
     assert leaked == overlap and len(overlap) > 0
 
 
@@ -46,13 +69,33 @@ def test_label_errors_found_on_a_noisy_sst2_slice(shared_data, tmp_path):
     rng = random.Random(0)
     flipped = set(rng.sample(range(len(rows)), 60))
     path = tmp_path / "noisy.tsv"
-    lines = ["sentence\tlabel"] + [f"{t}\t{1 - int(lab) if k in flipped else lab}" for k, (_, (t, lab)) in enumerate(rows)]
+    lines = ["sentence\tlabel"] + [
+        f"{t}\t{1 - int(lab) if k in flipped else lab}" for k, (_, (t, lab)) in enumerate(rows)
+    ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     out = tmp_path / "audit"
-    assert cli.main(["data", "audit", str(path), "data.text_column=sentence", "--out", str(out),
-                     "--skip", "near_duplicates,leakage,language,lengths,encoding"]) == 0
+    assert (
+        cli.main(
+            [
+                "data",
+                "audit",
+                str(path),
+                "data.text_column=sentence",
+                "--out",
+                str(out),
+                "--skip",
+                "near_duplicates,leakage,language,lengths,encoding",
+            ]
+        )
+        == 0
+    )
     data = json.loads((out / "audit.json").read_text())
-    found = {int(row["refs"][0].rsplit(":", 1)[1]) - 2 for f in data["findings"] if f["check"] == "label_errors" for row in f["rows"]}
+    found = {
+        int(row["refs"][0].rsplit(":", 1)[1]) - 2
+        for f in data["findings"]
+        if f["check"] == "label_errors"
+        for row in f["rows"]
+    }
     hits = len(found & flipped)
     # 600 short phrases is a small sample for a 5-fold linear probe; the 4,000-row acceptance run is in bench/label_noise.py
     assert hits / len(flipped) >= 0.4 and hits / max(len(found), 1) >= 0.4, (hits, len(found))

@@ -29,8 +29,12 @@ def test_near_duplicates_equal_brute_force():
     got = {(i, j) for i, j, _ in checks.near_duplicate_pairs(texts, threshold=0.7)}
     sets = [checks.shingles(t) for t in texts]
     keys = [checks.normalise(t) for t in texts]
-    want = {(i, j) for i in range(len(texts)) for j in range(i + 1, len(texts))
-            if checks.jaccard(sets[i], sets[j]) >= 0.7 and keys[i] != keys[j]}
+    want = {
+        (i, j)
+        for i in range(len(texts))
+        for j in range(i + 1, len(texts))
+        if checks.jaccard(sets[i], sets[j]) >= 0.7 and keys[i] != keys[j]
+    }
     # LSH may miss a pair near the threshold (a false negative), but never reports one below it
     assert got <= want and len(got) >= 0.9 * len(want)
     assert (0, 40) in got and (10, 50) in got  # "... now" variants and upper-cased copies

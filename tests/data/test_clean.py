@@ -3,9 +3,8 @@
 import hashlib
 import json
 
-from tunelab import cli
-
 from tests.data.test_audit import DEV, TRAIN, write_classification
+from tunelab import cli
 
 
 def digest(path):
@@ -17,7 +16,12 @@ def test_clean_drops_and_fixes_with_a_log(tmp_path):
     before = digest(train), digest(dev)
     out = tmp_path / "clean"
     fixes = "exact,near,conflicts,unreadable,encoding,leakage"
-    assert cli.main(["data", "clean", str(train), str(dev), "data.text_column=sentence", "--out", str(out), "--fix", fixes]) == 0
+    assert (
+        cli.main(
+            ["data", "clean", str(train), str(dev), "data.text_column=sentence", "--out", str(out), "--fix", fixes]
+        )
+        == 0
+    )
     assert (digest(train), digest(dev)) == before
     kept = [TRAIN[0], TRAIN[1], TRAIN[5], "café scenes\t1", TRAIN[10], TRAIN[11]]
     assert (out / "train.tsv").read_text(encoding="utf-8") == "\n".join(kept) + "\n"
@@ -34,7 +38,10 @@ def test_clean_drops_and_fixes_with_a_log(tmp_path):
 def test_whitespace_fix_and_cleaned_file_trains(tmp_path):
     train, dev = write_classification(tmp_path)
     out = tmp_path / "clean"
-    assert cli.main(["data", "clean", str(train), "data.text_column=sentence", "--out", str(out), "--fix", "whitespace"]) == 0
+    assert (
+        cli.main(["data", "clean", str(train), "data.text_column=sentence", "--out", str(out), "--fix", "whitespace"])
+        == 0
+    )
     lines = (out / "train.tsv").read_text().splitlines()
     assert lines[2] == "a great film\t1"  # the trailing space is gone
     assert lines[7] == "   \t1" and lines[9] == "only one column"  # unreadable rows are copied unless --fix unreadable
@@ -51,7 +58,9 @@ def test_conll_and_jsonl_instruction_clean(tmp_path):
     assert (out / "ner.conll").read_text() == "a\tO\nb\tB-PER\n\nc\tO\n\n"
     jl = tmp_path / "chat.jsonl"
     msgs = lambda q, a: {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}], "id": q}  # noqa: E731
-    jl.write_text("\n".join(json.dumps(m) for m in [msgs("hi", "hello"), msgs("hi", "hello"), msgs("cafÃ©?", "yes")]) + "\n")
+    jl.write_text(
+        "\n".join(json.dumps(m) for m in [msgs("hi", "hello"), msgs("hi", "hello"), msgs("cafÃ©?", "yes")]) + "\n"
+    )
     out = tmp_path / "c2"
     assert cli.main(["data", "clean", str(jl), "--out", str(out)]) == 0
     rows = [json.loads(x) for x in (out / "chat.jsonl").read_text().splitlines()]

@@ -5,12 +5,11 @@ from collections import Counter
 
 import pytest
 
+from tests.data.test_audit import write_classification
 from tunelab import cli
 from tunelab.data import conll, inputs, lexicon
 from tunelab.data.sources import read_table
 from tunelab.errors import ConfigError
-
-from tests.data.test_audit import write_classification
 
 
 @pytest.mark.parametrize("command", ["audit", "clean", "scrub", "augment"])
@@ -26,18 +25,29 @@ def test_refuses_a_non_empty_or_file_out_and_bad_input(tmp_path, command, capsys
     before = train.read_bytes()
     assert cli.main(["data", command, str(train), "--out", str(tmp_path / "new")]) == 2  # no 'text' column
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {train}:1: text_column: expected a column 'text'") and "did you mean" not in err or "sentence" in err
+    assert (
+        err.startswith(f"error: {train}:1: text_column: expected a column 'text'")
+        and "did you mean" not in err
+        or "sentence" in err
+    )
     assert train.read_bytes() == before and not (tmp_path / "new").exists()
 
 
 def test_input_parsing_and_task_guess(tmp_path):
     assert inputs.parse_args(["a.yaml", "x=1"]) == ("a.yaml", [], ["x=1"])
-    assert inputs.parse_args(["t.tsv", "d.tsv", "data.text_column=s"]) == (None, ["t.tsv", "d.tsv"], ["data.text_column=s"])
+    assert inputs.parse_args(["t.tsv", "d.tsv", "data.text_column=s"]) == (
+        None,
+        ["t.tsv", "d.tsv"],
+        ["data.text_column=s"],
+    )
     (tmp_path / "a.json").write_text('[{"instruction": "x", "output": "y"}]')
     (tmp_path / "n.jsonl").write_text('{"tokens": ["a"], "tags": ["O"]}\n')
     (tmp_path / "wikiann").write_text("a\tO\n")
-    assert [inputs.guess_task(str(tmp_path / n)) for n in ("a.json", "n.jsonl", "wikiann")] == \
-        ["causal_lm", "token_classification", "token_classification"]
+    assert [inputs.guess_task(str(tmp_path / n)) for n in ("a.json", "n.jsonl", "wikiann")] == [
+        "causal_lm",
+        "token_classification",
+        "token_classification",
+    ]
     assert inputs.guess_task("x.tsv") == "classification"
     with pytest.raises(ConfigError, match="at most 3 data files"):
         inputs.load(["a.tsv", "b.tsv", "c.tsv", "d.tsv"])
@@ -50,7 +60,12 @@ def test_bad_options_are_one_line_errors(tmp_path, capsys):
     base = ["data", "audit", str(train), "data.text_column=sentence", "--out", str(tmp_path / "o")]
     assert cli.main(base + ["--skip", "dupes"]) == 2
     assert "--skip: unknown check 'dupes'" in capsys.readouterr().err
-    assert cli.main(["data", "clean", str(train), "data.text_column=sentence", "--out", str(tmp_path / "o"), "--fix", "all"]) == 2
+    assert (
+        cli.main(
+            ["data", "clean", str(train), "data.text_column=sentence", "--out", str(tmp_path / "o"), "--fix", "all"]
+        )
+        == 2
+    )
     assert "--fix: unknown fix 'all'" in capsys.readouterr().err
     assert cli.main(["data", "audit", str(tmp_path / "missing.tsv"), "--out", str(tmp_path / "o")]) == 2
     assert "missing.tsv: file not found" in capsys.readouterr().err
@@ -60,8 +75,25 @@ def test_bad_options_are_one_line_errors(tmp_path, capsys):
 def test_augment_classification_keeps_originals(tmp_path):
     train, _ = write_classification(tmp_path)
     out = tmp_path / "aug"
-    assert cli.main(["data", "augment", str(train), "data.text_column=sentence", "--out", str(out), "--copies", "2",
-                     "--ops", "swap,delete", "--synonyms", "embedding"]) == 0
+    assert (
+        cli.main(
+            [
+                "data",
+                "augment",
+                str(train),
+                "data.text_column=sentence",
+                "--out",
+                str(out),
+                "--copies",
+                "2",
+                "--ops",
+                "swap,delete",
+                "--synonyms",
+                "embedding",
+            ]
+        )
+        == 0
+    )
     original = train.read_text(encoding="utf-8")
     result = (out / "train.tsv").read_text(encoding="utf-8")
     assert result.startswith(original)  # every original line, unchanged and first
@@ -76,9 +108,14 @@ def test_augment_classification_keeps_originals(tmp_path):
 
 def test_augment_ner_with_entity_swap(tmp_path):
     src = tmp_path / "ner.conll"
-    src.write_text("en:Ann\tB-PER\nen:met\tO\nen:Bo\tB-PER\n\nen:Cy\tB-PER\nen:Lee\tI-PER\nen:left\tO\n", encoding="utf-8")
+    src.write_text(
+        "en:Ann\tB-PER\nen:met\tO\nen:Bo\tB-PER\n\nen:Cy\tB-PER\nen:Lee\tI-PER\nen:left\tO\n", encoding="utf-8"
+    )
     out = tmp_path / "aug"
-    assert cli.main(["data", "augment", str(src), 'data.token_prefix="en:"', "--ops", "entity-swap", "--out", str(out)]) == 0
+    assert (
+        cli.main(["data", "augment", str(src), 'data.token_prefix="en:"', "--ops", "entity-swap", "--out", str(out)])
+        == 0
+    )
     text = (out / "ner.conll").read_text()
     assert text.startswith(src.read_text()) and all(line.startswith("en:") for line in text.splitlines() if line)
     table = conll.read(str(out / "ner.conll"), "conll", conll.Options(token_prefix="en:"))
@@ -86,8 +123,10 @@ def test_augment_ner_with_entity_swap(tmp_path):
     assert table.rows[3].tokens[-1] == "left" and table.rows[3].tokens[:-1] in (["Ann"], ["Bo"])
 
 
-@pytest.mark.skipif(not any(lexicon.Path(d, "data.noun").is_file() for d in lexicon.DEFAULT_DIRS),
-                    reason="WordNet data files absent (make wordnet installs Debian's wordnet-base)")
+@pytest.mark.skipif(
+    not any(lexicon.Path(d, "data.noun").is_file() for d in lexicon.DEFAULT_DIRS),
+    reason="WordNet data files absent (make wordnet installs Debian's wordnet-base)",
+)
 def test_augment_with_wordnet_synonyms(tmp_path):
     src = tmp_path / "t.tsv"
     src.write_text("text\tlabel\na funny movie\t1\na boring film\t0\n", encoding="utf-8")
@@ -103,7 +142,23 @@ def test_split_grouped_and_deduplicated(tmp_path):
     src = tmp_path / "d.csv"
     src.write_text("\n".join(rows) + "\n", encoding="utf-8")
     out = tmp_path / "s"
-    assert cli.main(["data", "split", str(src), "--out", str(out), "--group-by", "user", "--dedupe", "--fractions", "0.6,0.2,0.2"]) == 0
+    assert (
+        cli.main(
+            [
+                "data",
+                "split",
+                str(src),
+                "--out",
+                str(out),
+                "--group-by",
+                "user",
+                "--dedupe",
+                "--fractions",
+                "0.6,0.2,0.2",
+            ]
+        )
+        == 0
+    )
     where = {}
     for name in ("train", "dev", "test"):
         lines = (out / f"{name}.csv").read_text().splitlines()
@@ -124,8 +179,24 @@ def test_augment_paraphrase_plumbing_with_a_tiny_lm(tmp_path, tiny_llama_dir):
     src = tmp_path / "t.tsv"
     src.write_text("text\tlabel\na funny movie\t1\na boring film\t0\nwhat a joy\t1\n", encoding="utf-8")
     out = tmp_path / "aug"
-    assert cli.main(["data", "augment", str(src), "--ops", "paraphrase", "--paraphrase-model", str(tiny_llama_dir),
-                     "--filter", "none", "--out", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "data",
+                "augment",
+                str(src),
+                "--ops",
+                "paraphrase",
+                "--paraphrase-model",
+                str(tiny_llama_dir),
+                "--filter",
+                "none",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     log = [json.loads(x) for x in (out / "augment.jsonl").read_text().splitlines()]
     rows = read_table(str(out / "t.tsv"), on_error="skip").rows
     assert len(rows) == 3 + len(log) and all(r["op"] == "paraphrase" and r["text"] for r in log)

@@ -13,13 +13,23 @@ def test_checksums():
 
 
 def test_find_in_mixed_text():
-    text = ("Mail jane.doe@example.org or call +1 (415) 555-0132. Card 4111 1111 1111 1111, IBAN GB82WEST12345698765432 to "
-            "me, IP 192.168.0.1, SSN 123-45-6789, born 14 July 1995, see https://example.com/x. 12 Baker Street")
+    text = (
+        "Mail jane.doe@example.org or call +1 (415) 555-0132. Card 4111 1111 1111 1111, IBAN GB82WEST12345698765432 to "
+        "me, IP 192.168.0.1, SSN 123-45-6789, born 14 July 1995, see https://example.com/x. 12 Baker Street"
+    )
     got = [(s.type, s.text) for s in pii.find(text)]
-    assert got == [("EMAIL", "jane.doe@example.org"), ("PHONE", "+1 (415) 555-0132"), ("CREDIT_CARD", "4111 1111 1111 1111"),
-                   ("IBAN", "GB82WEST12345698765432"), ("IP_ADDRESS", "192.168.0.1"), ("US_SSN", "123-45-6789"),
-                   ("DATE", "14 July 1995"), ("URL", "https://example.com/x"), ("ADDRESS", "12 Baker Street")]
-    assert all(text[s.start:s.end] == s.text for s in pii.find(text))
+    assert got == [
+        ("EMAIL", "jane.doe@example.org"),
+        ("PHONE", "+1 (415) 555-0132"),
+        ("CREDIT_CARD", "4111 1111 1111 1111"),
+        ("IBAN", "GB82WEST12345698765432"),
+        ("IP_ADDRESS", "192.168.0.1"),
+        ("US_SSN", "123-45-6789"),
+        ("DATE", "14 July 1995"),
+        ("URL", "https://example.com/x"),
+        ("ADDRESS", "12 Baker Street"),
+    ]
+    assert all(text[s.start : s.end] == s.text for s in pii.find(text))
 
 
 def test_non_matches():

@@ -8,7 +8,12 @@ import pytest
 from tunelab import cli
 from tunelab.data import pii, scrub
 
-ROWS = ["text\tlabel", "write to jane@example.org today\t1", "call 415-555-0132 or jane@example.org\t0", "nothing here\t1"]
+ROWS = [
+    "text\tlabel",
+    "write to jane@example.org today\t1",
+    "call 415-555-0132 or jane@example.org\t0",
+    "nothing here\t1",
+]
 
 
 def test_replacer_modes_are_consistent():
@@ -20,7 +25,11 @@ def test_replacer_modes_are_consistent():
     assert scrub.Replacer("hash", salt="s")("EMAIL", "a@b.io") == first  # the same salt, the same hash
     ps = scrub.Replacer("pseudonym", salt="s")
     name = ps("PERSON", "Ann Lee")
-    assert len(name.split()) == 2 and ps("PERSON", "Ann Lee") == name and ps.mapping[name] == {"type": "PERSON", "original": "Ann Lee"}
+    assert (
+        len(name.split()) == 2
+        and ps("PERSON", "Ann Lee") == name
+        and ps.mapping[name] == {"type": "PERSON", "original": "Ann Lee"}
+    )
     assert ps("EMAIL", "a@b.io").endswith("@example.com")
     text = "hi a@b.io!"
     assert scrub.replace_spans(text, [pii.Span(3, 9, "EMAIL", "a@b.io")], ph) == "hi <EMAIL>!"
@@ -39,7 +48,10 @@ def test_scrub_file_with_mapping(tmp_path):
     src = tmp_path / "d.tsv"
     src.write_text("\n".join(ROWS) + "\n", encoding="utf-8")
     out, mapping = tmp_path / "out", tmp_path / "map.json"
-    assert cli.main(["data", "scrub", str(src), "--out", str(out), "--mapping", str(mapping), "--replace", "pseudonym"]) == 0
+    assert (
+        cli.main(["data", "scrub", str(src), "--out", str(out), "--mapping", str(mapping), "--replace", "pseudonym"])
+        == 0
+    )
     lines = (out / "d.tsv").read_text().splitlines()
     assert lines[0] == ROWS[0] and lines[3] == ROWS[3] and "jane@example.org" not in "".join(lines)
     fake = lines[1].split()[2]
@@ -71,9 +83,21 @@ def test_names_from_a_tunelab_ner_run(tmp_path, tiny_bert_dir):
     from tunelab.recipes import finetune
 
     train = write_names(tmp_path / "train.conll")
-    cfg = config.load(None, ["task=token_classification", f"output_dir={tmp_path / 'run'}", f"model.name={tiny_bert_dir}",
-                             f"data.train={train}", "train.epochs=6", "train.batch_size=16", "train.lr=1e-2",
-                             "train.precision=fp32", "train.warmup_fraction=0.0", "model.max_length=16"])
+    cfg = config.load(
+        None,
+        [
+            "task=token_classification",
+            f"output_dir={tmp_path / 'run'}",
+            f"model.name={tiny_bert_dir}",
+            f"data.train={train}",
+            "train.epochs=6",
+            "train.batch_size=16",
+            "train.lr=1e-2",
+            "train.precision=fp32",
+            "train.warmup_fraction=0.0",
+            "model.max_length=16",
+        ],
+    )
     finetune.run(cfg, quiet=True, log=lambda m: None)
     src = tmp_path / "d.jsonl"
     src.write_text(json.dumps({"text": "the good ann was in the film", "label": "x"}) + "\n", encoding="utf-8")
@@ -81,19 +105,49 @@ def test_names_from_a_tunelab_ner_run(tmp_path, tiny_bert_dir):
     assert cli.main(["data", "scrub", str(src), "--ner", str(tmp_path / "run"), "--out", str(out)]) == 0
     assert json.loads((out / "d.jsonl").read_text())["text"] == "the good <PERSON> was in the film"
     gold = tmp_path / "gold.jsonl"
-    gold.write_text(json.dumps({"text": "it was bo and a@b.io", "spans": [{"start": 7, "end": 9, "label": "PER"},
-                                                                         {"start": 14, "end": 20, "label": "EMAIL_ADDRESS"}]}) + "\n")
-    assert cli.main(["data", "scrub", "--evaluate", str(gold), "--ner", str(tmp_path / "run"), "--out", str(tmp_path / "ev")]) == 0
+    gold.write_text(
+        json.dumps(
+            {
+                "text": "it was bo and a@b.io",
+                "spans": [{"start": 7, "end": 9, "label": "PER"}, {"start": 14, "end": 20, "label": "EMAIL_ADDRESS"}],
+            }
+        )
+        + "\n"
+    )
+    assert (
+        cli.main(
+            ["data", "scrub", "--evaluate", str(gold), "--ner", str(tmp_path / "run"), "--out", str(tmp_path / "ev")]
+        )
+        == 0
+    )
     per = json.loads((tmp_path / "ev" / "evaluation.json").read_text())["per_type"]
-    assert per["PERSON"]["recall"] == 1.0 and per["EMAIL"] == {"gold": 1, "predicted": 1, "precision": 1.0, "recall": 1.0}
+    assert per["PERSON"]["recall"] == 1.0 and per["EMAIL"] == {
+        "gold": 1,
+        "predicted": 1,
+        "precision": 1.0,
+        "recall": 1.0,
+    }
 
 
 @pytest.mark.real
 def test_pii_patterns_on_presidio_synthetic_set(shared_data, tmp_path):
     out = tmp_path / "ev"
     path = shared_data / "pii" / "synth_dataset_v2.json"
-    assert cli.main(["data", "scrub", "--evaluate", str(path), "--out", str(out), "--types",
-                     "EMAIL,URL,IP_ADDRESS,CREDIT_CARD,IBAN,US_SSN,PHONE,DATE,ADDRESS"]) == 0
+    assert (
+        cli.main(
+            [
+                "data",
+                "scrub",
+                "--evaluate",
+                str(path),
+                "--out",
+                str(out),
+                "--types",
+                "EMAIL,URL,IP_ADDRESS,CREDIT_CARD,IBAN,US_SSN,PHONE,DATE,ADDRESS",
+            ]
+        )
+        == 0
+    )
     per = json.loads((out / "evaluation.json").read_text())["per_type"]
     for kind in ("EMAIL", "CREDIT_CARD", "IBAN", "PHONE", "IP_ADDRESS"):
         assert per[kind]["recall"] >= 0.95 and per[kind]["precision"] >= 0.9, (kind, per[kind])
@@ -101,12 +155,17 @@ def test_pii_patterns_on_presidio_synthetic_set(shared_data, tmp_path):
 
 def test_scrub_instruction_data_and_text_documents(tmp_path):
     src = tmp_path / "a.json"
-    src.write_text(json.dumps([{"instruction": "Reply to bob@corp.com", "input": "IP 10.0.0.7", "output": "Done, bob@corp.com",
-                                "id": 7}]), encoding="utf-8")
+    src.write_text(
+        json.dumps(
+            [{"instruction": "Reply to bob@corp.com", "input": "IP 10.0.0.7", "output": "Done, bob@corp.com", "id": 7}]
+        ),
+        encoding="utf-8",
+    )
     out = tmp_path / "o1"
     assert cli.main(["data", "scrub", str(src), "--out", str(out)]) == 0
-    assert json.loads((out / "a.json").read_text()) == [{"instruction": "Reply to <EMAIL>", "input": "IP <IP_ADDRESS>",
-                                                          "output": "Done, <EMAIL>", "id": 7}]
+    assert json.loads((out / "a.json").read_text()) == [
+        {"instruction": "Reply to <EMAIL>", "input": "IP <IP_ADDRESS>", "output": "Done, <EMAIL>", "id": 7}
+    ]
     doc = tmp_path / "notes.txt"
     doc.write_text("First doc, call +44 20 7946 0958.\nSecond line.\n\nOther doc.\n", encoding="utf-8")
     out = tmp_path / "o2"

@@ -12,8 +12,18 @@ from dataclasses import dataclass, field
 from tunelab.data import checks
 from tunelab.data.inputs import Inputs, Item
 
-CHECKS = ("unreadable", "duplicates", "near_duplicates", "leakage", "encoding", "lengths", "language", "label_errors",
-          "tags", "instructions")
+CHECKS = (
+    "unreadable",
+    "duplicates",
+    "near_duplicates",
+    "leakage",
+    "encoding",
+    "lengths",
+    "language",
+    "label_errors",
+    "tags",
+    "instructions",
+)
 
 
 @dataclass
@@ -63,12 +73,23 @@ class Audit:
 def run(inputs: Inputs, opts: Options = Options()) -> Audit:
     """Run every check not in ``opts.skip`` and collect the findings."""
     items = inputs.items()
-    files = [{"split": s.name, "path": s.path, "format": s.fmt, "rows": len(s.items), "unreadable": len(s.skipped)}
-             for s in inputs.splits]
+    files = [
+        {"split": s.name, "path": s.path, "format": s.fmt, "rows": len(s.items), "unreadable": len(s.skipped)}
+        for s in inputs.splits
+    ]
     audit = Audit(inputs.task, items, files, {}, [])
-    steps = [("unreadable", _unreadable), ("duplicates", _duplicates), ("near_duplicates", _near),
-             ("leakage", _leakage), ("encoding", _encoding), ("lengths", _lengths), ("language", _language),
-             ("label_errors", _label_errors), ("tags", _tags), ("instructions", _instructions)]
+    steps = [
+        ("unreadable", _unreadable),
+        ("duplicates", _duplicates),
+        ("near_duplicates", _near),
+        ("leakage", _leakage),
+        ("encoding", _encoding),
+        ("lengths", _lengths),
+        ("language", _language),
+        ("label_errors", _label_errors),
+        ("tags", _tags),
+        ("instructions", _instructions),
+    ]
     _labels(inputs, audit)
     for name, step in steps:
         if name not in opts.skip:
@@ -90,8 +111,15 @@ def _labels(inputs: Inputs, audit: Audit) -> None:
         unseen = sorted(set(counts) - train)
         if name != "train" and unseen:
             idx = [[i] for i, it in enumerate(audit.items) if it.split == name and it.label in unseen]
-            audit.findings.append(Finding("unseen_labels", f"{name} labels never seen in train: {', '.join(unseen)}",
-                                          "evaluation stops with an error on these rows", idx, severity="error"))
+            audit.findings.append(
+                Finding(
+                    "unseen_labels",
+                    f"{name} labels never seen in train: {', '.join(unseen)}",
+                    "evaluation stops with an error on these rows",
+                    idx,
+                    severity="error",
+                )
+            )
 
 
 def _unreadable(inputs: Inputs, audit: Audit, opts: Options) -> None:
@@ -101,11 +129,18 @@ def _unreadable(inputs: Inputs, audit: Audit, opts: Options) -> None:
             is_empty = "non-empty" in reason or "has no words" in reason
             (empty if is_empty else other).append((s.path, line, reason))
     name = "empty outputs or texts" if inputs.task == "causal_lm" else "empty or whitespace-only texts"
-    audit.findings.append(Finding("empty", name, "training with data.on_error: raise stops here; with skip they are dropped",
-                                  lines=empty))
-    audit.findings.append(Finding("unreadable", "rows the reader cannot use",
-                                  "training with data.on_error: raise stops at the first; with skip they are dropped",
-                                  lines=other, severity="error"))
+    audit.findings.append(
+        Finding("empty", name, "training with data.on_error: raise stops here; with skip they are dropped", lines=empty)
+    )
+    audit.findings.append(
+        Finding(
+            "unreadable",
+            "rows the reader cannot use",
+            "training with data.on_error: raise stops at the first; with skip they are dropped",
+            lines=other,
+            severity="error",
+        )
+    )
 
 
 def _duplicates(inputs: Inputs, audit: Audit, opts: Options) -> None:
@@ -114,15 +149,30 @@ def _duplicates(inputs: Inputs, audit: Audit, opts: Options) -> None:
     groups = checks.exact_groups(keys)
     lm = inputs.task == "causal_lm"
     check = "duplicate_instructions" if lm else "exact_duplicates"
-    title = "duplicate instructions (same prompt)" if lm else "exact duplicates (same text after whitespace normalisation)"
-    audit.findings.append(Finding(check, title, "repeated rows weigh more in training; the copies beyond the first add nothing",
-                                  groups, severity="info"))
+    title = (
+        "duplicate instructions (same prompt)" if lm else "exact duplicates (same text after whitespace normalisation)"
+    )
+    audit.findings.append(
+        Finding(
+            check,
+            title,
+            "repeated rows weigh more in training; the copies beyond the first add nothing",
+            groups,
+            severity="info",
+        )
+    )
     conflict = [g for g in groups if len({_answer(items[i]) for i in g}) > 1]
     if inputs.task != "token_classification":
         what = "outputs" if lm else "labels"
-        audit.findings.append(Finding("conflicting_duplicates", f"duplicates with conflicting {what}",
-                                      "the model is trained towards two answers for one input; at least one is wrong",
-                                      conflict, severity="error"))
+        audit.findings.append(
+            Finding(
+                "conflicting_duplicates",
+                f"duplicates with conflicting {what}",
+                "the model is trained towards two answers for one input; at least one is wrong",
+                conflict,
+                severity="error",
+            )
+        )
     audit.stats["exact_duplicate_rows"] = sum(len(g) - 1 for g in groups)
 
 
@@ -141,14 +191,26 @@ def _near(inputs: Inputs, audit: Audit, opts: Options) -> None:
         sims.setdefault(i, []).append(s)
         sims.setdefault(j, []).append(s)
     detail = {k: max(max(sims.get(i, [0])) for i in g) for k, g in enumerate(groups)}
-    audit.findings.append(Finding("near_duplicates", f"near duplicates (character 5-gram Jaccard >= {opts.near_threshold})",
-                                  "near copies over-weight one example and, across splits, inflate held-out scores",
-                                  groups, detail={k: {"max_jaccard": v} for k, v in detail.items()}, severity="info"))
+    audit.findings.append(
+        Finding(
+            "near_duplicates",
+            f"near duplicates (character 5-gram Jaccard >= {opts.near_threshold})",
+            "near copies over-weight one example and, across splits, inflate held-out scores",
+            groups,
+            detail={k: {"max_jaccard": v} for k, v in detail.items()},
+            severity="info",
+        )
+    )
     if inputs.task != "token_classification":
         conflict = [g for g in groups if len({_answer(items[i]) for i in g}) > 1]
-        audit.findings.append(Finding("conflicting_near_duplicates", "near duplicates with conflicting labels or outputs",
-                                      "nearly the same input with different answers: often a label error (or a negation)",
-                                      conflict))
+        audit.findings.append(
+            Finding(
+                "conflicting_near_duplicates",
+                "near duplicates with conflicting labels or outputs",
+                "nearly the same input with different answers: often a label error (or a negation)",
+                conflict,
+            )
+        )
     across = [(i, j, s) for i, j, s in pairs if items[i].split != items[j].split]
     audit.stats["_near_across"] = across
 
@@ -163,14 +225,26 @@ def _leakage(inputs: Inputs, audit: Audit, opts: Options) -> None:
         j = seen.setdefault(key, i)
         if items[j].split != items[i].split:
             exact.append([j, i])
-    audit.findings.append(Finding("leakage_exact", "held-out rows whose text is also in an earlier split (train before dev before test)",
-                                  "held-out scores are inflated: the model saw these inputs in training",
-                                  exact, severity="error"))
+    audit.findings.append(
+        Finding(
+            "leakage_exact",
+            "held-out rows whose text is also in an earlier split (train before dev before test)",
+            "held-out scores are inflated: the model saw these inputs in training",
+            exact,
+            severity="error",
+        )
+    )
     across = audit.stats.pop("_near_across", [])
     near = [[i, j] if order[items[i].split] <= order[items[j].split] else [j, i] for i, j, _ in across]
-    audit.findings.append(Finding("leakage_near", f"held-out rows nearly equal to a row of another split (Jaccard >= {opts.near_threshold})",
-                                  "held-out scores are optimistic on these rows", near,
-                                  detail={k: {"jaccard": s} for k, (_, _, s) in enumerate(across)}))
+    audit.findings.append(
+        Finding(
+            "leakage_near",
+            f"held-out rows nearly equal to a row of another split (Jaccard >= {opts.near_threshold})",
+            "held-out scores are optimistic on these rows",
+            near,
+            detail={k: {"jaccard": s} for k, (_, _, s) in enumerate(across)},
+        )
+    )
 
 
 def _encoding(inputs: Inputs, audit: Audit, opts: Options) -> None:
@@ -180,8 +254,15 @@ def _encoding(inputs: Inputs, audit: Audit, opts: Options) -> None:
         if problems:
             why[len(bad)] = {"problems": problems}
             bad.append([i])
-    audit.findings.append(Finding("encoding", "encoding junk (control, replacement or zero-width characters, mojibake)",
-                                  "junk characters become [UNK] or odd sub-words and carry no meaning", bad, detail=why))
+    audit.findings.append(
+        Finding(
+            "encoding",
+            "encoding junk (control, replacement or zero-width characters, mojibake)",
+            "junk characters become [UNK] or odd sub-words and carry no meaning",
+            bad,
+            detail=why,
+        )
+    )
 
 
 def _lengths(inputs: Inputs, audit: Audit, opts: Options) -> None:
@@ -190,20 +271,38 @@ def _lengths(inputs: Inputs, audit: Audit, opts: Options) -> None:
     cfg = inputs.cfg
     counted, prompts = lengths.count(inputs, audit.items)
     limit = cfg.model.max_length
-    audit.stats["lengths"] = {s.name: checks.length_stats([counted[i] for i, it in enumerate(audit.items) if it.split == s.name], limit)
-                              for s in inputs.splits}
+    audit.stats["lengths"] = {
+        s.name: checks.length_stats([counted[i] for i, it in enumerate(audit.items) if it.split == s.name], limit)
+        for s in inputs.splits
+    }
     audit.stats["length_histogram"] = checks.histogram(counted)
     over = [[i] for i, n in enumerate(counted) if n > limit]
-    effect = {"classification": "text past model.max_length is cut off before the model sees it",
-              "token_classification": "sentences are cut into overlapping windows (nothing is lost, but context is)",
-              "causal_lm": f"examples longer than the context are {cfg.lm.overlong}d (lm.overlong)"}[inputs.task]
-    audit.findings.append(Finding("too_long", f"rows longer than model.max_length ({limit} tokens of {cfg.model.name})", effect,
-                                  over, detail={k: {"tokens": counted[g[0]]} for k, g in enumerate(over)},
-                                  severity="info" if inputs.task == "token_classification" else "warning"))
+    effect = {
+        "classification": "text past model.max_length is cut off before the model sees it",
+        "token_classification": "sentences are cut into overlapping windows (nothing is lost, but context is)",
+        "causal_lm": f"examples longer than the context are {cfg.lm.overlong}d (lm.overlong)",
+    }[inputs.task]
+    audit.findings.append(
+        Finding(
+            "too_long",
+            f"rows longer than model.max_length ({limit} tokens of {cfg.model.name})",
+            effect,
+            over,
+            detail={k: {"tokens": counted[g[0]]} for k, g in enumerate(over)},
+            severity="info" if inputs.task == "token_classification" else "warning",
+        )
+    )
     if inputs.task == "causal_lm":
         long_prompts = [[i] for i, n in enumerate(prompts) if n is not None and n >= limit]
-        audit.findings.append(Finding("prompt_too_long", f"prompts at least as long as the context ({limit} tokens)",
-                                      "no reply token fits: the example teaches nothing", long_prompts, severity="error"))
+        audit.findings.append(
+            Finding(
+                "prompt_too_long",
+                f"prompts at least as long as the context ({limit} tokens)",
+                "no reply token fits: the example teaches nothing",
+                long_prompts,
+                severity="error",
+            )
+        )
 
 
 def _language(inputs: Inputs, audit: Audit, opts: Options) -> None:
@@ -214,9 +313,16 @@ def _language(inputs: Inputs, audit: Audit, opts: Options) -> None:
     main = max(mix["languages"], key=mix["languages"].get) if mix["languages"] else None
     other = [[i] for i, lang in enumerate(per_item) if lang is not None and lang != main]
     if main is not None and len(other) >= max(2, 0.01 * mix["identified"]):
-        audit.findings.append(Finding("language_mix", f"rows not in the main language ({main})",
-                                      "a monolingual model reads these poorly; check they belong",
-                                      other, detail={k: {"language": per_item[g[0]]} for k, g in enumerate(other)}, severity="info"))
+        audit.findings.append(
+            Finding(
+                "language_mix",
+                f"rows not in the main language ({main})",
+                "a monolingual model reads these poorly; check they belong",
+                other,
+                detail={k: {"language": per_item[g[0]]} for k, g in enumerate(other)},
+                severity="info",
+            )
+        )
 
 
 def _label_errors(inputs: Inputs, audit: Audit, opts: Options) -> None:
@@ -228,14 +334,33 @@ def _label_errors(inputs: Inputs, audit: Audit, opts: Options) -> None:
         return
     from tunelab.data import labelnoise
 
-    ranked, probs, names = labelnoise.find([audit.items[i].text for i in idx], labels, opts.label_model, opts.folds, opts.seed, opts.log)
+    ranked, probs, names = labelnoise.find(
+        [audit.items[i].text for i in idx], labels, opts.label_model, opts.folds, opts.seed, opts.log
+    )
     groups = [[idx[r]] for r in ranked]
-    detail = {k: {"given": labels[r], "suggested": names[int(probs[r].argmax())], "p_given": round(float(probs[r][names.index(labels[r])]), 4)}
-              for k, r in enumerate(ranked)}
-    audit.stats["label_model"] = {"embeddings": opts.label_model, "classifier": "logistic regression",
-                                  "folds": opts.folds, "out_of_fold_accuracy": round(float((probs.argmax(1) == [names.index(x) for x in labels]).mean()), 4)}
-    audit.findings.append(Finding("label_errors", "likely label errors (confident learning on out-of-fold probabilities)",
-                                  "wrong labels teach the model wrong answers and cap its accuracy", groups, detail=detail))
+    detail = {
+        k: {
+            "given": labels[r],
+            "suggested": names[int(probs[r].argmax())],
+            "p_given": round(float(probs[r][names.index(labels[r])]), 4),
+        }
+        for k, r in enumerate(ranked)
+    }
+    audit.stats["label_model"] = {
+        "embeddings": opts.label_model,
+        "classifier": "logistic regression",
+        "folds": opts.folds,
+        "out_of_fold_accuracy": round(float((probs.argmax(1) == [names.index(x) for x in labels]).mean()), 4),
+    }
+    audit.findings.append(
+        Finding(
+            "label_errors",
+            "likely label errors (confident learning on out-of-fold probabilities)",
+            "wrong labels teach the model wrong answers and cap its accuracy",
+            groups,
+            detail=detail,
+        )
+    )
 
 
 def _tags(inputs: Inputs, audit: Audit, opts: Options) -> None:
@@ -243,25 +368,48 @@ def _tags(inputs: Inputs, audit: Audit, opts: Options) -> None:
         return
     from tunelab.data import tagging
 
-    tag_counts = {s.name: dict(sorted(Counter(t for it in s.items for t in it.row.tags).items())) for s in inputs.splits}
+    tag_counts = {
+        s.name: dict(sorted(Counter(t for it in s.items for t in it.row.tags).items())) for s in inputs.splits
+    }
     spans = [(i, a, b, kind) for i, it in enumerate(audit.items) for a, b, kind in tagging.spans(it.row.tags)]
     audit.stats["tags"] = tag_counts
-    audit.stats["entities"] = {s.name: dict(sorted(Counter(k for i, _, _, k in spans if audit.items[i].split == s.name).items()))
-                               for s in inputs.splits}
+    audit.stats["entities"] = {
+        s.name: dict(sorted(Counter(k for i, _, _, k in spans if audit.items[i].split == s.name).items()))
+        for s in inputs.splits
+    }
     groups, detail = [], {}
     for kind in sorted({k for *_, k in spans}):
         mine = [(i, b - a) for i, a, b, k in spans if k == kind]
         for pos in checks.outliers([n for _, n in mine]):
             detail[len(groups)] = {"type": kind, "tokens": mine[pos][1]}
             groups.append([mine[pos][0]])
-    audit.findings.append(Finding("entity_length_outliers", "entities much longer than others of their type (Q3 + 3 IQR)",
-                                  "often a missing O or a B- where an entity should end", groups, detail=detail, severity="info"))
+    audit.findings.append(
+        Finding(
+            "entity_length_outliers",
+            "entities much longer than others of their type (Q3 + 3 IQR)",
+            "often a missing O or a B- where an entity should end",
+            groups,
+            detail=detail,
+            severity="info",
+        )
+    )
 
 
 def _instructions(inputs: Inputs, audit: Audit, opts: Options) -> None:
     if inputs.task != "causal_lm":
         return
-    empty = [[i] for i, it in enumerate(audit.items)
-             if it.row.messages is not None and any(m["role"] == "assistant" and not m["content"].strip() for m in it.row.messages)]
-    audit.findings.append(Finding("empty_outputs", "examples with an empty assistant reply",
-                                  "the model learns to answer with nothing", empty, severity="error"))
+    empty = [
+        [i]
+        for i, it in enumerate(audit.items)
+        if it.row.messages is not None
+        and any(m["role"] == "assistant" and not m["content"].strip() for m in it.row.messages)
+    ]
+    audit.findings.append(
+        Finding(
+            "empty_outputs",
+            "examples with an empty assistant reply",
+            "the model learns to answer with nothing",
+            empty,
+            severity="error",
+        )
+    )

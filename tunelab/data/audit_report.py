@@ -14,9 +14,13 @@ _SEVERITY = {"error": 0, "warning": 1, "info": 2}
 
 def to_json(audit: Audit) -> dict:
     """The whole audit as plain data: every finding with every row's file:line, text and label."""
-    return {"task": audit.task, "files": audit.files, "stats": audit.stats,
-            "summary": {f.check: f.count for f in audit.findings},
-            "findings": [_finding_json(audit, f) for f in _ordered(audit.findings)]}
+    return {
+        "task": audit.task,
+        "files": audit.files,
+        "stats": audit.stats,
+        "summary": {f.check: f.count for f in audit.findings},
+        "findings": [_finding_json(audit, f) for f in _ordered(audit.findings)],
+    }
 
 
 def _ordered(findings: list[Finding]) -> list[Finding]:
@@ -26,14 +30,24 @@ def _ordered(findings: list[Finding]) -> list[Finding]:
 def _finding_json(audit: Audit, f: Finding) -> dict:
     rows = []
     for k, group in enumerate(f.groups):
-        row = {"refs": [f"{audit.items[i].source}:{audit.items[i].line}" for i in group],
-               "text": audit.items[group[0]].text, **f.detail.get(k, {})}
+        row = {
+            "refs": [f"{audit.items[i].source}:{audit.items[i].line}" for i in group],
+            "text": audit.items[group[0]].text,
+            **f.detail.get(k, {}),
+        }
         answers = [a for a in (_answer(audit.items[i]) for i in group) if a is not None]
         if answers:
             row["labels" if audit.task == "classification" else "outputs"] = answers
         rows.append(row)
     rows += [{"refs": [f"{path}:{line}"], "reason": reason} for path, line, reason in f.lines]
-    return {"check": f.check, "title": f.title, "severity": f.severity, "count": f.count, "effect": f.effect, "rows": rows}
+    return {
+        "check": f.check,
+        "title": f.title,
+        "severity": f.severity,
+        "count": f.count,
+        "effect": f.effect,
+        "rows": rows,
+    }
 
 
 def _answer(item):
@@ -61,27 +75,65 @@ def _summary_rows(data: dict) -> list[list[str]]:
 def _stat_tables(data: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     """(heading, header, rows) for the statistics sections."""
     st = data["stats"]
-    out = [("Files", ["split", "file", "format", "rows", "unreadable rows"],
-            [[f["split"], f["path"], f["format"], str(f["rows"]), str(f["unreadable"])] for f in data["files"]])]
+    out = [
+        (
+            "Files",
+            ["split", "file", "format", "rows", "unreadable rows"],
+            [[f["split"], f["path"], f["format"], str(f["rows"]), str(f["unreadable"])] for f in data["files"]],
+        )
+    ]
     if "labels" in st:
         labels = sorted({lab for c in st["labels"].values() for lab in c})
-        out.append(("Label distribution", ["split", *labels, "imbalance (max/min)"],
-                    [[s, *[str(c.get(lab, 0)) for lab in labels], str(st["imbalance"][s])] for s, c in st["labels"].items()]))
+        out.append(
+            (
+                "Label distribution",
+                ["split", *labels, "imbalance (max/min)"],
+                [
+                    [s, *[str(c.get(lab, 0)) for lab in labels], str(st["imbalance"][s])]
+                    for s, c in st["labels"].items()
+                ],
+            )
+        )
     if "entities" in st:
         kinds = sorted({k for c in st["entities"].values() for k in c})
-        out.append(("Entities per type", ["split", *kinds], [[s, *[str(c.get(k, 0)) for k in kinds]] for s, c in st["entities"].items()]))
+        out.append(
+            (
+                "Entities per type",
+                ["split", *kinds],
+                [[s, *[str(c.get(k, 0)) for k in kinds]] for s, c in st["entities"].items()],
+            )
+        )
     if "lengths" in st:
         keys = ["count", "min", "mean", "p50", "p90", "p99", "max", "over_limit"]
-        out.append(("Length in tokens", ["split", *keys],
-                    [[s, *[f"{v[k]:g}" if isinstance(v[k], float) else str(v[k]) for k in keys]] for s, v in st["lengths"].items()]))
+        out.append(
+            (
+                "Length in tokens",
+                ["split", *keys],
+                [
+                    [s, *[f"{v[k]:g}" if isinstance(v[k], float) else str(v[k]) for k in keys]]
+                    for s, v in st["lengths"].items()
+                ],
+            )
+        )
     if "language" in st:
         lang = st["language"]
-        out.append(("Language (texts of 5+ words identified with p >= 0.99)", ["language", "texts"],
-                    [[k, str(v)] for k, v in lang["languages"].items()] + [["(short or unsure)", str(lang["too_short_or_unsure"])]]))
+        out.append(
+            (
+                "Language (texts of 5+ words identified with p >= 0.99)",
+                ["language", "texts"],
+                [[k, str(v)] for k, v in lang["languages"].items()]
+                + [["(short or unsure)", str(lang["too_short_or_unsure"])]],
+            )
+        )
     if "label_model" in st:
         lm = st["label_model"]
-        out.append(("Label-error model", ["embeddings", "classifier", "folds", "out-of-fold accuracy"],
-                    [[lm["embeddings"], lm["classifier"], str(lm["folds"]), str(lm["out_of_fold_accuracy"])]]))
+        out.append(
+            (
+                "Label-error model",
+                ["embeddings", "classifier", "folds", "out-of-fold accuracy"],
+                [[lm["embeddings"], lm["classifier"], str(lm["folds"]), str(lm["out_of_fold_accuracy"])]],
+            )
+        )
     return out
 
 
@@ -89,8 +141,13 @@ def _example_rows(f: dict) -> list[list[str]]:
     rows = []
     for r in f["rows"][:SHOWN]:
         extra = {k: v for k, v in r.items() if k not in ("refs", "text", "reason")}
-        rows.append([", ".join(r["refs"][:6]) + (f" (+{len(r['refs']) - 6})" if len(r["refs"]) > 6 else ""),
-                     _short(r.get("text", r.get("reason", ""))), _short(json.dumps(extra, ensure_ascii=False), 100) if extra else ""])
+        rows.append(
+            [
+                ", ".join(r["refs"][:6]) + (f" (+{len(r['refs']) - 6})" if len(r["refs"]) > 6 else ""),
+                _short(r.get("text", r.get("reason", ""))),
+                _short(json.dumps(extra, ensure_ascii=False), 100) if extra else "",
+            ]
+        )
     return rows
 
 
@@ -103,28 +160,50 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
 def markdown(data: dict) -> str:
     parts = [f"# Data audit ({data['task']})", ""]
     if data["findings"]:
-        parts += ["## Findings", "", _md_table(["severity", "finding", "rows", "what it does"], _summary_rows(data)), ""]
+        parts += [
+            "## Findings",
+            "",
+            _md_table(["severity", "finding", "rows", "what it does"], _summary_rows(data)),
+            "",
+        ]
     else:
         parts += ["No problems found.", ""]
     for heading, header, rows in _stat_tables(data):
         parts += [f"## {heading}", "", _md_table(header, rows), ""]
     for f in data["findings"]:
         more = f" (first {SHOWN} of {len(f['rows'])}; all in audit.json)" if len(f["rows"]) > SHOWN else ""
-        parts += [f"## {f['title']}: {f['count']}", "", f"{f['effect']}{more}.", "",
-                  _md_table(["where", "text", "detail"], _example_rows(f)), ""]
+        parts += [
+            f"## {f['title']}: {f['count']}",
+            "",
+            f"{f['effect']}{more}.",
+            "",
+            _md_table(["where", "text", "detail"], _example_rows(f)),
+            "",
+        ]
     return "\n".join(parts)
 
 
-_CSS = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}"
-        "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;"
-        "vertical-align:top;font-size:14px}th{background:#f3f3f3}.error{color:#b00020;font-weight:bold}.warning{color:#a15c00}"
-        ".info{color:#555}.bar{background:#4a7bd0;height:12px;display:inline-block}")
+_CSS = (
+    "body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}"
+    "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;"
+    "vertical-align:top;font-size:14px}th{background:#f3f3f3}.error{color:#b00020;font-weight:bold}.warning{color:#a15c00}"
+    ".info{color:#555}.bar{background:#4a7bd0;height:12px;display:inline-block}"
+)
 
 
 def _html_table(header: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td class='{html.escape(c)}'>{html.escape(c)}</td>" if j == 0 and c in _SEVERITY
-                                    else f"<td>{html.escape(c)}</td>" for j, c in enumerate(r)) + "</tr>" for r in rows)
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f"<td class='{html.escape(c)}'>{html.escape(c)}</td>"
+            if j == 0 and c in _SEVERITY
+            else f"<td>{html.escape(c)}</td>"
+            for j, c in enumerate(r)
+        )
+        + "</tr>"
+        for r in rows
+    )
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
@@ -133,16 +212,23 @@ def _histogram(data: dict) -> str:
     if not bins:
         return ""
     top = max(c for _, _, c in bins) or 1
-    rows = "".join(f"<tr><td>{lo:g}-{hi:g}</td><td><span class='bar' style='width:{300 * c / top:.0f}px'></span> {c}</td></tr>"
-                   for lo, hi, c in bins)
+    rows = "".join(
+        f"<tr><td>{lo:g}-{hi:g}</td><td><span class='bar' style='width:{300 * c / top:.0f}px'></span> {c}</td></tr>"
+        for lo, hi, c in bins
+    )
     return f"<h2>Length histogram (tokens, all splits)</h2><table>{rows}</table>"
 
 
 def to_html(data: dict) -> str:
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Data audit</title><style>{_CSS}</style></head><body>",
-             f"<h1>Data audit ({html.escape(data['task'])})</h1>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>Data audit</title><style>{_CSS}</style></head><body>",
+        f"<h1>Data audit ({html.escape(data['task'])})</h1>",
+    ]
     if data["findings"]:
-        parts += ["<h2>Findings</h2>", _html_table(["severity", "finding", "rows", "what it does"], _summary_rows(data))]
+        parts += [
+            "<h2>Findings</h2>",
+            _html_table(["severity", "finding", "rows", "what it does"], _summary_rows(data)),
+        ]
     else:
         parts.append("<p>No problems found.</p>")
     for heading, header, rows in _stat_tables(data):
@@ -150,7 +236,10 @@ def to_html(data: dict) -> str:
     parts.append(_histogram(data))
     for f in data["findings"]:
         more = f" (first {SHOWN} of {len(f['rows'])}; all in audit.json)" if len(f["rows"]) > SHOWN else ""
-        parts += [f"<h2>{html.escape(f['title'])}: {f['count']}</h2>", f"<p>{html.escape(f['effect'] + more)}.</p>",
-                  _html_table(["where", "text", "detail"], _example_rows(f))]
+        parts += [
+            f"<h2>{html.escape(f['title'])}: {f['count']}</h2>",
+            f"<p>{html.escape(f['effect'] + more)}.</p>",
+            _html_table(["where", "text", "detail"], _example_rows(f)),
+        ]
     parts.append("</body></html>")
     return "\n".join(parts)

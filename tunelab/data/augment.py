@@ -23,11 +23,15 @@ from tunelab.data.inputs import Inputs, Item
 from tunelab.errors import TunelabError
 
 OPS = ("synonym", "swap", "delete", "insert", "entity-swap", "paraphrase")
-STOPWORDS = frozenset(("a an the and or but if of at by for with about against between into through during before after above "
-                       "below to from up down in out on off over under again further then once here there when where why how "
-                       "all any both each few more most other some such no nor not only own same so than too very s t can will "
-                       "just don should now i me my we our you your he him his she her it its they them their what which who whom "
-                       "this that these those am is are was were be been being have has had having do does did doing").split())
+STOPWORDS = frozenset(
+    (
+        "a an the and or but if of at by for with about against between into through during before after above "
+        "below to from up down in out on off over under again further then once here there when where why how "
+        "all any both each few more most other some such no nor not only own same so than too very s t can will "
+        "just don should now i me my we our you your he him his she her it its they them their what which who whom "
+        "this that these those am is are was were be been being have has had having do does did doing"
+    ).split()
+)
 PARAPHRASE_PROMPT = "Rewrite the following text in different words, keeping its meaning and tone. Reply with the rewritten text only.\n\n{text}"
 
 
@@ -64,7 +68,9 @@ def swap(words: list[str], movable: list[bool], n: int, rng: random.Random) -> l
     return out
 
 
-def delete(words: list[str], tags: list[str], movable: list[bool], p: float, rng: random.Random) -> tuple[list[str], list[str]]:
+def delete(
+    words: list[str], tags: list[str], movable: list[bool], p: float, rng: random.Random
+) -> tuple[list[str], list[str]]:
     """Drop each movable word with probability ``p``; at least one word is always left."""
     keep = [not m or rng.random() >= p for m in movable]
     if not any(keep):
@@ -72,8 +78,9 @@ def delete(words: list[str], tags: list[str], movable: list[bool], p: float, rng
     return [w for w, k in zip(words, keep) if k], [t for t, k in zip(tags, keep) if k]
 
 
-def insert(words: list[str], tags: list[str], movable: list[bool], synonyms: dict, n: int,
-           rng: random.Random) -> tuple[list[str], list[str]]:
+def insert(
+    words: list[str], tags: list[str], movable: list[bool], synonyms: dict, n: int, rng: random.Random
+) -> tuple[list[str], list[str]]:
     """Insert a synonym of a random movable word at a random position (tagged O, never inside an entity), ``n`` times."""
     out, out_tags = list(words), list(tags)
     for _ in range(n):
@@ -89,7 +96,9 @@ def insert(words: list[str], tags: list[str], movable: list[bool], synonyms: dic
     return out, out_tags
 
 
-def entity_swap(tokens: list[str], tags: list[str], pool: dict[str, list[list[str]]], rng: random.Random) -> tuple[list[str], list[str]]:
+def entity_swap(
+    tokens: list[str], tags: list[str], pool: dict[str, list[list[str]]], rng: random.Random
+) -> tuple[list[str], list[str]]:
     """Replace each entity by a random other entity of its type from ``pool`` (type -> entity token lists)."""
     out_t, out_g, pos = [], [], 0
     for a, b, kind in tagging.spans(tags):
@@ -111,7 +120,9 @@ def entity_pool(items: list[Item]) -> dict[str, list[list[str]]]:
     return pool
 
 
-def eda(op: str, words: list[str], tags: list[str], synonyms: dict, alpha: float, rng: random.Random) -> tuple[list[str], list[str]]:
+def eda(
+    op: str, words: list[str], tags: list[str], synonyms: dict, alpha: float, rng: random.Random
+) -> tuple[list[str], list[str]]:
     """One EDA operation on (words, tags); for classification pass tags all O."""
     movable = [t == "O" for t in tags]
     n = n_changes(sum(movable), alpha)
@@ -127,8 +138,20 @@ def eda(op: str, words: list[str], tags: list[str], synonyms: dict, alpha: float
 # ---------------------------------------------------------------- the command
 
 
-def run(data: Inputs, out: Path, *, ops: list[str], copies: int, alpha: float, synonyms: str, wordnet_dir: str | None,
-        paraphrase_model: str, filter_with: str, seed: int, log) -> dict:
+def run(
+    data: Inputs,
+    out: Path,
+    *,
+    ops: list[str],
+    copies: int,
+    alpha: float,
+    synonyms: str,
+    wordnet_dir: str | None,
+    paraphrase_model: str,
+    filter_with: str,
+    seed: int,
+    log,
+) -> dict:
     split = data.splits[0]
     if data.task not in ("classification", "token_classification"):
         raise TunelabError(f"{split.path}: augmentation works on classification and NER data, found task {data.task}")
@@ -175,11 +198,13 @@ def _synonyms(items: list[Item], source: str, wordnet_dir: str | None) -> dict:
     return lexicon.embedding_neighbours({w for w in words if w not in STOPWORDS})
 
 
-def paraphrases(todo: list[Item], train: list[Item], model_name: str, filter_with: str, seed: int, log) -> tuple[list, int]:
+def paraphrases(
+    todo: list[Item], train: list[Item], model_name: str, filter_with: str, seed: int, log
+) -> tuple[list, int]:
     """(kept (item, paraphrase) pairs, number rejected) for the items in ``todo`` (one paraphrase each)."""
     from tunelab.generation import target
-    from tunelab.generation.generate import generate
     from tunelab.generation.config import GenerationConfig
+    from tunelab.generation.generate import generate
 
     t = target.load(model_name)
     cfg = GenerationConfig(max_new_tokens=64, do_sample=True, temperature=0.8, top_p=0.9, seed=seed, batch_size=16)
@@ -213,8 +238,8 @@ def label_agreement(texts: list[str], labels: list[str], train: list[Item], filt
         from tunelab.data import labelnoise
 
         emb = labelnoise.embed([it.row.text for it in train] + texts)
-        clf = LogisticRegression(max_iter=2000).fit(emb[:len(train)], [it.row.label for it in train])
-        return [p == lab for p, lab in zip(clf.predict(emb[len(train):]), labels)]
+        clf = LogisticRegression(max_iter=2000).fit(emb[: len(train)], [it.row.label for it in train])
+        return [p == lab for p, lab in zip(clf.predict(emb[len(train) :]), labels)]
     from tunelab import runs
     from tunelab.data.sources import Row
 
@@ -223,8 +248,13 @@ def label_agreement(texts: list[str], labels: list[str], train: list[Item], filt
         raise TunelabError(f"{filter_with}: --filter needs a classification run, found a {loaded.cfg.task} run")
     from tunelab.tasks import classification
 
-    preds = classification.predict(loaded.model, loaded.tokenizer, loaded.labels, [Row(x, None, None, 0) for x in texts],
-                                   loaded.cfg.model.max_length)
+    preds = classification.predict(
+        loaded.model,
+        loaded.tokenizer,
+        loaded.labels,
+        [Row(x, None, None, 0) for x in texts],
+        loaded.cfg.model.max_length,
+    )
     return [p["label"] == lab for p, lab in zip(preds, labels)]
 
 
@@ -245,8 +275,13 @@ def _write(data: Inputs, split, new: list, out: Path, rejected: int, ops: list[s
     with (out / "augment.jsonl").open("w", encoding="utf-8") as fh:
         for row in log_rows:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    return {"input": split.path, "output": str(out / name), "original_rows": len(split.items), "new_rows": counts,
-            "paraphrases_rejected_by_filter": rejected}
+    return {
+        "input": split.path,
+        "output": str(out / name),
+        "original_rows": len(split.items),
+        "new_rows": counts,
+        "paraphrases_rejected_by_filter": rejected,
+    }
 
 
 def _new_record(data: Inputs, rf, rec, it: Item, value, changed_record):

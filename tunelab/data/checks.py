@@ -31,15 +31,16 @@ def exact_groups(keys: list[str]) -> list[list[int]]:
 def shingles(text: str, n: int = 5) -> set[str]:
     """Character n-grams of the lower-cased normalised text (the whole text if it is shorter than n)."""
     t = normalise(text).lower()
-    return {t[i:i + n] for i in range(len(t) - n + 1)} if len(t) >= n else {t}
+    return {t[i : i + n] for i in range(len(t) - n + 1)} if len(t) >= n else {t}
 
 
 def jaccard(a: set, b: set) -> float:
     return len(a & b) / len(a | b) if a or b else 1.0
 
 
-def near_duplicate_pairs(texts: list[str], threshold: float = 0.8, num_perm: int = 128, seed: int = 1,
-                         n: int = 5) -> list[tuple[int, int, float]]:
+def near_duplicate_pairs(
+    texts: list[str], threshold: float = 0.8, num_perm: int = 128, seed: int = 1, n: int = 5
+) -> list[tuple[int, int, float]]:
     """Pairs (i < j, Jaccard) of texts whose character-``n``-gram Jaccard similarity is at least ``threshold``.
 
     Candidates come from MinHash LSH (datasketch); each candidate is then verified with the exact Jaccard
@@ -134,8 +135,15 @@ def percentile(sorted_values: list[float], q: float) -> float:
 def length_stats(lengths: list[int], limit: int | None = None) -> dict:
     """min, mean, median, p90, p99, max and (with ``limit``) how many exceed it."""
     s = sorted(lengths)
-    out = {"count": len(s), "min": s[0] if s else 0, "mean": round(sum(s) / len(s), 2) if s else 0.0,
-           "p50": percentile(s, 50), "p90": percentile(s, 90), "p99": percentile(s, 99), "max": s[-1] if s else 0}
+    out = {
+        "count": len(s),
+        "min": s[0] if s else 0,
+        "mean": round(sum(s) / len(s), 2) if s else 0.0,
+        "p50": percentile(s, 50),
+        "p90": percentile(s, 90),
+        "p99": percentile(s, 99),
+        "max": s[-1] if s else 0,
+    }
     if limit is not None:
         out["over_limit"] = sum(x > limit for x in s)
         out["limit"] = limit

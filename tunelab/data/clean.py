@@ -122,8 +122,15 @@ def write_split(data: Inputs, split: Split, drop: dict[int, str], index: dict[in
     for rec in (r for r in rf.records if r.data):
         it = items.get(rec.line)
         if it is None and rec.line in bad_starts and "unreadable" in fixes:
-            rows.append({"file": split.path, "line": rec.line, "action": "drop", "reason": f"unreadable: {bad_starts[rec.line]}",
-                         "text": rec.raw.strip()[:500]})
+            rows.append(
+                {
+                    "file": split.path,
+                    "line": rec.line,
+                    "action": "drop",
+                    "reason": f"unreadable: {bad_starts[rec.line]}",
+                    "text": rec.raw.strip()[:500],
+                }
+            )
             counts["dropped"] += 1
             continue
         reason = drop.get(index[id(it)]) if it is not None else None
@@ -135,8 +142,16 @@ def write_split(data: Inputs, split: Split, drop: dict[int, str], index: dict[in
         new = normalised(data.task, it, "whitespace" in fixes) if it is not None and fixing else None
         if new is not None:
             rec = changed_record(data, rf, rec, it, new)
-            rows.append({"file": split.path, "line": it.line, "action": "change", "reason": f"normalised {'/'.join(sorted(fixing))}",
-                         "before": it.text, "after": _after(data.task, new)})
+            rows.append(
+                {
+                    "file": split.path,
+                    "line": it.line,
+                    "action": "change",
+                    "reason": f"normalised {'/'.join(sorted(fixing))}",
+                    "before": it.text,
+                    "after": _after(data.task, new),
+                }
+            )
             counts["changed"] += 1
         keep.append(rec)
     counts["rows_out"] = counts["rows_in"] - counts["dropped"]
@@ -183,14 +198,18 @@ def _column(rf: rewrite.RawFile, column, has_header) -> int | str:
     return rewrite.column_index(first.fields, column, header)
 
 
-def replace_tokens(rf: rewrite.RawFile, rec: rewrite.RawRecord, tokens: list[str], prefix: str | None) -> rewrite.RawRecord:
+def replace_tokens(
+    rf: rewrite.RawFile, rec: rewrite.RawRecord, tokens: list[str], prefix: str | None
+) -> rewrite.RawRecord:
     """A conll block or NER JSONL record with new tokens (one per old token; tags and other columns kept)."""
     if rf.fmt == "jsonl":
         obj = dict(rec.fields)
         if "tokens" in obj:
             obj["tokens"] = tokens
         else:  # text + spans: rebuild the text from tokens is lossy, so replace token by token in place
-            raise TunelabError(f"{rf.path}:{rec.line}: text-and-spans records cannot be rewritten token by token; use tokens/tags JSONL")
+            raise TunelabError(
+                f"{rf.path}:{rec.line}: text-and-spans records cannot be rewritten token by token; use tokens/tags JSONL"
+            )
         return rewrite.with_object(rf, rec, obj)
     lines = rec.raw.splitlines()
     out = []
@@ -225,9 +244,16 @@ def replace_messages(rf: rewrite.RawFile, rec: rewrite.RawRecord, messages: list
 def changes_markdown(summary: dict, changes: list[dict], shown: int = 200) -> str:
     from collections import Counter
 
-    lines = ["# Changes", "", "| split | input | output | rows in | dropped | changed | rows out |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Changes",
+        "",
+        "| split | input | output | rows in | dropped | changed | rows out |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, s in summary.items():
-        lines.append(f"| {name} | {s['input']} | {s['output']} | {s['rows_in']} | {s['dropped']} | {s['changed']} | {s['rows_out']} |")
+        lines.append(
+            f"| {name} | {s['input']} | {s['output']} | {s['rows_in']} | {s['dropped']} | {s['changed']} | {s['rows_out']} |"
+        )
     reasons = Counter(r["reason"].split(" (")[0].split(" of line")[0] for r in changes)
     lines += ["", "| reason | rows |", "|---|---|"] + [f"| {k} | {v} |" for k, v in reasons.most_common()]
     lines += ["", f"## Every change{f' (first {shown}; all in changes.jsonl)' if len(changes) > shown else ''}", ""]

@@ -12,8 +12,10 @@ from pathlib import Path
 
 from tunelab.errors import TunelabError
 
-INPUTS_HELP = ("CONFIG.yaml, or data files FILE [FILE [FILE]] (train, dev, test), then options as config overrides "
-               "(data.text_column=sentence, task=token_classification, model.max_length=128, ...)")
+INPUTS_HELP = (
+    "CONFIG.yaml, or data files FILE [FILE [FILE]] (train, dev, test), then options as config overrides "
+    "(data.text_column=sentence, task=token_classification, model.max_length=128, ...)"
+)
 
 
 def prepare_out(out: str, inputs: list[str]) -> Path:
@@ -41,10 +43,18 @@ def check_new_file(path: str | None, inputs: list[str]) -> None:
 def _audit_args(p: argparse.ArgumentParser) -> None:
     from tunelab.data.audit import CHECKS
 
-    p.add_argument("--near-threshold", type=float, default=0.8, help="character 5-gram Jaccard for near duplicates (default 0.8)")
+    p.add_argument(
+        "--near-threshold", type=float, default=0.8, help="character 5-gram Jaccard for near duplicates (default 0.8)"
+    )
     p.add_argument("--skip", default="", help=f"comma-separated checks not to run: {', '.join(CHECKS)}")
-    p.add_argument("--label-model", default="minilm-l6", help="encoder for the label-error classifier's embeddings (default minilm-l6)")
-    p.add_argument("--folds", type=int, default=5, help="cross-validation folds for out-of-fold probabilities (default 5)")
+    p.add_argument(
+        "--label-model",
+        default="minilm-l6",
+        help="encoder for the label-error classifier's embeddings (default minilm-l6)",
+    )
+    p.add_argument(
+        "--folds", type=int, default=5, help="cross-validation folds for out-of-fold probabilities (default 5)"
+    )
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -55,22 +65,37 @@ def add_parser(sub) -> None:
     a.add_argument("inputs", nargs="+", help=INPUTS_HELP)
     a.add_argument("--out", required=True, help="new or empty folder for report.md, report.html, audit.json")
     _audit_args(a)
-    c = dsub.add_parser("clean", help="write cleaned copies of the data files and a log of every dropped or changed row")
+    c = dsub.add_parser(
+        "clean", help="write cleaned copies of the data files and a log of every dropped or changed row"
+    )
     c.add_argument("inputs", nargs="+", help=INPUTS_HELP)
-    c.add_argument("--out", required=True, help="new or empty folder for the cleaned files, changes.jsonl, changes.md and the audit")
-    c.add_argument("--fix", default="exact,near,conflicts,unreadable,encoding",
-                   help="comma-separated fixes: exact (drop exact duplicates), near (keep one of near duplicates), conflicts "
-                        "(drop duplicates with conflicting labels), label-errors (drop likely mislabelled rows), leakage (drop "
-                        "held-out rows also in train), unreadable (drop rows the reader rejects), encoding (repair mojibake, remove control "
-                        "and zero-width characters), whitespace (collapse runs, strip ends); default: exact,near,conflicts,unreadable,encoding")
+    c.add_argument(
+        "--out",
+        required=True,
+        help="new or empty folder for the cleaned files, changes.jsonl, changes.md and the audit",
+    )
+    c.add_argument(
+        "--fix",
+        default="exact,near,conflicts,unreadable,encoding",
+        help="comma-separated fixes: exact (drop exact duplicates), near (keep one of near duplicates), conflicts "
+        "(drop duplicates with conflicting labels), label-errors (drop likely mislabelled rows), leakage (drop "
+        "held-out rows also in train), unreadable (drop rows the reader rejects), encoding (repair mojibake, remove control "
+        "and zero-width characters), whitespace (collapse runs, strip ends); default: exact,near,conflicts,unreadable,encoding",
+    )
     _audit_args(c)
-    s = dsub.add_parser("split", help="stratified train/dev/test split, grouped by a column or de-duplicated across splits")
+    s = dsub.add_parser(
+        "split", help="stratified train/dev/test split, grouped by a column or de-duplicated across splits"
+    )
     s.add_argument("file", help="data file (a classification table, CoNLL/JSONL NER file or instruction data)")
     s.add_argument("options", nargs="*", help="reader options as config overrides (data.label_column=label, task=...)")
     s.add_argument("--out", required=True, help="new or empty folder for train/dev/test files")
-    s.add_argument("--fractions", default="0.8,0.1,0.1", help="train,dev,test fractions (default 0.8,0.1,0.1; test may be 0)")
+    s.add_argument(
+        "--fractions", default="0.8,0.1,0.1", help="train,dev,test fractions (default 0.8,0.1,0.1; test may be 0)"
+    )
     s.add_argument("--group-by", help="column (or JSON key) whose value keeps rows together: no group in two splits")
-    s.add_argument("--dedupe", action="store_true", help="keep exact and near duplicates in one split (implies grouping by them)")
+    s.add_argument(
+        "--dedupe", action="store_true", help="keep exact and near duplicates in one split (implies grouping by them)"
+    )
     s.add_argument("--near-threshold", type=float, default=0.8)
     s.add_argument("--seed", type=int, default=0)
     _scrub_parser(dsub)
@@ -80,16 +105,36 @@ def add_parser(sub) -> None:
 def _scrub_parser(dsub) -> None:
     from tunelab.data.pii import TYPES
 
-    p = dsub.add_parser("scrub", help="find and replace personal data (e-mail, phone, cards, IBAN, names ...), or --evaluate a detector")
+    p = dsub.add_parser(
+        "scrub", help="find and replace personal data (e-mail, phone, cards, IBAN, names ...), or --evaluate a detector"
+    )
     p.add_argument("inputs", nargs="*", help=INPUTS_HELP + "; none with --evaluate")
-    p.add_argument("--out", required=True, help="new or empty folder for the scrubbed files and findings.jsonl (or the evaluation)")
-    p.add_argument("--types", default=",".join(TYPES), help=f"comma-separated types to find (default all): {', '.join(TYPES)}")
-    p.add_argument("--replace", choices=("placeholder", "hash", "pseudonym"), default="placeholder",
-                   help="placeholder: <EMAIL>; hash: <EMAIL:9f86d081> (salted SHA-256); pseudonym: a consistent fake value per original")
-    p.add_argument("--mapping", help="also write replacement -> original as JSON to this new file (keep it apart from the data)")
-    p.add_argument("--salt", default="", help="salt for --replace hash and pseudonym choice (default: a random one per run)")
-    p.add_argument("--ner", help="tunelab token-classification run folder (e.g. trained on WikiANN) for PERSON/ORG/LOCATION names")
-    p.add_argument("--evaluate", metavar="FILE", help="annotated JSON (presidio-research spans, or JSONL text+spans): per-type precision/recall")
+    p.add_argument(
+        "--out", required=True, help="new or empty folder for the scrubbed files and findings.jsonl (or the evaluation)"
+    )
+    p.add_argument(
+        "--types", default=",".join(TYPES), help=f"comma-separated types to find (default all): {', '.join(TYPES)}"
+    )
+    p.add_argument(
+        "--replace",
+        choices=("placeholder", "hash", "pseudonym"),
+        default="placeholder",
+        help="placeholder: <EMAIL>; hash: <EMAIL:9f86d081> (salted SHA-256); pseudonym: a consistent fake value per original",
+    )
+    p.add_argument(
+        "--mapping", help="also write replacement -> original as JSON to this new file (keep it apart from the data)"
+    )
+    p.add_argument(
+        "--salt", default="", help="salt for --replace hash and pseudonym choice (default: a random one per run)"
+    )
+    p.add_argument(
+        "--ner", help="tunelab token-classification run folder (e.g. trained on WikiANN) for PERSON/ORG/LOCATION names"
+    )
+    p.add_argument(
+        "--evaluate",
+        metavar="FILE",
+        help="annotated JSON (presidio-research spans, or JSONL text+spans): per-type precision/recall",
+    )
 
 
 def _augment_parser(dsub) -> None:
@@ -98,21 +143,40 @@ def _augment_parser(dsub) -> None:
     p = dsub.add_parser("augment", help="label-preserving augmentation of a small training file (original rows kept)")
     p.add_argument("inputs", nargs="+", help=INPUTS_HELP + "; only the train file is augmented")
     p.add_argument("--out", required=True, help="new or empty folder for the augmented train file and augment.jsonl")
-    p.add_argument("--ops", default="synonym,swap,delete,insert", help=f"comma-separated operations, used in turn: {', '.join(OPS)}")
+    p.add_argument(
+        "--ops",
+        default="synonym,swap,delete,insert",
+        help=f"comma-separated operations, used in turn: {', '.join(OPS)}",
+    )
     p.add_argument("--copies", type=int, default=1, help="new rows per original row (default 1)")
-    p.add_argument("--alpha", type=float, default=0.1, help="fraction of words each EDA operation changes (default 0.1)")
-    p.add_argument("--synonyms", choices=("wordnet", "embedding"), default="wordnet",
-                   help="synonym source: WordNet database files (Debian wordnet-base) or minilm-l6 embedding neighbours")
-    p.add_argument("--wordnet-dir", default=None, help="folder with WordNet data.* files (default: $WORDNET_DIR or /usr/share/wordnet)")
+    p.add_argument(
+        "--alpha", type=float, default=0.1, help="fraction of words each EDA operation changes (default 0.1)"
+    )
+    p.add_argument(
+        "--synonyms",
+        choices=("wordnet", "embedding"),
+        default="wordnet",
+        help="synonym source: WordNet database files (Debian wordnet-base) or minilm-l6 embedding neighbours",
+    )
+    p.add_argument(
+        "--wordnet-dir",
+        default=None,
+        help="folder with WordNet data.* files (default: $WORDNET_DIR or /usr/share/wordnet)",
+    )
     p.add_argument("--paraphrase-model", default="smollm2-135m", help="causal LM for the paraphrase operation")
-    p.add_argument("--filter", default="embedding",
-                   help="paraphrases kept only if a classifier agrees with the label: 'embedding' (logistic regression on minilm-l6 "
-                        "embeddings of the original rows), a tunelab classification run folder, or 'none'")
+    p.add_argument(
+        "--filter",
+        default="embedding",
+        help="paraphrases kept only if a classifier agrees with the label: 'embedding' (logistic regression on minilm-l6 "
+        "embeddings of the original rows), a tunelab classification run folder, or 'none'",
+    )
     p.add_argument("--seed", type=int, default=0)
 
 
 def run(args, log) -> int:
-    return {"audit": audit, "clean": clean, "split": split, "scrub": _scrub, "augment": _augment}[args.data_command](args, log)
+    return {"audit": audit, "clean": clean, "split": split, "scrub": _scrub, "augment": _augment}[args.data_command](
+        args, log
+    )
 
 
 def _options(args, log):
@@ -170,8 +234,15 @@ def split(args, log) -> int:
     data = inputs.load([args.file, *args.options], max_files=1)
     inputs.writable(data)
     out = prepare_out(args.out, _paths(data))
-    summary = partition.run(data, fractions, out, group_by=args.group_by, dedupe=args.dedupe,
-                            near_threshold=args.near_threshold, seed=args.seed)
+    summary = partition.run(
+        data,
+        fractions,
+        out,
+        group_by=args.group_by,
+        dedupe=args.dedupe,
+        near_threshold=args.near_threshold,
+        seed=args.seed,
+    )
     log(json.dumps(summary))
     log(f"done: {out}")
     return 0
@@ -187,19 +258,25 @@ def _scrub(args, log) -> int:
         out = prepare_out(args.out, [args.evaluate])
         result = scrub.evaluate(args.evaluate, types, out, ner_run=args.ner, log=log)
         for name, m in result["per_type"].items():
-            log(f"  {name:<16} precision {m['precision']:.3f} recall {m['recall']:.3f} (gold {m['gold']}, found {m['predicted']})")
+            log(
+                f"  {name:<16} precision {m['precision']:.3f} recall {m['recall']:.3f} (gold {m['gold']}, found {m['predicted']})"
+            )
         log(f"done: {out / 'evaluation.md'}")
         return 0
     if not args.inputs:
         raise TunelabError("give data files or a config to scrub, or --evaluate FILE")
     if args.mapping and args.replace == "placeholder":
-        raise TunelabError("--mapping: a placeholder is the same for every value and cannot be reversed; "
-                           "use --replace hash or --replace pseudonym with --mapping")
+        raise TunelabError(
+            "--mapping: a placeholder is the same for every value and cannot be reversed; "
+            "use --replace hash or --replace pseudonym with --mapping"
+        )
     data = inputs.load(args.inputs)
     inputs.writable(data)
     check_new_file(args.mapping, _paths(data))
     out = prepare_out(args.out, _paths(data))
-    summary = scrub.run(data, out, types=types, replace=args.replace, mapping=args.mapping, salt=args.salt, ner_run=args.ner, log=log)
+    summary = scrub.run(
+        data, out, types=types, replace=args.replace, mapping=args.mapping, salt=args.salt, ner_run=args.ner, log=log
+    )
     log(json.dumps(summary))
     log(f"done: {out}")
     return 0
@@ -216,9 +293,19 @@ def _augment(args, log) -> int:
     data = inputs.load(args.inputs)
     inputs.writable(data)
     out = prepare_out(args.out, _paths(data))
-    summary = augment.run(data, out, ops=ops, copies=args.copies, alpha=args.alpha, synonyms=args.synonyms,
-                          wordnet_dir=args.wordnet_dir, paraphrase_model=args.paraphrase_model, filter_with=args.filter,
-                          seed=args.seed, log=log)
+    summary = augment.run(
+        data,
+        out,
+        ops=ops,
+        copies=args.copies,
+        alpha=args.alpha,
+        synonyms=args.synonyms,
+        wordnet_dir=args.wordnet_dir,
+        paraphrase_model=args.paraphrase_model,
+        filter_with=args.filter,
+        seed=args.seed,
+        log=log,
+    )
     log(json.dumps(summary))
     log(f"done: {out}")
     return 0

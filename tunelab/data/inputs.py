@@ -26,7 +26,9 @@ class Item:
     split: str
     source: str
     line: int
-    text: str  # what duplicates, leakage and junk checks compare (classification: text [+ pair]; NER: tokens; LM: prompt)
+    text: (
+        str  # what duplicates, leakage and junk checks compare (classification: text [+ pair]; NER: tokens; LM: prompt)
+    )
     label: str | None  # class label (classification only)
     row: object  # the reader's row: sources.Row, conll.Sentence or templates.Example
     target: str | None = None  # instruction data: the last assistant reply
@@ -74,8 +76,10 @@ def load(items: list[str], *, max_files: int = 3) -> Inputs:
     """Resolve ``CONFIG_OR_FILES [key=value ...]`` and read every split with the task's reader."""
     cfg_path, files, overrides = parse_args(items)
     if cfg_path and files:
-        raise ConfigError(f"{cfg_path}: give a config or data files, not both (files: {', '.join(files)}); "
-                          "set data.train=... to change a config's files")
+        raise ConfigError(
+            f"{cfg_path}: give a config or data files, not both (files: {', '.join(files)}); "
+            "set data.train=... to change a config's files"
+        )
     if not cfg_path and not files and not any(o.startswith("data.train=") for o in overrides):
         raise ConfigError("no data: give a train config (CONFIG.yaml) or data files (train [dev [test]])")
     if len(files) > max_files:
@@ -129,7 +133,11 @@ def read_splits(cfg: config_mod.RunConfig) -> Inputs:
         try:
             table = task.read(data_cfg, path)
         except DataError as exc:
-            if "no sentences found" in str(exc) or "no examples" in str(exc) or "expected at least one data row" in str(exc):
+            if (
+                "no sentences found" in str(exc)
+                or "no examples" in str(exc)
+                or "expected at least one data row" in str(exc)
+            ):
                 raise DataError(f"{exc} (the {name} file has no readable rows)") from None
             raise
         splits.append(_split(cfg, name, path, table))
@@ -141,8 +149,10 @@ def _split(cfg: config_mod.RunConfig, name: str, path: str, table) -> Split:
         from tunelab.data import sources
 
         fmt = "csv" if sources.is_packaged(path) else sources._detect_format(path, cfg.data.format)
-        items = [Item(name, path, r.line, r.text if r.text_pair is None else f"{r.text}\n{r.text_pair}", r.label, r)
-                 for r in table.rows]
+        items = [
+            Item(name, path, r.line, r.text if r.text_pair is None else f"{r.text}\n{r.text_pair}", r.label, r)
+            for r in table.rows
+        ]
         return Split(name, path, fmt, items, list(table.skipped), "newline")
     if cfg.task == "token_classification":
         from tunelab.data import conll
@@ -150,7 +160,11 @@ def _split(cfg: config_mod.RunConfig, name: str, path: str, table) -> Split:
         fmt = conll.detect_format(path, cfg.data.format, True)
         items = [Item(name, path, s.line, " ".join(s.tokens), None, s) for s in table.rows]
         return Split(name, path, fmt, items, list(table.skipped))
-    fmt = cfg.data.format if cfg.data.format != "auto" else {".json": "json", ".jsonl": "jsonl"}.get(Path(path).suffix.lower(), "text")
+    fmt = (
+        cfg.data.format
+        if cfg.data.format != "auto"
+        else {".json": "json", ".jsonl": "jsonl"}.get(Path(path).suffix.lower(), "text")
+    )
     items = [_lm_item(name, path, ex) for ex in table.rows]
     return Split(name, path, fmt, items, list(table.skipped))
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def embed(texts: list[str], model_name: str = "minilm-l6", batch_size: int = 64, max_length: int = 128, log=None) -> np.ndarray:
+def embed(
+    texts: list[str], model_name: str = "minilm-l6", batch_size: int = 64, max_length: int = 128, log=None
+) -> np.ndarray:
     """Sentence embeddings (rows, hidden): mean of the last hidden states over real tokens, L2-normalised."""
     import torch
 
@@ -25,8 +27,10 @@ def embed(texts: list[str], model_name: str = "minilm-l6", batch_size: int = 64,
     out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            enc = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+            idx = order[start : start + batch_size]
+            enc = tokenizer(
+                [texts[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+            )
             hidden = model(**enc).last_hidden_state  # (batch, seq, hidden)
             mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (batch, seq, 1)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1)  # (batch, hidden)
@@ -36,7 +40,9 @@ def embed(texts: list[str], model_name: str = "minilm-l6", batch_size: int = 64,
     return out
 
 
-def out_of_fold_probs(features: np.ndarray, labels: list[int], folds: int = 5, seed: int = 0, c: float = 1.0) -> np.ndarray:
+def out_of_fold_probs(
+    features: np.ndarray, labels: list[int], folds: int = 5, seed: int = 0, c: float = 1.0
+) -> np.ndarray:
     """(rows, classes) class probabilities, each row from a logistic regression trained on the other folds."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
@@ -53,13 +59,15 @@ def label_issues(labels: list[int], probs: np.ndarray) -> list[int]:
     """Indices of likely label errors, most likely first (cleanlab: prune by noise rate, rank by self-confidence)."""
     from cleanlab.filter import find_label_issues
 
-    ranked = find_label_issues(np.asarray(labels), probs, filter_by="prune_by_noise_rate",
-                               return_indices_ranked_by="self_confidence")
+    ranked = find_label_issues(
+        np.asarray(labels), probs, filter_by="prune_by_noise_rate", return_indices_ranked_by="self_confidence"
+    )
     return [int(i) for i in ranked]
 
 
-def find(texts: list[str], labels: list[str], model_name: str = "minilm-l6", folds: int = 5, seed: int = 0,
-         log=None) -> tuple[list[int], np.ndarray, list[str]]:
+def find(
+    texts: list[str], labels: list[str], model_name: str = "minilm-l6", folds: int = 5, seed: int = 0, log=None
+) -> tuple[list[int], np.ndarray, list[str]]:
     """(likely label errors ranked, out-of-fold probabilities, class names) for labelled texts."""
     names = sorted(set(labels))
     index = {n: i for i, n in enumerate(names)}

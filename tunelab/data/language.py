@@ -23,6 +23,9 @@ def mix(texts: list[str], min_words: int = MIN_WORDS, min_prob: float = MIN_PROB
         if lang is not None:
             counts[lang] = counts.get(lang, 0) + 1
     found = sum(counts.values())
-    summary = {"identified": found, "too_short_or_unsure": len(texts) - found,
-               "languages": dict(sorted(counts.items(), key=lambda kv: -kv[1]))}
+    summary = {
+        "identified": found,
+        "too_short_or_unsure": len(texts) - found,
+        "languages": dict(sorted(counts.items(), key=lambda kv: -kv[1])),
+    }
     return summary, per

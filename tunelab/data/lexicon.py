@@ -25,9 +25,11 @@ def wordnet_dir(given: str | None = None) -> Path:
         if cand and (Path(cand) / "data.noun").is_file():
             return Path(cand)
     where = given or os.environ.get("WORDNET_DIR") or ", ".join(DEFAULT_DIRS)
-    raise TunelabError(f"{where}: no WordNet data.noun found; install it with `apt-get install wordnet-base` (or `make wordnet`), "
-                       "point --wordnet-dir/$WORDNET_DIR at a folder with data.noun, data.verb, data.adj, data.adv, "
-                       "or use --synonyms embedding")
+    raise TunelabError(
+        f"{where}: no WordNet data.noun found; install it with `apt-get install wordnet-base` (or `make wordnet`), "
+        "point --wordnet-dir/$WORDNET_DIR at a folder with data.noun, data.verb, data.adj, data.adv, "
+        "or use --synonyms embedding"
+    )
 
 
 def parse_synset(line: str) -> list[str]:
@@ -55,7 +57,9 @@ def read_wordnet(folder: str | Path) -> dict[str, list[str]]:
     return {w: sorted(s) for w, s in syn.items() if s}
 
 
-def embedding_neighbours(words: set[str], model_name: str = "minilm-l6", k: int = 5, min_sim: float = 0.5) -> dict[str, list[str]]:
+def embedding_neighbours(
+    words: set[str], model_name: str = "minilm-l6", k: int = 5, min_sim: float = 0.5
+) -> dict[str, list[str]]:
     """word -> up to ``k`` whole-word vocabulary entries closest in the model's input embeddings (cosine >= min_sim).
 
     Static embeddings put antonyms close too (good/bad), so callers should filter label-changing results.

@@ -26,7 +26,9 @@ def parse_fractions(text: str) -> tuple[float, float, float]:
     if len(parts) == 2:
         parts.append(0.0)
     if len(parts) != 3 or any(p < 0 for p in parts) or parts[0] <= 0 or parts[1] <= 0 or abs(sum(parts) - 1) > 1e-6:
-        raise TunelabError(f"--fractions: expected train,dev[,test] fractions, train and dev above 0, summing to 1; found {text!r}")
+        raise TunelabError(
+            f"--fractions: expected train,dev[,test] fractions, train and dev above 0, summing to 1; found {text!r}"
+        )
     return parts[0], parts[1], parts[2]
 
 
@@ -61,8 +63,10 @@ def assign(groups: list[int], labels: list, fractions: tuple[float, ...], seed: 
     order.sort(key=lambda g: -len(members[g]))
     for g in order:
         need = Counter(labels[i] for i in members[g])
-        deficit = [sum(fractions[s] * total[lab] - have[s][lab] for lab in need) if fractions[s] > 0 else float("-inf")
-                   for s in range(len(fractions))]
+        deficit = [
+            sum(fractions[s] * total[lab] - have[s][lab] for lab in need) if fractions[s] > 0 else float("-inf")
+            for s in range(len(fractions))
+        ]
         s = max(range(len(fractions)), key=lambda k: (deficit[k], -k))
         have[s].update(need)
         for i in members[g]:
@@ -102,14 +106,18 @@ def column_values(data: Inputs, rf: rewrite.RawFile, column: str) -> dict[int, s
         for r in rf.records:
             if r.data and isinstance(r.fields, dict):
                 if column not in r.fields:
-                    raise DataError(f"{rf.path}:{r.line}: --group-by: expected key {column!r}, found keys {', '.join(map(repr, r.fields))}")
+                    raise DataError(
+                        f"{rf.path}:{r.line}: --group-by: expected key {column!r}, found keys {', '.join(map(repr, r.fields))}"
+                    )
                 out[r.line] = json.dumps(r.fields[column], sort_keys=True)
     else:
         raise DataError(f"{rf.path}: --group-by needs a csv, tsv, json or jsonl file, found {rf.fmt}")
     return out
 
 
-def run(data: Inputs, fractions, out: Path, *, group_by: str | None, dedupe: bool, near_threshold: float, seed: int) -> dict:
+def run(
+    data: Inputs, fractions, out: Path, *, group_by: str | None, dedupe: bool, near_threshold: float, seed: int
+) -> dict:
     split = data.splits[0]
     items = split.items
     rf = rewrite.read_raw(split.path, split.fmt, split.lines_as)
@@ -126,10 +134,21 @@ def run(data: Inputs, fractions, out: Path, *, group_by: str | None, dedupe: boo
     by_line = rf.by_line()
     item_lines = {it.line for it in items}
     skipped_starts = {r.line for r in rf.records if r.data} - item_lines
-    header = [r for r in rf.records if r.data and r.line in skipped_starts and r.line < min(item_lines)
-              and not any(line == r.line for line, _ in split.skipped)]
+    header = [
+        r
+        for r in rf.records
+        if r.data
+        and r.line in skipped_starts
+        and r.line < min(item_lines)
+        and not any(line == r.line for line, _ in split.skipped)
+    ]
     ext = "".join(s for s in Path(split.path).suffixes if s not in (".gz", ".bz2", ".xz")) or Path(split.path).suffix
-    summary = {"input": split.path, "groups": len(set(groups)), "unreadable_rows_left_out": len(split.skipped), "splits": {}}
+    summary = {
+        "input": split.path,
+        "groups": len(set(groups)),
+        "unreadable_rows_left_out": len(split.skipped),
+        "splits": {},
+    }
     for s, name in enumerate(NAMES):
         rows = [by_line[it.line] for it, w in zip(items, where) if w == s]
         if not rows and fractions[s] == 0:

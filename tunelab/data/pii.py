@@ -15,13 +15,49 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-TYPES = ("EMAIL", "URL", "IP_ADDRESS", "CREDIT_CARD", "IBAN", "US_SSN", "PHONE", "DATE", "ADDRESS",
-         "PERSON", "ORGANIZATION", "LOCATION")
+TYPES = (
+    "EMAIL",
+    "URL",
+    "IP_ADDRESS",
+    "CREDIT_CARD",
+    "IBAN",
+    "US_SSN",
+    "PHONE",
+    "DATE",
+    "ADDRESS",
+    "PERSON",
+    "ORGANIZATION",
+    "LOCATION",
+)
 NAME_TYPES = ("PERSON", "ORGANIZATION", "LOCATION")
-NER_TYPES = {"PER": "PERSON", "PERSON": "PERSON", "ORG": "ORGANIZATION", "ORGANIZATION": "ORGANIZATION",
-             "LOC": "LOCATION", "LOCATION": "LOCATION", "GPE": "LOCATION"}
-PRIORITY = {t: k for k, t in enumerate(("EMAIL", "URL", "IBAN", "CREDIT_CARD", "US_SSN", "IP_ADDRESS", "DATE", "ADDRESS",
-                                         "PHONE", "PERSON", "ORGANIZATION", "LOCATION"))}
+NER_TYPES = {
+    "PER": "PERSON",
+    "PERSON": "PERSON",
+    "ORG": "ORGANIZATION",
+    "ORGANIZATION": "ORGANIZATION",
+    "LOC": "LOCATION",
+    "LOCATION": "LOCATION",
+    "GPE": "LOCATION",
+}
+PRIORITY = {
+    t: k
+    for k, t in enumerate(
+        (
+            "EMAIL",
+            "URL",
+            "IBAN",
+            "CREDIT_CARD",
+            "US_SSN",
+            "IP_ADDRESS",
+            "DATE",
+            "ADDRESS",
+            "PHONE",
+            "PERSON",
+            "ORGANIZATION",
+            "LOCATION",
+        )
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -68,23 +104,37 @@ _CARD_PREFIX = re.compile(r"4|5[0-8]|2[2-7]|3[0-9]|6|1800|2131")
 _IBAN = re.compile(r"\b[A-Za-z]{2}\d{2}(?:[ ]?[A-Za-z0-9]){11,30}\b")
 _SSN = re.compile(r"(?<![\d-])\d{3}([- ])\d{2}\1\d{4}(?![\d-])")
 _PHONE = re.compile(r"(?<![\w+])(?:\+|\(\d)?\d[\d \t().\-/]{5,}\d(?:[ \t]?(?:x|ext\.?)[ \t]?\d{1,5})?(?!\w)")
-_PHONE_CONTEXT = re.compile(r"(phone|tel\b|call|mobile|cell|fax|desk|office|contact|number|answering|reach|dial|text me|"
-                            r"whatsapp|registered|home|work)", re.IGNORECASE)
-_NOT_PHONE_CONTEXT = re.compile(r"(licen[cs]e|passport|account|card|iban|ssn|social security|zip|postal|order|invoice)\W*"
-                                r"(?:\w+\W+){0,3}$", re.IGNORECASE)
-_MONTHS = ("jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?"
-           "|nov(?:ember)?|dec(?:ember)?")
+_PHONE_CONTEXT = re.compile(
+    r"(phone|tel\b|call|mobile|cell|fax|desk|office|contact|number|answering|reach|dial|text me|"
+    r"whatsapp|registered|home|work)",
+    re.IGNORECASE,
+)
+_NOT_PHONE_CONTEXT = re.compile(
+    r"(licen[cs]e|passport|account|card|iban|ssn|social security|zip|postal|order|invoice)\W*"
+    r"(?:\w+\W+){0,3}$",
+    re.IGNORECASE,
+)
+_MONTHS = (
+    "jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?"
+    "|nov(?:ember)?|dec(?:ember)?"
+)
 _DATE = re.compile(
     r"\b(?:\d{4}-\d{1,2}-\d{1,2}(?:[ T]\d{1,2}:\d{2}(?::\d{2})?)?"  # 2000-04-16 11:34:35
     r"|(?<![\d.])\d{1,2}[/.]\d{1,2}[/.]\d{2,4}(?![./]?\d)"  # 7/14/1995, 14.07.1995
     rf"|\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?(?:{_MONTHS})\.?,?\s+\d{{4}}"  # 14 July 1995
     rf"|(?:{_MONTHS})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}"  # July 14, 1995
     rf"|(?:{_MONTHS})\s+\d{{4}})\b",  # July 1995
-    re.IGNORECASE)
-_STREET = ("street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|dr|court|ct|way|place|pl|square|sq|terrace|"
-           "parkway|pkwy|highway|hwy|circle|cir|trail|alley|crescent|close|gardens|row|walk")
-_ADDRESS = re.compile(rf"\b\d{{1,6}}[A-Za-z]?(?:[ \t]+[A-Z0-9][\w'.-]*){{1,4}}[ \t]+(?:{_STREET})\b\.?"
-                      r"(?:,?[ \t]+(?:apt\.?|suite|unit|#)[ \t]*\w+)?", re.IGNORECASE)
+    re.IGNORECASE,
+)
+_STREET = (
+    "street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|dr|court|ct|way|place|pl|square|sq|terrace|"
+    "parkway|pkwy|highway|hwy|circle|cir|trail|alley|crescent|close|gardens|row|walk"
+)
+_ADDRESS = re.compile(
+    rf"\b\d{{1,6}}[A-Za-z]?(?:[ \t]+[A-Z0-9][\w'.-]*){{1,4}}[ \t]+(?:{_STREET})\b\.?"
+    r"(?:,?[ \t]+(?:apt\.?|suite|unit|#)[ \t]*\w+)?",
+    re.IGNORECASE,
+)
 
 
 def _emails(text: str):
@@ -151,7 +201,7 @@ def _phones(text: str):
             continue
         if _valid_date(s):
             continue
-        if phone_like(s, text[max(0, m.start() - 40):m.start()], text[end:end + 20]):
+        if phone_like(s, text[max(0, m.start() - 40) : m.start()], text[end : end + 20]):
             yield m.start(), end, "PHONE"
 
 
@@ -161,7 +211,9 @@ def _valid_date(s: str) -> bool:
     if not m:
         return False
     a, b, c = (int(x) for x in m.groups())
-    return (len(m.group(1)) == 4 and 1 <= b <= 12 and 1 <= c <= 31) or (1 <= a <= 31 and 1 <= b <= 31 and min(a, b) <= 12)
+    return (len(m.group(1)) == 4 and 1 <= b <= 12 and 1 <= c <= 31) or (
+        1 <= a <= 31 and 1 <= b <= 31 and min(a, b) <= 12
+    )
 
 
 def phone_like(candidate: str, before: str, after: str = "") -> bool:
@@ -173,7 +225,12 @@ def phone_like(candidate: str, before: str, after: str = "") -> bool:
     if _NOT_PHONE_CONTEXT.search(before):
         return False
     groups = len(re.findall(r"\d+", candidate.split("x")[0]))
-    if candidate.startswith(("+", "(")) or groups >= 3 or _PHONE_CONTEXT.search(before) or _PHONE_CONTEXT.match(after.strip(" -\t")):
+    if (
+        candidate.startswith(("+", "("))
+        or groups >= 3
+        or _PHONE_CONTEXT.search(before)
+        or _PHONE_CONTEXT.match(after.strip(" -\t"))
+    ):
         return True
     try:
         return phonenumbers.is_valid_number(phonenumbers.parse(candidate, "US"))
@@ -194,8 +251,17 @@ def _addresses(text: str):
         yield m.start(), m.end(), "ADDRESS"
 
 
-RECOGNIZERS = {"EMAIL": _emails, "URL": _urls, "IP_ADDRESS": _ips, "CREDIT_CARD": _cards, "IBAN": _ibans,
-               "US_SSN": _ssns, "PHONE": _phones, "DATE": _dates, "ADDRESS": _addresses}
+RECOGNIZERS = {
+    "EMAIL": _emails,
+    "URL": _urls,
+    "IP_ADDRESS": _ips,
+    "CREDIT_CARD": _cards,
+    "IBAN": _ibans,
+    "US_SSN": _ssns,
+    "PHONE": _phones,
+    "DATE": _dates,
+    "ADDRESS": _addresses,
+}
 
 
 def resolve(spans: list[tuple[int, int, str]], text: str) -> list[Span]:

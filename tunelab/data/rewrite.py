@@ -68,11 +68,15 @@ def read_raw(path: str, fmt: str, lines_as: str = "splitlines") -> RawFile:
     if fmt in ("csv", "tsv"):
         out.records = _delimited(text, "," if fmt == "csv" else "\t")
     elif fmt == "jsonl":
-        out.records = [RawRecord(n, ln, _json_or_none(ln)) if ln.strip() else RawRecord(n, ln, None, False)
-                       for n, ln in enumerate(split(text), start=1)]
+        out.records = [
+            RawRecord(n, ln, _json_or_none(ln)) if ln.strip() else RawRecord(n, ln, None, False)
+            for n, ln in enumerate(split(text), start=1)
+        ]
     elif fmt == "json":
         data = json.loads(text)
-        out.records = [RawRecord(n, json.dumps(obj, ensure_ascii=False), obj) for n, obj in zip(sources._element_lines(text), data)]
+        out.records = [
+            RawRecord(n, json.dumps(obj, ensure_ascii=False), obj) for n, obj in zip(sources._element_lines(text), data)
+        ]
     elif fmt in ("conll", "text"):
         out.records = _blocks(split(text), skip_docstart=fmt == "conll")
     else:
@@ -101,13 +105,13 @@ def _delimited(text: str, delimiter: str) -> list[RawRecord]:
             if fields is None:
                 break
             end = reader.line_num
-            raw = "".join(lines[start - 1:end])
+            raw = "".join(lines[start - 1 : end])
             out.append(RawRecord(start, raw, fields, bool(fields)))
             start = end + 1
     finally:
         csv.field_size_limit(limit)
     if start <= len(lines):  # trailing text after the last record the reader saw
-        out.append(RawRecord(start, "".join(lines[start - 1:]), None, False))
+        out.append(RawRecord(start, "".join(lines[start - 1 :]), None, False))
     return out
 
 

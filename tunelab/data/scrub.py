@@ -19,21 +19,47 @@ from tunelab.data.inputs import Inputs
 from tunelab.errors import DataError, TunelabError
 
 # presidio-research annotation types -> tunelab types (the others, e.g. AGE or TITLE, are not detected)
-GOLD_TYPES = {"EMAIL_ADDRESS": "EMAIL", "EMAIL": "EMAIL", "PHONE_NUMBER": "PHONE", "PHONE": "PHONE", "CREDIT_CARD": "CREDIT_CARD",
-              "IBAN_CODE": "IBAN", "IBAN": "IBAN", "IP_ADDRESS": "IP_ADDRESS", "US_SSN": "US_SSN", "DATE_TIME": "DATE", "DATE": "DATE",
-              "STREET_ADDRESS": "ADDRESS", "ADDRESS": "ADDRESS", "PERSON": "PERSON", "PER": "PERSON", "ORGANIZATION": "ORGANIZATION",
-              "ORG": "ORGANIZATION", "GPE": "LOCATION", "LOCATION": "LOCATION", "LOC": "LOCATION", "DOMAIN_NAME": "URL", "URL": "URL"}
-_FIRST = ("Alex Sam Jordan Taylor Morgan Casey Riley Jamie Robin Drew Avery Quinn Rowan Sky Charlie Emery Finley Harper "
-          "Jesse Kai").split()
-_LAST = ("Smith Lee Brown Garcia Miller Davis Wilson Moore Clark Lewis Walker Young King Hill Green Adams Baker Nelson "
-         "Carter Reed").split()
+GOLD_TYPES = {
+    "EMAIL_ADDRESS": "EMAIL",
+    "EMAIL": "EMAIL",
+    "PHONE_NUMBER": "PHONE",
+    "PHONE": "PHONE",
+    "CREDIT_CARD": "CREDIT_CARD",
+    "IBAN_CODE": "IBAN",
+    "IBAN": "IBAN",
+    "IP_ADDRESS": "IP_ADDRESS",
+    "US_SSN": "US_SSN",
+    "DATE_TIME": "DATE",
+    "DATE": "DATE",
+    "STREET_ADDRESS": "ADDRESS",
+    "ADDRESS": "ADDRESS",
+    "PERSON": "PERSON",
+    "PER": "PERSON",
+    "ORGANIZATION": "ORGANIZATION",
+    "ORG": "ORGANIZATION",
+    "GPE": "LOCATION",
+    "LOCATION": "LOCATION",
+    "LOC": "LOCATION",
+    "DOMAIN_NAME": "URL",
+    "URL": "URL",
+}
+_FIRST = (
+    "Alex Sam Jordan Taylor Morgan Casey Riley Jamie Robin Drew Avery Quinn Rowan Sky Charlie Emery Finley Harper "
+    "Jesse Kai"
+).split()
+_LAST = (
+    "Smith Lee Brown Garcia Miller Davis Wilson Moore Clark Lewis Walker Young King Hill Green Adams Baker Nelson "
+    "Carter Reed"
+).split()
 
 
 def parse_types(text: str) -> tuple[str, ...]:
     types = tuple(t.strip().upper() for t in text.split(",") if t.strip())
     unknown = [t for t in types if t not in pii.TYPES]
     if unknown or not types:
-        raise TunelabError(f"--types: unknown type {unknown[0] if unknown else '(none)'!r}; valid: {', '.join(pii.TYPES)}")
+        raise TunelabError(
+            f"--types: unknown type {unknown[0] if unknown else '(none)'!r}; valid: {', '.join(pii.TYPES)}"
+        )
     return types
 
 
@@ -52,7 +78,9 @@ class Replacer:
             return f"<{kind}>"
         if key not in self._given:
             new = self._make(kind, value)
-            while new in self.mapping and self.mapping[new]["original"] != value:  # two originals, one pseudonym: disambiguate
+            while (
+                new in self.mapping and self.mapping[new]["original"] != value
+            ):  # two originals, one pseudonym: disambiguate
                 self._count[kind] += 1
                 new = self._make(kind, value, self._count[kind])
             self._given[key] = new
@@ -83,7 +111,7 @@ def replace_spans(text: str, spans: list[pii.Span], replacer: Replacer) -> str:
     """``text`` with each (non-overlapping, sorted) span replaced."""
     out, pos = [], 0
     for sp in spans:
-        out += [text[pos:sp.start], replacer(sp.type, sp.text)]
+        out += [text[pos : sp.start], replacer(sp.type, sp.text)]
         pos = sp.end
     return "".join(out + [text[pos:]])
 
@@ -100,7 +128,9 @@ class Detector:
 
             self.loaded = runs.load_run(ner_run)
             if self.loaded.cfg.task != "token_classification":
-                raise TunelabError(f"{ner_run}: --ner needs a token_classification run, found a {self.loaded.cfg.task} run")
+                raise TunelabError(
+                    f"{ner_run}: --ner needs a token_classification run, found a {self.loaded.cfg.task} run"
+                )
         elif wanted and log:
             log(f"note: no --ner run, so {', '.join(wanted)} are not detected (train one: bench/pii_ner.py)")
 
@@ -120,13 +150,15 @@ class Detector:
         lr = self.loaded
         preds = tc.predict(lr.model, lr.tokenizer, lr.labels, rows, lr.cfg.model.max_length) if rows else []
         for k, p in zip(keep, preds):
-            out[k] = [(e["start"], e["end"], pii.NER_TYPES[e["type"]]) for e in p["entities"] if e["type"] in pii.NER_TYPES]
+            out[k] = [
+                (e["start"], e["end"], pii.NER_TYPES[e["type"]]) for e in p["entities"] if e["type"] in pii.NER_TYPES
+            ]
         return out
 
     def find(self, texts: list[str], batch: int = 256) -> list[list[pii.Span]]:
         out = []
         for s in range(0, len(texts), batch):
-            chunk = texts[s:s + batch]
+            chunk = texts[s : s + batch]
             for t, names in zip(chunk, self.names(chunk)):
                 out.append(pii.find(t, self.types, names))
         return out
@@ -135,7 +167,9 @@ class Detector:
 # ---------------------------------------------------------------- scrubbing files
 
 
-def run(data: Inputs, out: Path, *, types, replace: str, mapping: str | None, salt: str, ner_run: str | None, log) -> dict:
+def run(
+    data: Inputs, out: Path, *, types, replace: str, mapping: str | None, salt: str, ner_run: str | None, log
+) -> dict:
     from tunelab.data.clean import changed_record, output_name
 
     detector = Detector(types, ner_run, log)
@@ -159,10 +193,23 @@ def run(data: Inputs, out: Path, *, types, replace: str, mapping: str | None, sa
             for k, sps in enumerate(spans[rec.line]):
                 for sp in sps:
                     counts[sp.type] += 1
-                    findings.write(json.dumps({"file": split.path, "line": rec.line, "field": k, "type": sp.type,
-                                               "start": sp.start, "end": sp.end}) + "\n")
+                    findings.write(
+                        json.dumps(
+                            {
+                                "file": split.path,
+                                "line": rec.line,
+                                "field": k,
+                                "type": sp.type,
+                                "start": sp.start,
+                                "end": sp.end,
+                            }
+                        )
+                        + "\n"
+                    )
             if any(spans[rec.line]):
-                rec = changed_record(data, rf, rec, it, _new_value(data.task, it, texts[rec.line], spans[rec.line], replacer))
+                rec = changed_record(
+                    data, rf, rec, it, _new_value(data.task, it, texts[rec.line], spans[rec.line], replacer)
+                )
             keep.append(rec)
         name = output_name(split, taken)
         (out / name).write_text(rewrite.render(rf, keep), encoding="utf-8")
@@ -221,14 +268,16 @@ def read_annotated(path: str) -> list[tuple[str, list[tuple[int, int, str]]]]:
         raise DataError(f"{path}: file not found")
     raw = p.read_text(encoding="utf-8")
     try:
-        records = json.loads(raw) if raw.lstrip().startswith("[") else [json.loads(x) for x in raw.splitlines() if x.strip()]
+        records = (
+            json.loads(raw) if raw.lstrip().startswith("[") else [json.loads(x) for x in raw.splitlines() if x.strip()]
+        )
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
     out = []
     for n, r in enumerate(records, start=1):
         text = r.get("full_text", r.get("text")) if isinstance(r, dict) else None
         if not isinstance(text, str) or not isinstance(r.get("spans"), list):
-            raise DataError(f"{path}: record {n}: expected {{\"full_text\" or \"text\", \"spans\": [...]}}")
+            raise DataError(f'{path}: record {n}: expected {{"full_text" or "text", "spans": [...]}}')
         gold = []
         for s in r["spans"]:
             kind = s.get("entity_type", s.get("label"))
@@ -258,8 +307,12 @@ def score(gold: list[list[tuple[int, int, str]]], pred: list[list[tuple[int, int
             p_all += len(p)
             g_hit += sum(any(matches(x[:2], y[:2]) for y in p) for x in g)
             p_hit += sum(any(matches(y[:2], x[:2]) for x in g) for y in p)
-        per[t] = {"gold": g_all, "predicted": p_all, "precision": round(p_hit / p_all, 4) if p_all else 0.0,
-                  "recall": round(g_hit / g_all, 4) if g_all else 0.0}
+        per[t] = {
+            "gold": g_all,
+            "predicted": p_all,
+            "precision": round(p_hit / p_all, 4) if p_all else 0.0,
+            "recall": round(g_hit / g_all, 4) if g_all else 0.0,
+        }
     return per
 
 
@@ -270,10 +323,17 @@ def evaluate(path: str, types, out: Path, *, ner_run: str | None = None, log=Non
     pred = [[(s.start, s.end, s.type) for s in f] for f in found]
     gold = [g for _, g in data]
     evaluated = [t for t in types if any(x[2] == t for gs in gold for x in gs)]
-    result = {"file": path, "texts": len(data), "ner_run": ner_run, "match_rule": "overlap >= half of the shorter span, same type",
-              "per_type": score(gold, pred, evaluated),
-              "not_detected_types": dict(Counter(x[2].split(":", 1)[1] for gs in gold for x in gs if x[2].startswith("other:"))),
-              "misses": _misses(data, pred)}
+    result = {
+        "file": path,
+        "texts": len(data),
+        "ner_run": ner_run,
+        "match_rule": "overlap >= half of the shorter span, same type",
+        "per_type": score(gold, pred, evaluated),
+        "not_detected_types": dict(
+            Counter(x[2].split(":", 1)[1] for gs in gold for x in gs if x[2].startswith("other:"))
+        ),
+        "misses": _misses(data, pred),
+    }
     (out / "evaluation.json").write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
     (out / "evaluation.md").write_text(_eval_markdown(result), encoding="utf-8")
     return result
@@ -289,9 +349,22 @@ def _misses(data, pred, limit: int = 50) -> list[dict]:
 
 
 def _eval_markdown(r: dict) -> str:
-    lines = [f"# PII detection on {r['file']} ({r['texts']} texts)", "", f"Match rule: {r['match_rule']}. NER run: {r['ner_run']}.", "",
-             "| type | gold | found | precision | recall |", "|---|---|---|---|---|"]
-    lines += [f"| {t} | {m['gold']} | {m['predicted']} | {m['precision']:.3f} | {m['recall']:.3f} |" for t, m in r["per_type"].items()]
+    lines = [
+        f"# PII detection on {r['file']} ({r['texts']} texts)",
+        "",
+        f"Match rule: {r['match_rule']}. NER run: {r['ner_run']}.",
+        "",
+        "| type | gold | found | precision | recall |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {t} | {m['gold']} | {m['predicted']} | {m['precision']:.3f} | {m['recall']:.3f} |"
+        for t, m in r["per_type"].items()
+    ]
     if r["not_detected_types"]:
-        lines += ["", "Annotated types tunelab does not detect: " + ", ".join(f"{k} ({v})" for k, v in r["not_detected_types"].items())]
+        lines += [
+            "",
+            "Annotated types tunelab does not detect: "
+            + ", ".join(f"{k} ({v})" for k, v in r["not_detected_types"].items()),
+        ]
     return "\n".join(lines) + "\n"
