@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from tunelab.data import checks
+from tunelab.data import inputs as inputs_mod
 from tunelab.data.inputs import Inputs, Item
 
 CHECKS = (
@@ -280,7 +281,7 @@ def _lengths(inputs: Inputs, audit: Audit, opts: Options) -> None:
     effect = {
         "classification": "text past model.max_length is cut off before the model sees it",
         "token_classification": "sentences are cut into overlapping windows (nothing is lost, but context is)",
-        "causal_lm": f"examples longer than the context are {cfg.lm.overlong}d (lm.overlong)",
+        "causal_lm": f"examples longer than the context are {inputs_mod.task_option(cfg, 'overlong')}d (overlong option)",
     }[inputs.task]
     audit.findings.append(
         Finding(

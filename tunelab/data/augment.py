@@ -19,7 +19,7 @@ import random
 from pathlib import Path
 
 from tunelab.data import rewrite, tagging
-from tunelab.data.inputs import Inputs, Item
+from tunelab.data.inputs import Inputs, Item, task_name, task_option
 from tunelab.errors import TunelabError
 
 OPS = ("synonym", "swap", "delete", "insert", "entity-swap", "paraphrase")
@@ -244,8 +244,8 @@ def label_agreement(texts: list[str], labels: list[str], train: list[Item], filt
     from tunelab.data.sources import Row
 
     loaded = runs.load_run(filter_with)
-    if loaded.cfg.task != "classification":
-        raise TunelabError(f"{filter_with}: --filter needs a classification run, found a {loaded.cfg.task} run")
+    if task_name(loaded.cfg) != "classification":
+        raise TunelabError(f"{filter_with}: --filter needs a classification run, found a {task_name(loaded.cfg)} run")
     from tunelab.tasks import classification
 
     preds = classification.predict(
@@ -288,7 +288,7 @@ def _new_record(data: Inputs, rf, rec, it: Item, value, changed_record):
     if data.task == "classification":
         return changed_record(data, rf, rec, it, value)
     tokens, tags = value
-    prefix = data.cfg.data.token_prefix or ""
+    prefix = task_option(data.cfg, "token_prefix") or ""
     if rf.fmt == "jsonl":
         obj = {k: v for k, v in rec.fields.items() if k not in ("text", "spans", "tokens", "tags")}
         return rewrite.with_object(rf, rec, {**obj, "tokens": tokens, "tags": tags})

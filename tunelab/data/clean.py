@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tunelab.data import audit as audit_mod
 from tunelab.data import audit_report, checks, rewrite
-from tunelab.data.inputs import Inputs, Split
+from tunelab.data.inputs import Inputs, Split, task_option
 from tunelab.errors import TunelabError
 
 FIXES = ("exact", "near", "conflicts", "label-errors", "leakage", "unreadable", "encoding", "whitespace")
@@ -184,7 +184,7 @@ def changed_record(data: Inputs, rf: rewrite.RawFile, rec: rewrite.RawRecord, it
             rec = rewrite.with_field(rf, rec, _column(rf, cfg.text_pair_column, cfg.has_header), pair)
         return rec
     if data.task == "token_classification":
-        return replace_tokens(rf, rec, new, cfg.token_prefix)
+        return replace_tokens(rf, rec, new, task_option(data.cfg, "token_prefix"))
     if isinstance(new, str):  # a plain-text document (blank-line separated; a scrubbed value never adds a blank line)
         return rewrite.with_lines(rec, [ln for ln in new.splitlines() if ln.strip()])
     return replace_messages(rf, rec, new)

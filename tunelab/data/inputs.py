@@ -57,6 +57,21 @@ class Inputs:
         return [it for s in self.splits for it in s.items]
 
 
+def task_name(cfg: config_mod.RunConfig) -> str:
+    """The config's task name (the one place that knows where it lives in the config)."""
+    return cfg.task
+
+
+def task_option(cfg: config_mod.RunConfig, key: str):
+    """A task-specific reader/encoder option (NER: token_prefix, ...; instruction data: chat_template, ...)."""
+    return getattr(cfg.lm, key) if key in type(cfg.lm).model_fields else getattr(cfg.data, key)
+
+
+def read_skipping(task, cfg: config_mod.RunConfig, path: str):
+    """The task's reader on ``path`` with ``on_error=skip``, so bad rows come back as (line, reason) findings."""
+    return task.read(cfg.data.model_copy(update={"on_error": "skip"}), path)
+
+
 def parse_args(items: list[str]) -> tuple[str | None, list[str], list[str]]:
     """(config path or None, files, overrides) from ``CONFIG_OR_FILES [key=value ...]``."""
     cfg_path, files, overrides = None, [], []
@@ -123,15 +138,14 @@ def _first_object_keys(p: Path) -> set[str]:
 def read_splits(cfg: config_mod.RunConfig) -> Inputs:
     from tunelab.tasks import TASKS
 
-    task = TASKS[cfg.task]
-    data_cfg = cfg.data.model_copy(update={"on_error": "skip"})
+    task = TASKS[task_name(cfg)]
     splits = []
     for name in SPLITS:
         path = getattr(cfg.data, name)
         if path is None:
             continue
         try:
-            table = task.read(data_cfg, path)
+            table = read_skipping(task, cfg, path)
         except DataError as exc:
             if (
                 "no sentences found" in str(exc)
@@ -141,11 +155,11 @@ def read_splits(cfg: config_mod.RunConfig) -> Inputs:
                 raise DataError(f"{exc} (the {name} file has no readable rows)") from None
             raise
         splits.append(_split(cfg, name, path, table))
-    return Inputs(cfg.task, cfg, splits)
+    return Inputs(task_name(cfg), cfg, splits)
 
 
 def _split(cfg: config_mod.RunConfig, name: str, path: str, table) -> Split:
-    if cfg.task == "classification":
+    if task_name(cfg) == "classification":
         from tunelab.data import sources
 
         fmt = "csv" if sources.is_packaged(path) else sources._detect_format(path, cfg.data.format)
@@ -154,7 +168,7 @@ def _split(cfg: config_mod.RunConfig, name: str, path: str, table) -> Split:
             for r in table.rows
         ]
         return Split(name, path, fmt, items, list(table.skipped), "newline")
-    if cfg.task == "token_classification":
+    if task_name(cfg) == "token_classification":
         from tunelab.data import conll
 
         fmt = conll.detect_format(path, cfg.data.format, True)

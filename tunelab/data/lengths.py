@@ -24,7 +24,9 @@ def count(inputs, items) -> tuple[list[int], list[int | None] | None]:
 def _lm_lengths(cfg, tokenizer, items) -> tuple[list[int], list[int | None]]:
     from tunelab.data import templates
 
-    template = templates.chat_template(tokenizer, cfg.lm.chat_template)
+    from tunelab.data.inputs import task_option
+
+    template = templates.chat_template(tokenizer, task_option(cfg, "chat_template"))
     total, prompt = [], []
     for it in items:
         ex = it.row
@@ -32,7 +34,7 @@ def _lm_lengths(cfg, tokenizer, items) -> tuple[list[int], list[int | None]]:
             total.append(len(templates.tokenize_text(tokenizer, ex.text)[0]))
             prompt.append(None)
             continue
-        total.append(len(templates.tokenize_conversation(tokenizer, ex.messages, template, cfg.lm.train_on)[0]))
+        total.append(len(templates.tokenize_conversation(tokenizer, ex.messages, template, task_option(cfg, "train_on"))[0]))
         last = max(k for k, m in enumerate(ex.messages) if m["role"] == "assistant")
         text = templates.render(tokenizer, ex.messages[:last], template, add_generation_prompt=True)
         prompt.append(len(tokenizer(text, add_special_tokens=False)["input_ids"]))

@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 from tunelab.data import pii, rewrite
-from tunelab.data.inputs import Inputs
+from tunelab.data.inputs import Inputs, task_name
 from tunelab.errors import DataError, TunelabError
 
 # presidio-research annotation types -> tunelab types (the others, e.g. AGE or TITLE, are not detected)
@@ -127,9 +127,9 @@ class Detector:
             from tunelab import runs
 
             self.loaded = runs.load_run(ner_run)
-            if self.loaded.cfg.task != "token_classification":
+            if task_name(self.loaded.cfg) != "token_classification":
                 raise TunelabError(
-                    f"{ner_run}: --ner needs a token_classification run, found a {self.loaded.cfg.task} run"
+                    f"{ner_run}: --ner needs a token_classification run, found a {task_name(self.loaded.cfg)} run"
                 )
         elif wanted and log:
             log(f"note: no --ner run, so {', '.join(wanted)} are not detected (train one: bench/pii_ner.py)")
