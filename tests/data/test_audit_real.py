@@ -39,12 +39,14 @@ def test_sst2_duplicates_conflicts_and_overlap_match_a_direct_count(shared_data,
         == 0
     )
     data = json.loads((out / "audit.json").read_text())
-    groups = defaultdict(list)
+    groups, dev_groups = defaultdict(list), defaultdict(list)
     for line, (text, label) in read_tsv(train):
         groups[" ".join(text.split())].append((line, label))
-    dups = [g for g in groups.values() if len(g) > 1]
+    for line, (text, label) in read_tsv(dev):
+        dev_groups[" ".join(text.split())].append((line, label))
+    dups = [g for g in groups.values() if len(g) > 1] + [g for g in dev_groups.values() if len(g) > 1]
     conflicts = [g for g in dups if len({lab for _, lab in g}) > 1]
-    in_train = {k for k in groups}
+    in_train = set(groups)
     overlap = [line for line, (text, _) in read_tsv(dev) if " ".join(text.split()) in in_train]
     assert data["summary"]["exact_duplicates"] == sum(len(g) - 1 for g in dups) > 0
     assert data["summary"]["conflicting_duplicates"] == sum(len(g) for g in conflicts) > 0
