@@ -72,6 +72,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0", help="training seeds (comma-separated)")
     ap.add_argument("--dev-rows", type=int, default=None, help="score on the first N dev rows (default: all 6,735)")
     ap.add_argument("--skip-training", action="store_true")
+    ap.add_argument("--label-probe", default="finetune", choices=("embedding", "finetune"))
     args = ap.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     with (DATA / "train.tsv").open(newline="", encoding="utf-8") as fh:
@@ -94,6 +95,8 @@ def main() -> None:
         str(WORK / "audit"),
         "--skip",
         "near_duplicates,leakage,language",
+        "--label-probe",
+        args.label_probe,
     )
     audit_s = time.time() - start
     audit = json.loads((WORK / "audit" / "audit.json").read_text())
@@ -114,6 +117,8 @@ def main() -> None:
         str(WORK / "cleaned"),
         "--fix",
         "label-errors",
+        "--from-audit",
+        str(WORK / "audit"),
         "--skip",
         "near_duplicates,leakage,language",
     )
@@ -122,13 +127,15 @@ def main() -> None:
     lines = [
         "# Label noise: confident learning on SST-2, and training on the cleaned file",
         "",
-        f"Command: `flock /tmp/tunelab-cpu.lock .venv/bin/python bench/label_noise.py --rows {args.rows} --seeds {args.seeds}"
+        f"Command: `flock /tmp/tunelab-cpu.lock .venv/bin/python bench/label_noise.py --rows {args.rows} --seeds {args.seeds} "
+             f"--label-probe {args.label_probe}"
         + (f" --dev-rows {args.dev_rows}" if args.dev_rows else "")
         + f"` ({time.strftime('%Y-%m-%d %H:%M')}, "
         f"{platform.machine()}, {os.cpu_count()} CPUs)",
         "",
         f"First {args.rows} SST-2 training rows, {len(flipped)} labels flipped (seed 0). "
-        f"Audit ({audit_s:.0f} s, out-of-fold accuracy of the probe {audit['stats']['label_model']['out_of_fold_accuracy']}): "
+        f"Audit ({audit_s:.0f} s; probe: {audit['stats']['label_model']['probe']}, out-of-fold accuracy on the noisy labels "
+             f"{audit['stats']['label_model']['out_of_fold_accuracy']}): "
         f"{len(found)} likely label errors, {hits} of them flipped rows.",
         "",
         "| recall (flipped rows found) | precision (found rows that were flipped) |",

@@ -31,7 +31,8 @@ CHECKS = (
 class Options:
     near_threshold: float = 0.8  # character 5-gram Jaccard at or above which two texts are near duplicates
     skip: frozenset = frozenset()  # checks (from CHECKS) not to run
-    label_model: str = "minilm-l6"  # encoder whose embeddings feed the label-error classifier
+    label_model: str = "minilm-l6"  # encoder whose embeddings feed the label-error classifier (or that is fine-tuned)
+    label_probe: str = "embedding"  # embedding: logistic regression on embeddings; finetune: a short fine-tune per fold
     folds: int = 5
     seed: int = 0
     log: object = None
@@ -336,7 +337,7 @@ def _label_errors(inputs: Inputs, audit: Audit, opts: Options) -> None:
     from tunelab.data import labelnoise
 
     ranked, probs, names = labelnoise.find(
-        [audit.items[i].text for i in idx], labels, opts.label_model, opts.folds, opts.seed, opts.log
+        [audit.items[i].text for i in idx], labels, opts.label_model, opts.folds, opts.seed, opts.log, opts.label_probe
     )
     groups = [[idx[r]] for r in ranked]
     detail = {
@@ -348,8 +349,10 @@ def _label_errors(inputs: Inputs, audit: Audit, opts: Options) -> None:
         for k, r in enumerate(ranked)
     }
     audit.stats["label_model"] = {
-        "embeddings": opts.label_model,
-        "classifier": "logistic regression",
+        "model": opts.label_model,
+        "probe": "fine-tuned per fold"
+        if opts.label_probe == "finetune"
+        else "logistic regression on mean-pooled embeddings",
         "folds": opts.folds,
         "out_of_fold_accuracy": round(float((probs.argmax(1) == [names.index(x) for x in labels]).mean()), 4),
     }

@@ -130,8 +130,8 @@ def _stat_tables(data: dict) -> list[tuple[str, list[str], list[list[str]]]]:
         out.append(
             (
                 "Label-error model",
-                ["embeddings", "classifier", "folds", "out-of-fold accuracy"],
-                [[lm["embeddings"], lm["classifier"], str(lm["folds"]), str(lm["out_of_fold_accuracy"])]],
+                ["model", "probe", "folds", "out-of-fold accuracy"],
+                [[lm["model"], lm["probe"], str(lm["folds"]), str(lm["out_of_fold_accuracy"])]],
             )
         )
     return out

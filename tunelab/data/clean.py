@@ -91,8 +91,33 @@ def output_name(split: Split, taken: set[str]) -> str:
     return name
 
 
-def run(data: Inputs, fixes: set[str], opts: audit_mod.Options, out: Path, log) -> dict:
+def label_errors_from(path: str, result: audit_mod.Audit) -> audit_mod.Finding:
+    """The label-error finding of an earlier audit (its audit.json, or the folder holding it), mapped onto these items."""
+    file = Path(path) / "audit.json" if Path(path).is_dir() else Path(path)
+    if not file.is_file():
+        raise TunelabError(f"{path}: --from-audit expects an audit folder or its audit.json, found neither")
+    data = json.loads(file.read_text(encoding="utf-8"))
+    where = {f"{it.source}:{it.line}": k for k, it in enumerate(result.items)}
+    rows = [r for f in data.get("findings", []) if f.get("check") == "label_errors" for r in f["rows"]]
+    if not rows:
+        raise TunelabError(f"{file}: has no label_errors finding (was the label_errors check skipped?)")
+    missing = [r["refs"][0] for r in rows if r["refs"][0] not in where]
+    if missing:
+        raise TunelabError(f"{file}: its row {missing[0]} is not in these inputs; audit and clean the same files")
+    detail = {k: {x: r[x] for x in ("given", "suggested") if x in r} for k, r in enumerate(rows)}
+    return audit_mod.Finding(
+        "label_errors",
+        "likely label errors (from an earlier audit)",
+        "",
+        [[where[r["refs"][0]]] for r in rows],
+        detail=detail,
+    )
+
+
+def run(data: Inputs, fixes: set[str], opts: audit_mod.Options, out: Path, log, from_audit: str | None = None) -> dict:
     result = audit_mod.run(data, opts)
+    if from_audit and "label-errors" in fixes:
+        result.findings.append(label_errors_from(from_audit, result))
     (out / "audit").mkdir()
     audit_report.write(result, out / "audit")
     drop = decide(result, fixes)

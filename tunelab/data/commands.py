@@ -50,7 +50,14 @@ def _audit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--label-model",
         default="minilm-l6",
-        help="encoder for the label-error classifier's embeddings (default minilm-l6)",
+        help="encoder for the label-error probe: its embeddings, or the model fine-tuned per fold (default minilm-l6)",
+    )
+    p.add_argument(
+        "--label-probe",
+        choices=("embedding", "finetune"),
+        default="embedding",
+        help="out-of-fold probabilities from logistic regression on embeddings (fast) or a short fine-tune per fold "
+        "(slower, fewer correct rows flagged)",
     )
     p.add_argument(
         "--folds", type=int, default=5, help="cross-validation folds for out-of-fold probabilities (default 5)"
@@ -81,6 +88,12 @@ def add_parser(sub) -> None:
         "(drop duplicates with conflicting labels), label-errors (drop likely mislabelled rows), leakage (drop "
         "held-out rows also in train), unreadable (drop rows the reader rejects), encoding (repair mojibake, remove control "
         "and zero-width characters), whitespace (collapse runs, strip ends); default: exact,near,conflicts,unreadable,encoding",
+    )
+    c.add_argument(
+        "--from-audit",
+        metavar="DIR",
+        help="take the likely label errors from an earlier `data audit` of the same files (its folder or audit.json) "
+        "instead of computing them again",
     )
     _audit_args(c)
     s = dsub.add_parser(
@@ -188,7 +201,15 @@ def _options(args, log):
         raise TunelabError(f"--skip: unknown check {unknown[0]!r}; valid: {', '.join(CHECKS)}")
     if not 0 < args.near_threshold <= 1:
         raise TunelabError(f"--near-threshold: expected a number in (0, 1], found {args.near_threshold}")
-    return Options(args.near_threshold, skip, args.label_model, args.folds, args.seed, log)
+    return Options(
+        near_threshold=args.near_threshold,
+        skip=skip,
+        label_model=args.label_model,
+        label_probe=args.label_probe,
+        folds=args.folds,
+        seed=args.seed,
+        log=log,
+    )
 
 
 def audit(args, log) -> int:
@@ -216,12 +237,12 @@ def clean(args, log) -> int:
 
     opts = _options(args, log)
     fixes = clean_mod.parse_fixes(args.fix)
-    if "label-errors" not in fixes:
+    if "label-errors" not in fixes or args.from_audit:
         opts.skip = opts.skip | {"label_errors"}
     data = inputs.load(args.inputs)
     inputs.writable(data)
     out = prepare_out(args.out, _paths(data))
-    summary = clean_mod.run(data, fixes, opts, out, log)
+    summary = clean_mod.run(data, fixes, opts, out, log, from_audit=args.from_audit)
     log(json.dumps(summary))
     log(f"done: {out}")
     return 0

@@ -23,7 +23,6 @@ def count(inputs, items) -> tuple[list[int], list[int | None] | None]:
 
 def _lm_lengths(cfg, tokenizer, items) -> tuple[list[int], list[int | None]]:
     from tunelab.data import templates
-
     from tunelab.data.inputs import task_option
 
     template = templates.chat_template(tokenizer, task_option(cfg, "chat_template"))
