@@ -73,6 +73,7 @@ def main() -> None:
     ap.add_argument("--dev-rows", type=int, default=None, help="score on the first N dev rows (default: all 6,735)")
     ap.add_argument("--skip-training", action="store_true")
     ap.add_argument("--label-probe", default="finetune", choices=("embedding", "finetune"))
+    ap.add_argument("--folds", default="3", help="probe folds (3: each fold fine-tunes on two thirds of the rows)")
     args = ap.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     with (DATA / "train.tsv").open(newline="", encoding="utf-8") as fh:
@@ -97,6 +98,8 @@ def main() -> None:
         "near_duplicates,leakage,language",
         "--label-probe",
         args.label_probe,
+        "--folds",
+        args.folds,
     )
     audit_s = time.time() - start
     audit = json.loads((WORK / "audit" / "audit.json").read_text())
@@ -128,7 +131,7 @@ def main() -> None:
         "# Label noise: confident learning on SST-2, and training on the cleaned file",
         "",
         f"Command: `flock /tmp/tunelab-cpu.lock .venv/bin/python bench/label_noise.py --rows {args.rows} --seeds {args.seeds} "
-             f"--label-probe {args.label_probe}"
+             f"--label-probe {args.label_probe} --folds {args.folds}"
         + (f" --dev-rows {args.dev_rows}" if args.dev_rows else "")
         + f"` ({time.strftime('%Y-%m-%d %H:%M')}, "
         f"{platform.machine()}, {os.cpu_count()} CPUs)",
