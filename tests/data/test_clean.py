@@ -65,3 +65,20 @@ def test_conll_and_jsonl_instruction_clean(tmp_path):
     assert cli.main(["data", "clean", str(jl), "--out", str(out)]) == 0
     rows = [json.loads(x) for x in (out / "chat.jsonl").read_text().splitlines()]
     assert [r["messages"][0]["content"] for r in rows] == ["hi", "café?"] and rows[1]["id"] == "cafÃ©?"
+
+
+def test_clean_label_errors_from_an_earlier_audit(tmp_path, capsys):
+    train, _ = write_classification(tmp_path)
+    audit = tmp_path / "audit.json"
+    finding = {"check": "label_errors", "rows": [{"refs": [f"{train}:11"], "given": "0", "suggested": "1"}]}
+    audit.write_text(json.dumps({"findings": [finding]}), encoding="utf-8")
+    out = tmp_path / "clean"
+    args = ["data", "clean", str(train), "data.text_column=sentence", "--fix", "label-errors", "--from-audit", str(audit)]
+    assert cli.main(args + ["--out", str(out)]) == 0
+    assert (out / "train.tsv").read_text(encoding="utf-8") == "\n".join(TRAIN[:10] + TRAIN[11:]) + "\n"
+    log = [json.loads(x) for x in (out / "changes.jsonl").read_text().splitlines()]
+    assert [(r["line"], r["reason"]) for r in log] == [(11, "likely label error (given 0, model suggests 1)")]
+    finding["rows"][0]["refs"] = ["elsewhere.tsv:3"]
+    audit.write_text(json.dumps({"findings": [finding]}), encoding="utf-8")
+    assert cli.main(args + ["--out", str(tmp_path / "c2")]) == 2
+    assert "its row elsewhere.tsv:3 is not in these inputs" in capsys.readouterr().err
