@@ -66,4 +66,6 @@ def test_statistics_by_hand():
     assert checks.outliers([1, 20, 1, 2, 2, 3, 3]) == [1]
     assert checks.outliers([4, 4, 4, 4]) == []
     assert checks.imbalance({"a": 10, "b": 2}) == 5.0
-    assert checks.histogram([0, 1, 2, 3], bins=2) == [(0, 1.5, 2), (1.5, 3, 2)]
+    assert checks.histogram([0, 1, 2, 3], bins=2) == [(0, 1, 2), (2, 3, 2)]
+    assert checks.histogram([3, 4, 10], bins=3) == [(3, 5, 2), (6, 8, 0), (9, 11, 1)]
+    assert checks.histogram([5, 5], bins=20) == [(5, 5, 2)]

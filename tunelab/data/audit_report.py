@@ -213,7 +213,7 @@ def _histogram(data: dict) -> str:
         return ""
     top = max(c for _, _, c in bins) or 1
     rows = "".join(
-        f"<tr><td>{lo:g}-{hi:g}</td><td><span class='bar' style='width:{300 * c / top:.0f}px'></span> {c}</td></tr>"
+        f"<tr><td>{lo}-{hi}</td><td><span class='bar' style='width:{300 * c / top:.0f}px'></span> {c}</td></tr>"
         for lo, hi, c in bins
     )
     return f"<h2>Length histogram (tokens, all splits)</h2><table>{rows}</table>"

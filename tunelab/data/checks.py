@@ -163,13 +163,13 @@ def imbalance(counts: dict[str, int]) -> float:
     return max(counts.values()) / max(min(counts.values()), 1) if counts else 1.0
 
 
-def histogram(values: list[int], bins: int = 20) -> list[tuple[float, float, int]]:
-    """(low, high, count) bins of equal width over [min, max]."""
+def histogram(values: list[int], bins: int = 20) -> list[tuple[int, int, int]]:
+    """(low, high, count) integer bins of equal width covering [min, max] (both ends inclusive), at most ``bins`` of them."""
     if not values:
         return []
     lo, hi = min(values), max(values)
-    width = max((hi - lo) / bins, 1e-9)
-    counts = [0] * bins
+    width = -(-(hi - lo + 1) // bins)  # ceil
+    counts = [0] * (-(-(hi - lo + 1) // width))
     for v in values:
-        counts[min(int((v - lo) / width), bins - 1)] += 1
-    return [(round(lo + b * width, 2), round(lo + (b + 1) * width, 2), c) for b, c in enumerate(counts)]
+        counts[(v - lo) // width] += 1
+    return [(lo + b * width, lo + (b + 1) * width - 1, c) for b, c in enumerate(counts)]
