@@ -171,3 +171,24 @@ def test_scrub_instruction_data_and_text_documents(tmp_path):
     out = tmp_path / "o2"
     assert cli.main(["data", "scrub", str(doc), "--out", str(out)]) == 0
     assert (out / "notes.txt").read_text() == "First doc, call <PHONE>.\nSecond line.\n\nOther doc.\n\n"
+
+
+def test_biased_tags_by_hand():
+    import math
+
+    import torch
+
+    labels = ["O", "B-PER", "I-PER"]
+    logp = {
+        0: torch.tensor([0.9, 0.08, 0.02]).log(),
+        1: torch.tensor([0.6, 0.1, 0.3]).log(),
+        2: torch.tensor([0.2, 0.7, 0.1]).log(),
+    }
+    assert scrub.biased_tags(logp, 3, labels, 0.5) == ["O", "O", "B-PER"]  # name probability 0.1, 0.4, 0.8
+    assert scrub.biased_tags(logp, 3, labels, 0.3) == [
+        "O",
+        "B-PER",
+        "B-PER",
+    ]  # word 1: I-PER after O is repaired to B-PER
+    assert scrub.biased_tags(logp, 4, labels, 0.05) == ["B-PER", "I-PER", "B-PER", "O"]  # word 3 has no score: O
+    assert math.isclose(float(logp[1].exp()[0]), 0.6, rel_tol=1e-6)  # the caller's scores are not modified

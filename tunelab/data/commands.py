@@ -144,6 +144,13 @@ def _scrub_parser(dsub) -> None:
         "--ner", help="tunelab token-classification run folder (e.g. trained on WikiANN) for PERSON/ORG/LOCATION names"
     )
     p.add_argument(
+        "--name-threshold",
+        type=float,
+        default=0.3,
+        help="with --ner: mask a word as a name when the model gives it at least this name probability (1 - P(O)); "
+        "0.5 is about plain argmax decoding, lower masks more (default 0.3)",
+    )
+    p.add_argument(
         "--evaluate",
         metavar="FILE",
         help="annotated JSON (presidio-research spans, or JSONL text+spans): per-type precision/recall",
@@ -277,7 +284,9 @@ def _scrub(args, log) -> int:
         if args.inputs:
             raise TunelabError("--evaluate reads its own annotated file; give no other inputs")
         out = prepare_out(args.out, [args.evaluate])
-        result = scrub.evaluate(args.evaluate, types, out, ner_run=args.ner, log=log)
+        result = scrub.evaluate(
+            args.evaluate, types, out, ner_run=args.ner, log=log, name_threshold=args.name_threshold
+        )
         for name, m in result["per_type"].items():
             log(
                 f"  {name:<16} precision {m['precision']:.3f} recall {m['recall']:.3f} (gold {m['gold']}, found {m['predicted']})"
@@ -296,7 +305,15 @@ def _scrub(args, log) -> int:
     check_new_file(args.mapping, _paths(data))
     out = prepare_out(args.out, _paths(data))
     summary = scrub.run(
-        data, out, types=types, replace=args.replace, mapping=args.mapping, salt=args.salt, ner_run=args.ner, log=log
+        data,
+        out,
+        types=types,
+        replace=args.replace,
+        mapping=args.mapping,
+        salt=args.salt,
+        ner_run=args.ner,
+        log=log,
+        name_threshold=args.name_threshold,
     )
     log(json.dumps(summary))
     log(f"done: {out}")

@@ -14,7 +14,7 @@ import secrets
 from collections import Counter
 from pathlib import Path
 
-from tunelab.data import pii, rewrite
+from tunelab.data import pii, rewrite, tagging
 from tunelab.data.inputs import Inputs, task_name
 from tunelab.errors import DataError, TunelabError
 
@@ -107,6 +107,20 @@ def pseudonym(kind: str, n: int) -> str:
     return f"{kind.title().replace('_', '')}-{n % 100000}"
 
 
+def biased_tags(word_logp: dict, n_words: int, labels: list[str], threshold: float) -> list[str]:
+    """Valid IOB2 tags: a word is part of a name when the model gives it a name probability (1 - P(O)) of at
+    least ``threshold``, then the likeliest name tag; 0.5 is close to plain argmax decoding, lower values mask
+    more (a scrubber's misses leak data, its extra masks only cost a word)."""
+    tags = ["O"] * n_words
+    o = labels.index("O")
+    for w, lp in word_logp.items():  # lp: (num_labels,) log-probabilities
+        p = lp.exp()
+        if 1 - float(p[o]) >= threshold:
+            p[o] = -1.0
+            tags[w] = labels[int(p.argmax())]
+    return tagging.repair(tags)
+
+
 def replace_spans(text: str, spans: list[pii.Span], replacer: Replacer) -> str:
     """``text`` with each (non-overlapping, sorted) span replaced."""
     out, pos = [], 0
@@ -119,8 +133,8 @@ def replace_spans(text: str, spans: list[pii.Span], replacer: Replacer) -> str:
 class Detector:
     """Patterns for every requested type plus, if a NER run is given, names from it."""
 
-    def __init__(self, types: tuple[str, ...], ner_run: str | None = None, log=None):
-        self.types = types
+    def __init__(self, types: tuple[str, ...], ner_run: str | None = None, log=None, name_threshold: float = 0.3):
+        self.types, self.name_threshold = types, name_threshold
         self.loaded = None
         wanted = [t for t in types if t in pii.NAME_TYPES]
         if ner_run:
@@ -135,9 +149,13 @@ class Detector:
             log(f"note: no --ner run, so {', '.join(wanted)} are not detected (train one: bench/pii_ner.py)")
 
     def names(self, texts: list[str]) -> list[list[tuple[int, int, str]]]:
+        """(start, end, type) name spans per text from the NER run, decoded with ``name_threshold``."""
         if self.loaded is None:
             return [[] for _ in texts]
+        from functools import partial
+
         from tunelab.data import conll
+        from tunelab.data.collate import pad_batch
         from tunelab.tasks import token_classification as tc
 
         rows, keep = [], []
@@ -147,12 +165,17 @@ class Detector:
                 rows.append(conll.Sentence(tokens, None, k, t, offsets))
                 keep.append(k)
         out: list[list[tuple[int, int, str]]] = [[] for _ in texts]
+        if not rows:
+            return out
         lr = self.loaded
-        preds = tc.predict(lr.model, lr.tokenizer, lr.labels, rows, lr.cfg.model.max_length) if rows else []
-        for k, p in zip(keep, preds):
-            out[k] = [
-                (e["start"], e["end"], pii.NER_TYPES[e["type"]]) for e in p["entities"] if e["type"] in pii.NER_TYPES
-            ]
+        feats = tc.encode(rows, lr.tokenizer, lr.labels, lr.cfg.model.max_length, "input")
+        scores, _ = tc.window_scores(lr.model, feats, partial(pad_batch, pad_id=lr.tokenizer.pad_token_id))
+        merged = tc.merge_windows(feats, scores)
+        for s, (k, row) in enumerate(zip(keep, rows)):
+            tags = biased_tags(merged[s], len(row.tokens), lr.labels, self.name_threshold)
+            for a, b, kind in tagging.spans(tags):
+                if kind in pii.NER_TYPES:
+                    out[k].append((row.offsets[a][0], row.offsets[b - 1][1], pii.NER_TYPES[kind]))
         return out
 
     def find(self, texts: list[str], batch: int = 256) -> list[list[pii.Span]]:
@@ -168,11 +191,20 @@ class Detector:
 
 
 def run(
-    data: Inputs, out: Path, *, types, replace: str, mapping: str | None, salt: str, ner_run: str | None, log
+    data: Inputs,
+    out: Path,
+    *,
+    types,
+    replace: str,
+    mapping: str | None,
+    salt: str,
+    ner_run: str | None,
+    log,
+    name_threshold: float = 0.3,
 ) -> dict:
     from tunelab.data.clean import changed_record, output_name
 
-    detector = Detector(types, ner_run, log)
+    detector = Detector(types, ner_run, log, name_threshold)
     replacer = Replacer(replace, salt)
     summary, taken = {}, set()
     findings = (out / "findings.jsonl").open("w", encoding="utf-8")
@@ -316,9 +348,9 @@ def score(gold: list[list[tuple[int, int, str]]], pred: list[list[tuple[int, int
     return per
 
 
-def evaluate(path: str, types, out: Path, *, ner_run: str | None = None, log=None) -> dict:
+def evaluate(path: str, types, out: Path, *, ner_run: str | None = None, log=None, name_threshold: float = 0.3) -> dict:
     data = read_annotated(path)
-    detector = Detector(types, ner_run, log)
+    detector = Detector(types, ner_run, log, name_threshold)
     found = detector.find([t for t, _ in data])
     pred = [[(s.start, s.end, s.type) for s in f] for f in found]
     gold = [g for _, g in data]
@@ -327,6 +359,7 @@ def evaluate(path: str, types, out: Path, *, ner_run: str | None = None, log=Non
         "file": path,
         "texts": len(data),
         "ner_run": ner_run,
+        "name_threshold": name_threshold,
         "match_rule": "overlap >= half of the shorter span, same type",
         "per_type": score(gold, pred, evaluated),
         "not_detected_types": dict(
