@@ -69,6 +69,22 @@ def dev_f1(run: Path) -> float:
     return json.loads(done.stdout)["f1"]
 
 
+def name_sweep(run: Path, thresholds) -> list:
+    """Per-type scores of the names alone at each name threshold (in-process: the model is loaded once)."""
+    sys.path.insert(0, str(REPO))
+    from tunelab.data import scrub
+
+    data = scrub.read_annotated(str(DATA / "pii" / "synth_dataset_v2.json"))
+    kinds = ("PERSON", "ORGANIZATION", "LOCATION")
+    gold = [[x for x in g if x[2] in kinds] for _, g in data]
+    det = scrub.Detector(kinds, str(run))
+    out = []
+    for thr in thresholds:
+        det.name_threshold = thr
+        out.append((thr, scrub.score(gold, det.names([t for t, _ in data]), kinds)))
+    return out
+
+
 def evaluate(run: Path, name: str) -> tuple[dict, float]:
     out = REPO / "runs" / f"pii-eval-{name}"
     if out.exists():
@@ -110,6 +126,13 @@ def main() -> None:
                   "| type | gold | found | precision | recall |", "|---|---|---|---|---|"]
         lines += [f"| {t} | {m['gold']} | {m['predicted']} | {m['precision']:.3f} | {m['recall']:.3f} |" for t, m in result["per_type"].items()]
         lines += ["", "Annotated but not detected by tunelab: " + ", ".join(f"{k} ({v})" for k, v in result["not_detected_types"].items())]
+    if (MIXED / "metrics.json").is_file():
+        lines += ["", "## Name threshold (`--name-threshold`) with the `mixed` run", "",
+                  "| threshold | PERSON precision | PERSON recall | ORGANIZATION precision | ORGANIZATION recall | LOCATION precision | LOCATION recall |",
+                  "|---|---|---|---|---|---|---|"]
+        for thr, per in name_sweep(MIXED, (0.5, 0.3, 0.2)):
+            cells = " | ".join(f"{per[t]['precision']:.3f} | {per[t]['recall']:.3f}" for t in ("PERSON", "ORGANIZATION", "LOCATION"))
+            lines.append(f"| {thr} | {cells} |")
     (REPO / "bench" / "results" / "pii.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
