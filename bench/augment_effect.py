@@ -139,11 +139,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--ops", default="none,synonym,swap,delete,insert,paraphrase")
     ap.add_argument("--table", action="store_true", help="only write the table from finished runs")
+    ap.add_argument("--seeds", default="0,1,2")
     args = ap.parse_args()
     if not args.table:
         base = make_slice(200)
-        for op in args.ops.split(","):
-            for seed in SEEDS:
+        for seed in [int(x) for x in args.seeds.split(",")]:
+            for op in args.ops.split(","):
                 print(json.dumps(run_one(op, seed, base)), flush=True)
     text = table()
     (REPO / "bench" / "results" / "augment.md").write_text(text + "\n")
