@@ -41,7 +41,7 @@ def write(path: Path, rows: list[tuple[str, str]]) -> None:
         w.writerows(rows)
 
 
-def train(name: str, path: Path, seed: int, dev_rows: int | None) -> float:
+def train(name: str, path: Path, seed: int, dev_rows: int | None, epochs: str = "2") -> float:
     run = WORK / f"run-{name}-{seed}"
     if not (run / "metrics.json").is_file():
         shutil.rmtree(run, ignore_errors=True)
@@ -54,7 +54,7 @@ def train(name: str, path: Path, seed: int, dev_rows: int | None) -> float:
             f"data.dev={DATA / 'dev.tsv'}",
             "data.text_column=sentence",
             "method=full",
-            "train.epochs=2",
+            f"train.epochs={epochs}",
             "train.batch_size=32",
             "train.lr=5e-5",
             f"train.seed={seed}",
@@ -72,6 +72,8 @@ def main() -> None:
     ap.add_argument("--seeds", default="0", help="training seeds (comma-separated)")
     ap.add_argument("--dev-rows", type=int, default=None, help="score on the first N dev rows (default: all 6,735)")
     ap.add_argument("--skip-training", action="store_true")
+    ap.add_argument("--reuse-audit", action="store_true", help="keep the audit and cleaned file of an earlier run")
+    ap.add_argument("--epochs", default="2")
     ap.add_argument("--label-probe", default="finetune", choices=("embedding", "finetune"))
     ap.add_argument("--folds", default="3", help="probe folds (3: each fold fine-tunes on two thirds of the rows)")
     args = ap.parse_args()
@@ -86,21 +88,22 @@ def main() -> None:
     write(WORK / "clean.tsv", rows)
     write(WORK / "noisy.tsv", noisy)
     start = time.time()
-    shutil.rmtree(WORK / "audit", ignore_errors=True)
-    tunelab(
-        "data",
-        "audit",
-        str(WORK / "noisy.tsv"),
-        "data.text_column=sentence",
-        "--out",
-        str(WORK / "audit"),
-        "--skip",
-        "near_duplicates,leakage,language",
-        "--label-probe",
-        args.label_probe,
-        "--folds",
-        args.folds,
-    )
+    if not args.reuse_audit:
+        shutil.rmtree(WORK / "audit", ignore_errors=True)
+        tunelab(
+            "data",
+            "audit",
+            str(WORK / "noisy.tsv"),
+            "data.text_column=sentence",
+            "--out",
+            str(WORK / "audit"),
+            "--skip",
+            "near_duplicates,leakage,language",
+            "--label-probe",
+            args.label_probe,
+            "--folds",
+            args.folds,
+        )
     audit_s = time.time() - start
     audit = json.loads((WORK / "audit" / "audit.json").read_text())
     found = {
@@ -110,21 +113,22 @@ def main() -> None:
         for row in f["rows"]
     }
     hits = len(found & flipped)
-    shutil.rmtree(WORK / "cleaned", ignore_errors=True)
-    tunelab(
-        "data",
-        "clean",
-        str(WORK / "noisy.tsv"),
-        "data.text_column=sentence",
-        "--out",
-        str(WORK / "cleaned"),
-        "--fix",
-        "label-errors",
-        "--from-audit",
-        str(WORK / "audit"),
-        "--skip",
-        "near_duplicates,leakage,language",
-    )
+    if not args.reuse_audit:
+        shutil.rmtree(WORK / "cleaned", ignore_errors=True)
+        tunelab(
+            "data",
+            "clean",
+            str(WORK / "noisy.tsv"),
+            "data.text_column=sentence",
+            "--out",
+            str(WORK / "cleaned"),
+            "--fix",
+            "label-errors",
+            "--from-audit",
+            str(WORK / "audit"),
+            "--skip",
+            "near_duplicates,leakage,language",
+        )
     cleaned = WORK / "cleaned" / "noisy.tsv"
     kept_rows = sum(1 for _ in cleaned.open(encoding="utf-8")) - 1
     lines = [
@@ -150,7 +154,7 @@ def main() -> None:
     if not args.skip_training:
         seeds = [int(s) for s in args.seeds.split(",")]
         acc = {
-            name: [train(name, path, s, args.dev_rows) for s in seeds]
+            name: [train(name, path, s, args.dev_rows, args.epochs) for s in seeds]
             for name, path in (("clean", WORK / "clean.tsv"), ("noisy", WORK / "noisy.tsv"), ("cleaned", cleaned))
         }
         mean = {k: sum(v) / len(v) for k, v in acc.items()}
@@ -158,7 +162,7 @@ def main() -> None:
         dev = f"first {args.dev_rows}" if args.dev_rows else "all 6,735"
         lines += [
             "",
-            f"minilm-l6, full fine-tuning, 2 epochs, max_length 64, seeds {args.seeds}; dev accuracy on {dev} SST-2 dev rows:",
+            f"minilm-l6, full fine-tuning, {args.epochs} epoch(s), max_length 64, seeds {args.seeds}; dev accuracy on {dev} SST-2 dev rows:",
             "",
             "| training file | rows | dev accuracy (per seed) | mean |",
             "|---|---|---|---|",
