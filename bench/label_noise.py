@@ -59,8 +59,8 @@ def train(name: str, path: Path, seed: int, dev_rows: int | None, epochs: str = 
             "train.lr=5e-5",
             f"train.seed={seed}",
             "train.threads=2",
-            "--quiet",
             *([f"data.max_dev_rows={dev_rows}"] if dev_rows else []),
+            "--quiet",
         )
     return json.loads((run / "metrics.json").read_text())["dev"]["accuracy"]
 
