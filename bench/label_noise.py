@@ -135,14 +135,14 @@ def main() -> None:
         "# Label noise: confident learning on SST-2, and training on the cleaned file",
         "",
         f"Command: `flock /tmp/tunelab-cpu.lock .venv/bin/python bench/label_noise.py --rows {args.rows} --seeds {args.seeds} "
-             f"--label-probe {args.label_probe} --folds {args.folds}"
+        f"--label-probe {args.label_probe} --folds {args.folds}"
         + (f" --dev-rows {args.dev_rows}" if args.dev_rows else "")
         + f"` ({time.strftime('%Y-%m-%d %H:%M')}, "
         f"{platform.machine()}, {os.cpu_count()} CPUs)",
         "",
         f"First {args.rows} SST-2 training rows, {len(flipped)} labels flipped (seed 0). "
         f"Audit ({audit_s:.0f} s; probe: {audit['stats']['label_model']['probe']}, out-of-fold accuracy on the noisy labels "
-             f"{audit['stats']['label_model']['out_of_fold_accuracy']}): "
+        f"{audit['stats']['label_model']['out_of_fold_accuracy']}): "
         f"{len(found)} likely label errors, {hits} of them flipped rows.",
         "",
         "| recall (flipped rows found) | precision (found rows that were flipped) |",

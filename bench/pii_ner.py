@@ -59,13 +59,20 @@ def stripped_dev() -> Path:
     """The first 2,000 WikiANN dev sentences without the en: prefix (scores both runs the same way)."""
     out = REPO / "runs" / "wikiann-dev2000.conll"
     blocks = (DATA / "wikiann-en" / "dev").read_text(encoding="utf-8").split("\n\n")[:2000]
-    out.write_text("\n\n".join("\n".join(ln.removeprefix("en:") for ln in b.splitlines()) for b in blocks) + "\n", encoding="utf-8")
+    out.write_text(
+        "\n\n".join("\n".join(ln.removeprefix("en:") for ln in b.splitlines()) for b in blocks) + "\n", encoding="utf-8"
+    )
     return out
 
 
 def dev_f1(run: Path) -> float:
-    done = subprocess.run([str(REPO / ".venv" / "bin" / "tunelab"), "eval", str(run), "--data", str(stripped_dev())],
-                          check=True, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    done = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "tunelab"), "eval", str(run), "--data", str(stripped_dev())],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     return json.loads(done.stdout)["f1"]
 
 
@@ -92,7 +99,9 @@ def evaluate(run: Path, name: str) -> tuple[dict, float]:
 
         shutil.rmtree(out)
     start = time.time()
-    tunelab("data", "scrub", "--evaluate", str(DATA / "pii" / "synth_dataset_v2.json"), "--ner", str(run), "--out", str(out))
+    tunelab(
+        "data", "scrub", "--evaluate", str(DATA / "pii" / "synth_dataset_v2.json"), "--ner", str(run), "--out", str(out)
+    )
     return json.loads((out / "evaluation.json").read_text()), time.time() - start
 
 
@@ -103,35 +112,81 @@ def main() -> None:
     args = ap.parse_args()
     start = time.time()
     if not args.eval_only and not (RUN / "metrics.json").is_file():
-        tunelab("train", "examples/ner/wikiann.yaml", f"output_dir={RUN}", "data.max_train_rows=null", f"train.epochs={args.epochs}",
-                "train.precision=auto", "train.threads=2", "--quiet")
+        tunelab(
+            "train",
+            "examples/ner/wikiann.yaml",
+            f"output_dir={RUN}",
+            "data.max_train_rows=null",
+            f"train.epochs={args.epochs}",
+            "train.precision=auto",
+            "train.threads=2",
+            "--quiet",
+        )
     if not args.eval_only and not (MIXED / "metrics.json").is_file():
-        tunelab("train", "examples/ner/wikiann.yaml", f"output_dir={MIXED}", f"model.name={RUN / 'model'}",
-                f"data.train={mixed_file()}", f"data.dev={stripped_dev()}", "data.token_prefix=null", "data.max_train_rows=null", "train.epochs=1",
-                "train.lr=1e-4", "train.precision=auto", "train.threads=2", "--quiet")
+        tunelab(
+            "train",
+            "examples/ner/wikiann.yaml",
+            f"output_dir={MIXED}",
+            f"model.name={RUN / 'model'}",
+            f"data.train={mixed_file()}",
+            f"data.dev={stripped_dev()}",
+            "data.token_prefix=null",
+            "data.max_train_rows=null",
+            "train.epochs=1",
+            "train.lr=1e-4",
+            "train.precision=auto",
+            "train.threads=2",
+            "--quiet",
+        )
     train_s = time.time() - start
-    lines = ["# PII scrubbing: per-type precision/recall on presidio-research synth_dataset_v2.json (1,500 texts)", "",
-             f"Command: `flock /tmp/tunelab-cpu.lock .venv/bin/python bench/pii_ner.py` ({time.strftime('%Y-%m-%d %H:%M')}, "
-             f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs)" + (f"; training took {train_s:.0f} s" if train_s > 60 else ""),
-             "", "Match rule: a prediction counts if it overlaps a gold span of the same type by at least half of the shorter span.",
-             "The pattern types do not depend on the NER run; PERSON, ORGANIZATION and LOCATION come from it."]
-    for run, name, what in ((RUN, "wikiann", "minilm-l6 fine-tuned on WikiANN-en (20,000 sentences, 2 epochs)"),
-                            (MIXED, "mixed", "the WikiANN model fine-tuned further on WNUT-17 (mapped) + 3,000 WikiANN sentences")):
+    lines = [
+        "# PII scrubbing: per-type precision/recall on presidio-research synth_dataset_v2.json (1,500 texts)",
+        "",
+        f"Command: `flock /tmp/tunelab-cpu.lock .venv/bin/python bench/pii_ner.py` ({time.strftime('%Y-%m-%d %H:%M')}, "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs)"
+        + (f"; training took {train_s:.0f} s" if train_s > 60 else ""),
+        "",
+        "Match rule: a prediction counts if it overlaps a gold span of the same type by at least half of the shorter span.",
+        "The pattern types do not depend on the NER run; PERSON, ORGANIZATION and LOCATION come from it.",
+    ]
+    for run, name, what in (
+        (RUN, "wikiann", "minilm-l6 fine-tuned on WikiANN-en (20,000 sentences, 2 epochs)"),
+        (MIXED, "mixed", "the WikiANN model fine-tuned further on WNUT-17 (mapped) + 3,000 WikiANN sentences"),
+    ):
         if not (run / "metrics.json").is_file():
             continue
         result, eval_s = evaluate(run, name)
         f1 = dev_f1(run)
-        lines += ["", f"## NER run `{name}`: {what}", "",
-                  f"WikiANN dev entity F1 {f1:.3f} (`tunelab eval` on the first 2,000 dev sentences); PII evaluation took {eval_s:.0f} s.", "",
-                  "| type | gold | found | precision | recall |", "|---|---|---|---|---|"]
-        lines += [f"| {t} | {m['gold']} | {m['predicted']} | {m['precision']:.3f} | {m['recall']:.3f} |" for t, m in result["per_type"].items()]
-        lines += ["", "Annotated but not detected by tunelab: " + ", ".join(f"{k} ({v})" for k, v in result["not_detected_types"].items())]
+        lines += [
+            "",
+            f"## NER run `{name}`: {what}",
+            "",
+            f"WikiANN dev entity F1 {f1:.3f} (`tunelab eval` on the first 2,000 dev sentences); PII evaluation took {eval_s:.0f} s.",
+            "",
+            "| type | gold | found | precision | recall |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {t} | {m['gold']} | {m['predicted']} | {m['precision']:.3f} | {m['recall']:.3f} |"
+            for t, m in result["per_type"].items()
+        ]
+        lines += [
+            "",
+            "Annotated but not detected by tunelab: "
+            + ", ".join(f"{k} ({v})" for k, v in result["not_detected_types"].items()),
+        ]
     if (MIXED / "metrics.json").is_file():
-        lines += ["", "## Name threshold (`--name-threshold`) with the `mixed` run", "",
-                  "| threshold | PERSON precision | PERSON recall | ORGANIZATION precision | ORGANIZATION recall | LOCATION precision | LOCATION recall |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Name threshold (`--name-threshold`) with the `mixed` run",
+            "",
+            "| threshold | PERSON precision | PERSON recall | ORGANIZATION precision | ORGANIZATION recall | LOCATION precision | LOCATION recall |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for thr, per in name_sweep(MIXED, (0.5, 0.3, 0.2)):
-            cells = " | ".join(f"{per[t]['precision']:.3f} | {per[t]['recall']:.3f}" for t in ("PERSON", "ORGANIZATION", "LOCATION"))
+            cells = " | ".join(
+                f"{per[t]['precision']:.3f} | {per[t]['recall']:.3f}" for t in ("PERSON", "ORGANIZATION", "LOCATION")
+            )
             lines.append(f"| {thr} | {cells} |")
     (REPO / "bench" / "results" / "pii.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

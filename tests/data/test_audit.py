@@ -109,7 +109,10 @@ def test_instruction_findings(tmp_path, tiny_llama_dir):
     path = tmp_path / "alpaca.json"
     path.write_text(json.dumps(rows, indent=1), encoding="utf-8")
     out = tmp_path / "a"
-    assert cli.main(["data", "audit", str(path), "model.max_length=64", f"model.name={tiny_llama_dir}", "--out", str(out)]) == 0
+    assert (
+        cli.main(["data", "audit", str(path), "model.max_length=64", f"model.name={tiny_llama_dir}", "--out", str(out)])
+        == 0
+    )
     data = json.loads((out / "audit.json").read_text())
     assert data["task"] == "causal_lm"
     assert refs(data, "duplicate_instructions") == [["2", "7"]]

@@ -62,7 +62,9 @@ def test_conll_and_jsonl_instruction_clean(tmp_path):
         "\n".join(json.dumps(m) for m in [msgs("hi", "hello"), msgs("hi", "hello"), msgs("cafÃ©?", "yes")]) + "\n"
     )
     out = tmp_path / "c2"
-    assert cli.main(["data", "clean", str(jl), "--out", str(out), "--skip", "lengths,language"]) == 0  # no chat tokenizer
+    assert (
+        cli.main(["data", "clean", str(jl), "--out", str(out), "--skip", "lengths,language"]) == 0
+    )  # no chat tokenizer
     rows = [json.loads(x) for x in (out / "chat.jsonl").read_text().splitlines()]
     assert [r["messages"][0]["content"] for r in rows] == ["hi", "café?"] and rows[1]["id"] == "cafÃ©?"
 
@@ -73,7 +75,16 @@ def test_clean_label_errors_from_an_earlier_audit(tmp_path, capsys):
     finding = {"check": "label_errors", "rows": [{"refs": [f"{train}:11"], "given": "0", "suggested": "1"}]}
     audit.write_text(json.dumps({"findings": [finding]}), encoding="utf-8")
     out = tmp_path / "clean"
-    args = ["data", "clean", str(train), "data.text_column=sentence", "--fix", "label-errors", "--from-audit", str(audit)]
+    args = [
+        "data",
+        "clean",
+        str(train),
+        "data.text_column=sentence",
+        "--fix",
+        "label-errors",
+        "--from-audit",
+        str(audit),
+    ]
     assert cli.main(args + ["--out", str(out)]) == 0
     assert (out / "train.tsv").read_text(encoding="utf-8") == "\n".join(TRAIN[:10] + TRAIN[11:]) + "\n"
     log = [json.loads(x) for x in (out / "changes.jsonl").read_text().splitlines()]

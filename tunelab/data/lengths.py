@@ -33,7 +33,9 @@ def _lm_lengths(cfg, tokenizer, items) -> tuple[list[int], list[int | None]]:
             total.append(len(templates.tokenize_text(tokenizer, ex.text)[0]))
             prompt.append(None)
             continue
-        total.append(len(templates.tokenize_conversation(tokenizer, ex.messages, template, task_option(cfg, "train_on"))[0]))
+        total.append(
+            len(templates.tokenize_conversation(tokenizer, ex.messages, template, task_option(cfg, "train_on"))[0])
+        )
         last = max(k for k, m in enumerate(ex.messages) if m["role"] == "assistant")
         text = templates.render(tokenizer, ex.messages[:last], template, add_generation_prompt=True)
         prompt.append(len(tokenizer(text, add_special_tokens=False)["input_ids"]))

@@ -25,10 +25,14 @@ def run(run_dir: str | Path, out_dir: str | Path, log=print) -> Path:
     _, plain, _ = runs.build_base(loaded.cfg, loaded.labels)
     extra = set(model.state_dict()) ^ set(plain.state_dict())
     if extra:
-        raise TunelabError(f"{run_dir}: method '{loaded.cfg.method.name}' adds layers or inputs that cannot be folded into the base weights "
-                           f"(e.g. {sorted(extra)[0]}); load it with tunelab (predict/eval/serve read the run folder directly)")
+        raise TunelabError(
+            f"{run_dir}: method '{loaded.cfg.method.name}' adds layers or inputs that cannot be folded into the base weights "
+            f"(e.g. {sorted(extra)[0]}); load it with tunelab (predict/eval/serve read the run folder directly)"
+        )
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out))
     loaded.tokenizer.save_pretrained(str(out))
-    log(f"wrote a plain {type(model).__name__} to {out} ({loaded.cfg.method.name} {'merged' if method.MERGEABLE else 'as trained'})")
+    log(
+        f"wrote a plain {type(model).__name__} to {out} ({loaded.cfg.method.name} {'merged' if method.MERGEABLE else 'as trained'})"
+    )
     return out

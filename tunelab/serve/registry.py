@@ -33,7 +33,9 @@ class Served:
     max_length: int = 256
     adapter: str | None = None  # peft adapter to activate before running this model
     created: int = field(default_factory=lambda: int(time.time()))
-    lock: threading.Lock = field(default_factory=threading.Lock)  # guards the tokenizer (shared by adapters of one base)
+    lock: threading.Lock = field(
+        default_factory=threading.Lock
+    )  # guards the tokenizer (shared by adapters of one base)
 
     @property
     def generates(self) -> bool:
@@ -49,7 +51,9 @@ def parse_items(items: list[str]) -> list[tuple[str, str]]:
             target = item
             name = Path(item.rstrip("/")).name if Path(item).exists() else item
         if not NAME_RE.match(name):
-            raise ConfigError(f"serve: model name '{name}' must be 1-128 letters, digits, '.', '_', ':' or '-'; name it with NAME={target}")
+            raise ConfigError(
+                f"serve: model name '{name}' must be 1-128 letters, digits, '.', '_', ':' or '-'; name it with NAME={target}"
+            )
         pairs.append((name, target))
     names = [n for n, _ in pairs]
     dupes = sorted({n for n in names if names.count(n) > 1})
@@ -83,7 +87,10 @@ def load_all(items: list[str], log: Callable[[str], None]) -> dict[str, Served]:
     for members in groups.values():
         for s in _load_adapters(members):
             served[s.name] = s
-            log(f"serve: loaded {s.name}" + (f" (adapter on a shared base, {len(members)} adapters)" if len(members) > 1 else ""))
+            log(
+                f"serve: loaded {s.name}"
+                + (f" (adapter on a shared base, {len(members)} adapters)" if len(members) > 1 else "")
+            )
     return {n: served[n] for n, _ in parse_items(items)}
 
 
@@ -92,8 +99,18 @@ def _run_served(name: str, run: Path, loaded, adapter: str | None = None) -> Ser
 
     cfg = loaded.cfg
     tpl = templates.chat_template(loaded.tokenizer, cfg.lm.chat_template) if cfg.task == "causal_lm" else None
-    return Served(name, cfg.task, loaded.model, loaded.tokenizer, cfg.generation, tpl, loaded.labels,
-                  cfg.model.max_length, adapter, int(run.stat().st_mtime))
+    return Served(
+        name,
+        cfg.task,
+        loaded.model,
+        loaded.tokenizer,
+        cfg.generation,
+        tpl,
+        loaded.labels,
+        cfg.model.max_length,
+        adapter,
+        int(run.stat().st_mtime),
+    )
 
 
 def _load_run(name: str, run: Path) -> Served:
