@@ -130,7 +130,7 @@ def main() -> None:
             f"model.name={RUN / 'model'}",
             f"data.train={mixed_file()}",
             f"data.dev={stripped_dev()}",
-            "data.token_prefix=null",
+            "task.token_prefix=null",
             "data.max_train_rows=null",
             "train.epochs=1",
             "train.lr=1e-4",

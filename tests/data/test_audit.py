@@ -90,7 +90,7 @@ def test_ner_findings(tmp_path):
     path = tmp_path / "ner.conll"
     path.write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
     out = tmp_path / "a"
-    assert cli.main(["data", "audit", str(path), 'data.token_prefix="en:"', "--out", str(out)]) == 0
+    assert cli.main(["data", "audit", str(path), 'task.token_prefix="en:"', "--out", str(out)]) == 0
     data = json.loads((out / "audit.json").read_text())
     assert data["task"] == "token_classification"
     assert refs(data, "entity_length_outliers") == [["25"]]
@@ -139,3 +139,16 @@ def test_label_issues_on_separable_features():
         [[0.9, 0.1], [0.05, 0.95], [0.8, 0.2], [0.1, 0.9], [0.97, 0.03], [0.2, 0.8], [0.7, 0.3], [0.3, 0.7]]
     )
     assert labelnoise.label_issues(given, hand) == [4, 1]  # ranked: lowest self-confidence first
+
+
+def test_finetune_probe_gives_out_of_fold_probabilities(tmp_path, tiny_bert_dir):
+    """--label-probe finetune: one tunelab fine-tune per fold; every row is scored by the fold that did not train on it."""
+    from tests.conftest import write_sentiment
+    from tunelab.data import labelnoise
+    from tunelab.data.sources import read_table
+
+    rows = read_table(str(write_sentiment(tmp_path / "s.tsv", n=24)), text_column="sentence").rows
+    y = [int(r.label) for r in rows]
+    probs = labelnoise.finetune_probs([r.text for r in rows], y, ["0", "1"], str(tiny_bert_dir), folds=2)
+    assert probs.shape == (24, 2)
+    assert np.allclose(probs.sum(1), 1.0, atol=1e-4) and (probs > 0).all()  # every row got its held-out fold's scores

@@ -113,7 +113,7 @@ def test_augment_ner_with_entity_swap(tmp_path):
     )
     out = tmp_path / "aug"
     assert (
-        cli.main(["data", "augment", str(src), 'data.token_prefix="en:"', "--ops", "entity-swap", "--out", str(out)])
+        cli.main(["data", "augment", str(src), 'task.token_prefix="en:"', "--ops", "entity-swap", "--out", str(out)])
         == 0
     )
     text = (out / "ner.conll").read_text()
@@ -201,3 +201,46 @@ def test_augment_paraphrase_plumbing_with_a_tiny_lm(tmp_path, tiny_llama_dir):
     rows = read_table(str(out / "t.tsv"), on_error="skip").rows
     assert len(rows) == 3 + len(log) and all(r["op"] == "paraphrase" and r["text"] for r in log)
     assert {r.label for r in rows[3:]} <= {"0", "1"}
+
+
+def test_paraphrase_filter_asks_a_classification_run_through_the_task_protocol(tmp_path, tiny_bert_dir):
+    """--filter RUN_DIR keeps a paraphrase only when the run predicts its row's label; other runs are refused."""
+    from tests.conftest import write_sentiment
+    from tunelab import config
+    from tunelab.data import augment
+    from tunelab.errors import TunelabError
+    from tunelab.recipes import finetune
+
+    cfg = config.load(
+        None,
+        [
+            f"output_dir={tmp_path / 'run'}",
+            f"model.name={tiny_bert_dir}",
+            f"data.train={write_sentiment(tmp_path / 's.tsv', n=96)}",
+            "data.text_column=sentence",
+            "train.epochs=8",
+            "train.batch_size=16",
+            "train.lr=5e-3",
+            "train.precision=fp32",
+            "model.max_length=16",
+        ],
+    )
+    finetune.run(cfg, quiet=True, log=lambda m: None)
+    texts = ["good great love fun", "bad awful hate dull"]
+    assert augment.label_agreement(texts, ["1", "0"], [], str(tmp_path / "run")) == [True, True]
+    assert augment.label_agreement(texts, ["0", "1"], [], str(tmp_path / "run")) == [False, False]
+    (tmp_path / "n.conll").write_text("ann\tB-PER\nmet\tO\n\nbo\tB-PER\nleft\tO\n" * 4, encoding="utf-8")
+    cfg = config.load(
+        None,
+        [
+            "task=token_classification",
+            f"output_dir={tmp_path / 'ner'}",
+            f"model.name={tiny_bert_dir}",
+            f"data.train={tmp_path / 'n.conll'}",
+            "train.max_steps=1",
+            "model.max_length=16",
+        ],
+    )
+    finetune.run(cfg, quiet=True, log=lambda m: None)
+    with pytest.raises(TunelabError, match="--filter needs a classification run, found a token_classification run"):
+        augment.label_agreement(texts, ["1", "0"], [], str(tmp_path / "ner"))

@@ -10,7 +10,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from tunelab.data import checks
-from tunelab.data import inputs as inputs_mod
 from tunelab.data.inputs import Inputs, Item
 
 CHECKS = (
@@ -62,7 +61,8 @@ class Finding:
 
 @dataclass
 class Audit:
-    task: str
+    task: str  # the task's name (for the report)
+    kind: str  # its row kind (tunelab.tasks.base.ROW_KINDS): which checks apply
     items: list[Item]
     files: list[dict]
     stats: dict
@@ -79,7 +79,7 @@ def run(inputs: Inputs, opts: Options = Options()) -> Audit:
         {"split": s.name, "path": s.path, "format": s.fmt, "rows": len(s.items), "unreadable": len(s.skipped)}
         for s in inputs.splits
     ]
-    audit = Audit(inputs.task, items, files, {}, [])
+    audit = Audit(inputs.task.name, inputs.kind, items, files, {}, [])
     steps = [
         ("unreadable", _unreadable),
         ("duplicates", _duplicates),
@@ -103,7 +103,7 @@ def run(inputs: Inputs, opts: Options = Options()) -> Audit:
 
 
 def _labels(inputs: Inputs, audit: Audit) -> None:
-    if inputs.task != "classification":
+    if inputs.kind != "text":
         return
     per = {s.name: dict(sorted(Counter(it.label for it in s.items).items())) for s in inputs.splits}
     audit.stats["labels"] = per
@@ -130,7 +130,7 @@ def _unreadable(inputs: Inputs, audit: Audit, opts: Options) -> None:
         for line, reason in s.skipped:
             is_empty = "non-empty" in reason or "has no words" in reason
             (empty if is_empty else other).append((s.path, line, reason))
-    name = "empty outputs or texts" if inputs.task == "causal_lm" else "empty or whitespace-only texts"
+    name = "empty outputs or texts" if inputs.kind == "conversation" else "empty or whitespace-only texts"
     audit.findings.append(
         Finding("empty", name, "training with data.on_error: raise stops here; with skip they are dropped", lines=empty)
     )
@@ -149,7 +149,7 @@ def _duplicates(inputs: Inputs, audit: Audit, opts: Options) -> None:
     items = audit.items
     keys = [f"{it.split}\x00{checks.normalise(it.text)}" for it in items]
     groups = checks.exact_groups(keys)
-    lm = inputs.task == "causal_lm"
+    lm = inputs.kind == "conversation"
     check = "duplicate_instructions" if lm else "exact_duplicates"
     title = (
         "duplicate instructions (same prompt)" if lm else "exact duplicates (same text after whitespace normalisation)"
@@ -164,7 +164,7 @@ def _duplicates(inputs: Inputs, audit: Audit, opts: Options) -> None:
         )
     )
     conflict = [g for g in groups if len({_answer(items[i]) for i in g}) > 1]
-    if inputs.task != "token_classification":
+    if inputs.kind != "tokens":
         what = "outputs" if lm else "labels"
         audit.findings.append(
             Finding(
@@ -203,7 +203,7 @@ def _near(inputs: Inputs, audit: Audit, opts: Options) -> None:
             severity="info",
         )
     )
-    if inputs.task != "token_classification":
+    if inputs.kind != "tokens":
         conflict = [g for g in groups if len({_answer(items[i]) for i in g}) > 1]
         audit.findings.append(
             Finding(
@@ -267,6 +267,14 @@ def _encoding(inputs: Inputs, audit: Audit, opts: Options) -> None:
     )
 
 
+# what happens in training to a row longer than model.max_length, per row kind (tunelab.tasks.base.ROW_KINDS)
+TRUNCATION_EFFECT = {
+    "text": lambda cfg: "text past model.max_length is cut off before the model sees it",
+    "tokens": lambda cfg: "sentences are cut into overlapping windows (nothing is lost, but context is)",
+    "conversation": lambda cfg: f"examples longer than the context are {cfg.task.overlong}d (task.overlong)",
+}
+
+
 def _lengths(inputs: Inputs, audit: Audit, opts: Options) -> None:
     from tunelab.data import lengths
 
@@ -279,11 +287,7 @@ def _lengths(inputs: Inputs, audit: Audit, opts: Options) -> None:
     }
     audit.stats["length_histogram"] = checks.histogram(counted)
     over = [[i] for i, n in enumerate(counted) if n > limit]
-    effect = {
-        "classification": "text past model.max_length is cut off before the model sees it",
-        "token_classification": "sentences are cut into overlapping windows (nothing is lost, but context is)",
-        "causal_lm": f"examples longer than the context are {inputs_mod.task_option(cfg, 'overlong')}d (overlong option)",
-    }[inputs.task]
+    effect = TRUNCATION_EFFECT[inputs.kind](cfg)
     audit.findings.append(
         Finding(
             "too_long",
@@ -291,10 +295,10 @@ def _lengths(inputs: Inputs, audit: Audit, opts: Options) -> None:
             effect,
             over,
             detail={k: {"tokens": counted[g[0]]} for k, g in enumerate(over)},
-            severity="info" if inputs.task == "token_classification" else "warning",
+            severity="info" if inputs.kind == "tokens" else "warning",
         )
     )
-    if inputs.task == "causal_lm":
+    if inputs.kind == "conversation":
         long_prompts = [[i] for i, n in enumerate(prompts) if n is not None and n >= limit]
         audit.findings.append(
             Finding(
@@ -328,7 +332,7 @@ def _language(inputs: Inputs, audit: Audit, opts: Options) -> None:
 
 
 def _label_errors(inputs: Inputs, audit: Audit, opts: Options) -> None:
-    if inputs.task != "classification":
+    if inputs.kind != "text":
         return
     idx = [i for i, it in enumerate(audit.items) if it.split == "train"]
     labels = [audit.items[i].label for i in idx]
@@ -368,7 +372,7 @@ def _label_errors(inputs: Inputs, audit: Audit, opts: Options) -> None:
 
 
 def _tags(inputs: Inputs, audit: Audit, opts: Options) -> None:
-    if inputs.task != "token_classification":
+    if inputs.kind != "tokens":
         return
     from tunelab.data import tagging
 
@@ -400,7 +404,7 @@ def _tags(inputs: Inputs, audit: Audit, opts: Options) -> None:
 
 
 def _instructions(inputs: Inputs, audit: Audit, opts: Options) -> None:
-    if inputs.task != "causal_lm":
+    if inputs.kind != "conversation":
         return
     empty = [
         [i]

@@ -37,7 +37,7 @@ def _finding_json(audit: Audit, f: Finding) -> dict:
         }
         answers = [a for a in (_answer(audit.items[i]) for i in group) if a is not None]
         if answers:
-            row["labels" if audit.task == "classification" else "outputs"] = answers
+            row["labels" if audit.kind == "text" else "outputs"] = answers
         rows.append(row)
     rows += [{"refs": [f"{path}:{line}"], "reason": reason} for path, line, reason in f.lines]
     return {

@@ -19,7 +19,7 @@ import random
 from pathlib import Path
 
 from tunelab.data import rewrite, tagging
-from tunelab.data.inputs import Inputs, Item, task_name, task_option
+from tunelab.data.inputs import Inputs, Item
 from tunelab.errors import TunelabError
 
 OPS = ("synonym", "swap", "delete", "insert", "entity-swap", "paraphrase")
@@ -153,22 +153,24 @@ def run(
     log,
 ) -> dict:
     split = data.splits[0]
-    if data.task not in ("classification", "token_classification"):
-        raise TunelabError(f"{split.path}: augmentation works on classification and NER data, found task {data.task}")
-    if data.task == "classification" and "entity-swap" in ops:
+    if data.kind not in ("text", "tokens"):
+        raise TunelabError(
+            f"{split.path}: augmentation works on classification and NER data, found task {data.task.name}"
+        )
+    if data.kind == "text" and "entity-swap" in ops:
         raise TunelabError("--ops: entity-swap needs NER data (task token_classification)")
-    if data.task == "token_classification" and "paraphrase" in ops:
+    if data.kind == "tokens" and "paraphrase" in ops:
         raise TunelabError("--ops: paraphrase works on classification data only (a paraphrase loses the token tags)")
     rng = random.Random(seed)
-    syn = _synonyms(split.items, synonyms, wordnet_dir) if {"synonym", "insert"} & set(ops) else {}
-    if data.task == "token_classification":  # one token per word: multi-word synonyms would break the alignment
+    syn = _synonyms(split.items, data.kind, synonyms, wordnet_dir) if {"synonym", "insert"} & set(ops) else {}
+    if data.kind == "tokens":  # one token per word: multi-word synonyms would break the alignment
         syn = {w: single for w, s in syn.items() if (single := [x for x in s if " " not in x])}
     pool = entity_pool(split.items) if "entity-swap" in ops else {}
     new: list[tuple[Item, str, object]] = []  # (source item, op, new value)
     plan = [(it, ops[(k * copies + c) % len(ops)]) for k, it in enumerate(split.items) for c in range(copies)]
     for it, op in plan:
         if op != "paraphrase":
-            new.append((it, op, _apply(data.task, op, it, syn, pool, alpha, rng)))
+            new.append((it, op, _apply(data.kind, op, it, syn, pool, alpha, rng)))
     rejected = 0
     if "paraphrase" in ops:
         todo = [it for it, op in plan if op == "paraphrase"]
@@ -177,8 +179,8 @@ def run(
     return _write(data, split, new, out, rejected, ops)
 
 
-def _apply(task: str, op: str, it: Item, syn: dict, pool: dict, alpha: float, rng: random.Random):
-    if task == "classification":
+def _apply(kind: str, op: str, it: Item, syn: dict, pool: dict, alpha: float, rng: random.Random):
+    if kind == "text":
         words = it.row.text.split()
         return " ".join(eda(op, words, ["O"] * len(words), syn, alpha, rng)[0]), it.row.text_pair
     tokens, tags = it.row.tokens, it.row.tags
@@ -187,14 +189,14 @@ def _apply(task: str, op: str, it: Item, syn: dict, pool: dict, alpha: float, rn
     return eda(op, tokens, tags, syn, alpha, rng)
 
 
-def _synonyms(items: list[Item], source: str, wordnet_dir: str | None) -> dict:
+def _synonyms(items: list[Item], kind: str, source: str, wordnet_dir: str | None) -> dict:
     if source == "wordnet":
         from tunelab.data import lexicon
 
         return lexicon.read_wordnet(lexicon.wordnet_dir(wordnet_dir))
     from tunelab.data import lexicon
 
-    words = {w.lower() for it in items for w in (it.row.tokens if hasattr(it.row, "tokens") else it.row.text.split())}
+    words = {w.lower() for it in items for w in (it.row.tokens if kind == "tokens" else it.row.text.split())}
     return lexicon.embedding_neighbours({w for w in words if w not in STOPWORDS})
 
 
@@ -241,20 +243,12 @@ def label_agreement(texts: list[str], labels: list[str], train: list[Item], filt
         clf = LogisticRegression(max_iter=2000).fit(emb[: len(train)], [it.row.label for it in train])
         return [p == lab for p, lab in zip(clf.predict(emb[len(train) :]), labels)]
     from tunelab import runs
-    from tunelab.data.sources import Row
 
     loaded = runs.load_run(filter_with)
-    if task_name(loaded.cfg) != "classification":
-        raise TunelabError(f"{filter_with}: --filter needs a classification run, found a {task_name(loaded.cfg)} run")
-    from tunelab.tasks import classification
-
-    preds = classification.predict(
-        loaded.model,
-        loaded.tokenizer,
-        loaded.labels,
-        [Row(x, None, None, 0) for x in texts],
-        loaded.cfg.model.max_length,
-    )
+    if loaded.task.row_kind != "text" or not loaded.labels:
+        raise TunelabError(f"{filter_with}: --filter needs a classification run, found a {loaded.cfg.task.name} run")
+    task = loaded.task
+    preds = task.predict(loaded, task.parse_inputs([json.dumps({"text": x}) for x in texts], "paraphrases"))
     return [p["label"] == lab for p, lab in zip(preds, labels)]
 
 
@@ -268,7 +262,7 @@ def _write(data: Inputs, split, new: list, out: Path, rejected: int, ops: list[s
     for it, op, value in new:
         records.append(_new_record(data, rf, by_line[it.line], it, value, changed_record))
         counts[op] += 1
-        text = value[0] if data.task == "classification" else " ".join(value[0])
+        text = value[0] if data.kind == "text" else " ".join(value[0])
         log_rows.append({"source": f"{split.path}:{it.line}", "op": op, "text": text})
     name = output_name(split, set())
     (out / name).write_text(rewrite.render(rf, records), encoding="utf-8")
@@ -285,10 +279,10 @@ def _write(data: Inputs, split, new: list, out: Path, rejected: int, ops: list[s
 
 
 def _new_record(data: Inputs, rf, rec, it: Item, value, changed_record):
-    if data.task == "classification":
+    if data.kind == "text":
         return changed_record(data, rf, rec, it, value)
     tokens, tags = value
-    prefix = task_option(data.cfg, "token_prefix") or ""
+    prefix = data.cfg.task.token_prefix or ""
     if rf.fmt == "jsonl":
         obj = {k: v for k, v in rec.fields.items() if k not in ("text", "spans", "tokens", "tags")}
         return rewrite.with_object(rf, rec, {**obj, "tokens": tokens, "tags": tags})

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tunelab.data import audit as audit_mod
 from tunelab.data import audit_report, checks, rewrite
-from tunelab.data.inputs import Inputs, Split, task_option
+from tunelab.data.inputs import Inputs, Split
 from tunelab.errors import TunelabError
 
 FIXES = ("exact", "near", "conflicts", "label-errors", "leakage", "unreadable", "encoding", "whitespace")
@@ -60,18 +60,18 @@ def decide(audit: audit_mod.Audit, fixes: set[str]) -> dict[int, str]:
     return drop
 
 
-def normalised(task: str, item, whitespace: bool) -> object | None:
+def normalised(kind: str, item, whitespace: bool) -> object | None:
     """The item's row with fixed text, or None if nothing changes.
 
     Always: mojibake repaired, control and zero-width characters removed. With ``whitespace`` (classification
     and NER only; in instruction data whitespace and newlines carry meaning): runs collapsed, ends stripped.
     """
     fix = checks.fix_text if whitespace else checks.fix_encoding
-    if task == "classification":
+    if kind == "text":
         r = item.row
         text, pair = fix(r.text), None if r.text_pair is None else fix(r.text_pair)
         return None if (text, pair) == (r.text, r.text_pair) else (text, pair)
-    if task == "token_classification":
+    if kind == "tokens":
         tokens = [fix(t).strip() or t for t in item.row.tokens]
         return None if tokens == item.row.tokens else tokens
     if item.row.messages is None:
@@ -164,7 +164,7 @@ def write_split(data: Inputs, split: Split, drop: dict[int, str], index: dict[in
             counts["dropped"] += 1
             continue
         fixing = {"encoding", "whitespace"} & fixes
-        new = normalised(data.task, it, "whitespace" in fixes) if it is not None and fixing else None
+        new = normalised(data.kind, it, "whitespace" in fixes) if it is not None and fixing else None
         if new is not None:
             rec = changed_record(data, rf, rec, it, new)
             rows.append(
@@ -174,7 +174,7 @@ def write_split(data: Inputs, split: Split, drop: dict[int, str], index: dict[in
                     "action": "change",
                     "reason": f"normalised {'/'.join(sorted(fixing))}",
                     "before": it.text,
-                    "after": _after(data.task, new),
+                    "after": _after(data.kind, new),
                 }
             )
             counts["changed"] += 1
@@ -191,10 +191,10 @@ def _block_start(starts: list[int], line: int) -> int:
     return starts[k] if k >= 0 else line
 
 
-def _after(task: str, new) -> str:
-    if task == "classification":
+def _after(kind: str, new) -> str:
+    if kind == "text":
         return new[0] if new[1] is None else f"{new[0]}\n{new[1]}"
-    if task == "token_classification":
+    if kind == "tokens":
         return " ".join(new)
     return "\n".join(m["content"] for m in new if m["role"] != "assistant")
 
@@ -202,14 +202,14 @@ def _after(task: str, new) -> str:
 def changed_record(data: Inputs, rf: rewrite.RawFile, rec: rewrite.RawRecord, item, new) -> rewrite.RawRecord:
     """``rec`` with the item's text replaced by ``new`` (as ``normalised`` or a scrubber returns it)."""
     cfg = data.cfg.data
-    if data.task == "classification":
+    if data.kind == "text":
         text, pair = new
         rec = rewrite.with_field(rf, rec, _column(rf, cfg.text_column, cfg.has_header), text)
         if pair is not None:
             rec = rewrite.with_field(rf, rec, _column(rf, cfg.text_pair_column, cfg.has_header), pair)
         return rec
-    if data.task == "token_classification":
-        return replace_tokens(rf, rec, new, task_option(data.cfg, "token_prefix"))
+    if data.kind == "tokens":
+        return replace_tokens(rf, rec, new, data.cfg.task.token_prefix)
     if isinstance(new, str):  # a plain-text document (blank-line separated; a scrubbed value never adds a blank line)
         return rewrite.with_lines(rec, [ln for ln in new.splitlines() if ln.strip()])
     return replace_messages(rf, rec, new)

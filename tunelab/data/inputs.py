@@ -2,9 +2,13 @@
 
 ``tunelab data audit|clean|scrub|augment`` take ``CONFIG.yaml [key=value ...]`` (train/dev/test files and
 every reader option from the config, exactly as training reads them) or ``FILE [FILE [FILE]] [key=value ...]``
-(train, dev, test in that order; options as config overrides such as ``data.text_column=sentence``).
-Rows are read by the task's own reader with ``on_error=skip``, so a bad row becomes a finding with its line
-instead of stopping the audit.
+(train, dev, test in that order; options as config overrides such as ``data.text_column=sentence`` or
+``task.token_prefix=en:``). Rows are read by ``Task.read`` with ``data.on_error: skip``, so a bad row becomes a
+finding with its line (``Table.skipped``) instead of stopping the audit.
+
+The toolkit handles rows by their shape, the task's declared ``row_kind`` (``tunelab.tasks.base.ROW_KINDS``):
+``text`` (sources.Row), ``tokens`` (conll.Sentence) and ``conversation`` (templates.Example). Each module keeps
+one function per kind in a table keyed by it (``SPLIT_BY_KIND`` here); it never asks for a task's name.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 
 from tunelab import config as config_mod
 from tunelab.errors import ConfigError, DataError
+from tunelab.tasks.base import Table, Task
 
 SPLITS = ("train", "dev", "test")
 
@@ -49,27 +54,23 @@ class Split:
 
 @dataclass
 class Inputs:
-    task: str
+    task: Task  # the config's task; the toolkit handles its rows by ``task.row_kind``, never by its name
     cfg: config_mod.RunConfig
     splits: list[Split]
+
+    @property
+    def kind(self) -> str:
+        """The shape of the rows (``tunelab.tasks.base.ROW_KINDS``): text, tokens or conversation."""
+        return self.task.row_kind
 
     def items(self) -> list[Item]:
         return [it for s in self.splits for it in s.items]
 
 
-def task_name(cfg: config_mod.RunConfig) -> str:
-    """The config's task name (the one place that knows where it lives in the config)."""
-    return cfg.task
-
-
-def task_option(cfg: config_mod.RunConfig, key: str):
-    """A task-specific reader/encoder option (NER: token_prefix, ...; instruction data: chat_template, ...)."""
-    return getattr(cfg.lm, key) if key in type(cfg.lm).model_fields else getattr(cfg.data, key)
-
-
-def read_skipping(task, cfg: config_mod.RunConfig, path: str):
-    """The task's reader on ``path`` with ``on_error=skip``, so bad rows come back as (line, reason) findings."""
-    return task.read(cfg.data.model_copy(update={"on_error": "skip"}), path)
+def read_skipping(task: Task, cfg: config_mod.RunConfig, path: str) -> Table:
+    """``task.read`` on ``path`` with ``data.on_error: skip``, so bad rows come back in ``Table.skipped`` as
+    (line, reason) findings instead of stopping the command."""
+    return task.read(cfg.model_copy(update={"data": cfg.data.model_copy(update={"on_error": "skip"})}), path)
 
 
 def parse_args(items: list[str]) -> tuple[str | None, list[str], list[str]]:
@@ -100,9 +101,12 @@ def load(items: list[str], *, max_files: int = 3) -> Inputs:
     if len(files) > max_files:
         raise ConfigError(f"at most {max_files} data files (train, dev, test), found {len(files)}: {', '.join(files)}")
     implied = [f"data.{name}={path}" for name, path in zip(SPLITS, files)]
-    if files and not any(o.startswith("task=") for o in overrides):
-        implied.append(f"task={guess_task(files[0])}")
-        if implied[-1] == "task=causal_lm" and not any(o.startswith("model.name=") for o in overrides):
+    if files and not any(o.startswith(("task=", "task.name=")) for o in overrides):
+        from tunelab.tasks import TASKS
+
+        guessed = guess_task(files[0])
+        implied.append(f"task={guessed}")
+        if TASKS[guessed].row_kind == "conversation" and not any(o.startswith("model.name=") for o in overrides):
             implied.append("model.name=smollm2-135m")  # instruction data is measured in a chat model's tokens
     cfg = config_mod.load(cfg_path, implied + overrides)
     return read_splits(cfg)
@@ -138,7 +142,7 @@ def _first_object_keys(p: Path) -> set[str]:
 def read_splits(cfg: config_mod.RunConfig) -> Inputs:
     from tunelab.tasks import TASKS
 
-    task = TASKS[task_name(cfg)]
+    task = TASKS[cfg.task.name]
     splits = []
     for name in SPLITS:
         path = getattr(cfg.data, name)
@@ -154,26 +158,30 @@ def read_splits(cfg: config_mod.RunConfig) -> Inputs:
             ):
                 raise DataError(f"{exc} (the {name} file has no readable rows)") from None
             raise
-        splits.append(_split(cfg, name, path, table))
-    return Inputs(task_name(cfg), cfg, splits)
+        splits.append(SPLIT_BY_KIND[task.row_kind](cfg, name, path, table))
+    return Inputs(task, cfg, splits)
 
 
-def _split(cfg: config_mod.RunConfig, name: str, path: str, table) -> Split:
-    if task_name(cfg) == "classification":
-        from tunelab.data import sources
+def _text_split(cfg: config_mod.RunConfig, name: str, path: str, table: Table) -> Split:
+    from tunelab.data import sources
 
-        fmt = "csv" if sources.is_packaged(path) else sources._detect_format(path, cfg.data.format)
-        items = [
-            Item(name, path, r.line, r.text if r.text_pair is None else f"{r.text}\n{r.text_pair}", r.label, r)
-            for r in table.rows
-        ]
-        return Split(name, path, fmt, items, list(table.skipped), "newline")
-    if task_name(cfg) == "token_classification":
-        from tunelab.data import conll
+    fmt = "csv" if sources.is_packaged(path) else sources._detect_format(path, cfg.data.format)
+    items = [
+        Item(name, path, r.line, r.text if r.text_pair is None else f"{r.text}\n{r.text_pair}", r.label, r)
+        for r in table.rows
+    ]
+    return Split(name, path, fmt, items, list(table.skipped), "newline")
 
-        fmt = conll.detect_format(path, cfg.data.format, True)
-        items = [Item(name, path, s.line, " ".join(s.tokens), None, s) for s in table.rows]
-        return Split(name, path, fmt, items, list(table.skipped))
+
+def _tokens_split(cfg: config_mod.RunConfig, name: str, path: str, table: Table) -> Split:
+    from tunelab.data import conll
+
+    fmt = conll.detect_format(path, cfg.data.format, True)
+    items = [Item(name, path, s.line, " ".join(s.tokens), None, s) for s in table.rows]
+    return Split(name, path, fmt, items, list(table.skipped))
+
+
+def _conversation_split(cfg: config_mod.RunConfig, name: str, path: str, table: Table) -> Split:
     fmt = (
         cfg.data.format
         if cfg.data.format != "auto"
@@ -181,6 +189,10 @@ def _split(cfg: config_mod.RunConfig, name: str, path: str, table) -> Split:
     )
     items = [_lm_item(name, path, ex) for ex in table.rows]
     return Split(name, path, fmt, items, list(table.skipped))
+
+
+# one reader per row kind (tunelab.tasks.base.ROW_KINDS): what the toolkit compares, and the file format to rewrite
+SPLIT_BY_KIND = {"text": _text_split, "tokens": _tokens_split, "conversation": _conversation_split}
 
 
 def _lm_item(split: str, path: str, ex) -> Item:
@@ -196,5 +208,5 @@ def writable(inputs: Inputs) -> None:
     from tunelab.data import sources
 
     for s in inputs.splits:
-        if inputs.task == "classification" and sources.is_packaged(s.path):
+        if inputs.kind == "text" and sources.is_packaged(s.path):
             raise DataError(f"{s.path}: a packaged dataset cannot be rewritten; export it to a file first")

@@ -87,9 +87,7 @@ def finetune_probs(
 
     from tunelab import config as config_mod
     from tunelab import runs
-    from tunelab.data.sources import Row
     from tunelab.recipes import finetune
-    from tunelab.tasks import classification
 
     y = np.asarray(labels)
     k = max(2, min(folds, int(np.bincount(y).min())))
@@ -105,6 +103,7 @@ def finetune_probs(
             cfg = config_mod.load(
                 None,
                 [
+                    "task=classification",
                     f"output_dir={tmp}/run{fold}",
                     f"model.name={model_name}",
                     "model.max_length=64",
@@ -120,9 +119,8 @@ def finetune_probs(
                 log(f"label-error probe: fine-tuning fold {fold + 1} of {k} on {len(fit)} rows")
             finetune.run(cfg, quiet=True, log=lambda m: None)
             run = runs.load_run(f"{tmp}/run{fold}")
-            rows = [Row(texts[i], None, None, 0) for i in held]
-            out = classification.predict(run.model, run.tokenizer, run.labels, rows, 64)
-            probs[held] = [[o["probs"][n] for n in names] for o in out]
+            inputs = run.task.parse_inputs([json.dumps({"text": texts[i]}) for i in held], f"fold {fold + 1}")
+            probs[held] = [[o["probs"][n] for n in names] for o in run.task.predict(run, inputs)]
     return probs
 
 

@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 from tunelab.data import pii, rewrite, tagging
-from tunelab.data.inputs import Inputs, task_name
+from tunelab.data.inputs import Inputs
 from tunelab.errors import DataError, TunelabError
 
 # presidio-research annotation types -> tunelab types (the others, e.g. AGE or TITLE, are not detected)
@@ -139,11 +139,12 @@ class Detector:
         wanted = [t for t in types if t in pii.NAME_TYPES]
         if ner_run:
             from tunelab import runs
+            from tunelab.tasks.token_classification import TokenClassification
 
             self.loaded = runs.load_run(ner_run)
-            if task_name(self.loaded.cfg) != "token_classification":
+            if not isinstance(self.loaded.task, TokenClassification):  # names are decoded from its word scores
                 raise TunelabError(
-                    f"{ner_run}: --ner needs a token_classification run, found a {task_name(self.loaded.cfg)} run"
+                    f"{ner_run}: --ner needs a token_classification run, found a {self.loaded.cfg.task.name} run"
                 )
         elif wanted and log:
             log(f"note: no --ner run, so {', '.join(wanted)} are not detected (train one: bench/pii_ner.py)")
@@ -168,7 +169,7 @@ class Detector:
         if not rows:
             return out
         lr = self.loaded
-        feats = tc.encode(rows, lr.tokenizer, lr.labels, lr.cfg.model.max_length, "input")
+        feats = tc.encode(rows, lr.tokenizer, lr.labels, lr.cfg.model.max_length, "input", tc.Windowing.of(lr.cfg.task))
         scores, _ = tc.window_scores(lr.model, feats, partial(pad_batch, pad_id=lr.tokenizer.pad_token_id))
         merged = tc.merge_windows(feats, scores)
         for s, (k, row) in enumerate(zip(keep, rows)):
@@ -210,7 +211,7 @@ def run(
     findings = (out / "findings.jsonl").open("w", encoding="utf-8")
     for split in data.splits:
         rf = rewrite.read_raw(split.path, split.fmt, split.lines_as)
-        texts = {it.line: _texts(data.task, it) for it in split.items}
+        texts = {it.line: _texts(data.kind, it) for it in split.items}
         flat = [(line, t) for line, ts in texts.items() for t in ts]
         found = iter(detector.find([t for _, t in flat]))  # one batched pass (the NER model runs in batches)
         spans = {line: [next(found) for _ in ts] for line, ts in texts.items()}
@@ -240,7 +241,7 @@ def run(
                     )
             if any(spans[rec.line]):
                 rec = changed_record(
-                    data, rf, rec, it, _new_value(data.task, it, texts[rec.line], spans[rec.line], replacer)
+                    data, rf, rec, it, _new_value(data.kind, it, texts[rec.line], spans[rec.line], replacer)
                 )
             keep.append(rec)
         name = output_name(split, taken)
@@ -252,19 +253,19 @@ def run(
     return summary
 
 
-def _texts(task: str, it) -> list[str]:
-    if task == "classification":
+def _texts(kind: str, it) -> list[str]:
+    if kind == "text":
         return [it.row.text] + ([it.row.text_pair] if it.row.text_pair is not None else [])
-    if task == "token_classification":
+    if kind == "tokens":
         return [it.row.text]
     return [m["content"] for m in it.row.messages] if it.row.messages is not None else [it.row.text]
 
 
-def _new_value(task: str, it, texts: list[str], spans: list[list[pii.Span]], replacer: Replacer):
+def _new_value(kind: str, it, texts: list[str], spans: list[list[pii.Span]], replacer: Replacer):
     new = [replace_spans(t, s, replacer) for t, s in zip(texts, spans)]
-    if task == "classification":
+    if kind == "text":
         return new[0], (new[1] if len(new) > 1 else None)
-    if task == "token_classification":
+    if kind == "tokens":
         return replace_tokens(it.row, spans[0], replacer)
     if it.row.messages is None:  # a plain-text document
         return new[0]
