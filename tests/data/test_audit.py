@@ -138,7 +138,16 @@ def test_label_issues_on_separable_features():
     hand = np.array(
         [[0.9, 0.1], [0.05, 0.95], [0.8, 0.2], [0.1, 0.9], [0.97, 0.03], [0.2, 0.8], [0.7, 0.3], [0.3, 0.7]]
     )
-    assert labelnoise.label_issues(given, hand) == [4, 1]  # ranked: lowest self-confidence first
+    assert labelnoise.label_issues(given, hand, "prune") == [4, 1]  # ranked: lowest self-confidence first
+    assert labelnoise.label_issues(given, hand, "estimate") == [4, 1]  # cleanlab estimates two issues here
+    # estimate: the count comes from cleanlab, the order from the label-quality score
+    from cleanlab.count import num_label_issues
+
+    ranked = labelnoise.label_issues(list(noisy), probs, "estimate")
+    assert len(ranked) == num_label_issues(noisy, probs, estimation_method="off_diagonal_calibrated")
+    quality = probs[np.arange(200), noisy]
+    assert list(quality[ranked]) == sorted(quality)[: len(ranked)]  # the lowest-quality rows, in order
+    assert ranked and set(ranked) <= set(flipped)
 
 
 def test_finetune_probe_gives_out_of_fold_probabilities(tmp_path, tiny_bert_dir):

@@ -32,6 +32,7 @@ class Options:
     skip: frozenset = frozenset()  # checks (from CHECKS) not to run
     label_model: str = "minilm-l6"  # encoder whose embeddings feed the label-error classifier (or that is fine-tuned)
     label_probe: str = "embedding"  # embedding: logistic regression on embeddings; finetune: a short fine-tune per fold
+    label_cutoff: str = "estimate"  # estimate: cleanlab's estimated number of issues, lowest quality first; prune
     folds: int = 5
     seed: int = 0
     log: object = None
@@ -67,6 +68,7 @@ class Audit:
     files: list[dict]
     stats: dict
     findings: list[Finding]
+    label_probs: dict | None = None  # out-of-fold probabilities of the label-error probe (written to label_probs.json)
 
     def finding(self, check: str) -> Finding | None:
         return next((f for f in self.findings if f.check == check), None)
@@ -340,8 +342,9 @@ def _label_errors(inputs: Inputs, audit: Audit, opts: Options) -> None:
         return
     from tunelab.data import labelnoise
 
+    texts = [audit.items[i].text for i in idx]
     ranked, probs, names = labelnoise.find(
-        [audit.items[i].text for i in idx], labels, opts.label_model, opts.folds, opts.seed, opts.log, opts.label_probe
+        texts, labels, opts.label_model, opts.folds, opts.seed, opts.log, opts.label_probe, opts.label_cutoff
     )
     groups = [[idx[r]] for r in ranked]
     detail = {
@@ -358,7 +361,14 @@ def _label_errors(inputs: Inputs, audit: Audit, opts: Options) -> None:
         if opts.label_probe == "finetune"
         else "logistic regression on mean-pooled embeddings",
         "folds": opts.folds,
+        "cutoff": opts.label_cutoff,
         "out_of_fold_accuracy": round(float((probs.argmax(1) == [names.index(x) for x in labels]).mean()), 4),
+    }
+    audit.label_probs = {
+        "classes": names,
+        "refs": [f"{audit.items[i].source}:{audit.items[i].line}" for i in idx],
+        "given": labels,
+        "probs": [[round(float(p), 6) for p in row] for row in probs],
     }
     audit.findings.append(
         Finding(

@@ -1,4 +1,5 @@
-"""Write an audit as audit.json (everything), report.md and report.html (self-contained: inline CSS, no scripts, no network)."""
+"""Write an audit as audit.json (everything), report.md and report.html (self-contained: inline CSS, no scripts, no network),
+and label_probs.json (the label-error probe's out-of-fold probabilities) when label errors were looked for."""
 
 from __future__ import annotations
 
@@ -55,9 +56,12 @@ def _answer(item):
 
 
 def write(audit: Audit, out: Path) -> dict:
-    """Write audit.json, report.md and report.html into ``out`` (an existing folder); returns the JSON data."""
+    """Write audit.json, report.md, report.html (and label_probs.json) into ``out`` (an existing folder); returns
+    the JSON data."""
     data = to_json(audit)
     (out / "audit.json").write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+    if audit.label_probs is not None:  # to study another cutoff without running the probe again
+        (out / "label_probs.json").write_text(json.dumps(audit.label_probs, ensure_ascii=False), encoding="utf-8")
     (out / "report.md").write_text(markdown(data), encoding="utf-8")
     (out / "report.html").write_text(to_html(data), encoding="utf-8")
     return data

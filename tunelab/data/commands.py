@@ -60,6 +60,13 @@ def _audit_args(p: argparse.ArgumentParser) -> None:
         "(slower, fewer correct rows flagged)",
     )
     p.add_argument(
+        "--label-cutoff",
+        choices=("estimate", "prune"),
+        default="estimate",
+        help="how many likely label errors are flagged: cleanlab's estimated number of issues, lowest label quality "
+        "first (estimate, default), or cleanlab's find_label_issues filter (prune)",
+    )
+    p.add_argument(
         "--folds", type=int, default=5, help="cross-validation folds for out-of-fold probabilities (default 5)"
     )
     p.add_argument("--seed", type=int, default=0)
@@ -213,6 +220,7 @@ def _options(args, log):
         skip=skip,
         label_model=args.label_model,
         label_probe=args.label_probe,
+        label_cutoff=args.label_cutoff,
         folds=args.folds,
         seed=args.seed,
         log=log,

@@ -2,8 +2,8 @@
 
 The probabilities come from a fast model: mean-pooled, L2-normalised sentence embeddings of a packaged
 encoder (minilm-l6 by default) and a logistic regression, each row scored by a model that never saw it
-(k-fold cross-validation). cleanlab's ``find_label_issues`` then keeps the rows whose given label
-disagrees with what the rest of the data implies.
+(k-fold cross-validation). cleanlab then ranks the rows by the probability of their given label and estimates
+how many of them are wrong (or, with the ``prune`` cutoff, filters them with ``find_label_issues``).
 """
 
 from __future__ import annotations
@@ -57,14 +57,27 @@ def out_of_fold_probs(
     return cross_val_predict(clf, features, y, cv=cv, method="predict_proba")
 
 
-def label_issues(labels: list[int], probs: np.ndarray) -> list[int]:
-    """Indices of likely label errors, most likely first (cleanlab: prune by noise rate, rank by self-confidence)."""
-    from cleanlab.filter import find_label_issues
+def label_issues(labels: list[int], probs: np.ndarray, cutoff: str = "estimate") -> list[int]:
+    """Indices of likely label errors, most likely first.
 
-    ranked = find_label_issues(
-        np.asarray(labels), probs, filter_by="prune_by_noise_rate", return_indices_ranked_by="self_confidence"
-    )
-    return [int(i) for i in ranked]
+    ``estimate``: rows ranked by cleanlab's label-quality score (self-confidence, the out-of-fold probability of
+    the given label), and as many flagged as cleanlab estimates there are issues (``num_label_issues``, counted on
+    the off-diagonal of the calibrated confident joint). ``prune``: cleanlab's ``find_label_issues`` (prune by
+    noise rate), ranked by self-confidence.
+    """
+    from cleanlab.count import num_label_issues
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    y = np.asarray(labels)
+    if cutoff == "prune":
+        ranked = find_label_issues(
+            y, probs, filter_by="prune_by_noise_rate", return_indices_ranked_by="self_confidence"
+        )
+        return [int(i) for i in ranked]
+    quality = get_label_quality_scores(y, probs, method="self_confidence")  # (rows,) low = likely wrong
+    n = int(num_label_issues(y, probs, estimation_method="off_diagonal_calibrated"))
+    return [int(i) for i in np.argsort(quality, kind="stable")[:n]]
 
 
 def finetune_probs(
@@ -132,11 +145,12 @@ def find(
     seed: int = 0,
     log=None,
     probe: str = "embedding",
+    cutoff: str = "estimate",
 ) -> tuple[list[int], np.ndarray, list[str]]:
     """(likely label errors ranked, out-of-fold probabilities, class names) for labelled texts.
 
     ``probe``: ``embedding`` (logistic regression on sentence embeddings, fast) or ``finetune`` (a short fine-tune
-    of ``model_name`` per fold, slower and more accurate).
+    of ``model_name`` per fold, slower and more accurate). ``cutoff``: how many are flagged (see ``label_issues``).
     """
     names = sorted(set(labels))
     index = {n: i for i, n in enumerate(names)}
@@ -145,4 +159,4 @@ def find(
         probs = finetune_probs(texts, y, names, model_name, folds, seed, log)
     else:
         probs = out_of_fold_probs(embed(texts, model_name, log=log), y, folds, seed)
-    return label_issues(y, probs), probs, names
+    return label_issues(y, probs, cutoff), probs, names
