@@ -103,7 +103,7 @@ def run_one(op: str, seed: int, base: Path) -> dict:
 
 
 def table() -> str:
-    rows = []
+    rows, seen = [], set()
     base = None
     for op in OPS:
         res = [
@@ -118,6 +118,7 @@ def table() -> str:
         delta = "" if op == "none" or base is None else f"{(mean - base) * 100:+.2f}"
         n = res[0].get("rows", 200)
         accs = ", ".join(f"{r['accuracy']:.4f}" for r in res)
+        seen |= {r["seed"] for r in res}
         rows.append(f"| {op} | {n} | {accs} | {mean:.4f} | {delta} |")
     return "\n".join(
         [
@@ -128,7 +129,10 @@ def table() -> str:
             "the first 2,000 SST-2 dev rows; `--copies 1` (one new row per original, originals kept); seeds 0, 1, 2 "
             "(augmentation and training).",
             "",
-            "| operation | training rows | dev accuracy (seeds 0, 1, 2) | mean | vs none (points) |",
+            f"Finished runs only: seeds {', '.join(map(str, sorted(seen)))} of {', '.join(map(str, SEEDS))}; operations "
+            f"without a row did not run.",
+            "",
+            "| operation | training rows | dev accuracy (per finished seed) | mean | vs none (points) |",
             "|---|---|---|---|---|",
             *rows,
         ]
