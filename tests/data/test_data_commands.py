@@ -7,7 +7,8 @@ import pytest
 
 from tests.data.test_audit import write_classification
 from tunelab import cli
-from tunelab.data import conll, inputs, lexicon
+from tunelab.data import conll, lexicon
+from tunelab.data import corpus as inputs
 from tunelab.data.sources import read_table
 from tunelab.errors import ConfigError
 

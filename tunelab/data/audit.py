@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from tunelab.data import checks
-from tunelab.data.inputs import Inputs, Item
+from tunelab.data.corpus import Inputs, Item
 
 CHECKS = (
     "unreadable",

@@ -19,7 +19,7 @@ import random
 from pathlib import Path
 
 from tunelab.data import rewrite, tagging
-from tunelab.data.inputs import Inputs, Item
+from tunelab.data.corpus import Inputs, Item
 from tunelab.errors import TunelabError
 
 OPS = ("synonym", "swap", "delete", "insert", "entity-swap", "paraphrase")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tunelab.data import audit as audit_mod
 from tunelab.data import audit_report, checks, rewrite
-from tunelab.data.inputs import Inputs, Split
+from tunelab.data.corpus import Inputs, Split
 from tunelab.errors import TunelabError
 
 FIXES = ("exact", "near", "conflicts", "label-errors", "leakage", "unreadable", "encoding", "whitespace")

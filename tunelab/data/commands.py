@@ -229,7 +229,8 @@ def _options(args, log):
 
 def audit(args, log) -> int:
     from tunelab.data import audit as audit_mod
-    from tunelab.data import audit_report, inputs
+    from tunelab.data import audit_report
+    from tunelab.data import corpus as inputs
 
     opts = _options(args, log)
     data = inputs.load(args.inputs)
@@ -248,7 +249,7 @@ def _paths(data) -> list[str]:
 
 def clean(args, log) -> int:
     from tunelab.data import clean as clean_mod
-    from tunelab.data import inputs
+    from tunelab.data import corpus as inputs
 
     opts = _options(args, log)
     fixes = clean_mod.parse_fixes(args.fix)
@@ -264,7 +265,8 @@ def clean(args, log) -> int:
 
 
 def split(args, log) -> int:
-    from tunelab.data import inputs, partition
+    from tunelab.data import corpus as inputs
+    from tunelab.data import partition
 
     fractions = partition.parse_fractions(args.fractions)
     data = inputs.load([args.file, *args.options], max_files=1)
@@ -285,7 +287,8 @@ def split(args, log) -> int:
 
 
 def _scrub(args, log) -> int:
-    from tunelab.data import inputs, scrub
+    from tunelab.data import corpus as inputs
+    from tunelab.data import scrub
 
     types = scrub.parse_types(args.types)
     if args.evaluate:
@@ -329,7 +332,8 @@ def _scrub(args, log) -> int:
 
 
 def _augment(args, log) -> int:
-    from tunelab.data import augment, inputs
+    from tunelab.data import augment
+    from tunelab.data import corpus as inputs
 
     if args.copies < 1:
         raise TunelabError(f"--copies: expected at least 1, found {args.copies}")

@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from tunelab.data import checks, rewrite
-from tunelab.data.inputs import Inputs
+from tunelab.data.corpus import Inputs
 from tunelab.errors import DataError, TunelabError
 
 NAMES = ("train", "dev", "test")

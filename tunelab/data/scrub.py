@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 from tunelab.data import pii, rewrite, tagging
-from tunelab.data.inputs import Inputs
+from tunelab.data.corpus import Inputs
 from tunelab.errors import DataError, TunelabError
 
 # presidio-research annotation types -> tunelab types (the others, e.g. AGE or TITLE, are not detected)

@@ -28,7 +28,7 @@ from tunelab.training.objective import Objective
 
 # What ``Task.read`` returns per row, for code that handles the rows of every task alike (the data toolkit:
 # audit, clean, scrub, augment, split). A new task whose rows have one of these shapes gets the toolkit as is;
-# a new shape is added here and in the toolkit's per-kind functions (tunelab/data/inputs.py lists them).
+# a new shape is added here and in the toolkit's per-kind functions (tunelab/data/corpus.py lists them).
 ROW_KINDS = {
     "text": "sources.Row: text, optional text_pair, a class label",
     "tokens": "conll.Sentence: words, one tag per word, character offsets when read from raw text",
