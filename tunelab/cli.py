@@ -261,6 +261,12 @@ def cmd_ui(args) -> int:
     return commands.ui(args)
 
 
+def cmd_data(args) -> int:
+    from tunelab.data import commands
+
+    return commands.run(args, _log)
+
+
 COMMANDS = {
     "train": cmd_train,
     "eval": cmd_eval,
@@ -275,6 +281,7 @@ COMMANDS = {
     "calibrate": cmd_calibrate,
     "fairness": cmd_fairness,
     "explain": cmd_explain,
+    "data": cmd_data,
     "info": cmd_info,
     "doctor": cmd_doctor,
     "config": cmd_config,
@@ -392,6 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tunelab.ui import commands as ui_commands
 
     ui_commands.add_parser(sub)
+    from tunelab.data import commands as data_commands
+
+    data_commands.add_parser(sub)
     return parser
 
 

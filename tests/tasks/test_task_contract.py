@@ -23,7 +23,7 @@ from tunelab import cli, config, runs
 from tunelab.errors import ConfigError
 from tunelab.recipes import compare, finetune
 from tunelab.tasks import TASKS, Task
-from tunelab.tasks.base import register
+from tunelab.tasks.base import ROW_KINDS, register
 from tunelab.training import checkpoint
 from tunelab.training.callbacks import Callback
 
@@ -132,6 +132,16 @@ def test_protocol_is_declared_in_full(name):
     assert task.Config.model_fields["name"].default == name and task.name == name
     assert len({m.name for m in task.metrics}) == len(task.metrics) and task.metric(None) is task.metrics[0]
     assert all(f.description for k, f in task.Config.model_fields.items() if k != "name")
+    assert task.row_kind in ROW_KINDS
+
+
+def test_registration_refuses_an_undeclared_row_kind():
+    class BadKind(type(TASKS["classification"])):
+        name = "classification"
+        row_kind = "table"
+
+    with pytest.raises(TypeError, match="row_kind must be one of"):
+        register(BadKind())
 
 
 def test_registration_refuses_an_incomplete_task():

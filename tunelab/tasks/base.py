@@ -27,6 +27,15 @@ from tunelab.schema import Strict
 from tunelab.training.evaluation import Evaluator, Metric
 from tunelab.training.objective import Objective
 
+# What ``Task.read`` returns per row, for code that handles the rows of every task alike (the data toolkit:
+# audit, clean, scrub, augment, split). A new task whose rows have one of these shapes gets the toolkit as is;
+# a new shape is added here and in the toolkit's per-kind functions (tunelab/data/corpus.py lists them).
+ROW_KINDS = {
+    "text": "sources.Row: text, optional text_pair, a class label",
+    "tokens": "conll.Sentence: words, one tag per word, character offsets when read from raw text",
+    "conversation": "templates.Example: chat messages, or one plain-text document",
+}
+
 
 @dataclass
 class Table:
@@ -71,12 +80,15 @@ class Task(ABC):
         metrics: every dev metric ``evaluate`` reports as a number, with its direction; the first is the
             default ``train.metric`` (a bad ``train.metric`` is refused at config time, naming these).
         generates: whether runs of this task answer ``generate``, ``chat`` and the completion endpoints.
+        row_kind: the shape of the rows ``read`` returns, one of ``ROW_KINDS`` (the data toolkit reads, checks
+            and rewrites rows by their shape, never by the task's name).
     """
 
     name: ClassVar[str]
     Config: ClassVar[type[Strict]]
     auto_class: ClassVar[str]
     metrics: ClassVar[tuple[Metric, ...]]
+    row_kind: ClassVar[str]
     generates: ClassVar[bool] = False
 
     def metric(self, name: str | None) -> Metric:
@@ -163,7 +175,8 @@ class Task(ABC):
 
 
 def register(*tasks: Task) -> dict[str, Task]:
-    """The name -> task table, after checking each task: a Task, its Config tagged with its name, metrics declared."""
+    """The name -> task table, after checking each task: a Task, its Config tagged with its name, metrics and row
+    kind declared."""
     table: dict[str, Task] = {}
     for task in tasks:
         if not isinstance(task, Task):
@@ -173,5 +186,7 @@ def register(*tasks: Task) -> dict[str, Task]:
             raise TypeError(f"task '{task.name}': Config.name is '{declared}' (must equal the task name, once)")
         if not task.metrics:
             raise TypeError(f"task '{task.name}' declares no metrics")
+        if getattr(type(task), "row_kind", None) not in ROW_KINDS:  # registration checks the declaration once
+            raise TypeError(f"task '{task.name}': row_kind must be one of {', '.join(ROW_KINDS)}")
         table[task.name] = task
     return table

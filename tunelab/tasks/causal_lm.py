@@ -76,6 +76,7 @@ class CausalLM(Task):
     name = "causal_lm"
     Config = Config
     auto_class = "AutoModelForCausalLM"
+    row_kind = "conversation"
     metrics = (
         Metric("loss", False, "mean next-token cross-entropy over target tokens"),
         Metric("perplexity", False, "exp(loss)"),

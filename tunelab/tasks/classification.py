@@ -36,6 +36,7 @@ class Classification(Task):
     name = "classification"
     Config = Config
     auto_class = "AutoModelForSequenceClassification"
+    row_kind = "text"
     metrics = (
         Metric("accuracy", True, "share of rows whose predicted label is the gold label"),
         Metric("macro_f1", True, "F1 averaged over classes (each class counts the same)"),

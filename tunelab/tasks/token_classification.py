@@ -77,6 +77,7 @@ class TokenClassification(Task):
     name = "token_classification"
     Config = Config
     auto_class = "AutoModelForTokenClassification"
+    row_kind = "tokens"
     metrics = (
         Metric("f1", True, "entity-level micro F1 (seqeval, strict IOB2)"),
         Metric("precision", True, "entity-level micro precision"),

@@ -1,0 +1,163 @@
+"""`tunelab data audit` end to end on tiny files with known problems at known lines (classification, NER, instructions)."""
+
+import json
+
+import numpy as np
+
+from tunelab import cli
+
+TRAIN = [
+    "sentence\tlabel",
+    "a great film\t1",  # 2
+    "a great film \t1",  # 3 exact duplicate of 2
+    "terrible plot\t0",  # 4
+    "terrible plot\t1",  # 5 conflicting duplicate of 4
+    "the acting was wonderful and moving\t1",  # 6
+    "the acting was wonderful and moving!\t1",  # 7 near duplicate of 6
+    "   \t1",  # 8 empty text
+    "cafÃ© scenes\t1",  # 9 mojibake
+    "only one column",  # 10 unreadable
+    "a plain row about nothing\t0",  # 11
+    "boring and slow\t0",
+]  # 12
+DEV = [
+    "sentence\tlabel",
+    "a great film\t1",  # 2 also in train
+    "the acting was wonderful and moving.\t1",  # 3 nearly in train
+    "something new entirely\t0",
+]  # 4
+
+
+def write_classification(tmp_path):
+    train, dev = tmp_path / "train.tsv", tmp_path / "dev.tsv"
+    train.write_text("\n".join(TRAIN) + "\n", encoding="utf-8")
+    dev.write_text("\n".join(DEV) + "\n", encoding="utf-8")
+    return train, dev
+
+
+def refs(data, check):
+    f = next((f for f in data["findings"] if f["check"] == check), None)
+    return [[r.split(":")[-1] for r in row["refs"]] for row in f["rows"]] if f else []
+
+
+def test_classification_findings_with_lines(tmp_path):
+    train, dev = write_classification(tmp_path)
+    out = tmp_path / "audit"
+    assert cli.main(["data", "audit", str(train), str(dev), "data.text_column=sentence", "--out", str(out)]) == 0
+    data = json.loads((out / "audit.json").read_text())
+    assert data["summary"] == {
+        "empty": 1,
+        "unreadable": 1,
+        "exact_duplicates": 2,
+        "conflicting_duplicates": 2,
+        "near_duplicates": 1,
+        "leakage_exact": 1,
+        "leakage_near": 1,
+        "encoding": 1,
+    }
+    assert refs(data, "exact_duplicates") == [["2", "3"], ["4", "5"]]
+    assert refs(data, "conflicting_duplicates") == [["4", "5"]]
+    assert refs(data, "near_duplicates") == [["6", "7"]]
+    assert refs(data, "empty") == [["8"]] and refs(data, "unreadable") == [["10"]] and refs(data, "encoding") == [["9"]]
+    leak = next(f for f in data["findings"] if f["check"] == "leakage_exact")["rows"][0]["refs"]
+    assert leak == [f"{train}:2", f"{dev}:2"]
+    assert {tuple(r) for r in refs(data, "leakage_near")} <= {("6", "3"), ("7", "3")}
+    assert data["stats"]["labels"] == {"train": {"0": 3, "1": 6}, "dev": {"0": 1, "1": 2}}
+    assert data["stats"]["lengths"]["train"]["over_limit"] == 0
+    md, html = (out / "report.md").read_text(), (out / "report.html").read_text()
+    assert f"{train}:4, {train}:5" in md and "duplicates with conflicting labels" in md
+    assert "<script" not in html and "http" not in html.replace(str(tmp_path), "") and f"{dev}:2" in html
+
+
+def test_config_input_and_skips(tmp_path):
+    train, dev = write_classification(tmp_path)
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(
+        f"data:\n  train: {train}\n  dev: {dev}\n  text_column: sentence\nmodel:\n  max_length: 8\n", encoding="utf-8"
+    )
+    out = tmp_path / "a"
+    assert cli.main(["data", "audit", str(cfg), "--out", str(out), "--skip", "near_duplicates,leakage,language"]) == 0
+    data = json.loads((out / "audit.json").read_text())
+    assert "near_duplicates" not in data["summary"] and "leakage_exact" not in data["summary"]
+    assert data["summary"]["too_long"] == 2  # rows over 8 tokens of minilm-l6 ([CLS] + words + [SEP])
+    assert refs(data, "too_long") == [["7"], ["3"]]  # train:7 and dev:3 (9 tokens each)
+
+
+def test_ner_findings(tmp_path):
+    blocks = ["en:Ann\tB-PER\nen:met\tO\nen:Bo\tB-PER"] * 6
+    blocks.append("\n".join(["en:A\tB-PER"] + ["en:x\tI-PER"] * 9))  # a 10-token person: an outlier
+    blocks.append("en:the\tO\nen:Lee\tI-PER")  # an I- that opens an entity
+    path = tmp_path / "ner.conll"
+    path.write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
+    out = tmp_path / "a"
+    assert cli.main(["data", "audit", str(path), 'task.token_prefix="en:"', "--out", str(out)]) == 0
+    data = json.loads((out / "audit.json").read_text())
+    assert data["task"] == "token_classification"
+    assert refs(data, "entity_length_outliers") == [["25"]]
+    assert refs(data, "unreadable") == [["37"]] and "invalid tag sequence" in data["findings"][0]["rows"][0]["reason"]
+    assert refs(data, "exact_duplicates") == [["1", "5", "9", "13", "17", "21"]]
+    assert data["stats"]["entities"]["train"] == {"PER": 13}
+
+
+def test_instruction_findings(tmp_path, tiny_llama_dir):
+    rows = [
+        {"instruction": "Name a colour", "input": "", "output": "Red"},
+        {"instruction": "Name a colour", "input": "", "output": "Blue"},
+        {"instruction": "Say hi", "input": "", "output": "  "},
+        {"instruction": " ".join(["word"] * 80), "input": "", "output": "ok"},
+    ]
+    path = tmp_path / "alpaca.json"
+    path.write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    out = tmp_path / "a"
+    assert (
+        cli.main(["data", "audit", str(path), "model.max_length=64", f"model.name={tiny_llama_dir}", "--out", str(out)])
+        == 0
+    )
+    data = json.loads((out / "audit.json").read_text())
+    assert data["task"] == "causal_lm"
+    assert refs(data, "duplicate_instructions") == [["2", "7"]]
+    assert refs(data, "conflicting_duplicates") == [["2", "7"]]
+    assert refs(data, "empty") == [["12"]]
+    assert refs(data, "prompt_too_long") == [["17"]]
+
+
+def test_label_issues_on_separable_features():
+    from tunelab.data import labelnoise
+
+    rng = np.random.default_rng(0)
+    y = np.array([0] * 100 + [1] * 100)
+    x = rng.normal(size=(200, 8)) + 5 * y[:, None]
+    noisy = y.copy()
+    flipped = [3, 40, 77, 120, 150, 199]
+    noisy[flipped] = 1 - noisy[flipped]
+    probs = labelnoise.out_of_fold_probs(x, list(noisy), folds=5, seed=0)
+    assert probs.shape == (200, 2) and np.allclose(probs.sum(1), 1)
+    assert (probs.argmax(1)[flipped] == y[flipped]).all()  # out of fold, the model sides with the true label
+    # confident learning on hand-made probabilities: rows 1 and 4 are confidently the other class
+    given = [0, 0, 0, 1, 1, 1, 0, 1]
+    hand = np.array(
+        [[0.9, 0.1], [0.05, 0.95], [0.8, 0.2], [0.1, 0.9], [0.97, 0.03], [0.2, 0.8], [0.7, 0.3], [0.3, 0.7]]
+    )
+    assert labelnoise.label_issues(given, hand, "prune") == [4, 1]  # ranked: lowest self-confidence first
+    assert labelnoise.label_issues(given, hand, "estimate") == [4, 1]  # cleanlab estimates two issues here
+    # estimate: the count comes from cleanlab, the order from the label-quality score
+    from cleanlab.count import num_label_issues
+
+    ranked = labelnoise.label_issues(list(noisy), probs, "estimate")
+    assert len(ranked) == num_label_issues(noisy, probs, estimation_method="off_diagonal_calibrated")
+    quality = probs[np.arange(200), noisy]
+    assert list(quality[ranked]) == sorted(quality)[: len(ranked)]  # the lowest-quality rows, in order
+    assert ranked and set(ranked) <= set(flipped)
+
+
+def test_finetune_probe_gives_out_of_fold_probabilities(tmp_path, tiny_bert_dir):
+    """--label-probe finetune: one tunelab fine-tune per fold; every row is scored by the fold that did not train on it."""
+    from tests.conftest import write_sentiment
+    from tunelab.data import labelnoise
+    from tunelab.data.sources import read_table
+
+    rows = read_table(str(write_sentiment(tmp_path / "s.tsv", n=24)), text_column="sentence").rows
+    y = [int(r.label) for r in rows]
+    probs = labelnoise.finetune_probs([r.text for r in rows], y, ["0", "1"], str(tiny_bert_dir), folds=2)
+    assert probs.shape == (24, 2)
+    assert np.allclose(probs.sum(1), 1.0, atol=1e-4) and (probs > 0).all()  # every row got its held-out fold's scores
