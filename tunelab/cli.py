@@ -202,6 +202,24 @@ def cmd_serve(args) -> int:
     return commands.serve(args)
 
 
+def cmd_quantize(args) -> int:
+    from tunelab.compress import commands
+
+    return commands.quantize(args)
+
+
+def cmd_prune(args) -> int:
+    from tunelab.compress import commands
+
+    return commands.prune(args)
+
+
+def cmd_export(args) -> int:
+    from tunelab.export import commands
+
+    return commands.export(args)
+
+
 COMMANDS = {
     "train": cmd_train,
     "eval": cmd_eval,
@@ -211,6 +229,9 @@ COMMANDS = {
     "compare": cmd_compare,
     "merge": cmd_merge,
     "serve": cmd_serve,
+    "quantize": cmd_quantize,
+    "prune": cmd_prune,
+    "export": cmd_export,
     "info": cmd_info,
     "doctor": cmd_doctor,
     "config": cmd_config,
@@ -257,6 +278,11 @@ def build_parser() -> argparse.ArgumentParser:
     from tunelab.serve import commands as serve_commands
 
     serve_commands.add_parser(sub)
+    from tunelab.compress import commands as compress_commands
+    from tunelab.export import commands as export_commands
+
+    compress_commands.add_parsers(sub)
+    export_commands.add_parser(sub)
     return parser
 
 

@@ -265,7 +265,7 @@ def run(args) -> int:
     flags = {k: getattr(args, k, None) for k in ServeConfig.model_fields}
     cfg = serve_config.load(args.config, flags)
     keys = api_keys(args.api_key)
-    served = registry.load_all(args.targets, _stderr)
+    served = registry.load_all(args.targets, _stderr, cfg.backend)
     if cfg.host not in ("127.0.0.1", "localhost", "::1") and not keys:
         _stderr(f"serve: warning: listening on {cfg.host} without API keys; anyone who can reach it can use it")
     _stderr(f"serve: {len(served)} model(s) on http://{cfg.host}:{cfg.port}/v1 ({', '.join(served)})"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import Field, ValidationError
@@ -25,6 +26,9 @@ class ServeConfig(Strict):
     max_body_bytes: int = Field(1_000_000, ge=1024, le=1 << 30, description="Largest request body accepted (413 above it).")
     retry_after_s: int = Field(1, ge=0, le=3600, description="Retry-After header value sent with 429.")
     threads: int | None = Field(None, ge=1, le=512, description="torch CPU threads for the worker; null leaves torch's default.")
+    backend: Literal["auto", "torch", "onnxruntime", "llamacpp"] = Field(
+        "auto", description="What runs the served run folders: auto (each run format's default), torch, onnxruntime (ONNX runs) "
+                            "or llamacpp (GGUF runs; needs llama-cpp-python).")
 
 
 def load(path: str | Path | None, overrides: dict) -> ServeConfig:

@@ -32,6 +32,7 @@ class Served:
     labels: list[str] | None = None
     max_length: int = 256
     adapter: str | None = None  # peft adapter to activate before running this model
+    engine: object | None = None  # generate(jobs, metrics) in place of transformers' generate (llama.cpp); None = torch
     created: int = field(default_factory=lambda: int(time.time()))
     lock: threading.Lock = field(default_factory=threading.Lock)  # guards the tokenizer (shared by adapters of one base)
 
@@ -60,8 +61,8 @@ def parse_items(items: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def load_all(items: list[str], log: Callable[[str], None]) -> dict[str, Served]:
-    """Load every item; adapter runs on a common base share one base model."""
+def load_all(items: list[str], log: Callable[[str], None], backend: str = "auto") -> dict[str, Served]:
+    """Load every item; adapter runs on a common base share one base model. ``backend`` applies to every run folder."""
     from tunelab import runs
 
     served: dict[str, Served] = {}
@@ -70,14 +71,17 @@ def load_all(items: list[str], log: Callable[[str], None]) -> dict[str, Served]:
         run = Path(target)
         if (run / "config.yaml").is_file():
             runs.check_run_dir(run)
-            if (run / "model" / "adapter_config.json").is_file():
+            if (run / "model" / "adapter_config.json").is_file() and backend in ("auto", "torch"):
                 cfg = runs.read_config(run)
                 labels = runs.read_labels(run)
                 key = (cfg.task, cfg.model.name, cfg.model.gguf_file, cfg.model.revision, tuple(labels or ()))
                 groups.setdefault(key, []).append((name, run))
                 continue
-            served[name] = _load_run(name, run)
+            served[name] = _load_run(name, run, backend)
         else:
+            if backend not in ("auto", "torch"):
+                raise ConfigError(f"serve: --backend {backend} serves run folders (tunelab export RUN OUT --format gguf/onnx); "
+                                  f"'{target}' is a model name")
             served[name] = _load_model(name, target)
         log(f"serve: loaded {name}")
     for members in groups.values():
@@ -93,13 +97,13 @@ def _run_served(name: str, run: Path, loaded, adapter: str | None = None) -> Ser
     cfg = loaded.cfg
     tpl = templates.chat_template(loaded.tokenizer, cfg.lm.chat_template) if cfg.task == "causal_lm" else None
     return Served(name, cfg.task, loaded.model, loaded.tokenizer, cfg.generation, tpl, loaded.labels,
-                  cfg.model.max_length, adapter, int(run.stat().st_mtime))
+                  cfg.model.max_length, adapter, int(run.stat().st_mtime), engine=loaded.engine)
 
 
-def _load_run(name: str, run: Path) -> Served:
+def _load_run(name: str, run: Path, backend: str = "auto") -> Served:
     from tunelab import runs
 
-    return _run_served(name, run, runs.load_run(run))
+    return _run_served(name, run, runs.load_run(run, backend))
 
 
 def _load_model(name: str, target: str) -> Served:

@@ -1,0 +1,143 @@
+"""What a compression or export step costs, measured on the run's own dev data: dev metrics, latency and size.
+
+Latency is measured here, on this machine, with the thread count in force: batch 1 (median milliseconds per dev
+example, its own length, no padding) and batched (dev examples per second at ``batch_size``). Every record
+carries the CPU model, flags and thread count (``hardware.report``), so numbers from different machines are
+never compared blindly.
+"""
+
+from __future__ import annotations
+
+import io
+import statistics
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".onnx", ".data", ".gguf")
+
+
+@dataclass
+class DevData:
+    features: list[dict]  # encoded dev examples, labels included
+    collate: Callable[[list[dict]], dict]
+    evaluate: Callable[[object], dict]  # model -> dev metrics (the task's own)
+    loss: Callable  # (model, batch) -> (summed loss, items): the task's training loss
+    train: list[dict] | None = None  # encoded training examples, when asked for (pruning importance, recovery)
+
+
+def dev_data(cfg, tokenizer, labels, log: Callable[[str], None], max_rows: int | None = None, train_rows: int = 0) -> DevData:
+    """The run's dev split (the rows training evaluated on: the dev file, or the seeded split of train).
+
+    With ``train_rows``, also the first that many training rows (never dev rows), encoded the same way.
+    """
+    from tunelab.data.collate import pad_batch
+    from tunelab.recipes import finetune
+    from tunelab.tasks import TASKS
+
+    task = TASKS[cfg.task]
+    cfg = cfg.model_copy(deep=True)
+    cfg.speed.cache = False  # encoding a dev split is quick; never mix a compressed run's cache with training's
+    if max_rows:
+        cfg.data.max_dev_rows = min(max_rows, cfg.data.max_dev_rows or max_rows)
+    splits = finetune.read_splits(cfg, task, lambda _m: None)
+    dev, train = splits["dev"], splits["train"][:train_rows] or splits["dev"][:1]
+    loss = task.loss_for(cfg) if hasattr(task, "loss_for") else task.loss
+    if hasattr(task, "prepare"):  # causal LM: its own encoding (packing off: rows stay whole examples)
+        cfg.lm.packing = False
+        prepared = task.prepare(cfg, tokenizer, {"train": train, "dev": dev}, lambda _m: None)
+        return DevData(prepared.features["dev"], prepared.collate, prepared.evaluate, loss,
+                       prepared.features["train"] if train_rows else None)
+    source = cfg.data.dev or f"{cfg.data.train} (dev split)"
+    encode = partial(task.encode, tokenizer=tokenizer, labels=labels, max_length=cfg.model.max_length, **task.encode_options(cfg.data))
+    feats = encode(dev, source=source)
+    collate = partial(pad_batch, pad_id=tokenizer.pad_token_id)
+    return DevData(feats, collate, partial(task.evaluate, features=feats, labels=labels, collate=collate), loss,
+                   encode(train, source=cfg.data.train) if train_rows else None)
+
+
+def model_inputs(batch: dict) -> dict:
+    return {k: v for k, v in batch.items() if k in MODEL_INPUTS}
+
+
+@torch.no_grad()
+def latency(model, dev: DevData, n: int = 32, batch_size: int = 32, warmup: int = 3) -> dict:
+    """Batch-1 latency (median and p90 ms over the first ``n`` dev examples) and batched throughput (examples/s)."""
+    feats = dev.features[: max(n, batch_size)]
+    singles = [model_inputs(dev.collate([f])) for f in feats[:n]]
+    for inputs in singles[:warmup]:
+        model(**inputs)
+    times = []
+    for inputs in singles:
+        start = time.perf_counter()
+        model(**inputs)
+        times.append((time.perf_counter() - start) * 1000)
+    batches = [model_inputs(dev.collate(feats[s:s + batch_size])) for s in range(0, len(feats), batch_size)]
+    model(**batches[0])  # warm-up at the batched shape
+    start = time.perf_counter()
+    for inputs in batches:
+        model(**inputs)
+    elapsed = time.perf_counter() - start
+    times.sort()
+    return {"batch1_ms": round(statistics.median(times), 3), "batch1_p90_ms": round(times[int(0.9 * (len(times) - 1))], 3),
+            "batch1_examples": len(times), "batched_examples_per_s": round(len(feats) / elapsed, 2), "batch_size": batch_size}
+
+
+def serialized_bytes(model) -> int:
+    """Bytes of the model's weights as torch.save writes its state dict (quantized tensors at their stored size)."""
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    return buf.tell()
+
+
+def files_bytes(folder: Path) -> int:
+    """Bytes of the weight files in a folder (tokenizer and config files excluded)."""
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
+
+
+def headline(metrics: dict) -> dict:
+    """The plain numbers of a metrics dict (per-class tables and samples left out)."""
+    return {k: round(float(v), 6) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def measure(model, dev: DevData, size_bytes: int, *, latency_n: int = 32, batch_size: int = 32) -> dict:
+    """Dev metrics, latency and size of one model (torch or a back-end wrapper with the same call signature)."""
+    metrics = dev.evaluate(model)
+    return {"dev": headline(metrics), **latency(model, dev, latency_n, batch_size), "size_mb": round(size_bytes / 2**20, 3)}
+
+
+def compare(source: dict, result: dict, metric: str) -> list[tuple[str, str, str, str]]:
+    """Rows (what, source, result, change) for the printed table and cost.md."""
+    rows = []
+    for key in [metric] + [k for k in result["dev"] if k != metric]:
+        if key in source["dev"] and key in result["dev"]:
+            a, b = source["dev"][key], result["dev"][key]
+            change = f"{100 * (b - a):+.2f} pt" if 0 <= a <= 1 and 0 <= b <= 1 and "loss" not in key else f"{b - a:+.4f}"
+            rows.append((f"dev {key}", f"{a:.4f}", f"{b:.4f}", change))
+    a, b = source["batch1_ms"], result["batch1_ms"]
+    rows.append(("latency, batch 1 (ms, median)", f"{a:.2f}", f"{b:.2f}", f"{a / max(b, 1e-9):.2f}x speed-up"))
+    a, b = source["batched_examples_per_s"], result["batched_examples_per_s"]
+    rows.append((f"throughput, batch {result['batch_size']} (examples/s)", f"{a:.1f}", f"{b:.1f}", f"{b / max(a, 1e-9):.2f}x"))
+    a, b = source["size_mb"], result["size_mb"]
+    rows.append(("size (MB)", f"{a:.1f}", f"{b:.1f}", f"{a / max(b, 1e-9):.2f}x smaller"))
+    return rows
+
+
+def table(rows: list[tuple[str, ...]], header: tuple[str, ...] = ("", "source", "result", "change")) -> str:
+    """A markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def machine() -> dict:
+    """CPU model, flags, threads and versions, recorded with every timing."""
+    from tunelab import hardware
+
+    rep = hardware.report()
+    return {"cpu": rep["cpu"]["model"], "flags": rep["cpu"]["flags"], "torch_threads": torch.get_num_threads(),
+            "matmul_gflops": rep["matmul_gflops"], "tcmalloc_loaded": rep["allocator"]["tcmalloc_loaded"], "versions": rep["versions"]}
