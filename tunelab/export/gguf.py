@@ -126,7 +126,7 @@ def pre_tokenizer_name(tokenizer) -> tuple[str, str | None]:
     parts = spec.get("pretokenizers", [spec]) if spec.get("type") == "Sequence" else [spec]
     kinds = [p.get("type") for p in parts]
     if kinds == ["ByteLevel"] and parts[0].get("use_regex", True):
-        return "gpt2", None
+        return "gpt-2", None
     if kinds == ["Digits", "ByteLevel"] and parts[0].get("individual_digits"):
         return "smollm", None
     return "default", (f"pre-tokenizer {kinds} has no exact llama.cpp equivalent; llama.cpp's own tokenization may differ "

@@ -65,9 +65,13 @@ class LlamaCppModel:
 
     def logits(self, ids: list[int]) -> torch.Tensor:
         """Next-token logits after ``ids`` (vocab,) — for parity diagnostics."""
+        import numpy as np
+
+        llama_cpp = require()
         self.llm.reset()
         self.llm.eval(ids)
-        return torch.from_numpy(self.llm.scores[len(ids) - 1].copy())
+        last = llama_cpp.llama_get_logits(self.llm.ctx)  # the last position's logits (logits_all is off)
+        return torch.from_numpy(np.ctypeslib.as_array(last, shape=(self.llm.n_vocab(),)).copy())
 
     def close(self) -> None:
         self.llm.close()

@@ -38,17 +38,18 @@ def _require(module: str):
 class _LogitsOnly(torch.nn.Module):
     """The model as a function of its input tensors returning only the logits (the graph's one output)."""
 
-    def __init__(self, model, names: tuple[str, ...]):
+    def __init__(self, model):
         super().__init__()
-        self.model, self.names = model, names
+        self.model = model
 
-    def forward(self, *tensors):
-        return self.model(**dict(zip(self.names, tensors))).logits
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, **extra).logits
 
 
 def input_names(model, sample: dict) -> tuple[str, ...]:
     """The inputs the graph takes: those in a collated dev batch, minus token_type_ids where the model ignores them."""
-    names = [k for k in INPUTS if k in sample]
+    names = [k for k in INPUTS if k in sample]  # the order of _LogitsOnly.forward's arguments
     if "token_type_ids" in names and not getattr(model.config, "type_vocab_size", 0):
         names.remove("token_type_ids")
     return tuple(names)
@@ -63,9 +64,9 @@ def export(model, sample: dict, path: Path, opset: int = 18) -> tuple[str, ...]:
     batch, seq = Dim("batch", min=1, max=4096), Dim("sequence", min=2, max=model.config.max_position_embeddings)
     args = tuple(sample[n] for n in names)
     # (batch, sequence) for every input; two examples of different length in the sample keep export from specialising
-    shapes = tuple({0: batch, 1: seq} for _ in names)
+    shapes = {n: ({0: batch, 1: seq} if n in names else None) for n in INPUTS}
     try:
-        torch.onnx.export(_LogitsOnly(model, names).eval(), args, str(path), input_names=list(names), output_names=["logits"],
+        torch.onnx.export(_LogitsOnly(model).eval(), args, str(path), input_names=list(names), output_names=["logits"],
                           dynamic_shapes=shapes, dynamo=True, opset_version=opset, external_data=False, verbose=False)
     except Exception as exc:  # the exporter raises many kinds; the user needs the model and the first line
         raise TunelabError(f"ONNX export of {type(model).__name__} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None

@@ -45,7 +45,7 @@ def greedy_torch(model, prompt_ids: list[int], n: int) -> tuple[list[int], list[
         top = logits.topk(2)
         tokens.append(int(top.indices[0]))
         margins.append(float(top.values[0] - top.values[1]))
-        out = model(input_ids=torch.tensor([[tokens[-1]]]), past_key_values=out.past_key_values, use_cache=True)
+        out = model(input_ids=torch.tensor([[tokens[-1]]]), cache=out.past_key_values, use_cache=True)
     return tokens, margins
 
 
