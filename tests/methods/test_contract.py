@@ -22,7 +22,7 @@ INTENDED = {
     "full": r".",
     "freeze": r"(encoder\.layer|\.layers)\.1\.",
     "bitfit": r"\.bias$",
-    "lora": r"\.lora_[AB]\.", "rslora": r"\.lora_[AB]\.", "loraplus": r"\.lora_[AB]\.",
+    "lora": r"\.lora_[AB]\.", "qlora": r"\.lora_[AB]\.", "rslora": r"\.lora_[AB]\.", "loraplus": r"\.lora_[AB]\.",
     "dora": r"\.lora_([AB]|magnitude_vector)\.",
     "adalora": r"\.lora_[ABE]\.",
     "ia3": r"\.ia3_l\.",

@@ -12,13 +12,14 @@ Adding a method = one file + one line here.
 """
 
 from tunelab.methods import (adalora, adapter, bitfit, dora, freeze, full, ia3, lora, loraplus, p_tuning, prefix,
-                             prompt_tuning, rslora)
+                             prompt_tuning, qlora, rslora)
 
 METHODS = {
     "full": full,
     "freeze": freeze,
     "bitfit": bitfit,
     "lora": lora,
+    "qlora": qlora,
     "rslora": rslora,
     "dora": dora,
     "loraplus": loraplus,

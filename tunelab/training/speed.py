@@ -32,7 +32,8 @@ def frozen_linears(model: torch.nn.Module) -> list[torch.nn.Linear]:
     """Linear layers whose weight is frozen, fp32 and not shared with an embedding (tied LM heads stay fp32)."""
     embedded = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
     return [m for m in model.modules() if isinstance(m, torch.nn.Linear) and not m.weight.requires_grad
-            and m.weight.dtype == torch.float32 and id(m.weight) not in embedded]
+            and m.weight.dtype == torch.float32 and id(m.weight) not in embedded
+            and type(m.weight.data) is torch.Tensor]  # not a quantized base (QLoRA): those keep their own storage
 
 
 @contextlib.contextmanager
