@@ -80,3 +80,40 @@ def test_llama_cpp_runs_the_file_with_greedy_parity(gguf_runs):
     for row in check["per_prompt"]:
         assert row["equal"] or row["reference_margin_at_difference"] < 1e-3
     assert record["generation_tokens_per_s"]["llamacpp"] > 0
+
+
+@pytest.mark.skipif(not llamacpp.available(), reason=llamacpp.INSTALL_HINT)
+def test_serve_backend_llamacpp_answers_like_the_torch_backend(gguf_runs):
+    import httpx
+
+    from tests.serve.harness import client, running
+    from tunelab.serve import registry
+
+    run = str(gguf_runs["f32"])
+    on_torch = registry.load_all([f"t={run}"], log=lambda m: None, backend="torch")
+    on_llama = registry.load_all([f"l={run}"], log=lambda m: None, backend="llamacpp")
+    assert on_llama["l"].engine is not None and on_torch["t"].engine is None
+    messages = [{"role": "user", "content": "Say the word good"}]
+    with running({**on_torch, **on_llama}, keys=["k"], max_tokens=16) as url:
+        c = client(url, "k")
+        torch_text = c.chat.completions.create(model="t", messages=messages, max_tokens=12, temperature=0).choices[0].message.content
+        reply = c.chat.completions.create(model="l", messages=messages, max_tokens=12, temperature=0, n=2)
+        assert [ch.message.content for ch in reply.choices] == [torch_text, torch_text]
+        assert reply.usage.completion_tokens <= 24 and reply.choices[0].finish_reason in ("length", "stop")
+        pieces = [ch.choices[0].delta.content or "" for ch in
+                  c.chat.completions.create(model="l", messages=messages, max_tokens=12, temperature=0, stream=True)]
+        assert "".join(pieces) == torch_text
+        assert httpx.post(url + "/v1/chat/completions", json={"model": "l", "messages": messages}).status_code == 401
+        too_long = httpx.post(url + "/v1/completions", headers={"Authorization": "Bearer k"},
+                              json={"model": "l", "prompt": "hi", "max_tokens": 999})
+        assert too_long.status_code == 400 and "cap of 16" in too_long.text
+        metrics = httpx.get(url + "/metrics").text
+    assert 'tunelab_generated_tokens_total{model="l"}' in metrics and "tunelab_batch_seconds_count" in metrics
+
+
+def test_serve_refuses_backend_llamacpp_for_a_training_run(tiny_lm_run):
+    from tunelab.errors import TunelabError
+    from tunelab.serve import registry
+
+    with pytest.raises(TunelabError, match="--format gguf"):
+        registry.load_all([str(tiny_lm_run)], log=lambda m: None, backend="llamacpp")

@@ -58,3 +58,17 @@ def test_backend_choice_is_checked(onnx_run, tiny_cls_run):
 def test_onnx_refuses_a_causal_lm(tiny_lm_run, tmp_path, capsys):
     assert cli.main(["export", str(tiny_lm_run), str(tmp_path / "x"), "--format", "onnx"]) == 2
     assert "--format gguf" in capsys.readouterr().err
+
+
+def test_serve_predicts_with_onnxruntime(onnx_run, tiny_cls_run):
+    import httpx
+
+    from tests.serve.harness import running
+    from tunelab.serve import registry
+
+    served = registry.load_all([f"ort={onnx_run}", f"pt={tiny_cls_run}"], log=lambda m: None)
+    assert type(served["ort"].model).__name__ == "OrtModel"
+    with running(served) as url:
+        got = {name: httpx.post(url + "/v1/predict", json={"model": name, "input": ["good fun movie", "awful dull plot"]}).json()
+               for name in ("ort", "pt")}
+    assert [d["label"] for d in got["ort"]["data"]] == [d["label"] for d in got["pt"]["data"]]

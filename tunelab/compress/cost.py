@@ -66,9 +66,10 @@ def model_inputs(batch: dict) -> dict:
 
 
 @torch.no_grad()
-def latency(model, dev: DevData, n: int = 32, batch_size: int = 32, warmup: int = 3) -> dict:
-    """Batch-1 latency (median and p90 ms over the first ``n`` dev examples) and batched throughput (examples/s)."""
-    feats = dev.features[: max(n, batch_size)]
+def latency(model, dev: DevData, n: int = 32, batch_size: int = 32, warmup: int = 3, batched_n: int = 256) -> dict:
+    """Batch-1 latency (median and p90 ms over the first ``n`` dev examples) and batched throughput (examples/s over
+    the first ``batched_n`` dev examples in padded batches of ``batch_size``)."""
+    feats = dev.features[: max(batched_n, batch_size)]
     singles = [model_inputs(dev.collate([f])) for f in feats[:n]]
     for inputs in singles[:warmup]:
         model(**inputs)

@@ -59,7 +59,8 @@ class LlamaCppModel:
         out: list[int] = []
         for token in self.llm.generate(prompt_ids, min_p=0.0, typical_p=1.0, repeat_penalty=cfg.repetition_penalty, reset=True, **sampling):
             out.append(int(token))
-            if len(out) >= max_new or (done is not None and done(int(token))):
+            finished = done(int(token)) if done is not None else False  # always shown every token (it records them)
+            if finished or len(out) >= max_new:
                 break
         return out
 

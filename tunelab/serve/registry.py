@@ -32,9 +32,9 @@ class Served:
     labels: list[str] | None = None
     max_length: int = 256
     adapter: str | None = None  # peft adapter to activate before running this model
-    engine: object | None = None  # generate(jobs, metrics) in place of transformers' generate (llama.cpp); None = torch
     created: int = field(default_factory=lambda: int(time.time()))
     lock: threading.Lock = field(default_factory=threading.Lock)  # guards the tokenizer (shared by adapters of one base)
+    engine: object | None = None  # generate(jobs, metrics) in place of transformers' generate (llama.cpp); None = torch
 
     @property
     def generates(self) -> bool:
