@@ -12,6 +12,9 @@ metrics unchanged.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -49,6 +52,8 @@ class _LogitsOnly(torch.nn.Module):
 
 def input_names(model, sample: dict) -> tuple[str, ...]:
     """The inputs the graph takes: those in a collated dev batch, minus token_type_ids where the model ignores them."""
+    if "attention_mask" not in sample:
+        raise TunelabError("ONNX export: the collated dev batch has no attention_mask")
     names = [k for k in INPUTS if k in sample]  # the order of _LogitsOnly.forward's arguments
     if "token_type_ids" in names and not getattr(model.config, "type_vocab_size", 0):
         names.remove("token_type_ids")
@@ -64,13 +69,37 @@ def export(model, sample: dict, path: Path, opset: int = 18) -> tuple[str, ...]:
     batch, seq = Dim("batch", min=1, max=4096), Dim("sequence", min=2, max=model.config.max_position_embeddings)
     args = tuple(sample[n] for n in names)
     # (batch, sequence) for every input; two examples of different length in the sample keep export from specialising
-    shapes = {n: ({0: batch, 1: seq} if n in names else None) for n in INPUTS}
+    shapes = tuple({0: batch, 1: seq} for _ in names)  # positional, in _LogitsOnly.forward's order
     try:
-        torch.onnx.export(_LogitsOnly(model).eval(), args, str(path), input_names=list(names), output_names=["logits"],
-                          dynamic_shapes=shapes, dynamo=True, opset_version=opset, external_data=False, verbose=False)
-    except Exception as exc:  # the exporter raises many kinds; the user needs the model and the first line
-        raise TunelabError(f"ONNX export of {type(model).__name__} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
+        with _quiet_exporter():
+            torch.onnx.export(_LogitsOnly(model).eval(), args, str(path), input_names=list(names), output_names=["logits"],
+                              dynamic_shapes=shapes, dynamo=True, opset_version=opset, external_data=False, verbose=False)
+    except Exception as exc:  # the exporter raises many kinds; the user needs the model and the cause
+        raise TunelabError(f"ONNX export of {type(model).__name__} failed: {_cause(exc)}") from None
     return names
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """The exporter warns about torchvision ops it skips and axis names it merges; neither concerns a text model."""
+    logger = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*axis name.*will not be used.*", category=UserWarning)
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _cause(exc: Exception) -> str:
+    """The line of a torch.onnx error that says what went wrong (its message starts with generic next steps)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    for i, line in enumerate(lines):
+        if line.startswith("## Exception summary") and i + 1 < len(lines):
+            return lines[i + 1][:400]
+    return f"{type(exc).__name__}: {(lines or [''])[0][:300]}"
 
 
 class OrtModel(torch.nn.Module):
