@@ -51,3 +51,14 @@ def test_quantize_refuses_a_quantized_source_and_a_non_empty_output(tiny_cls_run
     assert cli.main(["quantize", str(tiny_cls_run), str(tmp_path / "full"), "--scheme", "int8-dynamic"]) == 2
     assert "not empty" in capsys.readouterr().err and (tmp_path / "full" / "keep.txt").read_text() == "mine"
     assert not any(p.name.startswith(".full.partial") for p in tmp_path.iterdir())
+
+
+def test_quantized_causal_lm_generates_and_refuses_merge(tiny_lm_run, tmp_path, capsys):
+    out = tmp_path / "lm-int8"
+    assert cli.main(["quantize", str(tiny_lm_run), str(out), "--scheme", "int8-dynamic", "--latency-examples", "2", "--batch-size", "2"]) == 0
+    record = json.loads((out / "cost.json").read_text())
+    assert abs(record["result"]["dev"]["loss"] - record["source"]["dev"]["loss"]) < 0.05  # loss, not accuracy, for a causal LM
+    capsys.readouterr()
+    assert cli.main(["generate", str(out), "--prompt", "Say the word good", "--max-new-tokens", "3"]) == 0
+    assert cli.main(["merge", str(out), str(tmp_path / "m")]) == 2
+    assert "nothing to merge" in capsys.readouterr().err

@@ -95,7 +95,7 @@ def _quiet_deprecation():
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", category=UserWarning, message=".*quantize_per_tensor.*|.*_make_per_channel.*")
+        warnings.filterwarnings("ignore", category=UserWarning, message=".*quantize_per_tensor.*|.*_make_per_channel.*|.*TypedStorage.*")
         yield
 
 
@@ -125,7 +125,8 @@ def load(run_dir: Path, cfg, labels, info: dict, backend: str):
     with quiet_torchao():
         if info["scheme"] != "int8-dynamic":
             torchao_module()  # registers torchao's tensor types as safe to load
-        state = torch.load(model_dir / STATE_FILE, weights_only=True, map_location="cpu")
+        with _quiet_deprecation():  # torch.ao's packed weights are read through the deprecated TypedStorage
+            state = torch.load(model_dir / STATE_FILE, weights_only=True, map_location="cpu")
     if info["scheme"] == "int8-dynamic":  # torch.ao: quantized modules first, then their packed weights
         quantize_linears(model, info["scheme"], info["layers"])
         model.load_state_dict(state)

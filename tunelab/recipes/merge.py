@@ -19,6 +19,12 @@ def run(run_dir: str | Path, out_dir: str | Path, log=print) -> Path:
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise TunelabError(f"{out}: exists and is not empty; choose an empty or new folder (nothing was written)")
+    from tunelab.export import formats
+
+    fmt = formats.read(runs.check_run_dir(Path(run_dir)))["format"]
+    if fmt != formats.METHOD:
+        raise TunelabError(f"{run_dir}: is a {fmt} run (made by quantize/prune/export), not a training run; nothing to merge: "
+                           "eval, predict, generate and serve load it as it is")
     loaded = runs.load_run(run_dir)
     method = METHODS[loaded.cfg.method.name]
     model = plain_model(loaded, run_dir)
