@@ -136,9 +136,13 @@ def table(rows: list[tuple[str, ...]], header: tuple[str, ...] = ("", "source", 
 
 
 def machine() -> dict:
-    """CPU model, flags, threads and versions, recorded with every timing."""
-    from tunelab import hardware
+    """CPU model, flags, threads, load and versions, recorded with every timing (the facts `tunelab doctor` shows)."""
+    import os
 
-    rep = hardware.report()
-    return {"cpu": rep["cpu"]["model"], "flags": rep["cpu"]["flags"], "torch_threads": torch.get_num_threads(),
-            "matmul_gflops": rep["matmul_gflops"], "tcmalloc_loaded": rep["allocator"]["tcmalloc_loaded"], "versions": rep["versions"]}
+    from tunelab import hardware, launch
+
+    info = hardware.cpu_info()
+    return {"cpu": info.model, "flags": sorted(info.flags), "physical_cores": hardware.physical_cores(),
+            "torch_threads": torch.get_num_threads(), "matmul_gflops": hardware.measured_speedup(info),
+            "load_average": [round(x, 2) for x in os.getloadavg()], "tcmalloc_loaded": launch.tcmalloc_loaded(),
+            "versions": hardware._versions()}
