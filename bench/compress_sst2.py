@@ -6,7 +6,7 @@ cost.json files they store:
 
     tunelab quantize RUN OUT --scheme int8-dynamic | int8-weight-only | int4-weight-only   (2 threads and 1 thread)
     tunelab export RUN OUT --format onnx
-    tunelab prune RUN OUT --method structured --heads 0.3 --recover-steps 150
+    tunelab prune RUN OUT --method structured --heads 0.3 [--ffn 0.3] --recover-steps 150
     tunelab prune RUN OUT --method magnitude --sparsity 0.5 --recover-steps 150
 
 Run it on an otherwise idle machine, under the shared CPU lock, one stage at a time if needed:
@@ -38,10 +38,12 @@ STEPS = {  # folder -> command after RUN OUT
     "onnx": ["export", "--format", "onnx", "--threads", "2"],
     "onnx-1thread": ["export", "--format", "onnx", "--threads", "1"],
     "heads30-recovered": ["prune", "--method", "structured", "--heads", "0.3", "--recover-steps", "150", "--threads", "2"],
+    "heads30-ffn30-recovered": ["prune", "--method", "structured", "--heads", "0.3", "--ffn", "0.3", "--recover-steps", "150",
+                                "--threads", "2"],
     "magnitude50-recovered": ["prune", "--method", "magnitude", "--sparsity", "0.5", "--recover-steps", "150", "--threads", "2"],
 }
 STAGES = {"quantize": ["int8-dynamic", "int8-dynamic-1thread", "int8-weight-only", "int4-weight-only"], "onnx": ["onnx", "onnx-1thread"],
-          "prune": ["heads30-recovered", "magnitude50-recovered"]}
+          "prune": ["heads30-recovered", "heads30-ffn30-recovered", "magnitude50-recovered"]}
 
 
 def sh(cmd: list[str]) -> float:
@@ -108,7 +110,7 @@ def report() -> None:
     lines += ["", "## Commands", "", "```", "tunelab train examples/compress/sst2-minilm.yaml"]
     lines += [f"tunelab {STEPS[n][0]} runs/bench-compress/sst2-minilm runs/bench-compress/{n} {' '.join(STEPS[n][1:])}" for n in recs]
     lines += ["```", ""]
-    for n in ("heads30-recovered", "magnitude50-recovered"):
+    for n in STAGES["prune"]:
         if n in recs:
             lines += [f"## Accuracy vs sparsity: {n} (before recovery; the recovered figure is in the table above)", "",
                       "| level | dev accuracy | parameters |", "|---|---|---|"]
