@@ -117,3 +117,22 @@ def test_serve_refuses_backend_llamacpp_for_a_training_run(tiny_lm_run):
 
     with pytest.raises(TunelabError, match="--format gguf"):
         registry.load_all([str(tiny_lm_run)], log=lambda m: None, backend="llamacpp")
+
+
+def test_storage_type_rules():
+    import numpy as np
+
+    assert gguf.storage_type("blk.0.attn_norm.weight", np.zeros(64), "q4_0") == "f32"  # 1-D stays f32
+    assert gguf.storage_type("blk.0.attn_q.weight", np.zeros((64, 64)), "q4_0") == "q4_0"
+    assert gguf.storage_type("blk.0.attn_q.weight", np.zeros((64, 48)), "q8_0") == "f16"  # rows not a multiple of 32
+    assert gguf.storage_type("token_embd.weight", np.zeros((100, 64)), "q4_1") == "q8_0"
+    assert gguf.storage_type("token_embd.weight", np.zeros((100, 64)), "f16") == "f16"
+
+
+def test_parity_compare_reports_where_and_how_close():
+    from tunelab.export import parity
+
+    reference = [([1, 2, 3, 4], [5.0, 4.0, 0.001, 3.0]), ([7, 8], [1.0, 1.0])]
+    out = parity.compare(reference, [[1, 2, 9, 9], [7, 8]])
+    assert out["identical"] == 1 and out["matching_tokens"] == 4
+    assert out["per_prompt"][0] == {"equal": False, "first_difference": 2, "reference_margin_at_difference": 0.001, "matching_prefix": 2}
