@@ -92,7 +92,9 @@ def test_serve_backend_llamacpp_answers_like_the_torch_backend(gguf_runs):
     run = str(gguf_runs["f32"])
     on_torch = registry.load_all([f"t={run}"], log=lambda m: None, backend="torch")
     on_llama = registry.load_all([f"l={run}"], log=lambda m: None, backend="llamacpp")
-    assert on_llama["l"].engine is not None and on_torch["t"].engine is None
+    from tunelab.serve.engine import Engine
+
+    assert isinstance(on_llama["l"].engine, Engine) and on_torch["t"].engine is None
     messages = [{"role": "user", "content": "Say the word good"}]
     with running({**on_torch, **on_llama}, keys=["k"], max_tokens=16) as url:
         c = client(url, "k")

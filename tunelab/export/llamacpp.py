@@ -79,7 +79,8 @@ class LlamaCppModel:
 
 
 class Engine:
-    """Generates a serve batch with llama.cpp: same streaming, stopping, results and metrics as the torch worker."""
+    """Generates a serve batch with llama.cpp: same streaming, stopping, results and metrics as the torch worker
+    (implements ``tunelab.serve.engine.Engine``)."""
 
     def __init__(self, model: LlamaCppModel):
         self.model = model

@@ -17,6 +17,7 @@ from typing import Callable
 
 from tunelab.errors import ConfigError
 from tunelab.generation.config import GenerationConfig
+from tunelab.serve.engine import Engine
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
@@ -34,7 +35,7 @@ class Served:
     adapter: str | None = None  # peft adapter to activate before running this model
     created: int = field(default_factory=lambda: int(time.time()))
     lock: threading.Lock = field(default_factory=threading.Lock)  # guards the tokenizer (shared by adapters of one base)
-    engine: object | None = None  # generate(jobs, metrics) in place of transformers' generate (llama.cpp); None = torch
+    engine: Engine | None = None  # decodes this model's batches instead of transformers' generate (llama.cpp); None = torch
 
     @property
     def generates(self) -> bool:
