@@ -62,3 +62,12 @@ def test_quantized_causal_lm_generates_and_refuses_merge(tiny_lm_run, tmp_path, 
     assert cli.main(["generate", str(out), "--prompt", "Say the word good", "--max-new-tokens", "3"]) == 0
     assert cli.main(["merge", str(out), str(tmp_path / "m")]) == 2
     assert "nothing to merge" in capsys.readouterr().err
+
+
+def test_paired_latency_times_every_model_on_the_same_inputs(tiny_cls_run):
+    from tunelab.compress import cost
+
+    loaded = runs.load_run(tiny_cls_run)
+    dev = cost.dev_data(loaded.cfg, loaded.tokenizer, loaded.labels, lambda m: None)
+    out = cost.paired_latency({"a": loaded.model, "b": loaded.model}, dev, n=4, batch_size=4, rounds=1)
+    assert set(out) == {"a", "b"} and all(v["batch1_ms"] > 0 and v["examples"] == 4 for v in out.values())

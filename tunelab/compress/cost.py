@@ -89,6 +89,28 @@ def latency(model, dev: DevData, n: int = 32, batch_size: int = 32, warmup: int 
             "batch1_examples": len(times), "batched_examples_per_s": round(len(feats) / elapsed, 2), "batch_size": batch_size}
 
 
+@torch.no_grad()
+def paired_latency(models: dict, dev: DevData, n: int = 64, batch_size: int = 32, rounds: int = 3) -> dict[str, dict]:
+    """Batch-1 and batched latency of several models measured interleaved (example by example, model by model), so a
+    busy machine slows every model alike: median ms per example and median ms per batch, for each model."""
+    singles = [model_inputs(dev.collate([f])) for f in dev.features[:n]]
+    batches = [model_inputs(dev.collate(dev.features[s:s + batch_size])) for s in range(0, min(len(dev.features), 8 * batch_size), batch_size)]
+    times: dict[str, dict[str, list]] = {name: {"b1": [], "batched": []} for name in models}
+    for model in models.values():  # warm-up
+        model(**singles[0])
+        model(**batches[0])
+    for _ in range(rounds):
+        for kind, inputs in (("b1", singles), ("batched", batches)):
+            for x in inputs:
+                for name, model in models.items():
+                    start = time.perf_counter()
+                    model(**x)
+                    times[name][kind].append((time.perf_counter() - start) * 1000)
+    return {name: {"batch1_ms": round(statistics.median(t["b1"]), 3), "batch_ms": round(statistics.median(t["batched"]), 3),
+                   "batch_size": batch_size, "examples": len(singles), "batches": len(batches), "rounds": rounds}
+            for name, t in times.items()}
+
+
 def serialized_bytes(model) -> int:
     """Bytes of the model's weights as torch.save writes its state dict (quantized tensors at their stored size)."""
     buf = io.BytesIO()
