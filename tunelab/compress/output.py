@@ -81,6 +81,7 @@ def report(title: str, rows: list[tuple[str, ...]], machine: dict, notes: list[s
     from tunelab.compress.cost import table
 
     lines = [f"# {title}", "", table(rows), "",
-             f"Measured on {machine['cpu']} ({' '.join(machine['flags'])}), {machine['torch_threads']} torch threads."]
+             f"Measured on {machine['cpu']} ({' '.join(machine['flags'])}), {machine['torch_threads']} torch threads, "
+             f"load average {machine.get('load_average')} (other processes slow both sides, not always alike)."]
     lines += [f"- {n}" for n in notes]
     return "\n".join(lines)
