@@ -6,7 +6,7 @@ Stages (each reusing what earlier ones left in runs/bench-gguf/):
             10 dev prompts x 32 greedy tokens vs the fp32 source, on llama.cpp and on transformers reading the GGUF)
     serve   tokens/s of `tunelab serve` at 1 and 8 concurrent clients: the LoRA run and the merged fp32 model on the
             torch back-end, the f16 and q8_0 files on --backend llamacpp
-    report  bench/results/gguf-smollm2.md
+    report  bench/results/gguf-smollm2.md (runs the serve stage first when its figures are missing)
 
     flock /tmp/tunelab-cpu.lock .venv/bin/python bench/gguf_smollm2.py [--stages train,export,serve,report] [--duration 40]
 """
@@ -122,8 +122,11 @@ def serve(duration: float, max_tokens: int = 64) -> None:
     (RUNS / "serve.json").write_text(json.dumps({"duration_s": duration, "max_tokens": max_tokens, "results": results}, indent=2))
 
 
-def report() -> None:
+def report(duration: float) -> None:
     from tunelab.compress.cost import machine
+
+    if not (RUNS / "serve.json").is_file() and all((run / "model").is_dir() for run, _ in SERVED.values()):
+        serve(duration)  # the report needs the serve figures: measure them once when missing
 
     m = machine()
     lines = ["# GGUF export and the llama.cpp back-end: SmolLM2-135M + LoRA (issue 16)", "",
@@ -167,10 +170,10 @@ def report() -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stages", default="train,export,serve,report")
-    ap.add_argument("--duration", type=float, default=40.0, help="seconds per load phase")
+    ap.add_argument("--duration", type=float, default=30.0, help="seconds per load phase")
     args = ap.parse_args()
     for stage in args.stages.split(","):
-        {"train": train, "export": export, "serve": lambda: serve(args.duration), "report": report}[stage]()
+        {"train": train, "export": export, "serve": lambda: serve(args.duration), "report": lambda: report(args.duration)}[stage]()
 
 
 if __name__ == "__main__":
