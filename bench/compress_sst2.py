@@ -37,14 +37,48 @@ STEPS = {  # folder -> command after RUN OUT
     "int4-weight-only": ["quantize", "--scheme", "int4-weight-only", "--threads", "2"],
     "onnx": ["export", "--format", "onnx", "--threads", "2"],
     "onnx-1thread": ["export", "--format", "onnx", "--threads", "1"],
-    "heads30-recovered": ["prune", "--method", "structured", "--heads", "0.3", "--recover-steps", "150", "--threads", "2"],
-    "heads30-ffn30-recovered": ["prune", "--method", "structured", "--heads", "0.3", "--ffn", "0.3", "--recover-steps", "150",
-                                "--threads", "2"],
-    "magnitude50-recovered": ["prune", "--method", "magnitude", "--sparsity", "0.5", "--recover-steps", "150", "--threads", "2"],
+    "heads30-recovered": [
+        "prune",
+        "--method",
+        "structured",
+        "--heads",
+        "0.3",
+        "--recover-steps",
+        "150",
+        "--threads",
+        "2",
+    ],
+    "heads30-ffn30-recovered": [
+        "prune",
+        "--method",
+        "structured",
+        "--heads",
+        "0.3",
+        "--ffn",
+        "0.3",
+        "--recover-steps",
+        "150",
+        "--threads",
+        "2",
+    ],
+    "magnitude50-recovered": [
+        "prune",
+        "--method",
+        "magnitude",
+        "--sparsity",
+        "0.5",
+        "--recover-steps",
+        "150",
+        "--threads",
+        "2",
+    ],
 }
 LATENCY = ROOT / "bench" / "results" / "compress-sst2-latency.json"
-STAGES = {"quantize": ["int8-dynamic", "int8-dynamic-1thread", "int8-weight-only", "int4-weight-only"], "onnx": ["onnx", "onnx-1thread"],
-          "prune": ["heads30-recovered", "heads30-ffn30-recovered", "magnitude50-recovered"]}
+STAGES = {
+    "quantize": ["int8-dynamic", "int8-dynamic-1thread", "int8-weight-only", "int4-weight-only"],
+    "onnx": ["onnx", "onnx-1thread"],
+    "prune": ["heads30-recovered", "heads30-ffn30-recovered", "magnitude50-recovered"],
+}
 
 
 def sh(cmd: list[str]) -> float:
@@ -99,9 +133,11 @@ def row(name: str, rec: dict) -> str:
         extra = f"max abs logit diff {rec['parity']['max_abs_logit_diff']:.2e}"
     if "pruned" in rec:
         extra = f"{rec['pruned']}; params {s['parameters']:,} -> {r['parameters']:,}"
-    return (f"| {name} | {rec['machine']['torch_threads']} | {s['dev']['accuracy']:.4f} | {acc:.4f} | {d:+.2f} | "
-            f"{s['batch1_ms']:.2f} | {r['batch1_ms']:.2f} | **{s['batch1_ms'] / r['batch1_ms']:.2f}x** | "
-            f"{r['batched_examples_per_s'] / s['batched_examples_per_s']:.2f}x | {s['size_mb']:.1f} -> {r['size_mb']:.1f} | {extra} |")
+    return (
+        f"| {name} | {rec['machine']['torch_threads']} | {s['dev']['accuracy']:.4f} | {acc:.4f} | {d:+.2f} | "
+        f"{s['batch1_ms']:.2f} | {r['batch1_ms']:.2f} | **{s['batch1_ms'] / r['batch1_ms']:.2f}x** | "
+        f"{r['batched_examples_per_s'] / s['batched_examples_per_s']:.2f}x | {s['size_mb']:.1f} -> {r['size_mb']:.1f} | {extra} |"
+    )
 
 
 def report() -> None:
@@ -130,24 +166,38 @@ def report() -> None:
     lines += [row(n, r) for n, r in recs.items()]
     if LATENCY.is_file():
         lat = json.loads(LATENCY.read_text())
-        lines += ["", "## Latency re-measured interleaved, 1 thread (`--stages latency`)", "",
-                  "Source and result timed alternately, example by example (64 dev phrases x 3 rounds; 8 batches of 32 x 3 rounds), "
-                  f"so load from other processes hits both alike. Load average before/after: {lat['load_average_before']} / "
-                  f"{lat['load_average_after']}.", "",
-                  "| result | source b1 ms | result b1 ms | b1 speed-up | source batch-32 ms | result batch-32 ms | batched speed-up |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Latency re-measured interleaved, 1 thread (`--stages latency`)",
+            "",
+            "Source and result timed alternately, example by example (64 dev phrases x 3 rounds; 8 batches of 32 x 3 rounds), "
+            f"so load from other processes hits both alike. Load average before/after: {lat['load_average_before']} / "
+            f"{lat['load_average_after']}.",
+            "",
+            "| result | source b1 ms | result b1 ms | b1 speed-up | source batch-32 ms | result batch-32 ms | batched speed-up |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for name, v in lat.items():
             if isinstance(v, dict):
                 a, b = v["source"], v["result"]
-                lines.append(f"| {name} | {a['batch1_ms']:.2f} | {b['batch1_ms']:.2f} | **{a['batch1_ms'] / b['batch1_ms']:.2f}x** | "
-                             f"{a['batch_ms']:.1f} | {b['batch_ms']:.1f} | {a['batch_ms'] / b['batch_ms']:.2f}x |")
+                lines.append(
+                    f"| {name} | {a['batch1_ms']:.2f} | {b['batch1_ms']:.2f} | **{a['batch1_ms'] / b['batch1_ms']:.2f}x** | "
+                    f"{a['batch_ms']:.1f} | {b['batch_ms']:.1f} | {a['batch_ms'] / b['batch_ms']:.2f}x |"
+                )
     lines += ["", "## Commands", "", "```", "tunelab train examples/compress/sst2-minilm.yaml"]
-    lines += [f"tunelab {STEPS[n][0]} runs/bench-compress/sst2-minilm runs/bench-compress/{n} {' '.join(STEPS[n][1:])}" for n in recs]
+    lines += [
+        f"tunelab {STEPS[n][0]} runs/bench-compress/sst2-minilm runs/bench-compress/{n} {' '.join(STEPS[n][1:])}"
+        for n in recs
+    ]
     lines += ["```", ""]
     for n in STAGES["prune"]:
         if n in recs:
-            lines += [f"## Accuracy vs sparsity: {n} (before recovery; the recovered figure is in the table above)", "",
-                      "| level | dev accuracy | parameters |", "|---|---|---|"]
+            lines += [
+                f"## Accuracy vs sparsity: {n} (before recovery; the recovered figure is in the table above)",
+                "",
+                "| level | dev accuracy | parameters |",
+                "|---|---|---|",
+            ]
             lines += [f"| {r['level']:.2f} | {r['accuracy']:.4f} | {r['parameters']:,} |" for r in recs[n]["sweep"]]
             lines += [""]
     RESULT.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -31,8 +31,16 @@ SOURCE = RUNS / "smollm2-lora"
 RESULT = ROOT / "bench" / "results" / "gguf-smollm2.md"
 TUNELAB = str(ROOT / ".venv" / "bin" / "tunelab")
 DTYPES = ("f16", "q8_0", "q4_0")
-QUESTIONS = ["What is the capital of France?", "Name three colours.", "Write a haiku about rain.", "Explain what a noun is.",
-             "Give me a tip for sleeping well.", "What is 12 times 7?", "Describe a cat in one sentence.", "Why is the sky blue?"]
+QUESTIONS = [
+    "What is the capital of France?",
+    "Name three colours.",
+    "Write a haiku about rain.",
+    "Explain what a noun is.",
+    "Give me a tip for sleeping well.",
+    "What is 12 times 7?",
+    "Describe a cat in one sentence.",
+    "Why is the sky blue?",
+]
 SERVED = {  # label -> (run folder, backend)
     "torch, LoRA run (peft, unmerged)": (SOURCE, "torch"),
     "torch, merged fp32 (GGUF f16 read back)": (RUNS / "gguf-f16", "torch"),
@@ -55,8 +63,24 @@ def export() -> None:
     for dtype in DTYPES:
         out = RUNS / f"gguf-{dtype}"
         if not (out / "cost.json").is_file():
-            sh([TUNELAB, "export", str(SOURCE.relative_to(ROOT)), str(out.relative_to(ROOT)), "--format", "gguf", "--dtype", dtype,
-                "--parity-prompts", "10", "--parity-tokens", "32", "--threads", "2"])
+            sh(
+                [
+                    TUNELAB,
+                    "export",
+                    str(SOURCE.relative_to(ROOT)),
+                    str(out.relative_to(ROOT)),
+                    "--format",
+                    "gguf",
+                    "--dtype",
+                    dtype,
+                    "--parity-prompts",
+                    "10",
+                    "--parity-tokens",
+                    "32",
+                    "--threads",
+                    "2",
+                ]
+            )
 
 
 def _port() -> int:
@@ -75,8 +99,15 @@ def _load(base: str, clients: int, duration: float, max_tokens: int) -> dict:
             n = i
             while time.monotonic() < stop:
                 start = time.monotonic()
-                r = client.post(base + "/v1/chat/completions", json={"model": "m", "max_tokens": max_tokens, "temperature": 0,
-                                                                     "messages": [{"role": "user", "content": QUESTIONS[n % len(QUESTIONS)]}]})
+                r = client.post(
+                    base + "/v1/chat/completions",
+                    json={
+                        "model": "m",
+                        "max_tokens": max_tokens,
+                        "temperature": 0,
+                        "messages": [{"role": "user", "content": QUESTIONS[n % len(QUESTIONS)]}],
+                    },
+                )
                 n += clients
                 with lock:
                     if r.status_code == 200:
@@ -94,16 +125,37 @@ def _load(base: str, clients: int, duration: float, max_tokens: int) -> dict:
         t.join()
     wall = time.monotonic() - start
     lat = sorted(done["latency"]) or [float("nan")]
-    return {"clients": clients, "tokens_per_s": round(done["tokens"] / wall, 1), "requests": done["requests"], "errors": done["errors"],
-            "median_latency_s": round(lat[len(lat) // 2], 2), "wall_s": round(wall, 1)}
+    return {
+        "clients": clients,
+        "tokens_per_s": round(done["tokens"] / wall, 1),
+        "requests": done["requests"],
+        "errors": done["errors"],
+        "median_latency_s": round(lat[len(lat) // 2], 2),
+        "wall_s": round(wall, 1),
+    }
 
 
 def serve(duration: float, max_tokens: int = 64) -> None:
     results = {}
     for label, (run, backend) in SERVED.items():
         port = _port()
-        proc = subprocess.Popen([TUNELAB, "serve", f"m={run}", "--backend", backend, "--port", str(port), "--max-tokens", "128",
-                                 "--threads", "2"], cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        proc = subprocess.Popen(
+            [
+                TUNELAB,
+                "serve",
+                f"m={run}",
+                "--backend",
+                backend,
+                "--port",
+                str(port),
+                "--max-tokens",
+                "128",
+                "--threads",
+                "2",
+            ],
+            cwd=ROOT,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
         try:
             base = f"http://127.0.0.1:{port}"
             for _ in range(600):
@@ -119,7 +171,9 @@ def serve(duration: float, max_tokens: int = 64) -> None:
         finally:
             proc.terminate()
             proc.wait(30)
-    (RUNS / "serve.json").write_text(json.dumps({"duration_s": duration, "max_tokens": max_tokens, "results": results}, indent=2))
+    (RUNS / "serve.json").write_text(
+        json.dumps({"duration_s": duration, "max_tokens": max_tokens, "results": results}, indent=2)
+    )
 
 
 def report(duration: float) -> None:
@@ -129,14 +183,19 @@ def report(duration: float) -> None:
         serve(duration)  # the report needs the serve figures: measure them once when missing
 
     m = machine()
-    lines = ["# GGUF export and the llama.cpp back-end: SmolLM2-135M + LoRA (issue 16)", "",
-             "Source: `examples/compress/smollm2-lora.yaml` (LoRA r=16 on all linear layers, 400 Alpaca examples, 1 epoch); "
-             "its dev loss is measured on the first 40 Alpaca dev examples.",
-             f"Machine: {m['cpu']} ({' '.join(m['flags'])}); 2 threads; torch {m['versions']['torch']}.", "",
-             "## Export: size, dev loss, greedy parity (10 dev prompts x 32 tokens vs the fp32 merged source)", "",
-             "| dtype | size MB (source fp32 state dict -> file) | dev loss source -> GGUF weights | identical prompts, llama.cpp | "
-             "identical prompts, transformers reading the GGUF | first differences (token: source top-2 margin) | greedy tok/s torch fp32 / llama.cpp |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "# GGUF export and the llama.cpp back-end: SmolLM2-135M + LoRA (issue 16)",
+        "",
+        "Source: `examples/compress/smollm2-lora.yaml` (LoRA r=16 on all linear layers, 400 Alpaca examples, 1 epoch); "
+        "its dev loss is measured on the first 40 Alpaca dev examples.",
+        f"Machine: {m['cpu']} ({' '.join(m['flags'])}); 2 threads; torch {m['versions']['torch']}.",
+        "",
+        "## Export: size, dev loss, greedy parity (10 dev prompts x 32 tokens vs the fp32 merged source)",
+        "",
+        "| dtype | size MB (source fp32 state dict -> file) | dev loss source -> GGUF weights | identical prompts, llama.cpp | "
+        "identical prompts, transformers reading the GGUF | first differences (token: source top-2 margin) | greedy tok/s torch fp32 / llama.cpp |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for dtype in DTYPES:
         path = RUNS / f"gguf-{dtype}" / "cost.json"
         if not path.is_file():
@@ -144,25 +203,45 @@ def report(duration: float) -> None:
         rec = json.loads(path.read_text())
         s, r, p = rec["source"], rec["result"], rec["parity"]
         llama = p["llamacpp"]
-        diffs = "; ".join(f"{d['first_difference']}: {d['reference_margin_at_difference']:.3f}"
-                          for d in llama.get("per_prompt", []) if not d["equal"]) or "none"
+        diffs = (
+            "; ".join(
+                f"{d['first_difference']}: {d['reference_margin_at_difference']:.3f}"
+                for d in llama.get("per_prompt", [])
+                if not d["equal"]
+            )
+            or "none"
+        )
         speed = rec["generation_tokens_per_s"]
-        lines.append(f"| {dtype} | {s['size_mb']:.0f} -> {r['size_mb']:.0f} | {s['dev']['loss']:.4f} -> {r['dev']['loss']:.4f} | "
-                     f"{llama.get('identical', '-')}/{llama.get('prompts', '-')} | {p['torch_from_gguf']['identical']}/{p['torch_from_gguf']['prompts']} | "
-                     f"{diffs} | {speed['torch_fp32_source']} / {speed.get('llamacpp', '-')} |")
+        lines.append(
+            f"| {dtype} | {s['size_mb']:.0f} -> {r['size_mb']:.0f} | {s['dev']['loss']:.4f} -> {r['dev']['loss']:.4f} | "
+            f"{llama.get('identical', '-')}/{llama.get('prompts', '-')} | {p['torch_from_gguf']['identical']}/{p['torch_from_gguf']['prompts']} | "
+            f"{diffs} | {speed['torch_fp32_source']} / {speed.get('llamacpp', '-')} |"
+        )
     serve_path = RUNS / "serve.json"
     if serve_path.is_file():
         data = json.loads(serve_path.read_text())
-        lines += ["", f"## `tunelab serve`: completion tokens/s, {data['max_tokens']} max tokens, greedy, {data['duration_s']:.0f} s per phase", "",
-                  "| served | 1 client tok/s | 1 client median latency s | 8 clients tok/s | 8 clients median latency s | errors |", "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"## `tunelab serve`: completion tokens/s, {data['max_tokens']} max tokens, greedy, {data['duration_s']:.0f} s per phase",
+            "",
+            "| served | 1 client tok/s | 1 client median latency s | 8 clients tok/s | 8 clients median latency s | errors |",
+            "|---|---|---|---|---|---|",
+        ]
         for label, (one, eight) in data["results"].items():
-            lines.append(f"| {label} | {one['tokens_per_s']} | {one['median_latency_s']} | {eight['tokens_per_s']} | {eight['median_latency_s']} | "
-                         f"{one['errors'] + eight['errors']} |")
+            lines.append(
+                f"| {label} | {one['tokens_per_s']} | {one['median_latency_s']} | {eight['tokens_per_s']} | {eight['median_latency_s']} | "
+                f"{one['errors'] + eight['errors']} |"
+            )
     lines += ["", "## Commands", "", "```", "tunelab train examples/compress/smollm2-lora.yaml"]
-    lines += [f"tunelab export runs/bench-gguf/smollm2-lora runs/bench-gguf/gguf-{d} --format gguf --dtype {d} --parity-prompts 10 --parity-tokens 32"
-              for d in DTYPES]
-    lines += ["tunelab serve m=runs/bench-gguf/gguf-f16 --backend llamacpp --threads 2   # and --backend torch; the LoRA run on torch",
-              "python bench/gguf_smollm2.py --stages serve,report", "```"]
+    lines += [
+        f"tunelab export runs/bench-gguf/smollm2-lora runs/bench-gguf/gguf-{d} --format gguf --dtype {d} --parity-prompts 10 --parity-tokens 32"
+        for d in DTYPES
+    ]
+    lines += [
+        "tunelab serve m=runs/bench-gguf/gguf-f16 --backend llamacpp --threads 2   # and --backend torch; the LoRA run on torch",
+        "python bench/gguf_smollm2.py --stages serve,report",
+        "```",
+    ]
     RESULT.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(RESULT.read_text())
 
@@ -173,7 +252,12 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=30.0, help="seconds per load phase")
     args = ap.parse_args()
     for stage in args.stages.split(","):
-        {"train": train, "export": export, "serve": lambda: serve(args.duration), "report": lambda: report(args.duration)}[stage]()
+        {
+            "train": train,
+            "export": export,
+            "serve": lambda: serve(args.duration),
+            "report": lambda: report(args.duration),
+        }[stage]()
 
 
 if __name__ == "__main__":

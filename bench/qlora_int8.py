@@ -58,8 +58,10 @@ def child(method: str, steps: int) -> None:
     from tunelab.training.loop import Callback
 
     out = RUNS / method
-    cfg = config.load(ROOT / "examples/compress/smollm2-lora.yaml",
-                      [f"output_dir={out}", f"method.name={method}", f"train.max_steps={steps}", "speed.cache=false"])
+    cfg = config.load(
+        ROOT / "examples/compress/smollm2-lora.yaml",
+        [f"output_dir={out}", f"method.name={method}", f"train.max_steps={steps}", "speed.cache=false"],
+    )
     state = {"peak": 0.0, "on": False, "weights": None}
 
     def sample() -> None:
@@ -78,11 +80,21 @@ def child(method: str, steps: int) -> None:
     threading.Thread(target=sample, daemon=True).start()
     final = finetune.run(cfg, quiet=True, log=lambda m: print(m, file=sys.stderr), callbacks=[Watch()])
     state["on"] = False
-    print(json.dumps({"method": method, "dev_loss": final["dev"]["loss"], "train_seconds": final["train_seconds"],
-                      "steps": final["steps"], "weights_mb": round(state["weights"], 1), "rss_at_first_step_mb": round(state["start_rss"], 1),
-                      "peak_rss_training_mb": round(state["peak"], 1),
-                      "peak_rss_process_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                      "trainable_parameters": final["trainable_parameters"]}))
+    print(
+        json.dumps(
+            {
+                "method": method,
+                "dev_loss": final["dev"]["loss"],
+                "train_seconds": final["train_seconds"],
+                "steps": final["steps"],
+                "weights_mb": round(state["weights"], 1),
+                "rss_at_first_step_mb": round(state["start_rss"], 1),
+                "peak_rss_training_mb": round(state["peak"], 1),
+                "peak_rss_process_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                "trainable_parameters": final["trainable_parameters"],
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -97,28 +109,44 @@ def main() -> None:
     records = []
     for method in ("lora", "qlora"):
         shutil.rmtree(RUNS / method, ignore_errors=True)
-        out = subprocess.run([sys.executable, __file__, "--child", method, "--steps", str(args.steps)], cwd=ROOT, check=True,
-                             capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", method, "--steps", str(args.steps)],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
         records.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(records[-1], flush=True)
     from tunelab.compress.cost import machine
 
     m = machine()
     a, b = records
-    lines = ["# LoRA on an int8 frozen base (QLoRA-style, CPU) vs the fp32 base: SmolLM2-135M (issue 16)", "",
-             f"`examples/compress/smollm2-lora.yaml` (LoRA r=16, all linear layers, Alpaca, max_length 256, packed, batch 8), "
-             f"{args.steps} steps each, same seed and data; each side in its own process. Machine: {m['cpu']} "
-             f"({' '.join(m['flags'])}), 2 threads, torch {m['versions']['torch']}; fp32 training (train.precision auto picks fp32 here).", "",
-             "| base | weights in memory MB | RSS at step 1 MB | peak RSS while training MB | peak RSS of the process MB | train s | dev loss (40 Alpaca dev examples) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "# LoRA on an int8 frozen base (QLoRA-style, CPU) vs the fp32 base: SmolLM2-135M (issue 16)",
+        "",
+        f"`examples/compress/smollm2-lora.yaml` (LoRA r=16, all linear layers, Alpaca, max_length 256, packed, batch 8), "
+        f"{args.steps} steps each, same seed and data; each side in its own process. Machine: {m['cpu']} "
+        f"({' '.join(m['flags'])}), 2 threads, torch {m['versions']['torch']}; fp32 training (train.precision auto picks fp32 here).",
+        "",
+        "| base | weights in memory MB | RSS at step 1 MB | peak RSS while training MB | peak RSS of the process MB | train s | dev loss (40 Alpaca dev examples) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r, name in ((a, "fp32 (method.name=lora)"), (b, "int8 weight-only (method.name=qlora, method.base=int8)")):
-        lines.append(f"| {name} | {r['weights_mb']} | {r['rss_at_first_step_mb']} | {r['peak_rss_training_mb']} | {r['peak_rss_process_mb']} | "
-                     f"{r['train_seconds']} | {r['dev_loss']:.4f} |")
-    lines += ["", f"Weights: {a['weights_mb'] / b['weights_mb']:.2f}x smaller; peak RSS while training {a['peak_rss_training_mb'] - b['peak_rss_training_mb']:+.0f} MB "
-                  f"(fp32 minus int8); dev loss difference (int8 - fp32) {b['dev_loss'] - a['dev_loss']:+.4f}; "
-                  f"training time ratio int8/fp32 {b['train_seconds'] / a['train_seconds']:.2f}x.",
-              "The embeddings (and the tied LM head) stay fp32 in both: 28M of the 135M parameters.", "",
-              "Command: `flock /tmp/tunelab-cpu.lock .venv/bin/python bench/qlora_int8.py --steps " + str(args.steps) + "`"]
+        lines.append(
+            f"| {name} | {r['weights_mb']} | {r['rss_at_first_step_mb']} | {r['peak_rss_training_mb']} | {r['peak_rss_process_mb']} | "
+            f"{r['train_seconds']} | {r['dev_loss']:.4f} |"
+        )
+    lines += [
+        "",
+        f"Weights: {a['weights_mb'] / b['weights_mb']:.2f}x smaller; peak RSS while training {a['peak_rss_training_mb'] - b['peak_rss_training_mb']:+.0f} MB "
+        f"(fp32 minus int8); dev loss difference (int8 - fp32) {b['dev_loss'] - a['dev_loss']:+.4f}; "
+        f"training time ratio int8/fp32 {b['train_seconds'] / a['train_seconds']:.2f}x.",
+        "The embeddings (and the tied LM head) stay fp32 in both: 28M of the 135M parameters.",
+        "",
+        "Command: `flock /tmp/tunelab-cpu.lock .venv/bin/python bench/qlora_int8.py --steps " + str(args.steps) + "`",
+    ]
     RESULT.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(RESULT.read_text())
 

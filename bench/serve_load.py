@@ -23,9 +23,16 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-QUESTIONS = ["What is the capital of France?", "Name three colours.", "Write a haiku about rain.",
-             "Explain what a noun is.", "Give me a tip for sleeping well.", "What is 12 times 7?",
-             "Describe a cat in one sentence.", "Why is the sky blue?"]
+QUESTIONS = [
+    "What is the capital of France?",
+    "Name three colours.",
+    "Write a haiku about rain.",
+    "Explain what a noun is.",
+    "Give me a tip for sleeping well.",
+    "What is 12 times 7?",
+    "Describe a cat in one sentence.",
+    "Why is the sky blue?",
+]
 
 
 class Tally:
@@ -45,8 +52,13 @@ class Tally:
 
 def one_request(http: httpx.Client, url: str, i: int, max_tokens: int, tally: Tally) -> None:
     stream = i % 4 == 3  # every fourth request streams
-    body = {"model": "smollm2-135m", "messages": [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}],
-            "max_tokens": max_tokens, "temperature": 0, "stream": stream}
+    body = {
+        "model": "smollm2-135m",
+        "messages": [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": stream,
+    }
     if stream:
         body["stream_options"] = {"include_usage": True}
     start = time.perf_counter()
@@ -115,9 +127,18 @@ def phase(url: str, clients: int, seconds: float, max_tokens: int) -> dict:
     elapsed = time.perf_counter() - start
     lat = sorted(tally.latencies)
     pct = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] if lat else float("nan")  # noqa: E731
-    return {"clients": clients, "seconds": round(elapsed, 1), "ok": len(lat), "codes": tally.codes,
-            "tokens": tally.tokens, "tokens_per_s": tally.tokens / elapsed, "p50": pct(0.50), "p95": pct(0.95),
-            "mean_latency": statistics.mean(lat) if lat else float("nan"), "malformed": tally.malformed}
+    return {
+        "clients": clients,
+        "seconds": round(elapsed, 1),
+        "ok": len(lat),
+        "codes": tally.codes,
+        "tokens": tally.tokens,
+        "tokens_per_s": tally.tokens / elapsed,
+        "p50": pct(0.50),
+        "p95": pct(0.95),
+        "mean_latency": statistics.mean(lat) if lat else float("nan"),
+        "malformed": tally.malformed,
+    }
 
 
 def free_port() -> int:
@@ -127,9 +148,27 @@ def free_port() -> int:
 
 
 def start_server(args, port: int) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "tunelab.cli", "serve", "smollm2-135m", "--host", "127.0.0.1", "--port", str(port),
-           "--max-batch-size", str(args.clients), "--max-wait-ms", "20", "--queue-size", str(args.queue_size),
-           "--max-tokens", str(args.max_tokens), "--threads", str(args.threads)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tunelab.cli",
+        "serve",
+        "smollm2-135m",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--max-batch-size",
+        str(args.clients),
+        "--max-wait-ms",
+        "20",
+        "--queue-size",
+        str(args.queue_size),
+        "--max-tokens",
+        str(args.max_tokens),
+        "--threads",
+        str(args.threads),
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
     for _ in range(600):  # up to 5 minutes to load
@@ -169,14 +208,21 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
     write_report(args, single, many, metrics)
-    bad = sum(n for c, n in many["codes"].items() if c >= 500 or c < 0) + len(many["malformed"]) + len(single["malformed"])
+    bad = (
+        sum(n for c, n in many["codes"].items() if c >= 500 or c < 0)
+        + len(many["malformed"])
+        + len(single["malformed"])
+    )
     unexpected_429 = many["codes"].get(429, 0) if args.queue_size >= args.clients else 0
     return 1 if bad or unexpected_429 else 0
 
 
 def write_report(args, single: dict, many: dict, metrics: str) -> None:
-    rows = "\n".join(f"| {r['clients']} | {r['seconds']} | {r['ok']} | {r['tokens']} | {r['tokens_per_s']:.1f} | "
-                     f"{r['p50']:.2f} | {r['p95']:.2f} | {r['codes']} | {len(r['malformed'])} |" for r in (single, many))
+    rows = "\n".join(
+        f"| {r['clients']} | {r['seconds']} | {r['ok']} | {r['tokens']} | {r['tokens_per_s']:.1f} | "
+        f"{r['p50']:.2f} | {r['p95']:.2f} | {r['codes']} | {len(r['malformed'])} |"
+        for r in (single, many)
+    )
     batch = [line for line in metrics.splitlines() if line.startswith("tunelab_batch_size_")]
     text = f"""# `tunelab serve` load test
 
@@ -188,7 +234,7 @@ each client sends its next request as soon as the previous one is answered.
 |---|---|---|---|---|---|---|---|---|
 {rows}
 
-Throughput with {args.clients} clients is {many['tokens_per_s'] / max(single['tokens_per_s'], 1e-9):.1f}x the single-client figure.
+Throughput with {args.clients} clients is {many["tokens_per_s"] / max(single["tokens_per_s"], 1e-9):.1f}x the single-client figure.
 Zero 5xx and zero malformed responses are required; with queue_size >= clients, any 429 is also a failure.
 
 Batch sizes seen by the worker (`/metrics`, cumulative over both phases):
@@ -198,7 +244,11 @@ Batch sizes seen by the worker (`/metrics`, cumulative over both phases):
 ```
 """
     if many["malformed"] or single["malformed"]:
-        text += "\nMalformed responses:\n\n" + "\n".join(f"- {m}" for m in (single["malformed"] + many["malformed"])[:20]) + "\n"
+        text += (
+            "\nMalformed responses:\n\n"
+            + "\n".join(f"- {m}" for m in (single["malformed"] + many["malformed"])[:20])
+            + "\n"
+        )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text, encoding="utf-8")
     print(text)

@@ -50,9 +50,15 @@ def _row(name: str, r: dict, base: float | None, metric: str) -> str:
 def lm_levers(threads: int, work: Path, log) -> list[str]:
     from bench import speed
 
-    spec = speed.write_subsets({**speed.SCENARIOS["instruct-lora"], "rows": LM_ROWS, "dev_rows": 16, "threads": threads}, work)
-    lines = [f"## LM levers: smollm2-135m, LoRA, {LM_ROWS} Alpaca examples, max_length 512, batch 8, {threads} threads", "",
-             "| variant | useful tok/s | vs defaults | train s | wall s | peak RSS MB | dev loss |", "|---|---|---|---|---|---|---|"]
+    spec = speed.write_subsets(
+        {**speed.SCENARIOS["instruct-lora"], "rows": LM_ROWS, "dev_rows": 16, "threads": threads}, work
+    )
+    lines = [
+        f"## LM levers: smollm2-135m, LoRA, {LM_ROWS} Alpaca examples, max_length 512, batch 8, {threads} threads",
+        "",
+        "| variant | useful tok/s | vs defaults | train s | wall s | peak RSS MB | dev loss |",
+        "|---|---|---|---|---|---|---|",
+    ]
     base = None
     for i, (name, sections, env) in enumerate(LM_VARIANTS):
         log(f"lever: {name} ...")
@@ -69,8 +75,13 @@ def lm_levers(threads: int, work: Path, log) -> list[str]:
 def dropout_levers(threads: int, work: Path, log) -> list[str]:
     from bench import speed
 
-    lines = ["", f"## Dropout: minilm-l6 on SST-2 (2,000 training rows, 1 epoch, full dev set), {threads} threads", "",
-             "| scenario, model.dropout | useful tok/s | vs model's own | train s | wall s | peak RSS MB | dev accuracy |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        f"## Dropout: minilm-l6 on SST-2 (2,000 training rows, 1 epoch, full dev set), {threads} threads",
+        "",
+        "| scenario, model.dropout | useful tok/s | vs model's own | train s | wall s | peak RSS MB | dev accuracy |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name in ("sst2-full", "sst2-lora"):
         data_dir = work / name
         data_dir.mkdir()
@@ -95,7 +106,9 @@ def cache_lever(log) -> list[str]:
 
     os.environ["TUNELAB_CACHE"] = tempfile.mkdtemp(prefix="lever-cache-")
     path = str(speed.DATA / "alpaca" / "train.json")
-    cfg = config_mod.validate({"task": "causal_lm", "model": {"name": "smollm2-135m", "max_length": 512}, "data": {"train": path}})
+    cfg = config_mod.validate(
+        {"task": "causal_lm", "model": {"name": "smollm2-135m", "max_length": 512}, "data": {"train": path}}
+    )
     tok = model_load.load_tokenizer(model_load.resolve("smollm2-135m"))
     rows = templates.read_examples(path, on_error="skip").rows
     times = []
@@ -103,8 +116,15 @@ def cache_lever(log) -> list[str]:
         t = time.perf_counter()
         causal_lm.encode_split(cfg, tok, templates.chat_template(tok), rows, path, log=lambda m: None)
         times.append(time.perf_counter() - t)
-    return ["", f"## Encoded-data cache: {len(rows):,} Alpaca rows, smollm2-135m tokenizer", "",
-            "| run | seconds |", "|---|---|", f"| first (tokenise + write cache) | {times[0]:.2f} |", f"| second (cache hit) | {times[1]:.2f} |"]
+    return [
+        "",
+        f"## Encoded-data cache: {len(rows):,} Alpaca rows, smollm2-135m tokenizer",
+        "",
+        "| run | seconds |",
+        "|---|---|",
+        f"| first (tokenise + write cache) | {times[0]:.2f} |",
+        f"| second (cache hit) | {times[1]:.2f} |",
+    ]
 
 
 def run(threads: int, log) -> str:
@@ -114,8 +134,11 @@ def run(threads: int, log) -> str:
     lines = ["# Speed levers, each on/off (tunelab side only)", ""]
     body = lm_levers(threads, work, log) + dropout_levers(threads, work, log) + cache_lever(log)
     load1 = Path("/proc/loadavg").read_text().split()[:3]
-    lines += [f"{started}; load average before/after {' '.join(load0)} / {' '.join(load1)}. Time = first step start to last step end; "
-              "each row differs from the defaults in one setting only.", ""] + body
+    lines += [
+        f"{started}; load average before/after {' '.join(load0)} / {' '.join(load1)}. Time = first step start to last step end; "
+        "each row differs from the defaults in one setting only.",
+        "",
+    ] + body
     text = "\n".join(lines) + "\n"
     log(text)
     return text

@@ -28,7 +28,6 @@ from tunelab.data import templates  # noqa: E402
 from tunelab.models import load as model_load  # noqa: E402
 from tunelab.tasks import causal_lm, classification  # noqa: E402
 
-
 # ---------------------------------------------------------------- data, identical for every side
 
 
@@ -38,7 +37,9 @@ def load_data(spec: dict):
     tok = model_load.load_tokenizer(src)
     if spec["task"] == "causal_lm":
         template = templates.chat_template(tok)
-        enc = lambda path: causal_lm.encode(templates.read_examples(path).rows, tok, None, spec["max_length"], path, template=template)  # noqa: E731
+        enc = lambda path: causal_lm.encode(
+            templates.read_examples(path).rows, tok, None, spec["max_length"], path, template=template
+        )  # noqa: E731
         return tok, enc(spec["train"]), enc(spec["dev"]), None
     data_cfg = config_mod.DataConfig(train=spec["train"], text_column="sentence")
     train_rows = classification.read(data_cfg, spec["train"]).rows
@@ -72,8 +73,13 @@ def model_shape(model) -> dict:
     _, layers = find_layers(model)
     body = sum(m.weight.numel() for m in layers.modules() if isinstance(m, torch.nn.Linear))
     head = model.get_output_embeddings() if spec_is_lm(model) else None
-    return {"body": body, "head": head.weight.numel() if head is not None else 0, "layers": len(layers), "width": model.config.hidden_size,
-            "causal": spec_is_lm(model)}
+    return {
+        "body": body,
+        "head": head.weight.numel() if head is not None else 0,
+        "layers": len(layers),
+        "width": model.config.hidden_size,
+        "causal": spec_is_lm(model),
+    }
 
 
 def spec_is_lm(model) -> bool:
@@ -121,10 +127,22 @@ def run_tunelab(spec: dict, work: Path) -> dict:
             self.end = time.perf_counter()
 
     timer = Timer()
-    raw = {"task": spec["task"], "output_dir": str(work / "run"), "model": {"name": spec["model"], "max_length": spec["max_length"]},
-           "data": {"train": spec["train"], "dev": spec["dev"]}, "method": {"name": spec["method"], **spec.get("method_options", {})},
-           "train": {"epochs": 1, "batch_size": spec["batch_size"], "lr": spec["lr"], "threads": spec["threads"], "log_every": 5,
-                     "eval_every": 10_000, **spec.get("tunelab_train", {})}}
+    raw = {
+        "task": spec["task"],
+        "output_dir": str(work / "run"),
+        "model": {"name": spec["model"], "max_length": spec["max_length"]},
+        "data": {"train": spec["train"], "dev": spec["dev"]},
+        "method": {"name": spec["method"], **spec.get("method_options", {})},
+        "train": {
+            "epochs": 1,
+            "batch_size": spec["batch_size"],
+            "lr": spec["lr"],
+            "threads": spec["threads"],
+            "log_every": 5,
+            "eval_every": 10_000,
+            **spec.get("tunelab_train", {}),
+        },
+    }
     if spec["task"] == "causal_lm":
         raw["lm"] = {"eval_generations": 0, "report_samples": 0, **spec.get("tunelab_lm", {})}
     else:
@@ -136,18 +154,40 @@ def run_tunelab(spec: dict, work: Path) -> dict:
     logs = [json.loads(x) for x in (work / "run" / "metrics.jsonl").read_text().splitlines()]
     train_loss = [r["loss"] for r in logs if "loss" in r][-1]
     metric = final["dev"]["loss"] if spec["task"] == "causal_lm" else final["dev"]["accuracy"]
-    return {"train_seconds": timer.end - timer.start, "steps": final["steps"], "train_loss": train_loss, "dev_metric": metric,
-            "shape": timer.shape, "trained": timer.trained}
+    return {
+        "train_seconds": timer.end - timer.start,
+        "steps": final["steps"],
+        "train_loss": train_loss,
+        "dev_metric": metric,
+        "shape": timer.shape,
+        "trained": timer.trained,
+    }
 
 
 def _hf_args(spec: dict, work: Path, careful: bool, steps: int):
     from transformers import TrainingArguments
 
-    extra = {"bf16": True, "train_sampling_strategy": "group_by_length", "optim": "adamw_torch_fused"} if careful else {}
-    return TrainingArguments(output_dir=str(work / "hf"), per_device_train_batch_size=spec["batch_size"], num_train_epochs=1,
-                             learning_rate=spec["lr"], warmup_steps=int(0.1 * steps), lr_scheduler_type="linear", weight_decay=0.01,
-                             use_cpu=True, save_strategy="no", eval_strategy="no", report_to=[], logging_steps=5, seed=42,
-                             remove_unused_columns=False, disable_tqdm=True, **extra)
+    extra = (
+        {"bf16": True, "train_sampling_strategy": "group_by_length", "optim": "adamw_torch_fused"} if careful else {}
+    )
+    return TrainingArguments(
+        output_dir=str(work / "hf"),
+        per_device_train_batch_size=spec["batch_size"],
+        num_train_epochs=1,
+        learning_rate=spec["lr"],
+        warmup_steps=int(0.1 * steps),
+        lr_scheduler_type="linear",
+        weight_decay=0.01,
+        use_cpu=True,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to=[],
+        logging_steps=5,
+        seed=42,
+        remove_unused_columns=False,
+        disable_tqdm=True,
+        **extra,
+    )
 
 
 def _peft(model, spec: dict):
@@ -158,7 +198,9 @@ def _peft(model, spec: dict):
     opts = spec.get("method_options", {})
     targets = opts.get("target_modules", "all-linear")
     task_type = "CAUSAL_LM" if spec["task"] == "causal_lm" else "SEQ_CLS"
-    return get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=targets, task_type=task_type))
+    return get_peft_model(
+        model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=targets, task_type=task_type)
+    )
 
 
 def run_hf(spec: dict, work: Path, careful: bool, feats, dev, labels, tok) -> tuple[dict, object]:
@@ -176,17 +218,32 @@ def run_hf(spec: dict, work: Path, careful: bool, feats, dev, labels, tok) -> tu
     model, _ = base_model(spec, labels)
     model = _peft(model, spec)
     if spec["task"] == "causal_lm":
-        train = [{"input_ids": f["input_ids"], "attention_mask": [1] * len(f["input_ids"]), "labels": f["labels"]} for f in feats]
+        train = [
+            {"input_ids": f["input_ids"], "attention_mask": [1] * len(f["input_ids"]), "labels": f["labels"]}
+            for f in feats
+        ]
         collator = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)
     else:
         train = feats
         collator = DataCollatorWithPadding(tok)
     steps = -(-len(train) // spec["batch_size"])
     timer = Timer()
-    trainer = Trainer(model=model, args=_hf_args(spec, work, careful, steps), train_dataset=train, data_collator=collator, callbacks=[timer])
+    trainer = Trainer(
+        model=model,
+        args=_hf_args(spec, work, careful, steps),
+        train_dataset=train,
+        data_collator=collator,
+        callbacks=[timer],
+    )
     trainer.train()
-    losses = [r["loss"] for r in trainer.state.log_history if "loss" in r] or [r["train_loss"] for r in trainer.state.log_history if "train_loss" in r]
-    return {"train_seconds": timer.end - timer.start, "steps": trainer.state.global_step, "train_loss": losses[-1]}, model
+    losses = [r["loss"] for r in trainer.state.log_history if "loss" in r] or [
+        r["train_loss"] for r in trainer.state.log_history if "train_loss" in r
+    ]
+    return {
+        "train_seconds": timer.end - timer.start,
+        "steps": trainer.state.global_step,
+        "train_loss": losses[-1],
+    }, model
 
 
 def run_naive(spec: dict, feats, labels, tok) -> tuple[dict, object, list]:
@@ -204,12 +261,17 @@ def run_naive(spec: dict, feats, labels, tok) -> tuple[dict, object, list]:
     start = time.perf_counter()
     loss = None
     for s in range(0, len(used), spec["batch_size"]):
-        chunk = used[s:s + spec["batch_size"]]
-        enc = tok.pad([{"input_ids": f["input_ids"]} for f in chunk], padding="max_length", max_length=spec["max_length"], return_tensors="pt")
+        chunk = used[s : s + spec["batch_size"]]
+        enc = tok.pad(
+            [{"input_ids": f["input_ids"]} for f in chunk],
+            padding="max_length",
+            max_length=spec["max_length"],
+            return_tensors="pt",
+        )
         if spec["task"] == "causal_lm":
             lab = torch.full_like(enc["input_ids"], -100)
             for i, f in enumerate(chunk):
-                lab[i, :len(f["labels"])] = torch.tensor(f["labels"])
+                lab[i, : len(f["labels"])] = torch.tensor(f["labels"])
         else:
             lab = torch.tensor([f["labels"] for f in chunk])
         loss = model(**enc, labels=lab).loss
@@ -217,7 +279,11 @@ def run_naive(spec: dict, feats, labels, tok) -> tuple[dict, object, list]:
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
         opt.step()
         opt.zero_grad()
-    return {"train_seconds": time.perf_counter() - start, "steps": spec["naive_steps"], "train_loss": float(loss)}, model, used
+    return (
+        {"train_seconds": time.perf_counter() - start, "steps": spec["naive_steps"], "train_loss": float(loss)},
+        model,
+        used,
+    )
 
 
 def dev_metric(spec: dict, model, dev, labels, tok) -> float:
@@ -242,7 +308,7 @@ def peak_gflops(seconds: float = 3.0, n: int = 2048) -> float:
         t = time.perf_counter()
         for _ in range(4):
             a @ b
-        best = max(best, 4 * 2 * n ** 3 / (time.perf_counter() - t) / 1e9)
+        best = max(best, 4 * 2 * n**3 / (time.perf_counter() - t) / 1e9)
     return best
 
 
@@ -269,11 +335,18 @@ def main(side: str, spec_path: str, out_path: str) -> None:
             out, model = run_hf(spec, work, side == "reference", feats, dev, labels, tok)
         out["dev_metric"] = dev_metric(spec, model, dev, labels, tok)
         out["rss_mb"] = rss_mb()
-        shape, full, trained = model_shape(model.get_base_model() if hasattr(model, "get_base_model") else model), spec["method"] == "full", \
-            trainable_matmul_params(model)
+        shape, full, trained = (
+            model_shape(model.get_base_model() if hasattr(model, "get_base_model") else model),
+            spec["method"] == "full",
+            trainable_matmul_params(model),
+        )
     counts = token_counts(spec, used)
-    out.update(counts, wall_seconds=time.perf_counter() - wall, flops=useful_flops(shape, counts, trained, full),
-               ld_preload=os.environ.get("LD_PRELOAD", ""))
+    out.update(
+        counts,
+        wall_seconds=time.perf_counter() - wall,
+        flops=useful_flops(shape, counts, trained, full),
+        ld_preload=os.environ.get("LD_PRELOAD", ""),
+    )
     Path(out_path).write_text(json.dumps(out))
 
 

@@ -37,7 +37,13 @@ def run_hf(method: str, threads: int) -> dict:
     """HF Trainer configured as a careful user would: bf16, dynamic padding, linear schedule, 10% warmup."""
     import numpy as np
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
 
     from tunelab.models.load import resolve
 
@@ -48,17 +54,40 @@ def run_hf(method: str, threads: int) -> dict:
     if method == "lora":
         from peft import LoraConfig, get_peft_model
 
-        model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["query", "key", "value", "dense"],
-                                                 modules_to_save=["classifier"], task_type="SEQ_CLS"))
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=8,
+                lora_alpha=16,
+                target_modules=["query", "key", "value", "dense"],
+                modules_to_save=["classifier"],
+                task_type="SEQ_CLS",
+            ),
+        )
     tx, ty = read_tsv(DATA / "train.tsv", ROWS)
     dx, dy = read_tsv(DATA / "dev.tsv")
     train = [dict(tok(t, truncation=True, max_length=256), labels=y) for t, y in zip(tx, ty)]
     dev = [dict(tok(t, truncation=True, max_length=256), labels=y) for t, y in zip(dx, dy)]
     steps = EPOCHS * -(-len(train) // BATCH)
-    args = TrainingArguments(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=BATCH, per_device_eval_batch_size=64,
-                             num_train_epochs=EPOCHS, learning_rate=LR[method], warmup_steps=int(0.1 * steps), lr_scheduler_type="linear",
-                             bf16=True, use_cpu=True, save_strategy="no", eval_strategy="no", report_to=[], logging_steps=50, seed=42)
-    trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=dev, data_collator=DataCollatorWithPadding(tok))
+    args = TrainingArguments(
+        output_dir=tempfile.mkdtemp(),
+        per_device_train_batch_size=BATCH,
+        per_device_eval_batch_size=64,
+        num_train_epochs=EPOCHS,
+        learning_rate=LR[method],
+        warmup_steps=int(0.1 * steps),
+        lr_scheduler_type="linear",
+        bf16=True,
+        use_cpu=True,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to=[],
+        logging_steps=50,
+        seed=42,
+    )
+    trainer = Trainer(
+        model=model, args=args, train_dataset=train, eval_dataset=dev, data_collator=DataCollatorWithPadding(tok)
+    )
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
@@ -72,9 +101,20 @@ def run_tunelab(method: str, threads: int) -> dict:
     from tunelab.recipes import finetune
 
     out = Path(tempfile.mkdtemp()) / "run"
-    overrides = ["model.name=minilm-l6", f"data.train={DATA / 'train.tsv'}", f"data.dev={DATA / 'dev.tsv'}", "data.text_column=sentence",
-                 f"data.max_train_rows={ROWS}", f"method={method}", f"train.epochs={EPOCHS}", f"train.batch_size={BATCH}",
-                 f"train.lr={LR[method]}", f"train.threads={threads}", "train.precision=bf16", f"output_dir={out}"]
+    overrides = [
+        "model.name=minilm-l6",
+        f"data.train={DATA / 'train.tsv'}",
+        f"data.dev={DATA / 'dev.tsv'}",
+        "data.text_column=sentence",
+        f"data.max_train_rows={ROWS}",
+        f"method={method}",
+        f"train.epochs={EPOCHS}",
+        f"train.batch_size={BATCH}",
+        f"train.lr={LR[method]}",
+        f"train.threads={threads}",
+        "train.precision=bf16",
+        f"output_dir={out}",
+    ]
     if method == "lora":
         overrides.append("method.target_modules=[query,key,value,dense]")
     final = finetune.run(config.load(None, overrides), quiet=True, log=lambda m: None)
@@ -86,13 +126,20 @@ def main() -> None:
     parser.add_argument("--methods", default="full,lora")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    lines = ["# SST-2 classification: tunelab vs HF Trainer", "",
-             f"minilm-l6, first {ROWS} rows of sst2/train.tsv, full sst2/dev.tsv, {EPOCHS} epochs, batch {BATCH}, bf16, "
-             f"{args.threads} thread(s). Time = training wall time (tunelab's includes its per-epoch dev evaluations).", "",
-             "| method | HF acc | tunelab acc | HF s | tunelab s | speed ratio (HF s / tunelab s) |", "|---|---|---|---|---|---|"]
+    lines = [
+        "# SST-2 classification: tunelab vs HF Trainer",
+        "",
+        f"minilm-l6, first {ROWS} rows of sst2/train.tsv, full sst2/dev.tsv, {EPOCHS} epochs, batch {BATCH}, bf16, "
+        f"{args.threads} thread(s). Time = training wall time (tunelab's includes its per-epoch dev evaluations).",
+        "",
+        "| method | HF acc | tunelab acc | HF s | tunelab s | speed ratio (HF s / tunelab s) |",
+        "|---|---|---|---|---|---|",
+    ]
     for method in args.methods.split(","):
         hf, tl = run_hf(method, args.threads), run_tunelab(method, args.threads)
-        lines.append(f"| {method} | {hf['accuracy']:.4f} | {tl['accuracy']:.4f} | {hf['seconds']:.0f} | {tl['seconds']:.0f} | {hf['seconds'] / tl['seconds']:.2f} |")
+        lines.append(
+            f"| {method} | {hf['accuracy']:.4f} | {tl['accuracy']:.4f} | {hf['seconds']:.0f} | {tl['seconds']:.0f} | {hf['seconds'] / tl['seconds']:.2f} |"
+        )
         print(lines[-1], flush=True)
     out = ROOT / "bench" / "results" / "sst2_classification.md"
     out.parent.mkdir(parents=True, exist_ok=True)

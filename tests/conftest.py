@@ -16,8 +16,10 @@ torch.set_num_threads(int(os.environ.get("TUNELAB_TEST_THREADS", "1")))
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
-WORDS = ("good great fine bad awful boring movie film plot actor story fun dull love hate the a is was "
-         "not very and but it this that of to in on with").split()
+WORDS = (
+    "good great fine bad awful boring movie film plot actor story fun dull love hate the a is was "
+    "not very and but it this that of to in on with"
+).split()
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +38,12 @@ def shared_data() -> Path:
 def _word_tokenizer(folder: Path):
     from transformers import BertTokenizer
 
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS + [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"] + list("abcdefghijklmnopqrstuvwxyz.,!?'")
+    vocab = (
+        ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        + WORDS
+        + [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"]
+        + list("abcdefghijklmnopqrstuvwxyz.,!?'")
+    )
     # transformers 5 ignores vocab_file= (every word became [UNK]); pass the vocabulary itself
     return BertTokenizer(vocab={w: i for i, w in enumerate(vocab)})
 
@@ -48,8 +55,14 @@ def tiny_bert_dir(tmp_path_factory) -> Path:
 
     folder = tmp_path_factory.mktemp("tiny-bert")
     tok = _word_tokenizer(folder)
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=128)
+    cfg = BertConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
     torch.manual_seed(0)
     BertModel(cfg).save_pretrained(str(folder))
     tok.save_pretrained(str(folder))
@@ -65,7 +78,9 @@ def write_sentiment(path: Path, n: int = 64, seed: int = 0) -> Path:
     lines = ["sentence\tlabel"]
     for i in range(n):
         label = i % 2
-        words = rng.sample(pos if label else neg, 2) + rng.sample(["the", "movie", "film", "plot", "was", "very"], rng.randint(1, 5))
+        words = rng.sample(pos if label else neg, 2) + rng.sample(
+            ["the", "movie", "film", "plot", "was", "very"], rng.randint(1, 5)
+        )
         rng.shuffle(words)
         lines.append(" ".join(words) + f"\t{label}")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -86,9 +101,19 @@ def tiny_llama_dir(tmp_path_factory) -> Path:
 
     folder = tmp_path_factory.mktemp("tiny-llama")
     tok = model_load.load_tokenizer(model_load.resolve("smollm2-135m"))
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                      intermediate_size=64, max_position_embeddings=256, tie_word_embeddings=True,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     torch.manual_seed(0)
     LlamaForCausalLM(cfg).save_pretrained(str(folder))
     tok.save_pretrained(str(folder))
@@ -126,8 +151,24 @@ def tiny_cls_run(tmp_path_factory, tiny_bert_dir) -> Path:
     root = tmp_path_factory.mktemp("cls-run")
     data = write_sentiment(root / "train.tsv", n=96)
     out = root / "run"
-    assert cli.main(["train", "--quiet", f"model.name={tiny_bert_dir}", f"data.train={data}", "data.text_column=sentence", "method=lora",
-                     "train.max_steps=12", "train.batch_size=16", "train.lr=1e-2", "speed.cache=false", f"output_dir={out}"]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "--quiet",
+                f"model.name={tiny_bert_dir}",
+                f"data.train={data}",
+                "data.text_column=sentence",
+                "method=lora",
+                "train.max_steps=12",
+                "train.batch_size=16",
+                "train.lr=1e-2",
+                "speed.cache=false",
+                f"output_dir={out}",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -139,6 +180,23 @@ def tiny_lm_run(tmp_path_factory, tiny_llama_dir) -> Path:
     root = tmp_path_factory.mktemp("lm-run")
     data = write_alpaca(root / "alpaca.json", n=24)
     out = root / "run"
-    assert cli.main(["train", "--quiet", f"model.name={tiny_llama_dir}", f"data.train={data}", "task=causal_lm", "method=lora",
-                     "train.max_steps=3", "train.batch_size=8", "lm.eval_generations=0", "model.max_length=64", "speed.cache=false", f"output_dir={out}"]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "--quiet",
+                f"model.name={tiny_llama_dir}",
+                f"data.train={data}",
+                "task=causal_lm",
+                "method=lora",
+                "train.max_steps=3",
+                "train.batch_size=8",
+                "lm.eval_generations=0",
+                "model.max_length=64",
+                "speed.cache=false",
+                f"output_dir={out}",
+            ]
+        )
+        == 0
+    )
     return out

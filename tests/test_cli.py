@@ -13,15 +13,34 @@ from tunelab import cli
 
 def _train(tmp_path, tiny_bert_dir, sentiment_tsv, *extra):
     out = tmp_path / "run"
-    code = cli.main(["train", "--quiet", f"model.name={tiny_bert_dir}", f"data.train={sentiment_tsv}", "data.text_column=sentence",
-                     "train.max_steps=2", "train.batch_size=8", f"output_dir={out}", *extra])
+    code = cli.main(
+        [
+            "train",
+            "--quiet",
+            f"model.name={tiny_bert_dir}",
+            f"data.train={sentiment_tsv}",
+            "data.text_column=sentence",
+            "train.max_steps=2",
+            "train.batch_size=8",
+            f"output_dir={out}",
+            *extra,
+        ]
+    )
     assert code == 0
     return out
 
 
 def test_train_then_predict_eval_roundtrip(tmp_path, tiny_bert_dir, sentiment_tsv, capsys, monkeypatch):
     out = _train(tmp_path, tiny_bert_dir, sentiment_tsv, "method=lora")
-    for name in ("config.yaml", "metrics.json", "metrics.jsonl", "report.md", "training.png", "labels.json", "model/adapter_model.safetensors"):
+    for name in (
+        "config.yaml",
+        "metrics.json",
+        "metrics.jsonl",
+        "report.md",
+        "training.png",
+        "labels.json",
+        "model/adapter_model.safetensors",
+    ):
         assert (out / name).exists(), name
     capsys.readouterr()
     monkeypatch.setattr(sys, "stdin", io.StringIO('good fun movie\n{"text": "awful dull plot"}\n\n'))
@@ -44,8 +63,16 @@ def test_predict_from_file_and_finished_run_is_never_overwritten(tmp_path, tiny_
     capsys.readouterr()
     assert cli.main(["predict", str(out), "--data", str(sentiment_tsv)]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 64
-    code = cli.main(["train", "--quiet", f"model.name={tiny_bert_dir}", f"data.train={sentiment_tsv}", "data.text_column=sentence",
-                     f"output_dir={out}"])
+    code = cli.main(
+        [
+            "train",
+            "--quiet",
+            f"model.name={tiny_bert_dir}",
+            f"data.train={sentiment_tsv}",
+            "data.text_column=sentence",
+            f"output_dir={out}",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "already holds a finished run" in err and err.count("\n") == 1
     assert (out / "metrics.json").read_text() == before
@@ -55,23 +82,30 @@ def test_resume_with_changed_config_is_refused(tmp_path, tiny_bert_dir, sentimen
     out = tmp_path / "run"
     out.mkdir()
     (out / "config.yaml").write_text(f"model:\n  name: {tiny_bert_dir}\ntrain:\n  lr: 0.1\n")
-    code = cli.main(["train", "--quiet", f"model.name={tiny_bert_dir}", f"data.train={sentiment_tsv}", f"output_dir={out}"])
+    code = cli.main(
+        ["train", "--quiet", f"model.name={tiny_bert_dir}", f"data.train={sentiment_tsv}", f"output_dir={out}"]
+    )
     assert code == 2 and "different config" in capsys.readouterr().err
 
 
 def test_foreign_folder_is_refused(tmp_path, tiny_bert_dir, sentiment_tsv, capsys):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("precious")
-    code = cli.main(["train", f"model.name={tiny_bert_dir}", f"data.train={sentiment_tsv}", f"output_dir={tmp_path / 'mine'}"])
+    code = cli.main(
+        ["train", f"model.name={tiny_bert_dir}", f"data.train={sentiment_tsv}", f"output_dir={tmp_path / 'mine'}"]
+    )
     assert code == 2 and "not a tunelab run folder" in capsys.readouterr().err
     assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["train", "train.lrr=1"], "unknown key 'train.lrr' (did you mean 'train.lr'?)"),
-    (["train", "model.name=./no/such/model"], "model './no/such/model': no such directory or file"),
-    (["predict", "/nonexistent/run"], "not a tunelab run folder"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "train.lrr=1"], "unknown key 'train.lrr' (did you mean 'train.lr'?)"),
+        (["train", "model.name=./no/such/model"], "model './no/such/model': no such directory or file"),
+        (["predict", "/nonexistent/run"], "not a tunelab run folder"),
+    ],
+)
 def test_errors_are_one_line(args, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert cli.main(args) == 2
@@ -82,7 +116,16 @@ def test_errors_are_one_line(args, message, capsys, tmp_path, monkeypatch):
 def test_data_errors_reach_the_user_with_file_and_line(tmp_path, tiny_bert_dir, capsys):
     bad = tmp_path / "bad.tsv"
     bad.write_text("sentence\tlabel\ngood movie\t1\n\t0\n")
-    code = cli.main(["train", "--quiet", f"model.name={tiny_bert_dir}", f"data.train={bad}", "data.text_column=sentence", f"output_dir={tmp_path / 'r'}"])
+    code = cli.main(
+        [
+            "train",
+            "--quiet",
+            f"model.name={tiny_bert_dir}",
+            f"data.train={bad}",
+            "data.text_column=sentence",
+            f"output_dir={tmp_path / 'r'}",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and f"{bad}:3:" in err and "non-empty text" in err
 
@@ -90,7 +133,19 @@ def test_data_errors_reach_the_user_with_file_and_line(tmp_path, tiny_bert_dir, 
 def test_single_class_and_unseen_label(tmp_path, tiny_bert_dir, sentiment_tsv, capsys):
     one = tmp_path / "one.tsv"
     one.write_text("sentence\tlabel\n" + "good movie\t1\n" * 10)
-    assert cli.main(["train", "--quiet", f"model.name={tiny_bert_dir}", f"data.train={one}", "data.text_column=sentence", f"output_dir={tmp_path / 'a'}"]) == 2
+    assert (
+        cli.main(
+            [
+                "train",
+                "--quiet",
+                f"model.name={tiny_bert_dir}",
+                f"data.train={one}",
+                "data.text_column=sentence",
+                f"output_dir={tmp_path / 'a'}",
+            ]
+        )
+        == 2
+    )
     assert "only one class ('1')" in capsys.readouterr().err
     out = _train(tmp_path, tiny_bert_dir, sentiment_tsv)
     dev = tmp_path / "dev.tsv"
@@ -115,7 +170,9 @@ def test_config_command_and_train_help_list_every_key(capsys):
     assert "train.lr" in out and "data.on_error" in out and "method.r  [lora]" in out
     assert cli.main(["config", "--markdown"]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0] == "| key | default | description |" and any(r.startswith("| `train.lr`") and "Peak learning rate." in r for r in table)
+    assert table[0] == "| key | default | description |" and any(
+        r.startswith("| `train.lr`") and "Peak learning rate." in r for r in table
+    )
     with pytest.raises(SystemExit):
         cli.main(["train", "--help"])
     assert "train.warmup_fraction" in capsys.readouterr().out
@@ -127,7 +184,17 @@ def test_skip_bad_rows_reports_lines(tmp_path, tiny_bert_dir, sentiment_tsv, cap
     text.insert(6, "too\tmany\tcolumns")
     bad = tmp_path / "bad.tsv"
     bad.write_text("\n".join(text) + "\n")
-    code = cli.main(["train", "--quiet", f"model.name={tiny_bert_dir}", f"data.train={bad}", "data.text_column=sentence",
-                     "data.on_error=skip", "train.max_steps=1", f"output_dir={tmp_path / 'r'}"])
+    code = cli.main(
+        [
+            "train",
+            "--quiet",
+            f"model.name={tiny_bert_dir}",
+            f"data.train={bad}",
+            "data.text_column=sentence",
+            "data.on_error=skip",
+            "train.max_steps=1",
+            f"output_dir={tmp_path / 'r'}",
+        ]
+    )
     assert code == 0
     assert "skipped 2 bad rows (lines 4, 7)" in capsys.readouterr().err

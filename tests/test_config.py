@@ -8,20 +8,26 @@ from tunelab import config
 from tunelab.errors import ConfigError
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["train.lrr=1e-4"], "unknown key 'train.lrr' (did you mean 'train.lr'?)"),
-    (["modle.name=x"], "unknown key 'modle' (did you mean 'model'?)"),
-    (["method=lora", "method.rank=4"], "unknown key 'method.rank'"),
-    (["method=lora", "method.rr=4"], "(did you mean 'method.r'?)"),
-    (["method.name=lorra"], "method.name: unknown method 'lorra' (did you mean 'lora'?)"),
-    (["train.lr=-1"], "train.lr: Input should be greater than 0 (got -1)"),
-    (["train.lr=fast"], "train.lr: Input should be a valid number"),
-    (["train.precision=fp16"], "train.precision: Input should be 'auto', 'fp32' or 'bf16' (got 'fp16')"),
-    (["train.batch_size=30", "train.grad_accum=4"], "train.batch_size (30) must be a multiple of train.grad_accum (4)"),
-    (["data.dev_fraction=0.95"], "data.dev_fraction: Input should be less than 0.9"),
-    (["method=freeze", "method.layers=-1"], "method.layers: Input should be greater than or equal to 0"),
-    (["train"], "override 'train': expected key.path=value"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["train.lrr=1e-4"], "unknown key 'train.lrr' (did you mean 'train.lr'?)"),
+        (["modle.name=x"], "unknown key 'modle' (did you mean 'model'?)"),
+        (["method=lora", "method.rank=4"], "unknown key 'method.rank'"),
+        (["method=lora", "method.rr=4"], "(did you mean 'method.r'?)"),
+        (["method.name=lorra"], "method.name: unknown method 'lorra' (did you mean 'lora'?)"),
+        (["train.lr=-1"], "train.lr: Input should be greater than 0 (got -1)"),
+        (["train.lr=fast"], "train.lr: Input should be a valid number"),
+        (["train.precision=fp16"], "train.precision: Input should be 'auto', 'fp32' or 'bf16' (got 'fp16')"),
+        (
+            ["train.batch_size=30", "train.grad_accum=4"],
+            "train.batch_size (30) must be a multiple of train.grad_accum (4)",
+        ),
+        (["data.dev_fraction=0.95"], "data.dev_fraction: Input should be less than 0.9"),
+        (["method=freeze", "method.layers=-1"], "method.layers: Input should be greater than or equal to 0"),
+        (["train"], "override 'train': expected key.path=value"),
+    ],
+)
 def test_bad_values_name_the_key(overrides, message):
     with pytest.raises(ConfigError) as err:
         config.load(None, overrides)
@@ -48,7 +54,9 @@ def test_yaml_errors_name_file_and_line(tmp_path):
 def test_overrides_win_and_parse_types(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("method:\n  name: lora\n  r: 4\ntrain:\n  lr: 1.0e-3\n")
-    cfg = config.load(f, ["train.lr=3e-5", "method.r=16", "method.target_modules=[query,value]", "train.max_grad_norm=null"])
+    cfg = config.load(
+        f, ["train.lr=3e-5", "method.r=16", "method.target_modules=[query,value]", "train.max_grad_norm=null"]
+    )
     assert cfg.train.lr == 3e-5 and cfg.method.r == 16 and cfg.method.target_modules == ["query", "value"]
     assert cfg.train.max_grad_norm is None
     assert config.load(None, ["method=lora"]).method.name == "lora"  # short form

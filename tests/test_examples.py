@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 import yaml
 
 from tunelab import config
@@ -29,4 +28,9 @@ def test_there_are_examples():
 
 def test_instruct_example_is_a_causal_lm_lora_run():
     cfg = config.load(Path(__file__).resolve().parents[1] / "examples" / "instruct" / "alpaca_lora.yaml")
-    assert (cfg.task, cfg.method.name, cfg.lm.train_on, cfg.data.max_train_rows) == ("causal_lm", "lora", "assistant", 1000)
+    assert (cfg.task, cfg.method.name, cfg.lm.train_on, cfg.data.max_train_rows) == (
+        "causal_lm",
+        "lora",
+        "assistant",
+        1000,
+    )

@@ -70,11 +70,14 @@ SLOW = {"fp32": 17.0, "bf16": 0.4}
 NATIVE_BUT_SLOWER = {"fp32": 150.0, "bf16": 85.0}
 
 
-@pytest.mark.parametrize("native, rates, expected", [
-    ((True, "CPU has amx_bf16"), FAST, "bf16"),
-    ((True, "CPU has avx512_bf16"), NATIVE_BUT_SLOWER, "fp32"),  # native, but MKL's fp32 beats oneDNN's bf16 here
-    ((False, "no native bf16"), SLOW, "fp32"),
-])
+@pytest.mark.parametrize(
+    "native, rates, expected",
+    [
+        ((True, "CPU has amx_bf16"), FAST, "bf16"),
+        ((True, "CPU has avx512_bf16"), NATIVE_BUT_SLOWER, "fp32"),  # native, but MKL's fp32 beats oneDNN's bf16 here
+        ((False, "no native bf16"), SLOW, "fp32"),
+    ],
+)
 def test_auto_picks_bf16_only_where_native_and_faster(native, rates, expected):
     chosen = hardware.resolve_precision("auto", "cpu", native=native, speed=lambda: rates)
     assert chosen.name == expected
@@ -123,7 +126,9 @@ def test_matmul_rate_is_measured():
     assert hardware.matmul_gflops("fp32", n=64, seconds=0.01) > 0
 
 
-@pytest.mark.parametrize("native, rates, expected", [((True, "CPU has amx_bf16"), FAST, "bf16"), ((False, "no native bf16"), SLOW, "fp32")])
+@pytest.mark.parametrize(
+    "native, rates, expected", [((True, "CPU has amx_bf16"), FAST, "bf16"), ((False, "no native bf16"), SLOW, "fp32")]
+)
 def test_training_records_the_choice(tmp_path, tiny_bert_dir, sentiment_tsv, monkeypatch, native, rates, expected):
     from tunelab import config
     from tunelab.recipes import finetune
@@ -131,8 +136,17 @@ def test_training_records_the_choice(tmp_path, tiny_bert_dir, sentiment_tsv, mon
     monkeypatch.setattr(hardware, "native_bf16", lambda device_type="cpu", info=None: native)
     monkeypatch.setattr(hardware, "measured_speedup", lambda *a, **k: rates)
     out = tmp_path / "run"
-    cfg = config.load(None, [f"model.name={tiny_bert_dir}", f"data.train={sentiment_tsv}", "data.text_column=sentence", "train.max_steps=2", "train.batch_size=8",
-                             f"output_dir={out}"])
+    cfg = config.load(
+        None,
+        [
+            f"model.name={tiny_bert_dir}",
+            f"data.train={sentiment_tsv}",
+            "data.text_column=sentence",
+            "train.max_steps=2",
+            "train.batch_size=8",
+            f"output_dir={out}",
+        ],
+    )
     assert cfg.train.precision == "auto"
     logs: list[str] = []
     finetune.run(cfg, quiet=True, log=logs.append)

@@ -34,5 +34,11 @@ def test_command_reexecs_once_and_runs(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code, "config"], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "speed.ce_chunk" in proc.stdout
-    off = subprocess.run([sys.executable, "-c", code, "config"], env={**env, "TUNELAB_TCMALLOC": "0"}, capture_output=True, text=True, timeout=120)
+    off = subprocess.run(
+        [sys.executable, "-c", code, "config"],
+        env={**env, "TUNELAB_TCMALLOC": "0"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert off.returncode == 0 and off.stdout == proc.stdout

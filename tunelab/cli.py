@@ -38,7 +38,11 @@ def cmd_config(args) -> int:
 
     if args.markdown:
         print("| key | default | description |\n|---|---|---|")
-        print("\n".join(f"| `{k.split()[0]}` {' '.join(k.split()[1:])} | {v or ''} | {d} |" for k, v, d in config.describe()))
+        print(
+            "\n".join(
+                f"| `{k.split()[0]}` {' '.join(k.split()[1:])} | {v or ''} | {d} |" for k, v, d in config.describe()
+            )
+        )
     else:
         print(config_help(config))
     return 0
@@ -61,8 +65,14 @@ def cmd_eval(args) -> int:
         print(json.dumps(task.evaluate_file(loaded, args.data, _log), indent=2, ensure_ascii=False))
         return 0
     table = task.read(loaded.cfg.data, args.data)
-    feats = task.encode(table.rows, loaded.tokenizer, loaded.labels, loaded.cfg.model.max_length, source=args.data,
-                        **task.encode_options(loaded.cfg.data))
+    feats = task.encode(
+        table.rows,
+        loaded.tokenizer,
+        loaded.labels,
+        loaded.cfg.model.max_length,
+        source=args.data,
+        **task.encode_options(loaded.cfg.data),
+    )
     collate = lambda b: pad_batch(b, loaded.tokenizer.pad_token_id)  # noqa: E731
     metrics = task.evaluate(loaded.model, feats, loaded.labels, collate)
     print(json.dumps(metrics, indent=2))
@@ -75,14 +85,23 @@ def cmd_predict(args) -> int:
 
     cfg = runs.read_config(runs.check_run_dir(Path(args.run_dir)))
     if not hasattr(TASKS[cfg.task], "predict"):
-        raise TunelabError(f"{args.run_dir}: a {cfg.task} run has no labels to predict; use `tunelab generate {args.run_dir}`")
+        raise TunelabError(
+            f"{args.run_dir}: a {cfg.task} run has no labels to predict; use `tunelab generate {args.run_dir}`"
+        )
     loaded = runs.load_run(args.run_dir)
     task = TASKS[loaded.cfg.task]
     if args.data:
         rows = task.read(loaded.cfg.data, args.data, with_labels=False).rows
     else:  # a task may parse stdin its own way (NER: raw text or pre-tokenised JSON lines)
         rows = task.read_input(sys.stdin) if hasattr(task, "read_input") else _stdin_rows()
-    outputs = task.predict(loaded.model, loaded.tokenizer, loaded.labels, rows, loaded.cfg.model.max_length, **task.encode_options(loaded.cfg.data))
+    outputs = task.predict(
+        loaded.model,
+        loaded.tokenizer,
+        loaded.labels,
+        rows,
+        loaded.cfg.model.max_length,
+        **task.encode_options(loaded.cfg.data),
+    )
     for row, out in zip(rows, outputs):
         print(json.dumps({"text": row.text, **out}, ensure_ascii=False))
     return 0
@@ -103,7 +122,7 @@ def _stdin_rows():
             except json.JSONDecodeError as exc:
                 raise TunelabError(f"<stdin>:{n}: not valid JSON ({exc.msg})") from None
             if not isinstance(obj.get("text"), str) or not obj["text"].strip():
-                raise TunelabError(f"<stdin>:{n}: JSON input needs a non-empty \"text\" string")
+                raise TunelabError(f'<stdin>:{n}: JSON input needs a non-empty "text" string')
             rows.append(Row(obj["text"], obj.get("text_pair"), None, n))
         else:
             rows.append(Row(line, None, None, n))
@@ -121,14 +140,23 @@ def cmd_info(args) -> int:
     cfg = config.load(None, overrides)
     task = TASKS[cfg.task]
     src = model_load.resolve(cfg.model.name, cfg.model.gguf_file, cfg.model.revision)
-    model, head = model_load.load_model(src, task.AUTO_CLASS, **task.model_kwargs([str(i) for i in range(args.num_labels)]))
+    model, head = model_load.load_model(
+        src, task.AUTO_CLASS, **task.model_kwargs([str(i) for i in range(args.num_labels)])
+    )
     _, layers = find_layers(model)
     total_before = count_parameters(model)[1]
     model = METHODS[cfg.method.name].apply(model, cfg.method, head)
     trainable, total = count_parameters(model)
-    info = {"model": args.model, "architecture": type(model.base_model if hasattr(model, "base_model") else model).__name__,
-            "layers": len(layers), "parameters": total_before, "method": cfg.method.name, "task_head": head,
-            "trainable_parameters": trainable, "trainable_percent": round(100 * trainable / total, 4)}
+    info = {
+        "model": args.model,
+        "architecture": type(model.base_model if hasattr(model, "base_model") else model).__name__,
+        "layers": len(layers),
+        "parameters": total_before,
+        "method": cfg.method.name,
+        "task_head": head,
+        "trainable_parameters": trainable,
+        "trainable_percent": round(100 * trainable / total, 4),
+    }
     from tunelab import hardware
     from tunelab.recipes.finetune import training_device_type
 
@@ -154,7 +182,8 @@ def cmd_doctor(args) -> int:
     alloc = rep["allocator"]
     lines = [
         f"cpu          {cpu['model']} ({cpu['arch']}), {cpu['physical_cores']} physical cores, {cpu['logical_cpus']} logical CPUs",
-        f"flags        {' '.join(cpu['flags']) or 'none of interest'}" + (f"  (absent: {' '.join(cpu['missing'])})" if cpu["missing"] else ""),
+        f"flags        {' '.join(cpu['flags']) or 'none of interest'}"
+        + (f"  (absent: {' '.join(cpu['missing'])})" if cpu["missing"] else ""),
         f"threads      torch uses {rep['torch_threads']}",
         f"matmul       fp32 {mm['fp32']:.1f} GFLOP/s, bf16 {mm['bf16']:.1f} GFLOP/s ({mm['threads']} threads, measured now)",
         f"bf16         {'native' if rep['bf16_native']['ok'] else 'not native'}: {rep['bf16_native']['why']}",
@@ -241,11 +270,17 @@ COMMANDS = {
 def build_parser() -> argparse.ArgumentParser:
     from tunelab import config
 
-    parser = argparse.ArgumentParser(prog="tunelab", description="Fine-tune pretrained language models on your own task.")
+    parser = argparse.ArgumentParser(
+        prog="tunelab", description="Fine-tune pretrained language models on your own task."
+    )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("train", help="fine-tune a model", formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="tunelab train CONFIG.yaml [key.path=value ...]\n\nconfig keys:\n" + config_help(config))
+    p = sub.add_parser(
+        "train",
+        help="fine-tune a model",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="tunelab train CONFIG.yaml [key.path=value ...]\n\nconfig keys:\n" + config_help(config),
+    )
     p.add_argument("config", nargs="*", help="YAML config file, then overrides like train.lr=3e-5")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p = sub.add_parser("eval", help="evaluate a run on a labelled file")
@@ -253,21 +288,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="labelled file in the run's data format")
     p = sub.add_parser("predict", help="predict labels for a file or stdin, as JSONL")
     p.add_argument("run_dir")
-    p.add_argument("--data", help="input file (the run's text column); default: stdin, one text or JSON object per line")
+    p.add_argument(
+        "--data", help="input file (the run's text column); default: stdin, one text or JSON object per line"
+    )
     p = sub.add_parser("info", help="parameters, layers and trainable parameters of a model under a method")
     p.add_argument("model")
     p.add_argument("--method", default="full")
     p.add_argument("--num-labels", type=int, default=2)
     p.add_argument("--set", nargs="*", help="more config overrides, e.g. method.r=16")
-    p = sub.add_parser("doctor", help="what this machine can do: CPU flags, measured matmul speed, allocator, versions, the precision auto picks")
+    p = sub.add_parser(
+        "doctor",
+        help="what this machine can do: CPU flags, measured matmul speed, allocator, versions, the precision auto picks",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--threads", type=int, help="measure with this many torch threads (default: torch's own)")
     p = sub.add_parser("merge", help="write a run as a plain HF model directory (adapters folded in)")
     p.add_argument("run_dir")
     p.add_argument("out_dir", help="new or empty folder")
-    p = sub.add_parser("compare", help="train several methods on the same data, seed and steps; write compare.md/.html",
-                       description="tunelab compare CONFIG.yaml [key=value ...] [--methods a,b] [--set METHOD.key=value ...]")
-    p.add_argument("config", nargs="*", help="YAML config (its output_dir becomes the compare folder), then overrides for every method")
+    p = sub.add_parser(
+        "compare",
+        help="train several methods on the same data, seed and steps; write compare.md/.html",
+        description="tunelab compare CONFIG.yaml [key=value ...] [--methods a,b] [--set METHOD.key=value ...]",
+    )
+    p.add_argument(
+        "config",
+        nargs="*",
+        help="YAML config (its output_dir becomes the compare folder), then overrides for every method",
+    )
     p.add_argument("--methods", help="comma-separated methods; default: every method applicable to the model")
     p.add_argument("--set", nargs="*", help="per-method overrides, e.g. lora.train.lr=5e-4 lora.method.r=16")
     p = sub.add_parser("config", help="list every config key with its default and description")

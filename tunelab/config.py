@@ -24,60 +24,129 @@ from tunelab.training.speed import Config as SpeedConfig
 
 
 class ModelConfig(Strict):
-    name: str = Field("minilm-l6", description="Hub id, local HF directory, .gguf file, or packaged alias (minilm-l6, smollm2-135m).")
-    gguf_file: str | None = Field(None, description="GGUF file name inside `name` when `name` is a directory holding one.")
+    name: str = Field(
+        "minilm-l6", description="Hub id, local HF directory, .gguf file, or packaged alias (minilm-l6, smollm2-135m)."
+    )
+    gguf_file: str | None = Field(
+        None, description="GGUF file name inside `name` when `name` is a directory holding one."
+    )
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit) for hub ids.")
-    max_length: int = Field(256, ge=8, le=32768, description="Longest input in tokens; longer texts are truncated (classification) or windowed (NER).")
-    dropout: float | None = Field(None, ge=0, lt=1, description="Set every dropout probability of the model to this value (0 turns dropout off); null keeps the model's own.")
+    max_length: int = Field(
+        256,
+        ge=8,
+        le=32768,
+        description="Longest input in tokens; longer texts are truncated (classification) or windowed (NER).",
+    )
+    dropout: float | None = Field(
+        None,
+        ge=0,
+        lt=1,
+        description="Set every dropout probability of the model to this value (0 turns dropout off); null keeps the model's own.",
+    )
 
 
 class DataConfig(Strict):
-    train: str = Field("rotten-tomatoes", description="Training file (csv, tsv, json, jsonl, conll) or packaged dataset name (rotten-tomatoes).")
+    train: str = Field(
+        "rotten-tomatoes",
+        description="Training file (csv, tsv, json, jsonl, conll) or packaged dataset name (rotten-tomatoes).",
+    )
     dev: str | None = Field(None, description="Dev file; if absent a stratified, seeded split is carved out of train.")
-    test: str | None = Field(None, description="Optional held-out test file, evaluated once at the end with the best checkpoint.")
-    format: Literal["auto", "csv", "tsv", "json", "jsonl", "conll", "text"] = Field("auto", description="File format; auto picks it from the extension.")
-    text_column: str | int = Field("text", description="Column (name, or 0-based position for headerless files) holding the text.")
+    test: str | None = Field(
+        None, description="Optional held-out test file, evaluated once at the end with the best checkpoint."
+    )
+    format: Literal["auto", "csv", "tsv", "json", "jsonl", "conll", "text"] = Field(
+        "auto", description="File format; auto picks it from the extension."
+    )
+    text_column: str | int = Field(
+        "text", description="Column (name, or 0-based position for headerless files) holding the text."
+    )
     text_pair_column: str | int | None = Field(None, description="Second text column for sentence-pair tasks.")
     label_column: str | int = Field("label", description="Column holding the label (string or integer).")
-    has_header: bool | Literal["auto"] = Field("auto", description="Whether a csv/tsv file starts with a header row; auto detects it from the column names.")
-    on_error: Literal["raise", "skip"] = Field("raise", description="raise: stop at the first bad row; skip: drop bad rows and report which lines.")
-    dev_fraction: float = Field(0.1, gt=0, lt=0.9, description="Fraction of train carved out as dev when no dev file is given.")
+    has_header: bool | Literal["auto"] = Field(
+        "auto", description="Whether a csv/tsv file starts with a header row; auto detects it from the column names."
+    )
+    on_error: Literal["raise", "skip"] = Field(
+        "raise", description="raise: stop at the first bad row; skip: drop bad rows and report which lines."
+    )
+    dev_fraction: float = Field(
+        0.1, gt=0, lt=0.9, description="Fraction of train carved out as dev when no dev file is given."
+    )
     max_train_rows: int | None = Field(None, ge=1, description="Use only the first N training rows (after reading).")
     max_dev_rows: int | None = Field(None, ge=1, description="Use only the first N dev rows.")
-    tag_column: int = Field(-1, description="Token classification, conll files: 0-based column holding the tag (-1 = last); the token is column 0.")
-    token_prefix: str | None = Field(None, description="Token classification: prefix stripped from every token (e.g. 'en:' in WikiANN files).")
-    tag_scheme: Literal["iob2", "bio", "iob1", "bioes", "iobes"] = Field("iob2", description="Token classification: tagging scheme of the files; converted to IOB2 on reading.")
-    repair_tags: bool = Field(False, description="Token classification: turn an I-X that opens an entity into B-X instead of reporting it as an error.")
-    label_all_subwords: bool = Field(False, description="Token classification: train on every sub-word of a word (not only the first).")
-    stride: int = Field(32, ge=0, description="Token classification: sub-words of overlap between windows of a sentence longer than model.max_length.")
+    tag_column: int = Field(
+        -1,
+        description="Token classification, conll files: 0-based column holding the tag (-1 = last); the token is column 0.",
+    )
+    token_prefix: str | None = Field(
+        None, description="Token classification: prefix stripped from every token (e.g. 'en:' in WikiANN files)."
+    )
+    tag_scheme: Literal["iob2", "bio", "iob1", "bioes", "iobes"] = Field(
+        "iob2", description="Token classification: tagging scheme of the files; converted to IOB2 on reading."
+    )
+    repair_tags: bool = Field(
+        False,
+        description="Token classification: turn an I-X that opens an entity into B-X instead of reporting it as an error.",
+    )
+    label_all_subwords: bool = Field(
+        False, description="Token classification: train on every sub-word of a word (not only the first)."
+    )
+    stride: int = Field(
+        32,
+        ge=0,
+        description="Token classification: sub-words of overlap between windows of a sentence longer than model.max_length.",
+    )
 
 
 class TrainConfig(Strict):
     epochs: float = Field(3.0, gt=0, le=1000, description="Passes over the training data (may be fractional).")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
     batch_size: int = Field(32, ge=1, le=4096, description="Examples per optimizer step (micro-batch x grad_accum).")
-    grad_accum: int = Field(1, ge=1, le=1024, description="Split each batch into this many micro-batches; the loss equals the full-batch loss.")
+    grad_accum: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="Split each batch into this many micro-batches; the loss equals the full-batch loss.",
+    )
     lr: float = Field(5e-5, gt=0, le=1.0, description="Peak learning rate.")
     weight_decay: float = Field(0.01, ge=0, le=1.0, description="AdamW weight decay (not applied to biases and norms).")
     warmup_fraction: float = Field(0.1, ge=0, lt=1, description="Fraction of steps with linear warmup.")
     schedule: Literal["linear", "cosine", "constant"] = Field("linear", description="Learning-rate decay after warmup.")
     max_grad_norm: float | None = Field(1.0, gt=0, description="Clip gradients to this global norm; null disables.")
     precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="auto: bf16 autocast only where this machine runs bf16 matmuls natively and measurably faster than fp32 "
-                            "(see `tunelab doctor`), else fp32; bf16: autocast with fp32 master weights; fp32: plain fp32. "
-                            "The saved config records what auto picked.")
-    eval_every: int | None = Field(None, ge=1, description="Evaluate every N optimizer steps; null = at the end of each epoch.")
+        "auto",
+        description="auto: bf16 autocast only where this machine runs bf16 matmuls natively and measurably faster than fp32 "
+        "(see `tunelab doctor`), else fp32; bf16: autocast with fp32 master weights; fp32: plain fp32. "
+        "The saved config records what auto picked.",
+    )
+    eval_every: int | None = Field(
+        None, ge=1, description="Evaluate every N optimizer steps; null = at the end of each epoch."
+    )
     log_every: int = Field(10, ge=1, description="Write a metrics.jsonl line every N optimizer steps.")
-    save_every: int | None = Field(None, ge=1, description="Write a resumable checkpoint every N steps (and always at each evaluation).")
-    metric: str | None = Field(None, description="Dev metric that picks the best checkpoint and drives early stopping; null = the task's default (accuracy for classification).")
-    early_stopping_patience: int | None = Field(None, ge=1, description="Stop after this many evaluations without improvement of `metric`.")
+    save_every: int | None = Field(
+        None, ge=1, description="Write a resumable checkpoint every N steps (and always at each evaluation)."
+    )
+    metric: str | None = Field(
+        None,
+        description="Dev metric that picks the best checkpoint and drives early stopping; null = the task's default (accuracy for classification).",
+    )
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="Stop after this many evaluations without improvement of `metric`."
+    )
     seed: int = Field(42, description="Seed for weights init, data order, dropout and the dev split.")
     threads: int | None = Field(None, ge=1, le=512, description="torch CPU threads; null leaves torch's default.")
-    llrd: float | None = Field(None, gt=0, le=1, description="Layer-wise lr decay: layer i from the top gets lr * llrd**i (head at the peak lr); null = off. Any method.")
-    gradual_unfreeze_every: Annotated[int, Field(ge=1)] | Literal["epoch"] | None = Field(
-        None, description="Gradual unfreezing: start with the top layer group, unfreeze one more every N steps (or 'epoch'); null = off. Any method."
+    llrd: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Layer-wise lr decay: layer i from the top gets lr * llrd**i (head at the peak lr); null = off. Any method.",
     )
-    length_grouping: bool = Field(True, description="Batch examples of similar length together (dynamic padding either way).")
+    gradual_unfreeze_every: Annotated[int, Field(ge=1)] | Literal["epoch"] | None = Field(
+        None,
+        description="Gradual unfreezing: start with the top layer group, unfreeze one more every N steps (or 'epoch'); null = off. Any method.",
+    )
+    length_grouping: bool = Field(
+        True, description="Batch examples of similar length together (dynamic padding either way)."
+    )
 
 
 MethodConfig = Annotated[
@@ -87,20 +156,33 @@ MethodConfig = Annotated[
 
 
 class RunConfig(Strict):
-    task: Literal[tuple(TASKS)] = Field("classification", description="What the model learns: " + ", ".join(TASKS) + ".")  # type: ignore[valid-type]
+    task: Literal[tuple(TASKS)] = Field(
+        "classification", description="What the model learns: " + ", ".join(TASKS) + "."
+    )  # type: ignore[valid-type]
     output_dir: str = Field("runs/run", description="Run folder; created if absent, resumed if it holds a checkpoint.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="Pretrained model to start from.")
     data: DataConfig = Field(default_factory=DataConfig, description="Training and evaluation data.")
-    method: MethodConfig = Field(default_factory=lambda: METHODS["full"].Config(), description="Fine-tuning method and its options.")
+    method: MethodConfig = Field(
+        default_factory=lambda: METHODS["full"].Config(), description="Fine-tuning method and its options."
+    )
     train: TrainConfig = Field(default_factory=TrainConfig, description="Optimisation and evaluation schedule.")
-    lm: LMConfig = Field(default_factory=LMConfig, description="Causal-LM data options: template, loss tokens, packing, dev generations.")
-    generation: GenerationConfig = Field(default_factory=GenerationConfig, description="Decoding for generate/chat (and dev generations).")
-    speed: SpeedConfig = Field(default_factory=SpeedConfig, description="Speed and memory levers (bf16 frozen weights, chunked LM loss, compile, cache).")
+    lm: LMConfig = Field(
+        default_factory=LMConfig, description="Causal-LM data options: template, loss tokens, packing, dev generations."
+    )
+    generation: GenerationConfig = Field(
+        default_factory=GenerationConfig, description="Decoding for generate/chat (and dev generations)."
+    )
+    speed: SpeedConfig = Field(
+        default_factory=SpeedConfig,
+        description="Speed and memory levers (bf16 frozen weights, chunked LM loss, compile, cache).",
+    )
 
     @model_validator(mode="after")
     def _batch_divides(self) -> "RunConfig":
         if self.train.batch_size % self.train.grad_accum:
-            raise ValueError(f"train.batch_size ({self.train.batch_size}) must be a multiple of train.grad_accum ({self.train.grad_accum})")
+            raise ValueError(
+                f"train.batch_size ({self.train.batch_size}) must be a multiple of train.grad_accum ({self.train.grad_accum})"
+            )
         return self
 
 
@@ -143,7 +225,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections (model:, data:, train:, ...), got {type(data).__name__}")
+        raise ConfigError(
+            f"{path}: expected a mapping of sections (model:, data:, train:, ...), got {type(data).__name__}"
+        )
     return data
 
 
@@ -177,7 +261,9 @@ def _check_method_name(raw: dict[str, Any], source: str) -> None:
     if isinstance(method, dict):
         name = method.setdefault("name", "full")
         if name not in METHODS:
-            raise ConfigError(f"{source}: method.name: unknown method '{name}'{_suggest(str(name), METHODS)}; valid: {', '.join(METHODS)}")
+            raise ConfigError(
+                f"{source}: method.name: unknown method '{name}'{_suggest(str(name), METHODS)}; valid: {', '.join(METHODS)}"
+            )
 
 
 def _suggest(word: str, choices) -> str:

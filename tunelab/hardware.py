@@ -19,7 +19,18 @@ from pathlib import Path
 from typing import Callable
 
 # x86 flags that decide which kernels run (as /proc/cpuinfo spells them)
-X86_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+X86_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+)
 ARM_FLAGS = ("asimd", "sve", "sve2", "bf16", "i8mm")
 BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
 BF16_MIN_SPEEDUP = 1.3  # bf16 autocast also pays casts and fp32 master weights: only worth it when GEMMs gain clearly
@@ -62,8 +73,13 @@ def cpu_info(cpuinfo_text: str | None = None) -> CpuInfo:
     arch = platform.machine() or "unknown"
     logical = os.cpu_count() or 1
     model = fields.get("model name") or fields.get("hardware") or platform.processor() or arch
-    return CpuInfo(model=model, arch=arch, flags=frozenset(w for w in words if w in X86_FLAGS + ARM_FLAGS),
-                   logical_cpus=logical, physical_cores=max(1, len(cores)) if cores else logical)
+    return CpuInfo(
+        model=model,
+        arch=arch,
+        flags=frozenset(w for w in words if w in X86_FLAGS + ARM_FLAGS),
+        logical_cpus=logical,
+        physical_cores=max(1, len(cores)) if cores else logical,
+    )
 
 
 def physical_cores() -> int:
@@ -91,8 +107,14 @@ def native_bf16(device_type: str = "cpu", info: CpuInfo | None = None) -> tuple[
     if have and kernel_ok:
         return True, f"CPU has {'/'.join(have)} and PyTorch's oneDNN bf16 kernels are enabled"
     if have:
-        return False, f"CPU has {'/'.join(have)} but PyTorch's oneDNN bf16 kernels are unavailable (bf16 matmul falls back to a scalar kernel)"
-    return False, "CPU has no native bf16 dot product (no avx512_bf16/amx_bf16/bf16 flag): bf16 matmul falls back to a scalar kernel"
+        return (
+            False,
+            f"CPU has {'/'.join(have)} but PyTorch's oneDNN bf16 kernels are unavailable (bf16 matmul falls back to a scalar kernel)",
+        )
+    return (
+        False,
+        "CPU has no native bf16 dot product (no avx512_bf16/amx_bf16/bf16 flag): bf16 matmul falls back to a scalar kernel",
+    )
 
 
 def _mkldnn_bf16_supported() -> bool:
@@ -124,14 +146,23 @@ def matmul_gflops(dtype_name: str, n: int = 512, seconds: float = 0.25, device_t
             return best
 
 
-def measured_speedup(info: CpuInfo | None = None, cache_dir: Path | None = None,
-                     measure: Callable[[str], float] | None = None) -> dict[str, float]:
+def measured_speedup(
+    info: CpuInfo | None = None, cache_dir: Path | None = None, measure: Callable[[str], float] | None = None
+) -> dict[str, float]:
     """fp32 and bf16 matmul GFLOP/s on this CPU with the current thread count; cached per (CPU, flags, torch, threads)."""
     import torch
 
     info = info or cpu_info()
-    key = "|".join([info.model, ",".join(sorted(info.flags)), torch.__version__, str(torch.get_num_threads()),
-                    os.environ.get("ONEDNN_MAX_CPU_ISA", ""), os.environ.get("ATEN_CPU_CAPABILITY", "")])
+    key = "|".join(
+        [
+            info.model,
+            ",".join(sorted(info.flags)),
+            torch.__version__,
+            str(torch.get_num_threads()),
+            os.environ.get("ONEDNN_MAX_CPU_ISA", ""),
+            os.environ.get("ATEN_CPU_CAPABILITY", ""),
+        ]
+    )
     path = (cache_dir or _cache_dir()) / "hardware.json"
     saved = _load_json(path)
     if key in saved:
@@ -149,8 +180,13 @@ def measured_speedup(info: CpuInfo | None = None, cache_dir: Path | None = None,
     return result
 
 
-def resolve_precision(requested: str, device_type: str = "cpu", *, native: tuple[bool, str] | None = None,
-                      speed: Callable[[], dict[str, float]] | None = None) -> Precision:
+def resolve_precision(
+    requested: str,
+    device_type: str = "cpu",
+    *,
+    native: tuple[bool, str] | None = None,
+    speed: Callable[[], dict[str, float]] | None = None,
+) -> Precision:
     """Turn ``auto``/``fp32``/``bf16`` into the precision to use here, with the reason.
 
     ``native`` and ``speed`` default to the real checks (``native_bf16``, ``measured_speedup``); tests pass fakes.
@@ -165,8 +201,11 @@ def resolve_precision(requested: str, device_type: str = "cpu", *, native: tuple
         return Precision("fp32", f"auto: {why}")
     if requested == "bf16" and not ok:
         rates = (speed or measured_speedup)()
-        return Precision("bf16", f"requested, but slow here: {why}; measured bf16 {rates['bf16']:.1f} vs fp32 "
-                                 f"{rates['fp32']:.1f} GFLOP/s ({_ratio(rates)}); train.precision=auto would pick fp32")
+        return Precision(
+            "bf16",
+            f"requested, but slow here: {why}; measured bf16 {rates['bf16']:.1f} vs fp32 "
+            f"{rates['fp32']:.1f} GFLOP/s ({_ratio(rates)}); train.precision=auto would pick fp32",
+        )
     if requested == "bf16":
         return Precision("bf16", f"requested ({why})")
     if not ok:
@@ -174,9 +213,14 @@ def resolve_precision(requested: str, device_type: str = "cpu", *, native: tuple
     rates = (speed or measured_speedup)()
     gain = rates["bf16"] / max(rates["fp32"], 1e-9)
     if gain >= BF16_MIN_SPEEDUP:
-        return Precision("bf16", f"auto: {why}; measured bf16 {rates['bf16']:.0f} vs fp32 {rates['fp32']:.0f} GFLOP/s ({gain:.1f}x)")
-    return Precision("fp32", f"auto: {why}, but bf16 matmul measured {rates['bf16']:.0f} vs fp32 {rates['fp32']:.0f} GFLOP/s "
-                             f"({gain:.2f}x, below the {BF16_MIN_SPEEDUP}x that pays for autocast)")
+        return Precision(
+            "bf16", f"auto: {why}; measured bf16 {rates['bf16']:.0f} vs fp32 {rates['fp32']:.0f} GFLOP/s ({gain:.1f}x)"
+        )
+    return Precision(
+        "fp32",
+        f"auto: {why}, but bf16 matmul measured {rates['bf16']:.0f} vs fp32 {rates['fp32']:.0f} GFLOP/s "
+        f"({gain:.2f}x, below the {BF16_MIN_SPEEDUP}x that pays for autocast)",
+    )
 
 
 def slow_bf16_warning(precision: Precision) -> str | None:
@@ -227,9 +271,14 @@ def report() -> dict:
     rates = {"fp32": round(matmul_gflops("fp32"), 1), "bf16": round(matmul_gflops("bf16", n=384 if ok else 192), 1)}
     chosen = resolve_precision("auto", "cpu", native=(ok, why), speed=lambda: rates)
     return {
-        "cpu": {"model": info.model, "arch": info.arch, "flags": sorted(info.flags),
-                "missing": sorted(set(X86_FLAGS if info.arch in ("x86_64", "AMD64") else ARM_FLAGS) - info.flags),
-                "logical_cpus": info.logical_cpus, "physical_cores": physical_cores()},
+        "cpu": {
+            "model": info.model,
+            "arch": info.arch,
+            "flags": sorted(info.flags),
+            "missing": sorted(set(X86_FLAGS if info.arch in ("x86_64", "AMD64") else ARM_FLAGS) - info.flags),
+            "logical_cpus": info.logical_cpus,
+            "physical_cores": physical_cores(),
+        },
         "torch_threads": torch.get_num_threads(),
         "matmul_gflops": {**rates, "threads": torch.get_num_threads()},
         "bf16_native": {"ok": ok, "why": why},

@@ -35,7 +35,12 @@ def tcmalloc_loaded() -> bool:
 
 def reexec_env(env: dict[str, str], lib: str | None) -> dict[str, str] | None:
     """The environment to re-exec with, or None when we should not (disabled, already done, nothing to load)."""
-    if env.get("TUNELAB_TCMALLOC", "1") == "0" or env.get(MARKER) or lib is None or "tcmalloc" in env.get("LD_PRELOAD", ""):
+    if (
+        env.get("TUNELAB_TCMALLOC", "1") == "0"
+        or env.get(MARKER)
+        or lib is None
+        or "tcmalloc" in env.get("LD_PRELOAD", "")
+    ):
         return None
     preload = " ".join(p for p in (lib, env.get("LD_PRELOAD", "")) if p)
     return {**env, "LD_PRELOAD": preload, MARKER: "1"}

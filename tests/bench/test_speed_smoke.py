@@ -15,9 +15,26 @@ REPO = Path(__file__).resolve().parents[2]
 def test_speed_smoke(tmp_path, tiny_llama_dir, shared_data, scenario):
     """Tiny Llama for the LM scenario; minilm-l6 (22M, packaged) for SST-2, whose text the tiny word-level BERT cannot tokenise."""
     out = tmp_path / "results"
-    proc = subprocess.run([sys.executable, str(REPO / "bench" / "speed.py"), "--smoke", "--scenario", scenario, "--threads", "1",
-                           "--model-lm", str(tiny_llama_dir), "--model-cls", "minilm-l6", "--out", str(out)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "speed.py"),
+            "--smoke",
+            "--scenario",
+            scenario,
+            "--threads",
+            "1",
+            "--model-lm",
+            str(tiny_llama_dir),
+            "--model-cls",
+            "minilm-l6",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-12000:]
     text = (out / f"{scenario}.md").read_text()
     assert "| tunelab (defaults) |" in text and "HF Trainer+PEFT, careful" in text and "seeds' naive loop" in text

@@ -54,8 +54,30 @@ def test_magnitude_masks_zero_the_smallest_weights():
 
 def test_structured_prune_with_recovery_writes_a_smaller_run_that_loads(tiny_cls_run, tmp_path):
     out = tmp_path / "pruned"
-    assert cli.main(["prune", str(tiny_cls_run), str(out), "--method", "structured", "--heads", "0.5", "--ffn", "0.25",
-                     "--recover-steps", "2", "--importance-rows", "32", "--latency-examples", "4", "--batch-size", "8"]) == 0
+    assert (
+        cli.main(
+            [
+                "prune",
+                str(tiny_cls_run),
+                str(out),
+                "--method",
+                "structured",
+                "--heads",
+                "0.5",
+                "--ffn",
+                "0.25",
+                "--recover-steps",
+                "2",
+                "--importance-rows",
+                "32",
+                "--latency-examples",
+                "4",
+                "--batch-size",
+                "8",
+            ]
+        )
+        == 0
+    )
     record = json.loads((out / "cost.json").read_text())
     assert record["pruned"] == {"heads": "2/4", "ffn_neurons": "96/128"}
     assert record["recovery"]["steps"] == 2 and (out / "recovery" / "metrics.jsonl").is_file()
@@ -66,25 +88,47 @@ def test_structured_prune_with_recovery_writes_a_smaller_run_that_loads(tiny_cls
     assert loaded.model.bert.encoder.layer[0].attention.self.query.out_features in (16, 32)
     assert cli.main(["eval", str(out), "--data", str(tiny_cls_run.parent / "train.tsv")]) == 0
     # a pruned run can be quantized in turn (its shapes travel in the format record)
-    assert cli.main(["quantize", str(out), str(tmp_path / "pq"), "--scheme", "int8-dynamic", "--latency-examples", "2"]) == 0
+    assert (
+        cli.main(["quantize", str(out), str(tmp_path / "pq"), "--scheme", "int8-dynamic", "--latency-examples", "2"])
+        == 0
+    )
     assert runs.load_run(tmp_path / "pq").model is not None
 
 
 def test_magnitude_prune_keeps_zeros_through_recovery(tiny_cls_run, tmp_path):
     out = tmp_path / "sparse"
-    assert cli.main(["prune", str(tiny_cls_run), str(out), "--method", "magnitude", "--sparsity", "0.5", "--recover-steps", "2",
-                     "--latency-examples", "2"]) == 0
+    assert (
+        cli.main(
+            [
+                "prune",
+                str(tiny_cls_run),
+                str(out),
+                "--method",
+                "magnitude",
+                "--sparsity",
+                "0.5",
+                "--recover-steps",
+                "2",
+                "--latency-examples",
+                "2",
+            ]
+        )
+        == 0
+    )
     from tunelab.compress.quantize import target_linears
 
     model = runs.load_run(out).model
     assert structure.sparsity_of(model, target_linears(model)) >= 0.5
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--method", "magnitude", "--heads", "0.3"], "takes --sparsity"),
-    (["--method", "structured", "--sparsity", "0.3"], "takes --heads"),
-    (["--method", "structured", "--heads", "1.5"], "fraction in [0, 1)"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--method", "magnitude", "--heads", "0.3"], "takes --sparsity"),
+        (["--method", "structured", "--sparsity", "0.3"], "takes --heads"),
+        (["--method", "structured", "--heads", "1.5"], "fraction in [0, 1)"),
+    ],
+)
 def test_prune_argument_errors(argv, message, tiny_cls_run, tmp_path, capsys):
     assert cli.main(["prune", str(tiny_cls_run), str(tmp_path / "x"), *argv]) == 2
     assert message in capsys.readouterr().err

@@ -16,12 +16,29 @@ from tunelab.compress import quantize
 @pytest.mark.parametrize("scheme", list(quantize.SCHEMES))
 def test_quantized_run_loads_predicts_and_records_its_cost(scheme, tiny_cls_run, tmp_path, capsys, monkeypatch):
     out = tmp_path / scheme
-    assert cli.main(["quantize", str(tiny_cls_run), str(out), "--scheme", scheme, "--latency-examples", "4", "--batch-size", "8"]) == 0
+    assert (
+        cli.main(
+            [
+                "quantize",
+                str(tiny_cls_run),
+                str(out),
+                "--scheme",
+                scheme,
+                "--latency-examples",
+                "4",
+                "--batch-size",
+                "8",
+            ]
+        )
+        == 0
+    )
     fmt = json.loads((out / "model" / "format.json").read_text())
     assert fmt["format"] == "quantized" and fmt["scheme"] == scheme and len(fmt["layers"]) == 12  # 2 layers x 6 linears
     record = json.loads((out / "cost.json").read_text())
     for side in ("source", "result"):
-        assert 0 <= record[side]["dev"]["accuracy"] <= 1 and record[side]["batch1_ms"] > 0 and record[side]["size_mb"] > 0
+        assert (
+            0 <= record[side]["dev"]["accuracy"] <= 1 and record[side]["batch1_ms"] > 0 and record[side]["size_mb"] > 0
+        )
     assert record["machine"]["cpu"] and "torch_threads" in record["machine"]
     assert (out / "cost.md").read_text().count("|") > 10
     # the quantized layers really are quantized, and predictions stay close to the source's
@@ -43,7 +60,9 @@ def test_quantized_run_loads_predicts_and_records_its_cost(scheme, tiny_cls_run,
 
 def test_quantize_refuses_a_quantized_source_and_a_non_empty_output(tiny_cls_run, tmp_path, capsys):
     out = tmp_path / "q"
-    assert cli.main(["quantize", str(tiny_cls_run), str(out), "--scheme", "int8-dynamic", "--latency-examples", "2"]) == 0
+    assert (
+        cli.main(["quantize", str(tiny_cls_run), str(out), "--scheme", "int8-dynamic", "--latency-examples", "2"]) == 0
+    )
     assert cli.main(["quantize", str(out), str(tmp_path / "q2"), "--scheme", "int8-weight-only"]) == 2
     assert "is a quantized run" in capsys.readouterr().err
     (tmp_path / "full").mkdir()
@@ -55,9 +74,26 @@ def test_quantize_refuses_a_quantized_source_and_a_non_empty_output(tiny_cls_run
 
 def test_quantized_causal_lm_generates_and_refuses_merge(tiny_lm_run, tmp_path, capsys):
     out = tmp_path / "lm-int8"
-    assert cli.main(["quantize", str(tiny_lm_run), str(out), "--scheme", "int8-dynamic", "--latency-examples", "2", "--batch-size", "2"]) == 0
+    assert (
+        cli.main(
+            [
+                "quantize",
+                str(tiny_lm_run),
+                str(out),
+                "--scheme",
+                "int8-dynamic",
+                "--latency-examples",
+                "2",
+                "--batch-size",
+                "2",
+            ]
+        )
+        == 0
+    )
     record = json.loads((out / "cost.json").read_text())
-    assert abs(record["result"]["dev"]["loss"] - record["source"]["dev"]["loss"]) < 0.05  # loss, not accuracy, for a causal LM
+    assert (
+        abs(record["result"]["dev"]["loss"] - record["source"]["dev"]["loss"]) < 0.05
+    )  # loss, not accuracy, for a causal LM
     capsys.readouterr()
     assert cli.main(["generate", str(out), "--prompt", "Say the word good", "--max-new-tokens", "3"]) == 0
     assert cli.main(["merge", str(out), str(tmp_path / "m")]) == 2

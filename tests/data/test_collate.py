@@ -4,8 +4,13 @@ from tunelab.data.collate import batch_plan, micro_batches, pad_batch
 
 
 def test_pad_batch_pads_to_longest_not_max_length():
-    batch = pad_batch([{"input_ids": [5, 6, 7], "attention_mask": [1, 1, 1], "labels": 1},
-                       {"input_ids": [8], "attention_mask": [1], "labels": 0}], pad_id=0)
+    batch = pad_batch(
+        [
+            {"input_ids": [5, 6, 7], "attention_mask": [1, 1, 1], "labels": 1},
+            {"input_ids": [8], "attention_mask": [1], "labels": 0},
+        ],
+        pad_id=0,
+    )
     assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
     assert batch["labels"].tolist() == [1, 0]

@@ -17,8 +17,10 @@ def read(path, **kw):
 
 
 def test_conll_tab_spaces_docstart_and_bom(tmp_path):
-    text = ("\ufeff-DOCSTART- -X- O O\n\nJohn NNP B-NP B-PER\nSmith NNP I-NP I-PER\nran VBD B-VP O\n\n"
-            "Paris\tB-LOC\n.\tO\n\ufeff\n")
+    text = (
+        "\ufeff-DOCSTART- -X- O O\n\nJohn NNP B-NP B-PER\nSmith NNP I-NP I-PER\nran VBD B-VP O\n\n"
+        "Paris\tB-LOC\n.\tO\n\ufeff\n"
+    )
     table = read(write(tmp_path, "a.conll", text))
     assert [r.tokens for r in table.rows] == [["John", "Smith", "ran"], ["Paris", "."]]
     assert [r.tags for r in table.rows] == [["B-PER", "I-PER", "O"], ["B-LOC", "O"]]
@@ -42,18 +44,24 @@ def test_conll_schemes_convert_to_iob2(tmp_path):
 
 def test_invalid_sequence_names_file_and_line(tmp_path):
     path = write(tmp_path, "e.conll", "a O\n\nthe O\nJohn I-PER\n")
-    with pytest.raises(DataError, match=r"e\.conll:4: invalid tag sequence \(iob2\): 'I-PER' follows 'O'; .*data\.repair_tags: true"):
+    with pytest.raises(
+        DataError, match=r"e\.conll:4: invalid tag sequence \(iob2\): 'I-PER' follows 'O'; .*data\.repair_tags: true"
+    ):
         read(path)
     table = read(path, repair_tags=True)
     assert table.rows[1].tags == ["O", "B-PER"] and table.repaired == 1
 
 
 def test_conll_errors(tmp_path):
-    with pytest.raises(DataError, match=r"f:2: expected a token and a tag separated by TAB or spaces, got one column \('Smith'\)"):
+    with pytest.raises(
+        DataError, match=r"f:2: expected a token and a tag separated by TAB or spaces, got one column \('Smith'\)"
+    ):
         read(write(tmp_path, "f", "John B-PER\nSmith\n"))
     with pytest.raises(DataError, match=r"g:1: data.tag_column 3 is out of range: the line has 2 columns"):
         read(write(tmp_path, "g", "John B-PER\n"), tag_column=3)
-    with pytest.raises(DataError, match=r"h:2: tag 'E-PER' has prefix 'E', which scheme iob2 does not use.*data.tag_scheme"):
+    with pytest.raises(
+        DataError, match=r"h:2: tag 'E-PER' has prefix 'E', which scheme iob2 does not use.*data.tag_scheme"
+    ):
         read(write(tmp_path, "h", "John B-PER\nSmith E-PER\n"))
     with pytest.raises(DataError, match=r"i: no sentences found"):
         read(write(tmp_path, "i", "\n\n"))
@@ -81,23 +89,37 @@ def test_jsonl_spans_cut_tokens_at_span_edges(tmp_path):
     assert row.tags == ["O", "B-LOC", "I-LOC", "I-LOC", "O", "O", "B-PER", "O"]
     assert [text[a:b] for a, b in row.offsets] == row.tokens
     # a span ending inside a word cuts the word there
-    row = read(write(tmp_path, "m.jsonl", json.dumps({"text": "McDonalds", "spans": [{"start": 0, "end": 2, "label": "X"}]}))).rows[0]
+    row = read(
+        write(tmp_path, "m.jsonl", json.dumps({"text": "McDonalds", "spans": [{"start": 0, "end": 2, "label": "X"}]}))
+    ).rows[0]
     assert row.tokens == ["Mc", "Donalds"] and row.tags == ["B-X", "O"]
 
 
-@pytest.mark.parametrize("obj, message", [
-    ("{not json", r"n.jsonl:1: not valid JSON"),
-    ({"words": []}, r"n.jsonl:1: expected \"tokens\" \(with \"tags\"\) or \"text\" \(with \"spans\"\)"),
-    ({"tokens": ["a", "b"], "tags": ["O"]}, r"n.jsonl:1: 2 tokens but 1 tags; expected one tag per token"),
-    ({"tokens": [], "tags": []}, r"\"tokens\" must be a non-empty list"),
-    ({"tokens": ["a"], "tags": "O"}, r"\"tags\" must be a list of strings"),
-    ({"text": "abc", "spans": [{"start": 0, "end": 9, "label": "X"}]}, r"0 <= start < end <= 3 \(text length\); got 0-9"),
-    ({"text": "abc", "spans": [{"start": 0, "end": 2}]}, r"each span needs \"start\", \"end\" and \"label\""),
-    ({"text": "a  b", "spans": [{"start": 1, "end": 3, "label": "X"}]}, r"span 1-3 \(X\) covers no word"),
-    ({"text": "abc", "spans": [{"start": 0, "end": 2, "label": "B-X"}]}, r"span label must be an entity type such as PER"),
-    ({"text": "a b c", "spans": [{"start": 0, "end": 3, "label": "X"}, {"start": 2, "end": 5, "label": "Y"}]}, r"overlaps another entity"),
-    ({"text": "abc"}, r"\"spans\" must be a list"),
-])
+@pytest.mark.parametrize(
+    "obj, message",
+    [
+        ("{not json", r"n.jsonl:1: not valid JSON"),
+        ({"words": []}, r"n.jsonl:1: expected \"tokens\" \(with \"tags\"\) or \"text\" \(with \"spans\"\)"),
+        ({"tokens": ["a", "b"], "tags": ["O"]}, r"n.jsonl:1: 2 tokens but 1 tags; expected one tag per token"),
+        ({"tokens": [], "tags": []}, r"\"tokens\" must be a non-empty list"),
+        ({"tokens": ["a"], "tags": "O"}, r"\"tags\" must be a list of strings"),
+        (
+            {"text": "abc", "spans": [{"start": 0, "end": 9, "label": "X"}]},
+            r"0 <= start < end <= 3 \(text length\); got 0-9",
+        ),
+        ({"text": "abc", "spans": [{"start": 0, "end": 2}]}, r"each span needs \"start\", \"end\" and \"label\""),
+        ({"text": "a  b", "spans": [{"start": 1, "end": 3, "label": "X"}]}, r"span 1-3 \(X\) covers no word"),
+        (
+            {"text": "abc", "spans": [{"start": 0, "end": 2, "label": "B-X"}]},
+            r"span label must be an entity type such as PER",
+        ),
+        (
+            {"text": "a b c", "spans": [{"start": 0, "end": 3, "label": "X"}, {"start": 2, "end": 5, "label": "Y"}]},
+            r"overlaps another entity",
+        ),
+        ({"text": "abc"}, r"\"spans\" must be a list"),
+    ],
+)
 def test_jsonl_errors(tmp_path, obj, message):
     path = write(tmp_path, "n.jsonl", obj if isinstance(obj, str) else json.dumps(obj))
     with pytest.raises(DataError, match=message):

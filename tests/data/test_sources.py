@@ -37,7 +37,7 @@ def error_of(path: str, **kwargs) -> str:
 
 
 def test_csv_with_header_reads_rows_and_lines(tmp_path):
-    path = write(tmp_path, "d.csv", "text,label\nhello,pos\n\"a, quoted\n text\",neg\nbye,pos\n")
+    path = write(tmp_path, "d.csv", 'text,label\nhello,pos\n"a, quoted\n text",neg\nbye,pos\n')
     table = read_table(path)
     assert isinstance(table, Table) and table.source == path and table.skipped == []
     assert table.rows == [
@@ -87,9 +87,7 @@ def test_explicit_format_overrides_extension(tmp_path):
 
 
 def test_json_list_element_lines_and_int_labels(tmp_path):
-    content = (
-        '[\n  {"text": "a", "label": 1},\n  {"text": "b",\n   "label": "x"}, {"text": "c", "label": true}\n]\n'
-    )
+    content = '[\n  {"text": "a", "label": 1},\n  {"text": "b",\n   "label": "x"}, {"text": "c", "label": true}\n]\n'
     rows = read_table(write(tmp_path, "d.json", content)).rows
     assert rows == [Row("a", None, "1", 2), Row("b", None, "x", 3), Row("c", None, "true", 4)]
 

@@ -17,13 +17,20 @@ def tok(tiny_llama_dir):
     return model_load.load_tokenizer(model_load.resolve(str(tiny_llama_dir)))
 
 
-CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there"},
-        {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]
+CHAT = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "Hi there"},
+    {"role": "assistant", "content": "Hello!"},
+    {"role": "user", "content": "2+2?"},
+    {"role": "assistant", "content": "4"},
+]
 
 
 def test_reads_alpaca_json_with_line_numbers(tmp_path):
     path = tmp_path / "a.json"
-    path.write_text('[\n {"instruction": "Add", "input": "2 and 2", "output": "4"},\n {"instruction": "Hi", "output": "Hello"}\n]\n')
+    path.write_text(
+        '[\n {"instruction": "Add", "input": "2 and 2", "output": "4"},\n {"instruction": "Hi", "output": "Hello"}\n]\n'
+    )
     ex = templates.read_examples(str(path))
     assert [e.line for e in ex.rows] == [2, 3]
     assert ex.rows[0].messages == [{"role": "user", "content": "Add\n\n2 and 2"}, {"role": "assistant", "content": "4"}]
@@ -47,14 +54,17 @@ def test_reads_plain_text_documents(tmp_path):
     assert [(e.text, e.line) for e in ex.rows] == [("first doc\nstill first", 1), ("second doc", 5)]
 
 
-@pytest.mark.parametrize("content, line, expected", [
-    ('[\n {"instruction": "a", "output": "b"},\n {"instruction": "a"}\n]', 3, 'non-empty "output"'),
-    ('[\n {"instruction": "a", "output": "b"},\n {"instruction": "a", "output": \n]', 4, "not valid JSON"),
-    ('[\n {"messages": [{"role": "robot", "content": "x"}]}\n]', 2, "one of ['assistant', 'system', 'user']"),
-    ('[\n {"messages": [{"role": "user", "content": "x"}]}\n]', 2, "no assistant message"),
-    ('[\n {"prompt": "x"}\n]', 2, "expected an Alpaca record"),
-    ('{"instruction": "a"}', 1, "expected a JSON list"),
-])
+@pytest.mark.parametrize(
+    "content, line, expected",
+    [
+        ('[\n {"instruction": "a", "output": "b"},\n {"instruction": "a"}\n]', 3, 'non-empty "output"'),
+        ('[\n {"instruction": "a", "output": "b"},\n {"instruction": "a", "output": \n]', 4, "not valid JSON"),
+        ('[\n {"messages": [{"role": "robot", "content": "x"}]}\n]', 2, "one of ['assistant', 'system', 'user']"),
+        ('[\n {"messages": [{"role": "user", "content": "x"}]}\n]', 2, "no assistant message"),
+        ('[\n {"prompt": "x"}\n]', 2, "expected an Alpaca record"),
+        ('{"instruction": "a"}', 1, "expected a JSON list"),
+    ],
+)
 def test_bad_rows_name_file_and_line(tmp_path, content, line, expected):
     path = tmp_path / "bad.json"
     path.write_text(content)

@@ -25,8 +25,28 @@ def gguf_runs(tiny_lm_run, tmp_path_factory):
     out = {}
     for dtype in ("f32", "q8_0"):
         out[dtype] = root / dtype
-        assert cli.main(["export", str(tiny_lm_run), str(out[dtype]), "--format", "gguf", "--dtype", dtype, "--parity-prompts", "2",
-                         "--parity-tokens", "8", "--latency-examples", "2", "--batch-size", "4"]) == 0
+        assert (
+            cli.main(
+                [
+                    "export",
+                    str(tiny_lm_run),
+                    str(out[dtype]),
+                    "--format",
+                    "gguf",
+                    "--dtype",
+                    dtype,
+                    "--parity-prompts",
+                    "2",
+                    "--parity-tokens",
+                    "8",
+                    "--latency-examples",
+                    "2",
+                    "--batch-size",
+                    "4",
+                ]
+            )
+            == 0
+        )
     return out
 
 
@@ -39,11 +59,18 @@ def test_gguf_file_reads_back_with_the_metadata_and_tensors_llama_cpp_expects(gg
     assert meta["llama.embedding_length"] == 32 and meta["llama.attention.head_count_kv"] == 2
     assert meta["llama.rope.freq_base"] == pytest.approx(cfg.rope_parameters["rope_theta"])
     assert meta["tokenizer.ggml.model"] == "gpt2" and meta["tokenizer.ggml.pre"] in ("gpt-2", "smollm")
-    assert len(meta["tokenizer.ggml.tokens"]) == cfg.vocab_size and meta["tokenizer.ggml.tokens"][5] == tok.convert_ids_to_tokens(5)
+    assert len(meta["tokenizer.ggml.tokens"]) == cfg.vocab_size and meta["tokenizer.ggml.tokens"][
+        5
+    ] == tok.convert_ids_to_tokens(5)
     assert meta["tokenizer.ggml.eos_token_id"] == tok.eos_token_id and "im_start" in meta["tokenizer.chat_template"]
     assert len(meta["tokenizer.ggml.merges"]) > 40000
-    assert tensors["blk.0.attn_q.weight"] == ("Q8_0", [32, 32]) and tensors["blk.1.ffn_down.weight"] == ("Q8_0", [64, 32])
-    assert tensors["blk.0.attn_norm.weight"][0] == "F32" and "output.weight" not in tensors  # tied: llama.cpp reuses token_embd
+    assert tensors["blk.0.attn_q.weight"] == ("Q8_0", [32, 32]) and tensors["blk.1.ffn_down.weight"] == (
+        "Q8_0",
+        [64, 32],
+    )
+    assert (
+        tensors["blk.0.attn_norm.weight"][0] == "F32" and "output.weight" not in tensors
+    )  # tied: llama.cpp reuses token_embd
     assert len(tensors) == 1 + 2 * 9 + 1
 
 
@@ -52,7 +79,9 @@ def test_gguf_weights_round_trip_through_transformers_and_generate_the_same_toke
     from tunelab.recipes.merge import plain_model
 
     merged = plain_model(source, tiny_lm_run)
-    exact = runs.load_run(gguf_runs["f32"])  # torch back-end: transformers reads the GGUF and undoes the RoPE reordering
+    exact = runs.load_run(
+        gguf_runs["f32"]
+    )  # torch back-end: transformers reads the GGUF and undoes the RoPE reordering
     ids = source.tokenizer(["Say the word good", "hi"], padding=True, return_tensors="pt")
     with torch.no_grad():
         torch.testing.assert_close(exact.model(**ids).logits, merged(**ids).logits, rtol=1e-4, atol=1e-4)
@@ -98,16 +127,25 @@ def test_serve_backend_llamacpp_answers_like_the_torch_backend(gguf_runs):
     messages = [{"role": "user", "content": "Say the word good"}]
     with running({**on_torch, **on_llama}, keys=["k"], max_tokens=16) as url:
         c = client(url, "k")
-        torch_text = c.chat.completions.create(model="t", messages=messages, max_tokens=12, temperature=0).choices[0].message.content
+        torch_text = (
+            c.chat.completions.create(model="t", messages=messages, max_tokens=12, temperature=0)
+            .choices[0]
+            .message.content
+        )
         reply = c.chat.completions.create(model="l", messages=messages, max_tokens=12, temperature=0, n=2)
         assert [ch.message.content for ch in reply.choices] == [torch_text, torch_text]
         assert reply.usage.completion_tokens <= 24 and reply.choices[0].finish_reason in ("length", "stop")
-        pieces = [ch.choices[0].delta.content or "" for ch in
-                  c.chat.completions.create(model="l", messages=messages, max_tokens=12, temperature=0, stream=True)]
+        pieces = [
+            ch.choices[0].delta.content or ""
+            for ch in c.chat.completions.create(model="l", messages=messages, max_tokens=12, temperature=0, stream=True)
+        ]
         assert "".join(pieces) == torch_text
         assert httpx.post(url + "/v1/chat/completions", json={"model": "l", "messages": messages}).status_code == 401
-        too_long = httpx.post(url + "/v1/completions", headers={"Authorization": "Bearer k"},
-                              json={"model": "l", "prompt": "hi", "max_tokens": 999})
+        too_long = httpx.post(
+            url + "/v1/completions",
+            headers={"Authorization": "Bearer k"},
+            json={"model": "l", "prompt": "hi", "max_tokens": 999},
+        )
         assert too_long.status_code == 400 and "cap of 16" in too_long.text
         metrics = httpx.get(url + "/metrics").text
     assert 'tunelab_generated_tokens_total{model="l"}' in metrics and "tunelab_batch_seconds_count" in metrics
@@ -137,4 +175,9 @@ def test_parity_compare_reports_where_and_how_close():
     reference = [([1, 2, 3, 4], [5.0, 4.0, 0.001, 3.0]), ([7, 8], [1.0, 1.0])]
     out = parity.compare(reference, [[1, 2, 9, 9], [7, 8]])
     assert out["identical"] == 1 and out["matching_tokens"] == 4
-    assert out["per_prompt"][0] == {"equal": False, "first_difference": 2, "reference_margin_at_difference": 0.001, "matching_prefix": 2}
+    assert out["per_prompt"][0] == {
+        "equal": False,
+        "first_difference": 2,
+        "reference_margin_at_difference": 0.001,
+        "matching_prefix": 2,
+    }

@@ -18,7 +18,12 @@ pytest.importorskip("onnxruntime", reason="ONNX export needs the compress extra:
 @pytest.fixture(scope="module")
 def onnx_run(tiny_cls_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("onnx") / "run"
-    assert cli.main(["export", str(tiny_cls_run), str(out), "--format", "onnx", "--latency-examples", "4", "--batch-size", "8"]) == 0
+    assert (
+        cli.main(
+            ["export", str(tiny_cls_run), str(out), "--format", "onnx", "--latency-examples", "4", "--batch-size", "8"]
+        )
+        == 0
+    )
     return out
 
 
@@ -69,8 +74,12 @@ def test_serve_predicts_with_onnxruntime(onnx_run, tiny_cls_run):
     served = registry.load_all([f"ort={onnx_run}", f"pt={tiny_cls_run}"], log=lambda m: None)
     assert type(served["ort"].model).__name__ == "OrtModel"
     with running(served) as url:
-        got = {name: httpx.post(url + "/v1/predict", json={"model": name, "input": ["good fun movie", "awful dull plot"]}).json()
-               for name in ("ort", "pt")}
+        got = {
+            name: httpx.post(
+                url + "/v1/predict", json={"model": name, "input": ["good fun movie", "awful dull plot"]}
+            ).json()
+            for name in ("ort", "pt")
+        }
     assert [d["label"] for d in got["ort"]["data"]] == [d["label"] for d in got["pt"]["data"]]
 
 
@@ -79,15 +88,37 @@ def test_ner_run_exports_and_predicts_the_same_entities(tmp_path, tiny_bert_dir,
 
     train, dev = write_ner(tmp_path / "train.conll", n=48), write_ner(tmp_path / "dev.conll", n=12, seed=1)
     run = tmp_path / "ner"
-    assert cli.main(["train", "--quiet", "task=token_classification", f"model.name={tiny_bert_dir}", f"data.train={train}",
-                     f"data.dev={dev}", "model.max_length=16", "data.stride=4", "train.epochs=4", "train.batch_size=16",
-                     "train.lr=1e-2", "speed.cache=false", f"output_dir={run}"]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "--quiet",
+                "task=token_classification",
+                f"model.name={tiny_bert_dir}",
+                f"data.train={train}",
+                f"data.dev={dev}",
+                "model.max_length=16",
+                "data.stride=4",
+                "train.epochs=4",
+                "train.batch_size=16",
+                "train.lr=1e-2",
+                "speed.cache=false",
+                f"output_dir={run}",
+            ]
+        )
+        == 0
+    )
     out = tmp_path / "ner-onnx"
-    assert cli.main(["export", str(run), str(out), "--format", "onnx", "--latency-examples", "2", "--batch-size", "8"]) == 0
+    assert (
+        cli.main(["export", str(run), str(out), "--format", "onnx", "--latency-examples", "2", "--batch-size", "8"])
+        == 0
+    )
     assert json.loads((out / "cost.json").read_text())["parity"]["max_abs_logit_diff"] <= 1e-4
     outputs = {}
     for name, folder in (("pt", run), ("ort", out)):  # long input: windows of 16 sub-words, merged per word
-        monkeypatch.setattr(sys, "stdin", io.StringIO("the good actor was in the film story and the actor was very good in it\n"))
+        monkeypatch.setattr(
+            sys, "stdin", io.StringIO("the good actor was in the film story and the actor was very good in it\n")
+        )
         capsys.readouterr()
         assert cli.main(["predict", str(folder)]) == 0
         outputs[name] = json.loads(capsys.readouterr().out)

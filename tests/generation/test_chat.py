@@ -45,7 +45,19 @@ class Terminal:
 
 
 def test_chat_session_over_a_pty(tiny_llama_dir):
-    term = Terminal([sys.executable, "-m", "tunelab.cli", "chat", str(tiny_llama_dir), "--max-new-tokens", "4", "--context-window", "64"])
+    term = Terminal(
+        [
+            sys.executable,
+            "-m",
+            "tunelab.cli",
+            "chat",
+            str(tiny_llama_dir),
+            "--max-new-tokens",
+            "4",
+            "--context-window",
+            "64",
+        ]
+    )
     try:
         assert "/reset" in term.read_until("> ")  # the help line, then the prompt
         term.send("hello there")

@@ -15,24 +15,49 @@ def test_prompt_prints_only_the_generated_text(tiny_llama_dir, capsys):
     assert cli.main(["generate", str(tiny_llama_dir), "--prompt", "hello world", "--max-new-tokens", "5"]) == 0
     out = capsys.readouterr().out
     tgt = target.load(str(tiny_llama_dir))
-    expected = generate(tgt.model, tgt.tokenizer, ["hello world"], GenerationConfig(max_new_tokens=5), log=lambda m: None)[0].text
+    expected = generate(
+        tgt.model, tgt.tokenizer, ["hello world"], GenerationConfig(max_new_tokens=5), log=lambda m: None
+    )[0].text
     assert out == expected + "\n" and not out.startswith("hello world")
 
 
 def test_jsonl_prompts_and_messages_to_jsonl(tiny_llama_dir, tmp_path, capsys):
     src = tmp_path / "in.jsonl"
-    src.write_text(json.dumps({"prompt": "the movie"}) + "\n" + json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n")
-    assert cli.main(["generate", str(tiny_llama_dir), "--input", str(src), "--output", str(tmp_path / "out.jsonl"),
-                     "--max-new-tokens", "3", "--batch-size", "2"]) == 0
+    src.write_text(
+        json.dumps({"prompt": "the movie"})
+        + "\n"
+        + json.dumps({"messages": [{"role": "user", "content": "hi"}]})
+        + "\n"
+    )
+    assert (
+        cli.main(
+            [
+                "generate",
+                str(tiny_llama_dir),
+                "--input",
+                str(src),
+                "--output",
+                str(tmp_path / "out.jsonl"),
+                "--max-new-tokens",
+                "3",
+                "--batch-size",
+                "2",
+            ]
+        )
+        == 0
+    )
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [r["new_tokens"] for r in rows] == [3, 3] and all(r["finish_reason"] == "length" for r in rows)
 
 
-@pytest.mark.parametrize("line, expected", [
-    ('{"prompt": 3}', 'expected {"prompt": TEXT}'),
-    ('{"messages": [{"role": "robot", "content": "x"}]}', "messages[0]"),
-    ("not json", "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ('{"prompt": 3}', 'expected {"prompt": TEXT}'),
+        ('{"messages": [{"role": "robot", "content": "x"}]}', "messages[0]"),
+        ("not json", "not valid JSON"),
+    ],
+)
 def test_bad_prompt_file_names_line(tiny_llama_dir, tmp_path, capsys, line, expected):
     src = tmp_path / "in.jsonl"
     src.write_text('{"prompt": "ok"}\n' + line + "\n")

@@ -31,9 +31,11 @@ def test_greedy_is_token_identical_to_transformers(tiny):
     ours = gen(tiny)
     for prompt, out in zip(PROMPTS, ours):
         enc = tok(prompt, return_tensors="pt")
-        ref = model.generate(**enc, max_new_tokens=12, do_sample=False)[0, enc.input_ids.shape[1]:].tolist()
+        ref = model.generate(**enc, max_new_tokens=12, do_sample=False)[0, enc.input_ids.shape[1] :].tolist()
         assert out.tokens == ref
-    assert [o.tokens for o in ours] == [gen(tiny, [p])[0].tokens for p in PROMPTS]  # batching (left padding) changes nothing
+    assert [o.tokens for o in ours] == [
+        gen(tiny, [p])[0].tokens for p in PROMPTS
+    ]  # batching (left padding) changes nothing
 
 
 def test_num_beams_1_and_top_k_1_sampling_equal_greedy(tiny):
@@ -56,7 +58,9 @@ def test_sampling_seed_reproduces_and_varies(tiny):
 
 def test_temperature_and_top_p(tiny):
     greedy = [o.tokens for o in gen(tiny)]
-    assert [o.tokens for o in gen(tiny, do_sample=True, top_k=0, temperature=1e-4, seed=5)] == greedy  # near-zero: argmax
+    assert [
+        o.tokens for o in gen(tiny, do_sample=True, top_k=0, temperature=1e-4, seed=5)
+    ] == greedy  # near-zero: argmax
     assert [o.tokens for o in gen(tiny, do_sample=True, top_k=0, top_p=1e-6, seed=5)] == greedy  # only the top token
     hot = [len(set(o.tokens)) for o in gen(tiny, do_sample=True, top_k=0, temperature=5.0, seed=5)]
     assert sum(hot) > sum(len(set(t)) for t in greedy)  # flatter distribution: more distinct tokens
@@ -97,9 +101,18 @@ def test_length_penalty_favours_longer_beams(tiny):
     longer = 0
     for eos in candidates:
         model.generation_config.eos_token_id = eos
-        lengths = [len(generate(model, tok, PROMPTS[:1], GenerationConfig(max_new_tokens=8, num_beams=4, length_penalty=lp,
-                                                                              early_stopping=True), log=lambda m: None)[0].tokens)
-                   for lp in (-5.0, 5.0)]
+        lengths = [
+            len(
+                generate(
+                    model,
+                    tok,
+                    PROMPTS[:1],
+                    GenerationConfig(max_new_tokens=8, num_beams=4, length_penalty=lp, early_stopping=True),
+                    log=lambda m: None,
+                )[0].tokens
+            )
+            for lp in (-5.0, 5.0)
+        ]
         assert lengths[1] >= lengths[0]
         longer += lengths[1] > lengths[0]
     assert longer >= 1
@@ -142,7 +155,10 @@ def test_context_window_keeps_system_and_recent_turns(tiny):
     _, tok = tiny
     turns = [{"role": "system", "content": "SYS"}]
     for i in range(10):
-        turns += [{"role": "user", "content": f"question {i} " * 5}, {"role": "assistant", "content": f"answer {i} " * 5}]
+        turns += [
+            {"role": "user", "content": f"question {i} " * 5},
+            {"role": "assistant", "content": f"answer {i} " * 5},
+        ]
     turns.append({"role": "user", "content": "last question"})
     logs = []
     ids, dropped = encode_prompt(tok, turns, budget=120, log=logs.append)

@@ -22,12 +22,17 @@ INTENDED = {
     "full": r".",
     "freeze": r"(encoder\.layer|\.layers)\.1\.",
     "bitfit": r"\.bias$",
-    "lora": r"\.lora_[AB]\.", "qlora": r"\.lora_[AB]\.", "rslora": r"\.lora_[AB]\.", "loraplus": r"\.lora_[AB]\.",
+    "lora": r"\.lora_[AB]\.",
+    "qlora": r"\.lora_[AB]\.",
+    "rslora": r"\.lora_[AB]\.",
+    "loraplus": r"\.lora_[AB]\.",
     "dora": r"\.lora_([AB]|magnitude_vector)\.",
     "adalora": r"\.lora_[ABE]\.",
     "ia3": r"\.ia3_l\.",
     "adapter": r"\.adapter\.",
-    "prefix": r"^prompt_encoder\.", "p-tuning": r"^prompt_encoder\.", "prompt-tuning": r"^prompt_encoder\.",
+    "prefix": r"^prompt_encoder\.",
+    "p-tuning": r"^prompt_encoder\.",
+    "prompt-tuning": r"^prompt_encoder\.",
 }
 HEAD = r"(^|\.)classifier\.|modules_to_save"
 UNSUPPORTED = {("bitfit", "llama"): "has none", ("prefix", "bert"): "past_key_values"}
@@ -101,7 +106,13 @@ def test_trainable_count_matches_tunelab_info(name, dirs, capsys):
     from tunelab import cli
 
     _, model, _, _ = applied(name, "bert", dirs)
-    assert cli.main(["info", str(dirs["bert"]), "--method", name, "--set"] + [f"method.{k}={v}" for k, v in OPTIONS.get(name, {}).items()]) == 0
+    assert (
+        cli.main(
+            ["info", str(dirs["bert"]), "--method", name, "--set"]
+            + [f"method.{k}={v}" for k, v in OPTIONS.get(name, {}).items()]
+        )
+        == 0
+    )
     info = json.loads(capsys.readouterr().out)
     assert info["trainable_parameters"] == base.count_parameters(model)[0]
 
@@ -124,7 +135,11 @@ def test_save_load_round_trip_is_exact(name, kind, dirs, tmp_path):
     perturb(model)
     model.eval()
     expected = out(model, inputs)
-    head_before = {n: p.detach().clone() for n, p in model.named_parameters() if re.search(HEAD, n) and ".original_module." not in n}
+    head_before = {
+        n: p.detach().clone()
+        for n, p in model.named_parameters()
+        if re.search(HEAD, n) and ".original_module." not in n
+    }
     module.save(model, tmp_path)
     fresh, head2, _ = build(kind, dirs)  # new random head: load must restore the trained one
     loaded = module.load(fresh, config(name), head2, tmp_path).eval()

@@ -17,12 +17,26 @@ from tunelab.recipes import finetune
 
 def run_cfg(tmp_path: Path, model_dir: Path, *extra: str):
     data = write_sentiment(tmp_path / "train.tsv", n=96)
-    return config.load(None, [f"model.name={model_dir}", f"data.train={data}", "data.text_column=sentence", f"output_dir={tmp_path / 'run'}",
-                              "train.batch_size=8", "train.lr=1e-2", "train.log_every=1", "train.precision=fp32", *extra])
+    return config.load(
+        None,
+        [
+            f"model.name={model_dir}",
+            f"data.train={data}",
+            "data.text_column=sentence",
+            f"output_dir={tmp_path / 'run'}",
+            "train.batch_size=8",
+            "train.lr=1e-2",
+            "train.log_every=1",
+            "train.precision=fp32",
+            *extra,
+        ],
+    )
 
 
 def bert(tiny_bert_dir):
-    return model_load.load_model(model_load.resolve(str(tiny_bert_dir)), "AutoModelForSequenceClassification", num_labels=2)
+    return model_load.load_model(
+        model_load.resolve(str(tiny_bert_dir)), "AutoModelForSequenceClassification", num_labels=2
+    )
 
 
 class RankLog:
@@ -39,8 +53,15 @@ class RankLog:
 
 
 def test_adalora_prunes_ranks_during_training(tmp_path, tiny_bert_dir):
-    cfg = run_cfg(tmp_path, tiny_bert_dir, "method=adalora", "method.init_r=4", "method.target_r=1", "method.target_modules=[query,value]",
-                  "train.max_steps=20")
+    cfg = run_cfg(
+        tmp_path,
+        tiny_bert_dir,
+        "method=adalora",
+        "method.init_r=4",
+        "method.target_r=1",
+        "method.target_modules=[query,value]",
+        "train.max_steps=20",
+    )
     log = RankLog()
     finetune.run(cfg, quiet=True, log=lambda m: None, callbacks=(log,))
     layers = 2 * 2  # 2 transformer layers x (query, value)
@@ -75,7 +96,9 @@ def test_adapter_unknown_architecture_names_the_layouts(tiny_bert_dir):
     model, head = bert(tiny_bert_dir)
     for layer in model.bert.encoder.layer:  # hide the attention output so no known layout matches
         layer.attention.output = torch.nn.Identity()
-    with pytest.raises(ConfigError, match="adapter does not know where attention and feed-forward outputs are.*known layouts"):
+    with pytest.raises(
+        ConfigError, match="adapter does not know where attention and feed-forward outputs are.*known layouts"
+    ):
         adapter.apply(model, adapter.Config(), head)
 
 

@@ -18,19 +18,38 @@ def test_int8_base_stores_int8_weights_and_trains_only_the_adapters(tiny_bert_di
     from transformers import BertForSequenceClassification
 
     model = BertForSequenceClassification.from_pretrained(str(tiny_bert_dir), num_labels=2)
-    fp32_bytes = sum(m.weight.numel() * 4 for n, m in model.named_modules() if n in qlora.base_linears(model, ["classifier"]))
+    fp32_bytes = sum(
+        m.weight.numel() * 4 for n, m in model.named_modules() if n in qlora.base_linears(model, ["classifier"])
+    )
     model = qlora.apply(model, qlora.Config(), ["classifier"])
     quantized = [m.base_layer.weight for n, m in model.named_modules() if n.endswith("query")]
     assert quantized and all(w.qdata.dtype == torch.int8 for w in quantized)
-    int8_bytes = sum(m.weight.qdata.numel() for m in model.modules() if isinstance(m, torch.nn.Linear) and hasattr(m.weight, "qdata"))
+    int8_bytes = sum(
+        m.weight.qdata.numel() for m in model.modules() if isinstance(m, torch.nn.Linear) and hasattr(m.weight, "qdata")
+    )
     assert int8_bytes * 4 == fp32_bytes  # every base linear of the stack, at one byte per weight
     assert all("lora_" in n or "classifier" in n for n, p in model.named_parameters() if p.requires_grad)
 
 
 def test_qlora_run_trains_predicts_and_merges(tiny_bert_dir, sentiment_tsv, tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
-    assert cli.main(["train", "--quiet", f"model.name={tiny_bert_dir}", f"data.train={sentiment_tsv}", "data.text_column=sentence",
-                     "method=qlora", "train.max_steps=3", "train.batch_size=8", "train.lr=1e-2", f"output_dir={out}"]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "--quiet",
+                f"model.name={tiny_bert_dir}",
+                f"data.train={sentiment_tsv}",
+                "data.text_column=sentence",
+                "method=qlora",
+                "train.max_steps=3",
+                "train.batch_size=8",
+                "train.lr=1e-2",
+                f"output_dir={out}",
+            ]
+        )
+        == 0
+    )
     loaded = runs.load_run(out)
     assert any("torchao" in type(m.weight).__module__ for m in loaded.model.modules() if isinstance(m, torch.nn.Linear))
     capsys.readouterr()

@@ -17,15 +17,23 @@ from tunelab.recipes import compare
 
 
 def write_config(tmp_path, model: str, data: dict, train: dict) -> str:
-    cfg = {"model": {"name": model, "max_length": 64}, "data": data, "output_dir": str(tmp_path / "cmp"),
-           "train": {"batch_size": 16, "threads": 1, "log_every": 2, **train}}
+    cfg = {
+        "model": {"name": model, "max_length": 64},
+        "data": data,
+        "output_dir": str(tmp_path / "cmp"),
+        "train": {"batch_size": 16, "threads": 1, "log_every": 2, **train},
+    }
     path = tmp_path / "compare.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return str(path)
 
 
 def table(out) -> dict[str, list[str]]:
-    lines = [ln for ln in (out / "compare.md").read_text().splitlines() if ln.startswith("| ") and not ln.startswith("| method")]
+    lines = [
+        ln
+        for ln in (out / "compare.md").read_text().splitlines()
+        if ln.startswith("| ") and not ln.startswith("| method")
+    ]
     return {cells[0]: cells for cells in ([c.strip() for c in ln.strip("|").split("|")] for ln in lines)}
 
 
@@ -45,7 +53,12 @@ def test_bad_per_method_override_names_the_format():
 
 def test_failure_is_reported_and_rerun_skips_finished(tmp_path, tiny_bert_dir):
     data = write_sentiment(tmp_path / "train.tsv", n=64)
-    path = write_config(tmp_path, str(tiny_bert_dir), {"train": str(data), "text_column": "sentence"}, {"max_steps": 3, "precision": "fp32"})
+    path = write_config(
+        tmp_path,
+        str(tiny_bert_dir),
+        {"train": str(data), "text_column": "sentence"},
+        {"max_steps": 3, "precision": "fp32"},
+    )
     args = ["compare", path, "--methods", "lora,ia3", "--set", "ia3.method.target_modules=[nope]"]
     assert cli.main(args) == 0
     out = tmp_path / "cmp"
@@ -64,8 +77,18 @@ def test_failure_is_reported_and_rerun_skips_finished(tmp_path, tiny_bert_dir):
 def test_compare_every_method_on_minilm(tmp_path, shared_data):
     """Every applicable method end to end on a small SST-2 slice; the table has a sane row for each."""
     sst2 = shared_data / "sst2"
-    path = write_config(tmp_path, "minilm-l6", {"train": str(sst2 / "train.tsv"), "dev": str(sst2 / "dev.tsv"), "text_column": "sentence",
-                                                "max_train_rows": 192, "max_dev_rows": 128}, {"max_steps": 12, "eval_every": 12})
+    path = write_config(
+        tmp_path,
+        "minilm-l6",
+        {
+            "train": str(sst2 / "train.tsv"),
+            "dev": str(sst2 / "dev.tsv"),
+            "text_column": "sentence",
+            "max_train_rows": 192,
+            "max_dev_rows": 128,
+        },
+        {"max_steps": 12, "eval_every": 12},
+    )
     start = time.perf_counter()
     out = compare.run(path, [], log=lambda m: None)
     print(f"compare on minilm-l6: {time.perf_counter() - start:.0f} s")

@@ -16,12 +16,22 @@ import pytest
 
 from tunelab.recipes import compare
 
+
 @pytest.mark.real
 def test_adapter_lora_and_prompt_methods_beat_the_untrained_head(tmp_path, shared_data):
     d = shared_data / "sst2"
-    cfg = {"output_dir": str(tmp_path / "cmp"), "model": {"name": "minilm-l6", "max_length": 64},
-           "data": {"train": str(d / "train.tsv"), "dev": str(d / "dev.tsv"), "text_column": "sentence", "max_train_rows": 1600, "max_dev_rows": 500},
-           "train": {"epochs": 2, "batch_size": 32, "threads": 1, "log_every": 10}}
+    cfg = {
+        "output_dir": str(tmp_path / "cmp"),
+        "model": {"name": "minilm-l6", "max_length": 64},
+        "data": {
+            "train": str(d / "train.tsv"),
+            "dev": str(d / "dev.tsv"),
+            "text_column": "sentence",
+            "max_train_rows": 1600,
+            "max_dev_rows": 500,
+        },
+        "train": {"epochs": 2, "batch_size": 32, "threads": 1, "log_every": 10},
+    }
     path = tmp_path / "cmp.yaml"
     path.write_text(json.dumps(cfg))
     start = time.perf_counter()

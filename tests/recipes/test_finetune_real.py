@@ -36,10 +36,23 @@ def sst2_runs(tmp_path_factory, shared_data, minilm):
     out = tmp_path_factory.mktemp("sst2")
     results = {}
     for method, extra in RUNS.items():
-        cfg = config.load(None, [
-            f"model.name={minilm}", f"data.train={shared_data / 'sst2' / 'train.tsv'}", f"data.dev={shared_data / 'sst2' / 'dev.tsv'}",
-            "data.text_column=sentence", "data.max_train_rows=4000", f"method={method}", "train.epochs=3", "train.batch_size=32",
-            "train.eval_every=375", "train.threads=1", f"output_dir={out / method}", *extra])
+        cfg = config.load(
+            None,
+            [
+                f"model.name={minilm}",
+                f"data.train={shared_data / 'sst2' / 'train.tsv'}",
+                f"data.dev={shared_data / 'sst2' / 'dev.tsv'}",
+                "data.text_column=sentence",
+                "data.max_train_rows=4000",
+                f"method={method}",
+                "train.epochs=3",
+                "train.batch_size=32",
+                "train.eval_every=375",
+                "train.threads=1",
+                f"output_dir={out / method}",
+                *extra,
+            ],
+        )
         results[method] = (finetune.run(cfg, quiet=True, log=lambda m: None), out / method)
     return results
 

@@ -7,8 +7,8 @@ import json
 import httpx
 import openai
 import pytest
-from tests.serve.harness import client, running
 
+from tests.serve.harness import client, running
 from tunelab.generation import GenerationConfig, generate
 from tunelab.serve import registry
 
@@ -29,8 +29,14 @@ def base(tiny_served):
 
 def _reference(tiny_served, prompt, max_new_tokens):
     s = tiny_served["tiny"]
-    return generate(s.model, s.tokenizer, [prompt], GenerationConfig(max_new_tokens=max_new_tokens), template=s.template,
-                    log=lambda m: None)[0]
+    return generate(
+        s.model,
+        s.tokenizer,
+        [prompt],
+        GenerationConfig(max_new_tokens=max_new_tokens),
+        template=s.template,
+        log=lambda m: None,
+    )[0]
 
 
 def test_models_health_and_completion_equals_generate(base, tiny_served):
@@ -40,15 +46,25 @@ def test_models_health_and_completion_equals_generate(base, tiny_served):
     r = c.completions.create(model="tiny", prompt="the movie was", max_tokens=10, temperature=0)
     ref = _reference(tiny_served, "the movie was", 10)
     assert r.choices[0].text == ref.text and r.choices[0].finish_reason == "length"
-    assert r.usage.completion_tokens == 10 and r.usage.prompt_tokens == len(tiny_served["tiny"].tokenizer("the movie was")["input_ids"])
+    assert r.usage.completion_tokens == 10 and r.usage.prompt_tokens == len(
+        tiny_served["tiny"].tokenizer("the movie was")["input_ids"]
+    )
 
 
 def test_chat_equals_generate_and_stream_concatenates_to_it(base, tiny_served):
     c = client(base)
     full = c.chat.completions.create(model="tiny", messages=CHAT, max_tokens=12, temperature=0)
     assert full.choices[0].message.content == _reference(tiny_served, CHAT, 12).text
-    chunks = list(c.chat.completions.create(model="tiny", messages=CHAT, max_tokens=12, temperature=0, stream=True,
-                                            stream_options={"include_usage": True}))
+    chunks = list(
+        c.chat.completions.create(
+            model="tiny",
+            messages=CHAT,
+            max_tokens=12,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     pieces = [ch.choices[0].delta.content for ch in chunks if ch.choices and ch.choices[0].delta.content]
     assert len(pieces) > 1  # tokens arrive incrementally
     assert "".join(pieces) == full.choices[0].message.content
@@ -72,26 +88,31 @@ def test_stop_strings_n_and_seed(base):
     c = client(base)
     r = c.completions.create(model="tiny", prompt="the movie was", max_tokens=10, temperature=0)
     text = r.choices[0].text
-    stop = text[len(text) // 2: len(text) // 2 + 3]
+    stop = text[len(text) // 2 : len(text) // 2 + 3]
     cut = c.completions.create(model="tiny", prompt="the movie was", max_tokens=10, temperature=0, stop=[stop])
     assert cut.choices[0].text == text[: text.find(stop)] and cut.choices[0].finish_reason == "stop"
-    a, b = (c.completions.create(model="tiny", prompt="hi", max_tokens=8, temperature=1.0, seed=7, n=2) for _ in range(2))
+    a, b = (
+        c.completions.create(model="tiny", prompt="hi", max_tokens=8, temperature=1.0, seed=7, n=2) for _ in range(2)
+    )
     assert [x.text for x in a.choices] == [x.text for x in b.choices] and len(a.choices) == 2
     assert [x.index for x in a.choices] == [0, 1]
 
 
-@pytest.mark.parametrize("extra, field", [
-    ({"temperature": 3}, "temperature"),
-    ({"max_tokens": 0}, "max_tokens"),
-    ({"max_tokens": 65}, "max_tokens"),  # above the server's cap of 64
-    ({"top_p": 0}, "top_p"),
-    ({"n": "two"}, "n"),
-    ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
-    ({"presence_penalty": 0.5}, "presence_penalty"),
-    ({"logprobs": 3}, "logprobs"),
-    ({"echo": True}, "echo"),
-    ({"frobnicate": 1}, "frobnicate"),
-])
+@pytest.mark.parametrize(
+    "extra, field",
+    [
+        ({"temperature": 3}, "temperature"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"max_tokens": 65}, "max_tokens"),  # above the server's cap of 64
+        ({"top_p": 0}, "top_p"),
+        ({"n": "two"}, "n"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"presence_penalty": 0.5}, "presence_penalty"),
+        ({"logprobs": 3}, "logprobs"),
+        ({"echo": True}, "echo"),
+        ({"frobnicate": 1}, "frobnicate"),
+    ],
+)
 def test_bad_parameters_are_400_naming_the_field(base, extra, field):
     r = httpx.post(base + "/v1/completions", json={"model": "tiny", "prompt": "hi", **extra})
     assert r.status_code == 400, r.text
@@ -102,9 +123,15 @@ def test_bad_parameters_are_400_naming_the_field(base, extra, field):
 def test_chat_rejects_tools_and_accepts_harmless_fields(base):
     c = client(base)
     with pytest.raises(openai.BadRequestError, match="tool calling is not supported"):
-        c.chat.completions.create(model="tiny", messages=CHAT, max_tokens=2,
-                                  tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}])
-    r = c.chat.completions.create(model="tiny", messages=CHAT, max_tokens=2, user="u1", metadata={"a": "b"}, store=False)
+        c.chat.completions.create(
+            model="tiny",
+            messages=CHAT,
+            max_tokens=2,
+            tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}],
+        )
+    r = c.chat.completions.create(
+        model="tiny", messages=CHAT, max_tokens=2, user="u1", metadata={"a": "b"}, store=False
+    )
     assert r.choices[0].message.role == "assistant"
     r = httpx.post(base + "/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 400 and "not valid JSON" in r.json()["error"]["message"]
@@ -119,16 +146,25 @@ def test_prompt_longer_than_context_is_400(base):
 def test_unknown_model_is_404_in_openai_format(base):
     with pytest.raises(openai.NotFoundError) as info:
         client(base).chat.completions.create(model="nope", messages=CHAT, max_tokens=2)
-    assert info.value.body == {"message": "The model 'nope' does not exist; GET /v1/models lists the served models",
-                               "type": "invalid_request_error", "param": "model", "code": "model_not_found"}
-    assert httpx.post(base + "/v1/predict", json={"model": "tiny", "input": "x"}).json()["error"]["code"] == "wrong_endpoint"
+    assert info.value.body == {
+        "message": "The model 'nope' does not exist; GET /v1/models lists the served models",
+        "type": "invalid_request_error",
+        "param": "model",
+        "code": "model_not_found",
+    }
+    assert (
+        httpx.post(base + "/v1/predict", json={"model": "tiny", "input": "x"}).json()["error"]["code"]
+        == "wrong_endpoint"
+    )
 
 
 def test_oversized_body_is_413(tiny_served):
     with running(tiny_served, max_body_bytes=2048) as url:
         r = httpx.post(url + "/v1/completions", json={"model": "tiny", "prompt": "x" * 5000})
         assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
-        chunked = httpx.post(url + "/v1/completions", content=iter([b'{"model": "tiny", "prompt": "', b"x" * 5000, b'"}']))
+        chunked = httpx.post(
+            url + "/v1/completions", content=iter([b'{"model": "tiny", "prompt": "', b"x" * 5000, b'"}'])
+        )
         assert chunked.status_code == 413
 
 
@@ -156,6 +192,6 @@ def test_metrics_count_requests_tokens_and_batches(base):
     assert float(lines['tunelab_requests_total{route="/v1/completions",status="404"}']) >= 1
     assert float(lines['tunelab_generated_tokens_total{model="tiny"}']) >= 3
     assert lines["tunelab_queue_depth"] == "0"
-    assert float(lines['tunelab_batch_size_count']) >= 1
+    assert float(lines["tunelab_batch_size_count"]) >= 1
     assert float(lines['tunelab_request_latency_seconds_count{route="/v1/completions"}']) >= 2
     assert "# TYPE tunelab_request_latency_seconds histogram" in text

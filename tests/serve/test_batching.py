@@ -10,8 +10,8 @@ from contextlib import contextmanager
 
 import httpx
 import pytest
-from tests.serve.harness import client, running
 
+from tests.serve.harness import client, running
 from tunelab.generation import GenerationConfig, generate
 from tunelab.serve import registry
 
@@ -33,21 +33,27 @@ def slowed(served, seconds: float):
 
 def _metrics(url: str) -> dict[str, float]:
     text = httpx.get(url + "/metrics").text
-    return {k: float(v) for k, v in (line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))}
+    return {
+        k: float(v) for k, v in (line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    }
 
 
 def test_concurrent_requests_are_batched_and_equal_their_solo_output(served):
     s = served["tiny"]
     prompts = ["the movie was", "good", "a very dull plot and", "love it", "the actor", "this film is not"]
-    solo = [generate(s.model, s.tokenizer, [p], GenerationConfig(max_new_tokens=4 + i), log=lambda m: None)[0].text
-            for i, p in enumerate(prompts)]
+    solo = [
+        generate(s.model, s.tokenizer, [p], GenerationConfig(max_new_tokens=4 + i), log=lambda m: None)[0].text
+        for i, p in enumerate(prompts)
+    ]
     with slowed(served, 0.005), running(served, max_batch_size=8, max_wait_ms=300) as url:
         c = client(url)
         barrier = threading.Barrier(len(prompts))
 
         def one(i):
             barrier.wait()
-            return c.completions.create(model="tiny", prompt=prompts[i], max_tokens=4 + i, temperature=0).choices[0].text
+            return (
+                c.completions.create(model="tiny", prompt=prompts[i], max_tokens=4 + i, temperature=0).choices[0].text
+            )
 
         with ThreadPoolExecutor(len(prompts)) as pool:
             got = list(pool.map(one, range(len(prompts))))
@@ -76,7 +82,9 @@ def test_client_disconnect_stops_generation(served):
             lines = r.iter_lines()
             assert next(lines).startswith("data: ") and next(lines) == ""
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not _metrics(url).get('tunelab_cancelled_total{reason="client_gone_or_timeout"}'):
+        while time.monotonic() < deadline and not _metrics(url).get(
+            'tunelab_cancelled_total{reason="client_gone_or_timeout"}'
+        ):
             time.sleep(0.1)
         m = _metrics(url)
     assert m['tunelab_cancelled_total{reason="client_gone_or_timeout"}'] == 1

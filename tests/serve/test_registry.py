@@ -7,14 +7,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.serve.harness import client, running
 
+from tests.conftest import write_alpaca, write_sentiment
+from tests.serve.harness import client, running
 from tunelab import cli, runs
 from tunelab.errors import ConfigError
 from tunelab.generation import GenerationConfig, generate
 from tunelab.serve import registry
-
-from tests.conftest import write_alpaca, write_sentiment
 
 PROMPT = [{"role": "user", "content": "Say the word good"}]
 
@@ -22,10 +21,28 @@ PROMPT = [{"role": "user", "content": "Say the word good"}]
 def _lora_run(tmp: Path, tiny_llama_dir: Path, name: str, seed: int) -> Path:
     train = write_alpaca(tmp / f"{name}.json", 16, seed=seed)
     out = tmp / name
-    assert cli.main(["train", "--quiet", "task=causal_lm", f"model.name={tiny_llama_dir}", f"data.train={train}",
-                     f"data.dev={train}", f"output_dir={out}", "method=lora", "train.max_steps=4", "train.batch_size=8",
-                     "train.lr=5e-2", "train.precision=fp32", f"train.seed={seed}", "lm.eval_generations=0",
-                     "model.max_length=64"]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "--quiet",
+                "task=causal_lm",
+                f"model.name={tiny_llama_dir}",
+                f"data.train={train}",
+                f"data.dev={train}",
+                f"output_dir={out}",
+                "method=lora",
+                "train.max_steps=4",
+                "train.batch_size=8",
+                "train.lr=5e-2",
+                "train.precision=fp32",
+                f"train.seed={seed}",
+                "lm.eval_generations=0",
+                "model.max_length=64",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -40,8 +57,9 @@ def _alone(run: Path) -> str:
     from tunelab.data import templates
 
     tpl = templates.chat_template(loaded.tokenizer, loaded.cfg.lm.chat_template)
-    return generate(loaded.model, loaded.tokenizer, [PROMPT], GenerationConfig(max_new_tokens=8), template=tpl,
-                    log=lambda m: None)[0].text
+    return generate(
+        loaded.model, loaded.tokenizer, [PROMPT], GenerationConfig(max_new_tokens=8), template=tpl, log=lambda m: None
+    )[0].text
 
 
 def test_adapters_share_one_base_and_each_equals_its_run_alone(adapters, tiny_llama_dir):
@@ -51,8 +69,12 @@ def test_adapters_share_one_base_and_each_equals_its_run_alone(adapters, tiny_ll
     with running(served) as url:
         c = client(url)
         assert [m.id for m in c.models.list().data] == ["alpha", "b2", "base"]
-        got = {name: c.chat.completions.create(model=name, messages=PROMPT, max_tokens=8, temperature=0).choices[0].message.content
-               for name in ("alpha", "b2", "base", "alpha")}
+        got = {
+            name: c.chat.completions.create(model=name, messages=PROMPT, max_tokens=8, temperature=0)
+            .choices[0]
+            .message.content
+            for name in ("alpha", "b2", "base", "alpha")
+        }
     assert got["alpha"] == alone["alpha"] and got["b2"] == alone["beta"]
     assert len({got["alpha"], got["b2"], got["base"]}) == 3  # the adapters really change the output
 
@@ -62,8 +84,22 @@ def classifier(tmp_path_factory, tiny_bert_dir):
     tmp = tmp_path_factory.mktemp("cls")
     data = write_sentiment(tmp / "train.tsv")
     out = tmp / "sentiment"
-    assert cli.main(["train", "--quiet", f"model.name={tiny_bert_dir}", f"data.train={data}", "data.text_column=sentence",
-                     "train.max_steps=2", "train.batch_size=8", f"output_dir={out}", "method=lora"]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "--quiet",
+                f"model.name={tiny_bert_dir}",
+                f"data.train={data}",
+                "data.text_column=sentence",
+                "train.max_steps=2",
+                "train.batch_size=8",
+                f"output_dir={out}",
+                "method=lora",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -73,7 +109,9 @@ def test_predict_on_a_classification_run_equals_the_task_predict(classifier):
 
     texts = ["good fun movie", "awful dull plot"]
     loaded = runs.load_run(classifier)
-    want = classification.predict(loaded.model, loaded.tokenizer, loaded.labels, [Row(t, None, None, 1) for t in texts], 256)
+    want = classification.predict(
+        loaded.model, loaded.tokenizer, loaded.labels, [Row(t, None, None, 1) for t in texts], 256
+    )
     served = registry.load_all([str(classifier)], log=lambda m: None)
     with running(served) as url:
         r = httpx.post(url + "/v1/predict", json={"model": "sentiment", "input": texts})
@@ -88,11 +126,14 @@ def test_predict_on_a_classification_run_equals_the_task_predict(classifier):
     assert wrong.status_code == 400 and "use /v1/predict" in wrong.json()["error"]["message"]
 
 
-@pytest.mark.parametrize("items, message", [
-    (["a=x", "a=y"], r"model name\(s\) a given twice"),
-    (["bad/name=x"], "model name 'bad/name' must be"),
-    ([], "give at least one RUN_DIR or MODEL"),
-])
+@pytest.mark.parametrize(
+    "items, message",
+    [
+        (["a=x", "a=y"], r"model name\(s\) a given twice"),
+        (["bad/name=x"], "model name 'bad/name' must be"),
+        ([], "give at least one RUN_DIR or MODEL"),
+    ],
+)
 def test_naming_errors(items, message):
     with pytest.raises(ConfigError, match=message):
         registry.parse_items(items)
@@ -100,5 +141,7 @@ def test_naming_errors(items, message):
 
 def test_run_folder_named_after_its_folder(tmp_path):
     (tmp_path / "my-run").mkdir()
-    assert registry.parse_items([str(tmp_path / "my-run"), "smollm2-135m"]) == [("my-run", str(tmp_path / "my-run")),
-                                                                               ("smollm2-135m", "smollm2-135m")]
+    assert registry.parse_items([str(tmp_path / "my-run"), "smollm2-135m"]) == [
+        ("my-run", str(tmp_path / "my-run")),
+        ("smollm2-135m", "smollm2-135m"),
+    ]

@@ -16,12 +16,15 @@ def test_file_then_flags(tmp_path):
     assert (cfg.max_batch_size, cfg.queue_size, cfg.port, cfg.host) == (4, 9, 8000, "127.0.0.1")
 
 
-@pytest.mark.parametrize("text, message", [
-    ("serve:\n  max_batch: 4\n", "unknown key 'serve.max_batch' (did you mean 'serve.max_batch_size'?)"),
-    ("serve:\n  queue_size: 0\n", "serve.queue_size: Input should be greater than or equal to 1 (got 0)"),
-    ("model: {}\n", "expected one top-level mapping `serve:`"),
-    ("serve: [\n", ":2: not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("serve:\n  max_batch: 4\n", "unknown key 'serve.max_batch' (did you mean 'serve.max_batch_size'?)"),
+        ("serve:\n  queue_size: 0\n", "serve.queue_size: Input should be greater than or equal to 1 (got 0)"),
+        ("model: {}\n", "expected one top-level mapping `serve:`"),
+        ("serve: [\n", ":2: not valid YAML"),
+    ],
+)
 def test_errors_name_the_key(tmp_path, text, message):
     path = tmp_path / "s.yaml"
     path.write_text(text)

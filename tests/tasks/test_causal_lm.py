@@ -15,7 +15,6 @@ from tunelab.models import load as model_load
 from tunelab.tasks import causal_lm
 
 
-
 @pytest.fixture(scope="module")
 def tiny(tiny_llama_dir):
     src = model_load.resolve(str(tiny_llama_dir))
@@ -24,24 +23,43 @@ def tiny(tiny_llama_dir):
 
 
 def _examples(tok, n=4):
-    rows = [templates.Example([{"role": "user", "content": f"Say {w} " * (i + 1)}, {"role": "assistant", "content": f"{w} " * (2 * i + 1)}], None, i + 1)
-            for i, w in enumerate(["good", "bad", "movie", "plot", "fun"][:n])]
+    rows = [
+        templates.Example(
+            [
+                {"role": "user", "content": f"Say {w} " * (i + 1)},
+                {"role": "assistant", "content": f"{w} " * (2 * i + 1)},
+            ],
+            None,
+            i + 1,
+        )
+        for i, w in enumerate(["good", "bad", "movie", "plot", "fun"][:n])
+    ]
     return causal_lm.encode(rows, tok, None, 256, "x", template=templates.chat_template(tok))
 
 
 def test_pack_restarts_positions_and_masks_boundaries():
-    feats = [{"input_ids": [1, 2, 3], "labels": [1, 2, 3]}, {"input_ids": [4, 5], "labels": [4, 5]}, {"input_ids": [6, 7, 8], "labels": [-100, 7, 8]}]
+    feats = [
+        {"input_ids": [1, 2, 3], "labels": [1, 2, 3]},
+        {"input_ids": [4, 5], "labels": [4, 5]},
+        {"input_ids": [6, 7, 8], "labels": [-100, 7, 8]},
+    ]
     rows = causal_lm.pack(feats, max_length=5)
-    assert rows == [{"input_ids": [1, 2, 3, 4, 5], "labels": [-100, 2, 3, -100, 5], "position_ids": [0, 1, 2, 0, 1]},
-                    {"input_ids": [6, 7, 8], "labels": [-100, 7, 8], "position_ids": [0, 1, 2]}]
+    assert rows == [
+        {"input_ids": [1, 2, 3, 4, 5], "labels": [-100, 2, 3, -100, 5], "position_ids": [0, 1, 2, 0, 1]},
+        {"input_ids": [6, 7, 8], "labels": [-100, 7, 8], "position_ids": [0, 1, 2]},
+    ]
 
 
 @pytest.mark.parametrize("train_on", ["assistant", "all"])
 def test_packed_loss_equals_unpacked_per_example(tiny, train_on):
     """Per-example summed loss from one packed row equals each example run alone (fp32, atol 1e-4)."""
     model, tok = tiny
-    rows = [templates.Example([{"role": "user", "content": f"Say {w}"}, {"role": "assistant", "content": f"{w} " * (i + 2)}], None, i)
-            for i, w in enumerate(["good", "bad", "movie"])]
+    rows = [
+        templates.Example(
+            [{"role": "user", "content": f"Say {w}"}, {"role": "assistant", "content": f"{w} " * (i + 2)}], None, i
+        )
+        for i, w in enumerate(["good", "bad", "movie"])
+    ]
     feats = causal_lm.encode(rows, tok, None, 256, "x", template=templates.chat_template(tok), train_on=train_on)
     with torch.no_grad():
         alone = [causal_lm.token_losses(model, causal_lm.collate([f], tok.pad_token_id))[0].sum().item() for f in feats]
@@ -53,7 +71,7 @@ def test_packed_loss_equals_unpacked_per_example(tiny, train_on):
     bounds = [0]
     for f in feats:
         bounds.append(bounds[-1] + len(f["input_ids"]))
-    per_example = [ce[0, max(s - 1, 0):e - 1].sum().item() for s, e in zip(bounds, bounds[1:])]
+    per_example = [ce[0, max(s - 1, 0) : e - 1].sum().item() for s, e in zip(bounds, bounds[1:])]
     assert per_example == pytest.approx(alone, abs=1e-4)
     # and the same rows padded together give the same loss as alone (padding is masked, not trained)
     with torch.no_grad():
@@ -63,7 +81,10 @@ def test_packed_loss_equals_unpacked_per_example(tiny, train_on):
 
 def test_overlong_truncate_and_drop(tiny):
     model, tok = tiny
-    rows = [templates.Example([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "good " * n}], None, n) for n in (2, 80)]
+    rows = [
+        templates.Example([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "good " * n}], None, n)
+        for n in (2, 80)
+    ]
     tpl = templates.chat_template(tok)
     stats = causal_lm.EncodeStats()
     feats = causal_lm.encode(rows, tok, None, 60, "x", template=tpl, overlong="truncate", stats=stats)
@@ -90,9 +111,24 @@ def test_generation_metrics_perfect_and_wrong():
 def _cfg(tmp_path, tiny_llama_dir, write_alpaca, *extra):
     train = write_alpaca(tmp_path / "train.json", 48)
     dev = write_alpaca(tmp_path / "dev.json", 8, seed=1)
-    return config.load(None, ["task=causal_lm", f"model.name={tiny_llama_dir}", f"data.train={train}", f"data.dev={dev}",
-                              f"output_dir={tmp_path / 'run'}", "model.max_length=128", "train.epochs=2", "train.batch_size=8",
-                              "train.lr=1e-2", "train.precision=fp32", "lm.eval_generations=4", "lm.eval_max_new_tokens=6", *extra])
+    return config.load(
+        None,
+        [
+            "task=causal_lm",
+            f"model.name={tiny_llama_dir}",
+            f"data.train={train}",
+            f"data.dev={dev}",
+            f"output_dir={tmp_path / 'run'}",
+            "model.max_length=128",
+            "train.epochs=2",
+            "train.batch_size=8",
+            "train.lr=1e-2",
+            "train.precision=fp32",
+            "lm.eval_generations=4",
+            "lm.eval_max_new_tokens=6",
+            *extra,
+        ],
+    )
 
 
 @pytest.mark.parametrize("packing", [False, True])
@@ -100,21 +136,37 @@ def test_train_lowers_dev_loss_and_writes_report(tmp_path, tiny_llama_dir, alpac
     from tunelab.recipes import finetune
 
     # packed: 48 examples fit in 16 rows, so smaller batches keep the number of optimizer steps comparable
-    cfg = _cfg(tmp_path, tiny_llama_dir, alpaca_writer, "method=full", f"lm.packing={packing}", f"train.batch_size={3 if packing else 8}")
+    cfg = _cfg(
+        tmp_path,
+        tiny_llama_dir,
+        alpaca_writer,
+        "method=full",
+        f"lm.packing={packing}",
+        f"train.batch_size={3 if packing else 8}",
+    )
     final = finetune.run(cfg, quiet=True, log=lambda m: None)
     assert final["dev"]["loss"] < final["baseline"]["loss"] - 1.0
     assert final["dev"]["perplexity"] == pytest.approx(2.718281828 ** final["dev"]["loss"], rel=1e-4)
     assert final["data"]["train_rows"] < 48 if packing else final["data"]["train_rows"] == 48
     report = (tmp_path / "run" / "report.md").read_text()
     assert "padding fraction" in report and "before tuning" in report and "| baseline |" in report
-    assert set(json.loads((tmp_path / "run" / "metrics.json").read_text())["dev"]) >= {"loss", "rougeL", "bleu", "eos_rate"}
+    assert set(json.loads((tmp_path / "run" / "metrics.json").read_text())["dev"]) >= {
+        "loss",
+        "rougeL",
+        "bleu",
+        "eos_rate",
+    }
 
 
 def test_lora_run_folder_generates(tmp_path, tiny_llama_dir, alpaca_writer, capsys):
     from tunelab import cli
     from tunelab.recipes import finetune
 
-    finetune.run(_cfg(tmp_path, tiny_llama_dir, alpaca_writer, "method=lora", "train.epochs=1", "lm.eval_generations=0"), quiet=True, log=lambda m: None)
+    finetune.run(
+        _cfg(tmp_path, tiny_llama_dir, alpaca_writer, "method=lora", "train.epochs=1", "lm.eval_generations=0"),
+        quiet=True,
+        log=lambda m: None,
+    )
     assert cli.main(["generate", str(tmp_path / "run"), "--chat", "Say the word good", "--max-new-tokens", "4"]) == 0
     out = capsys.readouterr().out
     assert out.endswith("\n") and "Say the word" not in out
@@ -148,11 +200,25 @@ def test_real_lora_on_alpaca_lowers_dev_loss_and_stops(tmp_path, shared_data):
     """
     from tunelab.recipes import finetune
 
-    dev = [r for r in json.loads((shared_data / "alpaca" / "dev.json").read_text()) if len(r["output"].split()) <= 60][:24]
+    dev = [r for r in json.loads((shared_data / "alpaca" / "dev.json").read_text()) if len(r["output"].split()) <= 60][
+        :24
+    ]
     (tmp_path / "dev.json").write_text(json.dumps(dev))
-    cfg = config.load(Path(__file__).resolve().parents[2] / "examples" / "instruct" / "alpaca_lora.yaml", [
-        f"output_dir={tmp_path / 'run'}", f"data.train={shared_data / 'alpaca' / 'train.json'}", f"data.dev={tmp_path / 'dev.json'}",
-        "data.max_train_rows=240", "model.max_length=128", "lm.overlong=drop", "lm.packing=false", "train.lr=2e-3", "generation.batch_size=20", "train.threads=1"])
+    cfg = config.load(
+        Path(__file__).resolve().parents[2] / "examples" / "instruct" / "alpaca_lora.yaml",
+        [
+            f"output_dir={tmp_path / 'run'}",
+            f"data.train={shared_data / 'alpaca' / 'train.json'}",
+            f"data.dev={tmp_path / 'dev.json'}",
+            "data.max_train_rows=240",
+            "model.max_length=128",
+            "lm.overlong=drop",
+            "lm.packing=false",
+            "train.lr=2e-3",
+            "generation.batch_size=20",
+            "train.threads=1",
+        ],
+    )
     final = finetune.run(cfg, quiet=True, log=lambda m: None)
     print({k: {m: final[k][m] for m in ("loss", "eos_rate", "rougeL", "bleu")} for k in ("baseline", "dev")})
     assert final["dev"]["loss"] < final["baseline"]["loss"]
@@ -165,7 +231,9 @@ def test_real_lora_on_alpaca_lowers_dev_loss_and_stops(tmp_path, shared_data):
 def test_chunked_loss_equals_plain_loss_and_gradients(tiny_llama_dir, precision, chunk):
     """The chunked loss (target positions only, logits a chunk at a time) equals the full-logits loss, and so do the gradients."""
     src = model_load.resolve(str(tiny_llama_dir))
-    model, _ = model_load.load_model(src, causal_lm.AUTO_CLASS)  # full fine-tuning: the tied head/embedding gets gradients too
+    model, _ = model_load.load_model(
+        src, causal_lm.AUTO_CLASS
+    )  # full fine-tuning: the tied head/embedding gets gradients too
     tok = model_load.load_tokenizer(src)
     feats = _examples(tok, 3)
     batch = causal_lm.collate(feats, tok.pad_token_id)

@@ -55,7 +55,9 @@ def test_word_without_subwords_is_predicted_o(tokenizer):
     row = Sentence(["the", "\ufeff", "actor"], ["O", "O", "B-PER"], 1)
     (f,) = tc.encode([row], tokenizer, LABELS, 32, "s")
     assert f["_words"] == [-1, 0, 2, -1]
-    tags, probs = tc.decode({0: torch.log(torch.tensor([0.9, 0.1, 0, 0, 0])), 2: torch.log(torch.tensor([0.2, 0.8, 0, 0, 0]))}, 3, LABELS)
+    tags, probs = tc.decode(
+        {0: torch.log(torch.tensor([0.9, 0.1, 0, 0, 0])), 2: torch.log(torch.tensor([0.2, 0.8, 0, 0, 0]))}, 3, LABELS
+    )
     assert tags == ["O", "O", "B-PER"] and probs[2] == pytest.approx(0.8)
 
 
@@ -63,7 +65,9 @@ def test_unknown_tag_and_bad_stride(tokenizer):
     with pytest.raises(DataError, match=r"dev.conll:7: tag 'B-LOC' was not seen in training; known tags: O, B-PER"):
         tc.encode([Sentence(["a"], ["B-LOC"], 7)], tokenizer, LABELS, 32, "dev.conll")
     tc.encode([Sentence(["a"], ["O"], 1)], tokenizer, LABELS, 32, "s", stride=30)  # fits one window: stride unused
-    with pytest.raises(ConfigError, match=r"data.stride \(30\) must be smaller than the window of 30 sub-words .* sentence at s:3"):
+    with pytest.raises(
+        ConfigError, match=r"data.stride \(30\) must be smaller than the window of 30 sub-words .* sentence at s:3"
+    ):
         tc.encode([Sentence(["a"] * 40, ["O"] * 40, 3)], tokenizer, LABELS, 32, "s", stride=30)
 
 
@@ -124,8 +128,11 @@ def test_loss_ignores_unlabelled_positions():
             out[..., 0] = 2.0
             return type("O", (), {"logits": out})()
 
-    batch = {"input_ids": torch.zeros(1, 4, dtype=torch.long), "attention_mask": torch.ones(1, 4, dtype=torch.long),
-             "labels": torch.tensor([[-100, 0, 1, -100]])}
+    batch = {
+        "input_ids": torch.zeros(1, 4, dtype=torch.long),
+        "attention_mask": torch.ones(1, 4, dtype=torch.long),
+        "labels": torch.tensor([[-100, 0, 1, -100]]),
+    }
     loss, n = tc.loss(Fixed(), batch)
     lse = torch.logsumexp(torch.tensor([2.0, 0.0]), 0)
     assert n == 2 and float(loss) == pytest.approx(float((lse - 2) + lse))
@@ -144,10 +151,21 @@ def test_head_is_the_classifier(tiny_bert_dir):
 
 def ner_config(tmp_path, tiny_bert_dir, method="full", **extra):
     train, dev = write_ner(tmp_path / "train.conll"), write_ner(tmp_path / "dev.conll", n=40, seed=1)
-    overrides = [f"task=token_classification", f"output_dir={tmp_path / 'run'}", f"model.name={tiny_bert_dir}",
-                 "model.max_length=16", "data.stride=4", f"data.train={train}", f"data.dev={dev}",
-                 f"method.name={method}", "train.epochs=8", "train.batch_size=16", "train.lr=1e-2",
-                 "train.precision=fp32", "train.warmup_fraction=0.0"]
+    overrides = [
+        f"task=token_classification",
+        f"output_dir={tmp_path / 'run'}",
+        f"model.name={tiny_bert_dir}",
+        "model.max_length=16",
+        "data.stride=4",
+        f"data.train={train}",
+        f"data.dev={dev}",
+        f"method.name={method}",
+        "train.epochs=8",
+        "train.batch_size=16",
+        "train.lr=1e-2",
+        "train.precision=fp32",
+        "train.warmup_fraction=0.0",
+    ]
     return config.load(None, overrides + [f"{k}={v}" for k, v in extra.items()])
 
 
@@ -158,7 +176,9 @@ def test_train_eval_predict(tmp_path, tiny_bert_dir, method, capsys, monkeypatch
     from tunelab import cli
     from tunelab.recipes import finetune
 
-    extra = {"method.layers": 1} if method == "freeze" else {"method.r": 8, "train.lr": 3e-2} if method == "lora" else {}
+    extra = (
+        {"method.layers": 1} if method == "freeze" else {"method.r": 8, "train.lr": 3e-2} if method == "lora" else {}
+    )
     cfg = ner_config(tmp_path, tiny_bert_dir, method, **extra)
     final = finetune.run(cfg, quiet=True, log=lambda m: None)
     assert final["dev"]["f1"] >= 0.9, final["dev"]
@@ -166,12 +186,19 @@ def test_train_eval_predict(tmp_path, tiny_bert_dir, method, capsys, monkeypatch
     assert "## Per entity type (dev)" in report and "| WORK |" in report
     assert cli.main(["eval", str(tmp_path / "run"), "--data", str(tmp_path / "dev.conll")]) == 0
     assert json.loads(capsys.readouterr().out)["f1"] == pytest.approx(final["dev"]["f1"])
-    monkeypatch.setattr("sys.stdin", io.StringIO('the good actor was in the film story\n{"tokens": ["a", "film", "story"]}\n'))
+    monkeypatch.setattr(
+        "sys.stdin", io.StringIO('the good actor was in the film story\n{"tokens": ["a", "film", "story"]}\n')
+    )
     assert cli.main(["predict", str(tmp_path / "run")]) == 0
     raw, pre = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]
-    assert [(e["type"], e["text"], e["start"], e["end"]) for e in raw["entities"]] == [("PER", "actor", 9, 14), ("WORK", "film story", 26, 36)]
+    assert [(e["type"], e["text"], e["start"], e["end"]) for e in raw["entities"]] == [
+        ("PER", "actor", 9, 14),
+        ("WORK", "film story", 26, 36),
+    ]
     assert all(0.5 < e["score"] <= 1 for e in raw["entities"])
-    assert pre["text"] == "a film story" and [(e["type"], e["start"], e["end"]) for e in pre["entities"]] == [("WORK", 2, 12)]
+    assert pre["text"] == "a film story" and [(e["type"], e["start"], e["end"]) for e in pre["entities"]] == [
+        ("WORK", 2, 12)
+    ]
 
 
 def test_long_input_prediction_uses_windows(tmp_path, tiny_bert_dir):
@@ -191,11 +218,26 @@ def test_long_input_prediction_uses_windows(tmp_path, tiny_bert_dir):
 def test_wnut17_loads_and_trains_a_few_steps(shared_data, tmp_path):
     from tunelab.recipes import finetune
 
-    cfg = config.load("examples/ner/wnut17.yaml", [f"output_dir={tmp_path / 'run'}", f"data.train={shared_data / 'wnut17/train.conll'}",
-                                                   f"data.dev={shared_data / 'wnut17/dev.conll'}", "train.max_steps=4",
-                                                   "train.batch_size=8", "data.max_dev_rows=64"])
+    cfg = config.load(
+        "examples/ner/wnut17.yaml",
+        [
+            f"output_dir={tmp_path / 'run'}",
+            f"data.train={shared_data / 'wnut17/train.conll'}",
+            f"data.dev={shared_data / 'wnut17/dev.conll'}",
+            "train.max_steps=4",
+            "train.batch_size=8",
+            "data.max_dev_rows=64",
+        ],
+    )
     final = finetune.run(cfg, quiet=True, log=lambda m: None)
-    assert final["steps"] == 4 and set(final["dev"]["per_type"]) <= {"corporation", "creative-work", "group", "location", "person", "product"}
+    assert final["steps"] == 4 and set(final["dev"]["per_type"]) <= {
+        "corporation",
+        "creative-work",
+        "group",
+        "location",
+        "person",
+        "product",
+    }
     assert final["dev"]["loss"] < 3.0
 
 
@@ -204,8 +246,14 @@ def test_wikiann_minilm_reaches_f1(shared_data, tmp_path):
     """minilm-l6, full fine-tuning, bf16, 5,000 training sentences; dev = the first 2,000 WikiANN dev sentences."""
     from tunelab.recipes import finetune
 
-    cfg = config.load("examples/ner/wikiann.yaml", [f"output_dir={tmp_path / 'run'}", f"data.train={shared_data / 'wikiann-en/train'}",
-                                                    f"data.dev={shared_data / 'wikiann-en/dev'}"])
+    cfg = config.load(
+        "examples/ner/wikiann.yaml",
+        [
+            f"output_dir={tmp_path / 'run'}",
+            f"data.train={shared_data / 'wikiann-en/train'}",
+            f"data.dev={shared_data / 'wikiann-en/dev'}",
+        ],
+    )
     start = time.perf_counter()
     final = finetune.run(cfg, quiet=True, log=lambda m: None)
     print(f"wikiann: dev f1 {final['dev']['f1']:.4f} in {time.perf_counter() - start:.0f} s")
@@ -238,8 +286,13 @@ def test_every_method_trains_reloads_and_predicts(tmp_path, tiny_bert_dir, metho
     final = finetune.run(cfg, quiet=True, log=lambda m: None)
     assert final["dev"]["loss"] < 5 and sum(final["dev"]["per_type"][t]["support"] for t in ("PER", "WORK")) > 0
     loaded = runs.load_run(tmp_path / "run")
-    feats = tc.encode([Sentence(["the", "actor", "film", "story"], ["O", "B-PER", "B-WORK", "I-WORK"], 1)], loaded.tokenizer,
-                      loaded.labels, 16, "s")
+    feats = tc.encode(
+        [Sentence(["the", "actor", "film", "story"], ["O", "B-PER", "B-WORK", "I-WORK"], 1)],
+        loaded.tokenizer,
+        loaded.labels,
+        16,
+        "s",
+    )
     again = tc.evaluate(loaded.model, feats, loaded.labels, lambda b: pad_batch(b, 0))
     assert 0 <= again["token_accuracy"] <= 1
     (out,) = tc.predict(loaded.model, loaded.tokenizer, loaded.labels, [Sentence(["the", "actor"], None, 1)], 16)

@@ -12,18 +12,29 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.conftest import write_sentiment
 from tunelab import config
 from tunelab.recipes import finetune
 from tunelab.training import checkpoint
 
-from tests.conftest import write_sentiment
-
 
 def _cfg(tmp_path: Path, model_dir: Path, out: str, *extra: str):
     data = write_sentiment(tmp_path / "train.tsv", n=96)
-    return config.load(None, [f"model.name={model_dir}", f"data.train={data}", "data.text_column=sentence", f"output_dir={tmp_path / out}",
-                              "train.batch_size=8", "train.epochs=2", "train.lr=1e-3", "train.log_every=1",
-                              "train.precision=fp32", *extra])
+    return config.load(
+        None,
+        [
+            f"model.name={model_dir}",
+            f"data.train={data}",
+            "data.text_column=sentence",
+            f"output_dir={tmp_path / out}",
+            "train.batch_size=8",
+            "train.epochs=2",
+            "train.lr=1e-3",
+            "train.log_every=1",
+            "train.precision=fp32",
+            *extra,
+        ],
+    )
 
 
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -86,14 +97,28 @@ def test_killed_during_checkpoint_save_still_resumes(tmp_path, tiny_bert_dir, mo
 def test_sigkill_at_random_moments_always_resumable(tmp_path, tiny_bert_dir):
     """A real process killed with SIGKILL (checkpoints every step, so kills land inside saves too) resumes to the same weights."""
     data = write_sentiment(tmp_path / "train.tsv", n=96)
-    args = [f"model.name={tiny_bert_dir}", f"data.train={data}", "data.text_column=sentence", "train.batch_size=8", "train.epochs=2",
-            "train.lr=1e-3", "train.precision=fp32", "train.save_every=1", "train.threads=1"]
+    args = [
+        f"model.name={tiny_bert_dir}",
+        f"data.train={data}",
+        "data.text_column=sentence",
+        "train.batch_size=8",
+        "train.epochs=2",
+        "train.lr=1e-3",
+        "train.precision=fp32",
+        "train.save_every=1",
+        "train.threads=1",
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     cmd = [sys.executable, "-m", "tunelab.cli", "train", "--quiet"]
     subprocess.run(cmd + args + [f"output_dir={tmp_path / 'ref'}"], env=env, check=True, capture_output=True)
     killed = 0
     for delay in (4.0, 5.5, 7.0):
-        proc = subprocess.Popen(cmd + args + [f"output_dir={tmp_path / 'run'}"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            cmd + args + [f"output_dir={tmp_path / 'run'}"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(delay)
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
@@ -112,7 +137,15 @@ def test_sigkill_at_random_moments_always_resumable(tmp_path, tiny_bert_dir):
 
 def test_grad_accumulation_equals_large_batch(tmp_path, tiny_bert_dir):
     one = _cfg(tmp_path, tiny_bert_dir, "one", "train.max_steps=3", "train.max_grad_norm=null", "model.dropout=0")
-    four = _cfg(tmp_path, tiny_bert_dir, "four", "train.max_steps=3", "train.grad_accum=4", "train.max_grad_norm=null", "model.dropout=0")
+    four = _cfg(
+        tmp_path,
+        tiny_bert_dir,
+        "four",
+        "train.max_steps=3",
+        "train.grad_accum=4",
+        "train.max_grad_norm=null",
+        "model.dropout=0",
+    )
     finetune.run(one, quiet=True, log=lambda m: None)
     finetune.run(four, quiet=True, log=lambda m: None)
     a, b = _weights(tmp_path / "one"), _weights(tmp_path / "four")
@@ -142,9 +175,20 @@ def test_early_stopping_stops_and_keeps_best(tmp_path):
         def on_evaluate(self, m, state, metrics):
             snapshots[state.step] = m[2].weight.detach().clone()
 
-    cfg = config.TrainConfig(epochs=10, batch_size=8, eval_every=2, early_stopping_patience=2, metric="accuracy", precision="fp32")
-    state = loop.train(model, feats, loop.Objective(loss, lambda b: len(b["labels"]), evaluate), cfg, tmp_path,
-                       collate=lambda b: pad_batch(b, 0), callbacks=(Snap(),), quiet=True, log=lambda m: None)
+    cfg = config.TrainConfig(
+        epochs=10, batch_size=8, eval_every=2, early_stopping_patience=2, metric="accuracy", precision="fp32"
+    )
+    state = loop.train(
+        model,
+        feats,
+        loop.Objective(loss, lambda b: len(b["labels"]), evaluate),
+        cfg,
+        tmp_path,
+        collate=lambda b: pad_batch(b, 0),
+        callbacks=(Snap(),),
+        quiet=True,
+        log=lambda m: None,
+    )
     assert state.stopped_early and state.step == 8
     assert state.best_step == 4 and state.best_metric == 0.9
     loop.load_best(model, tmp_path)

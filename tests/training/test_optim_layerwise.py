@@ -31,8 +31,12 @@ def test_llrd_scales_lr_by_depth_also_under_peft(tiny_bert_dir):
     names = {id(p): n for n, p in model.named_parameters()}
     lr_of = {names[id(p)]: g["lr"] for g in groups for p in g["params"]}
     assert lr_of["base_model.model.classifier.modules_to_save.default.weight"] == pytest.approx(1e-3)
-    assert lr_of["base_model.model.bert.encoder.layer.1.attention.self.query.lora_A.default.weight"] == pytest.approx(5e-4)
-    assert lr_of["base_model.model.bert.encoder.layer.0.attention.self.query.lora_A.default.weight"] == pytest.approx(2.5e-4)
+    assert lr_of["base_model.model.bert.encoder.layer.1.attention.self.query.lora_A.default.weight"] == pytest.approx(
+        5e-4
+    )
+    assert lr_of["base_model.model.bert.encoder.layer.0.attention.self.query.lora_A.default.weight"] == pytest.approx(
+        2.5e-4
+    )
     assert len(lr_of) == sum(p.requires_grad for p in model.parameters())
 
 
@@ -41,14 +45,26 @@ def test_unfrozen_groups_schedule():
 
 
 def test_gradual_unfreeze_keeps_lower_layers_fixed_until_their_turn(tmp_path, tiny_bert_dir):
-    cfg = run_cfg(tmp_path, tiny_bert_dir, "method=full", "train.max_steps=4", "train.gradual_unfreeze_every=2", "train.eval_every=2",
-                  "train.save_every=2")
+    cfg = run_cfg(
+        tmp_path,
+        tiny_bert_dir,
+        "method=full",
+        "train.max_steps=4",
+        "train.gradual_unfreeze_every=2",
+        "train.eval_every=2",
+        "train.save_every=2",
+    )
     seen = []
 
     class Watch:
         def on_step_begin(self, model, state, total):
-            seen.append((state.step, model.bert.encoder.layer[1].output.dense.weight.detach().clone(),
-                         model.bert.encoder.layer[0].output.dense.weight.detach().clone()))
+            seen.append(
+                (
+                    state.step,
+                    model.bert.encoder.layer[1].output.dense.weight.detach().clone(),
+                    model.bert.encoder.layer[0].output.dense.weight.detach().clone(),
+                )
+            )
 
         def on_evaluate(self, model, state, metrics):
             pass

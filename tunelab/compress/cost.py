@@ -31,7 +31,9 @@ class DevData:
     train: list[dict] | None = None  # encoded training examples, when asked for (pruning importance, recovery)
 
 
-def dev_data(cfg, tokenizer, labels, log: Callable[[str], None], max_rows: int | None = None, train_rows: int = 0) -> DevData:
+def dev_data(
+    cfg, tokenizer, labels, log: Callable[[str], None], max_rows: int | None = None, train_rows: int = 0
+) -> DevData:
     """The run's dev split (the rows training evaluated on: the dev file, or the seeded split of train).
 
     With ``train_rows``, also the first that many training rows (never dev rows), encoded the same way.
@@ -51,14 +53,30 @@ def dev_data(cfg, tokenizer, labels, log: Callable[[str], None], max_rows: int |
     if hasattr(task, "prepare"):  # causal LM: its own encoding (packing off: rows stay whole examples)
         cfg.lm.packing = False
         prepared = task.prepare(cfg, tokenizer, {"train": train, "dev": dev}, lambda _m: None)
-        return DevData(prepared.features["dev"], prepared.collate, prepared.evaluate, loss,
-                       prepared.features["train"] if train_rows else None)
+        return DevData(
+            prepared.features["dev"],
+            prepared.collate,
+            prepared.evaluate,
+            loss,
+            prepared.features["train"] if train_rows else None,
+        )
     source = cfg.data.dev or f"{cfg.data.train} (dev split)"
-    encode = partial(task.encode, tokenizer=tokenizer, labels=labels, max_length=cfg.model.max_length, **task.encode_options(cfg.data))
+    encode = partial(
+        task.encode,
+        tokenizer=tokenizer,
+        labels=labels,
+        max_length=cfg.model.max_length,
+        **task.encode_options(cfg.data),
+    )
     feats = encode(dev, source=source)
     collate = partial(pad_batch, pad_id=tokenizer.pad_token_id)
-    return DevData(feats, collate, partial(task.evaluate, features=feats, labels=labels, collate=collate), loss,
-                   encode(train, source=cfg.data.train) if train_rows else None)
+    return DevData(
+        feats,
+        collate,
+        partial(task.evaluate, features=feats, labels=labels, collate=collate),
+        loss,
+        encode(train, source=cfg.data.train) if train_rows else None,
+    )
 
 
 def model_inputs(batch: dict) -> dict:
@@ -78,15 +96,20 @@ def latency(model, dev: DevData, n: int = 32, batch_size: int = 32, warmup: int 
         start = time.perf_counter()
         model(**inputs)
         times.append((time.perf_counter() - start) * 1000)
-    batches = [model_inputs(dev.collate(feats[s:s + batch_size])) for s in range(0, len(feats), batch_size)]
+    batches = [model_inputs(dev.collate(feats[s : s + batch_size])) for s in range(0, len(feats), batch_size)]
     model(**batches[0])  # warm-up at the batched shape
     start = time.perf_counter()
     for inputs in batches:
         model(**inputs)
     elapsed = time.perf_counter() - start
     times.sort()
-    return {"batch1_ms": round(statistics.median(times), 3), "batch1_p90_ms": round(times[int(0.9 * (len(times) - 1))], 3),
-            "batch1_examples": len(times), "batched_examples_per_s": round(len(feats) / elapsed, 2), "batch_size": batch_size}
+    return {
+        "batch1_ms": round(statistics.median(times), 3),
+        "batch1_p90_ms": round(times[int(0.9 * (len(times) - 1))], 3),
+        "batch1_examples": len(times),
+        "batched_examples_per_s": round(len(feats) / elapsed, 2),
+        "batch_size": batch_size,
+    }
 
 
 @torch.no_grad()
@@ -94,7 +117,10 @@ def paired_latency(models: dict, dev: DevData, n: int = 64, batch_size: int = 32
     """Batch-1 and batched latency of several models measured interleaved (example by example, model by model), so a
     busy machine slows every model alike: median ms per example and median ms per batch, for each model."""
     singles = [model_inputs(dev.collate([f])) for f in dev.features[:n]]
-    batches = [model_inputs(dev.collate(dev.features[s:s + batch_size])) for s in range(0, min(len(dev.features), 8 * batch_size), batch_size)]
+    batches = [
+        model_inputs(dev.collate(dev.features[s : s + batch_size]))
+        for s in range(0, min(len(dev.features), 8 * batch_size), batch_size)
+    ]
     times: dict[str, dict[str, list]] = {name: {"b1": [], "batched": []} for name in models}
     for model in models.values():  # warm-up
         model(**singles[0])
@@ -106,9 +132,17 @@ def paired_latency(models: dict, dev: DevData, n: int = 64, batch_size: int = 32
                     start = time.perf_counter()
                     model(**x)
                     times[name][kind].append((time.perf_counter() - start) * 1000)
-    return {name: {"batch1_ms": round(statistics.median(t["b1"]), 3), "batch_ms": round(statistics.median(t["batched"]), 3),
-                   "batch_size": batch_size, "examples": len(singles), "batches": len(batches), "rounds": rounds}
-            for name, t in times.items()}
+    return {
+        name: {
+            "batch1_ms": round(statistics.median(t["b1"]), 3),
+            "batch_ms": round(statistics.median(t["batched"]), 3),
+            "batch_size": batch_size,
+            "examples": len(singles),
+            "batches": len(batches),
+            "rounds": rounds,
+        }
+        for name, t in times.items()
+    }
 
 
 def serialized_bytes(model) -> int:
@@ -125,13 +159,19 @@ def files_bytes(folder: Path) -> int:
 
 def headline(metrics: dict) -> dict:
     """The plain numbers of a metrics dict (per-class tables and samples left out)."""
-    return {k: round(float(v), 6) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {
+        k: round(float(v), 6) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
 
 
 def measure(model, dev: DevData, size_bytes: int, *, latency_n: int = 32, batch_size: int = 32) -> dict:
     """Dev metrics, latency and size of one model (torch or a back-end wrapper with the same call signature)."""
     metrics = dev.evaluate(model)
-    return {"dev": headline(metrics), **latency(model, dev, latency_n, batch_size), "size_mb": round(size_bytes / 2**20, 3)}
+    return {
+        "dev": headline(metrics),
+        **latency(model, dev, latency_n, batch_size),
+        "size_mb": round(size_bytes / 2**20, 3),
+    }
 
 
 def compare(source: dict, result: dict, metric: str) -> list[tuple[str, str, str, str]]:
@@ -140,12 +180,16 @@ def compare(source: dict, result: dict, metric: str) -> list[tuple[str, str, str
     for key in [metric] + [k for k in result["dev"] if k != metric]:
         if key in source["dev"] and key in result["dev"]:
             a, b = source["dev"][key], result["dev"][key]
-            change = f"{100 * (b - a):+.2f} pt" if 0 <= a <= 1 and 0 <= b <= 1 and "loss" not in key else f"{b - a:+.4f}"
+            change = (
+                f"{100 * (b - a):+.2f} pt" if 0 <= a <= 1 and 0 <= b <= 1 and "loss" not in key else f"{b - a:+.4f}"
+            )
             rows.append((f"dev {key}", f"{a:.4f}", f"{b:.4f}", change))
     a, b = source["batch1_ms"], result["batch1_ms"]
     rows.append(("latency, batch 1 (ms, median)", f"{a:.2f}", f"{b:.2f}", f"{a / max(b, 1e-9):.2f}x speed-up"))
     a, b = source["batched_examples_per_s"], result["batched_examples_per_s"]
-    rows.append((f"throughput, batch {result['batch_size']} (examples/s)", f"{a:.1f}", f"{b:.1f}", f"{b / max(a, 1e-9):.2f}x"))
+    rows.append(
+        (f"throughput, batch {result['batch_size']} (examples/s)", f"{a:.1f}", f"{b:.1f}", f"{b / max(a, 1e-9):.2f}x")
+    )
     a, b = source["size_mb"], result["size_mb"]
     rows.append(("size (MB)", f"{a:.1f}", f"{b:.1f}", f"{a / max(b, 1e-9):.2f}x smaller"))
     return rows
@@ -164,7 +208,13 @@ def machine() -> dict:
     from tunelab import hardware, launch
 
     info = hardware.cpu_info()
-    return {"cpu": info.model, "flags": sorted(info.flags), "physical_cores": hardware.physical_cores(),
-            "torch_threads": torch.get_num_threads(), "matmul_gflops": hardware.measured_speedup(info),
-            "load_average": [round(x, 2) for x in os.getloadavg()], "tcmalloc_loaded": launch.tcmalloc_loaded(),
-            "versions": hardware._versions()}
+    return {
+        "cpu": info.model,
+        "flags": sorted(info.flags),
+        "physical_cores": hardware.physical_cores(),
+        "torch_threads": torch.get_num_threads(),
+        "matmul_gflops": hardware.measured_speedup(info),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "tcmalloc_loaded": launch.tcmalloc_loaded(),
+        "versions": hardware._versions(),
+    }

@@ -31,7 +31,9 @@ def load_source(run_dir: str | Path, step: str):
     run_dir = runs.check_run_dir(Path(run_dir))
     fmt = formats.read(run_dir)["format"]
     if fmt not in PLAIN_SOURCES:
-        raise TunelabError(f"{run_dir}: is a {fmt} run; {step} starts from a training run or a pruned run (the {fmt} run's own source)")
+        raise TunelabError(
+            f"{run_dir}: is a {fmt} run; {step} starts from a training run or a pruned run (the {fmt} run's own source)"
+        )
     loaded = runs.load_run(run_dir, backend="torch")
     model = merge.plain_model(loaded, run_dir) if fmt == formats.METHOD else loaded.model
     return loaded, model.eval(), fmt
@@ -43,7 +45,9 @@ class Output:
     def __init__(self, out: str | Path, source: str | Path):
         self.out, self.source = Path(out), Path(source)
         if self.out.exists() and (not self.out.is_dir() or any(self.out.iterdir())):
-            raise TunelabError(f"{self.out}: exists and is not empty; choose a new or empty folder (nothing was written)")
+            raise TunelabError(
+                f"{self.out}: exists and is not empty; choose a new or empty folder (nothing was written)"
+            )
         if self.out.resolve() == self.source.resolve():
             raise TunelabError(f"{self.out}: is the source run; choose another folder")
         self.tmp = self.out.parent / f".{self.out.name}.partial-{os.getpid()}"
@@ -65,7 +69,11 @@ class Output:
         (self.tmp / "config.yaml").write_text(config_mod.dump(cfg), encoding="utf-8")
         if (self.source / "labels.json").is_file():
             shutil.copy2(self.source / "labels.json", self.tmp / "labels.json")
-        record = {"command": " ".join(["tunelab", *sys.argv[1:]]) if sys.argv else "", "source_run": str(self.source), **cost}
+        record = {
+            "command": " ".join(["tunelab", *sys.argv[1:]]) if sys.argv else "",
+            "source_run": str(self.source),
+            **cost,
+        }
         (self.tmp / "cost.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         (self.tmp / "cost.md").write_text(report_md + "\n", encoding="utf-8")
         metrics = {"dev": dev_metrics, "made_by": info, "source_run": str(self.source)}
@@ -80,8 +88,13 @@ def report(title: str, rows: list[tuple[str, ...]], machine: dict, notes: list[s
     """cost.md: the comparison table, where it was measured, and notes."""
     from tunelab.compress.cost import table
 
-    lines = [f"# {title}", "", table(rows), "",
-             f"Measured on {machine['cpu']} ({' '.join(machine['flags'])}), {machine['torch_threads']} torch threads, "
-             f"load average {machine.get('load_average')} (other processes slow both sides, not always alike)."]
+    lines = [
+        f"# {title}",
+        "",
+        table(rows),
+        "",
+        f"Measured on {machine['cpu']} ({' '.join(machine['flags'])}), {machine['torch_threads']} torch threads, "
+        f"load average {machine.get('load_average')} (other processes slow both sides, not always alike).",
+    ]
     lines += [f"- {n}" for n in notes]
     return "\n".join(lines)

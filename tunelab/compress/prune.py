@@ -66,7 +66,9 @@ def load(run_dir: Path, cfg, labels, info: dict, backend: str):
     structure.reshape_linears(model, info["shapes"])
     missing, unexpected = load_model(model, str(model_dir / WEIGHTS_FILE), strict=False)
     if unexpected or [k for k in missing if not _tied(model, k)]:
-        raise TunelabError(f"{run_dir}: stored weights do not fit the recorded shapes (e.g. {(unexpected or missing)[0]})")
+        raise TunelabError(
+            f"{run_dir}: stored weights do not fit the recorded shapes (e.g. {(unexpected or missing)[0]})"
+        )
     tokenizer = model_load.load_tokenizer(model_load.Source(str(model_dir)))
     return runs.LoadedRun(cfg, model.eval(), tokenizer, labels, [], backend)
 
@@ -77,7 +79,7 @@ def _tied(model, key: str) -> bool:
 
 
 def _batches(features: list[dict], collate, batch_size: int = 16):
-    return [collate(features[s:s + batch_size]) for s in range(0, len(features), batch_size)]
+    return [collate(features[s : s + batch_size]) for s in range(0, len(features), batch_size)]
 
 
 def magnitude(model, sparsity: float) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -93,8 +95,10 @@ def structured(model, scores: dict, heads: float, ffn: float) -> dict:
     layout = structure.layout_for(model)
     before = structure.count_units(model, layout)
     if heads and layout.heads_out is None:
-        raise TunelabError(f"--heads: {model.config.model_type} attention shares key/value heads across query heads; "
-                           "prune FFN neurons (--ffn) instead")
+        raise TunelabError(
+            f"--heads: {model.config.model_type} attention shares key/value heads across query heads; "
+            "prune FFN neurons (--ffn) instead"
+        )
     if heads:
         structure.prune_units(model, layout, structure.choose_kept(scores["heads"], heads), "heads")
     if ffn:
@@ -131,13 +135,24 @@ def recover(model, dev, cfg, steps: int, lr: float | None, work_dir: Path, masks
     from tunelab.tasks import TASKS
 
     work_dir.mkdir(parents=True, exist_ok=True)
-    train_cfg = cfg.train.model_copy(update={"max_steps": steps, "lr": lr or cfg.train.lr, "eval_every": None, "save_every": None,
-                                             "early_stopping_patience": None, "llrd": None, "gradual_unfreeze_every": None})
+    train_cfg = cfg.train.model_copy(
+        update={
+            "max_steps": steps,
+            "lr": lr or cfg.train.lr,
+            "eval_every": None,
+            "save_every": None,
+            "early_stopping_patience": None,
+            "llrd": None,
+            "gradual_unfreeze_every": None,
+        }
+    )
     for p in model.parameters():
         p.requires_grad_(True)
     objective = loop.Objective(loss=dev.loss, count=TASKS[cfg.task].count, evaluate=dev.evaluate)
     callbacks = [KeepZeros(masks)] if masks else []
-    state = loop.train(model, dev.train, objective, train_cfg, work_dir, collate=dev.collate, callbacks=callbacks, quiet=True, log=log)
+    state = loop.train(
+        model, dev.train, objective, train_cfg, work_dir, collate=dev.collate, callbacks=callbacks, quiet=True, log=log
+    )
     loop.load_best(model, work_dir)
     for p in model.parameters():
         p.requires_grad_(False)
@@ -163,9 +178,22 @@ def plot(rows: list[dict], metric: str, recovered: float | None, path: Path, lab
     plt.close(fig)
 
 
-def run(src: str | Path, out: str | Path, *, method: str, sparsity: float = 0.0, heads: float = 0.0, ffn: float = 0.0,
-        recover_steps: int = 0, recover_lr: float | None = None, importance_rows: int = 256, dev_rows: int | None = None,
-        latency_n: int = 32, batch_size: int = 32, log: Callable[[str], None] = print) -> dict:
+def run(
+    src: str | Path,
+    out: str | Path,
+    *,
+    method: str,
+    sparsity: float = 0.0,
+    heads: float = 0.0,
+    ffn: float = 0.0,
+    recover_steps: int = 0,
+    recover_lr: float | None = None,
+    importance_rows: int = 256,
+    dev_rows: int | None = None,
+    latency_n: int = 32,
+    batch_size: int = 32,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Prune the run ``src`` into the new run folder ``out``; returns the cost record (source vs result, sweep)."""
     from tunelab.compress import cost, output
 
@@ -179,8 +207,12 @@ def run(src: str | Path, out: str | Path, *, method: str, sparsity: float = 0.0,
         before = cost.measure(model, dev, cost.serialized_bytes(model), latency_n=latency_n, batch_size=batch_size)
         scores = None
         if method == "structured":
-            log(f"prune: Taylor importance of heads and FFN neurons on {min(importance_rows, len(dev.train))} training rows")
-            scores = structure.taylor_importance(model, structure.layout_for(model), _batches(dev.train[:importance_rows], dev.collate), dev.loss)
+            log(
+                f"prune: Taylor importance of heads and FFN neurons on {min(importance_rows, len(dev.train))} training rows"
+            )
+            scores = structure.taylor_importance(
+                model, structure.layout_for(model), _batches(dev.train[:importance_rows], dev.collate), dev.loss
+            )
         rows = sweep(model, dev, method, target, scores, metric, log)
         masks = None
         if method == "magnitude":
@@ -194,14 +226,32 @@ def run(src: str | Path, out: str | Path, *, method: str, sparsity: float = 0.0,
             log(f"prune: recovery fine-tune, {recover_steps} steps")
             recovery = recover(model, dev, loaded.cfg, recover_steps, recover_lr, result.tmp / "recovery", masks, log)
             _tidy_recovery(result.tmp / "recovery")
-        info = save(model, loaded.tokenizer, result.model_dir, {"method": method, **target, "result": what, "recovery": recovery})
+        info = save(
+            model,
+            loaded.tokenizer,
+            result.model_dir,
+            {"method": method, **target, "result": what, "recovery": recovery},
+        )
         reloaded = load(result.tmp, loaded.cfg, loaded.labels, info, "torch")
-        after = cost.measure(reloaded.model, dev, cost.files_bytes(result.model_dir), latency_n=latency_n, batch_size=batch_size)
+        after = cost.measure(
+            reloaded.model, dev, cost.files_bytes(result.model_dir), latency_n=latency_n, batch_size=batch_size
+        )
         after["parameters"] = sum(p.numel() for p in reloaded.model.parameters())
         before["parameters"] = rows[0]["parameters"]  # level 0: the unpruned model
-        record = {"step": {"prune": {"method": method, **target, "recover_steps": recover_steps}}, "source": before, "result": after,
-                  "pruned": what, "recovery": recovery, "sweep": rows, "machine": cost.machine()}
-        label = "fraction of weights zeroed" if method == "magnitude" else ("fraction of heads removed" if heads else "fraction of FFN neurons removed")
+        record = {
+            "step": {"prune": {"method": method, **target, "recover_steps": recover_steps}},
+            "source": before,
+            "result": after,
+            "pruned": what,
+            "recovery": recovery,
+            "sweep": rows,
+            "machine": cost.machine(),
+        }
+        label = (
+            "fraction of weights zeroed"
+            if method == "magnitude"
+            else ("fraction of heads removed" if heads else "fraction of FFN neurons removed")
+        )
         plot(rows, metric, after["dev"].get(metric) if recover_steps else None, result.tmp / "prune.png", label)
         md = _report(src, out, method, rows, before, after, metric, what, recovery, record["machine"])
         log("\n" + cost.table(cost.compare(before, after, metric)))
@@ -235,12 +285,24 @@ def _tidy_recovery(work_dir: Path) -> None:
 def _report(src, out, method, rows, before, after, metric, what, recovery, machine) -> str:
     from tunelab.compress import cost, output
 
-    md = output.report(f"prune ({method}): {Path(src).name} -> {Path(out).name}", cost.compare(before, after, metric), machine,
-                       [f"result: {what}", f"parameters: {before['parameters']:,} -> {after['parameters']:,}",
-                        f"recovery: {recovery}" if recovery else "no recovery fine-tune",
-                        *(["magnitude pruning keeps dense matrices: the zeros save neither storage nor time with dense kernels"]
-                          if method == "magnitude" else [])])
+    md = output.report(
+        f"prune ({method}): {Path(src).name} -> {Path(out).name}",
+        cost.compare(before, after, metric),
+        machine,
+        [
+            f"result: {what}",
+            f"parameters: {before['parameters']:,} -> {after['parameters']:,}",
+            f"recovery: {recovery}" if recovery else "no recovery fine-tune",
+            *(
+                ["magnitude pruning keeps dense matrices: the zeros save neither storage nor time with dense kernels"]
+                if method == "magnitude"
+                else []
+            ),
+        ],
+    )
     keys = [k for k in rows[0] if k not in ("level", metric, "parameters")]
-    table = cost.table([(f"{r['level']:.2f}", *[str(r[k]) for k in keys], f"{r[metric]:.4f}", f"{r['parameters']:,}") for r in rows],
-                       ("level", *keys, f"dev {metric} (no recovery)", "parameters"))
+    table = cost.table(
+        [(f"{r['level']:.2f}", *[str(r[k]) for k in keys], f"{r[metric]:.4f}", f"{r['parameters']:,}") for r in rows],
+        ("level", *keys, f"dev {metric} (no recovery)", "parameters"),
+    )
     return md + "\n\n## Accuracy vs sparsity\n\n" + table + "\n\n![accuracy vs sparsity](prune.png)"

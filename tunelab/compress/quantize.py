@@ -51,7 +51,9 @@ def torchao_module():
         with quiet_torchao():
             import torchao.quantization as tq
     except ImportError:
-        raise TunelabError("this scheme needs torchao: pip install 'tunelab[compress]' (or pip install 'torchao>=0.18,<0.19')") from None
+        raise TunelabError(
+            "this scheme needs torchao: pip install 'tunelab[compress]' (or pip install 'torchao>=0.18,<0.19')"
+        ) from None
     return tq
 
 
@@ -72,7 +74,9 @@ def quantize_linears(model: torch.nn.Module, scheme: str, names: list[str]) -> t
         from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
         with _quiet_deprecation():
-            return quantize_dynamic(model, {n: per_channel_dynamic_qconfig for n in chosen}, dtype=torch.qint8, inplace=True)
+            return quantize_dynamic(
+                model, {n: per_channel_dynamic_qconfig for n in chosen}, dtype=torch.qint8, inplace=True
+            )
     tq = torchao_module()
     if scheme == "int8-weight-only":
         config = tq.Int8WeightOnlyConfig()
@@ -81,7 +85,9 @@ def quantize_linears(model: torch.nn.Module, scheme: str, names: list[str]) -> t
 
         bad = [n for n in chosen if model.get_submodule(n).in_features % INT4_GROUP]
         if bad:
-            raise TunelabError(f"int4-weight-only: {bad[0]} has {model.get_submodule(bad[0]).in_features} inputs, not a multiple of the group size {INT4_GROUP}")
+            raise TunelabError(
+                f"int4-weight-only: {bad[0]} has {model.get_submodule(bad[0]).in_features} inputs, not a multiple of the group size {INT4_GROUP}"
+            )
         config = tq.IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(INT4_GROUP))
     with quiet_torchao():
         tq.quantize_(model, config, filter_fn=lambda _m, fqn: fqn in chosen)
@@ -95,7 +101,9 @@ def _quiet_deprecation():
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", category=UserWarning, message=".*quantize_per_tensor.*|.*_make_per_channel.*|.*TypedStorage.*")
+        warnings.filterwarnings(
+            "ignore", category=UserWarning, message=".*quantize_per_tensor.*|.*_make_per_channel.*|.*TypedStorage.*"
+        )
         yield
 
 
@@ -136,8 +144,16 @@ def load(run_dir: Path, cfg, labels, info: dict, backend: str):
     return runs.LoadedRun(cfg, model.eval(), tokenizer, labels, [], backend)
 
 
-def run(src: str | Path, out: str | Path, scheme: str, *, dev_rows: int | None = None, latency_n: int = 32,
-        batch_size: int = 32, log: Callable[[str], None] = print) -> dict:
+def run(
+    src: str | Path,
+    out: str | Path,
+    scheme: str,
+    *,
+    dev_rows: int | None = None,
+    latency_n: int = 32,
+    batch_size: int = 32,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Quantize the run ``src`` into the new run folder ``out``; returns the cost record (source vs result)."""
     from tunelab.compress import cost, output
 
@@ -152,12 +168,20 @@ def run(src: str | Path, out: str | Path, scheme: str, *, dev_rows: int | None =
         quantize_linears(model, scheme, names)
         info = save(model, loaded.tokenizer, result.model_dir, scheme, names, shapes)
         log(f"quantize: {len(names)} linear layers to {scheme}; measuring the result")
-        reloaded = load(result.tmp, loaded.cfg, loaded.labels, info, "torch")  # measure what eval/predict/serve will load
-        after = cost.measure(reloaded.model, dev, cost.files_bytes(result.model_dir), latency_n=latency_n, batch_size=batch_size)
+        reloaded = load(
+            result.tmp, loaded.cfg, loaded.labels, info, "torch"
+        )  # measure what eval/predict/serve will load
+        after = cost.measure(
+            reloaded.model, dev, cost.files_bytes(result.model_dir), latency_n=latency_n, batch_size=batch_size
+        )
         record = {"step": {"quantize": scheme}, "source": before, "result": after, "machine": cost.machine()}
         rows = cost.compare(before, after, loaded.cfg.train.metric or "loss")
-        md = output.report(f"quantize {scheme}: {Path(src).name} -> {Path(out).name}", rows, record["machine"],
-                           [SCHEMES[scheme], f"{len(names)} linear layers quantized; embeddings, norms and the task head stay fp32."])
+        md = output.report(
+            f"quantize {scheme}: {Path(src).name} -> {Path(out).name}",
+            rows,
+            record["machine"],
+            [SCHEMES[scheme], f"{len(names)} linear layers quantized; embeddings, norms and the task head stay fp32."],
+        )
         log("\n" + cost.table(rows))
         result.finish(info, record, md, after["dev"])
     return record

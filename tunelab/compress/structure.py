@@ -27,20 +27,33 @@ class Layout:
     ffn_out: str  # projection whose input columns are the FFN neurons
 
 
-BERT = Layout(("attention.self.query", "attention.self.key", "attention.self.value"), "attention.output.dense",
-              ("intermediate.dense",), "output.dense")
+BERT = Layout(
+    ("attention.self.query", "attention.self.key", "attention.self.value"),
+    "attention.output.dense",
+    ("intermediate.dense",),
+    "output.dense",
+)
 # Llama-family attention groups query heads over shared key/value heads: removing query heads unevenly would break
 # the grouping, so only FFN neurons are pruned there.
 LLAMA = Layout(None, None, ("mlp.gate_proj", "mlp.up_proj"), "mlp.down_proj")
-LAYOUTS = {"bert": BERT, "roberta": BERT, "xlm-roberta": BERT, "electra": BERT,
-           "llama": LLAMA, "mistral": LLAMA, "qwen2": LLAMA}
+LAYOUTS = {
+    "bert": BERT,
+    "roberta": BERT,
+    "xlm-roberta": BERT,
+    "electra": BERT,
+    "llama": LLAMA,
+    "mistral": LLAMA,
+    "qwen2": LLAMA,
+}
 
 
 def layout_for(model) -> Layout:
     kind = getattr(model.config, "model_type", None)
     if kind not in LAYOUTS:
-        raise TunelabError(f"structured pruning: no layout for model type '{kind}' (supported: {', '.join(sorted(LAYOUTS))}); "
-                           "unstructured magnitude pruning (--method magnitude) works for any model")
+        raise TunelabError(
+            f"structured pruning: no layout for model type '{kind}' (supported: {', '.join(sorted(LAYOUTS))}); "
+            "unstructured magnitude pruning (--method magnitude) works for any model"
+        )
     return LAYOUTS[kind]
 
 
@@ -91,7 +104,9 @@ def sparsity_of(model, names: list[str]) -> float:
 # ---------------------------------------------------------------- importance
 
 
-def taylor_importance(model, layout: Layout, batches: Iterable[dict], loss_fn: Callable) -> dict[str, list[torch.Tensor]]:
+def taylor_importance(
+    model, layout: Layout, batches: Iterable[dict], loss_fn: Callable
+) -> dict[str, list[torch.Tensor]]:
     """Importance of each head (per layer, (heads,)) and FFN neuron (per layer, (neurons,)) on the given batches."""
     stack, blocks = layers(model)
     outs = {"ffn": [b.get_submodule(layout.ffn_out).weight for b in blocks]}
@@ -147,7 +162,9 @@ def choose_kept(scores: list[torch.Tensor], fraction: float, min_keep: int = 1) 
 def shrink_linear(linear: torch.nn.Linear, keep: torch.Tensor, dim: int) -> torch.nn.Linear:
     """A new Linear with only the kept output rows (dim 0) or input columns (dim 1)."""
     weight = linear.weight.detach().index_select(dim, keep).clone()
-    new = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=linear.bias is not None, dtype=weight.dtype, device=weight.device)
+    new = torch.nn.Linear(
+        weight.shape[1], weight.shape[0], bias=linear.bias is not None, dtype=weight.dtype, device=weight.device
+    )
     with torch.no_grad():
         new.weight.copy_(weight)
         if linear.bias is not None:

@@ -26,9 +26,20 @@ def tokenizer_digest(tokenizer) -> str:
     """Hash of everything that makes a tokenizer produce its ids: the fast tokenizer's JSON, specials, template."""
     h = hashlib.sha256(type(tokenizer).__name__.encode())
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    h.update(backend.to_str().encode() if backend is not None else json.dumps(sorted(tokenizer.get_vocab().items())).encode())
-    h.update(json.dumps([str(getattr(tokenizer, "chat_template", None)), tokenizer.pad_token, tokenizer.eos_token,
-                         tokenizer.bos_token, getattr(tokenizer, "padding_side", None)]).encode())
+    h.update(
+        backend.to_str().encode() if backend is not None else json.dumps(sorted(tokenizer.get_vocab().items())).encode()
+    )
+    h.update(
+        json.dumps(
+            [
+                str(getattr(tokenizer, "chat_template", None)),
+                tokenizer.pad_token,
+                tokenizer.eos_token,
+                tokenizer.bos_token,
+                getattr(tokenizer, "padding_side", None),
+            ]
+        ).encode()
+    )
     return h.hexdigest()
 
 

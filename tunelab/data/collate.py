@@ -7,7 +7,9 @@ import random
 import torch
 
 
-def batch_plan(lengths: list[int], batch_size: int, seed: int, epoch: int, group_by_length: bool = True) -> list[list[int]]:
+def batch_plan(
+    lengths: list[int], batch_size: int, seed: int, epoch: int, group_by_length: bool = True
+) -> list[list[int]]:
     """Indices of each batch for one epoch; the same (seed, epoch) always gives the same plan.
 
     With grouping, examples are shuffled, cut into chunks of 50 batches, sorted by length
@@ -18,8 +20,10 @@ def batch_plan(lengths: list[int], batch_size: int, seed: int, epoch: int, group
     rng.shuffle(order)
     if group_by_length:
         chunk = batch_size * 50
-        order = [i for s in range(0, len(order), chunk) for i in sorted(order[s:s + chunk], key=lambda i: -lengths[i])]
-    batches = [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
+        order = [
+            i for s in range(0, len(order), chunk) for i in sorted(order[s : s + chunk], key=lambda i: -lengths[i])
+        ]
+    batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
     if group_by_length:
         rng.shuffle(batches)
     return batches
@@ -49,4 +53,4 @@ def pad_batch(features: list[dict], pad_id: int, label_pad: int = -100) -> dict[
 def micro_batches(indices: list[int], parts: int) -> list[list[int]]:
     """Split one optimizer batch into ``parts`` near-equal contiguous micro-batches (empty ones dropped)."""
     size = -(-len(indices) // parts)
-    return [indices[s:s + size] for s in range(0, len(indices), size)]
+    return [indices[s : s + size] for s in range(0, len(indices), size)]

@@ -30,9 +30,9 @@ INVISIBLE = "\ufeff\u200b"  # BOMs and zero-width spaces that some files leave o
 @dataclass
 class Sentence:
     tokens: list[str]
-    tags: list[str] | None           # IOB2, one per token; None for prediction input
-    line: int                        # line of the first token
-    text: str = ""                   # the text the tokens come from
+    tags: list[str] | None  # IOB2, one per token; None for prediction input
+    line: int  # line of the first token
+    text: str = ""  # the text the tokens come from
     offsets: list[tuple[int, int]] = field(default_factory=list)  # (start, end) of each token in text
 
     def __post_init__(self):
@@ -44,7 +44,7 @@ class Sentence:
 class Table:
     rows: list[Sentence]
     skipped: list[tuple[int, str]] = field(default_factory=list)  # (line, reason) for rows dropped by on_error=skip
-    repaired: int = 0                                             # sentences whose tags were repaired
+    repaired: int = 0  # sentences whose tags were repaired
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,11 @@ def read(path: str, fmt: str = "auto", opts: Options = Options()) -> Table:
     if fmt not in ("conll", "jsonl", "txt"):
         raise DataError(f"{path}: format '{fmt}' is not a token-classification format; use conll or jsonl")
     lines = p.read_text(encoding="utf-8-sig").splitlines()
-    groups = _conll_groups(lines, opts) if fmt == "conll" else [(n, [ln]) for n, ln in enumerate(lines, 1) if ln.strip(INVISIBLE + " \t")]
+    groups = (
+        _conll_groups(lines, opts)
+        if fmt == "conll"
+        else [(n, [ln]) for n, ln in enumerate(lines, 1) if ln.strip(INVISIBLE + " \t")]
+    )
     parse = {"conll": _parse_conll, "jsonl": _parse_json, "txt": _parse_text}[fmt]
     table = Table([])
     for start, group in groups:
@@ -117,7 +121,9 @@ def read(path: str, fmt: str = "auto", opts: Options = Options()) -> Table:
         table.rows.append(sentence)
         table.repaired += fixed
     if not table.rows:
-        raise DataError(f"{path}: no sentences found" + (f" (all {len(table.skipped)} were bad)" if table.skipped else ""))
+        raise DataError(
+            f"{path}: no sentences found" + (f" (all {len(table.skipped)} were bad)" if table.skipped else "")
+        )
     return table
 
 
@@ -160,7 +166,7 @@ def _parse_conll(start: int, group, opts: Options) -> tuple[Sentence, int]:
     for n, cols in group:
         token = cols[0]
         if opts.token_prefix and token.startswith(opts.token_prefix) and len(token) > len(opts.token_prefix):
-            token = token[len(opts.token_prefix):]
+            token = token[len(opts.token_prefix) :]
         tokens.append(token)
         lines.append(n)
         if opts.with_labels:
@@ -169,7 +175,9 @@ def _parse_conll(start: int, group, opts: Options) -> tuple[Sentence, int]:
             try:
                 tags.append(cols[opts.tag_column])
             except IndexError:
-                raise _Bad(n, f"data.tag_column {opts.tag_column} is out of range: the line has {len(cols)} columns") from None
+                raise _Bad(
+                    n, f"data.tag_column {opts.tag_column} is out of range: the line has {len(cols)} columns"
+                ) from None
     if not opts.with_labels:
         return Sentence(tokens, None, start), 0
     iob2, fixed = _to_iob2(tags, lines, opts)
@@ -203,23 +211,23 @@ def _parse_json(start: int, group: list[str], opts: Options) -> tuple[Sentence, 
     except json.JSONDecodeError as exc:
         raise _Bad(start, f"not valid JSON ({exc.msg})") from None
     if not isinstance(obj, dict):
-        raise _Bad(start, "expected a JSON object with \"tokens\" and \"tags\", or \"text\" and \"spans\"")
+        raise _Bad(start, 'expected a JSON object with "tokens" and "tags", or "text" and "spans"')
     if "tokens" in obj:
         return _parse_tokens(start, obj, opts)
     if "text" in obj:
         return _parse_spans(start, obj, opts)
-    raise _Bad(start, f"expected \"tokens\" (with \"tags\") or \"text\" (with \"spans\"); got keys {sorted(obj)}")
+    raise _Bad(start, f'expected "tokens" (with "tags") or "text" (with "spans"); got keys {sorted(obj)}')
 
 
 def _parse_tokens(start: int, obj: dict, opts: Options) -> tuple[Sentence, int]:
     tokens = obj["tokens"]
     if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) and t.strip() for t in tokens):
-        raise _Bad(start, "\"tokens\" must be a non-empty list of non-empty strings")
+        raise _Bad(start, '"tokens" must be a non-empty list of non-empty strings')
     if not opts.with_labels:
         return Sentence(tokens, None, start), 0
     tags = obj.get("tags")
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        raise _Bad(start, "\"tags\" must be a list of strings (one per token)")
+        raise _Bad(start, '"tags" must be a list of strings (one per token)')
     if len(tags) != len(tokens):
         raise _Bad(start, f"{len(tokens)} tokens but {len(tags)} tags; expected one tag per token")
     iob2, fixed = _to_iob2(tags, [start] * len(tags), opts)
@@ -229,12 +237,12 @@ def _parse_tokens(start: int, obj: dict, opts: Options) -> tuple[Sentence, int]:
 def _parse_spans(start: int, obj: dict, opts: Options) -> tuple[Sentence, int]:
     text = obj["text"]
     if not isinstance(text, str) or not text.strip():
-        raise _Bad(start, "\"text\" must be a non-empty string")
+        raise _Bad(start, '"text" must be a non-empty string')
     if not opts.with_labels:
         return _parse_text(start, [text], opts)
     raw = obj.get("spans")
     if not isinstance(raw, list):
-        raise _Bad(start, "\"spans\" must be a list of {\"start\", \"end\", \"label\"} objects (may be empty)")
+        raise _Bad(start, '"spans" must be a list of {"start", "end", "label"} objects (may be empty)')
     entities = [_check_span(start, s, text) for s in raw]
     tokens, offsets = tokenize(text, {c for s, e, _ in entities for c in (s, e)})
     token_spans = []
@@ -252,10 +260,12 @@ def _parse_spans(start: int, obj: dict, opts: Options) -> tuple[Sentence, int]:
 
 def _check_span(line: int, span, text: str) -> tuple[int, int, str]:
     if not isinstance(span, dict) or not {"start", "end", "label"} <= set(span):
-        raise _Bad(line, f"each span needs \"start\", \"end\" and \"label\"; got {span!r}")
+        raise _Bad(line, f'each span needs "start", "end" and "label"; got {span!r}')
     s, e, label = span["start"], span["end"], span["label"]
     if not (isinstance(s, int) and isinstance(e, int) and 0 <= s < e <= len(text)):
-        raise _Bad(line, f"span start/end must be integers with 0 <= start < end <= {len(text)} (text length); got {s}-{e}")
+        raise _Bad(
+            line, f"span start/end must be integers with 0 <= start < end <= {len(text)} (text length); got {s}-{e}"
+        )
     if not isinstance(label, str) or not label.strip() or "-" in label[:2] or label == "O":
         raise _Bad(line, f"span label must be an entity type such as PER (no B-/I- prefix); got {label!r}")
     return s, e, label

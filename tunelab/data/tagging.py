@@ -27,7 +27,9 @@ def check_prefixes(tags: list[str], scheme: str) -> None:
     for i, tag in enumerate(tags):
         prefix, _ = split_tag(tag)
         if prefix != "O" and prefix not in allowed:
-            raise ValueError(f"tag '{tag}' has prefix '{prefix}', which scheme {scheme} does not use (allowed: {', '.join(allowed)}, O)")
+            raise ValueError(
+                f"tag '{tag}' has prefix '{prefix}', which scheme {scheme} does not use (allowed: {', '.join(allowed)}, O)"
+            )
 
 
 def to_iob2(tags: list[str], scheme: str) -> list[str]:

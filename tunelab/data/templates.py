@@ -63,7 +63,9 @@ def read_examples(path: str, format: str = "auto", on_error: str = "raise") -> E
         raise DataError(f"{path}: file not found")
     fmt = format if format != "auto" else {".json": "json", ".jsonl": "jsonl", ".txt": "text"}.get(p.suffix.lower())
     if fmt not in ("json", "jsonl", "text"):
-        raise DataError(f"{path}: cannot tell the format from the extension '{p.suffix}'; use .json, .jsonl or .txt (or set data.format)")
+        raise DataError(
+            f"{path}: cannot tell the format from the extension '{p.suffix}'; use .json, .jsonl or .txt (or set data.format)"
+        )
     text = p.read_text(encoding="utf-8")
     if fmt == "text":
         return Examples(_text_documents(text), path)
@@ -71,7 +73,11 @@ def read_examples(path: str, format: str = "auto", on_error: str = "raise") -> E
     out = Examples([], path)
     for line, obj in records:
         try:
-            out.rows.append(Example(to_messages(obj), None, line) if "text" not in obj or len(obj) != 1 else Example(None, _text(obj), line))
+            out.rows.append(
+                Example(to_messages(obj), None, line)
+                if "text" not in obj or len(obj) != 1
+                else Example(None, _text(obj), line)
+            )
         except DataError as exc:
             if on_error == "raise":
                 raise DataError(f"{path}:{line}: {exc}") from None
@@ -151,7 +157,9 @@ def to_messages(obj) -> list[dict]:
         return _check_messages(obj["conversations"], "conversations", "from", "value", SHAREGPT_ROLES)
     if "instruction" in obj:
         return _alpaca(obj)
-    raise DataError(f"expected an Alpaca record (instruction, input, output), a chat record (messages) or ShareGPT (conversations); got keys {sorted(obj)}")
+    raise DataError(
+        f"expected an Alpaca record (instruction, input, output), a chat record (messages) or ShareGPT (conversations); got keys {sorted(obj)}"
+    )
 
 
 def _alpaca(obj: dict) -> list[dict]:
@@ -174,7 +182,9 @@ def _check_messages(items, key: str, role_key: str, text_key: str, roles: dict) 
     out = []
     for i, m in enumerate(items):
         if not isinstance(m, dict) or m.get(role_key) not in roles or not isinstance(m.get(text_key), str):
-            raise DataError(f'{key}[{i}]: expected {{"{role_key}": one of {sorted(roles)}, "{text_key}": string}}, got {m!r:.80}')
+            raise DataError(
+                f'{key}[{i}]: expected {{"{role_key}": one of {sorted(roles)}, "{text_key}": string}}, got {m!r:.80}'
+            )
         role = roles[m[role_key]]
         if role == "system" and i != 0:
             raise DataError(f"{key}[{i}]: a system message may only come first")
@@ -200,7 +210,9 @@ def chat_template(tokenizer, fallback: str = "chatml") -> str:
 
 
 def render(tokenizer, messages: list[dict], template: str, add_generation_prompt: bool = False) -> str:
-    return tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False, add_generation_prompt=add_generation_prompt)
+    return tokenizer.apply_chat_template(
+        messages, chat_template=template, tokenize=False, add_generation_prompt=add_generation_prompt
+    )
 
 
 def assistant_spans(tokenizer, messages: list[dict], template: str) -> tuple[str, list[tuple[int, int]]]:
@@ -217,12 +229,16 @@ def assistant_spans(tokenizer, messages: list[dict], template: str) -> tuple[str
         before = render(tokenizer, messages[:i], template, add_generation_prompt=True)
         through = render(tokenizer, messages[: i + 1], template)
         if not full.startswith(through) or not through.startswith(before):
-            raise DataError("the chat template does not render conversations as growing prefixes; cannot locate assistant turns")
+            raise DataError(
+                "the chat template does not render conversations as growing prefixes; cannot locate assistant turns"
+            )
         spans.append((len(before), len(through.rstrip())))
     return full, spans
 
 
-def tokenize_conversation(tokenizer, messages: list[dict], template: str, train_on: str = "assistant") -> tuple[list[int], list[int]]:
+def tokenize_conversation(
+    tokenizer, messages: list[dict], template: str, train_on: str = "assistant"
+) -> tuple[list[int], list[int]]:
     """Token ids and labels (-100 outside the loss). ``train_on``: "assistant" or "all".
 
     Each assistant reply ends with the tokenizer's EOS: appended if the template's end-of-turn is not EOS.

@@ -8,7 +8,18 @@ from pathlib import Path
 
 from tunelab.evaluation.report import markdown_table, read_log
 
-HEADER = ["method", "dev {metric}", "trainable params", "trainable %", "adapter size", "train time (s)", "tokens/s", "peak RSS (MiB)", "lr", "status"]
+HEADER = [
+    "method",
+    "dev {metric}",
+    "trainable params",
+    "trainable %",
+    "adapter size",
+    "train time (s)",
+    "tokens/s",
+    "peak RSS (MiB)",
+    "lr",
+    "status",
+]
 SCATTER, CURVES = "compare_params.png", "compare_curves.png"
 
 
@@ -21,8 +32,20 @@ def table_rows(rows: list[dict]) -> list[list]:
         pct = f"{100 * r['trainable'] / r['total']:.3f}" if r.get("total") else "-"
         size = f"{r['adapter_bytes'] / 2**20:.2f} MiB" if r.get("adapter_bytes") is not None else "-"
         status = r["status"] if not r.get("error") else f"{r['status']}: {r['error']}"
-        out.append([r["method"], num(r, "metric", "{:.4f}"), num(r, "trainable"), pct, size, num(r, "train_seconds", "{}"),
-                    num(r, "tokens_per_s", "{:,.0f}"), num(r, "peak_rss_mb", "{:,.0f}"), num(r, "lr", "{:g}"), status.replace("|", "/")])
+        out.append(
+            [
+                r["method"],
+                num(r, "metric", "{:.4f}"),
+                num(r, "trainable"),
+                pct,
+                size,
+                num(r, "train_seconds", "{}"),
+                num(r, "tokens_per_s", "{:,.0f}"),
+                num(r, "peak_rss_mb", "{:,.0f}"),
+                num(r, "lr", "{:g}"),
+                status.replace("|", "/"),
+            ]
+        )
     return out
 
 
@@ -33,18 +56,24 @@ def write(out: Path, rows: list[dict], metric: str) -> None:
     if ok:
         plot_params(rows, metric, out / SCATTER)
         plot_curves(out, ok, metric, out / CURVES)
-    notes = ("Same data, seed and step budget for every method. Trainable % is of the model's parameters after the method is applied. "
-             "Adapter size is the weight files the run saves. tokens/s is the mean over the training log windows. "
-             "Peak RSS is the training process's maximum resident memory (getrusage via os.wait4), Python and torch included.")
+    notes = (
+        "Same data, seed and step budget for every method. Trainable % is of the model's parameters after the method is applied. "
+        "Adapter size is the weight files the run saves. tokens/s is the mean over the training log windows. "
+        "Peak RSS is the training process's maximum resident memory (getrusage via os.wait4), Python and torch included."
+    )
     md = ["# tunelab compare", "", notes, "", markdown_table(header, body), ""]
     if ok:
         md += [f"![dev {metric} vs trainable parameters]({SCATTER})", "", f"![training curves]({CURVES})", ""]
     (out / "compare.md").write_text("\n".join(md), encoding="utf-8")
     (out / "compare.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
     cells = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in body)
-    page = (f"<!doctype html><meta charset='utf-8'><title>tunelab compare</title><h1>tunelab compare</h1><p>{html.escape(notes)}</p>"
-            "<table border='1' cellpadding='4' style='border-collapse:collapse'><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header)
-            + f"</tr>{cells}</table>" + (f"<p><img src='{SCATTER}'><p><img src='{CURVES}'>" if ok else ""))
+    page = (
+        f"<!doctype html><meta charset='utf-8'><title>tunelab compare</title><h1>tunelab compare</h1><p>{html.escape(notes)}</p>"
+        "<table border='1' cellpadding='4' style='border-collapse:collapse'><tr>"
+        + "".join(f"<th>{html.escape(h)}</th>" for h in header)
+        + f"</tr>{cells}</table>"
+        + (f"<p><img src='{SCATTER}'><p><img src='{CURVES}'>" if ok else "")
+    )
     (out / "compare.html").write_text(page, encoding="utf-8")
 
 
@@ -64,7 +93,9 @@ def plot_params(rows: list[dict], metric: str, path: Path) -> None:
     for r in rows:
         if r["status"] == "ok":
             ax.scatter(r["trainable"], r["metric"])
-            ax.annotate(r["method"], (r["trainable"], r["metric"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            ax.annotate(
+                r["method"], (r["trainable"], r["metric"]), textcoords="offset points", xytext=(4, 4), fontsize=8
+            )
         elif r["status"] == "baseline":
             ax.axhline(r["metric"], color="gray", linestyle="--", label="untrained head")
     ax.set_xscale("log")

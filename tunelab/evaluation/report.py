@@ -11,7 +11,9 @@ PLOT = "training.png"
 def read_log(run_dir: Path) -> tuple[list[dict], list[dict]]:
     """(train log records, dev evaluation records) from metrics.jsonl."""
     path = Path(run_dir) / "metrics.jsonl"
-    records = [json.loads(ln) for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()] if path.is_file() else []
+    records = (
+        [json.loads(ln) for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()] if path.is_file() else []
+    )
     return [r for r in records if "loss" in r], [r for r in records if any(k.startswith("dev/") for k in r)]
 
 
@@ -25,7 +27,12 @@ def plot_curves(train: list[dict], dev: list[dict], metric: str, out: Path) -> N
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
     ax1.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss")
     if any("dev/loss" in r for r in dev):
-        ax1.plot([r["step"] for r in dev if "dev/loss" in r], [r["dev/loss"] for r in dev if "dev/loss" in r], "o-", label="dev loss")
+        ax1.plot(
+            [r["step"] for r in dev if "dev/loss" in r],
+            [r["dev/loss"] for r in dev if "dev/loss" in r],
+            "o-",
+            label="dev loss",
+        )
     ax1.set_xlabel("step")
     ax1.set_ylabel("loss")
     ax1.legend()
@@ -53,15 +60,24 @@ def write(run_dir: Path, cfg, final: dict, labels: list[str] | None) -> Path:
     train, dev = read_log(run_dir)
     if train or dev:
         plot_curves(train, dev, cfg.train.metric, run_dir / PLOT)
-    parts = [f"# tunelab run: {run_dir.name}", "",
-             f"model `{cfg.model.name}`, task `{cfg.task}`, method `{cfg.method.name}`, "
-             f"{final['trainable_parameters']:,} of {final['total_parameters']:,} parameters trained, "
-             f"{final['steps']} steps in {final['train_seconds']} s (best at step {final['best_step']}).", ""]
+    parts = [
+        f"# tunelab run: {run_dir.name}",
+        "",
+        f"model `{cfg.model.name}`, task `{cfg.task}`, method `{cfg.method.name}`, "
+        f"{final['trainable_parameters']:,} of {final['total_parameters']:,} parameters trained, "
+        f"{final['steps']} steps in {final['train_seconds']} s (best at step {final['best_step']}).",
+        "",
+    ]
     if "precision" in final:
         parts += [f"Precision: {final['precision']['name']} ({final['precision']['reason']}).", ""]
     splits = [s for s in ("baseline", "dev", "test") if s in final]  # baseline: dev metrics of the untuned model
     scalar = [k for k, v in final["dev"].items() if isinstance(v, float)]
-    parts += ["## Metrics", "", markdown_table(["split"] + scalar, [[s] + [final[s][k] for k in scalar] for s in splits]), ""]
+    parts += [
+        "## Metrics",
+        "",
+        markdown_table(["split"] + scalar, [[s] + [final[s][k] for k in scalar] for s in splits]),
+        "",
+    ]
     for split in splits:
         parts += _per_class(final[split], split, labels)
         parts += _per_type(final[split], split)
@@ -80,8 +96,12 @@ def _per_class(metrics: dict, split: str, labels: list[str] | None) -> list[str]
     out = [f"## Per class ({split})", "", markdown_table(["label", "precision", "recall", "f1", "support"], rows), ""]
     if "confusion" in metrics and labels:
         conf = [[labels[i]] + row for i, row in enumerate(metrics["confusion"])]
-        out += [f"Confusion matrix ({split}; rows = true label, columns = predicted):", "",
-                markdown_table(["true \\ pred"] + labels, conf), ""]
+        out += [
+            f"Confusion matrix ({split}; rows = true label, columns = predicted):",
+            "",
+            markdown_table(["true \\ pred"] + labels, conf),
+            "",
+        ]
     return out
 
 
@@ -89,10 +109,17 @@ def _data(info: dict | None) -> list[str]:
     """Example counts per split (kept / truncated / dropped) and the padding fraction of training batches."""
     if not info:
         return []
-    rows = [[name, v["examples"], v["kept"], v["truncated"], v["dropped"]] for name, v in info.items() if isinstance(v, dict)]
+    rows = [
+        [name, v["examples"], v["kept"], v["truncated"], v["dropped"]]
+        for name, v in info.items()
+        if isinstance(v, dict)
+    ]
     out = ["## Data", "", markdown_table(["split", "examples", "kept", "truncated", "dropped"], rows), ""]
     if "padding_fraction" in info:
-        out += [f"Training rows: {info.get('train_rows')}; padding fraction of training batches: {info['padding_fraction']:.1%}.", ""]
+        out += [
+            f"Training rows: {info.get('train_rows')}; padding fraction of training batches: {info['padding_fraction']:.1%}.",
+            "",
+        ]
     return out
 
 
@@ -113,14 +140,26 @@ def _samples(before: list[dict] | None, after: list[dict] | None) -> list[str]:
 def _quote(text: str, limit: int = 400) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit] + " ..."
+
+
 def _per_type(metrics: dict, split: str) -> list[str]:
     """Tables for span-level tasks: metrics["per_type"] ({type: {precision, recall, f1, support}}) and
     metrics["confusions"] ([{true, pred, count}], most frequent first); either may be absent."""
     out = []
     if metrics.get("per_type"):
         rows = [[name, m["precision"], m["recall"], m["f1"], m["support"]] for name, m in metrics["per_type"].items()]
-        out += [f"## Per entity type ({split})", "", markdown_table(["type", "precision", "recall", "f1", "support"], rows), ""]
+        out += [
+            f"## Per entity type ({split})",
+            "",
+            markdown_table(["type", "precision", "recall", "f1", "support"], rows),
+            "",
+        ]
     if metrics.get("confusions"):
         rows = [[c["true"], c["pred"], c["count"]] for c in metrics["confusions"]]
-        out += [f"Most frequent confusions ({split}; word level, O = no entity):", "", markdown_table(["true", "predicted", "count"], rows), ""]
+        out += [
+            f"Most frequent confusions ({split}; word level, O = no entity):",
+            "",
+            markdown_table(["true", "predicted", "count"], rows),
+            "",
+        ]
     return out

@@ -48,7 +48,7 @@ def read(run_dir: Path) -> dict:
     except (OSError, ValueError) as exc:
         raise TunelabError(f"{path}: unreadable format record ({exc})") from None
     if not isinstance(info, dict) or not isinstance(info.get("format"), str):
-        raise TunelabError(f"{path}: expected a JSON object with a \"format\" string")
+        raise TunelabError(f'{path}: expected a JSON object with a "format" string')
     return info
 
 
@@ -63,9 +63,14 @@ def choose_backend(fmt: str, supported: tuple[str, ...], requested: str) -> str:
     if requested == "auto":
         return supported[0]
     if requested not in supported:
-        hint = {"onnxruntime": "tunelab export RUN OUT --format onnx", "llamacpp": "tunelab export RUN OUT --format gguf"}.get(requested, "")
-        raise TunelabError(f"backend '{requested}' cannot run a {fmt} run (it runs with: {', '.join(supported)})"
-                           + (f"; make one with `{hint}`" if hint else ""))
+        hint = {
+            "onnxruntime": "tunelab export RUN OUT --format onnx",
+            "llamacpp": "tunelab export RUN OUT --format gguf",
+        }.get(requested, "")
+        raise TunelabError(
+            f"backend '{requested}' cannot run a {fmt} run (it runs with: {', '.join(supported)})"
+            + (f"; make one with `{hint}`" if hint else "")
+        )
     return requested
 
 
@@ -74,6 +79,8 @@ def load(run_dir: Path, cfg, labels, info: dict, backend: str):
     table = modules()
     module = table.get(info["format"])
     if module is None:
-        raise TunelabError(f"{run_dir}: model/{FORMAT_FILE} names format '{info['format']}', which this tunelab cannot load "
-                           f"(known: {', '.join([METHOD, *table])})")
+        raise TunelabError(
+            f"{run_dir}: model/{FORMAT_FILE} names format '{info['format']}', which this tunelab cannot load "
+            f"(known: {', '.join([METHOD, *table])})"
+        )
     return module.load(Path(run_dir), cfg, labels, info, choose_backend(info["format"], module.BACKENDS, backend))

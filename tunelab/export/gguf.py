@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -34,15 +35,22 @@ BLOCK = 32  # values per block of q8_0/q4_0/q4_1
 def _qtype(dtype: str):
     import gguf
 
-    return {"f32": gguf.GGMLQuantizationType.F32, "f16": gguf.GGMLQuantizationType.F16, "q8_0": gguf.GGMLQuantizationType.Q8_0,
-            "q4_0": gguf.GGMLQuantizationType.Q4_0, "q4_1": gguf.GGMLQuantizationType.Q4_1}[dtype]
+    return {
+        "f32": gguf.GGMLQuantizationType.F32,
+        "f16": gguf.GGMLQuantizationType.F16,
+        "q8_0": gguf.GGMLQuantizationType.Q8_0,
+        "q4_0": gguf.GGMLQuantizationType.Q4_0,
+        "q4_1": gguf.GGMLQuantizationType.Q4_1,
+    }[dtype]
 
 
 def _file_type(dtype: str) -> int:
     import gguf
 
     t = gguf.LlamaFileType
-    return {"f32": t.ALL_F32, "f16": t.MOSTLY_F16, "q8_0": t.MOSTLY_Q8_0, "q4_0": t.MOSTLY_Q4_0, "q4_1": t.MOSTLY_Q4_1}[dtype]
+    return {"f32": t.ALL_F32, "f16": t.MOSTLY_F16, "q8_0": t.MOSTLY_Q8_0, "q4_0": t.MOSTLY_Q4_0, "q4_1": t.MOSTLY_Q4_1}[
+        dtype
+    ]
 
 
 # ---------------------------------------------------------------- tensors
@@ -69,13 +77,17 @@ def check_model(model) -> None:
         raise TunelabError(f"--format gguf: converts Llama-family models ({', '.join(ARCHS)}), not '{cfg.model_type}'")
     rope = getattr(cfg, "rope_parameters", None) or getattr(cfg, "rope_scaling", None) or {}
     if rope.get("rope_type", "default") != "default":
-        raise TunelabError(f"--format gguf: RoPE scaling '{rope.get('rope_type')}' is not supported by tunelab's converter")
+        raise TunelabError(
+            f"--format gguf: RoPE scaling '{rope.get('rope_type')}' is not supported by tunelab's converter"
+        )
     if getattr(cfg, "attention_bias", False) or getattr(cfg, "mlp_bias", False):
         raise TunelabError("--format gguf: attention/MLP biases are not supported by tunelab's converter")
     sizes = {m.get_submodule("mlp.down_proj").in_features for m in model.model.layers}
     if sizes != {cfg.intermediate_size}:
-        raise TunelabError(f"--format gguf: layers have different FFN widths {sorted(sizes)} (a pruned model); "
-                           "GGUF's llama architecture records one feed_forward_length")
+        raise TunelabError(
+            f"--format gguf: layers have different FFN widths {sorted(sizes)} (a pruned model); "
+            "GGUF's llama architecture records one feed_forward_length"
+        )
 
 
 def tensor_plan(model) -> list[tuple[str, torch.Tensor]]:
@@ -129,8 +141,10 @@ def pre_tokenizer_name(tokenizer) -> tuple[str, str | None]:
         return "gpt-2", None
     if kinds == ["Digits", "ByteLevel"] and parts[0].get("individual_digits"):
         return "smollm", None
-    return "default", (f"pre-tokenizer {kinds} has no exact llama.cpp equivalent; llama.cpp's own tokenization may differ "
-                       "(tunelab's llamacpp back-end tokenizes with the run's tokenizer, so serving is unaffected)")
+    return "default", (
+        f"pre-tokenizer {kinds} has no exact llama.cpp equivalent; llama.cpp's own tokenization may differ "
+        "(tunelab's llamacpp back-end tokenizes with the run's tokenizer, so serving is unaffected)"
+    )
 
 
 def tokenizer_metadata(tokenizer, vocab_size: int) -> dict:
@@ -140,26 +154,44 @@ def tokenizer_metadata(tokenizer, vocab_size: int) -> dict:
     spec = json.loads(tokenizer.backend_tokenizer.to_str())
     model = spec.get("model", {})
     if model.get("type") != "BPE" or model.get("byte_fallback"):
-        raise TunelabError(f"--format gguf: converts byte-level BPE tokenizers; this one is {model.get('type')}"
-                           + (" with byte fallback (SentencePiece-style)" if model.get("byte_fallback") else ""))
+        raise TunelabError(
+            f"--format gguf: converts byte-level BPE tokenizers; this one is {model.get('type')}"
+            + (" with byte fallback (SentencePiece-style)" if model.get("byte_fallback") else "")
+        )
     vocab = tokenizer.get_vocab()
     if max(vocab.values()) >= vocab_size:
-        raise TunelabError(f"--format gguf: tokenizer has ids up to {max(vocab.values())} but the model's vocab_size is {vocab_size}")
+        raise TunelabError(
+            f"--format gguf: tokenizer has ids up to {max(vocab.values())} but the model's vocab_size is {vocab_size}"
+        )
     added = {t["id"]: t for t in spec.get("added_tokens", [])}
     tokens = [f"[PAD{i}]" for i in range(vocab_size)]
     types = [int(gguf.TokenType.UNUSED)] * vocab_size
     for text, i in vocab.items():
         tokens[i] = text
-        types[i] = int(gguf.TokenType.NORMAL if i not in added else gguf.TokenType.CONTROL if added[i].get("special")
-                       else gguf.TokenType.USER_DEFINED)
+        types[i] = int(
+            gguf.TokenType.NORMAL
+            if i not in added
+            else gguf.TokenType.CONTROL
+            if added[i].get("special")
+            else gguf.TokenType.USER_DEFINED
+        )
     merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
     probe = tokenizer("a")["input_ids"]
     pre, warning = pre_tokenizer_name(tokenizer)
-    return {"tokens": tokens, "types": types, "merges": merges, "pre": pre, "warning": warning,
-            "bos": tokenizer.bos_token_id, "eos": tokenizer.eos_token_id, "unk": tokenizer.unk_token_id, "pad": tokenizer.pad_token_id,
-            "add_bos": tokenizer.bos_token_id is not None and probe[:1] == [tokenizer.bos_token_id],
-            "add_eos": tokenizer.eos_token_id is not None and probe[-1:] == [tokenizer.eos_token_id],
-            "chat_template": tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else None}
+    return {
+        "tokens": tokens,
+        "types": types,
+        "merges": merges,
+        "pre": pre,
+        "warning": warning,
+        "bos": tokenizer.bos_token_id,
+        "eos": tokenizer.eos_token_id,
+        "unk": tokenizer.unk_token_id,
+        "pad": tokenizer.pad_token_id,
+        "add_bos": tokenizer.bos_token_id is not None and probe[:1] == [tokenizer.bos_token_id],
+        "add_eos": tokenizer.eos_token_id is not None and probe[-1:] == [tokenizer.eos_token_id],
+        "chat_template": tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else None,
+    }
 
 
 # ---------------------------------------------------------------- writing
@@ -214,8 +246,12 @@ def _add_tokenizer(writer, tok: dict) -> None:
     writer.add_token_list(tok["tokens"])
     writer.add_token_types(tok["types"])
     writer.add_token_merges(tok["merges"])
-    for key, add in (("bos", writer.add_bos_token_id), ("eos", writer.add_eos_token_id), ("unk", writer.add_unk_token_id),
-                     ("pad", writer.add_pad_token_id)):
+    for key, add in (
+        ("bos", writer.add_bos_token_id),
+        ("eos", writer.add_eos_token_id),
+        ("unk", writer.add_unk_token_id),
+        ("pad", writer.add_pad_token_id),
+    ):
         if tok[key] is not None:
             add(int(tok[key]))
     writer.add_add_bos_token(bool(tok["add_bos"]))
@@ -259,8 +295,10 @@ def save_side_files(model, tokenizer, model_dir: Path) -> None:
 
 def check_task(task: str, run_dir) -> None:
     if task != "causal_lm":
-        raise TunelabError(f"{run_dir}: --format gguf exports causal-LM runs (llama.cpp), not {task}; "
-                           "classification and NER runs export with --format onnx")
+        raise TunelabError(
+            f"{run_dir}: --format gguf exports causal-LM runs (llama.cpp), not {task}; "
+            "classification and NER runs export with --format onnx"
+        )
 
 
 def file_name(dtype: str) -> str:
@@ -279,4 +317,3 @@ def read_back(path: Path) -> tuple[dict, dict[str, tuple[str, list[int]]]]:
         except Exception:  # a field type the reader cannot turn into a Python value
             meta[key] = None
     return meta, {t.name: (t.tensor_type.name, [int(x) for x in t.shape]) for t in reader.tensors}
-

@@ -17,8 +17,10 @@ import torch
 
 from tunelab.errors import TunelabError
 
-INSTALL_HINT = ("the llamacpp back-end needs llama-cpp-python, built from source (about 8 minutes on 2 cores): "
-                "make llamacpp, or pip install 'tunelab[llamacpp]'")
+INSTALL_HINT = (
+    "the llamacpp back-end needs llama-cpp-python, built from source (about 8 minutes on 2 cores): "
+    "make llamacpp, or pip install 'tunelab[llamacpp]'"
+)
 MAX_CONTEXT = 8192  # KV-cache tokens allocated by default (the run's context window is capped to it)
 
 
@@ -48,16 +50,29 @@ class LlamaCppModel:
         n_ctx = min(n_ctx or MAX_CONTEXT, self.config.max_position_embeddings)
         self.config.max_position_embeddings = n_ctx  # the window callers see is the one llama.cpp allocated
         self.threads = threads or torch.get_num_threads()
-        self.llm = llama_cpp.Llama(model_path=str(gguf_file), n_ctx=n_ctx, n_batch=512, n_threads=self.threads,
-                                   n_threads_batch=self.threads, logits_all=False, verbose=False)
+        self.llm = llama_cpp.Llama(
+            model_path=str(gguf_file),
+            n_ctx=n_ctx,
+            n_batch=512,
+            n_threads=self.threads,
+            n_threads_batch=self.threads,
+            logits_all=False,
+            verbose=False,
+        )
 
     def tokens(self, prompt_ids: list[int], max_new: int, cfg, done: Callable[[int], bool] | None = None) -> list[int]:
         """Generated token ids (greedy or sampled per ``cfg``, a GenerationConfig), ending when ``done(token)`` says so."""
         if cfg.seed is not None:
             self.llm.set_seed(cfg.seed)
-        sampling = {"temp": cfg.temperature, "top_k": cfg.top_k, "top_p": cfg.top_p} if cfg.do_sample else {"temp": 0.0, "top_k": 1, "top_p": 1.0}
+        sampling = (
+            {"temp": cfg.temperature, "top_k": cfg.top_k, "top_p": cfg.top_p}
+            if cfg.do_sample
+            else {"temp": 0.0, "top_k": 1, "top_p": 1.0}
+        )
         out: list[int] = []
-        for token in self.llm.generate(prompt_ids, min_p=0.0, typical_p=1.0, repeat_penalty=cfg.repetition_penalty, reset=True, **sampling):
+        for token in self.llm.generate(
+            prompt_ids, min_p=0.0, typical_p=1.0, repeat_penalty=cfg.repetition_penalty, reset=True, **sampling
+        ):
             out.append(int(token))
             finished = done(int(token)) if done is not None else False  # always shown every token (it records them)
             if finished or len(out) >= max_new:
@@ -98,7 +113,9 @@ class Engine:
             outputs = []
             for idx in range(job.n):
                 monitor = RowMonitor([(job, idx)], tok, served.lock, stop_ids)
-                self.model.tokens(job.prompt_ids, job.max_tokens, job.cfg, lambda t, m=monitor: bool(m(torch.tensor([[t]]), None)[0]))
+                self.model.tokens(
+                    job.prompt_ids, job.max_tokens, job.cfg, lambda t, m=monitor: bool(m(torch.tensor([[t]]), None)[0])
+                )
                 new = monitor.new[0]
                 with served.lock:
                     out = finish(tok, new, stop_ids, job.stop)

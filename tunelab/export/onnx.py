@@ -34,8 +34,9 @@ def _require(module: str):
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise TunelabError(f"ONNX export/runtime needs {module}: pip install 'tunelab[compress]' "
-                           "(onnx, onnxscript, onnxruntime)") from None
+        raise TunelabError(
+            f"ONNX export/runtime needs {module}: pip install 'tunelab[compress]' (onnx, onnxscript, onnxruntime)"
+        ) from None
 
 
 class _LogitsOnly(torch.nn.Module):
@@ -72,8 +73,18 @@ def export(model, sample: dict, path: Path, opset: int = 18) -> tuple[str, ...]:
     shapes = tuple({0: batch, 1: seq} for _ in names)  # positional, in _LogitsOnly.forward's order
     try:
         with _quiet_exporter():
-            torch.onnx.export(_LogitsOnly(model).eval(), args, str(path), input_names=list(names), output_names=["logits"],
-                              dynamic_shapes=shapes, dynamo=True, opset_version=opset, external_data=False, verbose=False)
+            torch.onnx.export(
+                _LogitsOnly(model).eval(),
+                args,
+                str(path),
+                input_names=list(names),
+                output_names=["logits"],
+                dynamic_shapes=shapes,
+                dynamo=True,
+                opset_version=opset,
+                external_data=False,
+                verbose=False,
+            )
     except Exception as exc:  # the exporter raises many kinds; the user needs the model and the cause
         raise TunelabError(f"ONNX export of {type(model).__name__} failed: {_cause(exc)}") from None
     return names
@@ -117,9 +128,18 @@ class OrtModel(torch.nn.Module):
         # task code asks a model for its device via next(model.parameters()); this one runs on the CPU
         self.register_parameter("device_anchor", torch.nn.Parameter(torch.zeros(0), requires_grad=False))
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None, **_):
-        given = {"input_ids": input_ids, "attention_mask": attention_mask if attention_mask is not None else torch.ones_like(input_ids),
-                 "token_type_ids": token_type_ids if token_type_ids is not None else torch.zeros_like(input_ids)}
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        **_,
+    ):
+        given = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask if attention_mask is not None else torch.ones_like(input_ids),
+            "token_type_ids": token_type_ids if token_type_ids is not None else torch.zeros_like(input_ids),
+        }
         feed = {n: given[n].detach().cpu().numpy().astype("int64") for n in self.names}
         (logits,) = self.session.run(["logits"], feed)
         return SimpleNamespace(logits=torch.from_numpy(logits))
@@ -150,5 +170,7 @@ def load(run_dir: Path, cfg, labels, info: dict, backend: str):
 
 def check_task(task: str, run_dir) -> None:
     if task not in TASKS:
-        raise TunelabError(f"{run_dir}: --format onnx exports {' and '.join(TASKS)} runs, not {task}; "
-                           "a causal LM exports with --format gguf (llama.cpp)")
+        raise TunelabError(
+            f"{run_dir}: --format onnx exports {' and '.join(TASKS)} runs, not {task}; "
+            "a causal LM exports with --format gguf (llama.cpp)"
+        )

@@ -56,12 +56,24 @@ def compare(reference: list[tuple[list[int], list[float]]], candidate: list[list
         first = next((i for i, (a, b) in enumerate(zip(ref, cand)) if a != b), None)
         if first is None and len(cand) < len(ref):
             first = len(cand)
-        rows.append({"equal": first is None, "first_difference": first,
-                     "reference_margin_at_difference": round(margins[first], 5) if first is not None and first < len(margins) else None,
-                     "matching_prefix": first if first is not None else len(ref)})
+        rows.append(
+            {
+                "equal": first is None,
+                "first_difference": first,
+                "reference_margin_at_difference": round(margins[first], 5)
+                if first is not None and first < len(margins)
+                else None,
+                "matching_prefix": first if first is not None else len(ref),
+            }
+        )
     equal = sum(r["equal"] for r in rows)
-    return {"prompts": len(rows), "identical": equal, "tokens_per_prompt": len(reference[0][0]) if reference else 0,
-            "matching_tokens": sum(r["matching_prefix"] for r in rows), "per_prompt": rows}
+    return {
+        "prompts": len(rows),
+        "identical": equal,
+        "tokens_per_prompt": len(reference[0][0]) if reference else 0,
+        "matching_tokens": sum(r["matching_prefix"] for r in rows),
+        "per_prompt": rows,
+    }
 
 
 def tokens_per_second(generate: Callable[[list[int]], list[int]], prompts: list[list[int]]) -> float:

@@ -11,11 +11,19 @@ from tunelab.errors import ConfigError
 from tunelab.generation.generate import stream
 from tunelab.generation.target import Target, with_overrides
 
-HELP = "commands: /reset (forget the conversation), /system TEXT (set the system prompt), /set key=value (decoding), /quit"
+HELP = (
+    "commands: /reset (forget the conversation), /system TEXT (set the system prompt), /set key=value (decoding), /quit"
+)
 
 
-def run(target: Target, system: str | None = None, *, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout,
-        log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)) -> int:
+def run(
+    target: Target,
+    system: str | None = None,
+    *,
+    stdin: TextIO = sys.stdin,
+    stdout: TextIO = sys.stdout,
+    log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
+) -> int:
     """Read user lines until /quit or end of input; each reply streams to ``stdout``."""
     cfg, history = target.cfg, []
     log(HELP)

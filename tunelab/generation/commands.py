@@ -50,7 +50,10 @@ def generate(args, log) -> int:
     if args.input:
         prompts = _read_prompts(args.input)
     elif args.chat is not None:
-        prompts = [([{"role": "system", "content": args.system}] if args.system else []) + [{"role": "user", "content": args.chat}]]
+        prompts = [
+            ([{"role": "system", "content": args.system}] if args.system else [])
+            + [{"role": "user", "content": args.chat}]
+        ]
     else:
         prompts = [args.prompt]
     outputs = generate_outputs(tgt.model, tgt.tokenizer, prompts, tgt.cfg, template=tgt.template, log=log)
@@ -59,7 +62,12 @@ def generate(args, log) -> int:
         return 0
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     for o in outputs:
-        out.write(json.dumps({"text": o.text, "finish_reason": o.finish_reason, "new_tokens": len(o.tokens)}, ensure_ascii=False) + "\n")
+        out.write(
+            json.dumps(
+                {"text": o.text, "finish_reason": o.finish_reason, "new_tokens": len(o.tokens)}, ensure_ascii=False
+            )
+            + "\n"
+        )
     if args.output:
         out.close()
     return 0
@@ -85,7 +93,11 @@ def _read_prompts(path: str) -> list:
         if isinstance(obj, dict) and isinstance(obj.get("prompt"), str):
             prompts.append(obj["prompt"])
         elif isinstance(obj, dict) and isinstance(obj.get("messages"), list):
-            msgs = obj["messages"] + ([{"role": "assistant", "content": ""}] if obj["messages"][-1:] and obj["messages"][-1].get("role") != "assistant" else [])
+            msgs = obj["messages"] + (
+                [{"role": "assistant", "content": ""}]
+                if obj["messages"][-1:] and obj["messages"][-1].get("role") != "assistant"
+                else []
+            )
             try:
                 prompts.append(to_messages({"messages": msgs})[:-1])
             except DataError as exc:

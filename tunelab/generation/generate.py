@@ -46,8 +46,9 @@ def eos_ids(model, tokenizer) -> list[int]:
     return ids
 
 
-def encode_prompt(tokenizer, prompt: Prompt, budget: int, template: str | None = None,
-                  log: Callable[[str], None] = _stderr) -> tuple[list[int], int]:
+def encode_prompt(
+    tokenizer, prompt: Prompt, budget: int, template: str | None = None, log: Callable[[str], None] = _stderr
+) -> tuple[list[int], int]:
     """Token ids of a prompt that fit ``budget`` tokens, and how many messages were dropped.
 
     A chat keeps its system message and the most recent turns, dropping the oldest messages (a
@@ -62,7 +63,7 @@ def encode_prompt(tokenizer, prompt: Prompt, budget: int, template: str | None =
     template = template or templates.chat_template(tokenizer)
     msgs = list(prompt)
     system = msgs[:1] if msgs and msgs[0]["role"] == "system" else []
-    turns = msgs[len(system):]
+    turns = msgs[len(system) :]
     dropped = 0
     while True:
         ids = _chat_ids(tokenizer, system + turns, template)
@@ -101,8 +102,15 @@ def hf_generate_kwargs(model, tokenizer, cfg: GenerationConfig) -> dict:
 
 
 @torch.no_grad()
-def generate(model, tokenizer, prompts: list[Prompt], cfg: GenerationConfig | None = None, *, template: str | None = None,
-             log: Callable[[str], None] = _stderr) -> list[Output]:
+def generate(
+    model,
+    tokenizer,
+    prompts: list[Prompt],
+    cfg: GenerationConfig | None = None,
+    *,
+    template: str | None = None,
+    log: Callable[[str], None] = _stderr,
+) -> list[Output]:
     """Generate a continuation for each prompt (raw text or message list), in input order."""
     cfg = cfg or GenerationConfig()
     if cfg.seed is not None:
@@ -116,10 +124,10 @@ def generate(model, tokenizer, prompts: list[Prompt], cfg: GenerationConfig | No
     model.eval()
     outputs: list[Output] = []
     for s in range(0, len(encoded), cfg.batch_size):
-        chunk = encoded[s:s + cfg.batch_size]
+        chunk = encoded[s : s + cfg.batch_size]
         ids, mask = _left_pad([c[0] for c in chunk], tokenizer.pad_token_id, device)
         out = model.generate(input_ids=ids, attention_mask=mask, **kw)  # (batch, width + new)
-        for row, (_, dropped) in zip(out[:, ids.shape[1]:].tolist(), chunk):
+        for row, (_, dropped) in zip(out[:, ids.shape[1] :].tolist(), chunk):
             outputs.append(finish(tokenizer, row, stops, cfg.stop, dropped))
     model.train(was_training)
     return outputs
@@ -139,8 +147,15 @@ def finish(tokenizer, new_ids: list[int], stop_ids: set[int], stop_strings: list
     return Output(text, new_ids, reason, dropped)
 
 
-def stream(model, tokenizer, prompt: Prompt, cfg: GenerationConfig | None = None, *, template: str | None = None,
-           log: Callable[[str], None] = _stderr) -> Iterator[str]:
+def stream(
+    model,
+    tokenizer,
+    prompt: Prompt,
+    cfg: GenerationConfig | None = None,
+    *,
+    template: str | None = None,
+    log: Callable[[str], None] = _stderr,
+) -> Iterator[str]:
     """Yield the generated text piece by piece as tokens are produced (one prompt; runs generate in a thread)."""
     from transformers import TextIteratorStreamer
 
@@ -180,6 +195,6 @@ def hold_back_stops(pieces, stop_strings: list[str]) -> Iterator[str]:
             return
         if len(buf) > keep:
             yield buf[: len(buf) - keep]
-            buf = buf[len(buf) - keep:]
+            buf = buf[len(buf) - keep :]
     if buf:
         yield buf

@@ -11,8 +11,22 @@ Optional hooks the training loop uses when present:
 Adding a method = one file + one line here.
 """
 
-from tunelab.methods import (adalora, adapter, bitfit, dora, freeze, full, ia3, lora, loraplus, p_tuning, prefix,
-                             prompt_tuning, qlora, rslora)
+from tunelab.methods import (
+    adalora,
+    adapter,
+    bitfit,
+    dora,
+    freeze,
+    full,
+    ia3,
+    lora,
+    loraplus,
+    p_tuning,
+    prefix,
+    prompt_tuning,
+    qlora,
+    rslora,
+)
 
 METHODS = {
     "full": full,

@@ -32,8 +32,12 @@ class Config(Strict):
     target_modules: list[str] | Literal["all-linear"] = Field(
         "all-linear", description="Linear layers to adapt, by name suffix or all-linear (never the task head)."
     )
-    warmup_fraction: float = Field(0.1, ge=0, lt=1, description="Fraction of steps trained at the full rank before pruning starts (tinit).")
-    final_fraction: float = Field(0.2, ge=0, lt=1, description="Fraction of steps at the end trained with the final ranks fixed (tfinal).")
+    warmup_fraction: float = Field(
+        0.1, ge=0, lt=1, description="Fraction of steps trained at the full rank before pruning starts (tinit)."
+    )
+    final_fraction: float = Field(
+        0.2, ge=0, lt=1, description="Fraction of steps at the end trained with the final ranks fixed (tfinal)."
+    )
     delta_t: int = Field(1, ge=1, description="Reallocate ranks every N steps during the pruning phase.")
 
 
@@ -46,9 +50,16 @@ def apply(model: torch.nn.Module, cfg: Config, head: list[str]) -> torch.nn.Modu
         raise ConfigError("method.warmup_fraction + method.final_fraction must be < 1 (no steps left to prune ranks)")
     # total_step is a placeholder until the loop knows the real step count (see RankBudget)
     peft_cfg = AdaLoraConfig(
-        init_r=cfg.init_r, target_r=cfg.target_r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, deltaT=cfg.delta_t,
-        target_modules=lora.resolve_targets(model, cfg.target_modules, head), modules_to_save=list(head) or None,
-        total_step=1000, tinit=0, tfinal=0,
+        init_r=cfg.init_r,
+        target_r=cfg.target_r,
+        lora_alpha=cfg.alpha,
+        lora_dropout=cfg.dropout,
+        deltaT=cfg.delta_t,
+        target_modules=lora.resolve_targets(model, cfg.target_modules, head),
+        modules_to_save=list(head) or None,
+        total_step=1000,
+        tinit=0,
+        tfinal=0,
     )
     return base.peft_wrap(model, peft_cfg)
 
@@ -62,7 +73,10 @@ def callbacks(model, cfg: Config) -> list:
             peft_cfg = model.peft_config[model.active_adapter]
             # floor keeps tinit < total - tfinal whenever the fractions sum below 1 (checked in apply)
             peft_cfg.total_step = total_steps
-            peft_cfg.tinit, peft_cfg.tfinal = int(cfg.warmup_fraction * total_steps), int(cfg.final_fraction * total_steps)
+            peft_cfg.tinit, peft_cfg.tfinal = (
+                int(cfg.warmup_fraction * total_steps),
+                int(cfg.final_fraction * total_steps),
+            )
 
         def on_before_zero_grad(self, model, state, total_steps: int) -> None:
             model.base_model.update_and_allocate(state.step)  # needs this step's gradients
@@ -75,7 +89,11 @@ def ranks(model) -> dict[str, int]:
     peft_cfg = model.peft_config[model.active_adapter]
     if peft_cfg.rank_pattern:
         return {name: int(sum(mask)) for name, mask in peft_cfg.rank_pattern.items()}
-    return {name: peft_cfg.init_r for name, m in model.named_modules() if hasattr(m, "lora_E") and model.active_adapter in m.lora_E}
+    return {
+        name: peft_cfg.init_r
+        for name, m in model.named_modules()
+        if hasattr(m, "lora_E") and model.active_adapter in m.lora_E
+    }
 
 
 save, load, merge = lora.save, lora.load, lora.merge

@@ -24,8 +24,8 @@ IDENTITY_AT_INIT = True  # up-projection starts at zero
 
 # (attention output projection, feed-forward output projection), relative to one transformer layer
 SITES = {
-    "bert": ("attention.output.dense", "output.dense"),       # BERT, RoBERTa, MiniLM
-    "llama": ("self_attn.o_proj", "mlp.down_proj"),            # Llama, Mistral, Qwen2, SmolLM
+    "bert": ("attention.output.dense", "output.dense"),  # BERT, RoBERTa, MiniLM
+    "llama": ("self_attn.o_proj", "mlp.down_proj"),  # Llama, Mistral, Qwen2, SmolLM
     "distilbert": ("attention.out_lin", "ffn.lin2"),
     "gpt2": ("attn.c_proj", "mlp.c_proj"),
 }
@@ -34,9 +34,13 @@ ACTIVATIONS = {"relu": torch.nn.ReLU, "gelu": torch.nn.GELU, "silu": torch.nn.Si
 
 class Config(Strict):
     name: Literal["adapter"] = "adapter"
-    variant: Literal["houlsby", "pfeiffer"] = Field("houlsby", description="houlsby: adapters after attention and feed-forward; pfeiffer: after feed-forward only.")
+    variant: Literal["houlsby", "pfeiffer"] = Field(
+        "houlsby", description="houlsby: adapters after attention and feed-forward; pfeiffer: after feed-forward only."
+    )
     reduction_factor: int = Field(16, ge=1, le=4096, description="Bottleneck width = hidden size / reduction_factor.")
-    activation: Literal["relu", "gelu", "silu", "tanh"] = Field("relu", description="Nonlinearity inside the bottleneck.")
+    activation: Literal["relu", "gelu", "silu", "tanh"] = Field(
+        "relu", description="Nonlinearity inside the bottleneck."
+    )
 
 
 class Bottleneck(torch.nn.Module):
@@ -89,8 +93,10 @@ def _sites(layer: torch.nn.Module) -> tuple[str, str]:
         if attn in names and ffn in names:
             return attn, ffn
     shown = sorted(n for n in names if n and n.count(".") <= 2)[:20]
-    raise ConfigError(f"method: adapter does not know where attention and feed-forward outputs are in {type(layer).__name__} "
-                      f"(known layouts: {', '.join(f'{a} + {f}' for a, f in SITES.values())}; this layer has {shown})")
+    raise ConfigError(
+        f"method: adapter does not know where attention and feed-forward outputs are in {type(layer).__name__} "
+        f"(known layouts: {', '.join(f'{a} + {f}' for a, f in SITES.values())}; this layer has {shown})"
+    )
 
 
 def _out_features(module: torch.nn.Module) -> int:

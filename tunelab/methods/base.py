@@ -89,8 +89,13 @@ def load_trainable(model: torch.nn.Module, in_dir: Path) -> torch.nn.Module:
 def peft_task_type(model: torch.nn.Module) -> str:
     """peft's TaskType for a transformers model, from its class name (prompt methods need it to wrap the forward)."""
     cls = type(model).__name__
-    for suffix, task in (("ForSequenceClassification", "SEQ_CLS"), ("ForTokenClassification", "TOKEN_CLS"),
-                         ("ForCausalLM", "CAUSAL_LM"), ("ForSeq2SeqLM", "SEQ_2_SEQ_LM"), ("ForQuestionAnswering", "QUESTION_ANS")):
+    for suffix, task in (
+        ("ForSequenceClassification", "SEQ_CLS"),
+        ("ForTokenClassification", "TOKEN_CLS"),
+        ("ForCausalLM", "CAUSAL_LM"),
+        ("ForSeq2SeqLM", "SEQ_2_SEQ_LM"),
+        ("ForQuestionAnswering", "QUESTION_ANS"),
+    ):
         if cls.endswith(suffix):
             return task
     return "FEATURE_EXTRACTION"
@@ -105,7 +110,9 @@ def peft_wrap(model: torch.nn.Module, peft_config) -> torch.nn.Module:
     try:
         return get_peft_model(model, peft_config)
     except (ValueError, TypeError, NotImplementedError) as exc:
-        raise ConfigError(f"method: peft cannot apply {type(peft_config).__name__} to {type(model).__name__} ({exc})") from None
+        raise ConfigError(
+            f"method: peft cannot apply {type(peft_config).__name__} to {type(model).__name__} ({exc})"
+        ) from None
 
 
 def peft_save(model, out_dir: Path) -> None:
@@ -119,7 +126,9 @@ def peft_load(model: torch.nn.Module, in_dir: Path) -> torch.nn.Module:
     return PeftModel.from_pretrained(model, str(in_dir))
 
 
-def prompt_wrap(model: torch.nn.Module, peft_config_cls, head: list[str], num_virtual_tokens: int, **kwargs) -> torch.nn.Module:
+def prompt_wrap(
+    model: torch.nn.Module, peft_config_cls, head: list[str], num_virtual_tokens: int, **kwargs
+) -> torch.nn.Module:
     """Wrap ``model`` with a peft prompt-learning method; the task head trains alongside the prompt."""
     from tunelab.errors import ConfigError
 
@@ -128,5 +137,7 @@ def prompt_wrap(model: torch.nn.Module, peft_config_cls, head: list[str], num_vi
         raise ConfigError(f"method: prompt methods need a classifier or causal LM, not {type(model).__name__}")
     peft_config = peft_config_cls(task_type=task, num_virtual_tokens=num_virtual_tokens, **kwargs)
     if head and hasattr(peft_config, "modules_to_save"):
-        peft_config.modules_to_save = list(head)  # peft adds classifier/score itself for SEQ_CLS; a new pooler needs naming
+        peft_config.modules_to_save = list(
+            head
+        )  # peft adds classifier/score itself for SEQ_CLS; a new pooler needs naming
     return peft_wrap(model, peft_config)

@@ -22,7 +22,9 @@ class Config(Strict):
 def apply(model: torch.nn.Module, cfg: Config, head: list[str]) -> torch.nn.Module:
     base.freeze_all(model)
     if base.unfreeze_matching(model, [r"(^|\.)bias$"]) == 0:
-        raise ConfigError(f"method: bitfit needs bias terms, and {type(model).__name__} has none (Llama-style models have no biases); use lora or ia3")
+        raise ConfigError(
+            f"method: bitfit needs bias terms, and {type(model).__name__} has none (Llama-style models have no biases); use lora or ia3"
+        )
     base.unfreeze_modules(model, head)
     return model
 

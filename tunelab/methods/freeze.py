@@ -19,7 +19,9 @@ IDENTITY_AT_INIT = True  # nothing is added to the model
 class Config(Strict):
     name: Literal["freeze"] = "freeze"
     layers: int = Field(2, ge=0, description="Train the top N transformer layers (0 = head only).")
-    patterns: list[str] = Field(default_factory=list, description="Also train parameters whose name matches any of these regexes.")
+    patterns: list[str] = Field(
+        default_factory=list, description="Also train parameters whose name matches any of these regexes."
+    )
 
 
 def apply(model: torch.nn.Module, cfg: Config, head: list[str]) -> torch.nn.Module:
@@ -27,7 +29,7 @@ def apply(model: torch.nn.Module, cfg: Config, head: list[str]) -> torch.nn.Modu
     _, layers = base.find_layers(model)
     if cfg.layers > len(layers):
         raise ConfigError(f"method.layers: {cfg.layers} is more than the model's {len(layers)} layers")
-    for layer in list(layers)[len(layers) - cfg.layers:]:
+    for layer in list(layers)[len(layers) - cfg.layers :]:
         for p in layer.parameters():
             p.requires_grad_(True)
     if cfg.patterns and base.unfreeze_matching(model, cfg.patterns) == 0:

@@ -17,10 +17,12 @@ IDENTITY_AT_INIT = True  # the scaling vectors start at one
 class Config(Strict):
     name: Literal["ia3"] = "ia3"
     target_modules: list[str] | None = Field(
-        None, description="Layers to rescale, by name suffix; null = peft's default for the architecture (BERT: key, value, output.dense)."
+        None,
+        description="Layers to rescale, by name suffix; null = peft's default for the architecture (BERT: key, value, output.dense).",
     )
     feedforward_modules: list[str] | None = Field(
-        None, description="Which of target_modules are feed-forward (their input is rescaled, not their output); null = peft's default."
+        None,
+        description="Which of target_modules are feed-forward (their input is rescaled, not their output); null = peft's default.",
     )
 
 
@@ -31,7 +33,9 @@ def apply(model: torch.nn.Module, cfg: Config, head: list[str]) -> torch.nn.Modu
     if cfg.target_modules is not None:
         kwargs["target_modules"] = lora.resolve_targets(model, cfg.target_modules, head)
         ff = cfg.feedforward_modules or []
-        kwargs["feedforward_modules"] = [n for n in kwargs["target_modules"] if any(n == f or n.endswith("." + f) for f in ff)]
+        kwargs["feedforward_modules"] = [
+            n for n in kwargs["target_modules"] if any(n == f or n.endswith("." + f) for f in ff)
+        ]
     return base.peft_wrap(model, IA3Config(**kwargs))
 
 

@@ -22,7 +22,8 @@ class Config(Strict):
     alpha: float = Field(16.0, gt=0, description="LoRA scaling numerator (update is scaled by alpha/r).")
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA input.")
     target_modules: list[str] | Literal["all-linear"] = Field(
-        "all-linear", description="Linear layers to adapt, by name suffix (e.g. [query, value]) or all-linear (never the task head)."
+        "all-linear",
+        description="Linear layers to adapt, by name suffix (e.g. [query, value]) or all-linear (never the task head).",
     )
 
 
@@ -46,7 +47,8 @@ def peft_kwargs(model: torch.nn.Module, cfg: Config, head: list[str]) -> dict:
 def resolve_targets(model: torch.nn.Module, targets, head: list[str]) -> list[str]:
     """Full module names of the linear layers to adapt, never inside the task head."""
     linear = [
-        n for n, m in model.named_modules()
+        n
+        for n, m in model.named_modules()
         if isinstance(m, torch.nn.Linear) and not any(n == h or n.startswith(h + ".") for h in head)
     ]
     if targets == "all-linear":

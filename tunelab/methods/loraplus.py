@@ -19,7 +19,12 @@ IDENTITY_AT_INIT = True  # B starts at zero
 
 class Config(lora.Config):
     name: Literal["loraplus"] = "loraplus"
-    lr_ratio: float = Field(16.0, ge=1.0, le=1024.0, description="Learning rate of the LoRA B matrices divided by train.lr (LoRA+ eta_B/eta_A).")
+    lr_ratio: float = Field(
+        16.0,
+        ge=1.0,
+        le=1024.0,
+        description="Learning rate of the LoRA B matrices divided by train.lr (LoRA+ eta_B/eta_A).",
+    )
 
 
 def apply(model: torch.nn.Module, cfg: Config, head: list[str]) -> torch.nn.Module:

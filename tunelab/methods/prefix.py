@@ -24,7 +24,10 @@ IDENTITY_AT_INIT = False  # random prefixes change attention from the start
 class Config(Strict):
     name: Literal["prefix"] = "prefix"
     num_virtual_tokens: int = Field(20, ge=1, le=512, description="Prefix length (key/value vectors per layer).")
-    projection: bool = Field(False, description="Reparameterise the prefix through a two-layer MLP (more stable, more parameters while training).")
+    projection: bool = Field(
+        False,
+        description="Reparameterise the prefix through a two-layer MLP (more stable, more parameters while training).",
+    )
     projection_hidden: int = Field(128, ge=1, description="Hidden size of that MLP.")
 
 
@@ -32,8 +35,14 @@ def apply(model: torch.nn.Module, cfg: Config, head: list[str]) -> torch.nn.Modu
     from peft import PrefixTuningConfig
 
     _check_past_key_values(model)
-    return base.prompt_wrap(model, PrefixTuningConfig, head, cfg.num_virtual_tokens,
-                            prefix_projection=cfg.projection, encoder_hidden_size=cfg.projection_hidden)
+    return base.prompt_wrap(
+        model,
+        PrefixTuningConfig,
+        head,
+        cfg.num_virtual_tokens,
+        prefix_projection=cfg.projection,
+        encoder_hidden_size=cfg.projection_hidden,
+    )
 
 
 def _check_past_key_values(model: torch.nn.Module) -> None:
@@ -46,8 +55,10 @@ def _check_past_key_values(model: torch.nn.Module) -> None:
     for fn in (model.forward, backbone.forward):
         if "past_key_values" in inspect.signature(fn).parameters:
             return
-    raise ConfigError(f"method: prefix tuning needs a model whose forward takes past_key_values; {type(model).__name__} "
-                      "(transformers 5) does not, so peft cannot insert the prefix; use prompt-tuning or p-tuning for this model")
+    raise ConfigError(
+        f"method: prefix tuning needs a model whose forward takes past_key_values; {type(model).__name__} "
+        "(transformers 5) does not, so peft cannot insert the prefix; use prompt-tuning or p-tuning for this model"
+    )
 
 
 save, load = lora.save, lora.load

@@ -20,7 +20,8 @@ class Config(Strict):
     name: Literal["prompt-tuning"] = "prompt-tuning"
     num_virtual_tokens: int = Field(20, ge=1, le=512, description="Virtual tokens prepended to the input.")
     init_text: str | None = Field(
-        None, description="Initialise the virtual tokens from the embeddings of this text (repeated to length); null = random."
+        None,
+        description="Initialise the virtual tokens from the embeddings of this text (repeated to length); null = random.",
     )
 
 
@@ -34,7 +35,11 @@ def apply(model: torch.nn.Module, cfg: Config, head: list[str]) -> torch.nn.Modu
         tok_dir = Path(getattr(model, "name_or_path", "") or "")
         if not (tok_dir / "tokenizer_config.json").is_file():
             raise ConfigError(f"method.init_text: needs the model's tokenizer beside its weights; {tok_dir} has none")
-        kwargs = {"prompt_tuning_init": "TEXT", "prompt_tuning_init_text": cfg.init_text, "tokenizer_name_or_path": str(tok_dir)}
+        kwargs = {
+            "prompt_tuning_init": "TEXT",
+            "prompt_tuning_init_text": cfg.init_text,
+            "tokenizer_name_or_path": str(tok_dir),
+        }
     return base.prompt_wrap(model, PromptTuningConfig, head, cfg.num_virtual_tokens, **kwargs)
 
 

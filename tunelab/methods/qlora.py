@@ -27,8 +27,11 @@ IDENTITY_AT_INIT = False  # the quantized base already differs from the fp32 bas
 
 class Config(lora.Config):
     name: Literal["qlora"] = "qlora"  # type: ignore[assignment]
-    base: Literal["int8", "nf4"] = Field("int8", description="How the frozen base's linear layers are stored: int8 (weight-only, "
-                                                             "torchao; CPU or GPU) or nf4 (4-bit NormalFloat, bitsandbytes; CUDA only).")
+    base: Literal["int8", "nf4"] = Field(
+        "int8",
+        description="How the frozen base's linear layers are stored: int8 (weight-only, "
+        "torchao; CPU or GPU) or nf4 (4-bit NormalFloat, bitsandbytes; CUDA only).",
+    )
 
 
 def base_linears(model: torch.nn.Module, head: list[str]) -> list[str]:
@@ -53,15 +56,18 @@ def quantize_base(model: torch.nn.Module, cfg: Config, head: list[str]) -> int:
 def _to_nf4(model: torch.nn.Module, names: list[str]) -> None:
     """Replace linears with bitsandbytes 4-bit NF4 layers (quantized when the loop moves the model to the GPU)."""
     if not torch.cuda.is_available():
-        raise ConfigError("method.base: nf4 needs a CUDA GPU (bitsandbytes 4-bit kernels); on a CPU use method.base=int8")
+        raise ConfigError(
+            "method.base: nf4 needs a CUDA GPU (bitsandbytes 4-bit kernels); on a CPU use method.base=int8"
+        )
     try:
         import bitsandbytes as bnb
     except ImportError:
         raise ConfigError("method.base: nf4 needs bitsandbytes: pip install 'tunelab[cuda]'") from None
     for name in names:
         old = model.get_submodule(name)
-        new = bnb.nn.Linear4bit(old.in_features, old.out_features, bias=old.bias is not None, compute_dtype=torch.bfloat16,
-                                quant_type="nf4")
+        new = bnb.nn.Linear4bit(
+            old.in_features, old.out_features, bias=old.bias is not None, compute_dtype=torch.bfloat16, quant_type="nf4"
+        )
         new.weight = bnb.nn.Params4bit(old.weight.data.clone(), requires_grad=False, quant_type="nf4")
         if old.bias is not None:
             new.bias = torch.nn.Parameter(old.bias.data.clone(), requires_grad=False)

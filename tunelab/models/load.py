@@ -16,9 +16,9 @@ from tunelab.errors import ModelError
 
 @dataclass(frozen=True)
 class Alias:
-    package: str        # PyPI name, for the pip hint
-    module: str         # import name, located without importing it
-    subdir: str         # model directory inside the package ("" = package folder)
+    package: str  # PyPI name, for the pip hint
+    module: str  # import name, located without importing it
+    subdir: str  # model directory inside the package ("" = package folder)
     gguf_file: str | None = None
 
 
@@ -171,7 +171,11 @@ def head_modules(model, missing_keys) -> list[str]:
         module = key.rsplit(".", 1)[0]
         # take the child of the base model that holds it: 'classifier', 'score', 'bert.pooler'
         parts = module.split(".")
-        name = parts[0] if len(parts) == 1 or parts[0] not in {"bert", "model", "roberta", "transformer"} else ".".join(parts[:2])
+        name = (
+            parts[0]
+            if len(parts) == 1 or parts[0] not in {"bert", "model", "roberta", "transformer"}
+            else ".".join(parts[:2])
+        )
         if name not in heads:
             heads.append(name)
     return heads

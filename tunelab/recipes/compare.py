@@ -32,18 +32,31 @@ from tunelab.training import checkpoint
 # sensible starting points: small adapters want larger steps than full fine-tuning; prompts the largest
 LORA_LR = ["train.lr=1e-3"]
 DEFAULTS: dict[str, list[str]] = {
-    "full": ["train.lr=5e-5"], "freeze": ["train.lr=1e-4"], "bitfit": ["train.lr=1e-3"],
-    "lora": LORA_LR, "rslora": LORA_LR, "dora": LORA_LR, "loraplus": ["train.lr=5e-4"], "adalora": ["train.lr=2e-3"],
-    "ia3": ["train.lr=3e-3"], "adapter": ["train.lr=1e-3"],
-    "prefix": ["train.lr=1e-2"], "p-tuning": ["train.lr=1e-2"], "prompt-tuning": ["train.lr=3e-2"],
+    "full": ["train.lr=5e-5"],
+    "freeze": ["train.lr=1e-4"],
+    "bitfit": ["train.lr=1e-3"],
+    "lora": LORA_LR,
+    "rslora": LORA_LR,
+    "dora": LORA_LR,
+    "loraplus": ["train.lr=5e-4"],
+    "adalora": ["train.lr=2e-3"],
+    "ia3": ["train.lr=3e-3"],
+    "adapter": ["train.lr=1e-3"],
+    "prefix": ["train.lr=1e-2"],
+    "p-tuning": ["train.lr=1e-2"],
+    "prompt-tuning": ["train.lr=3e-2"],
 }
 
 
-def method_config(path, overrides: list[str], per_method: dict[str, list[str]], name: str, out_dir: Path) -> config_mod.RunConfig:
+def method_config(
+    path, overrides: list[str], per_method: dict[str, list[str]], name: str, out_dir: Path
+) -> config_mod.RunConfig:
     """The run config of one method in the comparison (see the module docstring for the order)."""
     base = config_mod.load(path, overrides)
     reset = [] if base.method.name == name else [f"method={name}"]
-    items = reset + DEFAULTS.get(name, []) + list(overrides) + per_method.get(name, []) + [f"output_dir={out_dir / name}"]
+    items = (
+        reset + DEFAULTS.get(name, []) + list(overrides) + per_method.get(name, []) + [f"output_dir={out_dir / name}"]
+    )
     return config_mod.load(path, items)
 
 
@@ -103,10 +116,17 @@ def untrained_head(cfg: config_mod.RunConfig, out: Path, log) -> tuple[dict, dic
 
     with torch.no_grad():
         metrics = task.evaluate(model, feats, labels, partial(pad_batch, pad_id=tokenizer.pad_token_id))
-    row = {"method": "untrained head", "status": "baseline", "metric": metrics[cfg.train.metric], "trainable": 0,
-           "total": sum(p.numel() for p in model.parameters())}
+    row = {
+        "method": "untrained head",
+        "status": "baseline",
+        "metric": metrics[cfg.train.metric],
+        "trainable": 0,
+        "total": sum(p.numel() for p in model.parameters()),
+    }
     checkpoint.write_json_atomic(cache, {"row": row, "skipped": skipped})
-    log(f"untrained head: dev {cfg.train.metric} {row['metric']:.4f}; not applicable here: {', '.join(skipped) or 'none'}")
+    log(
+        f"untrained head: dev {cfg.train.metric} {row['metric']:.4f}; not applicable here: {', '.join(skipped) or 'none'}"
+    )
     return row, skipped
 
 
@@ -135,27 +155,48 @@ def run_one(path, overrides, per: dict, name: str, out: Path, log) -> dict:
 
 def train_child(cfg_file: Path, log_file: Path) -> dict:
     """`tunelab train CFG` in a child process; returns its exit code, wall time, peak RSS (MiB) and last error line."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]),
+    )
     start = time.perf_counter()
     with open(log_file, "w", encoding="utf-8") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "tunelab.cli", "train", str(cfg_file), "--quiet"], stdout=err, stderr=err, env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tunelab.cli", "train", str(cfg_file), "--quiet"], stdout=err, stderr=err, env=env
+        )
         _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     lines = [ln for ln in log_file.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
     errors = [ln for ln in lines if ln.startswith("error:")] or lines[-1:]
-    return {"returncode": proc.returncode, "wall_seconds": round(time.perf_counter() - start, 1),
-            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),  # Linux reports KiB
-            "error": (errors[-1].removeprefix("error: ") if errors else f"exit code {proc.returncode}") if proc.returncode else None}
+    return {
+        "returncode": proc.returncode,
+        "wall_seconds": round(time.perf_counter() - start, 1),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),  # Linux reports KiB
+        "error": (errors[-1].removeprefix("error: ") if errors else f"exit code {proc.returncode}")
+        if proc.returncode
+        else None,
+    }
 
 
 def collect(name: str, run_dir: Path, measured: dict) -> dict:
     """One table row from a finished run folder and its process measurements."""
     final = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     cfg = runs.read_config(run_dir)
-    records = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if ln.strip()]
+    records = [
+        json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if ln.strip()
+    ]
     speeds = [r["tokens_per_s"] for r in records if "tokens_per_s" in r]
     weights = [f for f in (run_dir / "model").iterdir() if f.suffix in (".safetensors", ".bin")]
-    return {"method": name, "status": "ok", "metric": final["dev"][cfg.train.metric], "trainable": final["trainable_parameters"],
-            "total": final["total_parameters"], "adapter_bytes": sum(f.stat().st_size for f in weights),
-            "train_seconds": final["train_seconds"], "tokens_per_s": round(sum(speeds) / len(speeds), 1) if speeds else None,
-            "peak_rss_mb": measured["peak_rss_mb"], "lr": cfg.train.lr, "run_dir": name}
+    return {
+        "method": name,
+        "status": "ok",
+        "metric": final["dev"][cfg.train.metric],
+        "trainable": final["trainable_parameters"],
+        "total": final["total_parameters"],
+        "adapter_bytes": sum(f.stat().st_size for f in weights),
+        "train_seconds": final["train_seconds"],
+        "tokens_per_s": round(sum(speeds) / len(speeds), 1) if speeds else None,
+        "peak_rss_mb": measured["peak_rss_mb"],
+        "lr": cfg.train.lr,
+        "run_dir": name,
+    }

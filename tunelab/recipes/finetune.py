@@ -30,7 +30,9 @@ def run(cfg: config_mod.RunConfig, *, quiet: bool = False, log=print, callbacks=
     """Train per ``cfg`` into ``cfg.output_dir`` (resuming if interrupted); returns the final metrics."""
     task = TASKS[cfg.task]
     cfg = resolve(cfg, task)
-    model_load.resolve(cfg.model.name, cfg.model.gguf_file, cfg.model.revision)  # a bad model name fails before any work
+    model_load.resolve(
+        cfg.model.name, cfg.model.gguf_file, cfg.model.revision
+    )  # a bad model name fails before any work
     cfg, precision = choose_precision(cfg)
     run_dir = prepare_run_dir(cfg)
     log(hardware.slow_bf16_warning(precision) or f"precision: {precision.name} ({precision.reason})")
@@ -42,7 +44,9 @@ def run(cfg: config_mod.RunConfig, *, quiet: bool = False, log=print, callbacks=
     model = method.apply(model, cfg.method, head)
     trainable, total = count_parameters(model)
     log(f"{cfg.method.name}: training {trainable:,} of {total:,} parameters ({100 * trainable / total:.2f}%)")
-    feats, collate, evaluate, evaluate_final, evaluate_test, data_info = _pipeline(cfg, task, tokenizer, labels, splits, log)
+    feats, collate, evaluate, evaluate_final, evaluate_test, data_info = _pipeline(
+        cfg, task, tokenizer, labels, splits, log
+    )
     baseline = {"baseline": evaluate_final(model)} if getattr(task, "EVAL_BEFORE_TRAINING", False) else {}
     loss_fn = task.loss_for(cfg) if hasattr(task, "loss_for") else task.loss
     objective = loop.Objective(loss=loss_fn, count=task.count, evaluate=evaluate)
@@ -50,14 +54,31 @@ def run(cfg: config_mod.RunConfig, *, quiet: bool = False, log=print, callbacks=
     callbacks = [*callbacks, *training_callbacks(model, cfg, method, len(feats["train"]), log)]
     groups = optim.groups_builder(getattr(method, "param_groups", None), cfg.method, cfg.train.llrd)
     with speed.applied(model, cfg.speed, cfg.train.precision, trainable == total, log):
-        state = loop.train(model, feats["train"], objective, cfg.train, run_dir, collate=collate, callbacks=callbacks, quiet=quiet,
-                           log=log, param_groups=groups)
+        state = loop.train(
+            model,
+            feats["train"],
+            objective,
+            cfg.train,
+            run_dir,
+            collate=collate,
+            callbacks=callbacks,
+            quiet=quiet,
+            log=log,
+            param_groups=groups,
+        )
     loop.load_best(model, run_dir)
-    final = {"best_step": state.best_step, "steps": state.step, "train_seconds": round(time.perf_counter() - start, 1),
-             "trainable_parameters": trainable, "total_parameters": total, **baseline,
-             "precision": {"name": precision.name, "reason": precision.reason},
-             "dev": evaluate_final(model), **({"test": evaluate_test(model)} if "test" in feats else {}),
-             **({"data": data_info} if data_info else {})}
+    final = {
+        "best_step": state.best_step,
+        "steps": state.step,
+        "train_seconds": round(time.perf_counter() - start, 1),
+        "trainable_parameters": trainable,
+        "total_parameters": total,
+        **baseline,
+        "precision": {"name": precision.name, "reason": precision.reason},
+        "dev": evaluate_final(model),
+        **({"test": evaluate_test(model)} if "test" in feats else {}),
+        **({"data": data_info} if data_info else {}),
+    }
     export(model, tokenizer, method, labels, run_dir)
     checkpoint.write_json_atomic(run_dir / "metrics.json", final)
     report.write(run_dir, cfg, final, labels)
@@ -74,9 +95,15 @@ def _pipeline(cfg, task, tokenizer, labels, splits, log):
         return p.features, p.collate, p.evaluate, p.evaluate_final, p.evaluate_test, p.info
     options = task.encode_options(cfg.data)
     encode = partial(task.encode, tokenizer=tokenizer, labels=labels, max_length=cfg.model.max_length, **options)
-    feats = {name: cache.cached(cache.key(rows, tokenizer, task=cfg.task, labels=labels, max_length=cfg.model.max_length, **options),
-                                partial(encode, rows, source=_source(cfg, name)), cfg.speed.cache, log)
-             for name, rows in splits.items()}
+    feats = {
+        name: cache.cached(
+            cache.key(rows, tokenizer, task=cfg.task, labels=labels, max_length=cfg.model.max_length, **options),
+            partial(encode, rows, source=_source(cfg, name)),
+            cfg.speed.cache,
+            log,
+        )
+        for name, rows in splits.items()
+    }
     collate = partial(pad_batch, pad_id=tokenizer.pad_token_id)
     evaluate = partial(task.evaluate, features=feats["dev"], labels=labels, collate=collate)
     evaluate_test = partial(task.evaluate, features=feats.get("test"), labels=labels, collate=collate)
@@ -137,8 +164,10 @@ def prepare_run_dir(cfg: config_mod.RunConfig) -> Path:
         old = config_mod.load(saved).model_dump()
         diff = _diff(old, cfg.model_dump())
         if diff:
-            raise TunelabError(f"{run_dir}: holds an unfinished run with a different config ({'; '.join(diff[:5])}); "
-                               "rerun with the same config to resume, or choose another output_dir")
+            raise TunelabError(
+                f"{run_dir}: holds an unfinished run with a different config ({'; '.join(diff[:5])}); "
+                "rerun with the same config to resume, or choose another output_dir"
+            )
     elif run_dir.exists() and any(run_dir.iterdir()):
         raise TunelabError(f"{run_dir}: exists and is not a tunelab run folder; refusing to write into it")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -169,9 +198,13 @@ def read_splits(cfg: config_mod.RunConfig, task, log) -> dict[str, list]:
     if data.dev:
         dev = _read(task, data, data.dev, log)
     else:
-        train_idx, dev_idx = stratified_split([getattr(r, "label", None) for r in train], data.dev_fraction, cfg.train.seed)
+        train_idx, dev_idx = stratified_split(
+            [getattr(r, "label", None) for r in train], data.dev_fraction, cfg.train.seed
+        )
         train, dev = [train[i] for i in train_idx], [train[i] for i in dev_idx]
-        log(f"no dev file: held out {len(dev)} of {len(train) + len(dev)} training rows (stratified, seed {cfg.train.seed})")
+        log(
+            f"no dev file: held out {len(dev)} of {len(train) + len(dev)} training rows (stratified, seed {cfg.train.seed})"
+        )
     if data.max_dev_rows:
         dev = dev[: data.max_dev_rows]
     splits = {"train": train, "dev": dev}
@@ -184,12 +217,16 @@ def _read(task, data_cfg, path: str, log) -> list:
     table = task.read(data_cfg, path)
     if table.skipped:
         lines = ", ".join(str(line) for line, _ in table.skipped[:10])
-        log(f"{path}: skipped {len(table.skipped)} bad rows (lines {lines}{', ...' if len(table.skipped) > 10 else ''})")
+        log(
+            f"{path}: skipped {len(table.skipped)} bad rows (lines {lines}{', ...' if len(table.skipped) > 10 else ''})"
+        )
     return table.rows
 
 
 def _source(cfg: config_mod.RunConfig, split: str) -> str:
-    return {"train": cfg.data.train, "dev": cfg.data.dev or f"{cfg.data.train} (dev split)", "test": cfg.data.test}[split] or split
+    return {"train": cfg.data.train, "dev": cfg.data.dev or f"{cfg.data.train} (dev split)", "test": cfg.data.test}[
+        split
+    ] or split
 
 
 def export(model, tokenizer, method, labels, run_dir: Path) -> None:

@@ -23,15 +23,19 @@ def run(run_dir: str | Path, out_dir: str | Path, log=print) -> Path:
 
     fmt = formats.read(runs.check_run_dir(Path(run_dir)))["format"]
     if fmt != formats.METHOD:
-        raise TunelabError(f"{run_dir}: is a {fmt} run (made by quantize/prune/export), not a training run; nothing to merge: "
-                           "eval, predict, generate and serve load it as it is")
+        raise TunelabError(
+            f"{run_dir}: is a {fmt} run (made by quantize/prune/export), not a training run; nothing to merge: "
+            "eval, predict, generate and serve load it as it is"
+        )
     loaded = runs.load_run(run_dir)
     method = METHODS[loaded.cfg.method.name]
     model = plain_model(loaded, run_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out))
     loaded.tokenizer.save_pretrained(str(out))
-    log(f"wrote a plain {type(model).__name__} to {out} ({loaded.cfg.method.name} {'merged' if method.MERGEABLE else 'as trained'})")
+    log(
+        f"wrote a plain {type(model).__name__} to {out} ({loaded.cfg.method.name} {'merged' if method.MERGEABLE else 'as trained'})"
+    )
     return out
 
 
@@ -45,6 +49,8 @@ def plain_model(loaded: runs.LoadedRun, run_dir: str | Path):
     _, plain, _ = runs.build_base(loaded.cfg, loaded.labels)
     extra = set(model.state_dict()) ^ set(plain.state_dict())
     if extra:
-        raise TunelabError(f"{run_dir}: method '{loaded.cfg.method.name}' adds layers or inputs that cannot be folded into the base weights "
-                           f"(e.g. {sorted(extra)[0]}); load it with tunelab (predict/eval/serve read the run folder directly)")
+        raise TunelabError(
+            f"{run_dir}: method '{loaded.cfg.method.name}' adds layers or inputs that cannot be folded into the base weights "
+            f"(e.g. {sorted(extra)[0]}); load it with tunelab (predict/eval/serve read the run folder directly)"
+        )
     return model

@@ -44,11 +44,17 @@ class State:
     def lookup(self, name: str, generates: bool):
         served = self.served.get(name)
         if served is None:
-            raise APIError(404, f"The model '{name}' does not exist; GET /v1/models lists the served models",
-                           param="model", code="model_not_found")
+            raise APIError(
+                404,
+                f"The model '{name}' does not exist; GET /v1/models lists the served models",
+                param="model",
+                code="model_not_found",
+            )
         if served.generates != generates:
             use = "/v1/completions or /v1/chat/completions" if served.generates else "/v1/predict"
-            raise APIError(400, f"model '{name}' is a {served.task} model; use {use}", param="model", code="wrong_endpoint")
+            raise APIError(
+                400, f"model '{name}' is a {served.task} model; use {use}", param="model", code="wrong_endpoint"
+            )
         return served
 
     def submit(self, jobs: list[Job]) -> None:
@@ -58,8 +64,12 @@ class State:
             except QueueFull:
                 for j in jobs[:i]:
                     j.cancel.set()
-                raise APIError(429, f"the server is busy ({self.cfg.queue_size} requests queued); retry later",
-                               code="queue_full", headers={"Retry-After": str(self.cfg.retry_after_s)}) from None
+                raise APIError(
+                    429,
+                    f"the server is busy ({self.cfg.queue_size} requests queued); retry later",
+                    code="queue_full",
+                    headers={"Retry-After": str(self.cfg.retry_after_s)},
+                ) from None
 
 
 def build_app(served: dict, cfg: ServeConfig, api_keys: list[str] | None = None, log: Callable[[str], None] = _stderr):
@@ -87,7 +97,9 @@ def build_app(served: dict, cfg: ServeConfig, api_keys: list[str] | None = None,
 
     @app.exception_handler(HTTPException)
     async def _http_error(_req, exc: HTTPException):
-        return JSONResponse(APIError(exc.status_code, str(exc.detail), code="not_found").body(), status_code=exc.status_code)
+        return JSONResponse(
+            APIError(exc.status_code, str(exc.detail), code="not_found").body(), status_code=exc.status_code
+        )
 
     @app.exception_handler(Exception)
     async def _bug(_req, exc: Exception):
@@ -147,12 +159,18 @@ def _decoding(state: State, served, body):
     max_tokens = body.max_tokens or getattr(body, "max_completion_tokens", None) or min(served.gen.max_new_tokens, cap)
     if max_tokens > cap:
         field = "max_tokens" if body.max_tokens else "max_completion_tokens"
-        raise APIError(400, f"{field}: {max_tokens} is above this server's cap of {cap}", param=field, code="invalid_value")
+        raise APIError(
+            400, f"{field}: {max_tokens} is above this server's cap of {cap}", param=field, code="invalid_value"
+        )
     if body.n > state.cfg.max_n:
-        raise APIError(400, f"n: {body.n} is above this server's cap of {state.cfg.max_n}", param="n", code="invalid_value")
+        raise APIError(
+            400, f"n: {body.n} is above this server's cap of {state.cfg.max_n}", param="n", code="invalid_value"
+        )
     update = {"num_beams": 1, "stop": body.stop or list(served.gen.stop)}
     if body.temperature is not None:  # 0 = greedy, as in OpenAI's API; omitted = the run's own setting
-        update.update(do_sample=body.temperature > 0, **({"temperature": body.temperature} if body.temperature > 0 else {}))
+        update.update(
+            do_sample=body.temperature > 0, **({"temperature": body.temperature} if body.temperature > 0 else {})
+        )
     for name in ("top_p", "top_k", "repetition_penalty", "seed"):
         if getattr(body, name) is not None:
             update[name] = getattr(body, name)
@@ -166,11 +184,20 @@ def _encode(state: State, served, prompt, max_tokens: int, cfg, field: str) -> l
         ids, _ = encode_prompt(served.tokenizer, prompt, 10**9, served.template, log=lambda m: None)
     window = context_window(served.model, cfg)
     if len(ids) > state.cfg.max_prompt_tokens:
-        raise APIError(400, f"{field}: {len(ids)} tokens is above this server's cap of {state.cfg.max_prompt_tokens}",
-                       param=field, code="context_length_exceeded")
+        raise APIError(
+            400,
+            f"{field}: {len(ids)} tokens is above this server's cap of {state.cfg.max_prompt_tokens}",
+            param=field,
+            code="context_length_exceeded",
+        )
     if len(ids) + max_tokens > window:
-        raise APIError(400, f"{field}: {len(ids)} prompt tokens + max_tokens {max_tokens} exceed the model's context "
-                            f"window of {window} tokens", param=field, code="context_length_exceeded")
+        raise APIError(
+            400,
+            f"{field}: {len(ids)} prompt tokens + max_tokens {max_tokens} exceed the model's context "
+            f"window of {window} tokens",
+            param=field,
+            code="context_length_exceeded",
+        )
     return ids
 
 
@@ -182,11 +209,15 @@ async def _generate(state: State, request, body, chat: bool):
     field = "messages" if chat else "prompt"
     ids = [await run_in_threadpool(_encode, state, served, p, max_tokens, cfg, field) for p in prompts]
     loop, events = asyncio.get_running_loop(), asyncio.Queue()
-    jobs = [Job(served, _emitter(loop, events, j), cfg, prompt_ids, max_tokens, list(cfg.stop), body.n, body.stream)
-            for j, prompt_ids in enumerate(ids)]
+    jobs = [
+        Job(served, _emitter(loop, events, j), cfg, prompt_ids, max_tokens, list(cfg.stop), body.n, body.stream)
+        for j, prompt_ids in enumerate(ids)
+    ]
     state.submit(jobs)
     state.metrics.inc("tunelab_prompt_tokens_total", sum(len(i) * body.n for i in ids), model=served.name)
-    reply = fmt.Reply(("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex, served.name, chat, body.n, sum(map(len, ids)) * body.n)
+    reply = fmt.Reply(
+        ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex, served.name, chat, body.n, sum(map(len, ids)) * body.n
+    )
     deadline = arrived + state.cfg.timeout_s
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -202,6 +233,7 @@ def _emitter(loop, events: asyncio.Queue, j: int):
             loop.call_soon_threadsafe(events.put_nowait, (j, kind, payload))
         except RuntimeError:  # the event loop is gone (server shutting down)
             pass
+
     return emit
 
 
@@ -216,8 +248,9 @@ async def _collect(jobs: list[Job], events: asyncio.Queue, deadline: float) -> l
             if kind == "done":
                 results[j] = payload
     except (asyncio.TimeoutError, TimeoutError):
-        raise APIError(504, "the request took longer than the server's timeout; generation was stopped",
-                       code="timeout") from None
+        raise APIError(
+            504, "the request took longer than the server's timeout; generation was stopped", code="timeout"
+        ) from None
     finally:
         for job in jobs:
             job.cancel.set()  # no effect on finished jobs; stops unfinished ones at the next token
@@ -231,10 +264,18 @@ async def _predict(state: State, body):
     arrived = time.monotonic()
     served = state.lookup(body.model, generates=False)
     texts = [body.input] if isinstance(body.input, str) else body.input
-    pairs = ([body.text_pair] if isinstance(body.text_pair, str) else body.text_pair) if body.text_pair is not None else [None] * len(texts)
+    pairs = (
+        ([body.text_pair] if isinstance(body.text_pair, str) else body.text_pair)
+        if body.text_pair is not None
+        else [None] * len(texts)
+    )
     if len(texts) > state.cfg.max_predict_inputs:
-        raise APIError(400, f"input: {len(texts)} texts is above this server's cap of {state.cfg.max_predict_inputs}",
-                       param="input", code="invalid_value")
+        raise APIError(
+            400,
+            f"input: {len(texts)} texts is above this server's cap of {state.cfg.max_predict_inputs}",
+            param="input",
+            code="invalid_value",
+        )
     rows = [Row(t, p, None, i + 1) for i, (t, p) in enumerate(zip(texts, pairs))]
     task = TASKS[served.task]
     run = lambda: task.predict(served.model, served.tokenizer, served.labels, rows, served.max_length)  # noqa: E731
@@ -268,8 +309,11 @@ def run(args) -> int:
     served = registry.load_all(args.targets, _stderr, cfg.backend)
     if cfg.host not in ("127.0.0.1", "localhost", "::1") and not keys:
         _stderr(f"serve: warning: listening on {cfg.host} without API keys; anyone who can reach it can use it")
-    _stderr(f"serve: {len(served)} model(s) on http://{cfg.host}:{cfg.port}/v1 ({', '.join(served)})"
-            + ("; API key required" if keys else ""))
-    uvicorn.run(build_app(served, cfg, keys), host=cfg.host, port=cfg.port, log_level="warning",
-                timeout_graceful_shutdown=5)
+    _stderr(
+        f"serve: {len(served)} model(s) on http://{cfg.host}:{cfg.port}/v1 ({', '.join(served)})"
+        + ("; API key required" if keys else "")
+    )
+    uvicorn.run(
+        build_app(served, cfg, keys), host=cfg.host, port=cfg.port, log_level="warning", timeout_graceful_shutdown=5
+    )
     return 0

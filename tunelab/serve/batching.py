@@ -21,7 +21,7 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from tunelab.generation.config import GenerationConfig
-from tunelab.generation.generate import eos_ids, finish, hf_generate_kwargs, _left_pad
+from tunelab.generation.generate import _left_pad, eos_ids, finish, hf_generate_kwargs
 
 
 class QueueFull(Exception):
@@ -50,8 +50,16 @@ class Job:
         if self.fn is not None:
             return ("fn", id(self))
         c = self.cfg
-        return (self.served.name, c.do_sample, c.temperature, c.top_k, c.top_p, c.repetition_penalty,
-                c.no_repeat_ngram_size, c.seed if c.seed is None else ("seed", id(self)))
+        return (
+            self.served.name,
+            c.do_sample,
+            c.temperature,
+            c.top_k,
+            c.top_p,
+            c.repetition_penalty,
+            c.no_repeat_ngram_size,
+            c.seed if c.seed is None else ("seed", id(self)),
+        )
 
 
 class RowMonitor(StoppingCriteria):
@@ -76,7 +84,7 @@ class RowMonitor(StoppingCriteria):
             if job.stream or job.stop:
                 ids = self.new[r][:-1] if eos else self.new[r]
                 if not job.stream:  # a stop string of L characters spans at most L (non-empty) tokens
-                    ids = ids[-(self.keep[r] + 3):]
+                    ids = ids[-(self.keep[r] + 3) :]
                 with self.lock:
                     text = self.tokenizer.decode(ids, skip_special_tokens=True)
             hit = text is not None and any(s in text for s in job.stop)
@@ -91,13 +99,13 @@ class RowMonitor(StoppingCriteria):
         safe = text[: len(text) - self.keep[r]] if self.keep[r] else text
         safe = safe.rstrip("\ufffd")
         if len(safe) > len(self.sent[r]) and safe.startswith(self.sent[r]):
-            job.emit("delta", (idx, safe[len(self.sent[r]):]))
+            job.emit("delta", (idx, safe[len(self.sent[r]) :]))
             self.sent[r] = safe
 
     def flush(self, r: int, final_text: str) -> None:
         job, idx = self.rows[r]
         if job.stream and len(final_text) > len(self.sent[r]):
-            job.emit("delta", (idx, final_text[len(self.sent[r]):]))
+            job.emit("delta", (idx, final_text[len(self.sent[r]) :]))
 
 
 class Worker:
@@ -143,7 +151,9 @@ class Worker:
                     batch[0].served.model.set_adapter(batch[0].served.adapter)
                 if batch[0].fn is not None:
                     batch[0].emit("done", batch[0].fn())
-                elif batch[0].served.engine is not None:  # a non-transformers engine (llama.cpp) decodes the batch itself
+                elif (
+                    batch[0].served.engine is not None
+                ):  # a non-transformers engine (llama.cpp) decodes the batch itself
                     batch[0].served.engine.generate(batch, self.metrics)
                 else:
                     self._generate(batch)
@@ -183,7 +193,9 @@ class Worker:
         served = batch[0].served
         model, tok = served.model, served.tokenizer
         rows = [(job, i) for job in batch for i in range(job.n)]
-        cfg = batch[0].cfg.model_copy(update={"max_new_tokens": max(j.max_tokens for j in batch), "stop": [], "num_beams": 1})
+        cfg = batch[0].cfg.model_copy(
+            update={"max_new_tokens": max(j.max_tokens for j in batch), "stop": [], "num_beams": 1}
+        )
         if cfg.seed is not None:
             torch.manual_seed(cfg.seed)
         device = next(model.parameters()).device
@@ -191,13 +203,17 @@ class Worker:
         stop_ids = set(eos_ids(model, tok))
         monitor = RowMonitor(rows, tok, served.lock, stop_ids)
         start = time.perf_counter()
-        out = model.generate(input_ids=ids, attention_mask=mask, stopping_criteria=StoppingCriteriaList([monitor]),
-                             **hf_generate_kwargs(model, tok, cfg))
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            stopping_criteria=StoppingCriteriaList([monitor]),
+            **hf_generate_kwargs(model, tok, cfg),
+        )
         self.metrics.observe("tunelab_batch_size", len(rows), buckets=_batch_buckets())
         self.metrics.observe("tunelab_batch_seconds", time.perf_counter() - start)
         results: dict[int, list] = {id(job): [None] * job.n for job in batch}
         for r, (job, idx) in enumerate(rows):
-            new = out[r, ids.shape[1]:].tolist()[: job.max_tokens]
+            new = out[r, ids.shape[1] :].tolist()[: job.max_tokens]
             with served.lock:
                 o = finish(tok, new, stop_ids, job.stop)
             monitor.flush(r, o.text)

@@ -53,7 +53,11 @@ class Guard:
             given = auth[7:].strip() if auth[:7].lower() == b"bearer " else b""
             if not any(hmac.compare_digest(given, k) for k in self.keys):
                 why = "missing API key" if not given else "wrong API key"
-                return APIError(401, f"{why}: send 'Authorization: Bearer KEY' with a key given to --api-key", code="invalid_api_key")
+                return APIError(
+                    401,
+                    f"{why}: send 'Authorization: Bearer KEY' with a key given to --api-key",
+                    code="invalid_api_key",
+                )
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
             return _too_large(self.max_body)

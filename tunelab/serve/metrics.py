@@ -67,9 +67,14 @@ class Metrics:
                     lines += [f"{name}{_labels(k)} {v:g}" for k, v in sorted(self.counters[name].items())]
                 else:
                     for k, h in sorted(self.histograms[name].items()):
-                        lines += [f"{name}_bucket{_labels(k + (('le', f'{b:g}'),))} {c}" for b, c in zip(h.buckets, h.counts)]
-                        lines += [f"{name}_bucket{_labels(k + (('le', '+Inf'),))} {h.count}",
-                                  f"{name}_sum{_labels(k)} {h.sum:g}", f"{name}_count{_labels(k)} {h.count}"]
+                        lines += [
+                            f"{name}_bucket{_labels(k + (('le', f'{b:g}'),))} {c}" for b, c in zip(h.buckets, h.counts)
+                        ]
+                        lines += [
+                            f"{name}_bucket{_labels(k + (('le', '+Inf'),))} {h.count}",
+                            f"{name}_sum{_labels(k)} {h.sum:g}",
+                            f"{name}_count{_labels(k)} {h.count}",
+                        ]
         return "\n".join(lines) + "\n"
 
 

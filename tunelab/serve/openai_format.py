@@ -29,8 +29,11 @@ class Reply:
     created: int = field(default_factory=lambda: int(time.time()))
 
     def usage(self, completion_tokens: int) -> dict:
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": completion_tokens,
-                "total_tokens": self.prompt_tokens + completion_tokens}
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": self.prompt_tokens + completion_tokens,
+        }
 
     def _head(self, obj: str) -> dict:
         return {"id": self.id, "object": obj, "created": self.created, "model": self.model}
@@ -42,10 +45,18 @@ class Reply:
             for i, o in enumerate(outs):
                 index, used = j * self.n + i, used + len(o.tokens)
                 if self.chat:
-                    choices.append({"index": index, "message": {"role": "assistant", "content": o.text},
-                                    "logprobs": None, "finish_reason": FINISH[o.finish_reason]})
+                    choices.append(
+                        {
+                            "index": index,
+                            "message": {"role": "assistant", "content": o.text},
+                            "logprobs": None,
+                            "finish_reason": FINISH[o.finish_reason],
+                        }
+                    )
                 else:
-                    choices.append({"index": index, "text": o.text, "logprobs": None, "finish_reason": FINISH[o.finish_reason]})
+                    choices.append(
+                        {"index": index, "text": o.text, "logprobs": None, "finish_reason": FINISH[o.finish_reason]}
+                    )
         obj = "chat.completion" if self.chat else "text_completion"
         return {**self._head(obj), "choices": choices, "usage": self.usage(used)}
 
@@ -81,8 +92,11 @@ async def sse(reply: Reply, jobs: list, events: asyncio.Queue, deadline: float, 
         while done < len(jobs):
             left = deadline - time.monotonic()
             if left <= 0:
-                yield _event(APIError(504, "the request took longer than the server's timeout; generation was stopped",
-                                      code="timeout").body())
+                yield _event(
+                    APIError(
+                        504, "the request took longer than the server's timeout; generation was stopped", code="timeout"
+                    ).body()
+                )
                 break
             try:
                 j, kind, payload = await asyncio.wait_for(events.get(), min(left, 0.5))

@@ -34,8 +34,12 @@ class Served:
     max_length: int = 256
     adapter: str | None = None  # peft adapter to activate before running this model
     created: int = field(default_factory=lambda: int(time.time()))
-    lock: threading.Lock = field(default_factory=threading.Lock)  # guards the tokenizer (shared by adapters of one base)
-    engine: Engine | None = None  # decodes this model's batches instead of transformers' generate (llama.cpp); None = torch
+    lock: threading.Lock = field(
+        default_factory=threading.Lock
+    )  # guards the tokenizer (shared by adapters of one base)
+    engine: Engine | None = (
+        None  # decodes this model's batches instead of transformers' generate (llama.cpp); None = torch
+    )
 
     @property
     def generates(self) -> bool:
@@ -51,7 +55,9 @@ def parse_items(items: list[str]) -> list[tuple[str, str]]:
             target = item
             name = Path(item.rstrip("/")).name if Path(item).exists() else item
         if not NAME_RE.match(name):
-            raise ConfigError(f"serve: model name '{name}' must be 1-128 letters, digits, '.', '_', ':' or '-'; name it with NAME={target}")
+            raise ConfigError(
+                f"serve: model name '{name}' must be 1-128 letters, digits, '.', '_', ':' or '-'; name it with NAME={target}"
+            )
         pairs.append((name, target))
     names = [n for n, _ in pairs]
     dupes = sorted({n for n in names if names.count(n) > 1})
@@ -81,14 +87,19 @@ def load_all(items: list[str], log: Callable[[str], None], backend: str = "auto"
             served[name] = _load_run(name, run, backend)
         else:
             if backend not in ("auto", "torch"):
-                raise ConfigError(f"serve: --backend {backend} serves run folders (tunelab export RUN OUT --format gguf/onnx); "
-                                  f"'{target}' is a model name")
+                raise ConfigError(
+                    f"serve: --backend {backend} serves run folders (tunelab export RUN OUT --format gguf/onnx); "
+                    f"'{target}' is a model name"
+                )
             served[name] = _load_model(name, target)
         log(f"serve: loaded {name}")
     for members in groups.values():
         for s in _load_adapters(members):
             served[s.name] = s
-            log(f"serve: loaded {s.name}" + (f" (adapter on a shared base, {len(members)} adapters)" if len(members) > 1 else ""))
+            log(
+                f"serve: loaded {s.name}"
+                + (f" (adapter on a shared base, {len(members)} adapters)" if len(members) > 1 else "")
+            )
     return {n: served[n] for n, _ in parse_items(items)}
 
 
@@ -97,8 +108,19 @@ def _run_served(name: str, run: Path, loaded, adapter: str | None = None) -> Ser
 
     cfg = loaded.cfg
     tpl = templates.chat_template(loaded.tokenizer, cfg.lm.chat_template) if cfg.task == "causal_lm" else None
-    return Served(name, cfg.task, loaded.model, loaded.tokenizer, cfg.generation, tpl, loaded.labels,
-                  cfg.model.max_length, adapter, int(run.stat().st_mtime), engine=loaded.engine)
+    return Served(
+        name,
+        cfg.task,
+        loaded.model,
+        loaded.tokenizer,
+        cfg.generation,
+        tpl,
+        loaded.labels,
+        cfg.model.max_length,
+        adapter,
+        int(run.stat().st_mtime),
+        engine=loaded.engine,
+    )
 
 
 def _load_run(name: str, run: Path, backend: str = "auto") -> Served:

@@ -17,17 +17,31 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 class APIError(Exception):
     """An error answered in OpenAI's format: {"error": {"message", "type", "param", "code"}}."""
 
-    TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "invalid_request_error",
-             413: "invalid_request_error", 429: "rate_limit_error", 500: "server_error", 504: "timeout_error"}
+    TYPES = {
+        400: "invalid_request_error",
+        401: "authentication_error",
+        404: "invalid_request_error",
+        413: "invalid_request_error",
+        429: "rate_limit_error",
+        500: "server_error",
+        504: "timeout_error",
+    }
 
-    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
-                 headers: dict | None = None):
+    def __init__(
+        self, status: int, message: str, param: str | None = None, code: str | None = None, headers: dict | None = None
+    ):
         super().__init__(message)
         self.status, self.message, self.param, self.code, self.headers = status, message, param, code, headers or {}
 
     def body(self) -> dict:
-        return {"error": {"message": self.message, "type": self.TYPES.get(self.status, "invalid_request_error"),
-                          "param": self.param, "code": self.code}}
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.TYPES.get(self.status, "invalid_request_error"),
+                "param": self.param,
+                "code": self.code,
+            }
+        }
 
 
 class _Body(BaseModel):
@@ -147,7 +161,7 @@ class ChatRequest(_Generate):
         if self.logprobs or self.top_logprobs:
             raise ValueError("logprobs: not supported by this server")
         if self.response_format not in (None, {"type": "text"}):
-            raise ValueError("response_format: only {\"type\": \"text\"} is supported")
+            raise ValueError('response_format: only {"type": "text"} is supported')
         for name in ("tools", "functions", "tool_choice", "function_call"):
             if getattr(self, name) not in (None, [], "none"):
                 raise ValueError(f"{name}: tool calling is not supported by this server")
@@ -180,11 +194,15 @@ class PredictRequest(_Body):
 def validation_error(exc) -> APIError:
     """The first pydantic error as a 400 whose message and ``param`` name the field."""
     err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"] if not isinstance(p, str) or not p.startswith(("function-", "union[", "list[")))
+    loc = ".".join(
+        str(p) for p in err["loc"] if not isinstance(p, str) or not p.startswith(("function-", "union[", "list["))
+    )
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         return APIError(400, f"{loc}: unknown or unsupported field", param=loc, code="unknown_field")
     if not loc and ":" in msg:  # model-level check: "field: why"
         loc = msg.split(":", 1)[0]
-        return APIError(400, msg, param=loc, code="unsupported_parameter" if "not supported" in msg else "invalid_value")
+        return APIError(
+            400, msg, param=loc, code="unsupported_parameter" if "not supported" in msg else "invalid_value"
+        )
     return APIError(400, f"{loc}: {msg}", param=loc or None, code="invalid_value")

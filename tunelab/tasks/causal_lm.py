@@ -29,11 +29,22 @@ EVAL_BEFORE_TRAINING = True  # the report compares with the untuned model
 class Config(Strict):
     """The ``lm:`` config section (causal_lm task only)."""
 
-    chat_template: str = Field("chatml", description="Template for tokenizers without their own chat template: chatml or alpaca.")
-    train_on: Literal["assistant", "all"] = Field("assistant", description="Tokens in the loss: assistant replies (+ their end-of-turn) or every token.")
-    overlong: Literal["truncate", "drop"] = Field("truncate", description="Examples longer than model.max_length: cut to it, or leave out (counts are reported).")
-    packing: bool = Field(False, description="Pack several examples per row (positions restart per example, no cross-attention); false = length-grouped padded batches.")
-    eval_generations: int = Field(20, ge=0, description="Dev prompts to generate for (ROUGE-L, BLEU, EOS rate); 0 = loss only.")
+    chat_template: str = Field(
+        "chatml", description="Template for tokenizers without their own chat template: chatml or alpaca."
+    )
+    train_on: Literal["assistant", "all"] = Field(
+        "assistant", description="Tokens in the loss: assistant replies (+ their end-of-turn) or every token."
+    )
+    overlong: Literal["truncate", "drop"] = Field(
+        "truncate", description="Examples longer than model.max_length: cut to it, or leave out (counts are reported)."
+    )
+    packing: bool = Field(
+        False,
+        description="Pack several examples per row (positions restart per example, no cross-attention); false = length-grouped padded batches.",
+    )
+    eval_generations: int = Field(
+        20, ge=0, description="Dev prompts to generate for (ROUGE-L, BLEU, EOS rate); 0 = loss only."
+    )
     eval_max_new_tokens: int = Field(128, ge=1, description="Length cap for dev generations.")
     report_samples: int = Field(3, ge=0, description="Sample generations shown in the report, before and after tuning.")
 
@@ -60,15 +71,28 @@ class EncodeStats:
     dropped: int = 0
 
 
-def encode(rows: list[templates.Example], tokenizer, labels, max_length: int, source: str, *, template: str,
-           train_on: str = "assistant", overlong: str = "truncate", stats: EncodeStats | None = None) -> list[dict]:
+def encode(
+    rows: list[templates.Example],
+    tokenizer,
+    labels,
+    max_length: int,
+    source: str,
+    *,
+    template: str,
+    train_on: str = "assistant",
+    overlong: str = "truncate",
+    stats: EncodeStats | None = None,
+) -> list[dict]:
     """Token ids and labels per example; over-long ones are cut or dropped per ``overlong``."""
     stats = stats if stats is not None else EncodeStats()
     out = []
     for r in rows:
         try:
-            ids, labs = (templates.tokenize_conversation(tokenizer, r.messages, template, train_on) if r.messages is not None
-                         else templates.tokenize_text(tokenizer, r.text))
+            ids, labs = (
+                templates.tokenize_conversation(tokenizer, r.messages, template, train_on)
+                if r.messages is not None
+                else templates.tokenize_text(tokenizer, r.text)
+            )
         except DataError as exc:
             raise DataError(f"{source}:{r.line}: {exc}") from None
         stats.examples += 1
@@ -112,7 +136,9 @@ def collate(features: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
     if "position_ids" in batch:
         return batch
     width = batch["input_ids"].shape[1]
-    batch["attention_mask"] = torch.tensor([[1] * len(f["input_ids"]) + [0] * (width - len(f["input_ids"])) for f in features])
+    batch["attention_mask"] = torch.tensor(
+        [[1] * len(f["input_ids"]) + [0] * (width - len(f["input_ids"])) for f in features]
+    )
     return batch
 
 
@@ -171,8 +197,12 @@ def _decoder_and_head(model):
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     head = inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None
     cfg = getattr(inner, "config", None)
-    if type(head) is not torch.nn.Linear or head.bias is not None or getattr(cfg, "final_logit_softcapping", None) \
-            or getattr(cfg, "logit_scale", None) not in (None, 1, 1.0):
+    if (
+        type(head) is not torch.nn.Linear
+        or head.bias is not None
+        or getattr(cfg, "final_logit_softcapping", None)
+        or getattr(cfg, "logit_scale", None) not in (None, 1, 1.0)
+    ):
         return None
     try:
         decoder = inner.get_decoder()
@@ -195,14 +225,14 @@ class _LinearCrossEntropy(torch.autograd.Function):
         w = weight.to(dtype)  # (vocab, hidden)
         with torch.autocast(hidden.device.type, enabled=False):
             for s in range(0, hidden.shape[0], chunk):
-                h, t = hidden[s:s + chunk].to(dtype), target[s:s + chunk]
+                h, t = hidden[s : s + chunk].to(dtype), target[s : s + chunk]
                 logits = (h @ w.T).float()  # (chunk, vocab)
                 lse = torch.logsumexp(logits, dim=-1)
                 total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
                 probs = logits.sub_(lse[:, None]).exp_()  # softmax, in place: d loss / d logits = probs - onehot
                 probs[torch.arange(t.shape[0], device=t.device), t] -= 1
                 g = probs.to(dtype)
-                grad_h[s:s + chunk] = (g @ w).to(hidden.dtype)
+                grad_h[s : s + chunk] = (g @ w).to(hidden.dtype)
                 if grad_w is not None:
                     grad_w += (g.T @ h).float()
         ctx.weight_dtype = weight.dtype
@@ -216,7 +246,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
         return grad_h * grad_out.to(grad_h.dtype), grad_weight, None, None, None
 
 
-def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+def linear_cross_entropy(
+    hidden: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, chunk: int = 1024
+) -> torch.Tensor:
     """Sum over rows of cross_entropy(hidden @ weight.T, target) without materialising all logits.
 
     hidden (n, d), weight (vocab, d), target (n,). Matmuls run in bf16 under bf16 autocast (like the
@@ -224,7 +256,9 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, target: tor
     """
     if hidden.shape[0] == 0:
         return (hidden.sum() + weight.sum()) * 0.0
-    dtype = torch.get_autocast_dtype(hidden.device.type) if torch.is_autocast_enabled(hidden.device.type) else weight.dtype
+    dtype = (
+        torch.get_autocast_dtype(hidden.device.type) if torch.is_autocast_enabled(hidden.device.type) else weight.dtype
+    )
     return _LinearCrossEntropy.apply(hidden, weight, target, max(1, chunk), dtype)
 
 
@@ -238,7 +272,7 @@ def dev_loss(model, features: list[dict], collate_fn: Callable, batch_size: int 
     order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
     total, n = 0.0, 0
     for s in range(0, len(order), batch_size):
-        batch = collate_fn([features[i] for i in order[s:s + batch_size]])
+        batch = collate_fn([features[i] for i in order[s : s + batch_size]])
         batch = {k: v.to(next(model.parameters()).device) for k, v in batch.items()}
         ce, mask = token_losses(model, batch)
         total, n = total + float(ce.sum()), n + int(mask.sum())
@@ -252,9 +286,11 @@ def generation_metrics(predictions: list[str], references: list[str], finish_rea
 
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     rouge = [scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(predictions, references)]
-    return {"rougeL": sum(rouge) / max(len(rouge), 1),
-            "bleu": float(sacrebleu.corpus_bleu(predictions, [references]).score) if predictions else 0.0,
-            "eos_rate": sum(f == "eos" for f in finish_reasons) / max(len(finish_reasons), 1)}
+    return {
+        "rougeL": sum(rouge) / max(len(rouge), 1),
+        "bleu": float(sacrebleu.corpus_bleu(predictions, [references]).score) if predictions else 0.0,
+        "eos_rate": sum(f == "eos" for f in finish_reasons) / max(len(finish_reasons), 1),
+    }
 
 
 def prompt_and_reference(example: templates.Example) -> tuple[list[dict], str] | None:
@@ -265,8 +301,17 @@ def prompt_and_reference(example: templates.Example) -> tuple[list[dict], str] |
     return example.messages[:last], example.messages[last]["content"]
 
 
-def evaluate(model, features: list[dict], collate_fn: Callable, *, tokenizer=None, rows=None, gen_cfg=None,
-             template: str | None = None, n_samples: int = 3) -> dict:
+def evaluate(
+    model,
+    features: list[dict],
+    collate_fn: Callable,
+    *,
+    tokenizer=None,
+    rows=None,
+    gen_cfg=None,
+    template: str | None = None,
+    n_samples: int = 3,
+) -> dict:
     """Dev loss and perplexity; with ``rows`` and ``gen_cfg``, also generation metrics and a few samples."""
     from tunelab.generation import generate
 
@@ -279,8 +324,10 @@ def evaluate(model, features: list[dict], collate_fn: Callable, *, tokenizer=Non
         gens = generate(model, tokenizer, [p for p, _ in pairs], gen_cfg, template=template, log=lambda _m: None)
     refs = [r for _, r in pairs]
     out.update(generation_metrics([g.text for g in gens], refs, [g.finish_reason for g in gens]))
-    out["samples"] = [{"prompt": p[-1]["content"], "reference": r, "output": g.text, "finish_reason": g.finish_reason}
-                      for (p, r), g in list(zip(pairs, gens))[:n_samples]]
+    out["samples"] = [
+        {"prompt": p[-1]["content"], "reference": r, "output": g.text, "finish_reason": g.finish_reason}
+        for (p, r), g in list(zip(pairs, gens))[:n_samples]
+    ]
     return out
 
 
@@ -311,42 +358,93 @@ def prepare(cfg, tokenizer, splits: dict[str, list], log: Callable[[str], None])
     if lm.packing:
         feats["train"] = pack(train, cfg.model.max_length)
     lengths = [len(f["input_ids"]) for f in feats["train"]]
-    plan = batch_plan(lengths, cfg.train.batch_size // cfg.train.grad_accum, cfg.train.seed, 0, cfg.train.length_grouping and not lm.packing)
+    plan = batch_plan(
+        lengths,
+        cfg.train.batch_size // cfg.train.grad_accum,
+        cfg.train.seed,
+        0,
+        cfg.train.length_grouping and not lm.packing,
+    )
     info["padding_fraction"] = round(padding_fraction([[lengths[i] for i in b] for b in plan]), 4)
     info["train_rows"] = len(feats["train"])
-    log(f"train: {len(train)} examples in {len(feats['train'])} rows ({'packed' if lm.packing else 'padded'}), "
-        f"padding {100 * info['padding_fraction']:.1f}%")
+    log(
+        f"train: {len(train)} examples in {len(feats['train'])} rows ({'packed' if lm.packing else 'padded'}), "
+        f"padding {100 * info['padding_fraction']:.1f}%"
+    )
     evaluate_loss = partial(evaluate, features=feats["dev"], collate_fn=collate_fn)
     evaluate_test = evaluator(cfg, tokenizer, template, splits["test"], feats["test"]) if "test" in feats else None
-    return Prepared(feats, collate_fn, evaluate_loss, evaluator(cfg, tokenizer, template, splits["dev"], feats["dev"]), evaluate_test, info)
+    return Prepared(
+        feats,
+        collate_fn,
+        evaluate_loss,
+        evaluator(cfg, tokenizer, template, splits["dev"], feats["dev"]),
+        evaluate_test,
+        info,
+    )
 
 
-def encode_split(cfg, tokenizer, template: str, rows: list, source: str, log: Callable[[str], None]) -> tuple[list[dict], dict]:
+def encode_split(
+    cfg, tokenizer, template: str, rows: list, source: str, log: Callable[[str], None]
+) -> tuple[list[dict], dict]:
     """Features of one split per the ``lm`` options, and its counts (examples, kept, truncated, dropped)."""
     from tunelab.data import cache
 
     def build() -> tuple[list[dict], EncodeStats]:
         stats = EncodeStats()
-        return encode(rows, tokenizer, None, cfg.model.max_length, source, template=template, train_on=cfg.lm.train_on,
-                      overlong=cfg.lm.overlong, stats=stats), stats
+        return encode(
+            rows,
+            tokenizer,
+            None,
+            cfg.model.max_length,
+            source,
+            template=template,
+            train_on=cfg.lm.train_on,
+            overlong=cfg.lm.overlong,
+            stats=stats,
+        ), stats
 
-    key = cache.key(rows, tokenizer, task="causal_lm", max_length=cfg.model.max_length, template=template, train_on=cfg.lm.train_on,
-                    overlong=cfg.lm.overlong)
+    key = cache.key(
+        rows,
+        tokenizer,
+        task="causal_lm",
+        max_length=cfg.model.max_length,
+        template=template,
+        train_on=cfg.lm.train_on,
+        overlong=cfg.lm.overlong,
+    )
     feats, stats = cache.cached(key, build, getattr(getattr(cfg, "speed", None), "cache", False), log)
     if stats.truncated or stats.dropped:
-        log(f"{source}: {stats.truncated} examples truncated, {stats.dropped} dropped (longer than {cfg.model.max_length} tokens)")
+        log(
+            f"{source}: {stats.truncated} examples truncated, {stats.dropped} dropped (longer than {cfg.model.max_length} tokens)"
+        )
     if not feats:
-        raise DataError(f"{source}: no usable examples after encoding (all longer than model.max_length={cfg.model.max_length}?)")
-    return feats, {"examples": stats.examples, "kept": len(feats), "truncated": stats.truncated, "dropped": stats.dropped}
+        raise DataError(
+            f"{source}: no usable examples after encoding (all longer than model.max_length={cfg.model.max_length}?)"
+        )
+    return feats, {
+        "examples": stats.examples,
+        "kept": len(feats),
+        "truncated": stats.truncated,
+        "dropped": stats.dropped,
+    }
 
 
 def evaluator(cfg, tokenizer, template: str, rows: list, features: list[dict]) -> Callable:
     """model -> loss, perplexity and (for the first ``lm.eval_generations`` rows) generation metrics and samples."""
     lm = cfg.lm
-    gen_cfg = cfg.generation.model_copy(update={"max_new_tokens": lm.eval_max_new_tokens, "do_sample": False, "num_beams": 1})
-    return partial(evaluate, features=features, collate_fn=partial(collate, pad_id=tokenizer.pad_token_id), tokenizer=tokenizer,
-                   rows=rows[: lm.eval_generations], gen_cfg=gen_cfg if lm.eval_generations else None,
-                   template=template, n_samples=lm.report_samples)
+    gen_cfg = cfg.generation.model_copy(
+        update={"max_new_tokens": lm.eval_max_new_tokens, "do_sample": False, "num_beams": 1}
+    )
+    return partial(
+        evaluate,
+        features=features,
+        collate_fn=partial(collate, pad_id=tokenizer.pad_token_id),
+        tokenizer=tokenizer,
+        rows=rows[: lm.eval_generations],
+        gen_cfg=gen_cfg if lm.eval_generations else None,
+        template=template,
+        n_samples=lm.report_samples,
+    )
 
 
 def evaluate_file(loaded, path: str, log: Callable[[str], None]) -> dict:

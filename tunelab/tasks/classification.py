@@ -20,14 +20,20 @@ def label_space(rows: list[Row], source: str) -> list[str]:
     """Sorted label names (numerically if all are integers); a single class is an error."""
     names = {r.label for r in rows}
     if len(names) < 2:
-        raise DataError(f"{source}: only one class ({', '.join(map(repr, names))}) in the training data; classification needs at least two")
+        raise DataError(
+            f"{source}: only one class ({', '.join(map(repr, names))}) in the training data; classification needs at least two"
+        )
     if all(n.lstrip("-").isdigit() for n in names):
         return sorted(names, key=int)
     return sorted(names)
 
 
 def model_kwargs(labels: list[str]) -> dict:
-    return {"num_labels": len(labels), "id2label": dict(enumerate(labels)), "label2id": {n: i for i, n in enumerate(labels)}}
+    return {
+        "num_labels": len(labels),
+        "id2label": dict(enumerate(labels)),
+        "label2id": {n: i for i, n in enumerate(labels)},
+    }
 
 
 def encode_options(data_cfg) -> dict:
@@ -43,7 +49,9 @@ def encode(rows: list[Row], tokenizer, labels: list[str], max_length: int, sourc
     index = {n: i for i, n in enumerate(labels)}
     for r in rows:
         if r.label is not None and r.label not in index:
-            raise DataError(f"{source}:{r.line}: label '{r.label}' was not seen in training; known labels: {', '.join(labels)}")
+            raise DataError(
+                f"{source}:{r.line}: label '{r.label}' was not seen in training; known labels: {', '.join(labels)}"
+            )
     pairs = [r.text_pair for r in rows] if rows and rows[0].text_pair is not None else None
     enc = tokenizer([r.text for r in rows], pairs, truncation=True, max_length=max_length)
     keep = [k for k in ("input_ids", "token_type_ids", "attention_mask") if k in enc]
@@ -87,7 +95,10 @@ def metrics(y_true: list[int], y_pred: list[int], labels: list[str]) -> dict:
     return {
         "accuracy": correct / max(len(y_true), 1),
         "macro_f1": float(f.mean()),
-        "per_class": {labels[i]: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])} for i in ids},
+        "per_class": {
+            labels[i]: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+            for i in ids
+        },
         "confusion": confusion_matrix(y_true, y_pred, labels=ids).tolist(),
     }
 
@@ -110,7 +121,7 @@ def read(data_cfg, path: str, with_labels: bool = True):
 def evaluate(model, features: list[dict], labels: list[str], collate, batch_size: int = 64) -> dict:
     """Dev loss and metrics; batches are sorted by length so padding stays small."""
     order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
-    batches = (collate([features[i] for i in order[s:s + batch_size]]) for s in range(0, len(order), batch_size))
+    batches = (collate([features[i] for i in order[s : s + batch_size]]) for s in range(0, len(order), batch_size))
     probs = torch.empty(len(features), len(labels))
     probs[order] = predict_proba(model, batches)
     y_true = [f["labels"] for f in features]
@@ -125,8 +136,13 @@ def predict(model, tokenizer, labels: list[str], rows: list[Row], max_length: in
     unlabelled = [Row(r.text, r.text_pair, None, r.line) for r in rows]
     feats = encode(unlabelled, tokenizer, labels, max_length, source="input")
     order = sorted(range(len(feats)), key=lambda i: len(feats[i]["input_ids"]))
-    batches = (pad_batch([feats[i] for i in order[s:s + batch_size]], tokenizer.pad_token_id) for s in range(0, len(order), batch_size))
+    batches = (
+        pad_batch([feats[i] for i in order[s : s + batch_size]], tokenizer.pad_token_id)
+        for s in range(0, len(order), batch_size)
+    )
     probs = torch.empty(len(feats), len(labels))
     if feats:
         probs[order] = predict_proba(model, batches)
-    return [{"label": labels[int(p.argmax())], "probs": {n: round(float(x), 6) for n, x in zip(labels, p)}} for p in probs]
+    return [
+        {"label": labels[int(p.argmax())], "probs": {n: round(float(x), 6) for n, x in zip(labels, p)}} for p in probs
+    ]

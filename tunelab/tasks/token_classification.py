@@ -29,8 +29,14 @@ MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 def read(data_cfg, path: str, with_labels: bool = True) -> conll.Table:
     """Read a CoNLL/JSONL file (or, for prediction, also .txt raw text) per the data config."""
-    opts = conll.Options(tag_column=data_cfg.tag_column, token_prefix=data_cfg.token_prefix, tag_scheme=data_cfg.tag_scheme,
-                         repair_tags=data_cfg.repair_tags, with_labels=with_labels, on_error=data_cfg.on_error)
+    opts = conll.Options(
+        tag_column=data_cfg.tag_column,
+        token_prefix=data_cfg.token_prefix,
+        tag_scheme=data_cfg.tag_scheme,
+        repair_tags=data_cfg.repair_tags,
+        with_labels=with_labels,
+        on_error=data_cfg.on_error,
+    )
     return conll.read(path, data_cfg.format, opts)
 
 
@@ -43,12 +49,18 @@ def label_space(rows: list[Sentence], source: str) -> list[str]:
     """O, then B-X and I-X for each entity type seen in training (sorted)."""
     types = tagging.entity_types([t for r in rows for t in r.tags])
     if not types:
-        raise DataError(f"{source}: no entity tags in the training data (every tag is O); token classification needs at least one entity type")
+        raise DataError(
+            f"{source}: no entity tags in the training data (every tag is O); token classification needs at least one entity type"
+        )
     return tagging.label_names(types)
 
 
 def model_kwargs(labels: list[str]) -> dict:
-    return {"num_labels": len(labels), "id2label": dict(enumerate(labels)), "label2id": {n: i for i, n in enumerate(labels)}}
+    return {
+        "num_labels": len(labels),
+        "id2label": dict(enumerate(labels)),
+        "label2id": {n: i for i, n in enumerate(labels)},
+    }
 
 
 def encode_options(data_cfg) -> dict:
@@ -65,7 +77,7 @@ def special_tokens(tokenizer) -> tuple[list[int], list[int]]:
     ids, words = enc["input_ids"][0], enc.word_ids(0)
     first = words.index(0)
     last = len(words) - 1 - words[::-1].index(0)
-    return ids[:first], ids[last + 1:]
+    return ids[:first], ids[last + 1 :]
 
 
 def windows(word_ids: list[int], capacity: int, stride: int) -> list[tuple[int, int]]:
@@ -96,7 +108,9 @@ def windows(word_ids: list[int], capacity: int, stride: int) -> list[tuple[int, 
         start = start_at_or_before(nxt, start) or next((q for q in range(nxt, end) if is_start(q)), nxt)
 
 
-def window_labels(word_ids: list[int], first: list[bool], gold: list[int] | None, all_subwords: bool, inside: dict[int, int]) -> list[int]:
+def window_labels(
+    word_ids: list[int], first: list[bool], gold: list[int] | None, all_subwords: bool, inside: dict[int, int]
+) -> list[int]:
     """Label id per sub-word: the word's tag on its first piece, -100 (or I-X, with all_subwords) on the others."""
     if gold is None:
         return [-100] * len(word_ids)
@@ -109,8 +123,15 @@ def window_labels(word_ids: list[int], first: list[bool], gold: list[int] | None
     return out
 
 
-def encode(rows: list[Sentence], tokenizer, labels: list[str], max_length: int, source: str,
-           label_all_subwords: bool = False, stride: int = 32) -> list[dict]:
+def encode(
+    rows: list[Sentence],
+    tokenizer,
+    labels: list[str],
+    max_length: int,
+    source: str,
+    label_all_subwords: bool = False,
+    stride: int = 32,
+) -> list[dict]:
     """Sub-word features, one per window; a tag never seen in training is an error naming the file and line."""
     index = {n: i for i, n in enumerate(labels)}
     inside = {index[n]: index["I-" + n[2:]] for n in labels if n.startswith("B-") and "I-" + n[2:] in index}
@@ -119,26 +140,38 @@ def encode(rows: list[Sentence], tokenizer, labels: list[str], max_length: int, 
     for r in rows:
         unknown = sorted({t for t in r.tags or [] if t not in index})
         if unknown:
-            raise DataError(f"{source}:{r.line}: tag '{unknown[0]}' was not seen in training; known tags: {', '.join(labels)}")
-    enc = tokenizer([r.tokens for r in rows], is_split_into_words=True, add_special_tokens=False, verbose=False) if rows else None
+            raise DataError(
+                f"{source}:{r.line}: tag '{unknown[0]}' was not seen in training; known tags: {', '.join(labels)}"
+            )
+    enc = (
+        tokenizer([r.tokens for r in rows], is_split_into_words=True, add_special_tokens=False, verbose=False)
+        if rows
+        else None
+    )
     features = []
     for si, r in enumerate(rows):
         ids, words = enc["input_ids"][si], enc.word_ids(si)
         first = [i == 0 or words[i] != words[i - 1] for i in range(len(words))]
         gold = [index[t] for t in r.tags] if r.tags is not None else None
         if len(ids) > capacity and stride >= capacity:
-            raise ConfigError(f"data.stride ({stride}) must be smaller than the window of {capacity} sub-words "
-                              f"(model.max_length minus special tokens) to split the {len(ids)}-sub-word sentence at {source}:{r.line}")
+            raise ConfigError(
+                f"data.stride ({stride}) must be smaller than the window of {capacity} sub-words "
+                f"(model.max_length minus special tokens) to split the {len(ids)}-sub-word sentence at {source}:{r.line}"
+            )
         pad = [-1] * len(prefix), [-1] * len(suffix)
         for a, b in windows(words, capacity, stride):
             lab = window_labels(words[a:b], first[a:b], gold, label_all_subwords, inside)
-            features.append({
-                "input_ids": prefix + ids[a:b] + suffix,
-                "attention_mask": [1] * (len(prefix) + b - a + len(suffix)),
-                "labels": [-100] * len(prefix) + lab + [-100] * len(suffix),
-                "_sent": si, "_n": len(r.tokens), "_gold": gold,
-                "_words": pad[0] + [w if f else -1 for w, f in zip(words[a:b], first[a:b])] + pad[1],
-            })
+            features.append(
+                {
+                    "input_ids": prefix + ids[a:b] + suffix,
+                    "attention_mask": [1] * (len(prefix) + b - a + len(suffix)),
+                    "labels": [-100] * len(prefix) + lab + [-100] * len(suffix),
+                    "_sent": si,
+                    "_n": len(r.tokens),
+                    "_gold": gold,
+                    "_words": pad[0] + [w if f else -1 for w, f in zip(words[a:b], first[a:b])] + pad[1],
+                }
+            )
     return features
 
 
@@ -153,14 +186,16 @@ def token_logits(model, inputs: dict) -> torch.Tensor:
     """(batch, seq, num_labels) logits aligned with input_ids; prompt methods (prompt/p-tuning) prepend
     virtual tokens whose positions come back first, so only the last seq positions are kept."""
     logits = model(**inputs).logits
-    return logits[:, logits.shape[1] - inputs["input_ids"].shape[1]:]
+    return logits[:, logits.shape[1] - inputs["input_ids"].shape[1] :]
 
 
 def loss(model, batch: dict) -> tuple[torch.Tensor, int]:
     """Sum of cross-entropy over labelled sub-words (the loop normalises), in float32."""
     labels = batch["labels"]
     logits = token_logits(model, _inputs(batch))  # (batch, seq, num_labels)
-    return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum"), count(batch)
+    return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum"), count(
+        batch
+    )
 
 
 def count(batch: dict) -> int:
@@ -178,7 +213,7 @@ def window_scores(model, features: list[dict], collate, batch_size: int = 64) ->
     out: list[torch.Tensor | None] = [None] * len(features)
     nll, n = 0.0, 0
     for s in range(0, len(order), batch_size):
-        idx = order[s:s + batch_size]
+        idx = order[s : s + batch_size]
         batch = collate([features[i] for i in idx])
         logp = token_logits(model, _inputs(batch, device)).float().log_softmax(-1).cpu()  # (batch, seq, labels)
         mask = batch["labels"] != -100
@@ -219,8 +254,16 @@ def predict_sentences(model, features: list[dict], labels: list[str], collate, b
     return [decode(merged[s], n_words[s], labels) for s in range(len(merged))], nll
 
 
-def predict(model, tokenizer, labels: list[str], rows: list[Sentence], max_length: int, batch_size: int = 64,
-            label_all_subwords: bool = False, stride: int = 32) -> list[dict]:
+def predict(
+    model,
+    tokenizer,
+    labels: list[str],
+    rows: list[Sentence],
+    max_length: int,
+    batch_size: int = 64,
+    label_all_subwords: bool = False,
+    stride: int = 32,
+) -> list[dict]:
     """Entities (character offsets into the row's text, type, text, mean word probability) for each row, in order."""
     from functools import partial
 
@@ -228,13 +271,25 @@ def predict(model, tokenizer, labels: list[str], rows: list[Sentence], max_lengt
 
     unlabelled = [Sentence(r.tokens, None, r.line, r.text, r.offsets) for r in rows]
     feats = encode(unlabelled, tokenizer, labels, max_length, "input", stride=stride)
-    decoded, _ = predict_sentences(model, feats, labels, partial(pad_batch, pad_id=tokenizer.pad_token_id), batch_size) if feats else ([], 0.0)
+    decoded, _ = (
+        predict_sentences(model, feats, labels, partial(pad_batch, pad_id=tokenizer.pad_token_id), batch_size)
+        if feats
+        else ([], 0.0)
+    )
     out = []
     for r, (tags, probs) in zip(rows, decoded):
         ents = []
         for a, b, kind in tagging.spans(tags):
             start, end = r.offsets[a][0], r.offsets[b - 1][1]
-            ents.append({"start": start, "end": end, "type": kind, "text": r.text[start:end], "score": round(sum(probs[a:b]) / (b - a), 4)})
+            ents.append(
+                {
+                    "start": start,
+                    "end": end,
+                    "type": kind,
+                    "text": r.text[start:end],
+                    "score": round(sum(probs[a:b]) / (b - a), 4),
+                }
+            )
         out.append({"tokens": r.tokens, "tags": tags, "entities": ents})
     return out
 
@@ -254,11 +309,20 @@ def metrics(y_true: list[list[str]], y_pred: list[list[str]], top_confusions: in
     kind = lambda tag: tag[2:] if tag != "O" else "O"  # noqa: E731
     conf = Counter((kind(t), kind(p)) for t, p in pairs if kind(t) != kind(p))
     return {
-        "f1": float(micro["f1-score"]), "precision": float(micro["precision"]), "recall": float(micro["recall"]),
+        "f1": float(micro["f1-score"]),
+        "precision": float(micro["precision"]),
+        "recall": float(micro["recall"]),
         "macro_f1": float(macro["f1-score"]),
         "token_accuracy": sum(t == p for t, p in pairs) / max(len(pairs), 1),
-        "per_type": {t: {"precision": float(rep[t]["precision"]), "recall": float(rep[t]["recall"]),
-                         "f1": float(rep[t]["f1-score"]), "support": int(rep[t]["support"])} for t in types},
+        "per_type": {
+            t: {
+                "precision": float(rep[t]["precision"]),
+                "recall": float(rep[t]["recall"]),
+                "f1": float(rep[t]["f1-score"]),
+                "support": int(rep[t]["support"]),
+            }
+            for t in types
+        },
         "confusions": [{"true": t, "pred": p, "count": c} for (t, p), c in conf.most_common(top_confusions)],
     }
 

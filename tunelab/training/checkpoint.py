@@ -83,9 +83,7 @@ def _fsync_dir_files(folder: Path) -> None:
 
 
 def _prune(ckpt_root: Path, keep: int, current: str) -> None:
-    steps = sorted(
-        (p for p in ckpt_root.glob("step-*") if p.is_dir()), key=lambda p: int(p.name.split("-")[1])
-    )
+    steps = sorted((p for p in ckpt_root.glob("step-*") if p.is_dir()), key=lambda p: int(p.name.split("-")[1]))
     for old in steps[:-keep]:
         if old.name != current:
             shutil.rmtree(old, ignore_errors=True)

@@ -53,8 +53,10 @@ class Callback:
     def on_step_begin(self, model, state: LoopState, total_steps: int) -> None: ...
     def on_after_backward(self, model, state: LoopState, total_steps: int) -> None:
         """Gradients of the whole batch are ready; before clipping and the optimizer step."""
+
     def on_before_zero_grad(self, model, state: LoopState, total_steps: int) -> None:
         """After the optimizer step, gradients still present (``state.step`` not yet incremented)."""
+
     def on_evaluate(self, model, state: LoopState, metrics: dict) -> None: ...
 
 
@@ -62,9 +64,19 @@ def lower_is_better(metric: str) -> bool:
     return "loss" in metric or "perplexity" in metric
 
 
-def train(model, features: list[dict], objective: Objective, cfg, run_dir: Path, *, collate: Callable[[list[dict]], dict],
-          callbacks: tuple[Callback, ...] = (), quiet: bool = False, log: Callable[[str], None] = print,
-          param_groups: Callable[[torch.nn.Module, float, float], list[dict]] = optim.param_groups) -> LoopState:
+def train(
+    model,
+    features: list[dict],
+    objective: Objective,
+    cfg,
+    run_dir: Path,
+    *,
+    collate: Callable[[list[dict]], dict],
+    callbacks: tuple[Callback, ...] = (),
+    quiet: bool = False,
+    log: Callable[[str], None] = print,
+    param_groups: Callable[[torch.nn.Module, float, float], list[dict]] = optim.param_groups,
+) -> LoopState:
     """Train ``model`` in place on ``features`` following ``cfg`` (a TrainConfig); resume from run_dir if it holds a checkpoint.
 
     ``param_groups(model, lr, weight_decay)`` builds the optimizer groups (a method's own, or layer-wise decayed).
@@ -94,11 +106,20 @@ def train(model, features: list[dict], objective: Objective, cfg, run_dir: Path,
     while state.step < total and not state.stopped_early:
         epoch = state.step // steps_per_epoch
         plan = batch_plan(lengths, cfg.batch_size, cfg.seed, epoch, cfg.length_grouping)
-        for indices in plan[state.step % steps_per_epoch:]:
+        for indices in plan[state.step % steps_per_epoch :]:
             for cb in callbacks:
                 cb.on_step_begin(model, state, total)
-            loss, items = _step(model, [features[i] for i in indices], objective, collate, cfg, autocast, accelerator, trainable,
-                                lambda: _hook(callbacks, "on_after_backward", model, state, total))
+            loss, items = _step(
+                model,
+                [features[i] for i in indices],
+                objective,
+                collate,
+                cfg,
+                autocast,
+                accelerator,
+                trainable,
+                lambda: _hook(callbacks, "on_after_backward", model, state, total),
+            )
             optimizer.step()
             sched.step()
             _hook(callbacks, "on_before_zero_grad", model, state, total)
@@ -107,17 +128,36 @@ def train(model, features: list[dict], objective: Objective, cfg, run_dir: Path,
             window["loss"] += loss
             window["items"] += items
             window["tokens"] += sum(lengths[i] for i in indices)
-            _after_step(model, objective, cfg, state, window, optimizer, sched, run_dir, total, steps_per_epoch, callbacks, bar, log)
+            _after_step(
+                model,
+                objective,
+                cfg,
+                state,
+                window,
+                optimizer,
+                sched,
+                run_dir,
+                total,
+                steps_per_epoch,
+                callbacks,
+                bar,
+                log,
+            )
             if state.step >= total or state.stopped_early:
                 break
     bar.close()
     return state
 
 
-def _step(model, examples, objective, collate, cfg, autocast, accelerator, trainable, after_backward) -> tuple[float, int]:
+def _step(
+    model, examples, objective, collate, cfg, autocast, accelerator, trainable, after_backward
+) -> tuple[float, int]:
     """One optimizer batch: forward/backward over micro-batches, normalised by the batch's item count."""
     model.train()
-    batches = [collate(examples[s:s + len(m)]) for s, m in _offsets(micro_batches(list(range(len(examples))), cfg.grad_accum))]
+    batches = [
+        collate(examples[s : s + len(m)])
+        for s, m in _offsets(micro_batches(list(range(len(examples))), cfg.grad_accum))
+    ]
     total_items = sum(int(objective.count(b)) for b in batches)
     loss_sum = 0.0
     for batch in batches:
@@ -147,7 +187,9 @@ def _offsets(parts: list[list[int]]):
         start += len(part)
 
 
-def _after_step(model, objective, cfg, state, window, optimizer, sched, run_dir, total, steps_per_epoch, callbacks, bar, log):
+def _after_step(
+    model, objective, cfg, state, window, optimizer, sched, run_dir, total, steps_per_epoch, callbacks, bar, log
+):
     """Logging, evaluation, early stopping and checkpointing after optimizer step ``state.step``."""
     run_dir = Path(run_dir)
     elapsed = max(time.perf_counter() - window["start"], 1e-9)
@@ -155,8 +197,13 @@ def _after_step(model, objective, cfg, state, window, optimizer, sched, run_dir,
     bar.update(1)
     bar.set_postfix(loss=f"{window['loss'] / max(window['items'], 1):.4f}", tok_s=f"{tokens_per_s:.0f}")
     if state.step % cfg.log_every == 0 or state.step == total:
-        record = {"step": state.step, "epoch": round(state.step / steps_per_epoch, 4), "loss": window["loss"] / max(window["items"], 1),
-                  "lr": sched.get_last_lr()[0], "tokens_per_s": round(tokens_per_s, 1)}
+        record = {
+            "step": state.step,
+            "epoch": round(state.step / steps_per_epoch, 4),
+            "loss": window["loss"] / max(window["items"], 1),
+            "lr": sched.get_last_lr()[0],
+            "tokens_per_s": round(tokens_per_s, 1),
+        }
         _append_log(run_dir / "metrics.jsonl", record)
         window.update(loss=0.0, items=0, tokens=0, start=time.perf_counter())
     at_epoch_end = state.step % steps_per_epoch == 0
@@ -175,9 +222,13 @@ def _evaluate(model, objective, cfg, state, run_dir: Path, callbacks, log) -> No
     if cfg.metric not in metrics:
         from tunelab.errors import ConfigError
 
-        raise ConfigError(f"train.metric: '{cfg.metric}' is not a dev metric of this task; available: {', '.join(sorted(metrics))}")
+        raise ConfigError(
+            f"train.metric: '{cfg.metric}' is not a dev metric of this task; available: {', '.join(sorted(metrics))}"
+        )
     value = float(metrics[cfg.metric])
-    better = state.best_metric is None or (value < state.best_metric if lower_is_better(cfg.metric) else value > state.best_metric)
+    better = state.best_metric is None or (
+        value < state.best_metric if lower_is_better(cfg.metric) else value > state.best_metric
+    )
     if better:
         state.best_metric, state.best_step, state.evals_since_best = value, state.step, 0
         checkpoint.save(run_dir / "best", state.step, _trainable(model), {"metrics": metrics})
@@ -185,7 +236,9 @@ def _evaluate(model, objective, cfg, state, run_dir: Path, callbacks, log) -> No
         state.evals_since_best += 1
         if cfg.early_stopping_patience and state.evals_since_best >= cfg.early_stopping_patience:
             state.stopped_early = True
-            log(f"early stop at step {state.step}: {cfg.metric} has not improved for {state.evals_since_best} evaluations")
+            log(
+                f"early stop at step {state.step}: {cfg.metric} has not improved for {state.evals_since_best} evaluations"
+            )
     record = {"step": state.step, **{f"dev/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}}
     state.history.append(record)
     _append_log(run_dir / "metrics.jsonl", record)
@@ -199,7 +252,12 @@ def _trainable(model) -> dict[str, torch.Tensor]:
 
 
 def _save(model, optimizer, sched, state: LoopState, ckpt_root: Path) -> None:
-    extra = {"optimizer": optimizer.state_dict(), "scheduler": sched.state_dict(), "rng": checkpoint.rng_state(), "loop": asdict(state)}
+    extra = {
+        "optimizer": optimizer.state_dict(),
+        "scheduler": sched.state_dict(),
+        "rng": checkpoint.rng_state(),
+        "loop": asdict(state),
+    }
     checkpoint.save(ckpt_root, state.step, _trainable(model), extra)
 
 
@@ -239,11 +297,24 @@ def _truncate_log(path: Path, step: int) -> None:
     """Drop log lines past the resumed step (written by a run killed after its last checkpoint)."""
     if not path.is_file():
         return
-    lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step]
+    lines = [
+        ln
+        for ln in path.read_text(encoding="utf-8").splitlines()
+        if ln.strip() and json.loads(ln).get("step", 0) <= step
+    ]
     path.write_text("".join(ln + "\n" for ln in lines), encoding="utf-8")
 
 
 def _progress(total: int, initial: int, quiet: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, disable=quiet, file=sys.stderr, unit="step", dynamic_ncols=True, leave=False, mininterval=1.0)
+    return tqdm(
+        total=total,
+        initial=initial,
+        disable=quiet,
+        file=sys.stderr,
+        unit="step",
+        dynamic_ncols=True,
+        leave=False,
+        mininterval=1.0,
+    )

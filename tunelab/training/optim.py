@@ -57,7 +57,7 @@ def layer_depths(model: torch.nn.Module) -> tuple[dict[str, int], int]:
     depths = {}
     for name, _ in model.named_parameters():
         if name.startswith(prefix + "."):
-            depths[name] = int(name[len(prefix) + 1:].split(".", 1)[0]) + 1
+            depths[name] = int(name[len(prefix) + 1 :].split(".", 1)[0]) + 1
         else:
             depths[name] = 0 if "embed" in name else n + 1
     return depths, n
@@ -81,7 +81,11 @@ def groups_builder(method_groups=None, method_cfg=None, llrd: float | None = Non
     """The loop's ``param_groups(model, lr, weight_decay)``: the method's own groups if it has them, then LLRD if asked."""
 
     def build(model: torch.nn.Module, lr: float, weight_decay: float) -> list[dict]:
-        groups = method_groups(model, lr, weight_decay, method_cfg) if method_groups else param_groups(model, lr, weight_decay)
+        groups = (
+            method_groups(model, lr, weight_decay, method_cfg)
+            if method_groups
+            else param_groups(model, lr, weight_decay)
+        )
         return layerwise_decay(model, groups, llrd) if llrd else groups
 
     return build

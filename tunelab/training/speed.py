@@ -19,21 +19,43 @@ from tunelab.schema import Strict
 class Config(Strict):
     """The ``speed:`` config section."""
 
-    bf16_frozen_weights: bool = Field(True, description="With train.precision=bf16: keep frozen linear weights in bf16 during training (PEFT methods; "
-                                                        "autocast would cast them every step anyway). Embeddings, norms, biases and trained weights stay fp32.")
-    ce_chunk: int = Field(1024, ge=0, description="Causal LM: project to the vocabulary and take the cross-entropy for this many target tokens at a time, "
-                                                  "only at target positions (never all logits at once); 0 = plain full-logits loss.")
-    compile: bool = Field(False, description="torch.compile each transformer layer; measured 0.39x on a few-minute run including compile time (bench/results/levers.md), so off by default.")
-    gradient_checkpointing: bool = Field(False, description="Recompute layer activations in the backward pass: less memory (measured -770 MB on smollm2-135m LoRA), 0.68x speed.")
-    cache: bool = Field(True, description="Cache encoded datasets on disk ($TUNELAB_CACHE or ~/.cache/tunelab), keyed by data content, tokenizer and encode options.")
+    bf16_frozen_weights: bool = Field(
+        True,
+        description="With train.precision=bf16: keep frozen linear weights in bf16 during training (PEFT methods; "
+        "autocast would cast them every step anyway). Embeddings, norms, biases and trained weights stay fp32.",
+    )
+    ce_chunk: int = Field(
+        1024,
+        ge=0,
+        description="Causal LM: project to the vocabulary and take the cross-entropy for this many target tokens at a time, "
+        "only at target positions (never all logits at once); 0 = plain full-logits loss.",
+    )
+    compile: bool = Field(
+        False,
+        description="torch.compile each transformer layer; measured 0.39x on a few-minute run including compile time (bench/results/levers.md), so off by default.",
+    )
+    gradient_checkpointing: bool = Field(
+        False,
+        description="Recompute layer activations in the backward pass: less memory (measured -770 MB on smollm2-135m LoRA), 0.68x speed.",
+    )
+    cache: bool = Field(
+        True,
+        description="Cache encoded datasets on disk ($TUNELAB_CACHE or ~/.cache/tunelab), keyed by data content, tokenizer and encode options.",
+    )
 
 
 def frozen_linears(model: torch.nn.Module) -> list[torch.nn.Linear]:
     """Linear layers whose weight is frozen, fp32 and not shared with an embedding (tied LM heads stay fp32)."""
     embedded = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
-    return [m for m in model.modules() if isinstance(m, torch.nn.Linear) and not m.weight.requires_grad
-            and m.weight.dtype == torch.float32 and id(m.weight) not in embedded
-            and type(m.weight.data) is torch.Tensor]  # not a quantized base (QLoRA): those keep their own storage
+    return [
+        m
+        for m in model.modules()
+        if isinstance(m, torch.nn.Linear)
+        and not m.weight.requires_grad
+        and m.weight.dtype == torch.float32
+        and id(m.weight) not in embedded
+        and type(m.weight.data) is torch.Tensor
+    ]  # not a quantized base (QLoRA): those keep their own storage
 
 
 @contextlib.contextmanager
@@ -67,8 +89,12 @@ def compile_layers(model: torch.nn.Module) -> int:
 
 def enable_checkpointing(model: torch.nn.Module) -> None:
     """Activation checkpointing through transformers (non-reentrant: works with frozen embeddings)."""
-    if not getattr(model, "supports_gradient_checkpointing", False) and not hasattr(model, "gradient_checkpointing_enable"):
-        raise ConfigError(f"speed.gradient_checkpointing: {type(model).__name__} does not support gradient checkpointing")
+    if not getattr(model, "supports_gradient_checkpointing", False) and not hasattr(
+        model, "gradient_checkpointing_enable"
+    ):
+        raise ConfigError(
+            f"speed.gradient_checkpointing: {type(model).__name__} does not support gradient checkpointing"
+        )
     if hasattr(model, "activation_checkpointing_enable"):  # the newer transformers 5.x name
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     else:

@@ -31,7 +31,9 @@ class GradualUnfreeze(Callback):
         k = unfrozen_groups(state.step, self.every)
         lowest = self._top + 2 - k  # groups with depth >= lowest train
         if k != self._shown and lowest >= 0:
-            self.log(f"gradual unfreeze: step {state.step + 1}: training the top {k} layer groups (depth >= {max(lowest, 0)})")
+            self.log(
+                f"gradual unfreeze: step {state.step + 1}: training the top {k} layer groups (depth >= {max(lowest, 0)})"
+            )
         self._shown = k
         if lowest <= 0:
             return
