@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.tunelab-installed
 DEMO_DIR := runs/demo-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: setup demo test bench tcmalloc llamacpp
+.PHONY: setup demo test lint bench tcmalloc llamacpp
 
 # tcmalloc makes CPU training ~1.5x faster (the tunelab command preloads it when present); optional
 tcmalloc:
@@ -33,7 +33,12 @@ demo: setup
 	printf '%s\n' "A warm, funny and beautifully acted film." "Two hours of my life I will never get back." "The plot is thin but the performances carry it." \
 	  | $(VENV)/bin/tunelab predict $(DEMO_DIR)
 
-test: setup
+# ruff (format + lint, 120 columns; settings in pyproject.toml), then the whole suite
+lint: setup
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+test: setup lint
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests
 
 bench: setup

@@ -19,7 +19,7 @@ LM_VARIANTS = [  # (name, tunelab config sections, env)
     ("train.precision=fp32", {"train": {"precision": "fp32"}}, {}),
     ("speed.bf16_frozen_weights=false", {"speed": {"bf16_frozen_weights": False}}, {}),
     ("speed.ce_chunk=0 (full-vocabulary logits)", {"speed": {"ce_chunk": 0}}, {}),
-    ("lm.packing=true", {"lm": {"packing": True}}, {}),
+    ("task.packing=true", {"task": {"packing": True}}, {}),
     ("train.length_grouping=false", {"train": {"length_grouping": False}}, {}),
     ("speed.compile=true", {"speed": {"compile": True}}, {}),
     ("speed.gradient_checkpointing=true", {"speed": {"gradient_checkpointing": True}}, {}),
@@ -114,7 +114,9 @@ def cache_lever(log) -> list[str]:
     times = []
     for _ in range(2):
         t = time.perf_counter()
-        causal_lm.encode_split(cfg, tok, templates.chat_template(tok), rows, path, log=lambda m: None)
+        causal_lm.encode_split(
+            cfg, tok, causal_lm.LMOptions(templates.chat_template(tok)), rows, path, log=lambda m: None
+        )
         times.append(time.perf_counter() - t)
     return [
         "",

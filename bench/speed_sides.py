@@ -37,14 +37,18 @@ def load_data(spec: dict):
     tok = model_load.load_tokenizer(src)
     if spec["task"] == "causal_lm":
         template = templates.chat_template(tok)
-        enc = lambda path: causal_lm.encode(
-            templates.read_examples(path).rows, tok, None, spec["max_length"], path, template=template
-        )  # noqa: E731
+
+        def enc(path):
+            return causal_lm.encode(
+                templates.read_examples(path).rows, tok, spec["max_length"], path, causal_lm.LMOptions(template)
+            )
+
         return tok, enc(spec["train"]), enc(spec["dev"]), None
-    data_cfg = config_mod.DataConfig(train=spec["train"], text_column="sentence")
-    train_rows = classification.read(data_cfg, spec["train"]).rows
+    cfg = config_mod.validate({"data": {"train": spec["train"], "text_column": "sentence"}}, "bench")
+    task = classification.Classification()
+    train_rows = task.read(cfg, spec["train"]).rows
     labels = classification.label_space(train_rows, spec["train"])
-    dev_rows = classification.read(data_cfg, spec["dev"]).rows
+    dev_rows = task.read(cfg, spec["dev"]).rows
     enc = lambda rows, path: classification.encode(rows, tok, labels, spec["max_length"], path)  # noqa: E731
     return tok, enc(train_rows, spec["train"]), enc(dev_rows, spec["dev"]), labels
 
@@ -61,7 +65,7 @@ def token_counts(spec: dict, feats: list[dict]) -> dict:
 
 def base_model(spec: dict, labels):
     src = model_load.resolve(spec["model"])
-    auto = causal_lm.AUTO_CLASS if spec["task"] == "causal_lm" else classification.AUTO_CLASS
+    auto = causal_lm.CausalLM.auto_class if spec["task"] == "causal_lm" else classification.Classification.auto_class
     kwargs = classification.model_kwargs(labels) if labels else {}
     return model_load.load_model(src, auto, **kwargs)
 
@@ -117,13 +121,14 @@ def run_tunelab(spec: dict, work: Path) -> dict:
 
         shape = trained = None
 
-        def on_step_begin(self, model, state, total):
+        def on_step_begin(self, ctx):
+            model = ctx.model
             if self.start is None:  # the model as trained (method applied): what the FLOP count needs
                 inner = model.get_base_model() if hasattr(model, "get_base_model") else model
                 self.shape, self.trained = model_shape(inner), trainable_matmul_params(model)
             self.start = self.start or time.perf_counter()
 
-        def on_before_zero_grad(self, model, state, total):
+        def on_before_zero_grad(self, ctx):
             self.end = time.perf_counter()
 
     timer = Timer()
@@ -144,7 +149,7 @@ def run_tunelab(spec: dict, work: Path) -> dict:
         },
     }
     if spec["task"] == "causal_lm":
-        raw["lm"] = {"eval_generations": 0, "report_samples": 0, **spec.get("tunelab_lm", {})}
+        raw["task"] = {"name": "causal_lm", "eval_generations": 0, "report_samples": 0, **spec.get("tunelab_lm", {})}
     else:
         raw["data"]["text_column"] = "sentence"
     for section, values in spec.get("tunelab_sections", {}).items():
@@ -291,12 +296,15 @@ def dev_metric(spec: dict, model, dev, labels, tok) -> float:
     from functools import partial
 
     from tunelab.data.collate import pad_batch
+    from tunelab.training import evaluation
 
     model.eval()
     with torch.no_grad():
         if spec["task"] == "causal_lm":
             return causal_lm.dev_loss(model, dev, partial(causal_lm.collate, pad_id=tok.pad_token_id))
-        return classification.evaluate(model, dev, labels, partial(pad_batch, pad_id=tok.pad_token_id))["accuracy"]
+        return evaluation.evaluate(
+            classification.evaluator(dev, labels, partial(pad_batch, pad_id=tok.pad_token_id)), model
+        )["accuracy"]
 
 
 def peak_gflops(seconds: float = 3.0, n: int = 2048) -> float:

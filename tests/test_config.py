@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from tunelab import config
 from tunelab.errors import ConfigError
@@ -72,3 +73,67 @@ def test_dump_roundtrips_and_describe_covers_every_key(tmp_path):
         for name in type(getattr(cfg, section)).model_fields:
             assert f"{section}.{name}" in keys
     assert all(desc for _, _, desc in config.describe())
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["task=token_classification", "data.stride=4"], "'data.stride' moved to 'task.stride'"),
+        (["data.token_prefix=x"], "task: {name: token_classification, token_prefix: ...}"),
+        (["task=causal_lm", "lm.packing=true"], "'lm.packing' moved to 'task.packing'"),
+        (["task=causal_lm", "task.packin=true"], "unknown key 'task.packin' (did you mean 'task.packing'?)"),
+        (["task=ner"], "task.name: unknown task 'ner'"),
+        (
+            ["task=causal_lm", "train.metric=accuracy"],
+            "train.metric: 'accuracy' is not a metric of task causal_lm; choose one of: loss, perplexity",
+        ),
+        (["task=causal_lm", "train.metric=rougeL", "task.eval_generations=0"], "set task.eval_generations above 0"),
+    ],
+)
+def test_task_section_errors_name_the_key(overrides, message):
+    with pytest.raises(ConfigError) as err:
+        config.load(None, overrides)
+    assert message in str(err.value)
+
+
+def test_task_short_form_and_overrides():
+    cfg = config.load(None, ["task=token_classification", "task.stride=8"])
+    assert cfg.task.name == "token_classification" and cfg.task.stride == 8
+    assert config.load(None, []).task.name == "classification"
+    keys = {k for k, _, _ in config.describe()}
+    assert {
+        "task.name",
+        "task.stride  [token_classification]",
+        "task.packing  [causal_lm]",
+        "train.keep_checkpoints",
+    } <= keys
+
+
+def test_run_folders_of_earlier_versions_are_upgraded_on_read(tmp_path):
+    """config.yaml written before task sections existed: every default spelled out, lm: and NER keys in data:."""
+    from tunelab import runs
+
+    old = yaml.safe_load(config.dump(config.load(None, [])))
+    old["task"] = "token_classification"
+    old["data"].update(
+        tag_column=-1, token_prefix="en:", tag_scheme="iob2", repair_tags=True, label_all_subwords=False, stride=16
+    )
+    old["lm"] = {
+        "chat_template": "chatml",
+        "train_on": "assistant",
+        "overlong": "truncate",
+        "packing": False,
+        "eval_generations": 20,
+        "eval_max_new_tokens": 128,
+        "report_samples": 3,
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(old))
+    cfg = runs.read_config(tmp_path)
+    assert (cfg.task.name, cfg.task.token_prefix, cfg.task.repair_tags, cfg.task.stride) == (
+        "token_classification",
+        "en:",
+        True,
+        16,
+    )
+    with pytest.raises(ConfigError, match=r"moved to 'task\.label_all_subwords'.*also moved: .*data.tag_column"):
+        config.load(tmp_path / "config.yaml")  # a user's config is not silently rewritten

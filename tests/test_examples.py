@@ -15,8 +15,14 @@ EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").rglob("*.ya
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_example_config_validates(path):
-    if set(yaml.safe_load(path.read_text(encoding="utf-8")) or {}) == {"serve"}:  # a `tunelab serve --config` file
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if set(raw) == {"serve"}:  # a `tunelab serve --config` file
         assert serve_config.load(path, {}).host == "127.0.0.1"
+        return
+    if "compute_environment" in raw:  # an accelerate config (examples/distributed/): tests/training/test_distributed.py
+        from accelerate.commands.config.config_args import load_config_from_file
+
+        assert load_config_from_file(str(path)).num_processes > 1
         return
     cfg = config.load(path)
     assert cfg.output_dir and cfg.model.name
@@ -28,7 +34,7 @@ def test_there_are_examples():
 
 def test_instruct_example_is_a_causal_lm_lora_run():
     cfg = config.load(Path(__file__).resolve().parents[1] / "examples" / "instruct" / "alpaca_lora.yaml")
-    assert (cfg.task, cfg.method.name, cfg.lm.train_on, cfg.data.max_train_rows) == (
+    assert (cfg.task.name, cfg.method.name, cfg.task.train_on, cfg.data.max_train_rows) == (
         "causal_lm",
         "lora",
         "assistant",

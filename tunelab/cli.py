@@ -17,13 +17,40 @@ def _log(msg: str) -> None:
 def cmd_train(args) -> int:
     from tunelab import config
     from tunelab.recipes import finetune
+    from tunelab.training import distributed
+    from tunelab.training.interrupt import Interrupted
 
     path, overrides = _split_config_args(args.config)
     cfg = config.load(path, overrides)
-    final = finetune.run(cfg, quiet=args.quiet, log=_log)
+    log = _log if distributed.is_main_process() else _quiet_log
+    try:
+        final = finetune.run(cfg, quiet=args.quiet, log=log, resume_anyway=args.resume_anyway)
+    except Interrupted as stop:
+        log(interrupted_message(stop.checkpoint, f"{stop} (the step finished and was saved)"))
+        return stop.exit_code
+    except KeyboardInterrupt:
+        log(interrupted_message(_latest_checkpoint(cfg.output_dir), "interrupted"))
+        return 130
     shown = ", ".join(f"{k} {v:.4f}" for k, v in final["dev"].items() if isinstance(v, float))
-    _log(f"done: dev {shown}; run folder {cfg.output_dir}")
+    log(f"done: dev {shown}; run folder {cfg.output_dir}")
     return 0
+
+
+def interrupted_message(checkpoint, what: str) -> str:
+    """One line for an interrupted training run; it says resumable only when a checkpoint exists."""
+    if checkpoint is None:
+        return f"{what}; no checkpoint was written yet, so a rerun starts from the beginning"
+    return f"{what}; resumable from {checkpoint}: rerun the same command to continue"
+
+
+def _latest_checkpoint(output_dir: str):
+    from tunelab.training import checkpoint
+
+    return checkpoint.latest(Path(output_dir) / "checkpoints")
+
+
+def _quiet_log(_msg: str) -> None:
+    pass
 
 
 def _split_config_args(items: list[str]) -> tuple[str | None, list[str]]:
@@ -56,77 +83,34 @@ def config_help(config) -> str:
 
 def cmd_eval(args) -> int:
     from tunelab import runs
-    from tunelab.data.collate import pad_batch
-    from tunelab.tasks import TASKS
 
     loaded = runs.load_run(args.run_dir)
-    task = TASKS[loaded.cfg.task]
-    if hasattr(task, "evaluate_file"):  # tasks with their own evaluation pipeline (causal_lm)
-        print(json.dumps(task.evaluate_file(loaded, args.data, _log), indent=2, ensure_ascii=False))
-        return 0
-    table = task.read(loaded.cfg.data, args.data)
-    feats = task.encode(
-        table.rows,
-        loaded.tokenizer,
-        loaded.labels,
-        loaded.cfg.model.max_length,
-        source=args.data,
-        **task.encode_options(loaded.cfg.data),
-    )
-    collate = lambda b: pad_batch(b, loaded.tokenizer.pad_token_id)  # noqa: E731
-    metrics = task.evaluate(loaded.model, feats, loaded.labels, collate)
-    print(json.dumps(metrics, indent=2))
+    task = loaded.task
+    metrics = task.evaluate(loaded, task.read(loaded.cfg, args.data).rows, args.data, _log)
+    print(json.dumps(metrics, indent=2, ensure_ascii=False))
     return 0
 
 
 def cmd_predict(args) -> int:
+    """One JSON line per input: the input as ``text`` plus the task's outputs (labels, entities, or generated text)."""
     from tunelab import runs
-    from tunelab.tasks import TASKS
 
-    cfg = runs.read_config(runs.check_run_dir(Path(args.run_dir)))
-    if not hasattr(TASKS[cfg.task], "predict"):
-        raise TunelabError(
-            f"{args.run_dir}: a {cfg.task} run has no labels to predict; use `tunelab generate {args.run_dir}`"
-        )
     loaded = runs.load_run(args.run_dir)
-    task = TASKS[loaded.cfg.task]
+    task = loaded.task
     if args.data:
-        rows = task.read(loaded.cfg.data, args.data, with_labels=False).rows
-    else:  # a task may parse stdin its own way (NER: raw text or pre-tokenised JSON lines)
-        rows = task.read_input(sys.stdin) if hasattr(task, "read_input") else _stdin_rows()
-    outputs = task.predict(
-        loaded.model,
-        loaded.tokenizer,
-        loaded.labels,
-        rows,
-        loaded.cfg.model.max_length,
-        **task.encode_options(loaded.cfg.data),
-    )
-    for row, out in zip(rows, outputs):
-        print(json.dumps({"text": row.text, **out}, ensure_ascii=False))
+        inputs = task.read(loaded.cfg, args.data, with_labels=False).rows
+    else:
+        inputs = task.parse_inputs(sys.stdin, "<stdin>")
+    for out in task.predict(loaded, inputs):
+        print(json.dumps(out, ensure_ascii=False))
     return 0
 
 
-def _stdin_rows():
-    """Each stdin line is a text, or a JSON object with "text" (and optional "text_pair")."""
-    from tunelab.data.sources import Row
+def cmd_clean(args) -> int:
+    from tunelab.recipes import clean
 
-    rows = []
-    for n, line in enumerate(sys.stdin, start=1):
-        line = line.rstrip("\n")
-        if not line.strip():
-            continue
-        if line.lstrip().startswith("{"):
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise TunelabError(f"<stdin>:{n}: not valid JSON ({exc.msg})") from None
-            if not isinstance(obj.get("text"), str) or not obj["text"].strip():
-                raise TunelabError(f'<stdin>:{n}: JSON input needs a non-empty "text" string')
-            rows.append(Row(obj["text"], obj.get("text_pair"), None, n))
-        else:
-            rows.append(Row(line, None, None, n))
-    return rows
+    clean.run(args.run_dir, keep=args.keep, force=args.force, dry_run=args.dry_run, log=_log)
+    return 0
 
 
 def cmd_info(args) -> int:
@@ -138,10 +122,10 @@ def cmd_info(args) -> int:
 
     overrides = [f"model.name={args.model}", f"method.name={args.method}"] + list(args.set or [])
     cfg = config.load(None, overrides)
-    task = TASKS[cfg.task]
+    task = TASKS[cfg.task.name]
     src = model_load.resolve(cfg.model.name, cfg.model.gguf_file, cfg.model.revision)
     model, head = model_load.load_model(
-        src, task.AUTO_CLASS, **task.model_kwargs([str(i) for i in range(args.num_labels)])
+        src, task.auto_class, **task.model_kwargs([str(i) for i in range(args.num_labels)])
     )
     _, layers = find_layers(model)
     total_before = count_parameters(model)[1]
@@ -257,6 +241,7 @@ COMMANDS = {
     "chat": cmd_chat,
     "compare": cmd_compare,
     "merge": cmd_merge,
+    "clean": cmd_clean,
     "serve": cmd_serve,
     "quantize": cmd_quantize,
     "prune": cmd_prune,
@@ -283,14 +268,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("config", nargs="*", help="YAML config file, then overrides like train.lr=3e-5")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--resume-anyway",
+        action="store_true",
+        help="continue an interrupted run although its config or training data changed since it started (refused otherwise)",
+    )
     p = sub.add_parser("eval", help="evaluate a run on a labelled file")
     p.add_argument("run_dir")
     p.add_argument("--data", required=True, help="labelled file in the run's data format")
-    p = sub.add_parser("predict", help="predict labels for a file or stdin, as JSONL")
+    p = sub.add_parser("predict", help="predict for a file or stdin, as JSONL (labels, entities, or generated text)")
     p.add_argument("run_dir")
     p.add_argument(
-        "--data", help="input file (the run's text column); default: stdin, one text or JSON object per line"
+        "--data", help="input file (the run's data format); default: stdin, one text or JSON object per line"
     )
+    p = sub.add_parser("clean", help="remove checkpoint state a run no longer needs (see train.keep_checkpoints)")
+    p.add_argument("run_dir")
+    p.add_argument(
+        "--keep",
+        choices=["best+last", "last", "none"],
+        default="none",
+        help="what stays of a finished run's checkpoints (default none: model/ and the reports remain)",
+    )
+    p.add_argument("--force", action="store_true", help="also clean an unfinished run (it can no longer be resumed)")
+    p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     p = sub.add_parser("info", help="parameters, layers and trainable parameters of a model under a method")
     p.add_argument("model")
     p.add_argument("--method", default="full")
@@ -358,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: rerun the same command to resume from the last checkpoint", file=sys.stderr)
+        print("interrupted", file=sys.stderr)
         return 130
 
 

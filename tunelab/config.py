@@ -1,8 +1,10 @@
 """Typed, strict run configuration.
 
-One place for every default: the pydantic models below. ``load(path, overrides)``
-reads YAML, applies ``a.b=value`` overrides and validates; every problem becomes a
-``ConfigError`` naming the key path (and, for a typo, the closest valid key).
+One place for every default: the pydantic models below (and each task's and method's ``Config``).
+``load(path, overrides)`` reads YAML, applies ``a.b=value`` overrides and validates; every problem
+becomes a ``ConfigError`` naming the key path (and, for a typo, the closest valid key). ``task:`` and
+``method:`` are tagged unions: ``task: causal_lm`` is short for ``task: {name: causal_lm}``.
+Importing this module does not import torch.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from tunelab.errors import ConfigError
-from tunelab.generation.config import GenerationConfig
+from tunelab.generation_config import GenerationConfig
 from tunelab.methods import METHODS
 from tunelab.schema import Strict
 from tunelab.tasks import TASKS
-from tunelab.tasks.causal_lm import Config as LMConfig
 from tunelab.training.speed import Config as SpeedConfig
+
+KEEP_CHECKPOINTS = ("best+last", "last", "none", "all")
 
 
 class ModelConfig(Strict):
@@ -73,28 +76,6 @@ class DataConfig(Strict):
     )
     max_train_rows: int | None = Field(None, ge=1, description="Use only the first N training rows (after reading).")
     max_dev_rows: int | None = Field(None, ge=1, description="Use only the first N dev rows.")
-    tag_column: int = Field(
-        -1,
-        description="Token classification, conll files: 0-based column holding the tag (-1 = last); the token is column 0.",
-    )
-    token_prefix: str | None = Field(
-        None, description="Token classification: prefix stripped from every token (e.g. 'en:' in WikiANN files)."
-    )
-    tag_scheme: Literal["iob2", "bio", "iob1", "bioes", "iobes"] = Field(
-        "iob2", description="Token classification: tagging scheme of the files; converted to IOB2 on reading."
-    )
-    repair_tags: bool = Field(
-        False,
-        description="Token classification: turn an I-X that opens an entity into B-X instead of reporting it as an error.",
-    )
-    label_all_subwords: bool = Field(
-        False, description="Token classification: train on every sub-word of a word (not only the first)."
-    )
-    stride: int = Field(
-        32,
-        ge=0,
-        description="Token classification: sub-words of overlap between windows of a sentence longer than model.max_length.",
-    )
 
 
 class TrainConfig(Strict):
@@ -123,11 +104,20 @@ class TrainConfig(Strict):
     )
     log_every: int = Field(10, ge=1, description="Write a metrics.jsonl line every N optimizer steps.")
     save_every: int | None = Field(
-        None, ge=1, description="Write a resumable checkpoint every N steps (and always at each evaluation)."
+        None,
+        ge=1,
+        description="Write a resumable checkpoint every N steps (and always at each evaluation, after the last step and on Ctrl-C/SIGTERM).",
+    )
+    keep_checkpoints: Literal[KEEP_CHECKPOINTS] = Field(  # type: ignore[valid-type]
+        "best+last",
+        description="What a finished run keeps: best+last (best weights and the last step's weights, no optimizer state), "
+        "last (last step's weights), none (only model/), all (every checkpoint with optimizer state; "
+        "training then keeps every save_every checkpoint). `tunelab clean RUN` prunes later.",
     )
     metric: str | None = Field(
         None,
-        description="Dev metric that picks the best checkpoint and drives early stopping; null = the task's default (accuracy for classification).",
+        description="Dev metric that picks the best checkpoint and drives early stopping; null = the task's first metric "
+        "(classification: accuracy, token_classification: f1, causal_lm: loss); its direction is the task's declaration.",
     )
     early_stopping_patience: int | None = Field(
         None, ge=1, description="Stop after this many evaluations without improvement of `metric`."
@@ -153,12 +143,16 @@ MethodConfig = Annotated[
     Union[tuple(m.Config for m in METHODS.values())],  # type: ignore[valid-type]
     Field(discriminator="name"),
 ]
+TaskConfig = Annotated[
+    Union[tuple(t.Config for t in TASKS.values())],  # type: ignore[valid-type]
+    Field(discriminator="name"),
+]
 
 
 class RunConfig(Strict):
-    task: Literal[tuple(TASKS)] = Field(
-        "classification", description="What the model learns: " + ", ".join(TASKS) + "."
-    )  # type: ignore[valid-type]
+    task: TaskConfig = Field(
+        default_factory=lambda: TASKS["classification"].Config(), description="What the model learns and its options."
+    )
     output_dir: str = Field("runs/run", description="Run folder; created if absent, resumed if it holds a checkpoint.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="Pretrained model to start from.")
     data: DataConfig = Field(default_factory=DataConfig, description="Training and evaluation data.")
@@ -166,9 +160,6 @@ class RunConfig(Strict):
         default_factory=lambda: METHODS["full"].Config(), description="Fine-tuning method and its options."
     )
     train: TrainConfig = Field(default_factory=TrainConfig, description="Optimisation and evaluation schedule.")
-    lm: LMConfig = Field(
-        default_factory=LMConfig, description="Causal-LM data options: template, loss tokens, packing, dev generations."
-    )
     generation: GenerationConfig = Field(
         default_factory=GenerationConfig, description="Decoding for generate/chat (and dev generations)."
     )
@@ -178,30 +169,52 @@ class RunConfig(Strict):
     )
 
     @model_validator(mode="after")
-    def _batch_divides(self) -> "RunConfig":
+    def _consistent(self) -> "RunConfig":
         if self.train.batch_size % self.train.grad_accum:
             raise ValueError(
                 f"train.batch_size ({self.train.batch_size}) must be a multiple of train.grad_accum ({self.train.grad_accum})"
             )
+        task = TASKS[self.task.name]
+        try:
+            task.metric(self.train.metric)
+        except ValueError as exc:
+            raise ValueError(f"train.metric: {exc}") from None
+        task.check(self)
         return self
 
 
 # ---------------------------------------------------------------- loading
 
 
-def load(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Read a YAML config (optional), apply ``a.b=value`` overrides and validate."""
+def load(path: str | Path | None = None, overrides: list[str] | None = None, upgrade: bool = False) -> RunConfig:
+    """Read a YAML config (optional), apply ``a.b=value`` overrides and validate.
+
+    Keys that moved in tunelab 0.2 are an error naming the new key; ``upgrade=True`` moves them instead
+    (for config.yaml files of run folders written by earlier versions).
+    """
     raw: dict[str, Any] = {}
     if path is not None:
         raw = _read_yaml(Path(path))
     for item in overrides or []:
         _apply_override(raw, item)
-    return validate(raw, source=str(path) if path else "overrides")
+    return validate(raw, source=str(path) if path else "overrides", upgrade=upgrade)
 
 
-def validate(raw: dict[str, Any], source: str = "config") -> RunConfig:
+def validate(raw: dict[str, Any], source: str = "config", upgrade: bool = False) -> RunConfig:
     """Validate a plain dict into a RunConfig, turning pydantic errors into one readable ConfigError."""
-    _check_method_name(raw, source)
+    _check_union_name(raw, source, "task", TASKS, "classification")
+    moved = moved_keys(raw)
+    if moved and not upgrade:
+        old, new = moved[0]
+        task, key = MOVED.get(old, ("causal_lm", "..."))
+        more = f"; also moved: {', '.join(o for o, _ in moved[1:])}" if len(moved) > 1 else ""
+        raise ConfigError(
+            f"{source}: '{old}' moved to '{new}' (since tunelab 0.2 a task's options live in its task: section: "
+            f"task: {{name: {task}, {key}: ...}}, or the override {new}=...){more}"
+        )
+    if moved:
+        _move(raw, moved)
+    _check_union_name(raw, source, "method", METHODS, "full")
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:
@@ -245,7 +258,7 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
     node = raw
     for part in parts[:-1]:
         child = node.get(part)
-        if isinstance(child, str) and part == "method":  # `method=lora` then `method.r=4`
+        if isinstance(child, str) and part in ("method", "task"):  # `method=lora` then `method.r=4`
             child = node[part] = {"name": child}
         if not isinstance(child, dict):
             child = {}
@@ -254,16 +267,64 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
     node[parts[-1]] = value
 
 
-def _check_method_name(raw: dict[str, Any], source: str) -> None:
-    method = raw.get("method")
-    if isinstance(method, str):  # allow the short form `method: lora`
-        raw["method"] = method = {"name": method}
-    if isinstance(method, dict):
-        name = method.setdefault("name", "full")
-        if name not in METHODS:
+def _check_union_name(raw: dict[str, Any], source: str, section: str, table: dict, default: str) -> None:
+    """Expand the short form (``method: lora``) and refuse an unknown name with the closest valid one."""
+    value = raw.get(section)
+    if isinstance(value, str):
+        raw[section] = value = {"name": value}
+    if isinstance(value, dict):
+        name = value.setdefault("name", default)
+        if name not in table:
             raise ConfigError(
-                f"{source}: method.name: unknown method '{name}'{_suggest(str(name), METHODS)}; valid: {', '.join(METHODS)}"
+                f"{source}: {section}.name: unknown {section} '{name}'{_suggest(str(name), table)}; valid: {', '.join(table)}"
             )
+
+
+# keys that moved into a task's section (tunelab 0.2): old dotted key -> (task, new key in task:)
+MOVED = {
+    f"data.{k}": ("token_classification", k)
+    for k in ("tag_column", "token_prefix", "tag_scheme", "repair_tags", "label_all_subwords", "stride")
+}
+MOVED.update(
+    {
+        f"lm.{k}": ("causal_lm", k)
+        for k in (
+            "chat_template",
+            "train_on",
+            "overlong",
+            "packing",
+            "eval_generations",
+            "eval_max_new_tokens",
+            "report_samples",
+        )
+    }
+)
+
+
+def moved_keys(raw: dict[str, Any]) -> list[tuple[str, str]]:
+    """(old key, new key) for every key of ``raw`` that moved into a task section (``lm`` alone: the section)."""
+    found = []
+    for section in ("data", "lm"):
+        values = raw.get(section)
+        for key in values if isinstance(values, dict) else []:
+            if f"{section}.{key}" in MOVED:
+                found.append((f"{section}.{key}", f"task.{key}"))
+    if "lm" in raw and not any(old.startswith("lm.") for old, _ in found):
+        found.append(("lm", "task"))
+    return found
+
+
+def _move(raw: dict[str, Any], moved: list[tuple[str, str]]) -> None:
+    """Upgrade an old run folder's config: moved keys go into the task section when the task is theirs, else away
+    (earlier versions wrote every default, so a classification run's config.yaml has lm: and NER data keys)."""
+    task = raw.setdefault("task", {"name": "classification"})
+    for old, new in moved:
+        section, _, key = old.partition(".")
+        if key:
+            value = raw[section].pop(key)
+            if MOVED[old][0] == task["name"]:
+                task[key] = value
+    raw.pop("lm", None)
 
 
 def _suggest(word: str, choices) -> str:
@@ -273,7 +334,7 @@ def _suggest(word: str, choices) -> str:
 
 def _explain(err: dict[str, Any], raw: dict[str, Any]) -> str:
     loc = [str(p) for p in err["loc"]]
-    if loc and loc[0] == "method" and len(loc) > 1 and loc[1] in METHODS:
+    if loc and len(loc) > 1 and loc[1] in UNIONS.get(loc[0], {}):
         loc = [loc[0]] + loc[2:]  # drop the union tag pydantic inserts
     path = ".".join(loc)
     if err["type"] == "extra_forbidden":
@@ -290,9 +351,9 @@ def _valid_keys(parent: str, raw: dict[str, Any]) -> list[str]:
     """Field names valid under a dotted section path."""
     model: type[BaseModel] = RunConfig
     for part in [p for p in parent.split(".") if p]:
-        if part == "method":
-            name = (raw.get("method") or {}).get("name", "full")
-            model = METHODS[name].Config
+        if part in UNIONS:
+            table, default = UNIONS[part], DEFAULT_NAMES[part]
+            model = table[(raw.get(part) or {}).get("name", default)].Config
             continue
         annotation = model.model_fields[part].annotation
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
@@ -301,14 +362,19 @@ def _valid_keys(parent: str, raw: dict[str, Any]) -> list[str]:
     return list(model.model_fields)
 
 
+UNIONS: dict[str, dict] = {"task": TASKS, "method": METHODS}
+DEFAULT_NAMES = {"task": "classification", "method": "full"}
+
+
 def describe() -> list[tuple[str, str, str]]:
-    """(key, default, description) for every config key, methods included; feeds `tunelab config` and the README."""
+    """(key, default, description) for every config key, tasks' and methods' included; feeds `tunelab config` and the README."""
     rows: list[tuple[str, str, str]] = []
     _describe(RunConfig, "", rows)
-    for name, module in METHODS.items():
-        for field_name, field in module.Config.model_fields.items():
-            if field_name != "name":
-                rows.append((f"method.{field_name}  [{name}]", _default(field), field.description or ""))
+    for section, table in UNIONS.items():
+        for name, entry in table.items():
+            for field_name, field in entry.Config.model_fields.items():
+                if field_name != "name":
+                    rows.append((f"{section}.{field_name}  [{name}]", _default(field), field.description or ""))
     return rows
 
 
@@ -318,8 +384,18 @@ def _describe(model: type[BaseModel], prefix: str, rows: list) -> None:
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             _describe(annotation, key + ".", rows)
+        elif field_name == "task":
+            rows.append(
+                (
+                    "task.name",
+                    "classification",
+                    "What the model learns: " + ", ".join(TASKS) + " (short form: `task: NAME`).",
+                )
+            )
         elif field_name == "method":
-            rows.append(("method.name", "full", "Fine-tuning method: " + ", ".join(METHODS) + "."))
+            rows.append(
+                ("method.name", "full", "Fine-tuning method: " + ", ".join(METHODS) + " (short form: `method: NAME`).")
+            )
         else:
             rows.append((key, _default(field), field.description or ""))
 

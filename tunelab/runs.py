@@ -2,6 +2,7 @@
 
 Layout:
     config.yaml      resolved config (every default spelled out)
+    fingerprint.json what the run was started on: hashes of the config and of each data split
     labels.json      label names in id order (classification tasks)
     model/           the method's saved weights (HF dir, PEFT adapter, or trainable tensors) + tokenizer;
                      after `quantize`, `prune` or `export`: that format's files and model/format.json naming it
@@ -21,12 +22,13 @@ from pathlib import Path
 from tunelab import config as config_mod
 from tunelab.errors import TunelabError
 from tunelab.methods import METHODS
-from tunelab.models import load as model_load
-from tunelab.tasks import TASKS
+from tunelab.tasks import TASKS, Task
 
 
 @dataclass
 class LoadedRun:
+    """A model ready to use, with everything a task needs to evaluate or predict with it."""
+
     cfg: config_mod.RunConfig
     model: object
     tokenizer: object
@@ -34,6 +36,10 @@ class LoadedRun:
     head: list[str]
     backend: str = "torch"  # what runs the model: torch, onnxruntime or llamacpp (see tunelab/export/formats.py)
     engine: object | None = None  # a generation engine that replaces transformers' generate (llama.cpp); None = torch
+
+    @property
+    def task(self) -> Task:
+        return TASKS[self.cfg.task.name]
 
 
 def check_run_dir(run_dir: Path) -> Path:
@@ -45,7 +51,8 @@ def check_run_dir(run_dir: Path) -> Path:
 
 
 def read_config(run_dir: Path) -> config_mod.RunConfig:
-    return config_mod.load(run_dir / "config.yaml")
+    """The run's resolved config (folders written by earlier versions are upgraded in memory)."""
+    return config_mod.load(Path(run_dir) / "config.yaml", upgrade=True)
 
 
 def read_labels(run_dir: Path) -> list[str] | None:
@@ -55,11 +62,12 @@ def read_labels(run_dir: Path) -> list[str] | None:
 
 def build_base(cfg: config_mod.RunConfig, labels: list[str] | None):
     """Tokenizer, base model for the task, and the task-head module names."""
-    task = TASKS[cfg.task]
+    from tunelab.models import load as model_load
+
+    task = TASKS[cfg.task.name]
     src = model_load.resolve(cfg.model.name, cfg.model.gguf_file, cfg.model.revision)
     tokenizer = model_load.load_tokenizer(src)
-    kwargs = task.model_kwargs(labels) if labels is not None else {}
-    model, head = model_load.load_model(src, task.AUTO_CLASS, **kwargs)
+    model, head = model_load.load_model(src, task.auto_class, **task.model_kwargs(labels))
     if cfg.model.dropout is not None:
         model_load.set_dropout(model, cfg.model.dropout)
     return tokenizer, model, head
@@ -84,3 +92,42 @@ def load_run(run_dir: str | Path, backend: str = "auto") -> LoadedRun:
     model = method.load(model, cfg.method, head, run_dir / "model")
     model.eval()
     return LoadedRun(cfg, model, tokenizer, labels, head)
+
+
+# ---------------------------------------------------------------- fingerprint: what a run was started on
+
+FINGERPRINT = "fingerprint.json"
+
+
+def fingerprint(cfg: config_mod.RunConfig, splits: dict[str, list], sources: dict[str, str]) -> dict:
+    """Hashes of the resolved config and of each data split's rows (content, order, slicing, dev split)."""
+    import hashlib
+
+    def digest(text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    data = {
+        name: {"source": sources.get(name, name), "rows": len(rows), "sha256": digest("\0".join(map(repr, rows)))}
+        for name, rows in splits.items()
+    }
+    return {"config": digest(config_mod.dump(cfg)), "data": data}
+
+
+def fingerprint_changes(saved: dict, current: dict) -> list[str]:
+    """What differs between two fingerprints, one phrase per split (the config is compared key by key elsewhere)."""
+    changes = []
+    old, new = saved.get("data", {}), current.get("data", {})
+    for name in sorted(set(old) | set(new)):
+        a, b = old.get(name), new.get(name)
+        if a is None or b is None:
+            changes.append(f"{name} data {'added' if a is None else 'removed'}")
+        elif a["sha256"] != b["sha256"]:
+            changes.append(
+                f"{name} data ({b['source']}) changed since the run started ({a['rows']} -> {b['rows']} rows, content differs)"
+            )
+    return changes
+
+
+def read_fingerprint(run_dir: Path) -> dict | None:
+    path = Path(run_dir) / FINGERPRINT
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

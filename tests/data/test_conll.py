@@ -45,7 +45,7 @@ def test_conll_schemes_convert_to_iob2(tmp_path):
 def test_invalid_sequence_names_file_and_line(tmp_path):
     path = write(tmp_path, "e.conll", "a O\n\nthe O\nJohn I-PER\n")
     with pytest.raises(
-        DataError, match=r"e\.conll:4: invalid tag sequence \(iob2\): 'I-PER' follows 'O'; .*data\.repair_tags: true"
+        DataError, match=r"e\.conll:4: invalid tag sequence \(iob2\): 'I-PER' follows 'O'; .*task\.repair_tags: true"
     ):
         read(path)
     table = read(path, repair_tags=True)
@@ -57,10 +57,10 @@ def test_conll_errors(tmp_path):
         DataError, match=r"f:2: expected a token and a tag separated by TAB or spaces, got one column \('Smith'\)"
     ):
         read(write(tmp_path, "f", "John B-PER\nSmith\n"))
-    with pytest.raises(DataError, match=r"g:1: data.tag_column 3 is out of range: the line has 2 columns"):
+    with pytest.raises(DataError, match=r"g:1: task.tag_column 3 is out of range: the line has 2 columns"):
         read(write(tmp_path, "g", "John B-PER\n"), tag_column=3)
     with pytest.raises(
-        DataError, match=r"h:2: tag 'E-PER' has prefix 'E', which scheme iob2 does not use.*data.tag_scheme"
+        DataError, match=r"h:2: tag 'E-PER' has prefix 'E', which scheme iob2 does not use.*task.tag_scheme"
     ):
         read(write(tmp_path, "h", "John B-PER\nSmith E-PER\n"))
     with pytest.raises(DataError, match=r"i: no sentences found"):

@@ -11,8 +11,10 @@ from tests.conftest import write_sentiment
 from tunelab import config
 from tunelab.errors import ConfigError
 from tunelab.methods import adalora, adapter, loraplus, prompt_tuning
+from tunelab.methods.bottleneck import AdaptedLayer
 from tunelab.models import load as model_load
 from tunelab.recipes import finetune
+from tunelab.training.callbacks import Callback
 
 
 def run_cfg(tmp_path: Path, model_dir: Path, *extra: str):
@@ -39,17 +41,17 @@ def bert(tiny_bert_dir):
     )
 
 
-class RankLog:
+class RankLog(Callback):
     """Records AdaLoRA's live ranks at every step."""
 
     def __init__(self):
         self.ranks: list[int] = []
 
-    def on_step_begin(self, model, state, total):
-        self.ranks.append(sum(adalora.ranks(model).values()))
+    def on_step_begin(self, ctx):
+        self.ranks.append(sum(adalora.ranks(ctx.model).values()))
 
-    def on_evaluate(self, model, state, metrics):
-        self.ranks.append(sum(adalora.ranks(model).values()))
+    def on_evaluate(self, ctx, metrics):
+        self.ranks.append(sum(adalora.ranks(ctx.model).values()))
 
 
 def test_adalora_prunes_ranks_during_training(tmp_path, tiny_bert_dir):
@@ -106,7 +108,7 @@ def test_adapter_variants_place_adapters(tiny_bert_dir):
     for variant, per_layer in (("houlsby", 2), ("pfeiffer", 1)):
         model, head = bert(tiny_bert_dir)
         model = adapter.apply(model, adapter.Config(variant=variant, reduction_factor=4), head)
-        wrapped = [n for n, m in model.named_modules() if isinstance(m, adapter.AdaptedLayer)]
+        wrapped = [n for n, m in model.named_modules() if isinstance(m, AdaptedLayer)]
         assert len(wrapped) == 2 * per_layer, wrapped
         assert model.bert.encoder.layer[0].output.dense.adapter.down.out_features == 32 // 4
 
@@ -127,3 +129,70 @@ def test_prompt_tuning_empty_text_is_an_error(tiny_bert_dir):
     model, head = bert(tiny_bert_dir)
     with pytest.raises(ConfigError, match="method.init_text: empty text"):
         prompt_tuning.apply(model, prompt_tuning.Config(init_text="  "), head)
+
+
+class DieAt(Callback):
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_begin(self, ctx):
+        if ctx.state.step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_resumed_adalora_equals_uninterrupted(tmp_path, tiny_bert_dir):
+    """Interrupted mid-pruning: the checkpoint carries peft's importance averages (the callback's state), so the
+    resumed run has the same averages at every later step and ends with the same weights; a resume that lost
+    that state has different averages."""
+    from tunelab.training import checkpoint
+
+    extra = [
+        "method=adalora",
+        "method.init_r=4",
+        "method.target_r=1",
+        "method.target_modules=[query,value]",
+        "train.max_steps=20",
+        "train.save_every=2",
+        "train.keep_checkpoints=all",
+        "model.dropout=0",
+    ]
+
+    def cfg_in(name: str):
+        (tmp_path / name).mkdir()
+        return run_cfg(tmp_path / name, tiny_bert_dir, *extra)
+
+    def interrupted(name: str):
+        cfg = cfg_in(name)
+        with pytest.raises(KeyboardInterrupt):
+            finetune.run(cfg, quiet=True, log=lambda m: None, callbacks=(DieAt(9),))
+        return cfg, checkpoint.latest(Path(cfg.output_dir) / "checkpoints")
+
+    def at_step(cfg, step: int):
+        weights, extra_state = checkpoint.load(Path(cfg.output_dir) / "checkpoints" / f"step-{step}")
+        (budget,) = [v for k, v in extra_state["callbacks"].items() if k.endswith("RankBudget")]
+        return weights, budget
+
+    straight = cfg_in("a")
+    finetune.run(straight, quiet=True, log=lambda m: None)
+    cfg, ckpt = interrupted("b")
+    assert ckpt.name == "step-8" and at_step(cfg, 8)[1]["exp_avg_ipt"]  # pruning had started: averages exist
+    finetune.run(cfg, quiet=True, log=lambda m: None)
+    lost_cfg, lost = interrupted("c")  # the same, but the callback state is lost on the way
+    state = torch.load(lost / "state.pt", weights_only=False)
+    state["callbacks"] = {}
+    torch.save(state, lost / "state.pt")
+    finetune.run(lost_cfg, quiet=True, log=lambda m: None)
+    for step in (12, 20):
+        (wa, ba), (wb, bb), (_, bc) = at_step(straight, step), at_step(cfg, step), at_step(lost_cfg, step)
+        for k in wa:
+            torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=1e-6, msg=f"step {step}: {k}")
+        assert ba["rank_pattern"] == bb["rank_pattern"] and ba["exp_avg_ipt"].keys() == bb["exp_avg_ipt"].keys()
+    _, ba = at_step(straight, 12)
+    _, bb = at_step(cfg, 12)
+    _, bc = at_step(lost_cfg, 12)
+
+    def gap(x: dict, y: dict) -> float:  # largest difference relative to the largest average
+        return max(float((x[k] - y[k]).abs().max() / x[k].abs().max()) for k in x)
+
+    assert gap(ba["exp_avg_ipt"], bb["exp_avg_ipt"]) < 1e-3  # resumed: the averages continued (float noise only)
+    assert gap(ba["exp_avg_ipt"], bc["exp_avg_ipt"]) > 0.05  # lost: they restarted

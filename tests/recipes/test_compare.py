@@ -105,3 +105,39 @@ def test_compare_every_method_on_minilm(tmp_path, shared_data):
         assert re.fullmatch(r"[\d,]+", rows[name][2])
     assert data["full"]["trainable"] == data["full"]["total"]
     assert data["lora"]["adapter_bytes"] < data["full"]["adapter_bytes"] / 20
+
+
+@pytest.mark.parametrize("task", ["causal_lm", "token_classification"])
+def test_compare_works_for_every_task(tmp_path, request, task):
+    """The baseline row goes through the task's own evaluate (template for LMs, windows for NER); methods train."""
+    from tests.tasks.test_contract import CASES
+
+    case = CASES[task]
+    train, dev = case.data(tmp_path)
+    raw = config_dict(task, request.getfixturevalue(case.model), train, dev, tmp_path / "cmp", case.overrides)
+    path = tmp_path / "compare.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    out = compare.run(str(path), [], methods=["lora"], log=lambda m: None)
+    rows = table(out)
+    baseline = "untuned model" if task == "causal_lm" else "untrained head"
+    assert set(rows) == {baseline, "lora"} and rows["lora"][-1] == "ok", rows
+    metric = {"causal_lm": "loss", "token_classification": "f1"}[task]
+    data = {r["method"]: r for r in json.loads((out / "compare.json").read_text())}
+    assert isinstance(data[baseline]["metric"], float) and isinstance(data["lora"]["metric"], float)
+    assert f"dev {metric}" in (out / "compare.md").read_text()
+
+
+def config_dict(task: str, model, train, dev, out, overrides: list[str]) -> dict:
+    """A compare YAML from the contract suite's per-task overrides (key.path=value strings)."""
+    raw: dict = {
+        "task": {"name": task},
+        "output_dir": str(out),
+        "model": {"name": str(model)},
+        "data": {"train": str(train), "dev": str(dev)},
+        "train": {"max_steps": 2, "batch_size": 8, "threads": 1, "precision": "fp32", "lr": 1e-2},
+    }
+    for item in overrides:
+        key, _, value = item.partition("=")
+        section, _, name = key.partition(".")
+        raw.setdefault(section, {})[name] = yaml.safe_load(value)
+    return raw

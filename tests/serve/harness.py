@@ -24,7 +24,9 @@ def running(served: dict, keys: list[str] | None = None, **cfg):
 
     port = free_port()
     app = build_app(served, ServeConfig(port=port, **cfg), keys, log=lambda m: None)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="on", log_config=None)
+    )  # no dictConfig: it would close pytest's capture handlers
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     for _ in range(200):

@@ -37,7 +37,7 @@ def _lora_run(tmp: Path, tiny_llama_dir: Path, name: str, seed: int) -> Path:
                 "train.lr=5e-2",
                 "train.precision=fp32",
                 f"train.seed={seed}",
-                "lm.eval_generations=0",
+                "task.eval_generations=0",
                 "model.max_length=64",
             ]
         )
@@ -56,7 +56,7 @@ def _alone(run: Path) -> str:
     loaded = runs.load_run(run)
     from tunelab.data import templates
 
-    tpl = templates.chat_template(loaded.tokenizer, loaded.cfg.lm.chat_template)
+    tpl = templates.chat_template(loaded.tokenizer, loaded.cfg.task.chat_template)
     return generate(
         loaded.model, loaded.tokenizer, [PROMPT], GenerationConfig(max_new_tokens=8), template=tpl, log=lambda m: None
     )[0].text

@@ -18,7 +18,7 @@ from tunelab.tasks import causal_lm
 @pytest.fixture(scope="module")
 def tiny(tiny_llama_dir):
     src = model_load.resolve(str(tiny_llama_dir))
-    model, _ = model_load.load_model(src, causal_lm.AUTO_CLASS)
+    model, _ = model_load.load_model(src, causal_lm.CausalLM.auto_class)
     return model.eval(), model_load.load_tokenizer(src)
 
 
@@ -34,7 +34,7 @@ def _examples(tok, n=4):
         )
         for i, w in enumerate(["good", "bad", "movie", "plot", "fun"][:n])
     ]
-    return causal_lm.encode(rows, tok, None, 256, "x", template=templates.chat_template(tok))
+    return causal_lm.encode(rows, tok, 256, "x", causal_lm.LMOptions(templates.chat_template(tok)))
 
 
 def test_pack_restarts_positions_and_masks_boundaries():
@@ -60,7 +60,7 @@ def test_packed_loss_equals_unpacked_per_example(tiny, train_on):
         )
         for i, w in enumerate(["good", "bad", "movie"])
     ]
-    feats = causal_lm.encode(rows, tok, None, 256, "x", template=templates.chat_template(tok), train_on=train_on)
+    feats = causal_lm.encode(rows, tok, 256, "x", causal_lm.LMOptions(templates.chat_template(tok), train_on=train_on))
     with torch.no_grad():
         alone = [causal_lm.token_losses(model, causal_lm.collate([f], tok.pad_token_id))[0].sum().item() for f in feats]
         packed = causal_lm.pack(feats, 10_000)
@@ -87,13 +87,13 @@ def test_overlong_truncate_and_drop(tiny):
     ]
     tpl = templates.chat_template(tok)
     stats = causal_lm.EncodeStats()
-    feats = causal_lm.encode(rows, tok, None, 60, "x", template=tpl, overlong="truncate", stats=stats)
+    feats = causal_lm.encode(rows, tok, 60, "x", causal_lm.LMOptions(tpl, overlong="truncate"), stats)
     assert (stats.truncated, stats.dropped, [len(f["input_ids"]) <= 60 for f in feats]) == (1, 0, [True, True])
     stats = causal_lm.EncodeStats()
-    feats = causal_lm.encode(rows, tok, None, 60, "x", template=tpl, overlong="drop", stats=stats)
+    feats = causal_lm.encode(rows, tok, 60, "x", causal_lm.LMOptions(tpl, overlong="drop"), stats)
     assert (stats.truncated, stats.dropped, len(feats)) == (0, 1, 1)
     stats = causal_lm.EncodeStats()  # a reply cut away entirely leaves nothing to learn: dropped
-    assert causal_lm.encode(rows[:1], tok, None, 20, "x", template=tpl, stats=stats) == [] and stats.dropped == 1
+    assert causal_lm.encode(rows[:1], tok, 20, "x", causal_lm.LMOptions(tpl), stats) == [] and stats.dropped == 1
 
 
 def test_padding_fraction_hand_computed():
@@ -124,8 +124,8 @@ def _cfg(tmp_path, tiny_llama_dir, write_alpaca, *extra):
             "train.batch_size=8",
             "train.lr=1e-2",
             "train.precision=fp32",
-            "lm.eval_generations=4",
-            "lm.eval_max_new_tokens=6",
+            "task.eval_generations=4",
+            "task.eval_max_new_tokens=6",
             *extra,
         ],
     )
@@ -141,7 +141,7 @@ def test_train_lowers_dev_loss_and_writes_report(tmp_path, tiny_llama_dir, alpac
         tiny_llama_dir,
         alpaca_writer,
         "method=full",
-        f"lm.packing={packing}",
+        f"task.packing={packing}",
         f"train.batch_size={3 if packing else 8}",
     )
     final = finetune.run(cfg, quiet=True, log=lambda m: None)
@@ -163,7 +163,7 @@ def test_lora_run_folder_generates(tmp_path, tiny_llama_dir, alpaca_writer, caps
     from tunelab.recipes import finetune
 
     finetune.run(
-        _cfg(tmp_path, tiny_llama_dir, alpaca_writer, "method=lora", "train.epochs=1", "lm.eval_generations=0"),
+        _cfg(tmp_path, tiny_llama_dir, alpaca_writer, "method=lora", "train.epochs=1", "task.eval_generations=0"),
         quiet=True,
         log=lambda m: None,
     )
@@ -173,8 +173,12 @@ def test_lora_run_folder_generates(tmp_path, tiny_llama_dir, alpaca_writer, caps
     assert cli.main(["eval", str(tmp_path / "run"), "--data", str(tmp_path / "dev.json")]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["perplexity"] == pytest.approx(2.718281828 ** metrics["loss"], rel=1e-4)
-    assert cli.main(["predict", str(tmp_path / "run"), "--data", str(tmp_path / "dev.json")]) == 2
-    assert "has no labels to predict; use `tunelab generate" in capsys.readouterr().err
+    # predict on a causal-LM run generates a reply per input line (the run's generation config)
+    (tmp_path / "prompts.txt").write_text('Say the word good\n{"prompt": "the movie"}\n')
+    assert cli.main(["predict", str(tmp_path / "run"), "--data", str(tmp_path / "prompts.txt")]) == 0
+    lines = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]
+    assert [ln["text"] for ln in lines] == ["Say the word good", "the movie"]
+    assert all(isinstance(ln["output"], str) and ln["finish_reason"] in ("eos", "stop", "length") for ln in lines)
 
 
 def test_bad_row_is_a_data_error_with_file_and_line(tmp_path, tiny_llama_dir, alpaca_writer):
@@ -212,8 +216,8 @@ def test_real_lora_on_alpaca_lowers_dev_loss_and_stops(tmp_path, shared_data):
             f"data.dev={tmp_path / 'dev.json'}",
             "data.max_train_rows=240",
             "model.max_length=128",
-            "lm.overlong=drop",
-            "lm.packing=false",
+            "task.overlong=drop",
+            "task.packing=false",
             "train.lr=2e-3",
             "generation.batch_size=20",
             "train.threads=1",
@@ -232,7 +236,7 @@ def test_chunked_loss_equals_plain_loss_and_gradients(tiny_llama_dir, precision,
     """The chunked loss (target positions only, logits a chunk at a time) equals the full-logits loss, and so do the gradients."""
     src = model_load.resolve(str(tiny_llama_dir))
     model, _ = model_load.load_model(
-        src, causal_lm.AUTO_CLASS
+        src, causal_lm.CausalLM.auto_class
     )  # full fine-tuning: the tied head/embedding gets gradients too
     tok = model_load.load_tokenizer(src)
     feats = _examples(tok, 3)
@@ -241,7 +245,8 @@ def test_chunked_loss_equals_plain_loss_and_gradients(tiny_llama_dir, precision,
     for c in (0, chunk):
         model.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            loss, n = causal_lm.loss(model, batch, chunk=c)
+            task = causal_lm.CausalLM()
+            loss, n = task.loss(task.forward(model, batch, chunk=c), batch)
         loss.backward()
         results.append((loss.item(), n, {k: p.grad.clone() for k, p in model.named_parameters()}))
     (plain, n0, g0), (chunked, n1, g1) = results
@@ -256,7 +261,7 @@ def test_chunked_loss_falls_back_for_prompt_learning(tiny_llama_dir):
     from tunelab.methods import METHODS
 
     src = model_load.resolve(str(tiny_llama_dir))
-    model, head = model_load.load_model(src, causal_lm.AUTO_CLASS)
-    assert causal_lm._decoder_and_head(model) is not None
+    model, head = model_load.load_model(src, causal_lm.CausalLM.auto_class)
+    assert causal_lm.lm_head(model) is not None
     model = METHODS["prompt-tuning"].apply(model, METHODS["prompt-tuning"].Config(), head)
-    assert causal_lm._decoder_and_head(model) is None
+    assert causal_lm.lm_head(model) is None

@@ -28,7 +28,8 @@ def test_loss_is_a_sum_so_accumulation_can_normalise():
         def forward(self, input_ids, **_):
             return type("O", (), {"logits": torch.tensor([[0.0, 0.0], [2.0, 0.0]])})()
 
-    total, n = clf.loss(Fixed(), {"input_ids": torch.zeros(2, 1), "labels": torch.tensor([0, 0])})
+    task, batch = clf.Classification(), {"input_ids": torch.zeros(2, 1), "labels": torch.tensor([0, 0])}
+    total, n = task.loss(task.forward(Fixed(), batch), batch)
     expected = torch.log(torch.tensor(2.0)) + torch.log1p(torch.exp(torch.tensor(-2.0)))
     assert n == 2 and torch.isclose(total, expected)
 

@@ -12,6 +12,7 @@ from tunelab.data.collate import pad_batch
 from tunelab.data.conll import Sentence
 from tunelab.errors import ConfigError, DataError
 from tunelab.tasks import token_classification as tc
+from tunelab.training import evaluation
 
 LABELS = ["O", "B-PER", "I-PER", "B-WORK", "I-WORK"]
 
@@ -47,7 +48,7 @@ def test_first_subword_alignment_by_hand(tokenizer):
     assert tokenizer.convert_ids_to_tokens(f["input_ids"]) == ["[CLS]", "the", "x", "##y", "##z", "actor", "[SEP]"]
     assert f["labels"] == [-100, 0, 1, -100, -100, 2, -100]
     assert f["_words"] == [-1, 0, 1, -1, -1, 2, -1]
-    (g,) = tc.encode([row], tokenizer, LABELS, 32, "s", label_all_subwords=True)
+    (g,) = tc.encode([row], tokenizer, LABELS, 32, "s", tc.Windowing(label_all_subwords=True))
     assert g["labels"] == [-100, 0, 1, 2, 2, 2, -100]  # continuation pieces of a B-PER word are I-PER
 
 
@@ -64,11 +65,13 @@ def test_word_without_subwords_is_predicted_o(tokenizer):
 def test_unknown_tag_and_bad_stride(tokenizer):
     with pytest.raises(DataError, match=r"dev.conll:7: tag 'B-LOC' was not seen in training; known tags: O, B-PER"):
         tc.encode([Sentence(["a"], ["B-LOC"], 7)], tokenizer, LABELS, 32, "dev.conll")
-    tc.encode([Sentence(["a"], ["O"], 1)], tokenizer, LABELS, 32, "s", stride=30)  # fits one window: stride unused
+    tc.encode(
+        [Sentence(["a"], ["O"], 1)], tokenizer, LABELS, 32, "s", tc.Windowing(stride=30)
+    )  # fits one window: stride unused
     with pytest.raises(
-        ConfigError, match=r"data.stride \(30\) must be smaller than the window of 30 sub-words .* sentence at s:3"
+        ConfigError, match=r"task.stride \(30\) must be smaller than the window of 30 sub-words .* sentence at s:3"
     ):
-        tc.encode([Sentence(["a"] * 40, ["O"] * 40, 3)], tokenizer, LABELS, 32, "s", stride=30)
+        tc.encode([Sentence(["a"] * 40, ["O"] * 40, 3)], tokenizer, LABELS, 32, "s", tc.Windowing(stride=30))
 
 
 def test_windows_cut_at_word_starts_and_overlap():
@@ -86,7 +89,7 @@ def test_windows_cut_at_word_starts_and_overlap():
 def test_long_sentence_is_windowed_never_truncated(tokenizer):
     words = ["the", "actor", "was", "very", "good"] * 12  # 60 words, one piece each
     tags = ["O", "B-PER", "O", "O", "O"] * 12
-    feats = tc.encode([Sentence(words, tags, 1)], tokenizer, LABELS, 16, "s", stride=4)
+    feats = tc.encode([Sentence(words, tags, 1)], tokenizer, LABELS, 16, "s", tc.Windowing(stride=4))
     assert len(feats) > 1 and all(len(f["input_ids"]) <= 16 for f in feats)
     labelled = {w for f in feats for w in f["_words"] if w >= 0}
     assert labelled == set(range(60))
@@ -133,7 +136,8 @@ def test_loss_ignores_unlabelled_positions():
         "attention_mask": torch.ones(1, 4, dtype=torch.long),
         "labels": torch.tensor([[-100, 0, 1, -100]]),
     }
-    loss, n = tc.loss(Fixed(), batch)
+    task = tc.TokenClassification()
+    loss, n = task.loss(task.forward(Fixed(), batch), batch)
     lse = torch.logsumexp(torch.tensor([2.0, 0.0]), 0)
     assert n == 2 and float(loss) == pytest.approx(float((lse - 2) + lse))
 
@@ -142,7 +146,7 @@ def test_head_is_the_classifier(tiny_bert_dir):
     from tunelab.models import load as model_load
 
     src = model_load.resolve(str(tiny_bert_dir))
-    model, head = model_load.load_model(src, tc.AUTO_CLASS, **tc.model_kwargs(LABELS))
+    model, head = model_load.load_model(src, tc.TokenClassification.auto_class, **tc.model_kwargs(LABELS))
     assert head == ["classifier"] and model.classifier.out_features == len(LABELS)
 
 
@@ -152,11 +156,11 @@ def test_head_is_the_classifier(tiny_bert_dir):
 def ner_config(tmp_path, tiny_bert_dir, method="full", **extra):
     train, dev = write_ner(tmp_path / "train.conll"), write_ner(tmp_path / "dev.conll", n=40, seed=1)
     overrides = [
-        f"task=token_classification",
+        "task=token_classification",
         f"output_dir={tmp_path / 'run'}",
         f"model.name={tiny_bert_dir}",
         "model.max_length=16",
-        "data.stride=4",
+        "task.stride=4",
         f"data.train={train}",
         f"data.dev={dev}",
         f"method.name={method}",
@@ -209,7 +213,9 @@ def test_long_input_prediction_uses_windows(tmp_path, tiny_bert_dir):
     finetune.run(cfg, quiet=True, log=lambda m: None)
     loaded = runs.load_run(tmp_path / "run")
     words = "the actor was good and the film story was bad".split() * 5  # 50 words, window holds 14
-    (out,) = tc.predict(loaded.model, loaded.tokenizer, loaded.labels, [Sentence(words, None, 1)], 16, stride=4)
+    (out,) = tc.predict(
+        loaded.model, loaded.tokenizer, loaded.labels, [Sentence(words, None, 1)], 16, tc.Windowing(stride=4)
+    )
     assert len(out["tags"]) == 50
     assert [e["text"] for e in out["entities"]] == ["actor", "film story"] * 5
 
@@ -293,7 +299,7 @@ def test_every_method_trains_reloads_and_predicts(tmp_path, tiny_bert_dir, metho
         16,
         "s",
     )
-    again = tc.evaluate(loaded.model, feats, loaded.labels, lambda b: pad_batch(b, 0))
+    again = evaluation.evaluate(tc.evaluator(feats, loaded.labels, lambda b: pad_batch(b, 0)), loaded.model)
     assert 0 <= again["token_accuracy"] <= 1
     (out,) = tc.predict(loaded.model, loaded.tokenizer, loaded.labels, [Sentence(["the", "actor"], None, 1)], 16)
     assert len(out["tags"]) == 2

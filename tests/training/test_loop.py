@@ -16,6 +16,7 @@ from tests.conftest import write_sentiment
 from tunelab import config
 from tunelab.recipes import finetune
 from tunelab.training import checkpoint
+from tunelab.training.callbacks import Callback
 
 
 def _cfg(tmp_path: Path, model_dir: Path, out: str, *extra: str):
@@ -38,22 +39,19 @@ def _cfg(tmp_path: Path, model_dir: Path, out: str, *extra: str):
 
 
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    weights, _ = checkpoint.load(checkpoint.latest(run_dir / "checkpoints"))
+    weights, _ = checkpoint.load(checkpoint.last_written(run_dir / "checkpoints"))
     return weights
 
 
-class StopAt:
-    """Callback that interrupts the run when it reaches a step, as Ctrl-C would."""
+class StopAt(Callback):
+    """Callback that dies when the run reaches a step, as a second Ctrl-C (or a crash) would."""
 
     def __init__(self, step: int):
         self.step = step
 
-    def on_step_begin(self, model, state, total):
-        if state.step == self.step:
+    def on_step_begin(self, ctx):
+        if ctx.state.step == self.step:
             raise KeyboardInterrupt
-
-    def on_evaluate(self, model, state, metrics):
-        pass
 
 
 @pytest.mark.parametrize("method", ["full", "lora"])
@@ -157,6 +155,7 @@ def test_early_stopping_stops_and_keeps_best(tmp_path):
     """Scripted dev metrics: best at the 2nd evaluation, patience 2 -> stop at the 4th, best weights from step 4."""
     from tunelab.data.collate import pad_batch
     from tunelab.training import loop
+    from tunelab.training.evaluation import Evaluator, Metric
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Flatten(), torch.nn.Linear(12, 2))
@@ -164,31 +163,32 @@ def test_early_stopping_stops_and_keeps_best(tmp_path):
     scores = iter([0.5, 0.9, 0.8, 0.7, 0.95, 0.99])
     snapshots = {}
 
-    def loss(m, batch):
-        logits = m(batch["input_ids"])
+    def loss(logits, batch):
         return torch.nn.functional.cross_entropy(logits, batch["labels"], reduction="sum"), len(batch["labels"])
 
-    def evaluate(m):
-        return {"accuracy": next(scores)}
-
     class Snap(loop.Callback):
-        def on_evaluate(self, m, state, metrics):
-            snapshots[state.step] = m[2].weight.detach().clone()
+        def on_evaluate(self, ctx, metrics):
+            snapshots[ctx.state.step] = ctx.model[2].weight.detach().clone()
 
     cfg = config.TrainConfig(
         epochs=10, batch_size=8, eval_every=2, early_stopping_patience=2, metric="accuracy", precision="fp32"
     )
-    state = loop.train(
+    objective = loop.Objective(lambda m, b: m(b["input_ids"]), loss, lambda b: len(b["labels"]))
+    scorer = Evaluator(1, lambda m, idx: [None for _ in idx], lambda results: {"accuracy": next(scores)})
+    job = loop.Job(
         model,
         feats,
-        loop.Objective(loss, lambda b: len(b["labels"]), evaluate),
+        objective,
+        lambda b: pad_batch(b, 0),
         cfg,
         tmp_path,
-        collate=lambda b: pad_batch(b, 0),
+        evaluator=scorer,
+        metric=Metric("accuracy", higher_is_better=True),
         callbacks=(Snap(),),
-        quiet=True,
         log=lambda m: None,
+        quiet=True,
     )
+    state = loop.train(job)
     assert state.stopped_early and state.step == 8
     assert state.best_step == 4 and state.best_metric == 0.9
     loop.load_best(model, tmp_path)

@@ -11,6 +11,7 @@ from tests.methods.test_hooks import bert, run_cfg
 from tunelab.methods import lora
 from tunelab.recipes import finetune
 from tunelab.training import optim
+from tunelab.training.callbacks import Callback
 from tunelab.training.unfreeze import unfrozen_groups
 
 
@@ -56,22 +57,20 @@ def test_gradual_unfreeze_keeps_lower_layers_fixed_until_their_turn(tmp_path, ti
     )
     seen = []
 
-    class Watch:
-        def on_step_begin(self, model, state, total):
+    class Watch(Callback):
+        def on_step_begin(self, ctx):
+            model = ctx.model
             seen.append(
                 (
-                    state.step,
+                    ctx.state.step,
                     model.bert.encoder.layer[1].output.dense.weight.detach().clone(),
                     model.bert.encoder.layer[0].output.dense.weight.detach().clone(),
                 )
             )
 
-        def on_evaluate(self, model, state, metrics):
-            pass
-
     messages = []
     finetune.run(cfg, quiet=True, log=messages.append, callbacks=(Watch(),))
-    (s0, top0, low0), (s2, top2, low2), (s3, top3, low3) = seen[0], seen[2], seen[3]
+    (_, top0, low0), (_, top2, low2), (_, top3, low3) = seen[0], seen[2], seen[3]
     assert torch.equal(top0, top2) and torch.equal(low0, low2)  # steps 0-1: head only
     assert not torch.equal(top2, top3) and torch.equal(low2, low3)  # step 2: top layer joins, layer 0 still fixed
     assert any("gradual unfreeze: step 3: training the top 2 layer groups" in m for m in messages)

@@ -13,7 +13,7 @@ from tunelab.training import speed
 
 def _lora_llama(folder):
     src = model_load.resolve(str(folder))
-    model, head = model_load.load_model(src, causal_lm.AUTO_CLASS)
+    model, head = model_load.load_model(src, causal_lm.CausalLM.auto_class)
     return METHODS["lora"].apply(model, METHODS["lora"].Config(), head), model_load.load_tokenizer(src)
 
 
@@ -25,7 +25,8 @@ def _batch(tok):
 def _loss_and_grads(model, batch, precision="bf16"):
     model.zero_grad(set_to_none=True)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-        loss, _ = causal_lm.loss(model, batch)
+        task = causal_lm.CausalLM()
+        loss, _ = task.loss(task.forward(model, batch), batch)
     loss.backward()
     return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
 
@@ -52,7 +53,7 @@ def test_bf16_frozen_weights_change_nothing_under_autocast(tiny_llama_dir):
 
 def test_bf16_frozen_skips_full_finetuning_and_fp32(tiny_llama_dir):
     src = model_load.resolve(str(tiny_llama_dir))
-    model, _ = model_load.load_model(src, causal_lm.AUTO_CLASS)
+    model, _ = model_load.load_model(src, causal_lm.CausalLM.auto_class)
     assert speed.frozen_linears(model) == []  # everything trains: nothing to hold in bf16
     logs = []
     with speed.applied(model, speed.Config(), "fp32", False, logs.append):

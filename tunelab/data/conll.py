@@ -176,7 +176,7 @@ def _parse_conll(start: int, group, opts: Options) -> tuple[Sentence, int]:
                 tags.append(cols[opts.tag_column])
             except IndexError:
                 raise _Bad(
-                    n, f"data.tag_column {opts.tag_column} is out of range: the line has {len(cols)} columns"
+                    n, f"task.tag_column {opts.tag_column} is out of range: the line has {len(cols)} columns"
                 ) from None
     if not opts.with_labels:
         return Sentence(tokens, None, start), 0
@@ -190,7 +190,7 @@ def _to_iob2(tags: list[str], lines: list[int], opts: Options) -> tuple[list[str
         try:
             tagging.check_prefixes([tag], opts.tag_scheme)
         except ValueError as exc:
-            raise _Bad(n, f"{exc}; set data.tag_scheme if the file uses another scheme") from None
+            raise _Bad(n, f"{exc}; set task.tag_scheme if the file uses another scheme") from None
     iob2 = tagging.to_iob2(tags, opts.tag_scheme)
     bad = tagging.find_invalid(iob2)
     if not bad:
@@ -198,7 +198,7 @@ def _to_iob2(tags: list[str], lines: list[int], opts: Options) -> tuple[list[str
     if opts.repair_tags:
         return tagging.repair(iob2), 1
     i, reason = bad[0]
-    hint = "set data.repair_tags: true to read it as B-, or data.tag_scheme: iob1 if the file uses IOB1"
+    hint = "set task.repair_tags: true to read it as B-, or task.tag_scheme: iob1 if the file uses IOB1"
     raise _Bad(lines[i], f"invalid tag sequence ({opts.tag_scheme}): {reason}; {hint}")
 
 

@@ -63,7 +63,7 @@ def write(run_dir: Path, cfg, final: dict, labels: list[str] | None) -> Path:
     parts = [
         f"# tunelab run: {run_dir.name}",
         "",
-        f"model `{cfg.model.name}`, task `{cfg.task}`, method `{cfg.method.name}`, "
+        f"model `{cfg.model.name}`, task `{cfg.task.name}`, method `{cfg.method.name}`, "
         f"{final['trainable_parameters']:,} of {final['total_parameters']:,} parameters trained, "
         f"{final['steps']} steps in {final['train_seconds']} s (best at step {final['best_step']}).",
         "",

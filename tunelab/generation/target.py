@@ -21,15 +21,17 @@ def load(name: str) -> Target:
     """A run folder (has config.yaml) is rebuilt via runs.load_run; anything else is a model for models/load.py."""
     if (Path(name) / "config.yaml").is_file():
         from tunelab import runs
+        from tunelab.tasks import TASKS
 
-        task = runs.read_config(Path(name)).task
-        if task != "causal_lm":
+        task = TASKS[runs.read_config(Path(name)).task.name]
+        if not task.generates:
             from tunelab.errors import TunelabError
 
-            raise TunelabError(f"{name}: a {task} run cannot generate text; train with task: causal_lm")
+            raise TunelabError(
+                f"{name}: a {task.name} run cannot generate text (use `tunelab predict`); train with task: causal_lm"
+            )
         loaded = runs.load_run(name)
-        tpl = templates.chat_template(loaded.tokenizer, loaded.cfg.lm.chat_template)
-        return Target(loaded.model, loaded.tokenizer, loaded.cfg.generation, tpl)
+        return Target(loaded.model, loaded.tokenizer, loaded.cfg.generation, task.prompt_template(loaded))
     from tunelab.models import load as model_load
 
     src = model_load.resolve(name)

@@ -3,21 +3,23 @@
 The budget schedule needs the loop's step count: ``callbacks`` returns a loop Callback
 that sets peft's total_step/tinit/tfinal from the real number of steps and calls
 ``update_and_allocate`` after each optimizer step, before the gradients are cleared.
-Not covered: peft adds AdaLoRA's orthogonality penalty only to a loss computed by the
-model itself (labels passed in); tunelab's tasks compute the loss, so it is left out.
-Resuming an interrupted run restarts the importance averages (the weights resume exactly).
+The callback's ``state_dict`` holds peft's importance averages and the rank pattern, so a resumed run
+continues the pruning schedule exactly. Not covered: peft adds AdaLoRA's orthogonality penalty only to
+a loss computed by the model itself (labels passed in); tunelab's tasks compute the loss, so it is left out.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import Field
 
 from tunelab.errors import ConfigError
 from tunelab.methods import base, lora
 from tunelab.schema import Strict
+
+if TYPE_CHECKING:
+    import torch
 
 MERGEABLE = True
 IDENTITY_AT_INIT = True  # the singular values E start at zero
@@ -65,23 +67,10 @@ def apply(model: torch.nn.Module, cfg: Config, head: list[str]) -> torch.nn.Modu
 
 
 def callbacks(model, cfg: Config) -> list:
-    """The loop Callback that drives the rank-budget schedule."""
-    from tunelab.training.loop import Callback
+    """The loop Callback that drives the rank-budget schedule (and saves its importance averages)."""
+    from tunelab.methods.adalora_budget import RankBudget
 
-    class RankBudget(Callback):
-        def on_step_begin(self, model, state, total_steps: int) -> None:
-            peft_cfg = model.peft_config[model.active_adapter]
-            # floor keeps tinit < total - tfinal whenever the fractions sum below 1 (checked in apply)
-            peft_cfg.total_step = total_steps
-            peft_cfg.tinit, peft_cfg.tfinal = (
-                int(cfg.warmup_fraction * total_steps),
-                int(cfg.final_fraction * total_steps),
-            )
-
-        def on_before_zero_grad(self, model, state, total_steps: int) -> None:
-            model.base_model.update_and_allocate(state.step)  # needs this step's gradients
-
-    return [RankBudget()]
+    return [RankBudget(model, cfg.warmup_fraction, cfg.final_fraction)]
 
 
 def ranks(model) -> dict[str, int]:
@@ -97,3 +86,4 @@ def ranks(model) -> dict[str, int]:
 
 
 save, load, merge = lora.save, lora.load, lora.merge
+param_groups = base.default_param_groups

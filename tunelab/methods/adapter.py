@@ -10,14 +10,16 @@ model's outputs. Target layers are wrapped (the base layer kept inside); the mod
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import Field
 
 from tunelab.errors import ConfigError
 from tunelab.methods import base
 from tunelab.schema import Strict
+
+if TYPE_CHECKING:
+    import torch
 
 MERGEABLE = False  # the activation in the bottleneck makes the update nonlinear
 IDENTITY_AT_INIT = True  # up-projection starts at zero
@@ -29,7 +31,6 @@ SITES = {
     "distilbert": ("attention.out_lin", "ffn.lin2"),
     "gpt2": ("attn.c_proj", "mlp.c_proj"),
 }
-ACTIVATIONS = {"relu": torch.nn.ReLU, "gelu": torch.nn.GELU, "silu": torch.nn.SiLU, "tanh": torch.nn.Tanh}
 
 
 class Config(Strict):
@@ -43,33 +44,9 @@ class Config(Strict):
     )
 
 
-class Bottleneck(torch.nn.Module):
-    def __init__(self, dim: int, reduction_factor: int, activation: str):
-        super().__init__()
-        width = max(1, dim // reduction_factor)
-        self.down = torch.nn.Linear(dim, width)
-        self.act = ACTIVATIONS[activation]()
-        self.up = torch.nn.Linear(width, dim)
-        torch.nn.init.zeros_(self.up.weight)
-        torch.nn.init.zeros_(self.up.bias)
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:  # (..., dim) -> (..., dim)
-        return h + self.up(self.act(self.down(h)))
-
-
-class AdaptedLayer(torch.nn.Module):
-    """A base layer followed by a bottleneck adapter on its output."""
-
-    def __init__(self, base_layer: torch.nn.Module, adapter: Bottleneck):
-        super().__init__()
-        self.base_layer = base_layer
-        self.adapter = adapter
-
-    def forward(self, *args, **kwargs):
-        return self.adapter(self.base_layer(*args, **kwargs))
-
-
 def apply(model: torch.nn.Module, cfg: Config, head: list[str]) -> torch.nn.Module:
+    from tunelab.methods.bottleneck import AdaptedLayer, Bottleneck
+
     base.freeze_all(model)
     _, layers = base.find_layers(model)
     attn, ffn = _sites(layers[0])
@@ -100,9 +77,13 @@ def _sites(layer: torch.nn.Module) -> tuple[str, str]:
 
 
 def _out_features(module: torch.nn.Module) -> int:
-    for attr in ("out_features", "nf"):  # nn.Linear, GPT-2's Conv1D
-        if hasattr(module, attr):
-            return int(getattr(module, attr))
+    import torch
+    from transformers.pytorch_utils import Conv1D
+
+    if isinstance(module, torch.nn.Linear):
+        return module.out_features
+    if isinstance(module, Conv1D):  # GPT-2's transposed linear
+        return module.nf
     raise ConfigError(f"method: adapter cannot wrap {type(module).__name__} (no output size)")
 
 
@@ -112,3 +93,7 @@ def save(model, out_dir: Path) -> None:
 
 def load(model: torch.nn.Module, cfg: Config, head: list[str], in_dir: Path) -> torch.nn.Module:
     return base.load_trainable(apply(model, cfg, head), in_dir)
+
+
+merge = base.no_merge
+param_groups, callbacks = base.default_param_groups, base.no_callbacks

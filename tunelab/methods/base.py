@@ -1,14 +1,19 @@
-"""Helpers shared by the method files: freezing, counting, and saving only what trained."""
+"""Helpers shared by the method files: freezing, counting, saving only what trained, and the defaults for
+the protocol members a method does not specialise (``param_groups``, ``callbacks``, ``merge``).
+
+torch is imported inside the functions, so method configs load without it.
+"""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from safetensors.torch import load_file, save_file
+from tunelab.errors import ConfigError, ModelError
 
-from tunelab.errors import ModelError
+if TYPE_CHECKING:
+    import torch
 
 TRAINABLE_FILE = "trainable.safetensors"
 
@@ -51,6 +56,8 @@ def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
 
 def find_layers(model: torch.nn.Module) -> tuple[str, torch.nn.ModuleList]:
     """The transformer block stack: the longest ModuleList in the model (BERT's encoder.layer, Llama's layers, GPT-2's h)."""
+    import torch
+
     best: tuple[str, torch.nn.ModuleList] | None = None
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.ModuleList) and len(module) > 0:
@@ -67,11 +74,16 @@ def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_trainable(model: torch.nn.Module, out_dir: Path) -> None:
+    from safetensors.torch import save_file
+
     save_file({k: v.cpu() for k, v in trainable_state(model).items()}, str(Path(out_dir) / TRAINABLE_FILE))
 
 
 def load_trainable(model: torch.nn.Module, in_dir: Path) -> torch.nn.Module:
     """Load tensors saved by ``save_trainable`` into a model built the same way."""
+    import torch
+    from safetensors.torch import load_file
+
     state = load_file(str(Path(in_dir) / TRAINABLE_FILE))
     missing = set(state) - {n for n, _ in model.named_parameters()}
     if missing:
@@ -105,8 +117,6 @@ def peft_wrap(model: torch.nn.Module, peft_config) -> torch.nn.Module:
     """get_peft_model, with peft's ValueErrors (unsupported layer or architecture) turned into ConfigErrors."""
     from peft import get_peft_model
 
-    from tunelab.errors import ConfigError
-
     try:
         return get_peft_model(model, peft_config)
     except (ValueError, TypeError, NotImplementedError) as exc:
@@ -130,8 +140,6 @@ def prompt_wrap(
     model: torch.nn.Module, peft_config_cls, head: list[str], num_virtual_tokens: int, **kwargs
 ) -> torch.nn.Module:
     """Wrap ``model`` with a peft prompt-learning method; the task head trains alongside the prompt."""
-    from tunelab.errors import ConfigError
-
     task = peft_task_type(model)
     if task not in ("SEQ_CLS", "CAUSAL_LM", "TOKEN_CLS"):
         raise ConfigError(f"method: prompt methods need a classifier or causal LM, not {type(model).__name__}")
@@ -141,3 +149,23 @@ def prompt_wrap(
             head
         )  # peft adds classifier/score itself for SEQ_CLS; a new pooler needs naming
     return peft_wrap(model, peft_config)
+
+
+# ---------------------------------------------------------------- protocol defaults
+
+
+def default_param_groups(model: torch.nn.Module, lr: float, weight_decay: float, cfg) -> list[dict]:
+    """The usual optimizer groups (matrices decay, biases and norms do not); ``cfg`` is unused."""
+    from tunelab.training.optim import param_groups
+
+    return param_groups(model, lr, weight_decay)
+
+
+def no_callbacks(model: torch.nn.Module, cfg) -> list:
+    """No loop callbacks."""
+    return []
+
+
+def no_merge(model: torch.nn.Module) -> torch.nn.Module:
+    """For methods whose ``MERGEABLE`` is False: merging is refused (the recipe checks MERGEABLE first)."""
+    raise ConfigError(f"{type(model).__name__}: this method cannot be folded into the base weights")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
-
-import torch
+from typing import TYPE_CHECKING, Literal
 
 from tunelab.errors import ConfigError
 from tunelab.methods import base
 from tunelab.schema import Strict
+
+if TYPE_CHECKING:
+    import torch
 
 MERGEABLE = False  # nothing to merge: the trained biases are the model's own
 IDENTITY_AT_INIT = True
@@ -35,3 +36,7 @@ def save(model, out_dir: Path) -> None:
 
 def load(model: torch.nn.Module, cfg: Config, head: list[str], in_dir: Path) -> torch.nn.Module:
     return base.load_trainable(apply(model, cfg, head), in_dir)
+
+
+merge = base.no_merge
+param_groups, callbacks = base.default_param_groups, base.no_callbacks

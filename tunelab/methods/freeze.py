@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import Field
 
 from tunelab.errors import ConfigError
 from tunelab.methods import base
 from tunelab.schema import Strict
+
+if TYPE_CHECKING:
+    import torch
 
 MERGEABLE = False
 IDENTITY_AT_INIT = True  # nothing is added to the model
@@ -44,3 +46,7 @@ def save(model, out_dir: Path) -> None:
 
 def load(model: torch.nn.Module, cfg: Config, head: list[str], in_dir: Path) -> torch.nn.Module:
     return base.load_trainable(apply(model, cfg, head), in_dir)
+
+
+merge = base.no_merge
+param_groups, callbacks = base.default_param_groups, base.no_callbacks

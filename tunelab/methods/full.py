@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
-
+from tunelab.methods import base
 from tunelab.schema import Strict
+
+if TYPE_CHECKING:
+    import torch
 
 MERGEABLE = False  # nothing to merge: the weights are the model
 IDENTITY_AT_INIT = True  # nothing is added to the model
@@ -37,3 +39,7 @@ def load(model: torch.nn.Module, cfg: Config, head: list[str], in_dir: Path) -> 
         state.update(load_file(str(f)))
     model.load_state_dict(state, strict=False)
     return model
+
+
+merge = base.no_merge
+param_groups, callbacks = base.default_param_groups, base.no_callbacks

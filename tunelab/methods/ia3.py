@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import Field
 
 from tunelab.methods import base, lora
 from tunelab.schema import Strict
+
+if TYPE_CHECKING:
+    import torch
 
 MERGEABLE = True
 IDENTITY_AT_INIT = True  # the scaling vectors start at one
@@ -40,3 +42,4 @@ def apply(model: torch.nn.Module, cfg: Config, head: list[str]) -> torch.nn.Modu
 
 
 save, load, merge = lora.save, lora.load, lora.merge
+param_groups, callbacks = base.default_param_groups, base.no_callbacks

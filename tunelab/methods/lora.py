@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import Field
 
 from tunelab.errors import ConfigError
 from tunelab.methods import base
 from tunelab.schema import Strict
+
+if TYPE_CHECKING:
+    import torch
 
 MERGEABLE = True
 IDENTITY_AT_INIT = True  # B starts at zero
@@ -46,6 +48,8 @@ def peft_kwargs(model: torch.nn.Module, cfg: Config, head: list[str]) -> dict:
 
 def resolve_targets(model: torch.nn.Module, targets, head: list[str]) -> list[str]:
     """Full module names of the linear layers to adapt, never inside the task head."""
+    import torch
+
     linear = [
         n
         for n, m in model.named_modules()
@@ -72,3 +76,6 @@ def load(model: torch.nn.Module, cfg: Config, head: list[str], in_dir: Path) -> 
 def merge(model) -> torch.nn.Module:
     """Fold the low-rank update into the base weights; returns the plain model."""
     return model.merge_and_unload()
+
+
+param_groups, callbacks = base.default_param_groups, base.no_callbacks

@@ -6,12 +6,14 @@ parameter groups differ, which the training loop takes from ``param_groups`` bel
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import Field
 
 from tunelab.methods import base, lora
+
+if TYPE_CHECKING:
+    import torch
 
 MERGEABLE = True
 IDENTITY_AT_INIT = True  # B starts at zero
@@ -49,3 +51,4 @@ def param_groups(model: torch.nn.Module, lr: float, weight_decay: float, cfg: Co
 
 
 save, load, merge = lora.save, lora.load, lora.merge
+callbacks = base.no_callbacks

@@ -8,14 +8,16 @@ does not fill, so prefix tuning of an encoder classifier is refused with a Confi
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import Field
 
 from tunelab.errors import ConfigError
 from tunelab.methods import base, lora
 from tunelab.schema import Strict
+
+if TYPE_CHECKING:
+    import torch
 
 MERGEABLE = False  # the prefix is extra attention input, not a weight delta
 IDENTITY_AT_INIT = False  # random prefixes change attention from the start
@@ -61,4 +63,5 @@ def _check_past_key_values(model: torch.nn.Module) -> None:
     )
 
 
-save, load = lora.save, lora.load
+save, load, merge = lora.save, lora.load, base.no_merge
+param_groups, callbacks = base.default_param_groups, base.no_callbacks

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import Field
 
 from tunelab.errors import ConfigError
 from tunelab.methods import base, lora
 from tunelab.schema import Strict
+
+if TYPE_CHECKING:
+    import torch
 
 MERGEABLE = False  # virtual tokens are extra input, not a weight delta
 IDENTITY_AT_INIT = False
@@ -43,4 +45,5 @@ def apply(model: torch.nn.Module, cfg: Config, head: list[str]) -> torch.nn.Modu
     return base.prompt_wrap(model, PromptTuningConfig, head, cfg.num_virtual_tokens, **kwargs)
 
 
-save, load = lora.save, lora.load
+save, load, merge = lora.save, lora.load, base.no_merge
+param_groups, callbacks = base.default_param_groups, base.no_callbacks

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
-import torch
+from typing import TYPE_CHECKING, Literal
 
 from tunelab.methods import base, lora
+
+if TYPE_CHECKING:
+    import torch
 
 MERGEABLE = True
 IDENTITY_AT_INIT = True  # B starts at zero
@@ -23,3 +24,4 @@ def apply(model: torch.nn.Module, cfg: Config, head: list[str]) -> torch.nn.Modu
 
 
 save, load, merge = lora.save, lora.load, lora.merge
+param_groups, callbacks = base.default_param_groups, base.no_callbacks

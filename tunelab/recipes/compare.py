@@ -16,12 +16,10 @@ import os
 import subprocess
 import sys
 import time
-from functools import partial
 from pathlib import Path
 
 from tunelab import config as config_mod
 from tunelab import runs
-from tunelab.data.collate import pad_batch
 from tunelab.errors import ConfigError, TunelabError
 from tunelab.evaluation import compare_report
 from tunelab.methods import METHODS
@@ -88,17 +86,18 @@ def run(path, overrides: list[str], methods: list[str] | None = None, per_method
             rows.append({"method": name, "status": "not applicable", "error": skipped[name]})
             continue
         rows.append(run_one(path, overrides, per, name, out, log))
-    compare_report.write(out, rows, cfg.train.metric or TASKS[cfg.task].DEFAULT_METRIC)
+    compare_report.write(out, rows, TASKS[cfg.task.name].metric(cfg.train.metric).name)
     return out
 
 
 def untrained_head(cfg: config_mod.RunConfig, out: Path, log) -> tuple[dict, dict[str, str]]:
-    """The base model with its randomly initialised head, evaluated untrained; and which methods cannot apply to it."""
+    """The base model (with its randomly initialised head, if the task adds one) evaluated untrained through the
+    task's own ``evaluate``; and which methods cannot apply to it."""
     cache = out / "baseline.json"
     if cache.is_file():
         saved = json.loads(cache.read_text(encoding="utf-8"))
         return saved["row"], saved["skipped"]
-    task = TASKS[cfg.task]
+    task = TASKS[cfg.task.name]
     cfg = finetune.resolve(cfg, task)
     finetune.seed_everything(cfg.train.seed, cfg.train.threads)
     splits = finetune.read_splits(cfg, task, log)
@@ -110,23 +109,19 @@ def untrained_head(cfg: config_mod.RunConfig, out: Path, log) -> tuple[dict, dic
             module.apply(copy.deepcopy(model), module.Config(), head)
         except TunelabError as exc:
             skipped[name] = str(exc)
-    feats = task.encode(splits["dev"], tokenizer, labels, cfg.model.max_length, source=cfg.data.dev or "dev split")
     model.eval()
-    import torch
-
-    with torch.no_grad():
-        metrics = task.evaluate(model, feats, labels, partial(pad_batch, pad_id=tokenizer.pad_token_id))
+    untrained = runs.LoadedRun(cfg, model, tokenizer, labels, head)
+    metrics = task.evaluate(untrained, splits["dev"], cfg.data.dev or f"{cfg.data.train} (dev split)", log)
+    name = "untrained head" if head else "untuned model"
     row = {
-        "method": "untrained head",
+        "method": name,
         "status": "baseline",
         "metric": metrics[cfg.train.metric],
         "trainable": 0,
         "total": sum(p.numel() for p in model.parameters()),
     }
     checkpoint.write_json_atomic(cache, {"row": row, "skipped": skipped})
-    log(
-        f"untrained head: dev {cfg.train.metric} {row['metric']:.4f}; not applicable here: {', '.join(skipped) or 'none'}"
-    )
+    log(f"{name}: dev {cfg.train.metric} {row['metric']:.4f}; not applicable here: {', '.join(skipped) or 'none'}")
     return row, skipped
 
 

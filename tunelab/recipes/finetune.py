@@ -1,4 +1,8 @@
-"""`tunelab train`: config -> data -> model -> method -> encode -> loop -> best weights -> run folder + report."""
+"""`tunelab train`: config -> data -> model -> method -> task.prepare -> loop -> best weights -> run folder + report.
+
+Runs the same under ``accelerate launch`` / ``torchrun``: every process reads the data and builds the model,
+the loop splits each batch over the processes, and only the main process writes the run folder.
+"""
 
 from __future__ import annotations
 
@@ -6,127 +10,152 @@ import json
 import math
 import random
 import time
-from functools import partial
 from pathlib import Path
-
-import numpy as np
-import torch
 
 from tunelab import config as config_mod
 from tunelab import hardware, runs
-from tunelab.data import cache
-from tunelab.data.collate import pad_batch
 from tunelab.data.split import stratified_split
 from tunelab.errors import TunelabError
 from tunelab.evaluation import report
 from tunelab.methods import METHODS
 from tunelab.methods.base import count_parameters
-from tunelab.models import load as model_load
-from tunelab.tasks import TASKS
-from tunelab.training import checkpoint, loop, optim, speed
+from tunelab.tasks import TASKS, Task
+from tunelab.training import checkpoint, distributed, loop, optim, speed
 
 
-def run(cfg: config_mod.RunConfig, *, quiet: bool = False, log=print, callbacks=()) -> dict:
-    """Train per ``cfg`` into ``cfg.output_dir`` (resuming if interrupted); returns the final metrics."""
-    task = TASKS[cfg.task]
+def run(
+    cfg: config_mod.RunConfig, *, quiet: bool = False, log=print, callbacks=(), resume_anyway: bool = False
+) -> dict:
+    """Train per ``cfg`` into ``cfg.output_dir`` (resuming if interrupted); returns the final metrics.
+
+    ``resume_anyway`` continues an interrupted run although its config or training data changed (refused otherwise).
+    Raises ``training.interrupt.Interrupted`` after saving a checkpoint when SIGINT/SIGTERM stopped training.
+    """
+    from tunelab.models import load as model_load
+
+    task = TASKS[cfg.task.name]
     cfg = resolve(cfg, task)
     model_load.resolve(
         cfg.model.name, cfg.model.gguf_file, cfg.model.revision
     )  # a bad model name fails before any work
     cfg, precision = choose_precision(cfg)
-    run_dir = prepare_run_dir(cfg)
+    log = log if distributed.is_main_process() else _silent
+    if (warning := distributed.launcher_warning()) is not None:
+        log(warning)
+    run_dir = prepare_run_dir(cfg, resume_anyway, log)
     log(hardware.slow_bf16_warning(precision) or f"precision: {precision.name} ({precision.reason})")
     seed_everything(cfg.train.seed, cfg.train.threads)
     splits = read_splits(cfg, task, log)
+    check_data(run_dir, cfg, splits, resume_anyway, log)
     labels = task.label_space(splits["train"], cfg.data.train)
     tokenizer, model, head = runs.build_base(cfg, labels)
     method = METHODS[cfg.method.name]
     model = method.apply(model, cfg.method, head)
     trainable, total = count_parameters(model)
     log(f"{cfg.method.name}: training {trainable:,} of {total:,} parameters ({100 * trainable / total:.2f}%)")
-    feats, collate, evaluate, evaluate_final, evaluate_test, data_info = _pipeline(
-        cfg, task, tokenizer, labels, splits, log
+    prepared = task.prepare(cfg, tokenizer, labels, splits, log)
+    extras = _Extras(method, callbacks, log, quiet, run_dir)
+    extras.rebuild = lambda: plain_model(cfg, labels, method)
+    final, model = train_and_evaluate(cfg, model, prepared, extras)
+    final.update(
+        trainable_parameters=trainable,
+        total_parameters=total,
+        precision={"name": precision.name, "reason": precision.reason},
     )
-    baseline = {"baseline": evaluate_final(model)} if getattr(task, "EVAL_BEFORE_TRAINING", False) else {}
-    loss_fn = task.loss_for(cfg) if hasattr(task, "loss_for") else task.loss
-    objective = loop.Objective(loss=loss_fn, count=task.count, evaluate=evaluate)
-    start = time.perf_counter()
-    callbacks = [*callbacks, *training_callbacks(model, cfg, method, len(feats["train"]), log)]
-    groups = optim.groups_builder(getattr(method, "param_groups", None), cfg.method, cfg.train.llrd)
-    with speed.applied(model, cfg.speed, cfg.train.precision, trainable == total, log):
-        state = loop.train(
-            model,
-            feats["train"],
-            objective,
-            cfg.train,
-            run_dir,
-            collate=collate,
-            callbacks=callbacks,
-            quiet=quiet,
-            log=log,
-            param_groups=groups,
-        )
-    loop.load_best(model, run_dir)
-    final = {
-        "best_step": state.best_step,
-        "steps": state.step,
-        "train_seconds": round(time.perf_counter() - start, 1),
-        "trainable_parameters": trainable,
-        "total_parameters": total,
-        **baseline,
-        "precision": {"name": precision.name, "reason": precision.reason},
-        "dev": evaluate_final(model),
-        **({"test": evaluate_test(model)} if "test" in feats else {}),
-        **({"data": data_info} if data_info else {}),
-    }
-    export(model, tokenizer, method, labels, run_dir)
-    checkpoint.write_json_atomic(run_dir / "metrics.json", final)
-    report.write(run_dir, cfg, final, labels)
+    if distributed.is_main_process():
+        export(model, tokenizer, method, labels, run_dir)
+        checkpoint.write_json_atomic(run_dir / "metrics.json", final)
+        report.write(run_dir, cfg, final, labels)
+        freed = checkpoint.keep_after_finish(run_dir, cfg.train.keep_checkpoints)
+        checkpoint.fix_modes(run_dir)
+        if freed:
+            log(
+                f"train.keep_checkpoints={cfg.train.keep_checkpoints}: removed {freed / 2**20:.1f} MiB of checkpoint state"
+            )
     return final
 
 
-def _pipeline(cfg, task, tokenizer, labels, splits, log):
-    """(features per split, collate, dev evaluate during training, final dev evaluate, test evaluate, data info).
+class _Extras:
+    """What train_and_evaluate needs besides the config, model and prepared data."""
 
-    A task with ``prepare`` builds its own (e.g. a cheap loss-only evaluation in the loop, generations at the end).
-    """
-    if hasattr(task, "prepare"):
-        p = task.prepare(cfg, tokenizer, splits, log)
-        return p.features, p.collate, p.evaluate, p.evaluate_final, p.evaluate_test, p.info
-    options = task.encode_options(cfg.data)
-    encode = partial(task.encode, tokenizer=tokenizer, labels=labels, max_length=cfg.model.max_length, **options)
-    feats = {
-        name: cache.cached(
-            cache.key(rows, tokenizer, task=cfg.task, labels=labels, max_length=cfg.model.max_length, **options),
-            partial(encode, rows, source=_source(cfg, name)),
-            cfg.speed.cache,
-            log,
+    def __init__(self, method, callbacks, log, quiet: bool, run_dir: Path):
+        self.method, self.callbacks, self.log, self.quiet, self.run_dir = method, list(callbacks), log, quiet, run_dir
+        self.rebuild = (
+            None  # () -> a fresh model with the method applied (after FSDP/DeepSpeed sharded the trained one)
         )
-        for name, rows in splits.items()
+
+
+def plain_model(cfg: config_mod.RunConfig, labels, method):
+    """The base model with the method applied, as before training (its trained weights come from a checkpoint)."""
+    _, model, head = runs.build_base(cfg, labels)
+    return method.apply(model, cfg.method, head)
+
+
+def train_and_evaluate(cfg: config_mod.RunConfig, model, prepared, extras: _Extras) -> tuple[dict, object]:
+    """Baseline (if the task wants one), the loop, the best weights back in, final dev (and test) metrics.
+
+    Returns the metrics and the model holding the best weights (a plain rebuilt copy when FSDP/DeepSpeed sharded
+    the trained one: the best checkpoint holds full weights).
+    """
+    state = distributed.state()
+    model.to(state.device)
+    task = TASKS[cfg.task.name]
+    baseline = {"baseline": distributed.evaluate(state, model, prepared.evaluate_final)} if prepared.baseline else {}
+    callbacks = [*extras.callbacks, *training_callbacks(model, cfg, extras.method, len(prepared.features["train"]))]
+    groups = optim.groups_builder(extras.method.param_groups, cfg.method, cfg.train.llrd)
+    job = loop.Job(
+        model,
+        prepared.features["train"],
+        prepared.objective,
+        prepared.collate,
+        cfg.train,
+        extras.run_dir,
+        evaluator=prepared.evaluate,
+        metric=task.metric(cfg.train.metric),
+        callbacks=callbacks,
+        param_groups=groups,
+        log=extras.log,
+        quiet=extras.quiet,
+    )
+    start = time.perf_counter()
+    with speed.applied(
+        model, cfg.speed, cfg.train.precision, all(p.requires_grad for p in model.parameters()), extras.log
+    ):
+        loop_state = loop.train(job)
+    seconds = round(time.perf_counter() - start, 1)
+    if loop_state.sharded:
+        model = extras.rebuild().to(state.device)
+    loop.load_best(model, extras.run_dir)
+    final = {
+        "best_step": loop_state.best_step,
+        "steps": loop_state.step,
+        "train_seconds": seconds,
+        **baseline,
+        "dev": distributed.evaluate(state, model, prepared.evaluate_final),
     }
-    collate = partial(pad_batch, pad_id=tokenizer.pad_token_id)
-    evaluate = partial(task.evaluate, features=feats["dev"], labels=labels, collate=collate)
-    evaluate_test = partial(task.evaluate, features=feats.get("test"), labels=labels, collate=collate)
-    return feats, collate, evaluate, evaluate, evaluate_test, None
+    if prepared.evaluate_test is not None:
+        final["test"] = distributed.evaluate(state, model, prepared.evaluate_test)
+    if prepared.info:
+        final["data"] = prepared.info
+    return final, model
 
 
-def training_callbacks(model, cfg: config_mod.RunConfig, method, n_train: int, log) -> list:
+def training_callbacks(model, cfg: config_mod.RunConfig, method, n_train: int) -> list:
     """Callbacks a method asks for (e.g. AdaLoRA's rank schedule) plus gradual unfreezing when configured."""
-    out = list(method.callbacks(model, cfg.method)) if hasattr(method, "callbacks") else []
+    out = list(method.callbacks(model, cfg.method))
     every = cfg.train.gradual_unfreeze_every
     if every is not None:
         from tunelab.training.unfreeze import GradualUnfreeze
 
-        steps = math.ceil(n_train / cfg.train.batch_size) if every == "epoch" else every
-        out.append(GradualUnfreeze(steps, log))
+        out.append(GradualUnfreeze(math.ceil(n_train / cfg.train.batch_size) if every == "epoch" else every))
     return out
 
 
-def resolve(cfg: config_mod.RunConfig, task) -> config_mod.RunConfig:
+def resolve(cfg: config_mod.RunConfig, task: Task) -> config_mod.RunConfig:
     """Fill task-dependent defaults (a copy; the caller's config is untouched) so the saved config is complete."""
     cfg = cfg.model_copy(deep=True)
     if cfg.train.metric is None:
-        cfg.train.metric = task.DEFAULT_METRIC
+        cfg.train.metric = task.metric(None).name
     return cfg
 
 
@@ -137,7 +166,7 @@ def choose_precision(cfg: config_mod.RunConfig) -> tuple[config_mod.RunConfig, h
     """
     requested = cfg.train.precision
     saved = Path(cfg.output_dir) / "config.yaml"
-    started = config_mod.load(saved).train.precision if requested == "auto" and saved.is_file() else None
+    started = runs.read_config(saved.parent).train.precision if requested == "auto" and saved.is_file() else None
     if started in ("fp32", "bf16"):
         precision = hardware.Precision(started, "the resumed run started with it")
     else:
@@ -149,30 +178,58 @@ def choose_precision(cfg: config_mod.RunConfig) -> tuple[config_mod.RunConfig, h
 
 def training_device_type() -> str:
     """The device type this process trains on, as accelerate sees it (cpu, cuda, mps, xpu, ...)."""
-    from accelerate import PartialState
-
-    return PartialState().device.type
+    return distributed.state().device.type
 
 
-def prepare_run_dir(cfg: config_mod.RunConfig) -> Path:
-    """Create the run folder, or resume one with the same config; never overwrite a finished or foreign folder."""
+def prepare_run_dir(cfg: config_mod.RunConfig, resume_anyway: bool = False, log=print) -> Path:
+    """Create the run folder, or resume one with the same config; never overwrite a finished or foreign folder.
+
+    Every process checks; the main process writes config.yaml.
+    """
     run_dir = Path(cfg.output_dir)
     saved = run_dir / "config.yaml"
+    if run_dir.exists() and not run_dir.is_dir():
+        raise TunelabError(f"{run_dir}: output_dir is a file, not a folder; choose another output_dir")
     if (run_dir / "metrics.json").is_file():
         raise TunelabError(f"{run_dir}: already holds a finished run; choose another output_dir (nothing was changed)")
     if saved.is_file():
-        old = config_mod.load(saved).model_dump()
-        diff = _diff(old, cfg.model_dump())
-        if diff:
+        diff = _diff(runs.read_config(run_dir).model_dump(), cfg.model_dump())
+        if diff and not resume_anyway:
             raise TunelabError(
                 f"{run_dir}: holds an unfinished run with a different config ({'; '.join(diff[:5])}); "
-                "rerun with the same config to resume, or choose another output_dir"
+                "rerun with the same config to resume, add --resume-anyway to continue with the new one, or choose another output_dir"
+            )
+        if diff:
+            log(
+                f"warning: config changed since the run started ({'; '.join(diff[:5])}); continuing anyway (--resume-anyway)"
             )
     elif run_dir.exists() and any(run_dir.iterdir()):
         raise TunelabError(f"{run_dir}: exists and is not a tunelab run folder; refusing to write into it")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    saved.write_text(config_mod.dump(cfg), encoding="utf-8")
+    state = distributed.state()
+    state.wait_for_everyone()  # every process has checked before anything is written
+    if state.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        saved.write_text(config_mod.dump(cfg), encoding="utf-8")
+    state.wait_for_everyone()
     return run_dir
+
+
+def check_data(run_dir: Path, cfg: config_mod.RunConfig, splits: dict[str, list], resume_anyway: bool, log) -> None:
+    """Refuse to resume a checkpoint on changed training data (naming what changed) unless ``resume_anyway``;
+    record the fingerprint of what this run starts (or continues) on."""
+    current = runs.fingerprint(cfg, splits, {s: _source(cfg, s) for s in splits})
+    saved = runs.read_fingerprint(run_dir)
+    resuming = checkpoint.latest(run_dir / "checkpoints") is not None
+    changes = runs.fingerprint_changes(saved, current) if resuming and saved else []
+    if changes and not resume_anyway:
+        raise TunelabError(
+            f"{run_dir}: cannot resume: {'; '.join(changes)}; rerun with the original data, add --resume-anyway "
+            "to continue the checkpoint on the new data, or choose another output_dir"
+        )
+    if changes:
+        log(f"warning: {'; '.join(changes)}; continuing anyway (--resume-anyway)")
+    if distributed.is_main_process() and current != saved:
+        checkpoint.write_json_atomic(run_dir / runs.FINGERPRINT, current)
 
 
 def _diff(old, new, prefix: str = "") -> list[str]:
@@ -182,6 +239,9 @@ def _diff(old, new, prefix: str = "") -> list[str]:
 
 
 def seed_everything(seed: int, threads: int | None) -> None:
+    import numpy as np
+    import torch
+
     if threads:
         torch.set_num_threads(threads)
     random.seed(seed)
@@ -189,18 +249,16 @@ def seed_everything(seed: int, threads: int | None) -> None:
     torch.manual_seed(seed)
 
 
-def read_splits(cfg: config_mod.RunConfig, task, log) -> dict[str, list]:
+def read_splits(cfg: config_mod.RunConfig, task: Task, log) -> dict[str, list]:
     """train/dev(/test) rows; dev is carved out of train (stratified, seeded) when no dev file is given."""
     data = cfg.data
-    train = _read(task, data, data.train, log)
+    train = _read(task, cfg, data.train, log)
     if data.max_train_rows:
         train = train[: data.max_train_rows]
     if data.dev:
-        dev = _read(task, data, data.dev, log)
+        dev = _read(task, cfg, data.dev, log)
     else:
-        train_idx, dev_idx = stratified_split(
-            [getattr(r, "label", None) for r in train], data.dev_fraction, cfg.train.seed
-        )
+        train_idx, dev_idx = stratified_split([task.stratify_key(r) for r in train], data.dev_fraction, cfg.train.seed)
         train, dev = [train[i] for i in train_idx], [train[i] for i in dev_idx]
         log(
             f"no dev file: held out {len(dev)} of {len(train) + len(dev)} training rows (stratified, seed {cfg.train.seed})"
@@ -209,12 +267,12 @@ def read_splits(cfg: config_mod.RunConfig, task, log) -> dict[str, list]:
         dev = dev[: data.max_dev_rows]
     splits = {"train": train, "dev": dev}
     if data.test:
-        splits["test"] = _read(task, data, data.test, log)
+        splits["test"] = _read(task, cfg, data.test, log)
     return splits
 
 
-def _read(task, data_cfg, path: str, log) -> list:
-    table = task.read(data_cfg, path)
+def _read(task: Task, cfg: config_mod.RunConfig, path: str, log) -> list:
+    table = task.read(cfg, path)
     if table.skipped:
         lines = ", ".join(str(line) for line, _ in table.skipped[:10])
         log(
@@ -227,6 +285,10 @@ def _source(cfg: config_mod.RunConfig, split: str) -> str:
     return {"train": cfg.data.train, "dev": cfg.data.dev or f"{cfg.data.train} (dev split)", "test": cfg.data.test}[
         split
     ] or split
+
+
+def _silent(_msg: str) -> None:
+    pass
 
 
 def export(model, tokenizer, method, labels, run_dir: Path) -> None:

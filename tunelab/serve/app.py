@@ -41,7 +41,8 @@ class State:
         self.metrics = Metrics(queue_depth=lambda: self.worker.depth())
         self.worker = Worker(cfg.max_batch_size, cfg.max_wait_ms, cfg.queue_size, self.metrics, log)
 
-    def lookup(self, name: str, generates: bool):
+    def lookup(self, name: str, generates: bool | None):
+        """The served model ``name``; ``generates``: the endpoint needs a generating task (None: any task)."""
         served = self.served.get(name)
         if served is None:
             raise APIError(
@@ -50,10 +51,10 @@ class State:
                 param="model",
                 code="model_not_found",
             )
-        if served.generates != generates:
+        if generates is not None and served.generates != generates:
             use = "/v1/completions or /v1/chat/completions" if served.generates else "/v1/predict"
             raise APIError(
-                400, f"model '{name}' is a {served.task} model; use {use}", param="model", code="wrong_endpoint"
+                400, f"model '{name}' is a {served.task.name} model; use {use}", param="model", code="wrong_endpoint"
             )
         return served
 
@@ -258,11 +259,11 @@ async def _collect(jobs: list[Job], events: asyncio.Queue, deadline: float) -> l
 
 
 async def _predict(state: State, body):
-    from tunelab.data.sources import Row
-    from tunelab.tasks import TASKS
+    """Any task's predictions through its protocol: ``parse_inputs`` on the request's texts, then ``predict``."""
+    from tunelab.errors import TunelabError
 
     arrived = time.monotonic()
-    served = state.lookup(body.model, generates=False)
+    served = state.lookup(body.model, generates=None)
     texts = [body.input] if isinstance(body.input, str) else body.input
     pairs = (
         ([body.text_pair] if isinstance(body.text_pair, str) else body.text_pair)
@@ -276,9 +277,12 @@ async def _predict(state: State, body):
             param="input",
             code="invalid_value",
         )
-    rows = [Row(t, p, None, i + 1) for i, (t, p) in enumerate(zip(texts, pairs))]
-    task = TASKS[served.task]
-    run = lambda: task.predict(served.model, served.tokenizer, served.labels, rows, served.max_length)  # noqa: E731
+    lines = [json.dumps({"text": t, **({"text_pair": p} if p is not None else {})}) for t, p in zip(texts, pairs)]
+    try:
+        inputs = served.task.parse_inputs(lines, "input")
+    except TunelabError as exc:
+        raise APIError(400, str(exc), param="input", code="invalid_value") from None
+    run = lambda: served.task.predict(served.run, inputs)  # noqa: E731
     loop, events = asyncio.get_running_loop(), asyncio.Queue()
     job = Job(served, _emitter(loop, events, 0), fn=run)
     state.submit([job])

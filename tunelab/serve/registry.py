@@ -25,25 +25,38 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 @dataclass
 class Served:
     name: str
-    task: str  # "causal_lm" generates; other tasks answer /v1/predict
-    model: object
-    tokenizer: object
+    run: object  # runs.LoadedRun: config, model, tokenizer, labels (a plain model gets a default causal_lm config)
     gen: GenerationConfig  # the run's generation section: defaults for omitted request fields
-    template: str | None = None  # chat template (causal_lm)
-    labels: list[str] | None = None
-    max_length: int = 256
+    template: str | None = None  # chat template (generating tasks)
     adapter: str | None = None  # peft adapter to activate before running this model
     created: int = field(default_factory=lambda: int(time.time()))
     lock: threading.Lock = field(
         default_factory=threading.Lock
     )  # guards the tokenizer (shared by adapters of one base)
-    engine: Engine | None = (
-        None  # decodes this model's batches instead of transformers' generate (llama.cpp); None = torch
-    )
+
+    @property
+    def task(self):
+        """The run's Task (predict and parse_inputs answer /v1/predict)."""
+        from tunelab.tasks import TASKS
+
+        return TASKS[self.run.cfg.task.name]
+
+    @property
+    def engine(self) -> Engine | None:
+        """What decodes this model's batches instead of transformers' generate (llama.cpp); None = torch."""
+        return self.run.engine
 
     @property
     def generates(self) -> bool:
-        return self.task == "causal_lm"
+        return self.task.generates
+
+    @property
+    def model(self):
+        return self.run.model
+
+    @property
+    def tokenizer(self):
+        return self.run.tokenizer
 
 
 def parse_items(items: list[str]) -> list[tuple[str, str]]:
@@ -81,7 +94,7 @@ def load_all(items: list[str], log: Callable[[str], None], backend: str = "auto"
             if (run / "model" / "adapter_config.json").is_file() and backend in ("auto", "torch"):
                 cfg = runs.read_config(run)
                 labels = runs.read_labels(run)
-                key = (cfg.task, cfg.model.name, cfg.model.gguf_file, cfg.model.revision, tuple(labels or ()))
+                key = (cfg.task.name, cfg.model.name, cfg.model.gguf_file, cfg.model.revision, tuple(labels or ()))
                 groups.setdefault(key, []).append((name, run))
                 continue
             served[name] = _load_run(name, run, backend)
@@ -104,22 +117,8 @@ def load_all(items: list[str], log: Callable[[str], None], backend: str = "auto"
 
 
 def _run_served(name: str, run: Path, loaded, adapter: str | None = None) -> Served:
-    from tunelab.data import templates
-
-    cfg = loaded.cfg
-    tpl = templates.chat_template(loaded.tokenizer, cfg.lm.chat_template) if cfg.task == "causal_lm" else None
     return Served(
-        name,
-        cfg.task,
-        loaded.model,
-        loaded.tokenizer,
-        cfg.generation,
-        tpl,
-        loaded.labels,
-        cfg.model.max_length,
-        adapter,
-        int(run.stat().st_mtime),
-        engine=loaded.engine,
+        name, loaded, loaded.cfg.generation, loaded.task.prompt_template(loaded), adapter, int(run.stat().st_mtime)
     )
 
 
@@ -130,10 +129,15 @@ def _load_run(name: str, run: Path, backend: str = "auto") -> Served:
 
 
 def _load_model(name: str, target: str) -> Served:
+    from tunelab import config as config_mod
+    from tunelab import runs
     from tunelab.generation import target as target_mod
 
     tgt = target_mod.load(target)
-    return Served(name, "causal_lm", tgt.model, tgt.tokenizer, tgt.cfg, tgt.template)
+    cfg = config_mod.validate(
+        {"task": "causal_lm", "model": {"name": target}, "generation": tgt.cfg.model_dump()}, source=target
+    )
+    return Served(name, runs.LoadedRun(cfg, tgt.model, tgt.tokenizer, None, []), tgt.cfg, tgt.template)
 
 
 def _load_adapters(members: list[tuple[str, Path]]) -> list[Served]:

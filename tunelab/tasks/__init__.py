@@ -1,9 +1,10 @@
-"""Tasks: how examples are read, encoded, scored and decoded. TASKS maps config names to modules."""
+"""Tasks: what a model learns. Each implements the declared ``base.Task`` protocol in full; ``TASKS`` maps
+config names to task objects and is checked when it is built (see base.py for how to add a task).
+Importing this package does not import torch."""
 
-from tunelab.tasks import causal_lm, classification, token_classification
+from tunelab.tasks.base import Task, register
+from tunelab.tasks.causal_lm import CausalLM
+from tunelab.tasks.classification import Classification
+from tunelab.tasks.token_classification import TokenClassification
 
-TASKS = {
-    "classification": classification,
-    "token_classification": token_classification,
-    "causal_lm": causal_lm,
-}
+TASKS: dict[str, Task] = register(Classification(), TokenClassification(), CausalLM())

@@ -3,32 +3,35 @@
 Features are token ids plus labels (-100 outside the loss). Packing concatenates examples into
 rows of ``max_length`` with position ids restarting at each example and no attention mask, which
 transformers turns into a block-diagonal causal mask (no attention across examples).
+torch is imported inside functions (the chunked loss lives in lm_loss.py).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Callable, Literal
 
-import torch
-import torch.nn.functional as F
 from pydantic import Field
 
 from tunelab.data import templates
-from tunelab.data.collate import pad_batch
-from tunelab.errors import DataError
+from tunelab.errors import DataError, TunelabError
 from tunelab.schema import Strict
+from tunelab.tasks.base import Prepared, Table, Task
+from tunelab.training.evaluation import Evaluator, Metric
+from tunelab.training.evaluation import evaluate as run_evaluator
+from tunelab.training.objective import Objective
 
-AUTO_CLASS = "AutoModelForCausalLM"
-DEFAULT_METRIC = "loss"
-EVAL_BEFORE_TRAINING = True  # the report compares with the untuned model
+GENERATION_METRICS = ("rougeL", "bleu", "eos_rate")
 
 
 class Config(Strict):
-    """The ``lm:`` config section (causal_lm task only)."""
+    """The ``task:`` section of causal_lm (data options, loss tokens, packing, dev generations)."""
 
+    name: Literal["causal_lm"] = "causal_lm"
     chat_template: str = Field(
         "chatml", description="Template for tokenizers without their own chat template: chatml or alpaca."
     )
@@ -49,16 +52,143 @@ class Config(Strict):
     report_samples: int = Field(3, ge=0, description="Sample generations shown in the report, before and after tuning.")
 
 
-def read(data_cfg, path: str, with_labels: bool = True) -> templates.Examples:
-    return templates.read_examples(path, data_cfg.format, data_cfg.on_error)
+@dataclass(frozen=True)
+class PromptInput:
+    """One prediction input: the prompt (raw text to continue, or chat messages) and how to show it."""
+
+    prompt: str | list
+    text: str
+    line: int
 
 
-def label_space(rows, source: str) -> None:
-    return None
+@dataclass(frozen=True)
+class LMOptions:
+    """How examples become features: chat template, which tokens are in the loss, what to do when too long."""
+
+    template: str
+    train_on: str = "assistant"
+    overlong: str = "truncate"
 
 
-def model_kwargs(labels) -> dict:
-    return {}
+class CausalLM(Task):
+    """Next-token prediction on chats, instructions or plain text; generates."""
+
+    name = "causal_lm"
+    Config = Config
+    auto_class = "AutoModelForCausalLM"
+    metrics = (
+        Metric("loss", False, "mean next-token cross-entropy over target tokens"),
+        Metric("perplexity", False, "exp(loss)"),
+        Metric(
+            "rougeL", True, "ROUGE-L F1 of greedy dev generations against the references (needs task.eval_generations)"
+        ),
+        Metric("bleu", True, "corpus BLEU (sacrebleu, 0-100) of the dev generations (needs task.eval_generations)"),
+        Metric("eos_rate", True, "share of dev generations that ended with the end-of-sequence token"),
+    )
+    generates = True
+
+    def check(self, cfg) -> None:
+        if cfg.train.metric in GENERATION_METRICS and cfg.task.eval_generations == 0:
+            raise ValueError(
+                f"train.metric: {cfg.train.metric} is measured on dev generations; set task.eval_generations above 0"
+            )
+
+    def read(self, cfg, path: str, with_labels: bool = True) -> Table:
+        if not with_labels:  # prediction input: one prompt per line (see parse_inputs)
+            try:
+                lines = Path(path).read_text(encoding="utf-8").splitlines()
+            except OSError as exc:
+                raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+            return Table(self.parse_inputs(lines, path))
+        examples = templates.read_examples(path, cfg.data.format, cfg.data.on_error)
+        return Table(examples.rows, examples.skipped)
+
+    def label_space(self, rows, source: str) -> None:
+        return None
+
+    def stratify_key(self, row):
+        return None
+
+    def model_kwargs(self, labels) -> dict:
+        return {}
+
+    def prepare(self, cfg, tokenizer, labels, splits, log) -> Prepared:
+        from tunelab.tasks.classification import split_source
+
+        opts = options(cfg, tokenizer)
+        feats, info = {}, {}
+        for split, rows in splits.items():
+            feats[split], info[split] = encode_split(cfg, tokenizer, opts, rows, split_source(cfg, split), log)
+        train = feats["train"]
+        if cfg.task.packing:
+            feats["train"] = pack(train, cfg.model.max_length)
+        info.update(batching_info(feats["train"], cfg))
+        log(
+            f"train: {len(train)} examples in {len(feats['train'])} rows ({'packed' if cfg.task.packing else 'padded'}), "
+            f"padding {100 * info['padding_fraction']:.1f}%"
+        )
+        collate_fn = partial(collate, pad_id=tokenizer.pad_token_id)
+        final = evaluator(cfg, tokenizer, opts.template, splits["dev"], feats["dev"])
+        during = (
+            final
+            if cfg.train.metric in GENERATION_METRICS
+            else evaluator(cfg, tokenizer, opts.template, [], feats["dev"])
+        )
+        test = evaluator(cfg, tokenizer, opts.template, splits["test"], feats["test"]) if "test" in feats else None
+        objective = Objective(partial(self.forward, chunk=cfg.speed.ce_chunk), self.loss, count)
+        return Prepared(feats, collate_fn, objective, during, final, test, baseline=True, info=info)
+
+    def forward(self, model, batch: dict, chunk: int = 0) -> dict:
+        """Logits aligned with the next-token targets, or (``chunk`` > 0, plain linear LM head) the final hidden
+        states and the head's weight, so ``loss`` projects only target positions, a chunk at a time."""
+        head = lm_head(model) if chunk else None
+        if head is None:
+            return {"logits": next_token_logits(model, batch)}
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        out = model(**inputs, use_cache=False, output_hidden_states=True, logits_to_keep=1)
+        return {
+            "hidden": out.hidden_states[-1][:, :-1],
+            "weight": head.weight,
+            "chunk": chunk,
+        }  # hidden: (batch, seq-1, d)
+
+    def loss(self, outputs: dict, batch: dict):
+        import torch.nn.functional as F
+
+        from tunelab.tasks.lm_loss import linear_cross_entropy
+
+        target = batch["labels"][:, 1:]
+        mask = target != -100
+        if "logits" in outputs:
+            ce = F.cross_entropy(outputs["logits"].float().transpose(1, 2), target.clamp_min(0), reduction="none")
+            return (ce * mask).sum(), int(mask.sum())
+        return linear_cross_entropy(outputs["hidden"][mask], outputs["weight"], target[mask], outputs["chunk"]), int(
+            mask.sum()
+        )
+
+    def evaluate(self, run, rows: list, source: str, log) -> dict:
+        opts = options(run.cfg, run.tokenizer)
+        feats, _ = encode_split(run.cfg, run.tokenizer, opts, rows, source, log)
+        return run_evaluator(evaluator(run.cfg, run.tokenizer, opts.template, rows, feats), run.model)
+
+    def parse_inputs(self, lines, source: str) -> list[PromptInput]:
+        return parse_lines(lines, source)
+
+    def predict(self, run, inputs: list[PromptInput]) -> list[dict]:
+        from tunelab.generation import generate
+
+        outs = generate(
+            run.model,
+            run.tokenizer,
+            [i.prompt for i in inputs],
+            run.cfg.generation,
+            template=self.prompt_template(run),
+            log=lambda _m: None,
+        )
+        return [{"text": i.text, "output": o.text, "finish_reason": o.finish_reason} for i, o in zip(inputs, outs)]
+
+    def prompt_template(self, run) -> str:
+        return templates.chat_template(run.tokenizer, run.cfg.task.chat_template)
 
 
 # ---------------------------------------------------------------- encoding
@@ -71,25 +201,25 @@ class EncodeStats:
     dropped: int = 0
 
 
+def options(cfg, tokenizer) -> LMOptions:
+    return LMOptions(templates.chat_template(tokenizer, cfg.task.chat_template), cfg.task.train_on, cfg.task.overlong)
+
+
 def encode(
     rows: list[templates.Example],
     tokenizer,
-    labels,
     max_length: int,
     source: str,
-    *,
-    template: str,
-    train_on: str = "assistant",
-    overlong: str = "truncate",
+    opts: LMOptions,
     stats: EncodeStats | None = None,
 ) -> list[dict]:
-    """Token ids and labels per example; over-long ones are cut or dropped per ``overlong``."""
+    """Token ids and labels per example; over-long ones are cut or dropped per ``opts.overlong``."""
     stats = stats if stats is not None else EncodeStats()
     out = []
     for r in rows:
         try:
             ids, labs = (
-                templates.tokenize_conversation(tokenizer, r.messages, template, train_on)
+                templates.tokenize_conversation(tokenizer, r.messages, opts.template, opts.train_on)
                 if r.messages is not None
                 else templates.tokenize_text(tokenizer, r.text)
             )
@@ -97,7 +227,7 @@ def encode(
             raise DataError(f"{source}:{r.line}: {exc}") from None
         stats.examples += 1
         if len(ids) > max_length:
-            if overlong == "drop":
+            if opts.overlong == "drop":
                 stats.dropped += 1
                 continue
             ids, labs = ids[:max_length], labs[:max_length]
@@ -107,6 +237,42 @@ def encode(
             continue
         out.append({"input_ids": ids, "labels": labs})
     return out
+
+
+def encode_split(
+    cfg, tokenizer, opts: LMOptions, rows: list, source: str, log: Callable[[str], None]
+) -> tuple[list[dict], dict]:
+    """Features of one split per the task options, and its counts (examples, kept, truncated, dropped)."""
+    from tunelab.data import cache
+
+    def build() -> tuple[list[dict], EncodeStats]:
+        stats = EncodeStats()
+        return encode(rows, tokenizer, cfg.model.max_length, source, opts, stats), stats
+
+    key = cache.key(
+        rows,
+        tokenizer,
+        task="causal_lm",
+        max_length=cfg.model.max_length,
+        template=opts.template,
+        train_on=opts.train_on,
+        overlong=opts.overlong,
+    )
+    feats, stats = cache.cached(key, build, cfg.speed.cache, log)
+    if stats.truncated or stats.dropped:
+        log(
+            f"{source}: {stats.truncated} examples truncated, {stats.dropped} dropped (longer than {cfg.model.max_length} tokens)"
+        )
+    if not feats:
+        raise DataError(
+            f"{source}: no usable examples after encoding (all longer than model.max_length={cfg.model.max_length}?)"
+        )
+    return feats, {
+        "examples": stats.examples,
+        "kept": len(feats),
+        "truncated": stats.truncated,
+        "dropped": stats.dropped,
+    }
 
 
 def pack(features: list[dict], max_length: int) -> list[dict]:
@@ -130,8 +296,12 @@ def pack(features: list[dict], max_length: int) -> list[dict]:
     return rows
 
 
-def collate(features: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
+def collate(features: list[dict], pad_id: int) -> dict:
     """Right-pad; packed rows (with position_ids) get no attention mask, so positions define the documents."""
+    import torch
+
+    from tunelab.data.collate import pad_batch
+
     batch = pad_batch(features, pad_id)
     if "position_ids" in batch:
         return batch
@@ -148,49 +318,34 @@ def padding_fraction(batches: list[list[int]]) -> float:
     return 1 - sum(sum(b) for b in batches) / max(total, 1)
 
 
+def batching_info(train: list[dict], cfg) -> dict:
+    """Training rows and the padding fraction of the default sampler's micro-batches."""
+    from tunelab.data.collate import batch_plan
+
+    lengths = [len(f["input_ids"]) for f in train]
+    plan = batch_plan(
+        lengths,
+        cfg.train.batch_size // cfg.train.grad_accum,
+        cfg.train.seed,
+        0,
+        cfg.train.length_grouping and not cfg.task.packing,
+    )
+    return {
+        "padding_fraction": round(padding_fraction([[lengths[i] for i in b] for b in plan]), 4),
+        "train_rows": len(train),
+    }
+
+
 # ---------------------------------------------------------------- loss and evaluation
 
 
-def token_losses(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token cross-entropy (batch, seq-1) in float32 and the mask of target positions."""
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
-    # use_cache=False: with a cache, transformers ignores packed position_ids and would attend across examples
-    logits = model(**inputs, use_cache=False).logits[:, :-1].float()  # (batch, seq-1, vocab)
-    target = batch["labels"][:, 1:]
-    mask = target != -100
-    ce = F.cross_entropy(logits.transpose(1, 2), target.clamp_min(0), reduction="none")
-    return ce * mask, mask
+def lm_head(model):
+    """The LM head when the logits are exactly ``head(final hidden state)``: a plain bias-free Linear, no logit
+    scaling or capping, no prompt-learning wrapper (which changes the inputs); else None."""
+    import torch
+    from accelerate.utils import extract_model_from_parallel
 
-
-def loss(model, batch: dict, chunk: int = 0) -> tuple[torch.Tensor, int]:
-    """Sum of next-token cross-entropy over target tokens (the loop divides by the token count).
-
-    With ``chunk`` > 0 and a model whose logits are a plain linear head over the decoder's last hidden
-    state, the loss is taken by ``linear_cross_entropy`` at target positions only (see there).
-    """
-    parts = _decoder_and_head(model) if chunk else None
-    if parts is None:
-        ce, mask = token_losses(model, batch)
-        return ce.sum(), int(mask.sum())
-    decoder, head = parts
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
-    hidden = decoder(**inputs, use_cache=False).last_hidden_state[:, :-1]  # (batch, seq-1, hidden)
-    target = batch["labels"][:, 1:]
-    mask = target != -100
-    return linear_cross_entropy(hidden[mask], head.weight, target[mask], chunk), int(mask.sum())
-
-
-def loss_for(cfg) -> Callable:
-    """The training loss per the config (``speed.ce_chunk``)."""
-    return partial(loss, chunk=cfg.speed.ce_chunk)
-
-
-def _decoder_and_head(model):
-    """(decoder, lm_head) when the model's logits are exactly ``lm_head(decoder(...).last_hidden_state)``; else None.
-
-    Prompt-learning PEFT methods change the inputs in the wrapper's forward, and some models scale or cap
-    their logits: those keep the plain loss.
-    """
+    model = extract_model_from_parallel(model)
     peft_cfg = getattr(model, "active_peft_config", None)
     if peft_cfg is not None and getattr(peft_cfg, "is_prompt_learning", False):
         return None
@@ -208,75 +363,30 @@ def _decoder_and_head(model):
         decoder = inner.get_decoder()
     except (AttributeError, ValueError):
         return None
-    return (decoder, head) if decoder is not inner else None
+    return head if decoder is not inner else None
 
 
-class _LinearCrossEntropy(torch.autograd.Function):
-    """Sum of cross-entropy of ``hidden @ weight.T`` against ``target``, chunk by chunk, with gradients made in the forward.
-
-    The backward only scales the stored gradients, so no chunk's logits outlive its loop iteration.
-    """
-
-    @staticmethod
-    def forward(ctx, hidden, weight, target, chunk: int, dtype: torch.dtype):
-        grad_w = torch.zeros_like(weight, dtype=torch.float32) if ctx.needs_input_grad[1] else None
-        grad_h = torch.empty_like(hidden)
-        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
-        w = weight.to(dtype)  # (vocab, hidden)
-        with torch.autocast(hidden.device.type, enabled=False):
-            for s in range(0, hidden.shape[0], chunk):
-                h, t = hidden[s : s + chunk].to(dtype), target[s : s + chunk]
-                logits = (h @ w.T).float()  # (chunk, vocab)
-                lse = torch.logsumexp(logits, dim=-1)
-                total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
-                probs = logits.sub_(lse[:, None]).exp_()  # softmax, in place: d loss / d logits = probs - onehot
-                probs[torch.arange(t.shape[0], device=t.device), t] -= 1
-                g = probs.to(dtype)
-                grad_h[s : s + chunk] = (g @ w).to(hidden.dtype)
-                if grad_w is not None:
-                    grad_w += (g.T @ h).float()
-        ctx.weight_dtype = weight.dtype
-        ctx.save_for_backward(grad_h, grad_w)
-        return total
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        grad_h, grad_w = ctx.saved_tensors
-        grad_weight = (grad_w * grad_out).to(ctx.weight_dtype) if grad_w is not None else None
-        return grad_h * grad_out.to(grad_h.dtype), grad_weight, None, None, None
+def next_token_logits(model, batch: dict):
+    """(batch, seq-1, vocab) logits predicting tokens 2..seq; prompt methods' virtual positions are dropped."""
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    seq = inputs["input_ids"].shape[1]
+    # use_cache=False: with a cache, transformers ignores packed position_ids and would attend across examples
+    logits = model(**inputs, use_cache=False).logits
+    return logits[:, logits.shape[1] - seq : -1]
 
 
-def linear_cross_entropy(
-    hidden: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, chunk: int = 1024
-) -> torch.Tensor:
-    """Sum over rows of cross_entropy(hidden @ weight.T, target) without materialising all logits.
+def token_losses(model, batch: dict):
+    """Per-token cross-entropy (batch, seq-1) in float32 and the mask of target positions."""
+    import torch.nn.functional as F
 
-    hidden (n, d), weight (vocab, d), target (n,). Matmuls run in bf16 under bf16 autocast (like the
-    plain head would), softmax and the loss in float32. Peak extra memory is one (chunk, vocab) block.
-    """
-    if hidden.shape[0] == 0:
-        return (hidden.sum() + weight.sum()) * 0.0
-    dtype = (
-        torch.get_autocast_dtype(hidden.device.type) if torch.is_autocast_enabled(hidden.device.type) else weight.dtype
-    )
-    return _LinearCrossEntropy.apply(hidden, weight, target, max(1, chunk), dtype)
+    logits = next_token_logits(model, batch).float()  # (batch, seq-1, vocab)
+    target = batch["labels"][:, 1:]
+    mask = target != -100
+    return F.cross_entropy(logits.transpose(1, 2), target.clamp_min(0), reduction="none") * mask, mask
 
 
 def count(batch: dict) -> int:
     return int((batch["labels"][:, 1:] != -100).sum())
-
-
-@torch.no_grad()
-def dev_loss(model, features: list[dict], collate_fn: Callable, batch_size: int = 16) -> float:
-    """Mean next-token loss over all dev target tokens (unpacked, length-sorted batches)."""
-    order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
-    total, n = 0.0, 0
-    for s in range(0, len(order), batch_size):
-        batch = collate_fn([features[i] for i in order[s : s + batch_size]])
-        batch = {k: v.to(next(model.parameters()).device) for k, v in batch.items()}
-        ce, mask = token_losses(model, batch)
-        total, n = total + float(ce.sum()), n + int(mask.sum())
-    return total / max(n, 1)
 
 
 def generation_metrics(predictions: list[str], references: list[str], finish_reasons: list[str]) -> dict:
@@ -301,156 +411,104 @@ def prompt_and_reference(example: templates.Example) -> tuple[list[dict], str] |
     return example.messages[:last], example.messages[last]["content"]
 
 
-def evaluate(
-    model,
-    features: list[dict],
-    collate_fn: Callable,
-    *,
-    tokenizer=None,
-    rows=None,
-    gen_cfg=None,
-    template: str | None = None,
-    n_samples: int = 3,
-) -> dict:
-    """Dev loss and perplexity; with ``rows`` and ``gen_cfg``, also generation metrics and a few samples."""
+def evaluator(cfg, tokenizer, template: str, rows: list, features: list[dict]) -> Evaluator:
+    """Items: every dev feature (loss), then the first ``task.eval_generations`` prompts of ``rows`` (greedy
+    generations). Summary: loss, perplexity and, with generations, ROUGE-L, BLEU, EOS rate and samples."""
+    t = cfg.task
+    gen_cfg = cfg.generation.model_copy(
+        update={"max_new_tokens": t.eval_max_new_tokens, "do_sample": False, "num_beams": 1}
+    )
+    pairs = [p for p in (prompt_and_reference(r) for r in rows[: t.eval_generations]) if p is not None]
+    collate_fn = partial(collate, pad_id=tokenizer.pad_token_id)
+    n = len(features)
+
+    def score(model, indices: list[int]) -> list:
+        out = dict(
+            zip([i for i in indices if i < n], _losses(model, features, [i for i in indices if i < n], collate_fn))
+        )
+        gen = [i for i in indices if i >= n]
+        out.update(zip(gen, _generate(model, tokenizer, [pairs[i - n][0] for i in gen], gen_cfg, template)))
+        return [out[i] for i in indices]
+
+    def summarize(results: list) -> dict:
+        loss_value = sum(r[0] for r in results[:n]) / max(sum(r[1] for r in results[:n]), 1)
+        metrics: dict = {"loss": loss_value, "perplexity": math.exp(min(loss_value, 50))}
+        gens = results[n:]
+        if not gens:
+            return metrics
+        refs = [r for _, r in pairs]
+        metrics.update(generation_metrics([g[0] for g in gens], refs, [g[1] for g in gens]))
+        metrics["samples"] = [
+            {"prompt": p[-1]["content"], "reference": r, "output": g[0], "finish_reason": g[1]}
+            for (p, r), g in list(zip(pairs, gens))[: t.report_samples]
+        ]
+        return metrics
+
+    return Evaluator(n + len(pairs), score, summarize)
+
+
+def _losses(
+    model, features: list[dict], indices: list[int], collate_fn, batch_size: int = 16
+) -> list[tuple[float, int]]:
+    """(summed next-token loss, target tokens) per feature in ``indices`` (length-sorted batches, model's device)."""
+    device = next(model.parameters()).device
+    order = sorted(indices, key=lambda i: len(features[i]["input_ids"]))
+    out = {}
+    for s in range(0, len(order), batch_size):
+        idx = order[s : s + batch_size]
+        batch = {k: v.to(device) for k, v in collate_fn([features[i] for i in idx]).items()}
+        ce, mask = token_losses(model, batch)
+        for j, i in enumerate(idx):
+            out[i] = (float(ce[j].sum()), int(mask[j].sum()))
+    return [out[i] for i in indices]
+
+
+def _generate(model, tokenizer, prompts: list, gen_cfg, template: str) -> list[tuple[str, str]]:
+    """(text, finish reason) of a greedy generation per prompt, in the model's own dtype."""
+    import torch
+
     from tunelab.generation import generate
 
-    loss_value = dev_loss(model, features, collate_fn)
-    out: dict = {"loss": loss_value, "perplexity": math.exp(min(loss_value, 50))}
-    pairs = [p for p in (prompt_and_reference(r) for r in rows or []) if p is not None]
-    if not pairs or gen_cfg is None:
-        return out
-    with torch.autocast(next(model.parameters()).device.type, enabled=False):  # generate in the model's own dtype
-        gens = generate(model, tokenizer, [p for p, _ in pairs], gen_cfg, template=template, log=lambda _m: None)
-    refs = [r for _, r in pairs]
-    out.update(generation_metrics([g.text for g in gens], refs, [g.finish_reason for g in gens]))
-    out["samples"] = [
-        {"prompt": p[-1]["content"], "reference": r, "output": g.text, "finish_reason": g.finish_reason}
-        for (p, r), g in list(zip(pairs, gens))[:n_samples]
-    ]
+    if not prompts:
+        return []
+    with torch.autocast(next(model.parameters()).device.type, enabled=False):
+        gens = generate(model, tokenizer, prompts, gen_cfg, template=template, log=lambda _m: None)
+    return [(g.text, g.finish_reason) for g in gens]
+
+
+def parse_lines(lines, source: str) -> list[PromptInput]:
+    """Each non-blank line is a user message, or JSON: {"prompt": TEXT} (raw continuation), {"text": TEXT}
+    (a user message) or {"messages": [{"role", "content"}, ...]} (a chat to continue)."""
+    out = []
+    for n, line in enumerate(lines, start=1):
+        line = line.rstrip("\n")
+        if not line.strip():
+            continue
+        if not line.lstrip().startswith("{"):
+            out.append(PromptInput([{"role": "user", "content": line}], line, n))
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise TunelabError(f"{source}:{n}: not valid JSON ({exc.msg})") from None
+        out.append(_prompt_object(obj, source, n))
     return out
 
 
-# ---------------------------------------------------------------- the recipe's hook
-
-
-@dataclass
-class Prepared:
-    features: dict[str, list[dict]]
-    collate: Callable
-    evaluate: Callable  # during training: dev loss and perplexity (cheap)
-    evaluate_final: Callable  # before and after training: also generations and their metrics
-    evaluate_test: Callable
-    info: dict
-
-
-def prepare(cfg, tokenizer, splits: dict[str, list], log: Callable[[str], None]) -> Prepared:
-    """Encode (and pack) the splits, and build the collate and dev-evaluation functions for the recipe."""
-    from tunelab.data.collate import batch_plan
-
-    lm, template = cfg.lm, templates.chat_template(tokenizer, cfg.lm.chat_template)
-    sources = {"train": cfg.data.train, "dev": cfg.data.dev or f"{cfg.data.train} (dev split)", "test": cfg.data.test}
-    feats, info = {}, {}
-    for name, rows in splits.items():
-        feats[name], info[name] = encode_split(cfg, tokenizer, template, rows, sources[name], log)
-    collate_fn = partial(collate, pad_id=tokenizer.pad_token_id)
-    train = feats["train"]
-    if lm.packing:
-        feats["train"] = pack(train, cfg.model.max_length)
-    lengths = [len(f["input_ids"]) for f in feats["train"]]
-    plan = batch_plan(
-        lengths,
-        cfg.train.batch_size // cfg.train.grad_accum,
-        cfg.train.seed,
-        0,
-        cfg.train.length_grouping and not lm.packing,
-    )
-    info["padding_fraction"] = round(padding_fraction([[lengths[i] for i in b] for b in plan]), 4)
-    info["train_rows"] = len(feats["train"])
-    log(
-        f"train: {len(train)} examples in {len(feats['train'])} rows ({'packed' if lm.packing else 'padded'}), "
-        f"padding {100 * info['padding_fraction']:.1f}%"
-    )
-    evaluate_loss = partial(evaluate, features=feats["dev"], collate_fn=collate_fn)
-    evaluate_test = evaluator(cfg, tokenizer, template, splits["test"], feats["test"]) if "test" in feats else None
-    return Prepared(
-        feats,
-        collate_fn,
-        evaluate_loss,
-        evaluator(cfg, tokenizer, template, splits["dev"], feats["dev"]),
-        evaluate_test,
-        info,
-    )
-
-
-def encode_split(
-    cfg, tokenizer, template: str, rows: list, source: str, log: Callable[[str], None]
-) -> tuple[list[dict], dict]:
-    """Features of one split per the ``lm`` options, and its counts (examples, kept, truncated, dropped)."""
-    from tunelab.data import cache
-
-    def build() -> tuple[list[dict], EncodeStats]:
-        stats = EncodeStats()
-        return encode(
-            rows,
-            tokenizer,
-            None,
-            cfg.model.max_length,
-            source,
-            template=template,
-            train_on=cfg.lm.train_on,
-            overlong=cfg.lm.overlong,
-            stats=stats,
-        ), stats
-
-    key = cache.key(
-        rows,
-        tokenizer,
-        task="causal_lm",
-        max_length=cfg.model.max_length,
-        template=template,
-        train_on=cfg.lm.train_on,
-        overlong=cfg.lm.overlong,
-    )
-    feats, stats = cache.cached(key, build, getattr(getattr(cfg, "speed", None), "cache", False), log)
-    if stats.truncated or stats.dropped:
-        log(
-            f"{source}: {stats.truncated} examples truncated, {stats.dropped} dropped (longer than {cfg.model.max_length} tokens)"
+def _prompt_object(obj, source: str, n: int) -> PromptInput:
+    if isinstance(obj, dict) and isinstance(obj.get("prompt"), str) and obj["prompt"].strip():
+        return PromptInput(obj["prompt"], obj["prompt"], n)
+    if isinstance(obj, dict) and isinstance(obj.get("text"), str) and obj["text"].strip():
+        return PromptInput([{"role": "user", "content": obj["text"]}], obj["text"], n)
+    if isinstance(obj, dict) and isinstance(obj.get("messages"), list) and obj["messages"]:
+        msgs = obj["messages"] + (
+            [{"role": "assistant", "content": ""}] if obj["messages"][-1].get("role") != "assistant" else []
         )
-    if not feats:
-        raise DataError(
-            f"{source}: no usable examples after encoding (all longer than model.max_length={cfg.model.max_length}?)"
-        )
-    return feats, {
-        "examples": stats.examples,
-        "kept": len(feats),
-        "truncated": stats.truncated,
-        "dropped": stats.dropped,
-    }
-
-
-def evaluator(cfg, tokenizer, template: str, rows: list, features: list[dict]) -> Callable:
-    """model -> loss, perplexity and (for the first ``lm.eval_generations`` rows) generation metrics and samples."""
-    lm = cfg.lm
-    gen_cfg = cfg.generation.model_copy(
-        update={"max_new_tokens": lm.eval_max_new_tokens, "do_sample": False, "num_beams": 1}
+        try:
+            chat = templates.to_messages({"messages": msgs})[:-1]
+        except DataError as exc:
+            raise TunelabError(f"{source}:{n}: {exc}") from None
+        return PromptInput(chat, chat[-1]["content"], n)
+    raise TunelabError(
+        f'{source}:{n}: expected text, or JSON {{"prompt": TEXT}}, {{"text": TEXT}} or {{"messages": [...]}}'
     )
-    return partial(
-        evaluate,
-        features=features,
-        collate_fn=partial(collate, pad_id=tokenizer.pad_token_id),
-        tokenizer=tokenizer,
-        rows=rows[: lm.eval_generations],
-        gen_cfg=gen_cfg if lm.eval_generations else None,
-        template=template,
-        n_samples=lm.report_samples,
-    )
-
-
-def evaluate_file(loaded, path: str, log: Callable[[str], None]) -> dict:
-    """`tunelab eval` for a causal-LM run: the run's dev metrics on another file."""
-    cfg, tok = loaded.cfg, loaded.tokenizer
-    template = templates.chat_template(tok, cfg.lm.chat_template)
-    rows = read(cfg.data, path).rows
-    feats, _ = encode_split(cfg, tok, template, rows, path, log)
-    return evaluator(cfg, tok, template, rows, feats)(loaded.model)

@@ -1,19 +1,124 @@
 """Single-label sequence classification (single texts or text pairs).
 
-Functions here are pure where they can be: encode rows to features, sum the loss,
-compute metrics from label lists, turn logits into probabilities.
+Functions here are pure where they can be: encode rows to features, sum the loss, compute metrics
+from label lists, turn logits into probabilities. torch is imported inside functions.
 """
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+import json
+from functools import partial
+from typing import TYPE_CHECKING, Literal
 
 from tunelab.data.sources import Row
 from tunelab.errors import DataError
+from tunelab.schema import Strict
+from tunelab.tasks.base import Prepared, Table, Task
+from tunelab.training.evaluation import Evaluator, Metric
+from tunelab.training.evaluation import evaluate as run_evaluator
+from tunelab.training.objective import Objective
 
-AUTO_CLASS = "AutoModelForSequenceClassification"
-DEFAULT_METRIC = "accuracy"
+if TYPE_CHECKING:
+    import torch
+
+
+class Config(Strict):
+    """The ``task:`` section of classification (no options of its own; columns are in ``data:``)."""
+
+    name: Literal["classification"] = "classification"
+
+
+class Classification(Task):
+    """One label per text (or text pair): a sequence-classification head on the encoder."""
+
+    name = "classification"
+    Config = Config
+    auto_class = "AutoModelForSequenceClassification"
+    metrics = (
+        Metric("accuracy", True, "share of rows whose predicted label is the gold label"),
+        Metric("macro_f1", True, "F1 averaged over classes (each class counts the same)"),
+        Metric("loss", False, "mean cross-entropy of the gold label"),
+    )
+
+    def check(self, cfg) -> None:
+        return None
+
+    def read(self, cfg, path: str, with_labels: bool = True) -> Table:
+        from tunelab.data.sources import read_table
+
+        data = cfg.data
+        table = read_table(
+            path,
+            text_column=data.text_column,
+            text_pair_column=data.text_pair_column,
+            label_column=data.label_column if with_labels else None,
+            format=data.format,
+            has_header=data.has_header,
+            on_error=data.on_error,
+        )
+        return Table(table.rows, table.skipped)
+
+    def label_space(self, rows: list[Row], source: str) -> list[str]:
+        return label_space(rows, source)
+
+    def stratify_key(self, row: Row):
+        return row.label
+
+    def model_kwargs(self, labels: list[str] | None) -> dict:
+        return model_kwargs(labels) if labels is not None else {}
+
+    def prepare(self, cfg, tokenizer, labels, splits, log) -> Prepared:
+        from tunelab.data import cache
+        from tunelab.data.collate import pad_batch
+
+        feats = {}
+        for split, rows in splits.items():
+            key = cache.key(rows, tokenizer, task=self.name, labels=labels, max_length=cfg.model.max_length)
+            build = partial(encode, rows, tokenizer, labels, cfg.model.max_length, split_source(cfg, split))
+            feats[split] = cache.cached(key, build, cfg.speed.cache, log)
+        collate = partial(pad_batch, pad_id=tokenizer.pad_token_id)
+        dev = evaluator(feats["dev"], labels, collate)
+        test = evaluator(feats["test"], labels, collate) if "test" in feats else None
+        return Prepared(feats, collate, Objective(self.forward, self.loss, count), dev, dev, test)
+
+    def forward(self, model, batch: dict) -> dict:
+        return {"logits": model(**model_inputs(batch)).logits}  # (batch, classes)
+
+    def loss(self, outputs: dict, batch: dict):
+        import torch.nn.functional as F
+
+        labels = batch["labels"]
+        return F.cross_entropy(outputs["logits"].float(), labels, reduction="sum"), int(labels.numel())
+
+    def evaluate(self, run, rows: list[Row], source: str, log) -> dict:
+        from tunelab.data.collate import pad_batch
+
+        feats = encode(rows, run.tokenizer, run.labels, run.cfg.model.max_length, source)
+        return run_evaluator(
+            evaluator(feats, run.labels, partial(pad_batch, pad_id=run.tokenizer.pad_token_id)), run.model
+        )
+
+    def parse_inputs(self, lines, source: str) -> list[Row]:
+        return parse_lines(lines, source)
+
+    def predict(self, run, inputs: list[Row]) -> list[dict]:
+        out = predict(run.model, run.tokenizer, run.labels, inputs, run.cfg.model.max_length)
+        return [
+            {"text": r.text, **({"text_pair": r.text_pair} if r.text_pair is not None else {}), **o}
+            for r, o in zip(inputs, out)
+        ]
+
+    def prompt_template(self, run) -> None:
+        return None
+
+
+# ---------------------------------------------------------------- pure parts
+
+
+def split_source(cfg, split: str) -> str:
+    """How messages name a split's file."""
+    names = {"train": cfg.data.train, "dev": cfg.data.dev or f"{cfg.data.train} (dev split)", "test": cfg.data.test}
+    return names.get(split) or split
 
 
 def label_space(rows: list[Row], source: str) -> list[str]:
@@ -36,11 +141,6 @@ def model_kwargs(labels: list[str]) -> dict:
     }
 
 
-def encode_options(data_cfg) -> dict:
-    """Extra data-config options ``encode``/``predict`` take (none for classification)."""
-    return {}
-
-
 def encode(rows: list[Row], tokenizer, labels: list[str], max_length: int, source: str) -> list[dict]:
     """Tokenize rows (no padding; batches are padded later) and map labels to ids.
 
@@ -52,7 +152,9 @@ def encode(rows: list[Row], tokenizer, labels: list[str], max_length: int, sourc
             raise DataError(
                 f"{source}:{r.line}: label '{r.label}' was not seen in training; known labels: {', '.join(labels)}"
             )
-    pairs = [r.text_pair for r in rows] if rows and rows[0].text_pair is not None else None
+    if not rows:
+        return []
+    pairs = [r.text_pair for r in rows] if rows[0].text_pair is not None else None
     enc = tokenizer([r.text for r in rows], pairs, truncation=True, max_length=max_length)
     keep = [k for k in ("input_ids", "token_type_ids", "attention_mask") if k in enc]
     features = []
@@ -64,24 +166,24 @@ def encode(rows: list[Row], tokenizer, labels: list[str], max_length: int, sourc
     return features
 
 
-def loss(model, batch: dict) -> tuple[torch.Tensor, int]:
-    """Sum of cross-entropy over the batch (the loop normalises), computed in float32."""
-    labels = batch["labels"]
-    logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits  # (batch, classes)
-    return F.cross_entropy(logits.float(), labels, reduction="sum"), labels.numel()
+def model_inputs(batch: dict) -> dict:
+    return {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
 
 
 def count(batch: dict) -> int:
     return int(batch["labels"].numel())
 
 
-@torch.no_grad()
 def predict_proba(model, batches) -> torch.Tensor:
-    """Class probabilities (examples, classes) for an iterable of collated batches, in order."""
+    """Class probabilities (examples, classes) for an iterable of collated batches, in order (no grad, model's device)."""
+    import torch
+
+    device = next(model.parameters()).device
     out = []
-    for batch in batches:
-        inputs = {k: v for k, v in batch.items() if k != "labels"}
-        out.append(torch.softmax(model(**inputs).logits.float(), dim=-1).cpu())
+    with torch.no_grad():
+        for batch in batches:
+            inputs = {k: v.to(device) for k, v in model_inputs(batch).items()}
+            out.append(torch.softmax(model(**inputs).logits.float(), dim=-1).cpu())
     return torch.cat(out)
 
 
@@ -103,46 +205,78 @@ def metrics(y_true: list[int], y_pred: list[int], labels: list[str]) -> dict:
     }
 
 
-def read(data_cfg, path: str, with_labels: bool = True):
-    """Read a labelled (or, for prediction, unlabelled) file per the data config; returns a sources.Table."""
-    from tunelab.data.sources import read_table
-
-    return read_table(
-        path,
-        text_column=data_cfg.text_column,
-        text_pair_column=data_cfg.text_pair_column,
-        label_column=data_cfg.label_column if with_labels else None,
-        format=data_cfg.format,
-        has_header=data_cfg.has_header,
-        on_error=data_cfg.on_error,
-    )
+def _length_batches(features: list[dict], indices: list[int], batch_size: int) -> list[list[int]]:
+    """``indices`` sorted by length and cut into batches (little padding)."""
+    order = sorted(indices, key=lambda i: len(features[i]["input_ids"]))
+    return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
 
 
-def evaluate(model, features: list[dict], labels: list[str], collate, batch_size: int = 64) -> dict:
-    """Dev loss and metrics; batches are sorted by length so padding stays small."""
-    order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
-    batches = (collate([features[i] for i in order[s : s + batch_size]]) for s in range(0, len(order), batch_size))
-    probs = torch.empty(len(features), len(labels))
-    probs[order] = predict_proba(model, batches)
-    y_true = [f["labels"] for f in features]
-    nll = -torch.log(probs[torch.arange(len(y_true)), torch.tensor(y_true)].clamp_min(1e-12)).mean().item()
-    return {**metrics(y_true, probs.argmax(-1).tolist(), labels), "loss": nll}
+def evaluator(features: list[dict], labels: list[str], collate, batch_size: int = 64) -> Evaluator:
+    """Dev loss and metrics: score = class probabilities per example, summarize = metrics + mean NLL."""
+
+    def score(model, indices: list[int]) -> list:
+        probs = {}
+        for idx in _length_batches(features, indices, batch_size):
+            for i, p in zip(idx, predict_proba(model, [collate([features[i] for i in idx])])):
+                probs[i] = p
+        return [probs[i] for i in indices]
+
+    def summarize(results: list) -> dict:
+        import torch
+
+        y_true = [f["labels"] for f in features]
+        probs = torch.stack(results) if results else torch.empty(0, len(labels))
+        nll = (
+            -torch.log(probs[torch.arange(len(y_true)), torch.tensor(y_true, dtype=torch.long)].clamp_min(1e-12))
+            .mean()
+            .item()
+            if y_true
+            else 0.0
+        )
+        return {**metrics(y_true, probs.argmax(-1).tolist(), labels), "loss": nll}
+
+    return Evaluator(len(features), score, summarize)
 
 
 def predict(model, tokenizer, labels: list[str], rows: list[Row], max_length: int, batch_size: int = 64) -> list[dict]:
     """Label and class probabilities for each row, in input order."""
+    import torch
+
     from tunelab.data.collate import pad_batch
 
     unlabelled = [Row(r.text, r.text_pair, None, r.line) for r in rows]
     feats = encode(unlabelled, tokenizer, labels, max_length, source="input")
-    order = sorted(range(len(feats)), key=lambda i: len(feats[i]["input_ids"]))
-    batches = (
-        pad_batch([feats[i] for i in order[s : s + batch_size]], tokenizer.pad_token_id)
-        for s in range(0, len(order), batch_size)
-    )
     probs = torch.empty(len(feats), len(labels))
-    if feats:
-        probs[order] = predict_proba(model, batches)
+    for idx in _length_batches(feats, list(range(len(feats))), batch_size):
+        probs[idx] = predict_proba(model, [pad_batch([feats[i] for i in idx], tokenizer.pad_token_id)])
     return [
         {"label": labels[int(p.argmax())], "probs": {n: round(float(x), 6) for n, x in zip(labels, p)}} for p in probs
     ]
+
+
+def parse_lines(lines, source: str) -> list[Row]:
+    """Each non-blank line is a text, or a JSON object with "text" (and optional "text_pair")."""
+    from tunelab.errors import TunelabError
+
+    rows = []
+    for n, line in enumerate(lines, start=1):
+        line = line.rstrip("\n")
+        if not line.strip():
+            continue
+        if not line.lstrip().startswith("{"):
+            rows.append(Row(line, None, None, n))
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise TunelabError(f"{source}:{n}: not valid JSON ({exc.msg})") from None
+        if not isinstance(obj.get("text"), str) or not obj["text"].strip():
+            raise TunelabError(f'{source}:{n}: JSON input needs a non-empty "text" string')
+        pair = obj.get("text_pair")
+        if pair is not None and not isinstance(pair, str):
+            raise TunelabError(f'{source}:{n}: "text_pair" must be a string')
+        rows.append(Row(obj["text"], pair, None, n))
+    pairs = {r.text_pair is None for r in rows}
+    if len(pairs) > 1:
+        raise TunelabError(f'{source}: give a "text_pair" for every input or for none')
+    return rows

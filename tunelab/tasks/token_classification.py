@@ -9,40 +9,163 @@ most context on both sides. Nothing is truncated.
 
 Features carry bookkeeping keys starting with "_" (sentence index, word index of
 each position, gold word tags) that collation leaves out of the tensors.
+torch is imported inside functions.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Literal
 
-import torch
-import torch.nn.functional as F
+from pydantic import Field
 
 from tunelab.data import conll, tagging
 from tunelab.data.conll import Sentence
 from tunelab.errors import ConfigError, DataError
+from tunelab.schema import Strict
+from tunelab.tasks.base import Prepared, Table, Task
+from tunelab.training.evaluation import Evaluator, Metric
+from tunelab.training.evaluation import evaluate as run_evaluator
+from tunelab.training.objective import Objective
 
-AUTO_CLASS = "AutoModelForTokenClassification"
-DEFAULT_METRIC = "f1"
+if TYPE_CHECKING:
+    import torch
+
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+BATCH = 64  # windows per evaluation/prediction batch
 
 
-def read(data_cfg, path: str, with_labels: bool = True) -> conll.Table:
-    """Read a CoNLL/JSONL file (or, for prediction, also .txt raw text) per the data config."""
-    opts = conll.Options(
-        tag_column=data_cfg.tag_column,
-        token_prefix=data_cfg.token_prefix,
-        tag_scheme=data_cfg.tag_scheme,
-        repair_tags=data_cfg.repair_tags,
-        with_labels=with_labels,
-        on_error=data_cfg.on_error,
+@dataclass(frozen=True)
+class Windowing:
+    """How sentences become training windows (the task section's ``stride`` and ``label_all_subwords``)."""
+
+    stride: int = 32
+    label_all_subwords: bool = False
+
+    @classmethod
+    def of(cls, task_cfg) -> "Windowing":
+        return cls(task_cfg.stride, task_cfg.label_all_subwords)
+
+
+class Config(Strict):
+    """The ``task:`` section of token classification (NER)."""
+
+    name: Literal["token_classification"] = "token_classification"
+    tag_column: int = Field(
+        -1, description="CoNLL files: 0-based column holding the tag (-1 = last); the token is column 0."
     )
-    return conll.read(path, data_cfg.format, opts)
+    token_prefix: str | None = Field(
+        None, description="Prefix stripped from every token (e.g. 'en:' in WikiANN files)."
+    )
+    tag_scheme: Literal["iob2", "bio", "iob1", "bioes", "iobes"] = Field(
+        "iob2", description="Tagging scheme of the files; converted to IOB2 on reading."
+    )
+    repair_tags: bool = Field(
+        False, description="Turn an I-X that opens an entity into B-X instead of reporting it as an error."
+    )
+    label_all_subwords: bool = Field(False, description="Train on every sub-word of a word (not only the first).")
+    stride: int = Field(
+        32, ge=0, description="Sub-words of overlap between windows of a sentence longer than model.max_length."
+    )
 
 
-def read_input(lines, source: str = "<stdin>") -> list[Sentence]:
-    """Prediction input from stdin: raw text lines, or JSON lines with "text" or "tokens"."""
-    return conll.read_lines(lines, source)
+class TokenClassification(Task):
+    """IOB2 tags per word; entities as character spans of the input text."""
+
+    name = "token_classification"
+    Config = Config
+    auto_class = "AutoModelForTokenClassification"
+    metrics = (
+        Metric("f1", True, "entity-level micro F1 (seqeval, strict IOB2)"),
+        Metric("precision", True, "entity-level micro precision"),
+        Metric("recall", True, "entity-level micro recall"),
+        Metric("macro_f1", True, "entity-level F1 averaged over entity types"),
+        Metric("token_accuracy", True, "share of words with the gold tag"),
+        Metric("loss", False, "mean cross-entropy per labelled sub-word"),
+    )
+
+    def check(self, cfg) -> None:
+        return None
+
+    def read(self, cfg, path: str, with_labels: bool = True) -> Table:
+        """A CoNLL/JSONL file (or, for prediction, also .txt raw text) per ``data:`` and the task section."""
+        t = cfg.task
+        opts = conll.Options(
+            tag_column=t.tag_column,
+            token_prefix=t.token_prefix,
+            tag_scheme=t.tag_scheme,
+            repair_tags=t.repair_tags,
+            with_labels=with_labels,
+            on_error=cfg.data.on_error,
+        )
+        table = conll.read(path, cfg.data.format, opts)
+        return Table(table.rows, table.skipped)
+
+    def label_space(self, rows: list[Sentence], source: str) -> list[str]:
+        return label_space(rows, source)
+
+    def stratify_key(self, row: Sentence):
+        return None
+
+    def model_kwargs(self, labels: list[str] | None) -> dict:
+        return model_kwargs(labels) if labels is not None else {}
+
+    def prepare(self, cfg, tokenizer, labels, splits, log) -> Prepared:
+        from tunelab.data import cache
+        from tunelab.data.collate import pad_batch
+        from tunelab.tasks.classification import split_source
+
+        opts = Windowing.of(cfg.task)
+        feats = {}
+        for split, rows in splits.items():
+            key = cache.key(
+                rows,
+                tokenizer,
+                task=self.name,
+                labels=labels,
+                max_length=cfg.model.max_length,
+                label_all_subwords=opts.label_all_subwords,
+                stride=opts.stride,
+            )
+            build = partial(encode, rows, tokenizer, labels, cfg.model.max_length, split_source(cfg, split), opts)
+            feats[split] = cache.cached(key, build, cfg.speed.cache, log)
+        collate = partial(pad_batch, pad_id=tokenizer.pad_token_id)
+        dev = evaluator(feats["dev"], labels, collate)
+        test = evaluator(feats["test"], labels, collate) if "test" in feats else None
+        return Prepared(feats, collate, Objective(self.forward, self.loss, count), dev, dev, test)
+
+    def forward(self, model, batch: dict) -> dict:
+        return {"logits": token_logits(model, _inputs(batch))}  # (batch, seq, num_labels)
+
+    def loss(self, outputs: dict, batch: dict):
+        import torch.nn.functional as F
+
+        labels = batch["labels"]
+        logits = outputs["logits"].float().flatten(0, 1)  # (batch * seq, num_labels)
+        return F.cross_entropy(logits, labels.flatten(), ignore_index=-100, reduction="sum"), count(batch)
+
+    def evaluate(self, run, rows: list[Sentence], source: str, log) -> dict:
+        from tunelab.data.collate import pad_batch
+
+        feats = encode(rows, run.tokenizer, run.labels, run.cfg.model.max_length, source, Windowing.of(run.cfg.task))
+        return run_evaluator(
+            evaluator(feats, run.labels, partial(pad_batch, pad_id=run.tokenizer.pad_token_id)), run.model
+        )
+
+    def parse_inputs(self, lines, source: str) -> list[Sentence]:
+        """Raw text lines, or JSON lines with "text" (raw) or "tokens" (pre-tokenised)."""
+        return conll.read_lines(lines, source)
+
+    def predict(self, run, inputs: list[Sentence]) -> list[dict]:
+        out = predict(
+            run.model, run.tokenizer, run.labels, inputs, run.cfg.model.max_length, Windowing.of(run.cfg.task)
+        )
+        return [{"text": r.text, **o} for r, o in zip(inputs, out)]
+
+    def prompt_template(self, run) -> None:
+        return None
 
 
 def label_space(rows: list[Sentence], source: str) -> list[str]:
@@ -61,11 +184,6 @@ def model_kwargs(labels: list[str]) -> dict:
         "id2label": dict(enumerate(labels)),
         "label2id": {n: i for i, n in enumerate(labels)},
     }
-
-
-def encode_options(data_cfg) -> dict:
-    """The data-config keys that ``encode`` and ``predict`` take."""
-    return {"label_all_subwords": data_cfg.label_all_subwords, "stride": data_cfg.stride}
 
 
 # ---------------------------------------------------------------- alignment
@@ -124,15 +242,10 @@ def window_labels(
 
 
 def encode(
-    rows: list[Sentence],
-    tokenizer,
-    labels: list[str],
-    max_length: int,
-    source: str,
-    label_all_subwords: bool = False,
-    stride: int = 32,
+    rows: list[Sentence], tokenizer, labels: list[str], max_length: int, source: str, opts: Windowing = Windowing()
 ) -> list[dict]:
     """Sub-word features, one per window; a tag never seen in training is an error naming the file and line."""
+    stride, label_all_subwords = opts.stride, opts.label_all_subwords
     index = {n: i for i, n in enumerate(labels)}
     inside = {index[n]: index["I-" + n[2:]] for n in labels if n.startswith("B-") and "I-" + n[2:] in index}
     prefix, suffix = special_tokens(tokenizer)
@@ -155,7 +268,7 @@ def encode(
         gold = [index[t] for t in r.tags] if r.tags is not None else None
         if len(ids) > capacity and stride >= capacity:
             raise ConfigError(
-                f"data.stride ({stride}) must be smaller than the window of {capacity} sub-words "
+                f"task.stride ({stride}) must be smaller than the window of {capacity} sub-words "
                 f"(model.max_length minus special tokens) to split the {len(ids)}-sub-word sentence at {source}:{r.line}"
             )
         pad = [-1] * len(prefix), [-1] * len(suffix)
@@ -182,20 +295,11 @@ def _inputs(batch: dict, device=None) -> dict:
     return {k: (v.to(device) if device is not None else v) for k, v in batch.items() if k in MODEL_INPUTS}
 
 
-def token_logits(model, inputs: dict) -> torch.Tensor:
+def token_logits(model, inputs: dict):
     """(batch, seq, num_labels) logits aligned with input_ids; prompt methods (prompt/p-tuning) prepend
     virtual tokens whose positions come back first, so only the last seq positions are kept."""
     logits = model(**inputs).logits
     return logits[:, logits.shape[1] - inputs["input_ids"].shape[1] :]
-
-
-def loss(model, batch: dict) -> tuple[torch.Tensor, int]:
-    """Sum of cross-entropy over labelled sub-words (the loop normalises), in float32."""
-    labels = batch["labels"]
-    logits = token_logits(model, _inputs(batch))  # (batch, seq, num_labels)
-    return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum"), count(
-        batch
-    )
 
 
 def count(batch: dict) -> int:
@@ -205,23 +309,31 @@ def count(batch: dict) -> int:
 # ---------------------------------------------------------------- prediction
 
 
-@torch.no_grad()
-def window_scores(model, features: list[dict], collate, batch_size: int = 64) -> tuple[list[torch.Tensor], float]:
-    """Log-probabilities (seq, num_labels) per feature, in order, and the mean NLL over labelled positions."""
+def score_windows(model, features: list[dict], indices: list[int], collate, batch_size: int = 64) -> list[tuple]:
+    """Per feature in ``indices``: (log-probabilities (seq, num_labels), summed NLL over labelled positions, their count)."""
+    import torch
+
     device = next(model.parameters()).device
-    order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
-    out: list[torch.Tensor | None] = [None] * len(features)
-    nll, n = 0.0, 0
-    for s in range(0, len(order), batch_size):
-        idx = order[s : s + batch_size]
-        batch = collate([features[i] for i in idx])
-        logp = token_logits(model, _inputs(batch, device)).float().log_softmax(-1).cpu()  # (batch, seq, labels)
-        mask = batch["labels"] != -100
-        nll -= float(logp[mask].gather(-1, batch["labels"][mask][:, None]).sum())
-        n += int(mask.sum())
-        for j, i in enumerate(idx):
-            out[i] = logp[j, : len(features[i]["input_ids"])]
-    return out, nll / max(n, 1)
+    order = sorted(indices, key=lambda i: len(features[i]["input_ids"]))
+    out: dict[int, tuple] = {}
+    with torch.no_grad():
+        for s in range(0, len(order), batch_size):
+            idx = order[s : s + batch_size]
+            batch = collate([features[i] for i in idx])
+            logp = token_logits(model, _inputs(batch, device)).float().log_softmax(-1).cpu()  # (batch, seq, labels)
+            labels = batch["labels"]
+            for j, i in enumerate(idx):
+                mask = labels[j] != -100
+                nll = -float(logp[j][mask].gather(-1, labels[j][mask][:, None]).sum())
+                out[i] = (logp[j, : len(features[i]["input_ids"])], nll, int(mask.sum()))
+    return [out[i] for i in indices]
+
+
+def window_scores(model, features: list[dict], collate, batch_size: int = 64):
+    """Log-probabilities (seq, num_labels) per feature, in order, and the mean NLL over labelled positions."""
+    scored = score_windows(model, features, list(range(len(features))), collate, batch_size)
+    nll, n = sum(s[1] for s in scored), sum(s[2] for s in scored)
+    return [s[0] for s in scored], nll / max(n, 1)
 
 
 def merge_windows(features: list[dict], scores: list[torch.Tensor]) -> list[dict[int, torch.Tensor]]:
@@ -255,24 +367,15 @@ def predict_sentences(model, features: list[dict], labels: list[str], collate, b
 
 
 def predict(
-    model,
-    tokenizer,
-    labels: list[str],
-    rows: list[Sentence],
-    max_length: int,
-    batch_size: int = 64,
-    label_all_subwords: bool = False,
-    stride: int = 32,
+    model, tokenizer, labels: list[str], rows: list[Sentence], max_length: int, opts: Windowing = Windowing()
 ) -> list[dict]:
     """Entities (character offsets into the row's text, type, text, mean word probability) for each row, in order."""
-    from functools import partial
-
     from tunelab.data.collate import pad_batch
 
     unlabelled = [Sentence(r.tokens, None, r.line, r.text, r.offsets) for r in rows]
-    feats = encode(unlabelled, tokenizer, labels, max_length, "input", stride=stride)
+    feats = encode(unlabelled, tokenizer, labels, max_length, "input", Windowing(opts.stride))
     decoded, _ = (
-        predict_sentences(model, feats, labels, partial(pad_batch, pad_id=tokenizer.pad_token_id), batch_size)
+        predict_sentences(model, feats, labels, partial(pad_batch, pad_id=tokenizer.pad_token_id), BATCH)
         if feats
         else ([], 0.0)
     )
@@ -327,10 +430,18 @@ def metrics(y_true: list[list[str]], y_pred: list[list[str]], top_confusions: in
     }
 
 
-def evaluate(model, features: list[dict], labels: list[str], collate, batch_size: int = 64) -> dict:
+def evaluator(features: list[dict], labels: list[str], collate, batch_size: int = BATCH) -> Evaluator:
     """Dev loss (mean NLL per labelled sub-word) and entity metrics on whole sentences (windows merged)."""
-    decoded, nll = predict_sentences(model, features, labels, collate, batch_size)
-    gold = {f["_sent"]: [labels[i] for i in f["_gold"]] for f in features}
-    y_true = [gold[s] for s in range(len(decoded))]
-    y_pred = [tags for tags, _ in decoded]
-    return {**metrics(y_true, y_pred), "loss": nll}
+
+    def score(model, indices: list[int]) -> list:
+        return score_windows(model, features, indices, collate, batch_size)
+
+    def summarize(results: list) -> dict:
+        merged = merge_windows(features, [r[0] for r in results])
+        n_words = {f["_sent"]: f["_n"] for f in features}
+        decoded = [decode(merged[s], n_words[s], labels) for s in range(len(merged))]
+        gold = {f["_sent"]: [labels[i] for i in f["_gold"]] for f in features}
+        nll = sum(r[1] for r in results) / max(sum(r[2] for r in results), 1)
+        return {**metrics([gold[s] for s in range(len(decoded))], [tags for tags, _ in decoded]), "loss": nll}
+
+    return Evaluator(len(features), score, summarize)

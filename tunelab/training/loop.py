@@ -1,278 +1,294 @@
-"""THE training loop: every recipe hands it a model, encoded examples and an objective.
+"""THE training loop: every recipe hands it a ``Job``; it never learns a task's, method's or recipe's name.
 
-It owns batching order, gradient accumulation, bf16 autocast, clipping, the schedule,
-evaluation, early stopping, best/last checkpoints and exact resume. It knows nothing
-about tasks or methods: those arrive as functions (``Objective``) and callbacks.
+Three doors open it up without editing it:
+  * ``Objective`` (training/objective.py): forward outputs, then a pure loss from them;
+  * ``Sampler`` (training/sampler.py): which examples form each optimizer batch (length-grouped by default);
+  * ``Callback`` (training/callbacks.py): hooks with no-op defaults, one ``Context``, and their own state in
+    every checkpoint.
+The loop owns the rest: splitting each batch over processes and micro-batches (the loss is divided by the
+global item count, so accumulation and N processes equal one large batch), autocast from the accelerator's
+device, clipping, the schedule, Ctrl-C handling, and exact resume (weights, optimizer, scheduler, every
+process's RNG, sampler and callback state). Logging, evaluation/best/early stopping, saving and the progress
+bar are the small parts in training/parts.py. Only the main process writes files.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import math
-import sys
+import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
-
-import torch
+from typing import Any, Callable, Sequence
 
 from tunelab import hardware
-from tunelab.data.collate import batch_plan, micro_batches
-from tunelab.training import checkpoint, optim
+from tunelab.training import checkpoint, distributed, optim
+from tunelab.training.callbacks import Callback, Context, LoopState, StepStats, check
+from tunelab.training.evaluation import Evaluator, Metric
+from tunelab.training.interrupt import Interrupted, StopSignals
+from tunelab.training.objective import Objective
+from tunelab.training.parts import DevEvaluation, Progress, Saver, TrainingLog, plain_name, trainable_weights
+from tunelab.training.sampler import LengthGrouped, Sampler
+from tunelab.training.tracking import JsonlTracker, Tracker
+
+__all__ = ["Job", "LoopState", "Objective", "Callback", "train", "load_best", "load_weights"]
 
 
 @dataclass
-class Objective:
-    """What a task gives the loop.
+class Job:
+    """Everything one training run needs.
 
-    loss(model, batch) -> (sum of per-item losses, item count); the loop divides by the
-    item count of the whole optimizer batch, so accumulation equals the large-batch loss.
-    count(batch) -> items the loss is summed over (examples, or target tokens).
-    evaluate(model) -> dev metrics, e.g. {"accuracy": 0.9, "loss": 0.3}.
+    Attributes:
+        model: the model with the method applied (trainable parameters set); trained in place.
+        features: encoded training examples (dicts; ``input_ids`` lengths feed the default sampler).
+        objective: forward, pure loss, item count (see Objective).
+        collate: features -> batch dict (tensors; other values pass through to the objective).
+        cfg: the ``train:`` section (TrainConfig).
+        run_dir: the run folder (checkpoints/, best/, metrics.jsonl).
+        evaluator, metric: dev evaluation and the metric (with its direction) that picks the best
+            checkpoint and drives early stopping; None = no evaluation.
+        sampler: default LengthGrouped over ``len(input_ids)`` with cfg.batch_size/seed/length_grouping.
+        callbacks: Callback instances, called in order before the loop's own parts.
+        param_groups: ``(model, lr, weight_decay) -> optimizer groups``.
+        tracker: where records go (default: metrics.jsonl); only the main process uses it.
+        log: one-line messages; quiet: no progress bar.
     """
 
-    loss: Callable[[torch.nn.Module, dict], tuple[torch.Tensor, Any]]
-    count: Callable[[dict], int]
-    evaluate: Callable[[torch.nn.Module], dict[str, float]]
+    model: Any
+    features: Sequence[dict]
+    objective: Objective
+    collate: Callable[[list[dict]], dict]
+    cfg: Any
+    run_dir: Path
+    evaluator: Evaluator | None = None
+    metric: Metric | None = None
+    sampler: Sampler | None = None
+    callbacks: Sequence[Callback] = ()
+    param_groups: Callable = optim.param_groups
+    tracker: Tracker | None = None
+    log: Callable[[str], None] = print
+    quiet: bool = False
 
 
-@dataclass
-class LoopState:
-    step: int = 0
-    best_metric: float | None = None
-    best_step: int | None = None
-    evals_since_best: int = 0
-    stopped_early: bool = False
-    history: list[dict] = field(default_factory=list)
+def train(job: Job) -> LoopState:
+    """Train ``job.model`` in place; resume from ``job.run_dir`` if it holds a checkpoint.
 
-
-class Callback:
-    """Hooks a recipe can pass to the loop; each gets the model and the loop state."""
-
-    def on_step_begin(self, model, state: LoopState, total_steps: int) -> None: ...
-    def on_after_backward(self, model, state: LoopState, total_steps: int) -> None:
-        """Gradients of the whole batch are ready; before clipping and the optimizer step."""
-
-    def on_before_zero_grad(self, model, state: LoopState, total_steps: int) -> None:
-        """After the optimizer step, gradients still present (``state.step`` not yet incremented)."""
-
-    def on_evaluate(self, model, state: LoopState, metrics: dict) -> None: ...
-
-
-def lower_is_better(metric: str) -> bool:
-    return "loss" in metric or "perplexity" in metric
-
-
-def train(
-    model,
-    features: list[dict],
-    objective: Objective,
-    cfg,
-    run_dir: Path,
-    *,
-    collate: Callable[[list[dict]], dict],
-    callbacks: tuple[Callback, ...] = (),
-    quiet: bool = False,
-    log: Callable[[str], None] = print,
-    param_groups: Callable[[torch.nn.Module, float, float], list[dict]] = optim.param_groups,
-) -> LoopState:
-    """Train ``model`` in place on ``features`` following ``cfg`` (a TrainConfig); resume from run_dir if it holds a checkpoint.
-
-    ``param_groups(model, lr, weight_decay)`` builds the optimizer groups (a method's own, or layer-wise decayed).
-    Returns the final LoopState; the best weights are in ``run_dir/checkpoints/best`` (see ``load_best``).
+    Returns the final LoopState; the best weights are in ``run_dir/best`` (see ``load_best``). Raises
+    ``Interrupted`` after saving a checkpoint when SIGINT/SIGTERM arrived during training.
     """
-    from accelerate import Accelerator
-
-    accelerator = Accelerator()  # device placement now; DDP/FSDP through `accelerate launch` later
-    model = model.to(accelerator.device)
-    lengths = [len(f["input_ids"]) for f in features]
-    steps_per_epoch = math.ceil(len(features) / cfg.batch_size)
-    total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
-    optimizer = optim.adamw(param_groups(model, cfg.lr, cfg.weight_decay), cfg.lr)
-    sched = optim.scheduler(optimizer, cfg.schedule, int(cfg.warmup_fraction * total), total)
-    state = LoopState()
-    ckpt_root = Path(run_dir) / "checkpoints"
-    if (last := checkpoint.latest(ckpt_root)) is not None:
-        state = _restore(model, optimizer, sched, last)
-        log(f"resumed from {last} (step {state.step} of {total})")
-    _truncate_log(Path(run_dir) / "metrics.jsonl", state.step)
-    if cfg.precision == "auto":  # recipes resolve it (and record why); a direct caller gets the same choice
-        cfg = cfg.model_copy(update={"precision": hardware.resolve_precision("auto", accelerator.device.type).name})
-    autocast = hardware.autocast(accelerator.device.type, cfg.precision)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    bar = _progress(total, state.step, quiet)
-    window = {"loss": 0.0, "items": 0, "tokens": 0, "start": time.perf_counter()}
-    while state.step < total and not state.stopped_early:
-        epoch = state.step // steps_per_epoch
-        plan = batch_plan(lengths, cfg.batch_size, cfg.seed, epoch, cfg.length_grouping)
-        for indices in plan[state.step % steps_per_epoch :]:
-            for cb in callbacks:
-                cb.on_step_begin(model, state, total)
-            loss, items = _step(
-                model,
-                [features[i] for i in indices],
-                objective,
-                collate,
-                cfg,
-                autocast,
-                accelerator,
-                trainable,
-                lambda: _hook(callbacks, "on_after_backward", model, state, total),
-            )
-            optimizer.step()
-            sched.step()
-            _hook(callbacks, "on_before_zero_grad", model, state, total)
-            optimizer.zero_grad(set_to_none=True)
-            state.step += 1
-            window["loss"] += loss
-            window["items"] += items
-            window["tokens"] += sum(lengths[i] for i in indices)
-            _after_step(
-                model,
-                objective,
-                cfg,
-                state,
-                window,
-                optimizer,
-                sched,
-                run_dir,
-                total,
-                steps_per_epoch,
-                callbacks,
-                bar,
-                log,
-            )
-            if state.step >= total or state.stopped_early:
-                break
-    bar.close()
-    return state
+    run = _Run(job, distributed.accelerator())
+    try:
+        with StopSignals(notify=run.progress.write if run.acc.is_main_process else None) as signals:
+            run.signals = signals
+            run.loop()
+    except (Interrupted, KeyboardInterrupt):
+        run.tracker.finish("interrupted")
+        raise
+    except Exception:
+        run.tracker.finish("failed")
+        raise
+    finally:
+        run.progress.close()
+    return run.ctx.state
 
 
-def _step(
-    model, examples, objective, collate, cfg, autocast, accelerator, trainable, after_backward
-) -> tuple[float, int]:
-    """One optimizer batch: forward/backward over micro-batches, normalised by the batch's item count."""
-    model.train()
-    batches = [
-        collate(examples[s : s + len(m)])
-        for s, m in _offsets(micro_batches(list(range(len(examples))), cfg.grad_accum))
-    ]
-    total_items = sum(int(objective.count(b)) for b in batches)
-    loss_sum = 0.0
-    for batch in batches:
-        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-        with autocast:
-            loss, _ = objective.loss(model, batch)
-        accelerator.backward(loss / max(total_items, 1))
-        loss_sum += float(loss.detach())
-    after_backward()
-    if cfg.max_grad_norm:
-        accelerator.clip_grad_norm_(trainable, cfg.max_grad_norm)
-    return loss_sum, total_items
+class _Run:
+    """One call of ``train``: the prepared model, optimizer, parts and the step function."""
 
-
-def _hook(callbacks, name: str, *args) -> None:
-    """Call an optional hook on each callback (duck-typed callbacks may define only some hooks)."""
-    for cb in callbacks:
-        fn = getattr(cb, name, None)
-        if fn is not None:
-            fn(*args)
-
-
-def _offsets(parts: list[list[int]]):
-    start = 0
-    for part in parts:
-        yield start, part
-        start += len(part)
-
-
-def _after_step(
-    model, objective, cfg, state, window, optimizer, sched, run_dir, total, steps_per_epoch, callbacks, bar, log
-):
-    """Logging, evaluation, early stopping and checkpointing after optimizer step ``state.step``."""
-    run_dir = Path(run_dir)
-    elapsed = max(time.perf_counter() - window["start"], 1e-9)
-    tokens_per_s = window["tokens"] / elapsed
-    bar.update(1)
-    bar.set_postfix(loss=f"{window['loss'] / max(window['items'], 1):.4f}", tok_s=f"{tokens_per_s:.0f}")
-    if state.step % cfg.log_every == 0 or state.step == total:
-        record = {
-            "step": state.step,
-            "epoch": round(state.step / steps_per_epoch, 4),
-            "loss": window["loss"] / max(window["items"], 1),
-            "lr": sched.get_last_lr()[0],
-            "tokens_per_s": round(tokens_per_s, 1),
-        }
-        _append_log(run_dir / "metrics.jsonl", record)
-        window.update(loss=0.0, items=0, tokens=0, start=time.perf_counter())
-    at_epoch_end = state.step % steps_per_epoch == 0
-    due = state.step % cfg.eval_every == 0 if cfg.eval_every else at_epoch_end
-    if due or state.step == total:
-        _evaluate(model, objective, cfg, state, run_dir, callbacks, log)
-    if due or state.step == total or (cfg.save_every and state.step % cfg.save_every == 0):
-        _save(model, optimizer, sched, state, run_dir / "checkpoints")
-
-
-def _evaluate(model, objective, cfg, state, run_dir: Path, callbacks, log) -> None:
-    model.eval()
-    device_type = next(model.parameters()).device.type
-    with torch.no_grad(), hardware.autocast(device_type, cfg.precision):
-        metrics = objective.evaluate(model)
-    if cfg.metric not in metrics:
-        from tunelab.errors import ConfigError
-
-        raise ConfigError(
-            f"train.metric: '{cfg.metric}' is not a dev metric of this task; available: {', '.join(sorted(metrics))}"
+    def __init__(self, job: Job, acc):
+        self.job, self.acc, cfg = job, acc, job.cfg
+        self.run_dir = Path(job.run_dir)
+        self.signals: StopSignals | None = None
+        self.sampler = job.sampler or LengthGrouped(
+            [len(f["input_ids"]) for f in job.features], cfg.batch_size, cfg.seed, cfg.length_grouping
         )
-    value = float(metrics[cfg.metric])
-    better = state.best_metric is None or (
-        value < state.best_metric if lower_is_better(cfg.metric) else value > state.best_metric
-    )
-    if better:
-        state.best_metric, state.best_step, state.evals_since_best = value, state.step, 0
-        checkpoint.save(run_dir / "best", state.step, _trainable(model), {"metrics": metrics})
-    else:
-        state.evals_since_best += 1
-        if cfg.early_stopping_patience and state.evals_since_best >= cfg.early_stopping_patience:
-            state.stopped_early = True
-            log(
-                f"early stop at step {state.step}: {cfg.metric} has not improved for {state.evals_since_best} evaluations"
-            )
-    record = {"step": state.step, **{f"dev/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}}
-    state.history.append(record)
-    _append_log(run_dir / "metrics.jsonl", record)
+        steps = self.sampler.steps_per_epoch()
+        total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps))
+        self.callbacks = check(job.callbacks)
+        distributed.check_engine(acc, cfg, [type(cb).__name__ for cb in self.callbacks if cb.acts_on_gradients])
+        optimizer = optim.adamw(job.param_groups(job.model, cfg.lr, cfg.weight_decay), cfg.lr)
+        scheduler = optim.scheduler(optimizer, cfg.schedule, int(cfg.warmup_fraction * total), total)
+        self.wrapped, prepared_optimizer = acc.prepare(job.model, optimizer)
+        model = acc.unwrap_model(self.wrapped)
+        if cfg.precision == "auto":  # recipes resolve it (and record why); a direct caller gets the same choice
+            cfg = cfg.model_copy(update={"precision": hardware.resolve_precision("auto", acc.device.type).name})
+        self.precision = cfg.precision
+        self.ctx = Context(
+            model,
+            prepared_optimizer,
+            scheduler,
+            LoopState(),
+            total,
+            steps,
+            cfg,
+            acc,
+            job.log if acc.is_main_process else _silent,
+            wrapped=self.wrapped,
+        )
+        if (last := checkpoint.latest(self.run_dir / "checkpoints")) is not None:
+            self._restore(last)
+            self.ctx.log(f"resumed from {last} (step {self.ctx.state.step} of {total})")
+        self.ctx.state.sharded = distributed.sharded(acc) is not None
+        self.tracker = (job.tracker or JsonlTracker()) if acc.is_main_process else Tracker()
+        self.tracker.start(self.run_dir, self.ctx.state.step)
+        self.parts = self._parts()
+
+    def _parts(self) -> list[Callback]:
+        job = self.job
+        parts: list[Callback] = [TrainingLog(self.tracker)]
+        if job.evaluator is not None and job.metric is not None:
+            evaluation = DevEvaluation(job.evaluator, job.metric, self.run_dir, self.tracker, self.callbacks)
+            evaluation.autocast = self.autocast
+            parts.append(evaluation)
+        self.progress = Progress(self.ctx.total_steps, self.ctx.state.step, job.quiet or not self.acc.is_main_process)
+        return parts + [Saver(self._save), self.progress]
+
+    def autocast(self):
+        """The autocast context for the accelerator's device type and the run's precision."""
+        return hardware.autocast(self.acc.device.type, self.precision)
+
+    # ------------------------------------------------------------ the loop
+
+    def loop(self) -> None:
+        ctx, state = self.ctx, self.ctx.state
+        for cb in self.callbacks:
+            cb.on_train_begin(ctx)
+        while state.step < ctx.total_steps and not state.stopped_early:
+            plan = self.sampler.batches(state.step // ctx.steps_per_epoch)
+            if len(plan) != ctx.steps_per_epoch:
+                raise ValueError(f"sampler planned {len(plan)} batches for an epoch of {ctx.steps_per_epoch} steps")
+            for indices in plan[state.step % ctx.steps_per_epoch :]:
+                self.step(indices)
+                if ctx.stop_requested:
+                    signum = self.signals.requested if self.signals and self.signals.requested else signal.SIGINT
+                    raise Interrupted(signum, state.step, checkpoint.latest(self.run_dir / "checkpoints"))
+                if state.step >= ctx.total_steps or state.stopped_early:
+                    break
+        for cb in self.callbacks:
+            cb.on_train_end(ctx)
+        self.tracker.finish("stopped_early" if state.stopped_early else "finished")
+
+    def step(self, indices: list[int]) -> None:
+        """One optimizer step on the batch ``indices``, then every callback's and part's on_step_end."""
+        ctx, acc, job = self.ctx, self.acc, self.job
+        start = time.perf_counter()
+        for cb in self.callbacks:
+            cb.on_step_begin(ctx)
+        self.wrapped.train()
+        parts = distributed.local_share(indices, ctx.cfg.grad_accum, acc.process_index, acc.num_processes)
+        batches = [(self._to_device(job.collate([job.features[i] for i in idx])), real) for idx, real in parts]
+        (items,) = distributed.global_sums(acc, [sum(job.objective.count(b) for b, real in batches if real)])
+        scale = acc.num_processes / max(items, 1)  # DDP averages gradients over processes; undo that
+        loss_sum = 0.0
+        for k, (batch, real) in enumerate(batches):
+            with contextlib.nullcontext() if k == len(batches) - 1 else acc.no_sync(self.wrapped):
+                with self.autocast():
+                    loss, _ = job.objective.loss(job.objective.forward(self.wrapped, batch), batch)
+                acc.backward(loss * (scale if real else 0.0))
+            loss_sum += float(loss.detach()) if real else 0.0
+        self._optimizer_step()
+        tokens = sum(len(job.features[i]["input_ids"]) for idx, real in parts if real for i in idx)
+        requested = self.signals.requested if self.signals else None
+        totals = distributed.global_sums(acc, [loss_sum, tokens, float(requested is not None)])
+        ctx.last = StepStats(totals[0], int(items), int(totals[1]), time.perf_counter() - start)
+        ctx.stop_requested = totals[2] > 0
+        for cb in self.callbacks + self.parts:
+            cb.on_step_end(ctx)
+
+    def _optimizer_step(self) -> None:
+        ctx = self.ctx
+        for cb in self.callbacks:
+            cb.on_after_backward(ctx)
+        if ctx.cfg.max_grad_norm:
+            self.acc.clip_grad_norm_(self.wrapped.parameters(), ctx.cfg.max_grad_norm)
+        ctx.optimizer.step()
+        ctx.scheduler.step()
+        for cb in self.callbacks:
+            cb.on_before_zero_grad(ctx)
+        ctx.optimizer.zero_grad(set_to_none=True)
+        ctx.state.step += 1
+
+    def _to_device(self, batch: dict) -> dict:
+        import torch
+
+        device = self.acc.device
+        return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+    # ------------------------------------------------------------ checkpoints
+
+    def _save(self, ctx: Context) -> Path | None:
+        """A resumable checkpoint of this step (written by the main process; every process takes part)."""
+        acc = self.acc
+        rng = distributed.gather_rng(acc)
+        optimizer_state = distributed.optimizer_state(acc, self.wrapped, ctx.optimizer)
+        path = None
+        with distributed.full_params(acc, self.wrapped):  # sharded engines: every process gathers full weights
+            if acc.is_main_process:
+                extra = {
+                    "optimizer": optimizer_state,
+                    "scheduler": ctx.scheduler.state_dict(),
+                    "rng": rng,
+                    "loop": asdict(ctx.state),
+                    "sampler": self.sampler.state_dict(),
+                    "callbacks": dict(zip(_keys(self.callbacks), (cb.state_dict() for cb in self.callbacks))),
+                    "processes": acc.num_processes,
+                }
+                keep = None if ctx.cfg.keep_checkpoints == "all" else 1
+                path = checkpoint.save(
+                    self.run_dir / "checkpoints", ctx.state.step, trainable_weights(ctx.model), extra, keep
+                )
+        acc.wait_for_everyone()
+        return path
+
+    def _restore(self, path: Path) -> None:
+        ctx, acc = self.ctx, self.acc
+        weights, extra = checkpoint.load(path)
+        with distributed.full_params(acc, self.wrapped, writeback=True):
+            load_weights(ctx.model, weights)
+        if extra["optimizer"] is not None:
+            distributed.load_optimizer_state(acc, self.wrapped, ctx.optimizer, extra["optimizer"])
+        else:
+            ctx.log("warning: this checkpoint holds no optimizer state (DeepSpeed): the optimizer moments restart")
+        ctx.scheduler.load_state_dict(extra["scheduler"])
+        note = distributed.restore_rng(self.acc, extra["rng"])
+        if note:
+            ctx.log(note)
+        self.sampler.load_state_dict(extra.get("sampler", {}))
+        saved = dict(extra.get("callbacks", {}))
+        for key, cb in zip(_keys(self.callbacks), self.callbacks):
+            if key in saved:
+                cb.load_state_dict(saved.pop(key))
+        for key, value in saved.items():
+            if value:
+                ctx.log(f"warning: the checkpoint holds state of callback {key}, which this run does not have")
+        ctx.state = LoopState(**extra["loop"])
+
+
+def _keys(callbacks: list[Callback]) -> list[str]:
+    """Checkpoint keys of the callbacks: the class name, numbered from the second instance of a class on
+    (so adding or removing other callbacks does not move a callback's state)."""
+    seen: dict[str, int] = {}
+    keys = []
     for cb in callbacks:
-        cb.on_evaluate(model, state, metrics)
-    log(f"step {state.step}: dev " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
+        name = type(cb).__qualname__
+        seen[name] = seen.get(name, 0) + 1
+        keys.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+    return keys
 
 
-def _trainable(model) -> dict[str, torch.Tensor]:
-    return {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
+def _silent(_msg: str) -> None:
+    pass
 
 
-def _save(model, optimizer, sched, state: LoopState, ckpt_root: Path) -> None:
-    extra = {
-        "optimizer": optimizer.state_dict(),
-        "scheduler": sched.state_dict(),
-        "rng": checkpoint.rng_state(),
-        "loop": asdict(state),
-    }
-    checkpoint.save(ckpt_root, state.step, _trainable(model), extra)
-
-
-def _restore(model, optimizer, sched, path: Path) -> LoopState:
-    weights, extra = checkpoint.load(path)
-    load_weights(model, weights)
-    optimizer.load_state_dict(extra["optimizer"])
-    sched.load_state_dict(extra["scheduler"])
-    checkpoint.set_rng_state(extra["rng"])
-    return LoopState(**extra["loop"])
-
-
-def load_weights(model, weights: dict[str, torch.Tensor]) -> None:
+def load_weights(model, weights: dict) -> None:
     """Copy saved trainable tensors into the model's parameters of the same names."""
-    params = dict(model.named_parameters())
+    import torch
+
+    params = {plain_name(n): p for n, p in model.named_parameters()}
+    unknown = sorted(set(weights) - set(params))
+    if unknown:
+        raise KeyError(f"checkpoint holds tensors this model does not have: {unknown[:3]}")
     with torch.no_grad():
         for name, tensor in weights.items():
             params[name].copy_(tensor)
@@ -286,35 +302,3 @@ def load_best(model, run_dir: Path) -> dict | None:
     weights, extra = checkpoint.load(best)
     load_weights(model, weights)
     return extra["metrics"]
-
-
-def _append_log(path: Path, record: dict) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop log lines past the resumed step (written by a run killed after its last checkpoint)."""
-    if not path.is_file():
-        return
-    lines = [
-        ln
-        for ln in path.read_text(encoding="utf-8").splitlines()
-        if ln.strip() and json.loads(ln).get("step", 0) <= step
-    ]
-    path.write_text("".join(ln + "\n" for ln in lines), encoding="utf-8")
-
-
-def _progress(total: int, initial: int, quiet: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(
-        total=total,
-        initial=initial,
-        disable=quiet,
-        file=sys.stderr,
-        unit="step",
-        dynamic_ncols=True,
-        leave=False,
-        mininterval=1.0,
-    )

@@ -7,13 +7,15 @@ checkpointing. Each is measured in bench/results/levers.md; the defaults are the
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-import torch
 from pydantic import Field
 
 from tunelab.errors import ConfigError
 from tunelab.schema import Strict
+
+if TYPE_CHECKING:
+    import torch
 
 
 class Config(Strict):
@@ -46,6 +48,8 @@ class Config(Strict):
 
 def frozen_linears(model: torch.nn.Module) -> list[torch.nn.Linear]:
     """Linear layers whose weight is frozen, fp32 and not shared with an embedding (tied LM heads stay fp32)."""
+    import torch
+
     embedded = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
     return [
         m
@@ -67,6 +71,8 @@ def bf16_frozen(model: torch.nn.Module, enabled: bool = True) -> Iterator[int]:
     and the frozen weights take half the memory. On exit the weights are the bf16-rounded values in fp32,
     which is what every autocast matmul saw during training.
     """
+    import torch
+
     layers = frozen_linears(model) if enabled else []
     for m in layers:
         m.weight.data = m.weight.data.to(torch.bfloat16)

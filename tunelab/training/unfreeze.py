@@ -9,8 +9,7 @@ depends only on the step) and saving are unaffected.
 
 from __future__ import annotations
 
-from tunelab.training.loop import Callback
-from tunelab.training.optim import layer_depths
+from tunelab.training.callbacks import Callback, Context
 
 
 def unfrozen_groups(step: int, every: int) -> int:
@@ -19,20 +18,24 @@ def unfrozen_groups(step: int, every: int) -> int:
 
 
 class GradualUnfreeze(Callback):
-    def __init__(self, every: int, log=print):
+    acts_on_gradients = True  # drops the gradients of still-frozen layer groups
+
+    def __init__(self, every: int):
         self.every = every
-        self.log = log
         self._depths: dict[str, int] | None = None
         self._shown = 0
 
-    def on_after_backward(self, model, state, total_steps: int) -> None:
+    def on_after_backward(self, ctx: Context) -> None:
+        from tunelab.training.optim import layer_depths
+
+        model = ctx.model
         if self._depths is None:
             self._depths, self._top = layer_depths(model)
-        k = unfrozen_groups(state.step, self.every)
+        k = unfrozen_groups(ctx.state.step, self.every)
         lowest = self._top + 2 - k  # groups with depth >= lowest train
         if k != self._shown and lowest >= 0:
-            self.log(
-                f"gradual unfreeze: step {state.step + 1}: training the top {k} layer groups (depth >= {max(lowest, 0)})"
+            ctx.log(
+                f"gradual unfreeze: step {ctx.state.step + 1}: training the top {k} layer groups (depth >= {max(lowest, 0)})"
             )
         self._shown = k
         if lowest <= 0:

@@ -1,0 +1,166 @@
+"""The Task protocol: everything tunelab's commands need from a task, declared once.
+
+A task is what the model learns (classification, token classification, causal LM; later seq2seq,
+masked LM, regression, multi-label...). ``finetune``, ``compare``, ``eval``, ``predict``, the CLI and the
+server call only the methods below; they never branch on a task's name or probe for attributes.
+
+To add a task:
+  1. Write ``tunelab/tasks/<name>.py`` with a ``Config(schema.Strict)`` whose ``name`` is a
+     ``Literal["<name>"]`` (it becomes the ``task:`` section; every option has a description), and a class
+     that subclasses ``Task`` and implements every abstract method. Import torch inside functions:
+     configs must load without it.
+  2. Add one instance to ``TASKS`` in ``tunelab/tasks/__init__.py`` (``register`` checks it).
+  3. Give the task contract suite (tests/tasks/test_contract.py) a small data file and config for it:
+     read -> train -> save -> load -> eval -> predict, serve, compare's baseline and resume then run on it.
+Data flows: ``read`` rows -> ``label_space`` -> ``prepare`` (features, collate, objective, evaluators)
+-> the loop (``forward`` then the pure ``loss``) -> run folder -> ``evaluate``/``predict`` on a ``LoadedRun``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Hashable, Iterable
+
+from tunelab.schema import Strict
+from tunelab.training.evaluation import Evaluator, Metric
+from tunelab.training.objective import Objective
+
+
+@dataclass
+class Table:
+    """Rows read from one file, and the (line, reason) of rows skipped under ``data.on_error: skip``."""
+
+    rows: list
+    skipped: list[tuple[int, str]] = field(default_factory=list)
+
+
+@dataclass
+class Prepared:
+    """What ``prepare`` hands the recipe and the loop.
+
+    Attributes:
+        features: encoded examples per split ("train", "dev", and "test" when a test file is given).
+        collate: features -> batch of tensors (non-tensor values pass through to the objective).
+        objective: forward, pure loss and item count for the loop.
+        evaluate: the dev evaluation during training (cheap).
+        evaluate_final: the dev evaluation after training (may add generations, samples...).
+        evaluate_test: the test evaluation (None without a test file).
+        baseline: evaluate the untrained model with ``evaluate_final`` first (the report compares).
+        info: data facts for the report (counts, truncation, padding); empty when there is nothing to say.
+    """
+
+    features: dict[str, list[dict]]
+    collate: Callable[[list[dict]], dict]
+    objective: Objective
+    evaluate: Evaluator
+    evaluate_final: Evaluator
+    evaluate_test: Evaluator | None = None
+    baseline: bool = False
+    info: dict = field(default_factory=dict)
+
+
+class Task(ABC):
+    """What a task provides. Every member is required; shared code never checks for optional parts.
+
+    Class attributes:
+        name: the config name (``task: <name>``), equal to ``Config.name``'s literal.
+        Config: the ``task:`` config section (a Strict model with ``name: Literal[name]``).
+        auto_class: the transformers Auto class the base model is loaded with.
+        metrics: every dev metric ``evaluate`` reports as a number, with its direction; the first is the
+            default ``train.metric`` (a bad ``train.metric`` is refused at config time, naming these).
+        generates: whether runs of this task answer ``generate``, ``chat`` and the completion endpoints.
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type[Strict]]
+    auto_class: ClassVar[str]
+    metrics: ClassVar[tuple[Metric, ...]]
+    generates: ClassVar[bool] = False
+
+    def metric(self, name: str | None) -> Metric:
+        """The declared metric ``name`` (None: the default); ValueError naming the task's metrics otherwise."""
+        if name is None:
+            return self.metrics[0]
+        for m in self.metrics:
+            if m.name == name:
+                return m
+        raise ValueError(
+            f"'{name}' is not a metric of task {self.name}; choose one of: {', '.join(m.name for m in self.metrics)}"
+        )
+
+    # ------------------------------------------------------------ config and data
+
+    @abstractmethod
+    def check(self, cfg) -> None:
+        """Config-time checks across sections (``cfg`` is the whole RunConfig); raise ValueError("key: why")."""
+
+    @abstractmethod
+    def read(self, cfg, path: str, with_labels: bool = True) -> Table:
+        """Rows of a data file per ``cfg.data`` and the task section; ``with_labels=False`` for prediction
+        input (labels not required). Bad input raises DataError starting ``path:line:``."""
+
+    @abstractmethod
+    def label_space(self, rows: list, source: str) -> list[str] | None:
+        """Label names in id order from the training rows (None for tasks without labels). They are saved in
+        labels.json and size the head."""
+
+    @abstractmethod
+    def stratify_key(self, row) -> Hashable | None:
+        """What the automatic dev split stratifies on (a class label), or None."""
+
+    @abstractmethod
+    def model_kwargs(self, labels: list[str] | None) -> dict:
+        """Extra ``from_pretrained`` arguments for the base model (num_labels, id2label, ...)."""
+
+    # ------------------------------------------------------------ training
+
+    @abstractmethod
+    def prepare(
+        self, cfg, tokenizer, labels: list[str] | None, splits: dict[str, list], log: Callable[[str], None]
+    ) -> Prepared:
+        """Encode the splits and build collate, the objective and the evaluators for one training run."""
+
+    @abstractmethod
+    def forward(self, model, batch: dict) -> Any:
+        """Model outputs for a batch (the only place the model runs during training). Outputs feed ``loss``
+        and may be combined with other models' outputs (distillation) before that."""
+
+    @abstractmethod
+    def loss(self, outputs: Any, batch: dict) -> tuple[Any, int]:
+        """(sum of per-item losses as a float tensor, item count) from ``forward``'s outputs; pure."""
+
+    # ------------------------------------------------------------ using a trained run
+
+    @abstractmethod
+    def evaluate(self, run, rows: list, source: str, log: Callable[[str], None]) -> dict:
+        """Metrics of ``run`` (a runs.LoadedRun: cfg, model, tokenizer, labels) on labelled rows (``tunelab eval``,
+        compare's untrained baseline). Reports every declared metric."""
+
+    @abstractmethod
+    def parse_inputs(self, lines: Iterable[str], source: str) -> list:
+        """Prediction inputs from text lines (stdin, or what the server received): each line is raw text or a
+        JSON object whose keys the task documents. Errors name ``source:line``."""
+
+    @abstractmethod
+    def predict(self, run, inputs: list) -> list[dict]:
+        """One JSON-ready dict per input, in order; each has ``text`` (the input as text) and the task's outputs."""
+
+    @abstractmethod
+    def prompt_template(self, run) -> str | None:
+        """The chat template prompts of ``run`` are rendered with (generating tasks), else None."""
+
+
+def register(*tasks: Task) -> dict[str, Task]:
+    """The name -> task table, after checking each task: a Task, its Config tagged with its name, metrics declared."""
+    table: dict[str, Task] = {}
+    for task in tasks:
+        if not isinstance(task, Task):
+            raise TypeError(f"{type(task).__name__} is not a tunelab.tasks.base.Task")
+        declared = task.Config.model_fields["name"].default
+        if declared != task.name or task.name in table:
+            raise TypeError(f"task '{task.name}': Config.name is '{declared}' (must equal the task name, once)")
+        if not task.metrics:
+            raise TypeError(f"task '{task.name}' declares no metrics")
+        table[task.name] = task
+    return table
