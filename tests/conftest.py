@@ -191,7 +191,7 @@ def tiny_lm_run(tmp_path_factory, tiny_llama_dir) -> Path:
                 "method=lora",
                 "train.max_steps=3",
                 "train.batch_size=8",
-                "lm.eval_generations=0",
+                "task.eval_generations=0",
                 "model.max_length=64",
                 "speed.cache=false",
                 f"output_dir={out}",

@@ -12,11 +12,14 @@ import io
 import statistics
 import time
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Callable
 
 import torch
+
+from tunelab.training import evaluation
+from tunelab.training.evaluation import Evaluator
+from tunelab.training.objective import Objective
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".onnx", ".data", ".gguf")
@@ -24,59 +27,53 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".onnx", ".data", ".gguf")
 
 @dataclass
 class DevData:
+    """The run's dev split as its task prepares it for training, and the task's own evaluation and loss."""
+
     features: list[dict]  # encoded dev examples, labels included
     collate: Callable[[list[dict]], dict]
-    evaluate: Callable[[object], dict]  # model -> dev metrics (the task's own)
-    loss: Callable  # (model, batch) -> (summed loss, items): the task's training loss
+    evaluator: Evaluator  # the task's dev evaluation during training (Prepared.evaluate)
+    objective: Objective  # the task's training objective (forward, pure loss, item count)
     train: list[dict] | None = None  # encoded training examples, when asked for (pruning importance, recovery)
+
+    def evaluate(self, model) -> dict:
+        """Dev metrics of ``model`` (torch, or a back-end wrapper answering the same call)."""
+        return evaluation.evaluate(self.evaluator, model)
+
+    def loss(self, model, batch: dict):
+        """(summed loss, items) of ``model`` on ``batch``: the objective's forward, then its pure loss."""
+        return self.objective.loss(self.objective.forward(model, batch), batch)
 
 
 def dev_data(
     cfg, tokenizer, labels, log: Callable[[str], None], max_rows: int | None = None, train_rows: int = 0
 ) -> DevData:
-    """The run's dev split (the rows training evaluated on: the dev file, or the seeded split of train).
+    """The run's dev split (the rows training evaluated on: the dev file, or the seeded split of train), encoded by
+    the task's ``prepare`` exactly as training encoded it.
 
-    With ``train_rows``, also the first that many training rows (never dev rows), encoded the same way.
+    With ``train_rows``, also the first that many training rows (never dev rows), prepared the same way.
     """
-    from tunelab.data.collate import pad_batch
     from tunelab.recipes import finetune
     from tunelab.tasks import TASKS
 
-    task = TASKS[cfg.task]
+    task = TASKS[cfg.task.name]
     cfg = cfg.model_copy(deep=True)
     cfg.speed.cache = False  # encoding a dev split is quick; never mix a compressed run's cache with training's
     if max_rows:
         cfg.data.max_dev_rows = min(max_rows, cfg.data.max_dev_rows or max_rows)
-    splits = finetune.read_splits(cfg, task, lambda _m: None)
+    splits = finetune.read_splits(cfg, task, _silent)
     dev, train = splits["dev"], splits["train"][:train_rows] or splits["dev"][:1]
-    loss = task.loss_for(cfg) if hasattr(task, "loss_for") else task.loss
-    if hasattr(task, "prepare"):  # causal LM: its own encoding (packing off: rows stay whole examples)
-        cfg.lm.packing = False
-        prepared = task.prepare(cfg, tokenizer, {"train": train, "dev": dev}, lambda _m: None)
-        return DevData(
-            prepared.features["dev"],
-            prepared.collate,
-            prepared.evaluate,
-            loss,
-            prepared.features["train"] if train_rows else None,
-        )
-    source = cfg.data.dev or f"{cfg.data.train} (dev split)"
-    encode = partial(
-        task.encode,
-        tokenizer=tokenizer,
-        labels=labels,
-        max_length=cfg.model.max_length,
-        **task.encode_options(cfg.data),
-    )
-    feats = encode(dev, source=source)
-    collate = partial(pad_batch, pad_id=tokenizer.pad_token_id)
+    prepared = task.prepare(cfg, tokenizer, labels, {"train": train, "dev": dev}, _silent)
     return DevData(
-        feats,
-        collate,
-        partial(task.evaluate, features=feats, labels=labels, collate=collate),
-        loss,
-        encode(train, source=cfg.data.train) if train_rows else None,
+        prepared.features["dev"],
+        prepared.collate,
+        prepared.evaluate,
+        prepared.objective,
+        prepared.features["train"] if train_rows else None,
     )
+
+
+def _silent(_msg: str) -> None:
+    pass
 
 
 def model_inputs(batch: dict) -> dict:
@@ -216,5 +213,5 @@ def machine() -> dict:
         "matmul_gflops": hardware.measured_speedup(info),
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "tcmalloc_loaded": launch.tcmalloc_loaded(),
-        "versions": hardware._versions(),
+        "versions": hardware.versions(("torchao", "onnx", "onnxruntime", "gguf", "llama-cpp-python")),
     }

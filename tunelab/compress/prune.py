@@ -26,20 +26,23 @@ import torch
 from tunelab.compress import structure
 from tunelab.errors import TunelabError
 from tunelab.training import loop
+from tunelab.training.callbacks import Callback, Context
 
 METHODS = ("magnitude", "structured")
 WEIGHTS_FILE = "model.safetensors"
 BACKENDS = ("torch",)
 
 
-class KeepZeros(loop.Callback):
-    """Re-applies the magnitude masks after every optimizer step, so recovery never revives a pruned weight."""
+class KeepZeros(Callback):
+    """Re-applies the magnitude masks after every optimizer step, so recovery never revives a pruned weight.
+
+    The masks are fixed for the run (made before training, rebuilt by the caller), so there is no state to save."""
 
     def __init__(self, masks: dict[str, torch.Tensor]):
         self.masks = masks
 
-    def on_before_zero_grad(self, model, state, total_steps) -> None:
-        structure.apply_masks(model, self.masks)
+    def on_before_zero_grad(self, ctx: Context) -> None:
+        structure.apply_masks(ctx.model, self.masks)
 
 
 def save(model, tokenizer, model_dir: Path, info: dict) -> dict:
@@ -62,7 +65,7 @@ def load(run_dir: Path, cfg, labels, info: dict, backend: str):
     from tunelab.tasks import TASKS
 
     model_dir = Path(run_dir) / "model"
-    model = model_load.build_from_config(model_dir, TASKS[cfg.task].AUTO_CLASS)
+    model = model_load.build_from_config(model_dir, TASKS[cfg.task.name].auto_class)
     structure.reshape_linears(model, info["shapes"])
     missing, unexpected = load_model(model, str(model_dir / WEIGHTS_FILE), strict=False)
     if unexpected or [k for k in missing if not _tied(model, k)]:
@@ -148,11 +151,20 @@ def recover(model, dev, cfg, steps: int, lr: float | None, work_dir: Path, masks
     )
     for p in model.parameters():
         p.requires_grad_(True)
-    objective = loop.Objective(loss=dev.loss, count=TASKS[cfg.task].count, evaluate=dev.evaluate)
-    callbacks = [KeepZeros(masks)] if masks else []
-    state = loop.train(
-        model, dev.train, objective, train_cfg, work_dir, collate=dev.collate, callbacks=callbacks, quiet=True, log=log
+    job = loop.Job(
+        model,
+        dev.train,
+        dev.objective,
+        dev.collate,
+        train_cfg,
+        work_dir,
+        evaluator=dev.evaluator,
+        metric=TASKS[cfg.task.name].metric(cfg.train.metric),
+        callbacks=[KeepZeros(masks)] if masks else [],
+        log=log,
+        quiet=True,
     )
+    state = loop.train(job)
     loop.load_best(model, work_dir)
     for p in model.parameters():
         p.requires_grad_(False)

@@ -128,7 +128,7 @@ def load(run_dir: Path, cfg, labels, info: dict, backend: str):
     from tunelab.tasks import TASKS
 
     model_dir = Path(run_dir) / "model"
-    model = model_load.build_from_config(model_dir, TASKS[cfg.task].AUTO_CLASS)
+    model = model_load.build_from_config(model_dir, TASKS[cfg.task.name].auto_class)
     reshape_linears(model, info.get("shapes", {}))
     with quiet_torchao():
         if info["scheme"] != "int8-dynamic":

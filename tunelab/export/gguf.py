@@ -293,11 +293,13 @@ def save_side_files(model, tokenizer, model_dir: Path) -> None:
     tokenizer.save_pretrained(str(model_dir))
 
 
-def check_task(task: str, run_dir) -> None:
-    if task != "causal_lm":
+def check_task(task, run_dir) -> None:
+    """GGUF holds a generating decoder for llama.cpp: the run's task must generate (the architecture is checked
+    when the file is written)."""
+    if not task.generates:
         raise TunelabError(
-            f"{run_dir}: --format gguf exports causal-LM runs (llama.cpp), not {task}; "
-            "classification and NER runs export with --format onnx"
+            f"{run_dir}: --format gguf exports runs of tasks that generate (causal LM, llama.cpp), not {task.name}; "
+            "runs that score inputs (classification, NER) export with --format onnx"
         )
 
 

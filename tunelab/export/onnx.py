@@ -1,4 +1,4 @@
-"""ONNX export of classification and NER runs, and the onnxruntime back-end that runs them.
+"""ONNX export of runs whose task scores inputs (classification, NER: ``Task.generates`` false), and the onnxruntime back-end that runs them.
 
 Export: torch.onnx (the torch.export-based exporter) with dynamic batch and sequence axes; the graph takes
 ``input_ids``, ``attention_mask`` (and ``token_type_ids`` where the model has them) and returns ``logits``. It is
@@ -24,7 +24,6 @@ from tunelab.errors import TunelabError
 
 ONNX_FILE = "model.onnx"
 BACKENDS = ("onnxruntime",)
-TASKS = ("classification", "token_classification")
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -168,9 +167,10 @@ def load(run_dir: Path, cfg, labels, info: dict, backend: str):
     return runs.LoadedRun(cfg, model, tokenizer, labels, [], backend)
 
 
-def check_task(task: str, run_dir) -> None:
-    if task not in TASKS:
+def check_task(task, run_dir) -> None:
+    """ONNX runs answer ``model(**inputs).logits`` only: tasks that generate need a KV cache and ``generate``."""
+    if task.generates:
         raise TunelabError(
-            f"{run_dir}: --format onnx exports {' and '.join(TASKS)} runs, not {task}; "
-            "a causal LM exports with --format gguf (llama.cpp)"
+            f"{run_dir}: --format onnx exports runs of tasks that score inputs (classification, NER), not "
+            f"{task.name}, which generates; export it with --format gguf (llama.cpp)"
         )

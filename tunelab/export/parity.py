@@ -13,13 +13,15 @@ from typing import Callable
 import torch
 
 
-def prompts(cfg, tokenizer, rows: list, n: int) -> list[list[int]]:
-    """Token ids of the first ``n`` dev prompts: chat rows up to their last assistant turn, plain text rows' first half."""
-    from tunelab.data import templates
+def prompts(tokenizer, template: str | None, rows: list, n: int) -> list[list[int]]:
+    """Token ids of the first ``n`` dev prompts: chat rows up to their last assistant turn, plain text rows' first half.
+
+    ``rows`` are a generating run's dev rows (``templates.Example``: the rows of every task whose ``generates`` is
+    true today); ``template`` is the run's ``Task.prompt_template``.
+    """
     from tunelab.generation.generate import encode_prompt
     from tunelab.tasks.causal_lm import prompt_and_reference
 
-    template = templates.chat_template(tokenizer, cfg.lm.chat_template)
     out = []
     for row in rows:
         pair = prompt_and_reference(row)

@@ -37,7 +37,7 @@ def run(
     if fmt not in FORMATS:
         raise TunelabError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
     loaded, model, _ = output.load_source(src, "export")
-    (onnx.check_task if fmt == "onnx" else gguf.check_task)(loaded.cfg.task, src)
+    (onnx.check_task if fmt == "onnx" else gguf.check_task)(loaded.task, src)
     with output.Output(out, src) as result:
         dev = cost.dev_data(loaded.cfg, loaded.tokenizer, loaded.labels, log, dev_rows)
         log(f"export: measuring the source on {len(dev.features)} dev examples")
@@ -115,7 +115,6 @@ def _gguf(
 ):
     from tunelab.export import llamacpp
     from tunelab.recipes import finetune
-    from tunelab.tasks import TASKS
 
     name = gguf.file_name(dtype)
     log(f"export: writing {name}")
@@ -129,8 +128,8 @@ def _gguf(
     after = cost.measure(
         reloaded.model, dev, cost.files_bytes(result.model_dir), latency_n=latency_n, batch_size=batch_size
     )
-    rows = finetune.read_splits(loaded.cfg, TASKS["causal_lm"], lambda _m: None)["dev"]
-    prompts = parity.prompts(loaded.cfg, loaded.tokenizer, rows, parity_prompts)
+    rows = finetune.read_splits(loaded.cfg, loaded.task, lambda _m: None)["dev"]
+    prompts = parity.prompts(loaded.tokenizer, loaded.task.prompt_template(loaded), rows, parity_prompts)
     log(f"export: greedy parity, {len(prompts)} dev prompts x {parity_tokens} tokens")
     reference = [parity.greedy_torch(model, p, parity_tokens) for p in prompts]
     checks = {

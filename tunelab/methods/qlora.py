@@ -13,13 +13,15 @@ from __future__ import annotations
 import contextlib
 import warnings
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import Field
 
 from tunelab.errors import ConfigError
 from tunelab.methods import base, lora
+
+if TYPE_CHECKING:  # torch is imported inside the functions, so method configs load without it
+    import torch
 
 MERGEABLE = True
 IDENTITY_AT_INIT = False  # the quantized base already differs from the fp32 base by its rounding
@@ -55,6 +57,8 @@ def quantize_base(model: torch.nn.Module, cfg: Config, head: list[str]) -> int:
 
 def _to_nf4(model: torch.nn.Module, names: list[str]) -> None:
     """Replace linears with bitsandbytes 4-bit NF4 layers (quantized when the loop moves the model to the GPU)."""
+    import torch
+
     if not torch.cuda.is_available():
         raise ConfigError(
             "method.base: nf4 needs a CUDA GPU (bitsandbytes 4-bit kernels); on a CPU use method.base=int8"
@@ -103,16 +107,19 @@ def _dense_weight(module: torch.nn.Module) -> torch.Tensor | None:
     """The fp32 weight a quantized linear layer computes with (None for a plain layer)."""
     import sys
 
+    import torch
+
     bnb = sys.modules.get("bitsandbytes")  # only a model quantized to nf4 has imported it
     if bnb is not None and isinstance(module, bnb.nn.Linear4bit):
         return bnb.functional.dequantize_4bit(module.weight.data, module.weight.quant_state).float()
-    weight = getattr(module, "weight", None)
-    if isinstance(module, torch.nn.Linear) and weight is not None and type(weight.data) is not torch.Tensor:
-        return weight.dequantize().float()  # a torchao quantized tensor
+    if isinstance(module, torch.nn.Linear) and type(module.weight.data) is not torch.Tensor:
+        return module.weight.dequantize().float()  # a torchao quantized tensor
     return None
 
 
 def _plain_linear(module: torch.nn.Module, weight: torch.Tensor) -> torch.nn.Linear:
+    import torch
+
     new = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=module.bias is not None, device=weight.device)
     new.weight.data.copy_(weight)
     if module.bias is not None:
@@ -120,12 +127,18 @@ def _plain_linear(module: torch.nn.Module, weight: torch.Tensor) -> torch.nn.Lin
     return new.requires_grad_(False)
 
 
-@torch.no_grad()
 def merge(model) -> torch.nn.Module:
     """Fold the adapters into the dequantized base: a plain fp32 model with the outputs of the trained one.
 
     peft's own merge for quantized layers re-quantizes the merged weight (lossy); this keeps it in fp32.
     """
+    import torch
+
+    with torch.no_grad():
+        return _merge(model)
+
+
+def _merge(model) -> torch.nn.Module:
     from peft.tuners.lora import LoraLayer
 
     for module in [m for m in model.modules() if isinstance(m, LoraLayer)]:
@@ -142,3 +155,6 @@ def merge(model) -> torch.nn.Module:
             parent, _, child = name.rpartition(".")
             setattr(model.get_submodule(parent) if parent else model, child, _plain_linear(module, dense))
     return model.unload()
+
+
+param_groups, callbacks = base.default_param_groups, base.no_callbacks
