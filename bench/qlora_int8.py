@@ -55,7 +55,7 @@ def child(method: str, steps: int) -> None:
     """Train one side in this process and print its record as JSON on the last line."""
     from tunelab import config
     from tunelab.recipes import finetune
-    from tunelab.training.loop import Callback
+    from tunelab.training.callbacks import Callback
 
     out = RUNS / method
     cfg = config.load(
@@ -71,9 +71,9 @@ def child(method: str, steps: int) -> None:
             time.sleep(0.02)
 
     class Watch(Callback):
-        def on_step_begin(self, model, loop_state, total_steps):
+        def on_step_begin(self, ctx):
             if not state["on"]:
-                state["weights"] = weight_mb(model)
+                state["weights"] = weight_mb(ctx.model)
                 state["start_rss"] = rss_mb()
                 state["on"] = True
 
