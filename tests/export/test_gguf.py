@@ -19,6 +19,17 @@ def test_rope_reordering_is_a_per_head_interleave_and_invertible():
     assert torch.equal(gguf.rope_deinterleave(out, 2), w)
 
 
+def test_parity_prompts_come_from_the_task_protocol():
+    from tunelab.data.templates import Example
+    from tunelab.tasks import TASKS
+
+    chat = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    chat2 = chat + [{"role": "user", "content": "and?"}, {"role": "assistant", "content": "bye"}]
+    rows = [Example(chat, None, 1), Example(chat2, None, 2), Example(None, "one two three four five", 3)]
+    assert TASKS["causal_lm"].prompts(rows) == [chat[:1], chat2[:3], "one two"]
+    assert TASKS["classification"].prompts(rows) == [] and TASKS["token_classification"].prompts(rows) == []
+
+
 @pytest.fixture(scope="module")
 def gguf_runs(tiny_lm_run, tmp_path_factory):
     root = tmp_path_factory.mktemp("gguf")

@@ -13,27 +13,11 @@ from typing import Callable
 import torch
 
 
-def prompts(tokenizer, template: str | None, rows: list, n: int) -> list[list[int]]:
-    """Token ids of the first ``n`` dev prompts: chat rows up to their last assistant turn, plain text rows' first half.
-
-    ``rows`` are a generating run's dev rows (``templates.Example``: the rows of every task whose ``generates`` is
-    true today); ``template`` is the run's ``Task.prompt_template``.
-    """
+def prompt_ids(tokenizer, template: str | None, prompts: list) -> list[list[int]]:
+    """Token ids of generation prompts (``Task.prompts``: message lists rendered with ``template``, or raw text)."""
     from tunelab.generation.generate import encode_prompt
-    from tunelab.tasks.causal_lm import prompt_and_reference
 
-    out = []
-    for row in rows:
-        pair = prompt_and_reference(row)
-        if pair is not None:
-            ids, _ = encode_prompt(tokenizer, pair[0], 10**9, template, log=lambda _m: None)
-        else:
-            text_ids = tokenizer(row.text)["input_ids"]
-            ids = text_ids[: max(1, len(text_ids) // 2)]
-        out.append(list(ids))
-        if len(out) == n:
-            break
-    return out
+    return [list(encode_prompt(tokenizer, p, 10**9, template, log=lambda _m: None)[0]) for p in prompts]
 
 
 @torch.no_grad()

@@ -129,7 +129,11 @@ def _gguf(
         reloaded.model, dev, cost.files_bytes(result.model_dir), latency_n=latency_n, batch_size=batch_size
     )
     rows = finetune.read_splits(loaded.cfg, loaded.task, lambda _m: None)["dev"]
-    prompts = parity.prompts(loaded.tokenizer, loaded.task.prompt_template(loaded), rows, parity_prompts)
+    prompts = parity.prompt_ids(
+        loaded.tokenizer, loaded.task.prompt_template(loaded), loaded.task.prompts(rows)[:parity_prompts]
+    )
+    if not prompts:
+        raise TunelabError(f"{src}: the dev split gave no prompts for the greedy parity check")
     log(f"export: greedy parity, {len(prompts)} dev prompts x {parity_tokens} tokens")
     reference = [parity.greedy_torch(model, p, parity_tokens) for p in prompts]
     checks = {
