@@ -158,6 +158,10 @@ def test_serve_backend_llamacpp_answers_like_the_torch_backend(gguf_runs):
             json={"model": "l", "prompt": "hi", "max_tokens": 999},
         )
         assert too_long.status_code == 400 and "cap of 16" in too_long.text
+        predict = httpx.post(
+            url + "/v1/predict", headers={"Authorization": "Bearer k"}, json={"model": "l", "input": "hi"}
+        )
+        assert predict.status_code == 400 and predict.json()["error"]["code"] == "wrong_endpoint"
         metrics = httpx.get(url + "/metrics").text
     assert 'tunelab_generated_tokens_total{model="l"}' in metrics and "tunelab_batch_seconds_count" in metrics
 

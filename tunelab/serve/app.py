@@ -264,6 +264,14 @@ async def _predict(state: State, body):
 
     arrived = time.monotonic()
     served = state.lookup(body.model, generates=None)
+    if served.engine is not None:  # Task.predict runs the run's torch model; an engine only decodes completions
+        raise APIError(
+            400,
+            f"model '{served.name}' runs on the {served.run.backend} back-end, which answers /v1/completions and "
+            "/v1/chat/completions; serve the run with --backend torch for /v1/predict",
+            param="model",
+            code="wrong_endpoint",
+        )
     texts = [body.input] if isinstance(body.input, str) else body.input
     pairs = (
         ([body.text_pair] if isinstance(body.text_pair, str) else body.text_pair)
