@@ -6,7 +6,10 @@ Each child records: the bytes its model's weights take in memory (quantized tens
 peak RSS while training (sampled every 20 ms from /proc/self/status, from the first step to the last), the whole
 process's peak RSS, training seconds and the final dev loss. Writes bench/results/qlora-int8.md.
 
-    flock /tmp/tunelab-cpu.lock .venv/bin/python bench/qlora_int8.py [--steps 30]
+    flock /tmp/tunelab-cpu.lock .venv/bin/python bench/qlora_int8.py [--steps 30] [--methods lora,qlora]
+
+On a shared 2-core machine each side takes ~5 minutes at 30 steps: run ``--methods lora`` and ``--methods qlora`` as
+two commands; the second writes the report from both records.
 """
 
 from __future__ import annotations
@@ -100,14 +103,19 @@ def child(method: str, steps: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument(
+        "--methods",
+        default="lora,qlora",
+        help="sides to (re)train now; each record is kept in runs/bench-qlora/METHOD.record.json, so the two sides can "
+        "run as separate commands (each under the shared machine's 10-minute slot); the report needs both",
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         return child(args.child, args.steps)
     import shutil
 
-    records = []
-    for method in ("lora", "qlora"):
+    for method in [m for m in args.methods.split(",") if m]:
         shutil.rmtree(RUNS / method, ignore_errors=True)
         out = subprocess.run(
             [sys.executable, __file__, "--child", method, "--steps", str(args.steps)],
@@ -117,8 +125,16 @@ def main() -> None:
             text=True,
             env={**os.environ, "HF_HUB_OFFLINE": "1"},
         )
-        records.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        print(records[-1], flush=True)
+        record = json.loads(out.stdout.strip().splitlines()[-1])
+        (RUNS / f"{method}.record.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        print(record, flush=True)
+    paths = [RUNS / f"{m}.record.json" for m in ("lora", "qlora")]
+    if not all(p.is_file() for p in paths):
+        print("report waits for both sides: " + ", ".join(str(p) for p in paths if not p.is_file()))
+        return
+    records = [json.loads(p.read_text(encoding="utf-8")) for p in paths]
+    if any(r["steps"] != args.steps for r in records):
+        sys.exit(f"the two records were trained for {[r['steps'] for r in records]} steps, not both {args.steps}")
     from tunelab.compress.cost import machine
 
     m = machine()
@@ -145,7 +161,8 @@ def main() -> None:
         f"training time ratio int8/fp32 {b['train_seconds'] / a['train_seconds']:.2f}x.",
         "The embeddings (and the tied LM head) stay fp32 in both: 28M of the 135M parameters.",
         "",
-        "Command: `flock /tmp/tunelab-cpu.lock .venv/bin/python bench/qlora_int8.py --steps " + str(args.steps) + "`",
+        "Commands (each side in its own locked command): `flock /tmp/tunelab-cpu.lock .venv/bin/python "
+        f"bench/qlora_int8.py --steps {args.steps} --methods lora` and `... --methods qlora`",
     ]
     RESULT.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(RESULT.read_text())
