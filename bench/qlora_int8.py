@@ -40,12 +40,14 @@ def weight_mb(model) -> float:
     """Memory of parameters and buffers; a quantized tensor counts its stored pieces (int8 data + scales)."""
     import torch
 
+    # dedupe by the parameter/buffer object (tied weights are one object); ``t.data`` makes a new short-lived object on
+    # every access, so its id can be reused by the next one and must not be the key
     seen, total = set(), 0
     for t in list(model.parameters()) + list(model.buffers()):
-        data = t.data if isinstance(t, torch.nn.Parameter) else t
-        if id(data) in seen:
+        if id(t) in seen:
             continue
-        seen.add(id(data))
+        seen.add(id(t))
+        data = t.data if isinstance(t, torch.nn.Parameter) else t
         if type(data) is torch.Tensor:
             total += data.numel() * data.element_size()
         else:  # torchao tensor subclass: its inner tensors
@@ -100,6 +102,23 @@ def child(method: str, steps: int) -> None:
     )
 
 
+def weights_only(steps: int) -> None:
+    """Rebuild each side's model exactly as training starts it (base + method.apply) and store its weights' memory."""
+    from tunelab import config, runs
+    from tunelab.methods import METHODS
+
+    for method in ("lora", "qlora"):
+        cfg = config.load(ROOT / "examples/compress/smollm2-lora.yaml", [f"method.name={method}"])
+        _, model, head = runs.build_base(cfg, None)
+        model = METHODS[method].apply(model, cfg.method, head)
+        path = RUNS / f"{method}.record.json"
+        record = json.loads(path.read_text(encoding="utf-8"))
+        record["weights_mb"] = round(weight_mb(model), 1)
+        path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        print(method, record["weights_mb"], flush=True)
+        del model
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=30)
@@ -109,10 +128,17 @@ def main() -> None:
         help="sides to (re)train now; each record is kept in runs/bench-qlora/METHOD.record.json, so the two sides can "
         "run as separate commands (each under the shared machine's 10-minute slot); the report needs both",
     )
+    ap.add_argument(
+        "--weights-only",
+        action="store_true",
+        help="re-measure only the weights' memory of each side (base + method applied, no training) into the records",
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         return child(args.child, args.steps)
+    if args.weights_only:
+        return weights_only(args.steps)
     import shutil
 
     for method in [m for m in args.methods.split(",") if m]:
