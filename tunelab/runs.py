@@ -4,7 +4,8 @@ Layout:
     config.yaml      resolved config (every default spelled out)
     fingerprint.json what the run was started on: hashes of the config and of each data split
     labels.json      label names in id order (classification tasks)
-    model/           the method's saved weights (HF dir, PEFT adapter, or trainable tensors) + tokenizer
+    model/           the method's saved weights (HF dir, PEFT adapter, or trainable tensors) + tokenizer;
+                     after `quantize`, `prune` or `export`: that format's files and model/format.json naming it
     checkpoints/     resumable checkpoints (last.json points to the newest)
     best/            trainable weights at the best dev metric
     metrics.jsonl    one line per log step and per evaluation
@@ -34,6 +35,8 @@ class LoadedRun:
     labels: list[str] | None
     head: list[str]
     temperature: float = 1.0  # temperature scaling fitted for the run (temperature.json), 1.0 when none
+    backend: str = "torch"  # what runs the model: torch, onnxruntime or llamacpp (see tunelab/export/formats.py)
+    engine: object | None = None  # a generation engine that replaces transformers' generate (llama.cpp); None = torch
 
     @property
     def task(self) -> Task:
@@ -95,11 +98,20 @@ def build_base(cfg: config_mod.RunConfig, labels: list[str] | None):
     return tokenizer, model, head
 
 
-def load_run(run_dir: str | Path) -> LoadedRun:
-    """Rebuild the trained model from a run folder alone (base model + method weights)."""
+def load_run(run_dir: str | Path, backend: str = "auto") -> LoadedRun:
+    """Rebuild the trained model from a run folder alone (base model + method weights, or a compressed/exported format).
+
+    ``backend`` picks what runs a format that several back-ends can run (``auto``: the format's default).
+    """
+    from tunelab.export import formats
+
     run_dir = check_run_dir(Path(run_dir))
     cfg = read_config(run_dir)
     labels = read_labels(run_dir)
+    info = formats.read(run_dir)
+    if info["format"] != formats.METHOD:  # written by quantize, prune or export: the format rebuilds its own model
+        return formats.load(run_dir, cfg, labels, info, backend)
+    formats.choose_backend(formats.METHOD, ("torch",), backend)
     tokenizer, model, head = build_base(cfg, labels)
     method = METHODS[cfg.method.name]
     model = method.load(model, cfg.method, head, run_dir / "model")

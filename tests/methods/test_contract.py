@@ -23,6 +23,7 @@ INTENDED = {
     "freeze": r"(encoder\.layer|\.layers)\.1\.",
     "bitfit": r"\.bias$",
     "lora": r"\.lora_[AB]\.",
+    "qlora": r"\.lora_[AB]\.",
     "rslora": r"\.lora_[AB]\.",
     "loraplus": r"\.lora_[AB]\.",
     "dora": r"\.lora_([AB]|magnitude_vector)\.",

@@ -19,6 +19,7 @@ from tunelab.methods import (
     prefix,
     prompt_tuning,
     protocol,
+    qlora,
     rslora,
 )
 
@@ -28,6 +29,7 @@ METHODS = protocol.check(
         "freeze": freeze,
         "bitfit": bitfit,
         "lora": lora,
+        "qlora": qlora,
         "rslora": rslora,
         "dora": dora,
         "loraplus": loraplus,

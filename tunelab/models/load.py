@@ -190,6 +190,38 @@ def _models_cache() -> Path:
     return cache_dir() / "models"
 
 
+def build_from_config(model_dir: str | Path, auto_class: str):
+    """A model with the architecture described by ``model_dir/config.json`` and freshly initialised weights.
+
+    Compressed run folders (quantized, pruned) store their own tensors; they rebuild the skeleton here,
+    reshape it to the stored tensors and load them (``from_pretrained`` would reject the changed shapes).
+    """
+    import transformers
+
+    config = load_config(model_dir)
+    with _quiet_transformers():
+        return getattr(transformers, auto_class).from_config(config)
+
+
+def load_config(model_dir: str | Path):
+    """The transformers config saved in a local model directory."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(str(model_dir))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{model_dir}: cannot read the model config ({_first_line(exc)})") from None
+
+
+def load_generation_config(model_dir: str | Path):
+    """The generation config saved in a local model directory (None when there is none)."""
+    from transformers import GenerationConfig
+
+    if not (Path(model_dir) / "generation_config.json").is_file():
+        return None
+    return GenerationConfig.from_pretrained(str(model_dir))
+
+
 def set_dropout(model, p: float) -> None:
     """Set every dropout probability (modules and the config values attention kernels read) to ``p``."""
     import torch

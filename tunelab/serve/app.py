@@ -268,6 +268,14 @@ async def _predict(state: State, body):
 
     arrived = time.monotonic()
     served = state.lookup(body.model, generates=None)
+    if served.engine is not None:  # Task.predict runs the run's torch model; an engine only decodes completions
+        raise APIError(
+            400,
+            f"model '{served.name}' runs on the {served.run.backend} back-end, which answers /v1/completions and "
+            "/v1/chat/completions; serve the run with --backend torch for /v1/predict",
+            param="model",
+            code="wrong_endpoint",
+        )
     texts = [body.input] if isinstance(body.input, str) else body.input
     pairs = (
         ([body.text_pair] if isinstance(body.text_pair, str) else body.text_pair)
@@ -317,7 +325,7 @@ def run(args) -> int:
     registry.parse_items(args.targets)  # bad names fail before anything loads
     sock = listen(cfg.host, cfg.port)  # a port in use fails before the models load, not after
     port = sock.getsockname()[1]
-    served = registry.load_all(args.targets, _stderr)
+    served = registry.load_all(args.targets, _stderr, cfg.backend)
     if cfg.host not in ("127.0.0.1", "localhost", "::1") and not keys:
         _stderr(f"serve: warning: listening on {cfg.host} without API keys; anyone who can reach it can use it")
     _stderr(

@@ -151,6 +151,9 @@ class Worker:
                     batch[0].served.model.set_adapter(batch[0].served.adapter)
                 if batch[0].fn is not None:
                     batch[0].emit("done", batch[0].fn())
+                elif batch[0].served.engine is not None:
+                    # a non-transformers engine (llama.cpp) decodes the batch itself
+                    batch[0].served.engine.generate(batch, self.metrics)
                 else:
                     self._generate(batch)
             except Exception as exc:  # a bug or a model failure: answer every job of the batch, keep serving

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import Field, ValidationError
@@ -42,6 +43,11 @@ class ServeConfig(Strict):
         ge=1,
         le=512,
         description="torch CPU threads for the models; null = $TUNELAB_THREADS, else this machine's physical cores.",
+    )
+    backend: Literal["auto", "torch", "onnxruntime", "llamacpp"] = Field(
+        "auto",
+        description="What runs the served run folders: auto (each run format's default), torch, onnxruntime (ONNX runs) "
+        "or llamacpp (GGUF runs; needs llama-cpp-python).",
     )
 
 

@@ -17,6 +17,7 @@ from typing import Callable
 
 from tunelab.errors import ConfigError
 from tunelab.generation.config import GenerationConfig
+from tunelab.serve.engine import Engine
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
@@ -39,6 +40,11 @@ class Served:
         from tunelab.tasks import TASKS
 
         return TASKS[self.run.cfg.task.name]
+
+    @property
+    def engine(self) -> Engine | None:
+        """What decodes this model's batches instead of transformers' generate (llama.cpp); None = torch."""
+        return self.run.engine
 
     @property
     def generates(self) -> bool:
@@ -75,8 +81,8 @@ def parse_items(items: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def load_all(items: list[str], log: Callable[[str], None]) -> dict[str, Served]:
-    """Load every item; adapter runs on a common base share one base model."""
+def load_all(items: list[str], log: Callable[[str], None], backend: str = "auto") -> dict[str, Served]:
+    """Load every item; adapter runs on a common base share one base model. ``backend`` applies to every run folder."""
     from tunelab import runs
 
     served: dict[str, Served] = {}
@@ -85,14 +91,19 @@ def load_all(items: list[str], log: Callable[[str], None]) -> dict[str, Served]:
         run = Path(target)
         if (run / "config.yaml").is_file():
             runs.check_run_dir(run)
-            if (run / "model" / "adapter_config.json").is_file():
+            if (run / "model" / "adapter_config.json").is_file() and backend in ("auto", "torch"):
                 cfg = runs.read_config(run)
                 labels = runs.read_labels(run)
                 key = (cfg.task.name, cfg.model.name, cfg.model.gguf_file, cfg.model.revision, tuple(labels or ()))
                 groups.setdefault(key, []).append((name, run))
                 continue
-            served[name] = _load_run(name, run)
+            served[name] = _load_run(name, run, backend)
         else:
+            if backend not in ("auto", "torch"):
+                raise ConfigError(
+                    f"serve: --backend {backend} serves run folders (tunelab export RUN OUT --format gguf/onnx); "
+                    f"'{target}' is a model name"
+                )
             served[name] = _load_model(name, target)
         log(f"serve: loaded {name}")
     for members in groups.values():
@@ -111,10 +122,10 @@ def _run_served(name: str, run: Path, loaded, adapter: str | None = None) -> Ser
     )
 
 
-def _load_run(name: str, run: Path) -> Served:
+def _load_run(name: str, run: Path, backend: str = "auto") -> Served:
     from tunelab import runs
 
-    return _run_served(name, run, runs.load_run(run))
+    return _run_served(name, run, runs.load_run(run, backend))
 
 
 def _load_model(name: str, target: str) -> Served:

@@ -173,6 +173,12 @@ class Task(ABC):
     def prompt_template(self, run) -> str | None:
         """The chat template prompts of ``run`` are rendered with (generating tasks), else None."""
 
+    @abstractmethod
+    def prompts(self, rows: list) -> list:
+        """Generation prompts made from labelled rows, each cut before its reference, in the form
+        ``generation.generate`` takes (a message list, or raw text to continue). Checks that compare two models'
+        generations on dev data use them (the GGUF export's greedy parity). [] for tasks that do not generate."""
+
 
 def register(*tasks: Task) -> dict[str, Task]:
     """The name -> task table, after checking each task: a Task, its Config tagged with its name, metrics and row

@@ -204,6 +204,18 @@ class CausalLM(Task):
     def prompt_template(self, run) -> str:
         return templates.chat_template(run.tokenizer, run.cfg.task.chat_template)
 
+    def prompts(self, rows: list[templates.Example]) -> list:
+        """A chat up to its last assistant reply; a plain text's first half (by words) to continue."""
+        out = []
+        for row in rows:
+            pair = prompt_and_reference(row)
+            if pair is not None:
+                out.append(pair[0])
+            else:
+                words = row.text.split()
+                out.append(" ".join(words[: max(1, len(words) // 2)]))
+        return out
+
 
 # ---------------------------------------------------------------- encoding
 

@@ -127,6 +127,9 @@ class Classification(Task):
     def prompt_template(self, run) -> None:
         return None
 
+    def prompts(self, rows: list) -> list:
+        return []
+
 
 # ---------------------------------------------------------------- pure parts
 

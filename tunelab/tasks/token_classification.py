@@ -176,6 +176,9 @@ class TokenClassification(Task):
     def prompt_template(self, run) -> None:
         return None
 
+    def prompts(self, rows: list) -> list:
+        return []
+
 
 def label_space(rows: list[Sentence], source: str) -> list[str]:
     """O, then B-X and I-X for each entity type seen in training (sorted)."""

@@ -65,7 +65,8 @@ def frozen_linears(model: torch.nn.Module) -> list[torch.nn.Linear]:
         and not m.weight.requires_grad
         and m.weight.dtype == torch.float32
         and id(m.weight) not in embedded
-    ]
+        and type(m.weight.data) is torch.Tensor
+    ]  # not a quantized base (QLoRA): those keep their own storage
 
 
 @contextlib.contextmanager

@@ -1,0 +1,1 @@
+"""Compression of trained runs: quantization and pruning, each measured on the run's own dev data."""
