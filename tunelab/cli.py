@@ -457,12 +457,6 @@ def main(argv: list[str] | None = None) -> int:
 
     # peft calls a transformers method deprecated in 5.x on every get_peft_model; it is noise for our users
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-    import logging
-
-    # peft imports torchao when it is installed (the compress extra); torchao then logs a warning per CUDA-only
-    # extension it cannot load, and torch one per enum torchao registers: noise on every CPU command
-    for name in ("torchao", "torch.utils._pytree"):
-        logging.getLogger(name).setLevel(logging.ERROR)
     from tunelab import exits, progress
 
     parser = build_parser()

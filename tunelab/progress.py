@@ -23,6 +23,9 @@ QUIET_ENV = {
 }
 
 
+QUIET_LOGGERS = ("torchao", "torch.utils._pytree")
+
+
 def third_party(verbose: bool) -> None:
     """Silence other libraries' progress bars and warnings for this process and its children, unless ``verbose``.
 
@@ -35,6 +38,12 @@ def third_party(verbose: bool) -> None:
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
     warnings.simplefilter("ignore")
+    import logging
+
+    # peft and transformers import torchao when it is installed (the compress extra); torchao then logs a warning
+    # per CUDA-only extension it cannot load, and torch one per enum torchao registers: noise on every CPU command
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
     if "transformers" in sys.modules:  # already imported (a caller that imported it first): switch it directly
         from transformers.utils import logging as hf_logging
 

@@ -103,6 +103,7 @@ def load_run(run_dir: str | Path, backend: str = "auto") -> LoadedRun:
 
     ``backend`` picks what runs a format that several back-ends can run (``auto``: the format's default).
     """
+    from tunelab.evaluation.calibration import stored_temperature
     from tunelab.export import formats
 
     run_dir = check_run_dir(Path(run_dir))
@@ -110,14 +111,14 @@ def load_run(run_dir: str | Path, backend: str = "auto") -> LoadedRun:
     labels = read_labels(run_dir)
     info = formats.read(run_dir)
     if info["format"] != formats.METHOD:  # written by quantize, prune or export: the format rebuilds its own model
-        return formats.load(run_dir, cfg, labels, info, backend)
+        loaded = formats.load(run_dir, cfg, labels, info, backend)
+        loaded.temperature = stored_temperature(run_dir)
+        return loaded
     formats.choose_backend(formats.METHOD, ("torch",), backend)
     tokenizer, model, head = build_base(cfg, labels)
     method = METHODS[cfg.method.name]
     model = method.load(model, cfg.method, head, run_dir / "model")
     model.eval()
-    from tunelab.evaluation.calibration import stored_temperature
-
     return LoadedRun(cfg, model, tokenizer, labels, head, stored_temperature(run_dir))
 
 

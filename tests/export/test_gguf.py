@@ -196,3 +196,12 @@ def test_parity_compare_reports_where_and_how_close():
         "reference_margin_at_difference": 0.001,
         "matching_prefix": 2,
     }
+
+
+def test_export_flag_lists_every_gguf_dtype():
+    from tunelab import cli
+    from tunelab.export import gguf
+
+    export = cli.build_parser()._subparsers._group_actions[0].choices["export"]
+    (dtype,) = [a for a in export._actions if "--dtype" in a.option_strings]
+    assert tuple(dtype.choices) == gguf.DTYPES

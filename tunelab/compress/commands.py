@@ -27,7 +27,7 @@ def add_measure_flags(p) -> None:
 
 
 def add_parsers(sub) -> None:
-    from tunelab.compress.quantize import SCHEMES
+    from tunelab.compress.schemes import SCHEMES
 
     p = sub.add_parser(
         "quantize",

@@ -73,7 +73,7 @@ def load(run_dir: Path, cfg, labels, info: dict, backend: str):
             f"{run_dir}: stored weights do not fit the recorded shapes (e.g. {(unexpected or missing)[0]})"
         )
     tokenizer = model_load.load_tokenizer(model_load.Source(str(model_dir)))
-    return runs.LoadedRun(cfg, model.eval(), tokenizer, labels, [], backend)
+    return runs.LoadedRun(cfg, model.eval(), tokenizer, labels, [], backend=backend)
 
 
 def _tied(model, key: str) -> bool:

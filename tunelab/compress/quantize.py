@@ -22,13 +22,9 @@ from typing import Callable
 
 import torch
 
+from tunelab.compress.schemes import SCHEMES  # noqa: E402  (torch-free, for the CLI parser)
 from tunelab.errors import TunelabError
 
-SCHEMES = {
-    "int8-dynamic": "int8 weights and dynamically quantized int8 activations (torch.ao, fbgemm/oneDNN int8 kernels)",
-    "int8-weight-only": "int8 weights per output channel, fp32 activations (torchao Int8WeightOnlyConfig)",
-    "int4-weight-only": "int4 weights in groups of 32, fp32 activations (torchao IntxWeightOnlyConfig, stored one value per byte)",
-}
 INT4_GROUP = 32
 STATE_FILE = "quantized.pt"
 BACKENDS = ("torch",)
@@ -141,7 +137,7 @@ def load(run_dir: Path, cfg, labels, info: dict, backend: str):
     else:  # torchao: the stored tensors are the quantized weights; assign them in place of the fp32 ones
         model.load_state_dict(state, assign=True)
     tokenizer = model_load.load_tokenizer(model_load.Source(str(model_dir)))
-    return runs.LoadedRun(cfg, model.eval(), tokenizer, labels, [], backend)
+    return runs.LoadedRun(cfg, model.eval(), tokenizer, labels, [], backend=backend)
 
 
 def run(

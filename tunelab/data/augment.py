@@ -206,7 +206,7 @@ def paraphrases(
     """(kept (item, paraphrase) pairs, number rejected) for the items in ``todo`` (one paraphrase each)."""
     from tunelab.generation import target
     from tunelab.generation.config import GenerationConfig
-    from tunelab.generation.generate import generate
+    from tunelab.generation.decode import generate
 
     t = target.load(model_name)
     cfg = GenerationConfig(max_new_tokens=64, do_sample=True, temperature=0.8, top_p=0.9, seed=seed, batch_size=16)

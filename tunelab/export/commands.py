@@ -11,7 +11,8 @@ def _log(msg: str) -> None:
 
 def add_parser(sub) -> None:
     from tunelab.compress.commands import add_measure_flags
-    from tunelab.export import gguf
+
+    dtypes = ("f16", "q8_0", "q4_0", "q4_1", "f32")  # gguf.DTYPES (a test keeps them equal; gguf imports torch)
 
     p = sub.add_parser(
         "export",
@@ -30,7 +31,7 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--dtype",
         default="f16",
-        choices=list(gguf.DTYPES),
+        choices=list(dtypes),
         help="gguf: storage type of the weight matrices [default: f16]",
     )
     p.add_argument("--opset", type=int, default=18, help="onnx: ONNX opset version [default: 18]")

@@ -278,12 +278,12 @@ def load(run_dir: Path, cfg, labels, info: dict, backend: str):
         from tunelab.export import llamacpp
 
         model = llamacpp.LlamaCppModel(gguf_path(run_dir, info), model_dir)
-        return runs.LoadedRun(cfg, model, tokenizer, labels, [], backend, engine=llamacpp.Engine(model))
+        return runs.LoadedRun(cfg, model, tokenizer, labels, [], backend=backend, engine=llamacpp.Engine(model))
     model, _ = model_load.load_model(model_load.Source(str(model_dir), info["file"]), "AutoModelForCausalLM")
     gen = model_load.load_generation_config(model_dir)
     if gen is not None:
         model.generation_config = gen
-    return runs.LoadedRun(cfg, model.eval(), tokenizer, labels, [], backend)
+    return runs.LoadedRun(cfg, model.eval(), tokenizer, labels, [], backend=backend)
 
 
 def save_side_files(model, tokenizer, model_dir: Path) -> None:

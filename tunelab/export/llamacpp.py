@@ -101,7 +101,7 @@ class Engine:
         self.model = model
 
     def generate(self, batch: list, metrics) -> None:
-        from tunelab.generation.generate import eos_ids, finish
+        from tunelab.generation.decode import eos_ids, finish
         from tunelab.serve.batching import RowMonitor
         from tunelab.serve.metrics import BATCH_BUCKETS
 

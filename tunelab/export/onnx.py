@@ -164,7 +164,7 @@ def load(run_dir: Path, cfg, labels, info: dict, backend: str):
     model_dir = Path(run_dir) / "model"
     model = OrtModel(model_dir / ONNX_FILE, model_load.load_config(model_dir))
     tokenizer = model_load.load_tokenizer(model_load.Source(str(model_dir)))
-    return runs.LoadedRun(cfg, model, tokenizer, labels, [], backend)
+    return runs.LoadedRun(cfg, model, tokenizer, labels, [], backend=backend)
 
 
 def check_task(task, run_dir) -> None:

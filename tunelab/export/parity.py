@@ -15,7 +15,7 @@ import torch
 
 def prompt_ids(tokenizer, template: str | None, prompts: list) -> list[list[int]]:
     """Token ids of generation prompts (``Task.prompts``: message lists rendered with ``template``, or raw text)."""
-    from tunelab.generation.generate import encode_prompt
+    from tunelab.generation.decode import encode_prompt
 
     return [list(encode_prompt(tokenizer, p, 10**9, template, log=lambda _m: None)[0]) for p in prompts]
 

@@ -176,7 +176,7 @@ class Task(ABC):
     @abstractmethod
     def prompts(self, rows: list) -> list:
         """Generation prompts made from labelled rows, each cut before its reference, in the form
-        ``generation.generate`` takes (a message list, or raw text to continue). Checks that compare two models'
+        ``generation.decode.generate`` takes (a message list, or raw text to continue). Checks that compare two models'
         generations on dev data use them (the GGUF export's greedy parity). [] for tasks that do not generate."""
 
 
