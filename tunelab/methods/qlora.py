@@ -67,10 +67,12 @@ def _to_nf4(model: torch.nn.Module, names: list[str]) -> None:
         import bitsandbytes as bnb
     except ImportError:
         raise ConfigError("method.base: nf4 needs bitsandbytes: pip install 'tunelab[cuda]'") from None
+    # the 4-bit matmuls compute in bf16 only where this GPU supports it (Ampere and later), else in fp16
+    compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     for name in names:
         old = model.get_submodule(name)
         new = bnb.nn.Linear4bit(
-            old.in_features, old.out_features, bias=old.bias is not None, compute_dtype=torch.bfloat16, quant_type="nf4"
+            old.in_features, old.out_features, bias=old.bias is not None, compute_dtype=compute, quant_type="nf4"
         )
         new.weight = bnb.nn.Params4bit(old.weight.data.clone(), requires_grad=False, quant_type="nf4")
         if old.bias is not None:
