@@ -265,7 +265,7 @@ def run(
             else ("fraction of heads removed" if heads else "fraction of FFN neurons removed")
         )
         plot(rows, metric, after["dev"].get(metric) if recover_steps else None, result.tmp / "prune.png", label)
-        md = _report(src, out, method, rows, before, after, metric, what, recovery, record["machine"])
+        md = _report(f"prune ({method}): {Path(src).name} -> {Path(out).name}", record, metric)
         log("\n" + cost.table(cost.compare(before, after, metric)))
         result.finish(info, record, md, after["dev"])
     return record
@@ -294,15 +294,18 @@ def _tidy_recovery(work_dir: Path) -> None:
         shutil.rmtree(work_dir / name, ignore_errors=True)
 
 
-def _report(src, out, method, rows, before, after, metric, what, recovery, machine) -> str:
+def _report(title: str, record: dict, metric: str) -> str:
+    """report.md of a prune: the before/after cost table, what was removed, and the sweep's accuracy per level."""
     from tunelab.compress import cost, output
 
+    method, before, after = record["step"]["prune"]["method"], record["source"], record["result"]
+    rows, recovery = record["sweep"], record["recovery"]
     md = output.report(
-        f"prune ({method}): {Path(src).name} -> {Path(out).name}",
+        title,
         cost.compare(before, after, metric),
-        machine,
+        record["machine"],
         [
-            f"result: {what}",
+            f"result: {record['pruned']}",
             f"parameters: {before['parameters']:,} -> {after['parameters']:,}",
             f"recovery: {recovery}" if recovery else "no recovery fine-tune",
             *(
