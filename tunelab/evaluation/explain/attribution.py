@@ -52,6 +52,7 @@ def integrated_gradients(
     input_ids: torch.Tensor,
     baseline_ids: torch.Tensor,
     extra: tuple = (),
+    *,
     steps: int = 50,
     tolerance: float = 0.05,
     max_steps: int = 800,

@@ -103,8 +103,8 @@ def classification(run, item: dict, opts: Options) -> dict:
         ids,
         attr.baseline_ids(ids, special, tok.pad_token_id),
         extra,
-        opts.steps,
-        opts.tolerance,
+        steps=opts.steps,
+        tolerance=opts.tolerance,
     )
     roll = _rollout(model, {"input_ids": ids, **_named(extra)})[0]  # row of [CLS]: what flows into the classifier
     words = _segment_words(enc, item, ig.scores, roll.tolist(), special[0].tolist())
@@ -190,8 +190,8 @@ def token_classification(run, item: dict, opts: Options) -> dict:
             ids,
             attr.baseline_ids(ids, special, tok.pad_token_id),
             (mask,),
-            opts.steps,
-            opts.tolerance,
+            steps=opts.steps,
+            tolerance=opts.tolerance,
         )
         words = _word_scores(word_ids, ig.scores, roll[pos].mean(dim=0).tolist(), sent)
         entities.append(
@@ -271,8 +271,8 @@ def causal_lm(run, item: dict, opts: Options) -> dict:
             x,
             attr.baseline_ids(x, _special_mask(seq, tok), tok.pad_token_id),
             (),
-            opts.steps,
-            opts.tolerance,
+            steps=opts.steps,
+            tolerance=opts.tolerance,
             internal_batch_size=16,
         )
         roll = _rollout(model, {"input_ids": x})[-1]  # last position: the one predicting the new token
