@@ -325,7 +325,6 @@ class _HelpWithKeys(argparse.Action):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; it imports no torch and no config schema, so `tunelab --help` is instant."""
-    from tunelab.data import inputs
 
     parser = argparse.ArgumentParser(
         prog="tunelab", description="Fine-tune pretrained language models on your own task."
@@ -335,6 +334,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--verbose", action="store_true", help="let other libraries' progress bars and warnings through"
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_run_commands(sub)
+    _add_model_commands(sub)
+    _add_feature_commands(sub)
+    return parser
+
+
+def _add_run_commands(sub) -> None:
+    """train, and the commands that use or tidy a run folder: eval, predict, clean."""
+    from tunelab.data import inputs
+
     p = sub.add_parser(
         "train",
         help="fine-tune a model",
@@ -379,6 +388,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--force", action="store_true", help="also clean an unfinished run (it can no longer be resumed)")
     p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+
+
+def _add_model_commands(sub) -> None:
+    """info, doctor, merge, compare and config."""
     p = sub.add_parser("info", help="parameters, layers and trainable parameters of a model under a method")
     p.add_argument("model")
     p.add_argument("--method", default="full")
@@ -408,6 +421,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="list every config key with its default and description")
     p.add_argument("--markdown", action="store_true", help="as a markdown table (the README's)")
     p.add_argument("--section", help="only one section: run (top-level keys), model, data, method, train, ..., serve")
+
+
+def _add_feature_commands(sub) -> None:
+    """Each feature package declares its own subcommands (generation, evaluation, serve, ui, data, compress, export)."""
     from tunelab.generation import commands
 
     commands.add_parsers(sub)
@@ -428,7 +445,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     compress_commands.add_parsers(sub)
     export_commands.add_parser(sub)
-    return parser
 
 
 def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
