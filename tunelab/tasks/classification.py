@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal
 from tunelab.data.sources import Row
 from tunelab.errors import DataError
 from tunelab.schema import Strict
-from tunelab.tasks.base import Prepared, Table, Task
+from tunelab.tasks.base import ItemLogits, Prepared, Table, Task
 from tunelab.training.evaluation import Evaluator, Metric
 from tunelab.training.evaluation import evaluate as run_evaluator
 from tunelab.training.objective import Objective
@@ -97,8 +97,14 @@ class Classification(Task):
     def loss(self, outputs: dict, batch: dict):
         import torch.nn.functional as F
 
-        labels = batch["labels"]
-        return F.cross_entropy(outputs["logits"].float(), labels, reduction="sum"), int(labels.numel())
+        # unlabelled transfer rows carry -100 (cross_entropy's ignore_index): they add nothing and are not counted
+        return F.cross_entropy(outputs["logits"].float(), batch["labels"], reduction="sum"), count(batch)
+
+    def item_logits(self, outputs: dict, batch: dict) -> ItemLogits:
+        import torch
+
+        logits = outputs["logits"]  # (batch, classes): one item per example
+        return ItemLogits(torch.arange(logits.shape[0], device=logits.device), batch["labels"], logits)
 
     def evaluate(self, run, rows: list[Row], source: str, log) -> dict:
         from tunelab.data.collate import pad_batch
@@ -179,8 +185,7 @@ def encode(rows: list[Row], tokenizer, labels: list[str], max_length: int, sourc
     features = []
     for i, r in enumerate(rows):
         f = {k: enc[k][i] for k in keep}
-        if r.label is not None:
-            f["labels"] = index[r.label]
+        f["labels"] = index[r.label] if r.label is not None else -100  # -100: no label (ignored by loss and count)
         features.append(f)
     return features
 
@@ -190,7 +195,7 @@ def model_inputs(batch: dict) -> dict:
 
 
 def count(batch: dict) -> int:
-    return int(batch["labels"].numel())
+    return int((batch["labels"] != -100).sum())
 
 
 def predict_proba(model, batches, temperature: float = 1.0) -> torch.Tensor:
