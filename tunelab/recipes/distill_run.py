@@ -14,7 +14,7 @@ import torch
 from tunelab import runs
 from tunelab.errors import TunelabError
 from tunelab.recipes import distill
-from tunelab.training import kd
+from tunelab.training import distributed, kd
 from tunelab.training.callbacks import Callback
 from tunelab.training.objective import Objective
 
@@ -94,7 +94,7 @@ def cached_targets(setup, cfg: distill.DistillConfig, teacher: runs.LoadedRun, f
     targets = teacher_targets(teacher.model, setup.task, setup.prepared.objective.forward, features, collate, cfg)
     targets["key"] = key
     targets["seconds"] = round(time.perf_counter() - start, 1)
-    if setup.run_dir is not None:
+    if distributed.is_main_process():  # every process computed the same targets; one writes them
         tmp = path.with_suffix(".tmp")
         torch.save(targets, tmp)
         tmp.replace(path)
