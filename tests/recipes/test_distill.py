@@ -164,6 +164,17 @@ def test_config_errors_name_the_key(tmp_path, tiny_bert_dir, tiny_cls_run, capsy
         keep_layers(AutoModel.from_pretrained(str(tiny_bert_dir)), [0, 5])
 
 
+def test_a_missing_teacher_is_named_before_any_run_folder_is_made(tmp_path, tiny_bert_dir):
+    out = tmp_path / "run"
+    with pytest.raises(TunelabError, match=r"distill.teacher .*nope: no such run folder"):
+        distill.run(None, cls_args(tmp_path, tiny_bert_dir, tmp_path / "nope", f"output_dir={out}"), log=print)
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "config.yaml").write_text("task: classification\n")
+    with pytest.raises(TunelabError, match="distill.teacher: .*run has no saved model yet"):
+        distill.run(None, cls_args(tmp_path, tiny_bert_dir, tmp_path / "half", f"output_dir={out}"), log=print)
+    assert not out.exists()
+
+
 def test_different_tokenizers_are_refused(tiny_bert_dir, tiny_llama_dir):
     from tunelab.models import load as model_load
 
@@ -180,3 +191,21 @@ def test_labels_of_teacher_and_student_must_agree(tmp_path, tiny_bert_dir, tiny_
     args = cls_args(tmp_path, tiny_bert_dir, tiny_cls_run, f"data.train={data}", f"output_dir={tmp_path / 'r'}")
     with pytest.raises(TunelabError, match=r"labels \['0', '1'\] differ from the student's training labels"):
         distill.run(None, args, quiet=True, log=lambda m: None)
+
+
+def test_hidden_matching_learns_a_projection_when_widths_differ_and_checkpoints_it(tmp_path, tiny_bert_dir, tiny_cls_run):
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    narrow = tmp_path / "narrow-bert"
+    tok = BertTokenizer.from_pretrained(str(tiny_bert_dir))
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    torch.manual_seed(0)
+    BertModel(cfg).save_pretrained(str(narrow))
+    tok.save_pretrained(str(narrow))
+    out = tmp_path / "run"
+    args = cls_args(tmp_path, tiny_bert_dir, tiny_cls_run, f"model.name={narrow}", "model.layers=null")
+    args += ["distill.hidden=cosine", "train.max_steps=3", "train.keep_checkpoints=all", f"output_dir={out}"]
+    distill.run(None, args, quiet=True, log=lambda m: None)
+    extra = torch.load(out / "checkpoints" / "step-3" / "state.pt", weights_only=False)
+    state = extra["callbacks"]["ModuleState"]
+    assert state["weight"].shape == (32, 16)  # student width 16 -> teacher width 32, trained with the student

@@ -119,6 +119,7 @@ def run(
 ):
     """Distil into the config's output_dir (resuming if interrupted); returns the final metrics."""
     cfg, kd = load(path, overrides)
+    check_teacher(kd.teacher)  # before the run folder is created
     return finetune.run(
         cfg, quiet=quiet, log=log, callbacks=callbacks, resume_anyway=resume_anyway, extension=Distillation(kd)
     )
@@ -150,6 +151,27 @@ class Distillation(finetune.Extension):
 
     def metrics(self) -> dict:
         return {"distill": self.summary} if self.summary else {}
+
+
+def check_teacher(teacher: str) -> None:
+    """A run folder with a saved model, or a model name tunelab can resolve; a missing local folder is named as such
+    (not sent to the hub as an id)."""
+    from tunelab import runs
+    from tunelab.models import load as model_load
+
+    path = Path(teacher).expanduser()
+    if (path / "config.yaml").is_file():
+        try:
+            runs.check_run_dir(path)
+        except TunelabError as exc:
+            raise TunelabError(f"distill.teacher: {exc}") from None
+        return
+    if not path.exists() and path.parent != Path(".") and path.parent.is_dir():
+        raise TunelabError(f"distill.teacher {teacher}: no such run folder or model directory")
+    try:
+        model_load.resolve(teacher)
+    except ModelError as exc:
+        raise ModelError(f"distill.teacher: {exc}") from None
 
 
 def check_saved(run_dir: Path, kd: DistillConfig, log) -> None:
