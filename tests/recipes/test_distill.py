@@ -193,12 +193,16 @@ def test_labels_of_teacher_and_student_must_agree(tmp_path, tiny_bert_dir, tiny_
         distill.run(None, args, quiet=True, log=lambda m: None)
 
 
-def test_hidden_matching_learns_a_projection_when_widths_differ_and_checkpoints_it(tmp_path, tiny_bert_dir, tiny_cls_run):
+def test_hidden_matching_learns_a_projection_when_widths_differ_and_checkpoints_it(
+    tmp_path, tiny_bert_dir, tiny_cls_run
+):
     from transformers import BertConfig, BertModel, BertTokenizer
 
     narrow = tmp_path / "narrow-bert"
     tok = BertTokenizer.from_pretrained(str(tiny_bert_dir))
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    cfg = BertConfig(
+        vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+    )
     torch.manual_seed(0)
     BertModel(cfg).save_pretrained(str(narrow))
     tok.save_pretrained(str(narrow))
