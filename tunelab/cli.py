@@ -52,6 +52,10 @@ def cmd_distill(args) -> int:
     except Interrupted as stop:
         log(interrupted_message(stop.checkpoint, f"{stop} (the step finished and was saved)"))
         return stop.exit_code
+    except KeyboardInterrupt:
+        out = distill.load(path, overrides)[0].output_dir
+        log(interrupted_message(_latest_checkpoint(out), "interrupted"))
+        return 130
     teacher = final["distill"]["teacher_dev"]
     shown = ", ".join(f"{k} {v:.4f} (teacher {teacher[k]:.4f})" for k, v in final["dev"].items() if k in teacher)
     log(f"done: student dev {shown}")
