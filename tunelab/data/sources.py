@@ -81,6 +81,7 @@ class _Spec:
     label: str | int | None
     on_error: str = "raise"
     keep_labels: frozenset[str] | None = None
+    label_kind: str = "class"
 
     def roles(self) -> list[tuple[str | int | None, str]]:
         return [(self.text, "text_column"), (self.pair, "text_pair_column"), (self.label, "label_column")]
@@ -101,6 +102,7 @@ def read_table(
     on_error: str = "raise",
     delimiter: str | None = None,
     encoding: str = "utf-8",
+    label_kind: str = "class",
 ) -> Table:
     """Read labelled text rows from a file or a packaged dataset.
 
@@ -118,6 +120,9 @@ def read_table(
             in ``Table.skipped``. File-level problems always raise.
         delimiter: Field separator for CSV/TSV (one character); None = ``,`` for csv, tab for tsv.
         encoding: Text encoding of the file (``utf-8`` also drops a BOM; ``latin-1``, ``cp1252``...).
+        label_kind: What a label may be: ``class`` (a string or integer), ``set`` (also a JSON list of strings or
+            integers, kept as its JSON text: multi-label rows) or ``number`` (a number, a numeric string, or a JSON
+            list of numbers kept as JSON text: regression targets; anything else is a row error).
 
     Returns:
         The rows, in file order.
@@ -127,10 +132,11 @@ def read_table(
     """
     _check_choice(path, "on_error", on_error, ("raise", "skip"))
     _check_choice(path, "has_header", has_header, (True, False, "auto"))
+    _check_choice(path, "label_kind", label_kind, LABEL_KINDS)
     if is_packaged(path):
         return _read_packaged(path, text_pair_column, label_column, on_error)
     file = _existing_file(path)
-    spec = _Spec(text_column, text_pair_column, label_column, on_error)
+    spec = _Spec(text_column, text_pair_column, label_column, on_error, label_kind=label_kind)
     fmt = _detect_format(path, format)
     if delimiter is not None and fmt not in ("csv", "tsv"):
         raise DataError(
@@ -377,7 +383,7 @@ def _add_row(out: Table, line: int, values: list, spec: _Spec) -> None:
         return  # filtered by design (packaged datasets), not an error
     try:
         pair = None if spec.pair is None else _text(pair, "text pair", spec.pair)
-        label = None if spec.label is None else _label(label, spec.label)
+        label = None if spec.label is None else LABEL_READERS[spec.label_kind](label, spec.label)
         out.rows.append(Row(_text(text, "text", spec.text), pair, label, line))
     except _RowProblem as err:
         _problem(out, spec, line, str(err))
@@ -404,6 +410,42 @@ def _label(value, ref) -> str:
         found = f"{_kind(value)} {json.dumps(value)[:60]}"
         raise _RowProblem(f"label in column {ref!r}: expected a string or integer, found {found}")
     return value.strip()  # labels are compared as strings later: "1 " must be the class "1"
+
+
+def _label_set(value, ref) -> str:
+    """A multi-label cell: a delimited string (split later by the task), an integer, or a JSON list of them."""
+    if not isinstance(value, list):
+        return _label(value, ref)
+    if any(isinstance(v, bool) or not isinstance(v, (str, int)) for v in value):
+        bad = next(v for v in value if isinstance(v, bool) or not isinstance(v, (str, int)))
+        raise _RowProblem(
+            f"label list in column {ref!r}: expected strings or integers, found {_kind(bad)} {json.dumps(bad)}"
+        )
+    return json.dumps([v if isinstance(v, str) else json.dumps(v) for v in value])
+
+
+def _number(value, ref) -> str:
+    """A regression target: a number, a numeric string, or a JSON list of numbers (several targets)."""
+    items = value if isinstance(value, list) else [value]
+    if isinstance(value, list) and not value:
+        raise _RowProblem(f"target in column {ref!r}: expected a number or a list of numbers, found []")
+    out = []
+    for v in items:
+        if isinstance(v, str):
+            try:
+                v = float(v.strip())
+            except ValueError:
+                raise _RowProblem(f"target in column {ref!r}: expected a number, found {json.dumps(v)[:60]}") from None
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v in (float("inf"), float("-inf")):
+            raise _RowProblem(
+                f"target in column {ref!r}: expected a finite number, found {_kind(v)} {json.dumps(v)[:60]}"
+            )
+        out.append(float(v))
+    return json.dumps(out) if isinstance(value, list) else repr(out[0])
+
+
+LABEL_READERS = {"class": _label, "set": _label_set, "number": _number}
+LABEL_KINDS = tuple(LABEL_READERS)
 
 
 def _json_list(text: str, source: str):

@@ -78,6 +78,8 @@ def _train(cfg: config_mod.RunConfig, task: Task, precision, session: runstate.S
     )
     if distributed.is_main_process():
         export(model, tokenizer, method, labels, run_dir)
+        if prepared.task_state:  # after the final evaluation, which may have tuned part of it (thresholds)
+            checkpoint.write_json_atomic(run_dir / runs.TASK_STATE, prepared.task_state)
         checkpoint.write_json_atomic(run_dir / "metrics.json", final)
         # after the run is complete: a problem here never costs the trained model (`tunelab calibrate` redoes it)
         from tunelab.evaluation import analysis

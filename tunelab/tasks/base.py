@@ -58,6 +58,10 @@ class Prepared:
         evaluate_test: the test evaluation (None without a test file).
         baseline: evaluate the untrained model with ``evaluate_final`` first (the report compares).
         info: data facts for the report (counts, truncation, padding); empty when there is nothing to say.
+        task_state: JSON-ready values the task fits on the data and needs again to evaluate or predict with the
+            trained run (regression: the target scaling from the training rows; multi-label: the decision thresholds
+            tuned on dev, filled in by ``evaluate_final``). The recipe writes it to the run folder's task_state.json
+            after the final evaluation; ``LoadedRun.task_state`` holds it back ({} when the task fitted nothing).
     """
 
     features: dict[str, list[dict]]
@@ -68,6 +72,7 @@ class Prepared:
     evaluate_test: Evaluator | None = None
     baseline: bool = False
     info: dict = field(default_factory=dict)
+    task_state: dict = field(default_factory=dict)
 
 
 class Task(ABC):
