@@ -177,6 +177,31 @@ class TrainConfig(Strict):
     length_grouping: bool = Field(
         True, description="Batch examples of similar length together (dynamic padding either way)."
     )
+    class_weights: Literal["balanced"] | dict[str | int, float] | None = Field(
+        None,
+        description="Weigh each class in the loss: balanced = n_rows / (n_classes * rows of the class), from the "
+        "training rows; or {label: weight} (unlisted labels weigh 1); null = equal. Classification.",
+    )
+    focal_gamma: float | None = Field(
+        None,
+        ge=0,
+        le=10,
+        description="Focal loss: scale each row's cross-entropy by (1 - p_true)^gamma, so easy rows count less "
+        "(2 is usual); null = plain cross-entropy. Combines with class_weights. Classification.",
+    )
+    sampler: Literal["length", "balanced"] = Field(
+        "length",
+        description="Which rows form each batch: length = a seeded shuffle (grouped by length, see length_grouping); "
+        "balanced = every class equally likely (rows drawn with replacement, seeded per epoch; the epoch keeps its "
+        "number of batches). balanced needs a task that gives classes (classification).",
+    )
+
+    @field_validator("class_weights")
+    @classmethod
+    def _positive_weights(cls, v):
+        if isinstance(v, dict) and (not v or any(w <= 0 for w in v.values())):
+            raise ValueError("expected 'balanced' or a mapping {label: weight} of positive weights")
+        return {str(k): w for k, w in v.items()} if isinstance(v, dict) else v  # labels are strings (1 -> "1")
 
 
 MethodConfig = Annotated[
@@ -226,6 +251,14 @@ class RunConfig(Strict):
             task.metric(self.train.metric)
         except ValueError as exc:
             raise ValueError(f"train.metric: {exc}") from None
+        given = {"class_weights": self.train.class_weights, "focal_gamma": self.train.focal_gamma}
+        wanted = [k for k, v in given.items() if v is not None]
+        wanted += ["sampler"] if self.train.sampler == "balanced" else []
+        if wanted and not task.balances:
+            able = ", ".join(n for n, t in TASKS.items() if t.balances)
+            raise ValueError(
+                f"train.{wanted[0]}: task {task.name} does not weigh or balance classes (tasks that do: {able})"
+            )
         task.check(self)
         return self
 

@@ -145,6 +145,7 @@ def train_and_evaluate(cfg: config_mod.RunConfig, model, prepared, extras: _Extr
         extras.run_dir,
         evaluator=prepared.evaluate,
         metric=task.metric(cfg.train.metric),
+        sampler=sampler(cfg, prepared),
         callbacks=callbacks,
         param_groups=groups,
         tracker=extras.tracker,
@@ -172,6 +173,17 @@ def train_and_evaluate(cfg: config_mod.RunConfig, model, prepared, extras: _Extr
     if prepared.info:
         final["data"] = prepared.info
     return final, model
+
+
+def sampler(cfg: config_mod.RunConfig, prepared):
+    """The loop's sampler: None (its length-grouped default), or the class-balanced one (``train.sampler``)."""
+    if cfg.train.sampler != "balanced":
+        return None
+    from tunelab.training.sampler import Balanced
+
+    if prepared.groups is None:  # the config refuses this for tasks that do not balance; a task that forgot groups
+        raise TunelabError(f"train.sampler=balanced: task {cfg.task.name} gave no classes to balance")
+    return Balanced(prepared.groups, cfg.train.batch_size, cfg.train.seed)
 
 
 def training_callbacks(model, cfg: config_mod.RunConfig, method, n_train: int) -> list:

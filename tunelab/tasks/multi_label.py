@@ -284,7 +284,7 @@ def metrics(gold: list[list[int]], pred: list[list[int]], labels: list[str]) -> 
 
     y, yhat = np.array(gold, dtype=int).reshape(-1, len(labels)), np.array(pred, dtype=int).reshape(-1, len(labels))
     if not len(y):
-        return {"micro_f1": 0.0, "macro_f1": 0.0, "samples_f1": 0.0, "subset_accuracy": 0.0, "per_label": {}}
+        return {"micro_f1": 0.0, "macro_f1": 0.0, "samples_f1": 0.0, "subset_accuracy": 0.0, "per_class": {}}
     p, r, f, s = precision_recall_fscore_support(y, yhat, average=None, zero_division=0)
     # a row with no gold and no predicted label is a perfect answer (sklearn's samples F1 would count it 0)
     both_empty = (y.sum(1) == 0) & (yhat.sum(1) == 0)
@@ -295,7 +295,7 @@ def metrics(gold: list[list[int]], pred: list[list[int]], labels: list[str]) -> 
         "macro_f1": float(f.mean()),
         "samples_f1": float(samples.mean()),
         "subset_accuracy": float((y == yhat).all(1).mean()),
-        "per_label": {
+        "per_class": {
             n: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
             for i, n in enumerate(labels)
         },
