@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from tunelab.errors import ConfigError
-from tunelab.evaluation.config import AnalysisConfig
+from tunelab.evaluation.config import AnalysisConfig, EvalConfig, split_entry
 from tunelab.generation_config import GenerationConfig
 from tunelab.methods import METHODS
 from tunelab.schema import Strict
@@ -236,6 +236,9 @@ class RunConfig(Strict):
         default_factory=TrackingConfig,
         description="Experiment trackers (TensorBoard, MLflow, Trackio) besides metrics.jsonl.",
     )
+    eval: EvalConfig = Field(
+        default_factory=EvalConfig, description="Metrics of your own, computed with the task's during training."
+    )
     analysis: AnalysisConfig = Field(
         default_factory=AnalysisConfig, description="Calibration and error analysis written at the end of training."
     )
@@ -247,10 +250,13 @@ class RunConfig(Strict):
                 f"train.batch_size ({self.train.batch_size}) must be a multiple of train.grad_accum ({self.train.grad_accum})"
             )
         task = TASKS[self.task.name]
+        custom = [split_entry(e)[1] for e in self.eval.metrics]
         try:
-            task.metric(self.train.metric)
+            if self.train.metric not in custom:
+                task.metric(self.train.metric)
         except ValueError as exc:
-            raise ValueError(f"train.metric: {exc}") from None
+            more = f" (or a custom metric of eval.metrics: {', '.join(custom)})" if custom else ""
+            raise ValueError(f"train.metric: {exc}{more}") from None
         given = {"class_weights": self.train.class_weights, "focal_gamma": self.train.focal_gamma}
         wanted = [k for k, v in given.items() if v is not None]
         wanted += ["sampler"] if self.train.sampler == "balanced" else []

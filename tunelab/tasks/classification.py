@@ -296,7 +296,11 @@ def evaluator(features: list[dict], labels: list[str], collate, batch_size: int 
         )
         return {**metrics(y_true, probs.argmax(-1).tolist(), labels), "loss": nll}
 
-    return Evaluator(len(features), score, summarize)
+    def answers(results: list) -> tuple[list, list]:
+        """Gold and predicted label names."""
+        return [labels[f["labels"]] for f in features], [labels[int(p.argmax())] for p in results]
+
+    return Evaluator(len(features), score, summarize, answers)
 
 
 def predict(

@@ -363,4 +363,10 @@ def evaluator(features: list[dict], labels: list[str], collate, thresholds: Thre
             "macro_f1_at_0.5": at_half["macro_f1"],
         }
 
-    return Evaluator(len(features), score, summarize)
+    def answers(results: list) -> tuple[list, list]:
+        """Gold and predicted label sets (lists of names), at the evaluation's thresholds."""
+        cut = thresholds.values(len(labels))
+        gold = [[n for n, y in zip(labels, f["targets"]) if y > 0.5] for f in features]
+        return gold, [[n for n, x, t in zip(labels, p.tolist(), cut) if x >= t] for p in results]
+
+    return Evaluator(len(features), score, summarize, answers)

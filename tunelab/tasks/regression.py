@@ -266,8 +266,15 @@ def evaluator(features: list[dict], state: dict, collate, names: list[str]) -> E
     def score(model, indices: list[int]) -> list:
         return outputs(model, [features[i] for i in indices], collate, state)
 
+    def answers(results: list) -> tuple[list, list]:
+        """Gold and predicted values on the original scale (a number per item; a list with several targets)."""
+        gold = [[z * s + m for z, m, s in zip(f["targets"], state["mean"], state["std"])] for f in features]
+        if len(names) == 1:
+            return [g[0] for g in gold], [p[0] for p in results]
+        return gold, [list(p) for p in results]
+
     def summarize(results: list) -> dict:
         gold = [[z * s + m for z, m, s in zip(f["targets"], state["mean"], state["std"])] for f in features]
         return metrics(gold, results, names)
 
-    return Evaluator(len(features), score, summarize)
+    return Evaluator(len(features), score, summarize, answers)
