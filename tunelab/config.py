@@ -53,15 +53,17 @@ class ModelConfig(Strict):
 class DataConfig(Strict):
     train: str = Field(
         "rotten-tomatoes",
-        description="Training file (csv, tsv, json, jsonl, conll) or packaged dataset name (rotten-tomatoes).",
+        description="Training file (csv, tsv, json, jsonl, conll, parquet, arrow), a datasets save_to_disk folder, a hub "
+        "dataset hf://datasets/OWNER/NAME[/CONFIG][@REVISION][:SPLIT], or a packaged dataset name (rotten-tomatoes).",
     )
     dev: str | None = Field(None, description="Dev file; if absent a stratified, seeded split is carved out of train.")
     test: str | None = Field(
         None, description="Optional held-out test file, evaluated once at the end with the best checkpoint."
     )
-    format: Literal["auto", "csv", "tsv", "json", "jsonl", "conll", "text"] = Field(
+    format: Literal["auto", "csv", "tsv", "json", "jsonl", "conll", "text", "parquet", "arrow"] = Field(
         "auto",
-        description="File format; auto picks it from the extension (.txt = text: one text per line, for predict).",
+        description="File format; auto picks it from the extension (.txt = text: one text per line, for predict; "
+        ".parquet/.pq; .arrow/.feather). datasets save_to_disk folders and hf:// ids need no format.",
     )
     delimiter: str | None = Field(
         None,

@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tunelab.data import tables
 from tunelab.errors import DataError
 
 FORMATS = ("csv", "tsv", "json", "jsonl")
@@ -135,9 +136,13 @@ def read_table(
     _check_choice(path, "label_kind", label_kind, LABEL_KINDS)
     if is_packaged(path):
         return _read_packaged(path, text_pair_column, label_column, on_error)
-    file = _existing_file(path)
     spec = _Spec(text_column, text_pair_column, label_column, on_error, label_kind=label_kind)
+    if tables.is_hub(path) or tables.is_saved_dataset(path):
+        return _read_table(path, "dataset", spec, delimiter)
+    file = _existing_file(path)
     fmt = _detect_format(path, format)
+    if fmt in tables.FORMATS:
+        return _read_table(path, fmt, spec, delimiter)
     if delimiter is not None and fmt not in ("csv", "tsv"):
         raise DataError(
             f"{path}: data.delimiter applies to csv/tsv files, but this file is read as {fmt}; "
@@ -146,6 +151,42 @@ def read_table(
     if fmt == "text":
         return _read_lines(file, path, spec, encoding)
     return _read_file(file, path, fmt, spec, has_header, delimiter, encoding)
+
+
+def _read_table(path: str, fmt: str, spec: _Spec, delimiter: str | None) -> Table:
+    """Rows of a parquet/arrow file, save_to_disk folder or hub id: its records read like JSON objects (row numbers
+    for lines); a column may also be given by its 0-based position."""
+    if delimiter is not None:
+        raise DataError(f"{path}: data.delimiter applies to csv/tsv files, but this input is read as {fmt}")
+    columns, records = tables.read(path, fmt)
+    named = _Spec(
+        *(_column_name(ref, columns, role, path) for ref, role in spec.roles()),
+        spec.on_error,
+        spec.keep_labels,
+        spec.label_kind,
+    )
+    out = Table(rows=[], source=path, skipped=[])
+    _read_objects(enumerate(records, start=1), named, out)
+    if not out.rows:
+        why = (
+            f": all {len(out.skipped)} were skipped (first: row {out.skipped[0][0]}: {out.skipped[0][1]})"
+            if out.skipped
+            else ""
+        )
+        raise DataError(f"{path}: expected at least one data row, found none{why}")
+    return out
+
+
+def _column_name(ref, columns: list[str], role: str, source: str):
+    """A column given by position becomes its name; names pass through (a missing one is reported by the reader)."""
+    pos = None if ref is None or ref in columns else _position(ref)
+    if pos is None:
+        return ref
+    if not 0 <= pos < len(columns):
+        raise DataError(
+            f"{source}: data.{role} {pos} is out of range: expected 0 to {len(columns) - 1}; columns: {', '.join(columns)}"
+        )
+    return columns[pos]
 
 
 def _check_choice(source: str, name: str, value: object, choices: tuple) -> None:
@@ -187,8 +228,10 @@ def _existing_file(path: str) -> Path:
 
 
 def _detect_format(path: str, fmt: str) -> str:
-    if fmt in FORMATS or fmt == "text":
+    if fmt in FORMATS or fmt == "text" or fmt in tables.FORMATS:
         return fmt
+    if fmt == "auto" and tables.table_format(path):
+        return tables.table_format(path)
     if fmt != "auto":
         raise DataError(f"{path}: data.format must be one of auto, {', '.join(FORMATS)}, text, found {fmt!r}")
     # The format is the last suffix that is not compression (.csv.gz -> csv); _read_text unpacks.
@@ -199,8 +242,8 @@ def _detect_format(path: str, fmt: str) -> str:
     if ext not in FORMATS:
         raise DataError(
             f"{path}: unknown data format {('.' + ext) if ext else '(no extension)'}; expected a .csv, "
-            ".tsv, .json, .jsonl or .txt file (optionally .gz/.bz2/.xz), or set data.format=csv "
-            "(or tsv, json, jsonl, text)"
+            ".tsv, .json, .jsonl or .txt file (optionally .gz/.bz2/.xz), a .parquet or .arrow file, a datasets "
+            "save_to_disk folder or hf://datasets/NAME, or set data.format=csv (or tsv, json, jsonl, text, parquet, arrow)"
         )
     return ext
 
