@@ -233,7 +233,9 @@ def _detect_format(path: str, fmt: str) -> str:
     if fmt == "auto" and tables.table_format(path):
         return tables.table_format(path)
     if fmt != "auto":
-        raise DataError(f"{path}: data.format must be one of auto, {', '.join(FORMATS)}, text, found {fmt!r}")
+        raise DataError(
+            f"{path}: data.format must be one of auto, {', '.join(FORMATS)}, text, {', '.join(tables.FORMATS)}, found {fmt!r}"
+        )
     # The format is the last suffix that is not compression (.csv.gz -> csv); _read_text unpacks.
     kept = [s.lower() for s in Path(path).suffixes if s.lower() not in _UNPACK]
     ext = kept[-1].lstrip(".") if kept else ""
