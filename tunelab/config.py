@@ -159,7 +159,8 @@ class TrainConfig(Strict):
     metric: str | None = Field(
         None,
         description="Dev metric that picks the best checkpoint and drives early stopping; null = the task's first metric "
-        "(classification: accuracy, token_classification: f1, causal_lm: loss); its direction is the task's declaration.",
+        "(classification: accuracy, token_classification: f1, causal_lm: loss, multi_label: micro_f1, regression: mse); "
+        "its direction is the task's declaration. May name a custom metric of eval.metrics.",
     )
     early_stopping_patience: int | None = Field(
         None, ge=1, description="Stop after this many evaluations without improvement of `metric`."
