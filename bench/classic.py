@@ -209,11 +209,13 @@ def imbalance(args) -> tuple[list[str], dict]:
     sliced = neg + pos
     random.Random(1).shuffle(sliced)
     path = write_tsv(WORK / "sst2-imb" / "train.tsv", ["sentence", "label"], sliced)
-    variants = {
+    every = {
         "none": [],
         "balanced weights": ["train.class_weights=balanced"],
         "balanced sampler": ["train.sampler=balanced"],
+        "focal 2": ["train.focal_gamma=2"],
     }
+    variants = {k: v for k, v in every.items() if k in args.variants}
     out: dict = {}
     for name, extra in variants.items():
         for seed in args.seeds:
@@ -267,6 +269,12 @@ def main() -> None:
     p.add_argument("--dev", type=int, default=None, help="dev (and test) rows (multilabel 800, imbalance 1000)")
     p.add_argument("--epochs", type=float, default=None, help="epochs (multilabel 2, regression 4)")
     p.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1, 2])
+    p.add_argument(
+        "--variants",
+        type=lambda s: s.split(","),
+        default=["none", "balanced weights"],
+        help="imbalance: comma-separated of none, balanced weights, balanced sampler, focal 2",
+    )
     args = p.parse_args()
     args.train = args.train or 2000
     args.dev = args.dev or (800 if args.what == "multilabel" else 1000)

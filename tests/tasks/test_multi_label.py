@@ -120,3 +120,31 @@ def test_tiny_run_learns_label_sets_with_tuned_thresholds_saved(tmp_path, tiny_b
     capsys.readouterr()
     assert cli.main(["eval", str(tmp_path / "run"), "--data", str(tmp_path / "test.tsv")]) == 0
     assert json.loads(capsys.readouterr().out)["micro_f1"] == pytest.approx(final["test"]["micro_f1"])
+
+
+@pytest.mark.parametrize("task", ["multi_label", "regression"])
+def test_lora_runs_reload_with_their_head_and_predict_what_training_evaluated(task, tmp_path, tiny_bert_dir):
+    from tests.conftest import write_scores
+
+    writer, extra = (write_topics, []) if task == "multi_label" else (write_scores, ["data.label_column=score"])
+    cfg = config.load(
+        None,
+        [
+            f"task={task}",
+            f"model.name={tiny_bert_dir}",
+            f"data.train={writer(tmp_path / 'train.tsv')}",
+            f"data.dev={writer(tmp_path / 'dev.tsv', n=16, seed=1)}",
+            "data.text_column=sentence",
+            f"output_dir={tmp_path / 'run'}",
+            "method=lora",
+            "train.lr=1e-2",
+            "train.max_steps=3",
+            "train.precision=fp32",
+            *extra,
+        ],
+    )
+    final = finetune.run(cfg, quiet=True, log=lambda m: None)
+    run = runs.load_run(tmp_path / "run")
+    again = TASKS[task].evaluate(run, TASKS[task].read(cfg, cfg.data.dev).rows, cfg.data.dev, print)
+    first = TASKS[task].metrics[0].name
+    assert again[first] == pytest.approx(final["dev"][first], rel=1e-5)
