@@ -90,6 +90,11 @@ def test_json_list_labels_read_from_jsonl_and_unknown_labels_name_the_line(tmp_p
     assert [json.loads(r.label) for r in table.rows] == [["cinema"], [], ["a", "b"]]
     with pytest.raises(DataError, match=r"d\.jsonl:3: label 'a' was not seen in training; known labels: cinema, story"):
         ml.encode(table.rows, None, ["cinema", "story"], 16, str(path))
+    (tmp_path / "d.tsv").write_text("text\ttags\nfine\ta,b\nbad\ta,,b\n", encoding="utf-8")
+    tsv = _cfg(tmp_path, tiny_bert_dir, "data.label_column=tags", "data.text_column=text", "data.on_error=skip")
+    skipped = TASKS["multi_label"].read(tsv, str(tmp_path / "d.tsv"))
+    assert [r.text for r in skipped.rows] == ["fine"] and skipped.skipped[0][0] == 3
+    assert skipped.skipped[0][1].startswith("empty label name")
     path.write_text(json.dumps({"text": "t", "tags": ["a", 1.5]}) + "\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"d\.jsonl:1: label list in column 'tags': expected strings or integers"):
         TASKS["multi_label"].read(cfg, str(path))

@@ -93,11 +93,19 @@ class MultiLabel(Task):
             label_kind="set",
         )
         # every label cell becomes the JSON list of its names here (errors with their line); later steps parse JSON
-        sep, rows = cfg.task.label_separator, []
+        sep, rows, skipped = cfg.task.label_separator, [], list(table.skipped)
         for r in table.rows:
-            cell = None if r.label is None else json.dumps(label_set(r.label, sep, f"{path}:{r.line}"))
+            try:
+                cell = None if r.label is None else json.dumps(label_set(r.label, sep, f"{path}:{r.line}"))
+            except DataError as exc:
+                if data.on_error == "raise":
+                    raise
+                skipped.append((r.line, str(exc).removeprefix(f"{path}:{r.line}: ")))
+                continue
             rows.append(Row(r.text, r.text_pair, cell, r.line))
-        return Table(rows, table.skipped)
+        if not rows:
+            raise DataError(f"{path}: expected at least one data row, found none: all {len(skipped)} were skipped")
+        return Table(rows, sorted(skipped))
 
     def label_space(self, rows: list[Row], source: str) -> list[str]:
         names = {name for r in rows for name in json.loads(r.label)}

@@ -78,13 +78,18 @@ class Regression(Task):
             encoding=data.encoding,
             label_kind="number",
         )
-        width = None
+        width, rows, skipped = None, [], list(table.skipped)
         for r in table.rows:  # every row has as many targets as the first
             n = len(targets(r.label)) if r.label is not None else None
             width = width or n
             if n is not None and n != width:
-                raise DataError(f"{path}:{r.line}: expected {width} target(s) as in the first row, found {n}")
-        return Table(table.rows, table.skipped)
+                why = f"expected {width} target(s) as in the first row, found {n}"
+                if data.on_error == "raise":
+                    raise DataError(f"{path}:{r.line}: {why}")
+                skipped.append((r.line, why))
+                continue
+            rows.append(r)
+        return Table(rows, sorted(skipped))
 
     def label_space(self, rows: list[Row], source: str) -> list[str]:
         return [f"{n}" for n in range(len(targets(rows[0].label)))] if rows else ["0"]
