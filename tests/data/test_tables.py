@@ -120,3 +120,10 @@ def test_hub_ids_parse_name_config_revision_and_split():
         "split": "validation",
     }
     assert parse_hub("hf://datasets/imdb") == {"name": "imdb", "config": None, "revision": None, "split": "train"}
+
+
+def test_rewriting_commands_refuse_tables_clearly(sst2_slice):
+    from tunelab.data import rewrite
+
+    with pytest.raises(DataError, match=r"train\.parquet: cannot rewrite format 'parquet' .*convert it to JSONL first"):
+        rewrite.read_raw(str(sst2_slice["train"]["parquet"]), "parquet")
