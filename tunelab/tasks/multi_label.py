@@ -155,7 +155,6 @@ class MultiLabel(Task):
         return per_label.mean(dim=-1).sum(), int(targets.shape[0])
 
     def evaluate(self, run, rows: list[Row], source: str, log) -> dict:
-
         feats = encode(rows, run.tokenizer, run.labels, run.cfg.model.max_length, source)
         collate = partial(pad_vectors, pad_id=run.tokenizer.pad_token_id)
         return run_evaluator(evaluator(feats, run.labels, collate, run_thresholds(run)), run.model)
@@ -164,7 +163,6 @@ class MultiLabel(Task):
         return single.parse_lines(lines, source)
 
     def predict(self, run, inputs: list[Row]) -> list[dict]:
-
         unlabelled = [Row(r.text, r.text_pair, None, r.line) for r in inputs]
         feats = encode(unlabelled, run.tokenizer, run.labels, run.cfg.model.max_length, "input")
         probs = scores(run.model, feats, partial(pad_vectors, pad_id=run.tokenizer.pad_token_id))

@@ -132,7 +132,6 @@ class Regression(Task):
         return loss(outputs, batch)
 
     def evaluate(self, run, rows: list[Row], source: str, log) -> dict:
-
         state = run.task_state or identity(len(run.labels))
         feats = encode(rows, run.tokenizer, state, run.cfg.model.max_length)
         collate = partial(pad_vectors, pad_id=run.tokenizer.pad_token_id)
@@ -142,7 +141,6 @@ class Regression(Task):
         return single.parse_lines(lines, source)
 
     def predict(self, run, inputs: list[Row]) -> list[dict]:
-
         state = run.task_state or identity(len(run.labels))
         unlabelled = [Row(r.text, r.text_pair, None, r.line) for r in inputs]
         feats = encode(unlabelled, run.tokenizer, state, run.cfg.model.max_length)
