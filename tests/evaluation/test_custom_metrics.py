@@ -55,6 +55,7 @@ def test_user_metrics_are_computed_and_one_picks_the_best_checkpoint(tmp_path, t
     assert [e["step"] for e in dev] == [2, 4] and all(float(e["dev/errors"]).is_integer() for e in dev)
     best = min(dev, key=lambda e: e["dev/errors"])  # the first of equals: a later one must be strictly better
     assert final["best_step"] == best["step"]
+
     from tunelab.evaluation import custom
     from tunelab.tasks import TASKS
 
@@ -81,3 +82,16 @@ def test_config_checks_entries_and_train_metric():
     with pytest.raises(ConfigError, match=r"or a custom metric of eval.metrics: f1b"):
         config.load(None, ["eval.metrics=[m.py:f1b]", "train.metric=f1c"])
     assert config.load(None, ["eval.metrics=[m.py:f1b]", "train.metric=f1b"]).train.metric == "f1b"
+
+
+def test_tunelab_eval_reports_the_runs_own_metrics(tmp_path, tiny_bert_dir, capsys):
+    from tunelab import cli
+
+    file = tmp_path / "mine.py"
+    file.write_text(METRICS, encoding="utf-8")
+    finetune.run(_cfg(tmp_path, tiny_bert_dir, f"eval.metrics=[{file}:errors:min]"), quiet=True, log=lambda m: None)
+    other = write_sentiment(tmp_path / "other.tsv", n=24, seed=2)
+    capsys.readouterr()
+    assert cli.main(["eval", str(tmp_path / "run"), "--data", str(other)]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["errors"] == round((1 - got["accuracy"]) * 24) and float(got["errors"]).is_integer()

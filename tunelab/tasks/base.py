@@ -161,9 +161,20 @@ class Task(ABC):
     # ------------------------------------------------------------ using a trained run
 
     @abstractmethod
+    def evaluator(self, run, rows: list, source: str, log: Callable[[str], None]) -> Evaluator:
+        """The evaluator of ``run`` (a runs.LoadedRun: cfg, model, tokenizer, labels, task_state) on labelled rows;
+        its summary reports every declared metric. ``evaluate`` runs it."""
+
     def evaluate(self, run, rows: list, source: str, log: Callable[[str], None]) -> dict:
-        """Metrics of ``run`` (a runs.LoadedRun: cfg, model, tokenizer, labels) on labelled rows (``tunelab eval``,
-        compare's untrained baseline). Reports every declared metric."""
+        """Metrics of ``run`` on labelled rows (``tunelab eval``, compare's untrained baseline): the task's
+        declared metrics plus the run's own ``eval.metrics``."""
+        from tunelab.evaluation import custom
+        from tunelab.training.evaluation import evaluate as run_evaluator
+
+        user = custom.load(run.cfg.eval.metrics)
+        return run_evaluator(
+            custom.with_user_metrics(self.evaluator(run, rows, source, log), user, self.name), run.model
+        )
 
     @abstractmethod
     def parse_inputs(self, lines: Iterable[str], source: str) -> list:

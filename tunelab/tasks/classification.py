@@ -15,7 +15,6 @@ from tunelab.errors import DataError
 from tunelab.schema import Strict
 from tunelab.tasks.base import Prepared, Table, Task
 from tunelab.training.evaluation import Evaluator, Metric
-from tunelab.training.evaluation import evaluate as run_evaluator
 from tunelab.training.objective import Objective
 
 if TYPE_CHECKING:
@@ -107,13 +106,11 @@ class Classification(Task):
         labels = batch["labels"]
         return F.cross_entropy(outputs["logits"].float(), labels, reduction="sum"), int(labels.numel())
 
-    def evaluate(self, run, rows: list[Row], source: str, log) -> dict:
+    def evaluator(self, run, rows: list[Row], source: str, log) -> Evaluator:
         from tunelab.data.collate import pad_batch
 
         feats = encode(rows, run.tokenizer, run.labels, run.cfg.model.max_length, source)
-        return run_evaluator(
-            evaluator(feats, run.labels, partial(pad_batch, pad_id=run.tokenizer.pad_token_id)), run.model
-        )
+        return evaluator(feats, run.labels, partial(pad_batch, pad_id=run.tokenizer.pad_token_id))
 
     def parse_inputs(self, lines, source: str) -> list[Row]:
         return parse_lines(lines, source)

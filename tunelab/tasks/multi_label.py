@@ -24,7 +24,6 @@ from tunelab.schema import Strict
 from tunelab.tasks import classification as single
 from tunelab.tasks.base import Prepared, Table, Task
 from tunelab.training.evaluation import Evaluator, Metric
-from tunelab.training.evaluation import evaluate as run_evaluator
 from tunelab.training.objective import Objective
 
 GRID = [round(0.05 * i, 2) for i in range(1, 20)]  # candidate thresholds 0.05 .. 0.95
@@ -154,10 +153,10 @@ class MultiLabel(Task):
         per_label = F.binary_cross_entropy_with_logits(outputs["logits"].float(), targets.float(), reduction="none")
         return per_label.mean(dim=-1).sum(), int(targets.shape[0])
 
-    def evaluate(self, run, rows: list[Row], source: str, log) -> dict:
+    def evaluator(self, run, rows: list[Row], source: str, log) -> Evaluator:
         feats = encode(rows, run.tokenizer, run.labels, run.cfg.model.max_length, source)
         collate = partial(pad_vectors, pad_id=run.tokenizer.pad_token_id)
-        return run_evaluator(evaluator(feats, run.labels, collate, run_thresholds(run)), run.model)
+        return evaluator(feats, run.labels, collate, run_thresholds(run))
 
     def parse_inputs(self, lines, source: str) -> list[Row]:
         return single.parse_lines(lines, source)

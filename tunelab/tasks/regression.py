@@ -20,7 +20,6 @@ from tunelab.tasks import classification as single
 from tunelab.tasks.base import Prepared, Table, Task
 from tunelab.tasks.multi_label import count, pad_vectors
 from tunelab.training.evaluation import Evaluator, Metric
-from tunelab.training.evaluation import evaluate as run_evaluator
 from tunelab.training.objective import Objective
 
 
@@ -131,11 +130,11 @@ class Regression(Task):
     def loss(self, outputs: dict, batch: dict):
         return loss(outputs, batch)
 
-    def evaluate(self, run, rows: list[Row], source: str, log) -> dict:
+    def evaluator(self, run, rows: list[Row], source: str, log) -> Evaluator:
         state = run.task_state or identity(len(run.labels))
         feats = encode(rows, run.tokenizer, state, run.cfg.model.max_length)
         collate = partial(pad_vectors, pad_id=run.tokenizer.pad_token_id)
-        return run_evaluator(evaluator(feats, state, collate, target_names(run.cfg, run.labels)), run.model)
+        return evaluator(feats, state, collate, target_names(run.cfg, run.labels))
 
     def parse_inputs(self, lines, source: str) -> list[Row]:
         return single.parse_lines(lines, source)
