@@ -21,6 +21,20 @@ if TYPE_CHECKING:
     import torch
 
 
+def _no_grad(fn):
+    """Run ``fn`` under torch.no_grad (scores are floats; nothing is trained through them)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        import torch
+
+        with torch.no_grad():
+            return fn(*args, **kwargs)
+
+    return wrapped
+
+
 def render(template: str, text: str, text_pair: str | None = None) -> tuple[str, str]:
     """(text before the label word, text after it) of ``template`` filled with an input (plain replacement, so
     braces in the input are kept as they are). Spaces before ``{mask}`` are dropped: ``prompt.word_prefix`` puts
@@ -112,6 +126,7 @@ def special_tokens(tokenizer) -> tuple[list[int], list[int]]:
 # ---------------------------------------------------------------- causal LMs
 
 
+@_no_grad
 def continuation_logprobs(model, prefix: list[int], items: list[tuple[list[int], list[int]]], batch_size: int):
     """Per item ``(context, target)``, the log-probabilities of ``target``'s tokens after ``prefix + context``.
 
@@ -164,6 +179,7 @@ def _score_chunk(model, chunk, prefix_state, device) -> list[list[float]]:
 # ---------------------------------------------------------------- masked LMs (PET cloze)
 
 
+@_no_grad
 def cloze_logprobs(model, tokenizer, items: list[tuple[str, str, tuple[int, ...]]], batch_size: int):
     """Per item ``(text before the word, text after it, word tokens)``, the log-probabilities of the word's tokens
     at as many mask tokens placed between the two texts (all predicted in one pass)."""
