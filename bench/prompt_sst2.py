@@ -1,0 +1,128 @@
+"""Prompt-based learning on real data with SmolLM2-135M (issue 13's acceptance numbers).
+
+Parts (run in the order given by --parts; each writes its own results file under bench/results/<cpu kind>/):
+  finetune  32 labelled SST-2 rows (16 per class, seeds 0-2): LoRA with a new classification head vs LoRA with
+            the template + verbalizer as the head (task prompt_classification), same rows, steps, lr; dev accuracy
+            on the first 500 dev rows; the untrained prompt (zero-shot) is recorded too.
+  icl       `tunelab icl examples/prompting/sst2-icl.yaml`: k = 8 from the same 16-per-class pools, random /
+            balanced / nearest, calibrated or not, 3 seeds.
+  agnews    `tunelab icl examples/prompting/agnews-zero-shot.yaml`: zero-shot with a 4-word verbalizer.
+
+    flock /tmp/tunelab-cpu.lock .venv/bin/python bench/prompt_sst2.py --parts finetune,icl,agnews
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from common import DATA, ROOT, header, load_average, machine, results_dir
+
+THREADS = 2
+RUNS = ROOT / "runs" / "bench-prompt"
+FT_SETTINGS = [
+    "model.name=smollm2-135m",
+    "method=lora",
+    "train.max_steps=32",
+    "train.eval_every=32",
+    "train.batch_size=8",
+    "train.lr=1e-3",
+    "model.max_length=128",
+    f"train.threads={THREADS}",
+    "data.text_column=sentence",
+    f"data.dev={DATA / 'sst2' / 'dev.tsv'}",
+    "data.max_dev_rows=500",
+    "train.keep_checkpoints=none",
+]
+PROMPT = ["prompt.template=Review: {text}\nSentiment: {mask}", "prompt.verbalizer={0: [negative], 1: [positive]}"]
+
+
+def few_shot_file(seed: int) -> Path:
+    """16 rows per class of SST-2 train drawn with ``seed`` (the same draw `tunelab icl` makes with pool_per_class)."""
+    from tunelab.prompting.demos import sample_per_class
+
+    with open(DATA / "sst2" / "train.tsv", encoding="utf-8") as f:
+        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
+    chosen = sample_per_class([r[1] for r in rows], 16, seed)
+    out = RUNS / f"train-16x2-seed{seed}.tsv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("sentence\tlabel\n" + "".join(f"{rows[i][0]}\t{rows[i][1]}\n" for i in chosen), encoding="utf-8")
+    return out
+
+
+def finetune_part(folder: Path, log) -> None:
+    from tunelab import config
+    from tunelab.recipes import finetune
+
+    rows, seeds = {"head": [], "prompt": [], "prompt (untrained)": []}, [0, 1, 2]
+    for seed in seeds:
+        data = few_shot_file(seed)
+        for kind, extra in (("head", ["task=classification"]), ("prompt", ["task=prompt_classification", *PROMPT])):
+            out = RUNS / f"{kind}-seed{seed}"
+            overrides = [*FT_SETTINGS, *extra, f"data.train={data}", f"train.seed={seed}", f"output_dir={out}"]
+            start = time.time()
+            final = finetune.run(config.load(None, overrides), quiet=True, log=log)
+            rows[kind].append(final["dev"]["accuracy"])
+            if "baseline" in final:  # the prompt task evaluates the untrained model first (zero-shot prompt)
+                rows["prompt (untrained)"].append(final["baseline"]["accuracy"])
+            log(f"{kind} seed {seed}: dev accuracy {final['dev']['accuracy']:.4f} ({time.time() - start:.0f} s)")
+    lines = [
+        "# Prompt-based vs head fine-tuning: SST-2, 32 labelled rows, SmolLM2-135M, LoRA",
+        "",
+        f"Settings: {' '.join(FT_SETTINGS)}; prompt: `{PROMPT[0]!r}`, `{PROMPT[1]}`. Dev: first 500 rows of SST-2 dev.",
+        "",
+        "| head | seeds | dev accuracy per seed | mean ± std |",
+        "|---|---|---|---|",
+    ]
+    for kind, accs in rows.items():
+        if accs:
+            std = statistics.stdev(accs) if len(accs) > 1 else 0.0
+            per = ", ".join(f"{a:.4f}" for a in accs)
+            lines.append(f"| {kind} | {len(accs)} | {per} | {statistics.fmean(accs):.4f} ± {std:.4f} |")
+    if rows["head"] and rows["prompt"]:
+        gain = 100 * (statistics.fmean(rows["prompt"]) - statistics.fmean(rows["head"]))
+        lines += ["", f"Prompt-based minus head fine-tuning: **{gain:+.1f} points** of dev accuracy (mean of seeds)."]
+    (folder / "prompt-finetune-sst2.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def icl_part(folder: Path, example: str, name: str, log) -> None:
+    from tunelab import config
+    from tunelab.recipes import icl
+
+    cfg = config.load(ROOT / "examples" / "prompting" / example, [f"output_dir={RUNS / name}", f"train.threads={THREADS}"])
+    start = time.time()
+    summary = icl.run(cfg, log=log)
+    text = icl.markdown(summary) + f"\nWall time: {time.time() - start:.0f} s with {THREADS} threads.\n"
+    (folder / f"prompt-{name}.md").write_text(text, encoding="utf-8")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--parts", default="finetune,icl,agnews")
+    args = parser.parse_args()
+    folder, load_before = results_dir(), load_average()
+    rep = machine(THREADS, seconds=0.5)
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    for part in args.parts.split(","):
+        start = time.time()
+        if part == "finetune":
+            finetune_part(folder, log)
+        elif part == "icl":
+            icl_part(folder, "sst2-icl.yaml", "icl-sst2", log)
+        elif part == "agnews":
+            icl_part(folder, "agnews-zero-shot.yaml", "agnews-zero-shot", log)
+        log(f"part {part}: {time.time() - start:.0f} s")
+    command = f".venv/bin/python bench/prompt_sst2.py --parts {args.parts}"
+    (folder / "prompt-machine.md").write_text("\n".join(header(rep, load_before, load_average(), command)) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
