@@ -6,7 +6,10 @@ Parts (run in the order given by --parts; each writes its own results file under
             on the first 500 dev rows; the untrained prompt (zero-shot) is recorded too.
   icl       `tunelab icl examples/prompting/sst2-icl.yaml`: k = 8 from the same 16-per-class pools, random /
             balanced / nearest, calibrated or not, 3 seeds.
+  zeroshot  the same SST-2 prompt with no demonstrations (icl.shots=0), calibrated or not.
   agnews    `tunelab icl examples/prompting/agnews-zero-shot.yaml`: zero-shot with a 4-word verbalizer.
+Afterwards prompt-compare-sst2.md puts every SST-2 number side by side (zero-shot, ICL per strategy and
+calibration, head and prompt-based fine-tuning, all from the same 16-per-class draws).
 
     flock /tmp/tunelab-cpu.lock .venv/bin/python bench/prompt_sst2.py --parts finetune,icl,agnews
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import statistics
 import sys
 import time
@@ -59,6 +63,7 @@ def finetune_part(folder: Path, log) -> None:
     from tunelab.recipes import finetune
 
     rows, seeds = {"head": [], "prompt": [], "prompt (untrained)": []}, [0, 1, 2]
+    (RUNS / "finetune.json").parent.mkdir(parents=True, exist_ok=True)
     for seed in seeds:
         data = few_shot_file(seed)
         for kind, extra in (("head", ["task=classification"]), ("prompt", ["task=prompt_classification", *PROMPT])):
@@ -83,26 +88,55 @@ def finetune_part(folder: Path, log) -> None:
             std = statistics.stdev(accs) if len(accs) > 1 else 0.0
             per = ", ".join(f"{a:.4f}" for a in accs)
             lines.append(f"| {kind} | {len(accs)} | {per} | {statistics.fmean(accs):.4f} ± {std:.4f} |")
+    (RUNS / "finetune.json").write_text(json.dumps(rows), encoding="utf-8")
     if rows["head"] and rows["prompt"]:
         gain = 100 * (statistics.fmean(rows["prompt"]) - statistics.fmean(rows["head"]))
         lines += ["", f"Prompt-based minus head fine-tuning: **{gain:+.1f} points** of dev accuracy (mean of seeds)."]
     (folder / "prompt-finetune-sst2.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def icl_part(folder: Path, example: str, name: str, log) -> None:
+def icl_part(folder: Path, example: str, name: str, log, more: tuple = ()) -> None:
     from tunelab import config
     from tunelab.recipes import icl
 
-    cfg = config.load(ROOT / "examples" / "prompting" / example, [f"output_dir={RUNS / name}", f"train.threads={THREADS}"])
+    overrides = [f"output_dir={RUNS / name}", f"train.threads={THREADS}", *more]
+    cfg = config.load(ROOT / "examples" / "prompting" / example, overrides)
     start = time.time()
     summary = icl.run(cfg, log=log)
     text = icl.markdown(summary) + f"\nWall time: {time.time() - start:.0f} s with {THREADS} threads.\n"
     (folder / f"prompt-{name}.md").write_text(text, encoding="utf-8")
 
 
+def compare_table(folder: Path) -> None:
+    """Every SST-2 result measured so far (runs/bench-prompt/), one row per approach: mean ± std over seeds."""
+    lines = [
+        "# SST-2 with 32 labelled rows (16 per class, seeds 0-2): SmolLM2-135M, first 500 dev rows",
+        "",
+        "| approach | uses the 32 rows as | seeds | accuracy (mean ± std) |",
+        "|---|---|---|---|",
+    ]
+    for name, use in (("zero-shot-sst2", "nothing (zero-shot)"), ("icl-sst2", "k = 8 demonstrations")):
+        path = RUNS / name / "icl.json"
+        if path.is_file():
+            for r in json.loads(path.read_text())["results"]:
+                label = f"{r['strategy']}{' + calibration' if r['calibrated'] else ''}"
+                acc = f"{r['accuracy']:.4f} ± {r['accuracy_std']:.4f}"
+                lines.append(f"| ICL {label} | {use} | {len(r['seeds'])} | {acc} |")
+    path = RUNS / "finetune.json"
+    if path.is_file():
+        for kind, accs in json.loads(path.read_text()).items():
+            if accs and kind != "prompt (untrained)":
+                std = statistics.stdev(accs) if len(accs) > 1 else 0.0
+                what = "LoRA + new head" if kind == "head" else "LoRA + template/verbalizer head"
+                lines.append(
+                    f"| fine-tuning: {what} | training set | {len(accs)} | {statistics.fmean(accs):.4f} ± {std:.4f} |"
+                )
+    (folder / "prompt-compare-sst2.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--parts", default="finetune,icl,agnews")
+    parser.add_argument("--parts", default="finetune,icl,zeroshot,agnews")
     args = parser.parse_args()
     folder, load_before = results_dir(), load_average()
     rep = machine(THREADS, seconds=0.5)
@@ -116,9 +150,12 @@ def main() -> int:
             finetune_part(folder, log)
         elif part == "icl":
             icl_part(folder, "sst2-icl.yaml", "icl-sst2", log)
+        elif part == "zeroshot":
+            icl_part(folder, "sst2-icl.yaml", "zero-shot-sst2", log, ("icl.shots=0",))
         elif part == "agnews":
             icl_part(folder, "agnews-zero-shot.yaml", "agnews-zero-shot", log)
         log(f"part {part}: {time.time() - start:.0f} s")
+    compare_table(folder)
     command = f".venv/bin/python bench/prompt_sst2.py --parts {args.parts}"
     (folder / "prompt-machine.md").write_text("\n".join(header(rep, load_before, load_average(), command)) + "\n")
     return 0

@@ -233,7 +233,10 @@ def cmd_compare(args) -> int:
 
 def cmd_icl(args) -> int:
     if not args.config:
-        print("usage: tunelab icl CONFIG.yaml [key=value ...]  (needs prompt.verbalizer; see README: In-context learning)", file=sys.stderr)
+        print(
+            "usage: tunelab icl CONFIG.yaml [key=value ...]  (needs prompt.verbalizer; see README: In-context learning)",
+            file=sys.stderr,
+        )
         return 2
     from tunelab import config
     from tunelab.recipes import icl

@@ -25,7 +25,11 @@ def test_render_fills_slots_keeps_braces_and_drops_the_space_before_the_mask():
 
 @pytest.mark.parametrize(
     ("template", "message"),
-    [("It was {mask}.", "no {text} slot"), ("{text} {label}", "unknown slot {label}"), ("{text} {text}", "use it once")],
+    [
+        ("It was {mask}.", "no {text} slot"),
+        ("{text} {label}", "unknown slot {label}"),
+        ("{text} {text}", "use it once"),
+    ],
 )
 def test_template_errors_name_the_key(template, message):
     with pytest.raises(ConfigError, match="prompt.template") as err:
@@ -34,7 +38,10 @@ def test_template_errors_name_the_key(template, message):
 
 
 def test_verbalizer_accepts_words_or_lists_and_refuses_empty_words():
-    assert PromptConfig(verbalizer={0: "bad", 1: ["good", "great"]}).verbalizer == {"0": ["bad"], "1": ["good", "great"]}
+    assert PromptConfig(verbalizer={0: "bad", 1: ["good", "great"]}).verbalizer == {
+        "0": ["bad"],
+        "1": ["good", "great"],
+    }
     with pytest.raises(ConfigError, match="prompt.verbalizer"):
         config.load(None, ["prompt.verbalizer={0: bad, 1: ''}"])
 
@@ -74,7 +81,9 @@ def _tiny_llama(tiny_llama_dir):
 @torch.no_grad()
 def test_causal_scores_equal_a_plain_forward_with_multi_token_words(tiny_llama_dir):
     model, tok = _tiny_llama(tiny_llama_dir)
-    prompt = PromptConfig(template="{text} It was {mask}.", verbalizer={"neg": ["awful"], "pos": ["splendiferous", "fun"]})
+    prompt = PromptConfig(
+        template="{text} It was {mask}.", verbalizer={"neg": ["awful"], "pos": ["splendiferous", "fun"]}
+    )
     verb = vb.build_verbalizer(prompt.verbalizer, ["neg", "pos"], tok, " ")
     assert len(verb.words[1][0]) > 1  # a multi-token word is part of the check
     scorer = scoring.Scorer(model, tok, verb, prompt, scoring.CAUSAL, batch_size=2)
@@ -82,7 +91,10 @@ def test_causal_scores_equal_a_plain_forward_with_multi_token_words(tiny_llama_d
     got = scoring.score(scorer, prefix, [("a great movie", None), ("dull", None)])
 
     def by_hand(text: str, word_ids) -> float:  # one forward over the whole sequence, no cache
-        ctx = tok(prefix, add_special_tokens=False)["input_ids"] + tok(text + " It was", add_special_tokens=False)["input_ids"]
+        ctx = (
+            tok(prefix, add_special_tokens=False)["input_ids"]
+            + tok(text + " It was", add_special_tokens=False)["input_ids"]
+        )
         ids = torch.tensor([ctx + list(word_ids)])
         logp = model(input_ids=ids).logits[0].log_softmax(-1)
         return sum(float(logp[len(ctx) + j - 1, t]) for j, t in enumerate(word_ids))
@@ -103,8 +115,13 @@ def test_causal_scores_equal_a_plain_forward_with_multi_token_words(tiny_llama_d
 def test_masked_lm_cloze_scores_by_hand(tiny_mlm_dir):
     from transformers import AutoTokenizer, BertForMaskedLM
 
-    model, tok = BertForMaskedLM.from_pretrained(str(tiny_mlm_dir)).eval(), AutoTokenizer.from_pretrained(str(tiny_mlm_dir))
-    prompt = PromptConfig(template="{text} it was {mask} .", verbalizer={"0": ["bad"], "1": ["great", "fun"]}, lm="masked")
+    model, tok = (
+        BertForMaskedLM.from_pretrained(str(tiny_mlm_dir)).eval(),
+        AutoTokenizer.from_pretrained(str(tiny_mlm_dir)),
+    )
+    prompt = PromptConfig(
+        template="{text} it was {mask} .", verbalizer={"0": ["bad"], "1": ["great", "fun"]}, lm="masked"
+    )
     verb = vb.build_verbalizer(prompt.verbalizer, ["0", "1"], tok, " ")
     scorer = scoring.Scorer(model, tok, verb, prompt, scoring.MASKED)
     got = scoring.score(scorer, "", [("the movie", None)])
@@ -125,7 +142,10 @@ def test_masked_lm_cloze_scores_by_hand(tiny_mlm_dir):
 def test_masked_lm_multi_token_word_uses_one_mask_per_token(tiny_mlm_dir):
     from transformers import AutoTokenizer, BertForMaskedLM
 
-    model, tok = BertForMaskedLM.from_pretrained(str(tiny_mlm_dir)).eval(), AutoTokenizer.from_pretrained(str(tiny_mlm_dir))
+    model, tok = (
+        BertForMaskedLM.from_pretrained(str(tiny_mlm_dir)).eval(),
+        AutoTokenizer.from_pretrained(str(tiny_mlm_dir)),
+    )
     word = tok("goodish", add_special_tokens=False)["input_ids"]
     assert len(word) > 1
     (lp,) = vb.cloze_logprobs(model, tok, [("the movie was", ".", tuple(word))], batch_size=4)

@@ -32,12 +32,17 @@ def test_logits_are_label_word_log_likelihoods_by_hand(tiny_llama_dir):
 
     from tunelab.data.sources import Row
 
-    model, tok = LlamaForCausalLM.from_pretrained(str(tiny_llama_dir)).eval(), AutoTokenizer.from_pretrained(str(tiny_llama_dir))
+    model, tok = (
+        LlamaForCausalLM.from_pretrained(str(tiny_llama_dir)).eval(),
+        AutoTokenizer.from_pretrained(str(tiny_llama_dir)),
+    )
     for scoring in ("sum", "mean"):
         cfg = _cfg(tiny_llama_dir, f"prompt.scoring={scoring}")
         words = pc.label_words(cfg, tok, ["neg", "pos"])
         assert max(len(w) for _, w, _ in words) > 1  # a multi-token word
-        feats = pc.encode([Row("a good movie", None, "pos", 1), Row("bad", None, "neg", 2)], tok, (cfg, ["neg", "pos"]), "f")
+        feats = pc.encode(
+            [Row("a good movie", None, "pos", 1), Row("bad", None, "neg", 2)], tok, (cfg, ["neg", "pos"]), "f"
+        )
         got = pc.prompt_logits(model, pc.collate_words(feats, words, tok.pad_token_id))
         for row, f in enumerate(feats):
             by_word = []

@@ -94,8 +94,10 @@ def widen_mask(mask: torch.Tensor | None, n: int) -> torch.Tensor | None:
     if mask is None:
         return None
     shape = (*mask.shape[:-1], n)
-    visible = torch.ones(shape, dtype=torch.bool, device=mask.device) if mask.dtype == torch.bool else torch.zeros(
-        shape, dtype=mask.dtype, device=mask.device
+    visible = (
+        torch.ones(shape, dtype=torch.bool, device=mask.device)
+        if mask.dtype == torch.bool
+        else torch.zeros(shape, dtype=mask.dtype, device=mask.device)
     )
     return torch.cat([visible, mask], dim=-1)
 

@@ -71,7 +71,9 @@ def score(scorer: Scorer, prefix: str, inputs: list[tuple[str, str | None]]) -> 
         start = start or vb.special_start(tok) or [tok.eos_token_id if tok.eos_token_id is not None else 0]
         if "{text}" in p.template.partition("{mask}")[2]:
             raise ConfigError("prompt.template: a causal LM reads left to right; put {mask} after {text}")
-        items = [(tok(before, add_special_tokens=False)["input_ids"], list(w)) for before, _ in rendered for _, w in words]
+        items = [
+            (tok(before, add_special_tokens=False)["input_ids"], list(w)) for before, _ in rendered for _, w in words
+        ]
         token_lp = vb.continuation_logprobs(scorer.model, start, items, scorer.batch_size)
     return _label_scores(token_lp, words, len(inputs), len(scorer.verbalizer.labels), p.scoring)
 

@@ -25,7 +25,9 @@ from tunelab.tasks.classification import metrics as class_metrics
 def run(cfg: config_mod.RunConfig, log=print) -> dict:
     """Run every configured setting on the dev rows; write icl.json and icl.md into ``cfg.output_dir``."""
     if cfg.prompt.verbalizer is None:
-        raise ConfigError("prompt.verbalizer: `tunelab icl` needs label words, e.g. prompt.verbalizer={0: [bad], 1: [good]}")
+        raise ConfigError(
+            "prompt.verbalizer: `tunelab icl` needs label words, e.g. prompt.verbalizer={0: [bad], 1: [good]}"
+        )
     task = TASKS[cfg.task.name]
     finetune.seed_everything(0, cfg.train.threads)
     splits = finetune.read_splits(cfg, task, log)

@@ -237,7 +237,9 @@ def _length_batches(features: list[dict], indices: list[int], batch_size: int) -
     return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
 
 
-def evaluator(features: list[dict], labels: list[str], collate, batch_size: int = 64, logits_fn=head_logits) -> Evaluator:
+def evaluator(
+    features: list[dict], labels: list[str], collate, batch_size: int = 64, logits_fn=head_logits
+) -> Evaluator:
     """Dev loss and metrics: score = class probabilities per example, summarize = metrics + mean NLL."""
 
     def score(model, indices: list[int]) -> list:

@@ -39,9 +39,13 @@ class PromptClassification(clf.Classification):
 
     def check(self, cfg) -> None:
         if cfg.prompt.verbalizer is None:
-            raise ValueError("prompt.verbalizer: task prompt_classification needs label words, e.g. {0: [bad], 1: [good]}")
+            raise ValueError(
+                "prompt.verbalizer: task prompt_classification needs label words, e.g. {0: [bad], 1: [good]}"
+            )
         if cfg.prompt.lm == "masked":
-            raise ValueError("prompt.lm: task prompt_classification trains causal LMs; masked LMs score in `tunelab icl`")
+            raise ValueError(
+                "prompt.lm: task prompt_classification trains causal LMs; masked LMs score in `tunelab icl`"
+            )
         if "{text}" in cfg.prompt.template.partition("{mask}")[2]:
             raise ValueError("prompt.template: a causal LM reads left to right; put {mask} after {text}")
 
@@ -51,7 +55,8 @@ class PromptClassification(clf.Classification):
     def prepare(self, cfg, tokenizer, labels, splits, log) -> Prepared:
         words = label_words(cfg, tokenizer, labels)
         feats = {
-            split: encode(rows, tokenizer, (cfg, labels), clf.split_source(cfg, split)) for split, rows in splits.items()
+            split: encode(rows, tokenizer, (cfg, labels), clf.split_source(cfg, split))
+            for split, rows in splits.items()
         }
         collate = partial(collate_words, words=words, pad_id=tokenizer.pad_token_id)
         dev = clf.evaluator(feats["dev"], labels, collate, logits_fn=prompt_logits)
@@ -64,18 +69,25 @@ class PromptClassification(clf.Classification):
 
     def evaluate(self, run, rows: list[Row], source: str, log) -> dict:
         feats = encode(rows, run.tokenizer, (run.cfg, run.labels), source)
-        collate = partial(collate_words, words=label_words(run.cfg, run.tokenizer, run.labels), pad_id=run.tokenizer.pad_token_id)
+        collate = partial(
+            collate_words, words=label_words(run.cfg, run.tokenizer, run.labels), pad_id=run.tokenizer.pad_token_id
+        )
         return run_evaluator(clf.evaluator(feats, run.labels, collate, logits_fn=prompt_logits), run.model)
 
     def predict(self, run, inputs: list[Row]) -> list[dict]:
         unlabelled = [Row(r.text, r.text_pair, None, r.line) for r in inputs]
         feats = encode(unlabelled, run.tokenizer, (run.cfg, run.labels), "input")
-        collate = partial(collate_words, words=label_words(run.cfg, run.tokenizer, run.labels), pad_id=run.tokenizer.pad_token_id)
+        collate = partial(
+            collate_words, words=label_words(run.cfg, run.tokenizer, run.labels), pad_id=run.tokenizer.pad_token_id
+        )
         batches = [collate(feats[s : s + clf.PREDICT_BATCH]) for s in range(0, len(feats), clf.PREDICT_BATCH)]
         probs = clf.predict_proba(run.model, batches, run.temperature, logits_fn=prompt_logits) if feats else []
         out = []
         for r, p in zip(inputs, probs):
-            label = {"label": run.labels[int(p.argmax())], "probs": {n: round(float(x), 6) for n, x in zip(run.labels, p)}}
+            label = {
+                "label": run.labels[int(p.argmax())],
+                "probs": {n: round(float(x), 6) for n, x in zip(run.labels, p)},
+            }
             out.append({"text": r.text, **({"text_pair": r.text_pair} if r.text_pair is not None else {}), **label})
         return out
 
@@ -108,7 +120,9 @@ def encode(rows: list[Row], tokenizer, run: tuple, source: str) -> list[dict]:
     feats = []
     for r in rows:
         if r.label is not None and r.label not in index:
-            raise DataError(f"{source}:{r.line}: label '{r.label}' was not seen in training; known labels: {', '.join(labels)}")
+            raise DataError(
+                f"{source}:{r.line}: label '{r.label}' was not seen in training; known labels: {', '.join(labels)}"
+            )
         before, _ = vb.render(cfg.prompt.template, r.text, r.text_pair)
         ids = tokenizer(before, add_special_tokens=False)["input_ids"][-budget:]
         f = {"input_ids": start + ids}
