@@ -125,14 +125,12 @@ def sentiment_tsv(tmp_path) -> Path:
     return write_sentiment(tmp_path / "train.tsv")
 
 
-@pytest.fixture(scope="session")
-def tiny_llama_dir(tmp_path_factory) -> Path:
-    """A 2-layer, hidden-32 Llama (random weights) with SmolLM2's tokenizer (it has a chat template), as a HF directory."""
+def save_tiny_llama(folder: Path, max_positions: int = 256) -> Path:
+    """Save a 2-layer, hidden-32 Llama (random weights, seed 0) with SmolLM2's tokenizer (it has a chat template)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from tunelab.models import load as model_load
 
-    folder = tmp_path_factory.mktemp("tiny-llama")
     tok = model_load.load_tokenizer(model_load.resolve("smollm2-135m"))
     cfg = LlamaConfig(
         vocab_size=len(tok),
@@ -141,7 +139,7 @@ def tiny_llama_dir(tmp_path_factory) -> Path:
         num_attention_heads=4,
         num_key_value_heads=2,
         intermediate_size=64,
-        max_position_embeddings=256,
+        max_position_embeddings=max_positions,
         tie_word_embeddings=True,
         bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id,
@@ -151,6 +149,12 @@ def tiny_llama_dir(tmp_path_factory) -> Path:
     LlamaForCausalLM(cfg).save_pretrained(str(folder))
     tok.save_pretrained(str(folder))
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory) -> Path:
+    """A tiny Llama with 256 positions, as a HF directory (see save_tiny_llama)."""
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
 def write_alpaca(path: Path, n: int = 32, seed: int = 0) -> Path:
@@ -176,33 +180,45 @@ def alpaca_writer():
 # ---------------------------------------------------------------- trained tiny runs (compression and export tests)
 
 
+def train_tiny(root: Path, model: Path, *overrides: str, rows: int = 64, name: str = "run") -> Path:
+    """Train a tiny sentiment classifier on ``rows`` toy rows written to root/train.tsv (2 steps of 8 unless
+    ``overrides`` say otherwise: later ``a.b=value`` items win) and return its run folder root/NAME."""
+    from tunelab import cli
+
+    data = write_sentiment(root / "train.tsv", n=rows)
+    out = root / name
+    args = [f"model.name={model}", f"data.train={data}", "data.text_column=sentence", "train.max_steps=2"]
+    code = cli.main(["train", "--quiet", *args, "train.batch_size=8", *overrides, f"output_dir={out}"])
+    assert code == 0, f"training the tiny run in {out} exited {code}"
+    return out
+
+
+def loop_args(folder: Path, model: Path, *extra: str) -> list[str]:
+    """Deterministic training overrides on folder/train.tsv (96 toy rows, written once): fp32, one thread, no
+    dropout, a log line per step; for tests that compare runs step by step (resume, interrupts, processes)."""
+    data = folder / "train.tsv"
+    if not data.is_file():
+        write_sentiment(data, n=96)
+    return [
+        f"model.name={model}",
+        f"data.train={data}",
+        "data.text_column=sentence",
+        "train.batch_size=8",
+        "train.lr=1e-3",
+        "train.precision=fp32",
+        "train.threads=1",
+        "train.log_every=1",
+        "model.dropout=0",
+        *extra,
+    ]
+
+
 @pytest.fixture(scope="session")
 def tiny_cls_run(tmp_path_factory, tiny_bert_dir) -> Path:
     """A tiny-BERT sentiment classifier trained briefly with LoRA (so quantize/prune/export must merge it first)."""
-    from tunelab import cli
-
     root = tmp_path_factory.mktemp("cls-run")
-    data = write_sentiment(root / "train.tsv", n=96)
-    out = root / "run"
-    assert (
-        cli.main(
-            [
-                "train",
-                "--quiet",
-                f"model.name={tiny_bert_dir}",
-                f"data.train={data}",
-                "data.text_column=sentence",
-                "method=lora",
-                "train.max_steps=12",
-                "train.batch_size=16",
-                "train.lr=1e-2",
-                "speed.cache=false",
-                f"output_dir={out}",
-            ]
-        )
-        == 0
-    )
-    return out
+    overrides = ("method=lora", "train.max_steps=12", "train.batch_size=16", "train.lr=1e-2", "speed.cache=false")
+    return train_tiny(root, tiny_bert_dir, *overrides, rows=96)
 
 
 @pytest.fixture(scope="session")

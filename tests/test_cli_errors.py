@@ -26,27 +26,10 @@ README = (REPO / "README.md").read_text(encoding="utf-8")
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_bert_dir):
     """A finished tiny classification run (2 steps) and its training file."""
-    from tests.conftest import write_sentiment
+    from tests.conftest import train_tiny
 
-    folder = tmp_path_factory.mktemp("errors")
-    data = write_sentiment(folder / "train.tsv")
-    run = folder / "run"
-    assert (
-        cli.main(
-            [
-                "train",
-                "--quiet",
-                f"model.name={tiny_bert_dir}",
-                f"data.train={data}",
-                "data.text_column=sentence",
-                "train.max_steps=2",
-                "train.batch_size=8",
-                f"output_dir={run}",
-            ]
-        )
-        == 0
-    )
-    return run, data
+    run = train_tiny(tmp_path_factory.mktemp("errors"), tiny_bert_dir)
+    return run, run.parent / "train.tsv"
 
 
 def _mixed_labels(tmp: Path) -> Path:

@@ -11,27 +11,9 @@ from tunelab import cli
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, tiny_bert_dir):
-    from tests.conftest import write_sentiment
+    from tests.conftest import train_tiny
 
-    folder = tmp_path_factory.mktemp("inputs")
-    data = write_sentiment(folder / "train.tsv")
-    out = folder / "run"
-    assert (
-        cli.main(
-            [
-                "train",
-                "--quiet",
-                f"model.name={tiny_bert_dir}",
-                f"data.train={data}",
-                "data.text_column=sentence",
-                "train.max_steps=2",
-                "train.batch_size=8",
-                f"output_dir={out}",
-            ]
-        )
-        == 0
-    )
-    return out
+    return train_tiny(tmp_path_factory.mktemp("inputs"), tiny_bert_dir)
 
 
 def test_predict_reads_a_txt_file_one_text_per_line(run, tmp_path, capsys):

@@ -39,27 +39,10 @@ def test_terminal_colours_and_plain():
 
 @pytest.fixture(scope="module")
 def cls_run(tmp_path_factory, tiny_bert_dir):
-    from tests.conftest import write_sentiment
+    from tests.conftest import train_tiny
 
-    tmp = tmp_path_factory.mktemp("explain-cls")
-    data = write_sentiment(tmp / "train.tsv", n=64)
-    assert (
-        cli.main(
-            [
-                "train",
-                "--quiet",
-                f"model.name={tiny_bert_dir}",
-                f"data.train={data}",
-                "data.text_column=sentence",
-                "train.max_steps=8",
-                "train.batch_size=16",
-                "train.lr=1e-2",
-                f"output_dir={tmp / 'run'}",
-            ]
-        )
-        == 0
-    )
-    return tmp / "run"
+    overrides = ("train.max_steps=8", "train.batch_size=16", "train.lr=1e-2")
+    return train_tiny(tmp_path_factory.mktemp("explain-cls"), tiny_bert_dir, *overrides)
 
 
 def test_classification_ig_completeness(cls_run):

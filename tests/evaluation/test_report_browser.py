@@ -13,27 +13,10 @@ from tunelab import cli
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory, tiny_bert_dir):
     """A tiny classification run with calibration, error analysis, fairness and explanations computed."""
-    from tests.conftest import write_sentiment
+    from tests.conftest import train_tiny
 
     tmp = tmp_path_factory.mktemp("report-run")
-    data = write_sentiment(tmp / "train.tsv", n=96)
-    out = tmp / "run"
-    assert (
-        cli.main(
-            [
-                "train",
-                "--quiet",
-                f"model.name={tiny_bert_dir}",
-                f"data.train={data}",
-                "data.text_column=sentence",
-                "train.max_steps=6",
-                "train.batch_size=16",
-                "train.lr=1e-3",
-                f"output_dir={out}",
-            ]
-        )
-        == 0
-    )
+    out = train_tiny(tmp, tiny_bert_dir, "train.max_steps=6", "train.batch_size=16", "train.lr=1e-3", rows=96)
     probe = tmp / "probe.tsv"
     probe.write_text(
         "sentence\tlabel\nhe was good in the movie\t1\nshe was bad in the film\t0\nthe church was dull\t0\n"

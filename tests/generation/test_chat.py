@@ -101,30 +101,9 @@ def test_chat_session_over_a_pty(tiny_llama_dir):
 @pytest.fixture(scope="module")
 def long_llama_dir(tmp_path_factory) -> Path:
     """A tiny Llama with 8,192 positions whose greedy reply runs for thousands of tokens (seconds): time to press Ctrl-C."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from tests.conftest import save_tiny_llama
 
-    from tunelab.models import load as model_load
-
-    folder = tmp_path_factory.mktemp("long-llama")
-    tok = model_load.load_tokenizer(model_load.resolve("smollm2-135m"))
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=8192,
-        tie_word_embeddings=True,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(cfg).save_pretrained(str(folder))
-    tok.save_pretrained(str(folder))
-    return folder
+    return save_tiny_llama(tmp_path_factory.mktemp("long-llama"), max_positions=8192)
 
 
 def test_ctrl_c_stops_a_streaming_reply_and_keeps_the_conversation(long_llama_dir):

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import write_alpaca, write_sentiment
+from tests.conftest import train_tiny, write_alpaca
 from tests.serve.harness import client, running
 from tunelab import cli, runs
 from tunelab.errors import ConfigError
@@ -81,26 +81,7 @@ def test_adapters_share_one_base_and_each_equals_its_run_alone(adapters, tiny_ll
 
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory, tiny_bert_dir):
-    tmp = tmp_path_factory.mktemp("cls")
-    data = write_sentiment(tmp / "train.tsv")
-    out = tmp / "sentiment"
-    assert (
-        cli.main(
-            [
-                "train",
-                "--quiet",
-                f"model.name={tiny_bert_dir}",
-                f"data.train={data}",
-                "data.text_column=sentence",
-                "train.max_steps=2",
-                "train.batch_size=8",
-                f"output_dir={out}",
-                "method=lora",
-            ]
-        )
-        == 0
-    )
-    return out
+    return train_tiny(tmp_path_factory.mktemp("cls"), tiny_bert_dir, "method=lora", name="sentiment")
 
 
 def test_predict_on_a_classification_run_equals_the_task_predict(classifier):

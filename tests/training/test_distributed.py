@@ -18,31 +18,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import write_sentiment
+from tests.conftest import loop_args
 from tunelab import config
 from tunelab.recipes import finetune
 from tunelab.training import checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-
-
-def _args(tmp_path: Path, model: Path, *extra: str) -> list[str]:
-    data = tmp_path / "train.tsv"
-    if not data.is_file():
-        write_sentiment(data, n=96)
-    return [
-        f"model.name={model}",
-        f"data.train={data}",
-        "data.text_column=sentence",
-        "train.batch_size=8",
-        "train.lr=1e-3",
-        "train.precision=fp32",
-        "train.threads=1",
-        "train.log_every=1",
-        "model.dropout=0",
-        *extra,
-    ]
 
 
 def _env() -> dict:
@@ -73,7 +55,7 @@ def _train_log(run: Path) -> list[dict]:
 
 def test_two_processes_equal_one_process(tmp_path, tiny_bert_dir):
     """accelerate launch (its torch.distributed launcher; tunelab picks gloo when there is no GPU)."""
-    args = _args(tmp_path, tiny_bert_dir, "train.max_steps=14", "train.grad_accum=2")
+    args = loop_args(tmp_path, tiny_bert_dir, "train.max_steps=14", "train.grad_accum=2")
     cmd = [
         str(BIN / "accelerate"),
         "launch",
@@ -120,7 +102,7 @@ def test_two_processes_stopped_by_ctrl_c_resume_on_one(tmp_path, tiny_bert_dir):
     LoRA: under full fine-tuning the attention key biases (whose true gradient is zero) follow Adam-amplified
     rounding noise; after 120 steps it differs by ~5e-5 whenever the summation order changes (measured: one
     process with grad_accum 1 vs 2 gives 4.6e-5 there and < 1e-6 on every other tensor)."""
-    args = _args(tmp_path, tiny_bert_dir, "train.max_steps=120", "method=lora")
+    args = loop_args(tmp_path, tiny_bert_dir, "train.max_steps=120", "method=lora")
     run = tmp_path / "run"
     cmd = [
         str(BIN / "torchrun"),

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import write_sentiment
+from tests.conftest import loop_args
 from tunelab import cli, config
 from tunelab.errors import TunelabError
 from tunelab.recipes import finetune
@@ -21,24 +21,6 @@ from tunelab.training import checkpoint
 from tunelab.training.callbacks import Callback
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _args(tmp_path: Path, model: Path, *extra: str) -> list[str]:
-    data = tmp_path / "train.tsv"
-    if not data.is_file():
-        write_sentiment(data, n=96)
-    return [
-        f"model.name={model}",
-        f"data.train={data}",
-        "data.text_column=sentence",
-        "train.batch_size=8",
-        "train.lr=1e-3",
-        "train.precision=fp32",
-        "train.threads=1",
-        "train.log_every=1",
-        "model.dropout=0",
-        *extra,
-    ]
 
 
 def _start(args: list[str], out: Path, quiet: bool = False) -> subprocess.Popen:
@@ -79,7 +61,7 @@ def _assert_same(a: dict, b: dict) -> None:
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_finishes_the_step_saves_and_resumes_exactly(tmp_path, tiny_bert_dir, sig, code):
     """No save_every: the only checkpoint is the one the signal writes. The message has its own line and says resumable."""
-    args = _args(tmp_path, tiny_bert_dir, "train.max_steps=150")
+    args = loop_args(tmp_path, tiny_bert_dir, "train.max_steps=150")
     proc = _start(args, tmp_path / "run")
     _wait_for_steps(tmp_path / "run", 3, proc)
     proc.send_signal(sig)
@@ -101,7 +83,7 @@ def test_signal_finishes_the_step_saves_and_resumes_exactly(tmp_path, tiny_bert_
 
 
 def test_second_ctrl_c_quits_at_once_and_the_previous_checkpoint_stays_valid(tmp_path, tiny_bert_dir):
-    args = _args(tmp_path, tiny_bert_dir, "train.max_steps=400", "train.save_every=5")
+    args = loop_args(tmp_path, tiny_bert_dir, "train.max_steps=400", "train.save_every=5")
     proc = _start(args, tmp_path / "run", quiet=True)
     _wait_for_steps(tmp_path / "run", 6, proc)
     proc.send_signal(signal.SIGINT)
@@ -120,7 +102,7 @@ def test_interrupt_before_any_checkpoint_says_it_is_not_resumable(tmp_path, tiny
         raise KeyboardInterrupt
 
     monkeypatch.setattr(finetune, "run", ctrl_c)
-    assert cli.main(["train", "--quiet", *_args(tmp_path, tiny_bert_dir), f"output_dir={tmp_path / 'run'}"]) == 130
+    assert cli.main(["train", "--quiet", *loop_args(tmp_path, tiny_bert_dir), f"output_dir={tmp_path / 'run'}"]) == 130
     err = capsys.readouterr().err
     assert "no checkpoint was written yet, so a rerun starts from the beginning" in err and "resumable" not in err
 
@@ -135,7 +117,7 @@ class DieAt(Callback):
 
 
 def test_resume_refuses_changed_training_data_unless_asked(tmp_path, tiny_bert_dir, capsys):
-    args = _args(tmp_path, tiny_bert_dir, "train.max_steps=12", "train.save_every=3") + [
+    args = loop_args(tmp_path, tiny_bert_dir, "train.max_steps=12", "train.save_every=3") + [
         f"output_dir={tmp_path / 'run'}"
     ]
     with pytest.raises(KeyboardInterrupt):
@@ -157,7 +139,7 @@ def test_resume_refuses_changed_training_data_unless_asked(tmp_path, tiny_bert_d
 
 
 def test_resume_refuses_changed_config_unless_asked(tmp_path, tiny_bert_dir, capsys):
-    args = _args(tmp_path, tiny_bert_dir, "train.max_steps=12", "train.save_every=3") + [
+    args = loop_args(tmp_path, tiny_bert_dir, "train.max_steps=12", "train.save_every=3") + [
         f"output_dir={tmp_path / 'run'}"
     ]
     with pytest.raises(KeyboardInterrupt):
@@ -181,7 +163,9 @@ def test_resume_refuses_changed_config_unless_asked(tmp_path, tiny_bert_dir, cap
 )
 def test_keep_checkpoints(tmp_path, tiny_bert_dir, keep, left):
     run = tmp_path / "run"
-    args = _args(tmp_path, tiny_bert_dir, "train.max_steps=12", "train.save_every=4", f"train.keep_checkpoints={keep}")
+    args = loop_args(
+        tmp_path, tiny_bert_dir, "train.max_steps=12", "train.save_every=4", f"train.keep_checkpoints={keep}"
+    )
     finetune.run(config.load(None, args + [f"output_dir={run}"]), quiet=True, log=lambda m: None)
     files = {str(p.relative_to(run)) for p in run.rglob("*") if p.is_file()}
     for item in left:
@@ -195,7 +179,7 @@ def test_keep_checkpoints(tmp_path, tiny_bert_dir, keep, left):
 
 def test_clean_frees_a_finished_run_and_refuses_an_unfinished_one(tmp_path, tiny_bert_dir, capsys, monkeypatch):
     run = tmp_path / "run"
-    args = _args(tmp_path, tiny_bert_dir, "train.max_steps=8", "train.save_every=2", "train.keep_checkpoints=all")
+    args = loop_args(tmp_path, tiny_bert_dir, "train.max_steps=8", "train.save_every=2", "train.keep_checkpoints=all")
     finetune.run(config.load(None, args + [f"output_dir={run}"]), quiet=True, log=lambda m: None)
     before = checkpoint.folder_bytes(run)
     assert cli.main(["clean", str(run), "--dry-run"]) == 0
@@ -223,7 +207,7 @@ def test_file_modes_are_consistent(tmp_path, tiny_bert_dir):
     """Weights are written like every other file (safetensors alone would write 0600)."""
     run = tmp_path / "run"
     finetune.run(
-        config.load(None, _args(tmp_path, tiny_bert_dir, "train.max_steps=2") + [f"output_dir={run}"]),
+        config.load(None, loop_args(tmp_path, tiny_bert_dir, "train.max_steps=2") + [f"output_dir={run}"]),
         quiet=True,
         log=lambda m: None,
     )
