@@ -70,3 +70,25 @@ def test_nearest_selection_is_per_input_and_similarity_order_puts_the_nearest_la
     assert chosen[0][-1] == 1 and chosen[1][-1] == 2
     shared = icl.choose(cfg.model_copy(update={"order": "random"}), "balanced", pool, dev, (random.Random(0), None))
     assert shared[0] == shared[1] and sorted(pool[i].label for i in shared[0]) == ["0", "1"]
+
+
+def test_fine_tuning_rows_train_on_the_same_pool(tiny_llama_dir, sentiment_tsv, tmp_path):
+    out = tmp_path / "table"
+    more = ["icl.shots=2", "icl.selection=[balanced]", "icl.calibrate=[true]", "icl.seeds=[3]", "icl.pool_per_class=4"]
+    more += [
+        "icl.finetune=[head, prompt]",
+        "method=lora",
+        "train.max_steps=2",
+        "train.batch_size=4",
+        "model.max_length=32",
+    ]
+    assert cli.main(_args(tiny_llama_dir, sentiment_tsv, out, *more)) == 0
+    rows = {r["strategy"]: r for r in json.loads((out / "icl.json").read_text())["results"]}
+    assert set(rows) == {"balanced", "fine-tuning, new head", "fine-tuning, prompt head"}
+    pool = (out / "finetune-seed3" / "train.jsonl").read_text().splitlines()
+    assert sorted(json.loads(x)["label"] for x in pool) == ["0"] * 4 + ["1"] * 4
+    assert (out / "finetune-seed3" / "prompt" / "config.yaml").is_file()
+    assert "prompt_classification" in (out / "finetune-seed3" / "prompt" / "config.yaml").read_text()
+    assert "| fine-tuning, prompt head | - | 1 |" in (out / "icl.md").read_text()
+    with pytest.raises(Exception, match="icl.finetune: needs icl.pool_per_class"):
+        icl.fewshot.rows(icl.config_mod.load(None, ["icl.finetune=[head]"]), {}, print, icl.summarize)

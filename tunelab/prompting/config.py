@@ -100,6 +100,11 @@ class ICLConfig(Strict):
         description="Draw this many training rows per class (per seed) as the labelled pool demonstrations come "
         "from (few-shot with k labelled examples); null = the whole training file.",
     )
+    finetune: list[Literal["head", "prompt"]] = Field(
+        [],
+        description="Also fine-tune on each seed's pool (needs pool_per_class) with the config's method and train "
+        "settings: head (new classification head) and/or prompt (template + verbalizer as the head), for the table.",
+    )
     embedding_model: str = Field(
         "minilm-l6", description="Sentence-embedding model for nearest selection and similarity order."
     )

@@ -17,7 +17,7 @@ from tunelab import runs
 from tunelab.errors import ConfigError, DataError
 from tunelab.prompting import calibration, demos, scoring
 from tunelab.prompting import verbalizer as vb
-from tunelab.recipes import finetune
+from tunelab.recipes import fewshot, finetune
 from tunelab.tasks import TASKS
 from tunelab.tasks.classification import metrics as class_metrics
 
@@ -47,6 +47,7 @@ def run(cfg: config_mod.RunConfig, log=print) -> dict:
         setting_result(scorer, cfg.icl, splits, strategy, embed, log)
         for strategy in (["zero-shot"] if cfg.icl.shots == 0 else cfg.icl.selection)
     ]
+    results.append(fewshot.rows(cfg, splits, log, summarize))
     summary = {
         "model": cfg.model.name,
         "output_dir": str(out),
@@ -104,8 +105,9 @@ def setting_result(scorer, icl, splits: dict, strategy: str, embed, log) -> list
     return [summarize(strategy, flag, icl.shots, rows) for flag, rows in per_seed.items()]
 
 
-def summarize(strategy: str, calibrated: bool, shots: int, rows: list[dict]) -> dict:
-    """Mean and standard deviation (sample std; 0 for one seed) of each metric over seeds."""
+def summarize(strategy: str, calibrated: bool | None, shots: int, rows: list[dict]) -> dict:
+    """Mean and standard deviation (sample std; 0 for one seed) of each metric over seeds (``calibrated`` None: not
+    a prompting row; ``shots``: demonstrations, or the labelled rows a fine-tuning row trained on)."""
     out = {"strategy": strategy, "calibrated": calibrated, "shots": shots, "seeds": rows}
     for key in ("accuracy", "macro_f1"):
         values = [r[key] for r in rows]
@@ -210,8 +212,9 @@ def markdown(summary: dict) -> str:
         "|---|---|---|---|---|",
     ]
     for r in summary["results"]:
+        calibrated = "-" if r["calibrated"] is None else "yes" if r["calibrated"] else "no"
         lines.append(
-            f"| {r['strategy']} | {'yes' if r['calibrated'] else 'no'} | {len(r['seeds'])} | "
+            f"| {r['strategy']} | {calibrated} | {len(r['seeds'])} | "
             f"{r['accuracy']:.4f} ± {r['accuracy_std']:.4f} | {r['macro_f1']:.4f} ± {r['macro_f1_std']:.4f} |"
         )
     return "\n".join(lines) + "\n"
