@@ -88,3 +88,30 @@ def test_train_save_eval_predict_like_a_classification_run(method, tiny_llama_di
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
     assert [x["text"] for x in lines] == ["good fun movie", "awful dull plot"]
     assert all(set(x["probs"]) == {"0", "1"} and sum(x["probs"].values()) == pytest.approx(1, abs=1e-4) for x in lines)
+
+
+@torch.no_grad()
+def test_masked_lm_logits_by_hand_and_a_training_run(tiny_mlm_dir, sentiment_tsv, tmp_path):
+    from transformers import AutoTokenizer, BertForMaskedLM
+
+    from tunelab.data.sources import Row
+
+    model = BertForMaskedLM.from_pretrained(str(tiny_mlm_dir)).eval()
+    tok = AutoTokenizer.from_pretrained(str(tiny_mlm_dir))
+    overrides = [f"model.name={tiny_mlm_dir}", "prompt.lm=masked", "prompt.template={text} it was {mask} ."]
+    cfg = config.load(None, ["task=prompt_classification", *overrides, "prompt.verbalizer={0: [bad], 1: [goodish]}"])
+    words = pc.label_words(cfg, tok, ["0", "1"])
+    feats = pc.encode([Row("the movie", None, "1", 1)], tok, (cfg, ["0", "1"]), "f")
+    got = pc.prompt_logits(model, pc.collate_words(feats, words, tok.pad_token_id, tok.mask_token_id))
+    expected = []
+    for _, w, _ in words:  # [CLS] the movie it was [MASK]*len(w) . [SEP]
+        head = [tok.cls_token_id] + tok("the movie it was", add_special_tokens=False)["input_ids"]
+        ids = head + [tok.mask_token_id] * len(w) + tok(".", add_special_tokens=False)["input_ids"] + [tok.sep_token_id]
+        logp = model(input_ids=torch.tensor([ids])).logits[0].log_softmax(-1)
+        expected.append(sum(float(logp[len(head) + j, t]) for j, t in enumerate(w)))
+    assert len(words[1][1]) > 1 and got[0].tolist() == pytest.approx(expected, abs=1e-4)
+    with torch.enable_grad():
+        args = ["train", "--quiet", "task=prompt_classification", *overrides, "prompt.verbalizer={0: [bad], 1: [good]}"]
+        args += [f"data.train={sentiment_tsv}", "data.text_column=sentence", "method=lora", "train.max_steps=3"]
+        assert cli.main([*args, "train.batch_size=8", f"output_dir={tmp_path / 'mlm'}"]) == 0
+    assert "AutoModelForMaskedLM" == pc.PromptClassification().model_class(cfg)

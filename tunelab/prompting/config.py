@@ -39,7 +39,7 @@ class PromptConfig(Strict):
     lm: Literal["auto", "causal", "masked"] = Field(
         "auto",
         description="How words are scored: causal (log-likelihood after the prompt) or masked (PET cloze at "
-        "[MASK] tokens); auto = from the model's architecture.",
+        "[MASK] tokens); auto = from the model's architecture (`tunelab icl`; causal for task prompt_classification).",
     )
 
     @field_validator("template")

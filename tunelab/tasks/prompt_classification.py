@@ -3,8 +3,9 @@
 Each text is rendered with the template; the class logits are the label scores the pretrained LM head gives the
 label words at ``{mask}`` (log of the summed word probabilities, see prompting/verbalizer.py), so no new head is
 initialised and training (with any method) moves the LM towards the label words. Data, labels, metrics, predict
-and serve are those of classification; only encoding, the forward and the logits differ. Causal LMs (the words
-follow everything before ``{mask}``). torch is imported inside functions.
+and serve are those of classification; only encoding, the forward and the logits differ. Causal LMs score the
+words after everything before ``{mask}``; masked LMs (``prompt.lm: masked``, PET) at one mask token per word
+token in place of ``{mask}``. torch is imported inside functions.
 """
 
 from __future__ import annotations
@@ -42,15 +43,14 @@ class PromptClassification(clf.Classification):
             raise ValueError(
                 "prompt.verbalizer: task prompt_classification needs label words, e.g. {0: [bad], 1: [good]}"
             )
-        if cfg.prompt.lm == "masked":
-            raise ValueError(
-                "prompt.lm: task prompt_classification trains causal LMs; masked LMs score in `tunelab icl`"
-            )
-        if "{text}" in cfg.prompt.template.partition("{mask}")[2]:
+        if cfg.prompt.lm != "masked" and "{text}" in cfg.prompt.template.partition("{mask}")[2]:
             raise ValueError("prompt.template: a causal LM reads left to right; put {mask} after {text}")
 
     def model_kwargs(self, labels: list[str] | None) -> dict:
         return {}
+
+    def model_class(self, cfg) -> str:
+        return "AutoModelForMaskedLM" if cfg.prompt.lm == "masked" else "AutoModelForCausalLM"
 
     def prepare(self, cfg, tokenizer, labels, splits, log) -> Prepared:
         words = label_words(cfg, tokenizer, labels)
@@ -58,7 +58,7 @@ class PromptClassification(clf.Classification):
             split: encode(rows, tokenizer, (cfg, labels), clf.split_source(cfg, split))
             for split, rows in splits.items()
         }
-        collate = partial(collate_words, words=words, pad_id=tokenizer.pad_token_id)
+        collate = partial(collate_words, words=words, pad_id=tokenizer.pad_token_id, mask_id=mask_id(cfg, tokenizer))
         dev = clf.evaluator(feats["dev"], labels, collate, logits_fn=prompt_logits)
         test = clf.evaluator(feats["test"], labels, collate, logits_fn=prompt_logits) if "test" in feats else None
         log(f"prompt head: {len(words)} label words over {len(labels)} labels, template {cfg.prompt.template!r}")
@@ -69,17 +69,13 @@ class PromptClassification(clf.Classification):
 
     def evaluate(self, run, rows: list[Row], source: str, log) -> dict:
         feats = encode(rows, run.tokenizer, (run.cfg, run.labels), source)
-        collate = partial(
-            collate_words, words=label_words(run.cfg, run.tokenizer, run.labels), pad_id=run.tokenizer.pad_token_id
-        )
+        collate = run_collate(run)
         return run_evaluator(clf.evaluator(feats, run.labels, collate, logits_fn=prompt_logits), run.model)
 
     def predict(self, run, inputs: list[Row]) -> list[dict]:
         unlabelled = [Row(r.text, r.text_pair, None, r.line) for r in inputs]
         feats = encode(unlabelled, run.tokenizer, (run.cfg, run.labels), "input")
-        collate = partial(
-            collate_words, words=label_words(run.cfg, run.tokenizer, run.labels), pad_id=run.tokenizer.pad_token_id
-        )
+        collate = run_collate(run)
         batches = [collate(feats[s : s + clf.PREDICT_BATCH]) for s in range(0, len(feats), clf.PREDICT_BATCH)]
         probs = clf.predict_proba(run.model, batches, run.temperature, logits_fn=prompt_logits) if feats else []
         out = []
@@ -93,6 +89,23 @@ class PromptClassification(clf.Classification):
 
 
 # ---------------------------------------------------------------- pure parts
+
+
+def mask_id(cfg, tokenizer) -> int | None:
+    """The mask token id for masked LMs (None for causal LMs); an error when the tokenizer has none."""
+    if cfg.prompt.lm != "masked":
+        return None
+    if tokenizer.mask_token_id is None:
+        raise DataError("prompt.lm: masked, but the model's tokenizer has no mask token")
+    return tokenizer.mask_token_id
+
+
+def run_collate(run):
+    """The collate function of a loaded run."""
+    words = label_words(run.cfg, run.tokenizer, run.labels)
+    return partial(
+        collate_words, words=words, pad_id=run.tokenizer.pad_token_id, mask_id=mask_id(run.cfg, run.tokenizer)
+    )
 
 
 def label_words(cfg, tokenizer, labels: list[str]) -> list[tuple[int, tuple[int, ...]]]:
@@ -112,41 +125,47 @@ def encode(rows: list[Row], tokenizer, run: tuple, source: str) -> list[dict]:
 
     cfg, labels = run
     index = {n: i for i, n in enumerate(labels)}
-    start = vb.special_start(tokenizer)
+    start, end = vb.special_tokens(tokenizer)
+    masked = cfg.prompt.lm == "masked"
     if cfg.prompt.instruction:
         start = start + tokenizer(scoring.prefix_text(cfg.prompt, []), add_special_tokens=False)["input_ids"]
     start = start or [tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0]
-    budget = max(cfg.model.max_length - len(start) - 8, 8)  # room for the label word
+    budget = max(cfg.model.max_length - len(start) - len(end) - 16, 8)  # room for the label word and the tail
     feats = []
     for r in rows:
         if r.label is not None and r.label not in index:
             raise DataError(
                 f"{source}:{r.line}: label '{r.label}' was not seen in training; known labels: {', '.join(labels)}"
             )
-        before, _ = vb.render(cfg.prompt.template, r.text, r.text_pair)
+        before, after = vb.render(cfg.prompt.template, r.text, r.text_pair)
         ids = tokenizer(before, add_special_tokens=False)["input_ids"][-budget:]
         f = {"input_ids": start + ids}
+        if masked:  # the text after the word, which a masked LM sees (a causal LM does not)
+            f["tail"] = tokenizer(after, add_special_tokens=False)["input_ids"][:8] + end
         if r.label is not None:
             f["labels"] = index[r.label]
         feats.append(f)
     return feats
 
 
-def collate_words(features: list[dict], words: list[tuple], pad_id: int) -> dict:
+def collate_words(features: list[dict], words: list[tuple], pad_id: int, mask_id: int | None = None) -> dict:
     """One sequence per (example, label word), right-padded: ``input_ids``/``attention_mask`` (batch * words, seq);
     ``word_pos``/``word_ids``/``word_mask`` (batch * words, longest word): where each word token is predicted and
-    which id; ``word_norm`` (batch * words,) 1 or the word's length (mean scoring); ``word_label`` (words,)."""
+    which id; ``word_norm`` (batch * words,) 1 or the word's length (mean scoring); ``word_label`` (words,).
+    Causal LMs (``mask_id`` None): prompt + word, each word token predicted one position earlier. Masked LMs:
+    prompt + one ``mask_id`` per word token + the tail, each word token predicted at its mask."""
     import torch
 
-    seqs = [(f["input_ids"], w) for f in features for _, w, _ in words]
-    width, wlen = max(len(c) + len(w) for c, w in seqs), max(len(w) for _, w, _ in words)
+    seqs = [_sequence(f, w, mask_id) for f in features for _, w, _ in words]
+    width, wlen = max(len(s) for s, _ in seqs), max(len(w) for _, w, _ in words)
     ids = torch.full((len(seqs), width), pad_id if pad_id is not None else 0, dtype=torch.long)
     mask = torch.zeros(len(seqs), width, dtype=torch.long)
     pos, wid, wmask = (torch.zeros(len(seqs), wlen, dtype=torch.long) for _ in range(3))
-    for b, (ctx, w) in enumerate(seqs):
-        ids[b, : len(ctx) + len(w)] = torch.tensor(list(ctx) + list(w))
-        mask[b, : len(ctx) + len(w)] = 1
-        pos[b, : len(w)] = torch.arange(len(ctx) - 1, len(ctx) + len(w) - 1)  # logits at p predict token p + 1
+    for b, (seq, first) in enumerate(seqs):
+        w = words[b % len(words)][1]
+        ids[b, : len(seq)] = torch.tensor(seq)
+        mask[b, : len(seq)] = 1
+        pos[b, : len(w)] = torch.arange(first, first + len(w))
         wid[b, : len(w)] = torch.tensor(w)
         wmask[b, : len(w)] = 1
     norms = torch.tensor([len(w) if norm else 1 for _, w, norm in words] * len(features), dtype=torch.float32)
@@ -155,6 +174,14 @@ def collate_words(features: list[dict], words: list[tuple], pad_id: int) -> dict
     if "labels" in features[0]:
         batch["labels"] = torch.tensor([f["labels"] for f in features])
     return batch
+
+
+def _sequence(feature: dict, word: tuple, mask_id: int | None) -> tuple[list[int], int]:
+    """(token ids, position whose logits predict the word's first token) of one (example, word) pair."""
+    ctx = list(feature["input_ids"])
+    if mask_id is None:
+        return ctx + list(word), len(ctx) - 1  # causal: logits at p predict token p + 1
+    return ctx + [mask_id] * len(word) + list(feature.get("tail", [])), len(ctx)
 
 
 def prompt_logits(model, batch: dict) -> torch.Tensor:
