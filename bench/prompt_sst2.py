@@ -8,10 +8,11 @@ Parts (run in the order given by --parts; each writes its own results file under
             balanced / nearest, calibrated or not, 3 seeds.
   zeroshot  the same SST-2 prompt with no demonstrations (icl.shots=0), calibrated or not.
   agnews    `tunelab icl examples/prompting/agnews-zero-shot.yaml`: zero-shot with a 4-word verbalizer.
+  prefix    prefix tuning of a minilm-l6 SST-2 classifier (tunelab's encoder route) vs its untrained head.
 Afterwards prompt-compare-sst2.md puts every SST-2 number side by side (zero-shot, ICL per strategy and
 calibration, head and prompt-based fine-tuning, all from the same 16-per-class draws).
 
-    flock /tmp/tunelab-cpu.lock .venv/bin/python bench/prompt_sst2.py --parts finetune,icl,agnews
+    flock /tmp/tunelab-cpu.lock .venv/bin/python bench/prompt_sst2.py [--parts finetune,icl,prefix,agnews,zeroshot]
 """
 
 from __future__ import annotations
@@ -107,6 +108,46 @@ def icl_part(folder: Path, example: str, name: str, log, more: tuple = ()) -> No
     (folder / f"prompt-{name}.md").write_text(text, encoding="utf-8")
 
 
+PREFIX_SETTINGS = [
+    "model.name=minilm-l6",
+    "method=prefix",
+    f"data.train={DATA / 'sst2' / 'train.tsv'}",
+    "data.max_train_rows=4000",
+    f"data.dev={DATA / 'sst2' / 'dev.tsv'}",
+    "data.max_dev_rows=500",
+    "data.text_column=sentence",
+    "model.max_length=64",
+    "train.epochs=1",
+    "train.batch_size=32",
+    "train.lr=1e-2",
+    f"train.threads={THREADS}",
+    "train.keep_checkpoints=none",
+]
+
+
+def prefix_part(folder: Path, log) -> None:
+    from tunelab import config
+    from tunelab.recipes import compare, finetune
+
+    cfg = config.load(None, [*PREFIX_SETTINGS, f"output_dir={RUNS / 'prefix-minilm'}"])
+    base, _ = compare.untrained_head(cfg, RUNS / "prefix-baseline", log)
+    start = time.time()
+    final = finetune.run(cfg, quiet=True, log=log)
+    lines = [
+        "# Prefix tuning on an encoder classifier: minilm-l6, SST-2 (first 4000 train rows, first 500 dev rows)",
+        "",
+        f"Settings: {' '.join(PREFIX_SETTINGS)}",
+        "",
+        "| model | trainable parameters | dev accuracy |",
+        "|---|---|---|",
+        f"| untrained head | 0 | {base['metric']:.4f} |",
+        f"| prefix (20 tokens) + head | {final['trainable_parameters']:,} | {final['dev']['accuracy']:.4f} |",
+        "",
+        f"Training time: {time.time() - start:.0f} s with {THREADS} threads.",
+    ]
+    (folder / "prompt-prefix-sst2.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 def compare_table(folder: Path) -> None:
     """Every SST-2 result measured so far (runs/bench-prompt/), one row per approach: mean ± std over seeds."""
     lines = [
@@ -134,10 +175,22 @@ def compare_table(folder: Path) -> None:
     (folder / "prompt-compare-sst2.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+PARTS = {
+    "finetune": lambda folder, log: finetune_part(folder, log),
+    "icl": lambda folder, log: icl_part(folder, "sst2-icl.yaml", "icl-sst2", log),
+    "zeroshot": lambda folder, log: icl_part(folder, "sst2-icl.yaml", "zero-shot-sst2", log, ("icl.shots=0",)),
+    "prefix": lambda folder, log: prefix_part(folder, log),
+    "agnews": lambda folder, log: icl_part(folder, "agnews-zero-shot.yaml", "agnews-zero-shot", log),
+}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--parts", default="finetune,icl,zeroshot,agnews")
+    parser.add_argument("--parts", default="finetune,icl,prefix,agnews,zeroshot")
     args = parser.parse_args()
+    unknown = [p for p in args.parts.split(",") if p not in PARTS]
+    if unknown:
+        parser.error(f"unknown part(s) {unknown}; parts: {', '.join(PARTS)}")
     folder, load_before = results_dir(), load_average()
     rep = machine(THREADS, seconds=0.5)
 
@@ -146,16 +199,12 @@ def main() -> int:
 
     for part in args.parts.split(","):
         start = time.time()
-        if part == "finetune":
-            finetune_part(folder, log)
-        elif part == "icl":
-            icl_part(folder, "sst2-icl.yaml", "icl-sst2", log)
-        elif part == "zeroshot":
-            icl_part(folder, "sst2-icl.yaml", "zero-shot-sst2", log, ("icl.shots=0",))
-        elif part == "agnews":
-            icl_part(folder, "agnews-zero-shot.yaml", "agnews-zero-shot", log)
+        try:
+            PARTS[part](folder, log)
+        except Exception as exc:  # one failing part must not lose the others' numbers
+            log(f"part {part} FAILED: {type(exc).__name__}: {exc}")
         log(f"part {part}: {time.time() - start:.0f} s")
-    compare_table(folder)
+        compare_table(folder)
     command = f".venv/bin/python bench/prompt_sst2.py --parts {args.parts}"
     (folder / "prompt-machine.md").write_text("\n".join(header(rep, load_before, load_average(), command)) + "\n")
     return 0
