@@ -117,7 +117,7 @@ PREFIX_SETTINGS = [
     "data.max_dev_rows=500",
     "data.text_column=sentence",
     "model.max_length=64",
-    "train.epochs=1",
+    "train.epochs=2",
     "train.batch_size=32",
     "train.lr=1e-2",
     f"train.threads={THREADS}",
@@ -130,6 +130,7 @@ def prefix_part(folder: Path, log) -> None:
     from tunelab.recipes import compare, finetune
 
     cfg = config.load(None, [*PREFIX_SETTINGS, f"output_dir={RUNS / 'prefix-minilm'}"])
+    (RUNS / "prefix-baseline").mkdir(parents=True, exist_ok=True)
     base, _ = compare.untrained_head(cfg, RUNS / "prefix-baseline", log)
     start = time.time()
     final = finetune.run(cfg, quiet=True, log=log)
