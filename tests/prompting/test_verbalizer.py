@@ -162,3 +162,22 @@ def test_lm_kind_from_architectures_or_the_config():
     assert scoring.lm_kind("masked", ["LlamaForCausalLM"]) == "masked"
     with pytest.raises(ConfigError, match="prompt.lm"):
         scoring.lm_kind("auto", ["BertModel"])
+
+
+@torch.no_grad()
+def test_long_inputs_are_cut_for_masked_lms_and_refused_clearly_for_causal_prompts(tiny_mlm_dir, tiny_llama_dir):
+    from transformers import AutoTokenizer, BertForMaskedLM
+
+    model, tok = (
+        BertForMaskedLM.from_pretrained(str(tiny_mlm_dir)).eval(),
+        AutoTokenizer.from_pretrained(str(tiny_mlm_dir)),
+    )
+    (lp,) = vb.cloze_logprobs(model, tok, [("good " * 700, ".", (tok.convert_tokens_to_ids("bad"),))], batch_size=1)
+    assert len(lp) == 1 and lp[0] < 0  # the beginning was cut to fit 512 positions
+    llama, ltok = _tiny_llama(tiny_llama_dir)
+    prompt = PromptConfig(verbalizer={"0": ["bad"], "1": ["good"]})
+    scorer = scoring.Scorer(
+        llama, ltok, vb.build_verbalizer(prompt.verbalizer, ["0", "1"], ltok, " "), prompt, "causal"
+    )
+    with pytest.raises(ConfigError, match="longer than the model's 256 positions"):
+        scoring.score(scorer, "a good film. " * 100, [("fine", None)])

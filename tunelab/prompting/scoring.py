@@ -74,8 +74,19 @@ def score(scorer: Scorer, prefix: str, inputs: list[tuple[str, str | None]]) -> 
         items = [
             (tok(before, add_special_tokens=False)["input_ids"], list(w)) for before, _ in rendered for _, w in words
         ]
+        _check_length(scorer.model, len(start) + max(len(c) + len(w) for c, w in items))
         token_lp = vb.continuation_logprobs(scorer.model, start, items, scorer.batch_size)
     return _label_scores(token_lp, words, len(inputs), len(scorer.verbalizer.labels), p.scoring)
+
+
+def _check_length(model, tokens: int) -> None:
+    """A clear error when a prompt (demonstrations + input + word) is longer than the model's positions."""
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit is not None and tokens > limit:
+        raise ConfigError(
+            f"icl.shots: a prompt of {tokens} tokens (demonstrations, input and label word) is longer than the "
+            f"model's {limit} positions; use fewer shots or shorter texts"
+        )
 
 
 def _label_scores(token_lp: list[list[float]], words, n_inputs: int, n_labels: int, scoring: str):

@@ -189,13 +189,17 @@ def cloze_logprobs(model, tokenizer, items: list[tuple[str, str, tuple[int, ...]
         raise ConfigError("prompt.lm: masked scoring needs a tokenizer with a mask token; this one has none")
     device = next(model.parameters()).device
     first, last = special_tokens(tokenizer)
+    limit = min(getattr(model.config, "max_position_embeddings", 512), tokenizer.model_max_length)
     out = []
     for begin in range(0, len(items), batch_size):
         chunk = items[begin : begin + batch_size]
         seqs, spans = [], []
         for before, after, word in chunk:
-            head = tokenizer(before, add_special_tokens=False)["input_ids"]
             tail = tokenizer(after, add_special_tokens=False)["input_ids"]
+            room = limit - len(first) - len(last) - len(word) - len(tail)
+            head = tokenizer(before, add_special_tokens=False)["input_ids"][
+                -max(room, 1) :
+            ]  # keep the end near the mask
             seqs.append(first + head + [tokenizer.mask_token_id] * len(word) + tail + last)
             spans.append(len(first) + len(head))  # the word's first mask token
         width = max(len(s) for s in seqs)
