@@ -22,7 +22,7 @@ import re
 from importlib import resources
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -60,8 +60,18 @@ def _static(name: str) -> bytes:
 
 def build_app(root: Path, read_only: bool = False, poll_s: float = 0.5) -> FastAPI:
     root = Path(root).resolve()
-    launcher, playground = Launcher(root), Playground()
+    launcher = Launcher(root)
     app = FastAPI(title="tunelab ui", docs_url=None, redoc_url=None, openapi_url=None)
+    _errors_and_headers(app)
+    app.include_router(_page_routes(root, read_only))
+    app.include_router(_run_routes(root, launcher, poll_s))
+    app.include_router(_launch_routes(launcher, read_only))
+    app.include_router(_playground_routes(root, Playground()))
+    return app
+
+
+def _errors_and_headers(app: FastAPI) -> None:
+    """User errors as JSON with the status they deserve; the security headers on every response."""
 
     @app.exception_handler(TunelabError)
     async def _user_error(_req, exc: TunelabError):
@@ -84,28 +94,46 @@ def build_app(root: Path, read_only: bool = False, poll_s: float = 0.5) -> FastA
             response.headers.setdefault(k, v)
         return response
 
-    @app.get("/")
+
+def _page_routes(root: Path, read_only: bool) -> APIRouter:
+    """The page, its static files, /api/info and the launch form's schema."""
+    router = APIRouter()
+
+    @router.get("/")
     async def page():
         return Response(_static("index.html"), media_type=STATIC["index.html"])
 
-    @app.get("/static/{name}")
+    @router.get("/static/{name}")
     async def static(name: str):
         if name not in STATIC:
             raise index.NotFound(f"no static file '{name}'")
         return Response(_static(name), media_type=STATIC[name])
 
-    @app.get("/api/info")
+    @router.get("/api/info")
     async def info():
         import os
 
         return {"root": str(root), "read_only": read_only, "cwd": os.getcwd()}
 
-    @app.get("/api/runs")
+    @router.get("/api/schema")
+    async def schema():
+        from tunelab.ui import schema as schema_mod
+
+        return {"fields": schema_mod.form(), "runs_root": str(root)}
+
+    return router
+
+
+def _run_routes(root: Path, launcher: Launcher, poll_s: float) -> APIRouter:
+    """Reading runs: the table, one run, its files, its live events, compare."""
+    router = APIRouter()
+
+    @router.get("/api/runs")
     async def runs():
         listing = await run_in_threadpool(index.list_runs, root)
         return {**listing, "jobs": launcher.views()}
 
-    @app.get("/api/run")
+    @router.get("/api/run")
     async def run(id: str):
         try:
             detail = await run_in_threadpool(index.detail, root, id)
@@ -116,14 +144,14 @@ def build_app(root: Path, read_only: bool = False, poll_s: float = 0.5) -> FastA
             return {"starting": job}  # launched here; the child has not written the run folder yet (or failed first)
         return {**detail, "job": launcher.job(id)}
 
-    @app.get("/api/run/file")
+    @router.get("/api/run/file")
     async def run_file(id: str, name: str):
         path, media = index.run_file(root, id, name)
         # report.html may carry its own inline styles; it renders sandboxed (no scripts, no same-origin access)
         csp = "sandbox; default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'"
         return Response(path.read_bytes(), media_type=media, headers={"Content-Security-Policy": csp})
 
-    @app.get("/api/run/events")
+    @router.get("/api/run/events")
     async def events(id: str, request: Request, offset: int = 0):
         folder = index.run_dir(root, id)
         return StreamingResponse(
@@ -132,24 +160,25 @@ def build_app(root: Path, read_only: bool = False, poll_s: float = 0.5) -> FastA
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    @app.get("/api/job")
+    @router.get("/api/compare")
+    async def compare(ids: str):
+        return await run_in_threadpool(index.compare, root, [i for i in ids.split(",") if i])
+
+    return router
+
+
+def _launch_routes(launcher: Launcher, read_only: bool) -> APIRouter:
+    """Validating the form, launching, resuming and stopping runs (the last three refused with --read-only)."""
+    router = APIRouter()
+
+    @router.get("/api/job")
     async def job(id: str):
         view = launcher.job(id)
         if view is None:
             raise index.NotFound(f"no run '{id}' was launched from this dashboard")
         return view
 
-    @app.get("/api/compare")
-    async def compare(ids: str):
-        return await run_in_threadpool(index.compare, root, [i for i in ids.split(",") if i])
-
-    @app.get("/api/schema")
-    async def schema():
-        from tunelab.ui import schema as schema_mod
-
-        return {"fields": schema_mod.form(), "runs_root": str(root)}
-
-    @app.post("/api/validate")
+    @router.post("/api/validate")
     async def validate(request: Request):
         values = (await _body(request)).get("values") or {}
         try:
@@ -158,23 +187,30 @@ def build_app(root: Path, read_only: bool = False, poll_s: float = 0.5) -> FastA
             return {"ok": False, "error": str(exc), "problems": [{"key": k, "message": m} for k, m in exc.problems]}
         return {"ok": True, **{k: v for k, v in plan.items() if k != "argv"}}
 
-    @app.post("/api/launch")
+    @router.post("/api/launch")
     async def launch(request: Request):
         _writable(read_only)
         values = (await _body(request)).get("values") or {}
         return await run_in_threadpool(launcher.launch, _values(values))
 
-    @app.post("/api/resume")
+    @router.post("/api/resume")
     async def resume(request: Request):
         _writable(read_only)
         return await run_in_threadpool(launcher.resume, str((await _body(request)).get("id", "")))
 
-    @app.post("/api/stop")
+    @router.post("/api/stop")
     async def stop(request: Request):
         _writable(read_only)
         return launcher.stop(str((await _body(request)).get("id", "")))
 
-    @app.post("/api/predict")
+    return router
+
+
+def _playground_routes(root: Path, playground: Playground) -> APIRouter:
+    """Trying a run: predictions, sample dev predictions, generation."""
+    router = APIRouter()
+
+    @router.post("/api/predict")
     async def predict(request: Request):
         body = await _body(request)
         folder = index.run_dir(root, str(body.get("id", "")))
@@ -182,12 +218,12 @@ def build_app(root: Path, read_only: bool = False, poll_s: float = 0.5) -> FastA
         outputs = await run_in_threadpool(playground.predict, folder, texts)
         return {"outputs": outputs}
 
-    @app.get("/api/run/samples")
+    @router.get("/api/run/samples")
     async def samples(id: str):
         folder = index.run_dir(root, id)
         return await run_in_threadpool(playground.samples, folder)
 
-    @app.post("/api/generate")
+    @router.post("/api/generate")
     async def generate(request: Request):
         body = await _body(request)
         folder = index.run_dir(root, str(body.get("id", "")))
@@ -196,7 +232,7 @@ def build_app(root: Path, read_only: bool = False, poll_s: float = 0.5) -> FastA
             raise TunelabError("decoding: expected an object of generation keys")
         return await run_in_threadpool(playground.generate, folder, body.get("prompt"), body.get("messages"), decoding)
 
-    return app
+    return router
 
 
 def _writable(read_only: bool) -> None:
