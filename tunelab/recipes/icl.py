@@ -43,11 +43,6 @@ def run(cfg: config_mod.RunConfig, log=print) -> dict:
     runs.check_writable_dir(out)
     out.mkdir(parents=True, exist_ok=True)
     embed = Embedder(cfg.icl.embedding_model, log) if _needs_embeddings(cfg.icl) else None
-    results = [
-        setting_result(scorer, cfg.icl, splits, strategy, embed, log)
-        for strategy in (["zero-shot"] if cfg.icl.shots == 0 else cfg.icl.selection)
-    ]
-    results.append(fewshot.rows(cfg, splits, log, summarize))
     summary = {
         "model": cfg.model.name,
         "output_dir": str(out),
@@ -56,12 +51,21 @@ def run(cfg: config_mod.RunConfig, log=print) -> dict:
         "shots": cfg.icl.shots,
         "template": cfg.prompt.template,
         "verbalizer": cfg.prompt.verbalizer,
-        "results": [row for rows in results for row in rows],
+        "results": [],
     }
+    (out / "config.yaml").write_text(config_mod.dump(cfg), encoding="utf-8")
+    for strategy in ["zero-shot"] if cfg.icl.shots == 0 else cfg.icl.selection:
+        summary["results"] += setting_result(scorer, cfg.icl, splits, strategy, embed, log)
+        write(out, summary)  # after each strategy: a long run keeps what it measured
+    summary["results"] += fewshot.rows(cfg, splits, log, summarize)
+    write(out, summary)
+    return summary
+
+
+def write(out: Path, summary: dict) -> None:
+    """icl.json and icl.md from the results so far."""
     (out / "icl.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     (out / "icl.md").write_text(markdown(summary), encoding="utf-8")
-    (out / "config.yaml").write_text(config_mod.dump(cfg), encoding="utf-8")
-    return summary
 
 
 def load_scorer(cfg: config_mod.RunConfig, labels: list[str], log) -> scoring.Scorer:
