@@ -210,7 +210,7 @@ def markdown(summary: dict) -> str:
     lines = [
         f"# In-context learning: {summary['model']}, k = {summary['shots']}",
         "",
-        f"dev: {summary['dev']} ({summary['dev_rows']} rows); template `{summary['template']}`",
+        f"dev: {summary['dev']} ({summary['dev_rows']} rows); template `{summary['template']!r}`",
         "",
         "| strategy | calibrated | seeds | accuracy (mean ± std) | macro-F1 (mean ± std) |",
         "|---|---|---|---|---|",
