@@ -21,7 +21,7 @@ def write_config(tmp_path, model: str, data: dict, train: dict) -> str:
         "model": {"name": model, "max_length": 64},
         "data": data,
         "output_dir": str(tmp_path / "cmp"),
-        "train": {"batch_size": 16, "threads": 1, "log_every": 2, **train},
+        "train": {"batch_size": 16, "log_every": 2, **train},
     }
     path = tmp_path / "compare.yaml"
     path.write_text(yaml.safe_dump(cfg))

@@ -17,7 +17,7 @@ from typing import Callable
 import pytest
 import torch
 
-from tests.conftest import write_alpaca, write_sentiment
+from tests.conftest import write_alpaca, write_scores, write_sentiment, write_topics
 from tests.serve.harness import client, running
 from tunelab import cli, config, runs
 from tunelab.errors import ConfigError
@@ -56,6 +56,14 @@ def _clf_data(tmp: Path):
     return write_sentiment(tmp / "train.tsv", n=48), write_sentiment(tmp / "dev.tsv", n=16, seed=1)
 
 
+def _topic_data(tmp: Path):
+    return write_topics(tmp / "train.tsv"), write_topics(tmp / "dev.tsv", n=16, seed=1)
+
+
+def _score_data(tmp: Path):
+    return write_scores(tmp / "train.tsv"), write_scores(tmp / "dev.tsv", n=16, seed=1)
+
+
 def _ner_data(tmp: Path):
     return write_ner(tmp / "train.conll"), write_ner(tmp / "dev.conll", n=16, seed=1)
 
@@ -66,6 +74,15 @@ def _lm_data(tmp: Path):
 
 def _check_label(out: dict, line: str) -> None:
     assert out["text"] == line and out["label"] in ("0", "1") and abs(sum(out["probs"].values()) - 1) < 1e-4
+
+
+def _check_label_set(out: dict, line: str) -> None:
+    assert out["text"] == line and set(out["labels"]) <= {"cinema", "story", "people"}
+    assert set(out["probs"]) == {"cinema", "story", "people"} and all(0 <= p <= 1 for p in out["probs"].values())
+
+
+def _check_value(out: dict, line: str) -> None:
+    assert out["text"] == line and isinstance(out["value"], float)
 
 
 def _check_spans(out: dict, line: str) -> None:
@@ -81,6 +98,16 @@ def _check_generation(out: dict, line: str) -> None:
 CASES = {
     "classification": Case(
         "tiny_bert_dir", _clf_data, ["data.text_column=sentence"], ["good fun movie", "awful dull plot"], _check_label
+    ),
+    "multi_label": Case(
+        "tiny_bert_dir", _topic_data, ["data.text_column=sentence"], ["the film plot", "a good actor"], _check_label_set
+    ),
+    "regression": Case(
+        "tiny_bert_dir",
+        _score_data,
+        ["data.text_column=sentence", "data.label_column=score"],
+        ["good great movie", "awful plot"],
+        _check_value,
     ),
     "token_classification": Case(
         "tiny_bert_dir",

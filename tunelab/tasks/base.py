@@ -58,6 +58,12 @@ class Prepared:
         evaluate_test: the test evaluation (None without a test file).
         baseline: evaluate the untrained model with ``evaluate_final`` first (the report compares).
         info: data facts for the report (counts, truncation, padding); empty when there is nothing to say.
+        task_state: JSON-ready values the task fits on the data and needs again to evaluate or predict with the
+            trained run (regression: the target scaling from the training rows; multi-label: the decision thresholds
+            tuned on dev, filled in by ``evaluate_final``). The recipe writes it to the run folder's task_state.json
+            after the final evaluation; ``LoadedRun.task_state`` holds it back ({} when the task fitted nothing).
+        groups: the class of each training feature, for ``train.sampler: balanced`` (None: the task has no
+            classes to balance; tasks with ``balances`` give it).
     """
 
     features: dict[str, list[dict]]
@@ -68,6 +74,8 @@ class Prepared:
     evaluate_test: Evaluator | None = None
     baseline: bool = False
     info: dict = field(default_factory=dict)
+    task_state: dict = field(default_factory=dict)
+    groups: list | None = None
 
 
 class Task(ABC):
@@ -83,6 +91,8 @@ class Task(ABC):
         generates: whether runs of this task answer ``generate``, ``chat`` and the completion endpoints.
         row_kind: the shape of the rows ``read`` returns, one of ``ROW_KINDS`` (the data toolkit reads, checks
             and rewrites rows by their shape, never by the task's name).
+        balances: whether the task honours ``train.class_weights`` and ``train.focal_gamma`` in its objective and
+            gives ``Prepared.groups`` for ``train.sampler: balanced`` (the config refuses them for other tasks).
     """
 
     name: ClassVar[str]
@@ -91,6 +101,7 @@ class Task(ABC):
     metrics: ClassVar[tuple[Metric, ...]]
     row_kind: ClassVar[str]
     generates: ClassVar[bool] = False
+    balances: ClassVar[bool] = False
 
     def metric(self, name: str | None) -> Metric:
         """The declared metric ``name`` (None: the default); ValueError naming the task's metrics otherwise."""

@@ -37,6 +37,7 @@ class Classification(Task):
     Config = Config
     auto_class = "AutoModelForSequenceClassification"
     row_kind = "text"
+    balances = True
     metrics = (
         Metric("accuracy", True, "share of rows whose predicted label is the gold label"),
         Metric("macro_f1", True, "F1 averaged over classes (each class counts the same)"),
@@ -89,7 +90,13 @@ class Classification(Task):
         collate = partial(pad_batch, pad_id=tokenizer.pad_token_id)
         dev = evaluator(feats["dev"], labels, collate)
         test = evaluator(feats["test"], labels, collate) if "test" in feats else None
-        return Prepared(feats, collate, Objective(self.forward, self.loss, count), dev, dev, test)
+        groups = [f["labels"] for f in feats["train"]]
+        weights = class_weights(cfg.train.class_weights, groups, labels, cfg.data.train)
+        info = {"class_weights": dict(zip(labels, weights))} if weights is not None else {}
+        if weights is not None:
+            log("class weights: " + ", ".join(f"{n} {w:.3f}" for n, w in zip(labels, weights)))
+        objective = Objective(self.forward, partial(weighted_loss, weights=weights, gamma=cfg.train.focal_gamma), count)
+        return Prepared(feats, collate, objective, dev, dev, test, info=info, groups=groups)
 
     def forward(self, model, batch: dict) -> dict:
         return {"logits": model(**model_inputs(batch)).logits}  # (batch, classes)
@@ -185,6 +192,40 @@ def encode(rows: list[Row], tokenizer, labels: list[str], max_length: int, sourc
     return features
 
 
+def class_weights(spec, ids: list[int], labels: list[str], source: str) -> list[float] | None:
+    """Per-class loss weights in label order: ``balanced`` (n / (classes * count), from the training label ids), a
+    {label: weight} mapping (others 1; an unknown label is an error naming ``source``), or None."""
+    if spec is None:
+        return None
+    if spec == "balanced":
+        counts = [ids.count(i) for i in range(len(labels))]
+        return [len(ids) / (len(labels) * c) if c else 0.0 for c in counts]
+    unknown = sorted(set(spec) - set(labels))
+    if unknown:
+        raise DataError(
+            f"train.class_weights: label '{unknown[0]}' is not in the training data of {source}; labels: {', '.join(labels)}"
+        )
+    return [float(spec.get(n, 1.0)) for n in labels]
+
+
+def weighted_loss(outputs: dict, batch: dict, weights: list[float] | None = None, gamma: float | None = None):
+    """(sum over rows of w[y] * (1 - p_y)^gamma * -log p_y, rows): cross-entropy, class-weighted and/or focal.
+
+    Rows are summed (not divided by their total weight) so the loop's division by the row count keeps
+    micro-batches additive; with neither option it equals plain summed cross-entropy."""
+    import torch
+    import torch.nn.functional as F
+
+    labels = batch["labels"]  # (batch,)
+    logp = F.log_softmax(outputs["logits"].float(), dim=-1).gather(-1, labels[:, None])[:, 0]  # (batch,)
+    per = -logp
+    if gamma:
+        per = per * (1 - logp.exp()).clamp_min(0) ** gamma
+    if weights is not None:
+        per = per * torch.tensor(weights, device=per.device)[labels]
+    return per.sum(), int(labels.numel())
+
+
 def model_inputs(batch: dict) -> dict:
     return {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
 
@@ -263,7 +304,11 @@ def evaluator(
         )
         return {**metrics(y_true, probs.argmax(-1).tolist(), labels), "loss": nll}
 
-    return Evaluator(len(features), score, summarize)
+    def answers(results: list) -> tuple[list, list]:
+        """Gold and predicted label names."""
+        return [labels[f["labels"]] for f in features], [labels[int(p.argmax())] for p in results]
+
+    return Evaluator(len(features), score, summarize, answers)
 
 
 def predict(

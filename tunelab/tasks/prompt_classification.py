@@ -37,6 +37,7 @@ class PromptClassification(clf.Classification):
     name = "prompt_classification"
     Config = Config
     auto_class = "AutoModelForCausalLM"
+    balances = False  # its objective is plain cross-entropy over label scores (no class weights or focal loss yet)
 
     def check(self, cfg) -> None:
         if cfg.prompt.verbalizer is None:
