@@ -90,6 +90,18 @@ def tiny_bert_dir(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def tiny_mlm_dir(tmp_path_factory, tiny_bert_dir) -> Path:
+    """tiny_bert_dir's shape as a BertForMaskedLM (random weights, same word-level tokenizer): PET cloze scoring."""
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+
+    folder = tmp_path_factory.mktemp("tiny-mlm")
+    torch.manual_seed(0)
+    BertForMaskedLM(BertConfig.from_pretrained(str(tiny_bert_dir))).save_pretrained(str(folder))
+    AutoTokenizer.from_pretrained(str(tiny_bert_dir)).save_pretrained(str(folder))
+    return folder
+
+
 def write_sentiment(path: Path, n: int = 64, seed: int = 0) -> Path:
     """A learnable toy sentiment TSV: positive rows use positive words."""
     import random

@@ -20,6 +20,7 @@ from tunelab.errors import ConfigError
 from tunelab.evaluation.config import AnalysisConfig, EvalConfig, split_entry
 from tunelab.generation_config import GenerationConfig
 from tunelab.methods import METHODS
+from tunelab.prompting.config import ICLConfig, PromptConfig
 from tunelab.schema import Strict
 from tunelab.tasks import TASKS
 from tunelab.training.speed import Config as SpeedConfig
@@ -245,6 +246,11 @@ class RunConfig(Strict):
     analysis: AnalysisConfig = Field(
         default_factory=AnalysisConfig, description="Calibration and error analysis written at the end of training."
     )
+    prompt: PromptConfig = Field(
+        default_factory=PromptConfig,
+        description="Template and verbalizer for prompt-based classification (`tunelab icl`, task prompt_classification).",
+    )
+    icl: ICLConfig = Field(default_factory=ICLConfig, description="In-context learning settings for `tunelab icl`.")
 
     @model_validator(mode="after")
     def _consistent(self) -> "RunConfig":

@@ -116,6 +116,13 @@ CASES = {
         ["the actor was in the film story", "a good film"],
         _check_spans,
     ),
+    "prompt_classification": Case(  # the LM head read through a template: no new head, so "untuned model"
+        "tiny_llama_dir",
+        _clf_data,
+        ["data.text_column=sentence", "prompt.verbalizer={0: [bad], 1: [good]}", "model.max_length=32"],
+        ["good fun movie", "awful dull plot"],
+        _check_label,
+    ),
     "causal_lm": Case(
         "tiny_llama_dir",
         _lm_data,
@@ -268,7 +275,7 @@ def test_compare_untrained_baseline_goes_through_the_task(trained, tmp_path):
     name, _, cfg, _ = trained
     row, skipped = compare.untrained_head(cfg, tmp_path, lambda m: None)
     assert row["status"] == "baseline" and isinstance(row["metric"], float) and row["trainable"] == 0
-    assert row["method"] == ("untuned model" if name == "causal_lm" else "untrained head")
+    assert row["method"] == ("untuned model" if name in ("causal_lm", "prompt_classification") else "untrained head")
     assert isinstance(skipped, dict)
 
 

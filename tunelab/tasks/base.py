@@ -84,7 +84,8 @@ class Task(ABC):
     Class attributes:
         name: the config name (``task: <name>``), equal to ``Config.name``'s literal.
         Config: the ``task:`` config section (a Strict model with ``name: Literal[name]``).
-        auto_class: the transformers Auto class the base model is loaded with.
+        auto_class: the transformers Auto class the base model is loaded with (``model_class`` may pick another from
+            the config, e.g. a masked LM for prompt-based classification).
         metrics: every dev metric ``evaluate`` reports as a number, with its direction; the first is the
             default ``train.metric`` (a bad ``train.metric`` is refused at config time, naming these).
         generates: whether runs of this task answer ``generate``, ``chat`` and the completion endpoints.
@@ -132,6 +133,10 @@ class Task(ABC):
     def check_rows(self, cfg, rows: list, source: str, log: Callable[[str], None]) -> None:
         """Checks on the training rows before anything is encoded (suspicious labels...): raise DataError naming
         ``source`` and lines, or log a warning. The base checks nothing."""
+
+    def model_class(self, cfg) -> str:
+        """The transformers Auto class for a run of this config; the base gives ``auto_class``."""
+        return self.auto_class
 
     @abstractmethod
     def stratify_key(self, row) -> Hashable | None:

@@ -231,17 +231,23 @@ def count(batch: dict) -> int:
     return int(batch["labels"].numel())
 
 
-def predict_proba(model, batches, temperature: float = 1.0) -> torch.Tensor:
+def head_logits(model, batch: dict) -> torch.Tensor:
+    """(batch, classes) logits of a sequence-classification model for a batch already on its device."""
+    return model(**model_inputs(batch)).logits
+
+
+def predict_proba(model, batches, temperature: float = 1.0, logits_fn=head_logits) -> torch.Tensor:
     """Class probabilities (examples, classes) of softmax(logits / temperature) for an iterable of collated batches, in
-    order (no grad, model's device)."""
+    order (no grad, model's device). ``logits_fn(model, batch)`` gives the class logits (a prompt-based classifier
+    reads them from its LM head)."""
     import torch
 
     device = next(model.parameters()).device
     out = []
     with torch.no_grad():
         for batch in batches:
-            inputs = {k: v.to(device) for k, v in model_inputs(batch).items()}
-            out.append(torch.softmax(model(**inputs).logits.float() / temperature, dim=-1).cpu())
+            on_device = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            out.append(torch.softmax(logits_fn(model, on_device).float() / temperature, dim=-1).cpu())
     return torch.cat(out)
 
 
@@ -269,13 +275,15 @@ def _length_batches(features: list[dict], indices: list[int], batch_size: int) -
     return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
 
 
-def evaluator(features: list[dict], labels: list[str], collate, batch_size: int = 64) -> Evaluator:
+def evaluator(
+    features: list[dict], labels: list[str], collate, batch_size: int = 64, logits_fn=head_logits
+) -> Evaluator:
     """Dev loss and metrics: score = class probabilities per example, summarize = metrics + mean NLL."""
 
     def score(model, indices: list[int]) -> list:
         probs = {}
         for idx in _length_batches(features, indices, batch_size):
-            for i, p in zip(idx, predict_proba(model, [collate([features[i] for i in idx])])):
+            for i, p in zip(idx, predict_proba(model, [collate([features[i] for i in idx])], logits_fn=logits_fn)):
                 probs[i] = p
         return [probs[i] for i in indices]
 
