@@ -18,7 +18,7 @@ from tunelab.errors import DataError
 from tunelab.schema import Strict
 from tunelab.tasks import classification as clf
 from tunelab.tasks.base import Prepared
-from tunelab.training.evaluation import evaluate as run_evaluator
+from tunelab.training.evaluation import Evaluator
 from tunelab.training.objective import Objective
 
 if TYPE_CHECKING:
@@ -68,10 +68,10 @@ class PromptClassification(clf.Classification):
     def forward(self, model, batch: dict) -> dict:
         return {"logits": prompt_logits(model, batch)}  # (batch, classes)
 
-    def evaluate(self, run, rows: list[Row], source: str, log) -> dict:
+    def evaluator(self, run, rows: list[Row], source: str, log) -> Evaluator:
         feats = encode(rows, run.tokenizer, (run.cfg, run.labels), source)
         collate = run_collate(run)
-        return run_evaluator(clf.evaluator(feats, run.labels, collate, logits_fn=prompt_logits), run.model)
+        return clf.evaluator(feats, run.labels, collate, logits_fn=prompt_logits)
 
     def predict(self, run, inputs: list[Row]) -> list[dict]:
         unlabelled = [Row(r.text, r.text_pair, None, r.line) for r in inputs]
