@@ -55,8 +55,11 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 
+# Tests pin torch to TEST_THREADS threads (the cores here, at most 2; tests/conftest.py pins 1 when unset): the
+# real-model tests, most of the suite's time, then use both cores of a 2-core machine.
+TEST_THREADS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 2 ] && n=2; echo $$n)
 test: setup lint
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q --durations=25 tests
+	HF_HUB_OFFLINE=1 TUNELAB_TEST_THREADS=$(TEST_THREADS) $(PY) -m pytest -q --durations=25 tests
 
 # Speed benchmarks for the CPU this runs on; results in bench/results/<cpu kind>/ (about an hour on 2 cores).
 # `make bench-avx2` runs them with the instruction set capped to AVX2 (results in bench/results/avx2-emulated/).

@@ -90,6 +90,18 @@ def tiny_bert_dir(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def tiny_mlm_dir(tmp_path_factory, tiny_bert_dir) -> Path:
+    """tiny_bert_dir's shape as a BertForMaskedLM (random weights, same word-level tokenizer): PET cloze scoring."""
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+
+    folder = tmp_path_factory.mktemp("tiny-mlm")
+    torch.manual_seed(0)
+    BertForMaskedLM(BertConfig.from_pretrained(str(tiny_bert_dir))).save_pretrained(str(folder))
+    AutoTokenizer.from_pretrained(str(tiny_bert_dir)).save_pretrained(str(folder))
+    return folder
+
+
 def write_sentiment(path: Path, n: int = 64, seed: int = 0) -> Path:
     """A learnable toy sentiment TSV: positive rows use positive words."""
     import random
@@ -104,6 +116,37 @@ def write_sentiment(path: Path, n: int = 64, seed: int = 0) -> Path:
         )
         rng.shuffle(words)
         lines.append(" ".join(words) + f"\t{label}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def write_topics(path: Path, n: int = 48, seed: int = 0) -> Path:
+    """A learnable toy multi-label TSV: the label set is which of 'film' (cinema), 'plot' (story) and 'actor'
+    (people) the text holds, as a comma-separated cell (some rows have no label: an empty JSON list)."""
+    import random
+
+    rng = random.Random(seed)
+    cues = {"cinema": "film", "story": "plot", "people": "actor"}
+    lines = ["sentence\tlabel"]
+    for _ in range(n):
+        chosen = [name for name in cues if rng.random() < 0.45]
+        words = [cues[c] for c in chosen] + rng.sample(["the", "a", "was", "very", "good", "it"], rng.randint(1, 4))
+        rng.shuffle(words)
+        lines.append(" ".join(words) + "\t" + (",".join(chosen) or "[]"))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def write_scores(path: Path, n: int = 48, seed: int = 0) -> Path:
+    """A learnable toy regression TSV: the target counts the positive words minus the negative ones."""
+    import random
+
+    rng = random.Random(seed)
+    lines = ["sentence\tscore"]
+    for _ in range(n):
+        words = rng.choices(["good", "great", "bad", "awful", "the", "movie", "plot"], k=rng.randint(2, 6))
+        score = sum(w in ("good", "great") for w in words) - sum(w in ("bad", "awful") for w in words)
+        lines.append(" ".join(words) + f"\t{score * 0.5 + 3:.1f}")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 

@@ -253,6 +253,27 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_icl(args) -> int:
+    if not args.config:
+        print(
+            "usage: tunelab icl CONFIG.yaml [key=value ...]  (needs prompt.verbalizer; see README: In-context learning)",
+            file=sys.stderr,
+        )
+        return 2
+    from tunelab import config
+    from tunelab.recipes import icl
+
+    path, overrides = _split_config_args(args.config)
+    summary = icl.run(config.load(path, overrides), log=_log)
+    for r in summary["results"]:
+        _log(
+            f"{r['strategy']} calibrated={r['calibrated']}: accuracy {r['accuracy']:.4f} ± {r['accuracy_std']:.4f} "
+            f"over {len(r['seeds'])} seed(s)"
+        )
+    _log(f"done: {Path(summary['output_dir']) / 'icl.md'}")
+    return 0
+
+
 def cmd_fairness(args) -> int:
     from tunelab.evaluation import commands
 
@@ -315,6 +336,7 @@ COMMANDS = {
     "chat": cmd_chat,
     "compare": cmd_compare,
     "distill": cmd_distill,
+    "icl": cmd_icl,
     "merge": cmd_merge,
     "clean": cmd_clean,
     "serve": cmd_serve,
@@ -453,6 +475,12 @@ def _add_model_commands(sub) -> None:
     )
     p.add_argument("--methods", help="comma-separated methods; default: every method applicable to the model")
     p.add_argument("--set", nargs="*", help="per-method overrides, e.g. lora.train.lr=5e-4 lora.method.r=16")
+    p = sub.add_parser(
+        "icl",
+        help="zero-/few-shot classification by prompting (template + verbalizer, demonstrations, calibration)",
+        description="tunelab icl CONFIG.yaml [key=value ...]: writes icl.md and icl.json into output_dir",
+    )
+    p.add_argument("config", nargs="*", help="YAML config, then key=value overrides")
     p = sub.add_parser("config", help="list every config key with its default and description")
     p.add_argument("--markdown", action="store_true", help="as a markdown table (the README's)")
     p.add_argument("--section", help="only one section: run (top-level keys), model, data, method, train, ..., serve")

@@ -17,9 +17,10 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from tunelab.errors import ConfigError
-from tunelab.evaluation.config import AnalysisConfig
+from tunelab.evaluation.config import AnalysisConfig, EvalConfig, split_entry
 from tunelab.generation_config import GenerationConfig
 from tunelab.methods import METHODS
+from tunelab.prompting.config import ICLConfig, PromptConfig
 from tunelab.schema import Strict
 from tunelab.tasks import TASKS
 from tunelab.training.speed import Config as SpeedConfig
@@ -58,15 +59,17 @@ class ModelConfig(Strict):
 class DataConfig(Strict):
     train: str = Field(
         "rotten-tomatoes",
-        description="Training file (csv, tsv, json, jsonl, conll) or packaged dataset name (rotten-tomatoes).",
+        description="Training file (csv, tsv, json, jsonl, conll, parquet, arrow), a datasets save_to_disk folder, a hub "
+        "dataset hf://datasets/OWNER/NAME[/CONFIG][@REVISION][:SPLIT], or a packaged dataset name (rotten-tomatoes).",
     )
     dev: str | None = Field(None, description="Dev file; if absent a stratified, seeded split is carved out of train.")
     test: str | None = Field(
         None, description="Optional held-out test file, evaluated once at the end with the best checkpoint."
     )
-    format: Literal["auto", "csv", "tsv", "json", "jsonl", "conll", "text"] = Field(
+    format: Literal["auto", "csv", "tsv", "json", "jsonl", "conll", "text", "parquet", "arrow"] = Field(
         "auto",
-        description="File format; auto picks it from the extension (.txt = text: one text per line, for predict).",
+        description="File format; auto picks it from the extension (.txt = text: one text per line, for predict; "
+        ".parquet/.pq; .arrow/.feather). datasets save_to_disk folders and hf:// ids need no format.",
     )
     delimiter: str | None = Field(
         None,
@@ -162,7 +165,8 @@ class TrainConfig(Strict):
     metric: str | None = Field(
         None,
         description="Dev metric that picks the best checkpoint and drives early stopping; null = the task's first metric "
-        "(classification: accuracy, token_classification: f1, causal_lm: loss); its direction is the task's declaration.",
+        "(classification: accuracy, token_classification: f1, causal_lm: loss, multi_label: micro_f1, regression: mse); "
+        "its direction is the task's declaration. May name a custom metric of eval.metrics.",
     )
     early_stopping_patience: int | None = Field(
         None, ge=1, description="Stop after this many evaluations without improvement of `metric`."
@@ -182,6 +186,31 @@ class TrainConfig(Strict):
     length_grouping: bool = Field(
         True, description="Batch examples of similar length together (dynamic padding either way)."
     )
+    class_weights: Literal["balanced"] | dict[str | int, float] | None = Field(
+        None,
+        description="Weigh each class in the loss: balanced = n_rows / (n_classes * rows of the class), from the "
+        "training rows; or {label: weight} (unlisted labels weigh 1); null = equal. Classification.",
+    )
+    focal_gamma: float | None = Field(
+        None,
+        ge=0,
+        le=10,
+        description="Focal loss: scale each row's cross-entropy by (1 - p_true)^gamma, so easy rows count less "
+        "(2 is usual); null = plain cross-entropy. Combines with class_weights. Classification.",
+    )
+    sampler: Literal["length", "balanced"] = Field(
+        "length",
+        description="Which rows form each batch: length = a seeded shuffle (grouped by length, see length_grouping); "
+        "balanced = every class equally likely (rows drawn with replacement, seeded per epoch; the epoch keeps its "
+        "number of batches). balanced needs a task that gives classes (classification).",
+    )
+
+    @field_validator("class_weights")
+    @classmethod
+    def _positive_weights(cls, v):
+        if isinstance(v, dict) and (not v or any(w <= 0 for w in v.values())):
+            raise ValueError("expected 'balanced' or a mapping {label: weight} of positive weights")
+        return {str(k): w for k, w in v.items()} if isinstance(v, dict) else v  # labels are strings (1 -> "1")
 
 
 MethodConfig = Annotated[
@@ -216,9 +245,17 @@ class RunConfig(Strict):
         default_factory=TrackingConfig,
         description="Experiment trackers (TensorBoard, MLflow, Trackio) besides metrics.jsonl.",
     )
+    eval: EvalConfig = Field(
+        default_factory=EvalConfig, description="Metrics of your own, computed with the task's during training."
+    )
     analysis: AnalysisConfig = Field(
         default_factory=AnalysisConfig, description="Calibration and error analysis written at the end of training."
     )
+    prompt: PromptConfig = Field(
+        default_factory=PromptConfig,
+        description="Template and verbalizer for prompt-based classification (`tunelab icl`, task prompt_classification).",
+    )
+    icl: ICLConfig = Field(default_factory=ICLConfig, description="In-context learning settings for `tunelab icl`.")
 
     @model_validator(mode="after")
     def _consistent(self) -> "RunConfig":
@@ -227,10 +264,21 @@ class RunConfig(Strict):
                 f"train.batch_size ({self.train.batch_size}) must be a multiple of train.grad_accum ({self.train.grad_accum})"
             )
         task = TASKS[self.task.name]
+        custom = [split_entry(e)[1] for e in self.eval.metrics]
         try:
-            task.metric(self.train.metric)
+            if self.train.metric not in custom:
+                task.metric(self.train.metric)
         except ValueError as exc:
-            raise ValueError(f"train.metric: {exc}") from None
+            more = f" (or a custom metric of eval.metrics: {', '.join(custom)})" if custom else ""
+            raise ValueError(f"train.metric: {exc}{more}") from None
+        given = {"class_weights": self.train.class_weights, "focal_gamma": self.train.focal_gamma}
+        wanted = [k for k, v in given.items() if v is not None]
+        wanted += ["sampler"] if self.train.sampler == "balanced" else []
+        if wanted and not task.balances:
+            able = ", ".join(n for n, t in TASKS.items() if t.balances)
+            raise ValueError(
+                f"train.{wanted[0]}: task {task.name} does not weigh or balance classes (tasks that do: {able})"
+            )
         task.check(self)
         return self
 

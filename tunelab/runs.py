@@ -4,6 +4,7 @@ Layout:
     config.yaml      resolved config (every default spelled out)
     fingerprint.json what the run was started on: hashes of the config and of each data split
     labels.json      label names in id order (classification tasks)
+    task_state.json  what the task fitted for evaluate/predict (tuned thresholds, target scaling); absent when nothing
     model/           the method's saved weights (HF dir, PEFT adapter, or trainable tensors) + tokenizer;
                      after `quantize`, `prune` or `export`: that format's files and model/format.json naming it
     checkpoints/     resumable checkpoints (last.json points to the newest)
@@ -16,7 +17,7 @@ Layout:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tunelab import config as config_mod
@@ -37,6 +38,7 @@ class LoadedRun:
     temperature: float = 1.0  # temperature scaling fitted for the run (temperature.json), 1.0 when none
     backend: str = "torch"  # what runs the model: torch, onnxruntime or llamacpp (see tunelab/export/formats.py)
     engine: object | None = None  # a generation engine that replaces transformers' generate (llama.cpp); None = torch
+    task_state: dict = field(default_factory=dict)  # Prepared.task_state of the training run (task_state.json)
 
     @property
     def task(self) -> Task:
@@ -85,6 +87,15 @@ def read_labels(run_dir: Path) -> list[str] | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
+TASK_STATE = "task_state.json"
+
+
+def read_task_state(run_dir: Path) -> dict:
+    """What the task fitted during training (task_state.json), {} when the folder has none."""
+    path = Path(run_dir) / TASK_STATE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
 def build_base(cfg: config_mod.RunConfig, labels: list[str] | None):
     """Tokenizer, base model for the task, and the task-head module names."""
     from tunelab.models import load as model_load
@@ -92,7 +103,7 @@ def build_base(cfg: config_mod.RunConfig, labels: list[str] | None):
     task = TASKS[cfg.task.name]
     src = model_load.resolve(cfg.model.name, cfg.model.gguf_file, cfg.model.revision)
     tokenizer = model_load.load_tokenizer(src)
-    model, head = model_load.load_model(src, task.auto_class, **task.model_kwargs(labels))
+    model, head = model_load.load_model(src, task.model_class(cfg), **task.model_kwargs(labels))
     if cfg.model.dropout is not None:
         model_load.set_dropout(model, cfg.model.dropout)
     if cfg.model.layers is not None:
@@ -117,13 +128,16 @@ def load_run(run_dir: str | Path, backend: str = "auto") -> LoadedRun:
     if info["format"] != formats.METHOD:  # written by quantize, prune or export: the format rebuilds its own model
         loaded = formats.load(run_dir, cfg, labels, info, backend)
         loaded.temperature = stored_temperature(run_dir)
+        loaded.task_state = read_task_state(run_dir)
         return loaded
     formats.choose_backend(formats.METHOD, ("torch",), backend)
     tokenizer, model, head = build_base(cfg, labels)
     method = METHODS[cfg.method.name]
     model = method.load(model, cfg.method, head, run_dir / "model")
     model.eval()
-    return LoadedRun(cfg, model, tokenizer, labels, head, stored_temperature(run_dir))
+    return LoadedRun(
+        cfg, model, tokenizer, labels, head, stored_temperature(run_dir), task_state=read_task_state(run_dir)
+    )
 
 
 # ---------------------------------------------------------------- fingerprint: what a run was started on

@@ -147,8 +147,8 @@ def test_unknown_extension(tmp_path):
 
 def test_unknown_format_argument(tmp_path):
     path = write(tmp_path, "d.csv", "text\nx\n")
-    assert "data.format must be one of auto, csv, tsv, json, jsonl, text, found 'parquet'" in error_of(
-        path, format="parquet"
+    assert "data.format must be one of auto, csv, tsv, json, jsonl, text, parquet, arrow, found 'xlsx'" in error_of(
+        path, format="xlsx"
     )
 
 

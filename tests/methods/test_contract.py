@@ -30,12 +30,12 @@ INTENDED = {
     "adalora": r"\.lora_[ABE]\.",
     "ia3": r"\.ia3_l\.",
     "adapter": r"\.adapter\.",
-    "prefix": r"^prompt_encoder\.",
+    "prefix": r"^prompt_encoder\.|\.prefix_(key|value|embedding|mlp)",  # peft (causal LM) or tunelab's encoder route
     "p-tuning": r"^prompt_encoder\.",
     "prompt-tuning": r"^prompt_encoder\.",
 }
 HEAD = r"(^|\.)classifier\.|modules_to_save"
-UNSUPPORTED = {("bitfit", "llama"): "has none", ("prefix", "bert"): "past_key_values"}
+UNSUPPORTED = {("bitfit", "llama"): "has none"}
 KINDS = ["bert", "llama"]
 OPTIONS = {"freeze": {"layers": 1}}  # the tiny models have 2 layers; train only the top one
 

@@ -21,7 +21,7 @@ def write_config(tmp_path, model: str, data: dict, train: dict) -> str:
         "model": {"name": model, "max_length": 64},
         "data": data,
         "output_dir": str(tmp_path / "cmp"),
-        "train": {"batch_size": 16, "threads": 1, "log_every": 2, **train},
+        "train": {"batch_size": 16, "log_every": 2, **train},
     }
     path = tmp_path / "compare.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -95,7 +95,7 @@ def test_compare_every_method_on_minilm(tmp_path, shared_data):
     out = compare.run(path, [], log=lambda m: None)
     print(f"compare on minilm-l6: {time.perf_counter() - start:.0f} s")
     rows = table(out)
-    applicable = [m for m in METHODS if m != "prefix"]  # prefix cannot attach to BERT in transformers 5 (ConfigError)
+    applicable = list(METHODS)  # prefix included: tunelab's own encoder route (methods/prefix_encoder.py)
     assert set(rows) == {"untrained head", *applicable}
     data = {r["method"]: r for r in json.loads((out / "compare.json").read_text())}
     for name in applicable:

@@ -31,7 +31,7 @@ def test_adapter_lora_and_prompt_methods_beat_the_untrained_head(tmp_path, share
             "max_train_rows": 1600,
             "max_dev_rows": 500,
         },
-        "train": {"epochs": 2, "batch_size": 32, "threads": 1, "log_every": 10},
+        "train": {"epochs": 2, "batch_size": 32, "log_every": 10},
     }
     path = tmp_path / "cmp.yaml"
     path.write_text(json.dumps(cfg))

@@ -48,7 +48,6 @@ def sst2_runs(tmp_path_factory, shared_data, minilm):
                 "train.epochs=3",
                 "train.batch_size=32",
                 "train.eval_every=375",
-                "train.threads=1",
                 f"output_dir={out / method}",
                 *extra,
             ],

@@ -220,7 +220,6 @@ def test_real_lora_on_alpaca_lowers_dev_loss_and_stops(tmp_path, shared_data):
             "task.packing=false",
             "train.lr=2e-3",
             "generation.batch_size=20",
-            "train.threads=1",
         ],
     )
     final = finetune.run(cfg, quiet=True, log=lambda m: None)

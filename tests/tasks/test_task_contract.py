@@ -17,7 +17,7 @@ from typing import Callable
 import pytest
 import torch
 
-from tests.conftest import write_alpaca, write_sentiment
+from tests.conftest import write_alpaca, write_scores, write_sentiment, write_topics
 from tests.serve.harness import client, running
 from tunelab import cli, config, runs
 from tunelab.errors import ConfigError
@@ -56,6 +56,14 @@ def _clf_data(tmp: Path):
     return write_sentiment(tmp / "train.tsv", n=48), write_sentiment(tmp / "dev.tsv", n=16, seed=1)
 
 
+def _topic_data(tmp: Path):
+    return write_topics(tmp / "train.tsv"), write_topics(tmp / "dev.tsv", n=16, seed=1)
+
+
+def _score_data(tmp: Path):
+    return write_scores(tmp / "train.tsv"), write_scores(tmp / "dev.tsv", n=16, seed=1)
+
+
 def _ner_data(tmp: Path):
     return write_ner(tmp / "train.conll"), write_ner(tmp / "dev.conll", n=16, seed=1)
 
@@ -66,6 +74,15 @@ def _lm_data(tmp: Path):
 
 def _check_label(out: dict, line: str) -> None:
     assert out["text"] == line and out["label"] in ("0", "1") and abs(sum(out["probs"].values()) - 1) < 1e-4
+
+
+def _check_label_set(out: dict, line: str) -> None:
+    assert out["text"] == line and set(out["labels"]) <= {"cinema", "story", "people"}
+    assert set(out["probs"]) == {"cinema", "story", "people"} and all(0 <= p <= 1 for p in out["probs"].values())
+
+
+def _check_value(out: dict, line: str) -> None:
+    assert out["text"] == line and isinstance(out["value"], float)
 
 
 def _check_spans(out: dict, line: str) -> None:
@@ -82,12 +99,29 @@ CASES = {
     "classification": Case(
         "tiny_bert_dir", _clf_data, ["data.text_column=sentence"], ["good fun movie", "awful dull plot"], _check_label
     ),
+    "multi_label": Case(
+        "tiny_bert_dir", _topic_data, ["data.text_column=sentence"], ["the film plot", "a good actor"], _check_label_set
+    ),
+    "regression": Case(
+        "tiny_bert_dir",
+        _score_data,
+        ["data.text_column=sentence", "data.label_column=score"],
+        ["good great movie", "awful plot"],
+        _check_value,
+    ),
     "token_classification": Case(
         "tiny_bert_dir",
         _ner_data,
         ["model.max_length=16", "task.stride=4"],
         ["the actor was in the film story", "a good film"],
         _check_spans,
+    ),
+    "prompt_classification": Case(  # the LM head read through a template: no new head, so "untuned model"
+        "tiny_llama_dir",
+        _clf_data,
+        ["data.text_column=sentence", "prompt.verbalizer={0: [bad], 1: [good]}", "model.max_length=32"],
+        ["good fun movie", "awful dull plot"],
+        _check_label,
     ),
     "causal_lm": Case(
         "tiny_llama_dir",
@@ -241,7 +275,7 @@ def test_compare_untrained_baseline_goes_through_the_task(trained, tmp_path):
     name, _, cfg, _ = trained
     row, skipped = compare.untrained_head(cfg, tmp_path, lambda m: None)
     assert row["status"] == "baseline" and isinstance(row["metric"], float) and row["trainable"] == 0
-    assert row["method"] == ("untuned model" if name == "causal_lm" else "untrained head")
+    assert row["method"] == ("untuned model" if name in ("causal_lm", "prompt_classification") else "untrained head")
     assert isinstance(skipped, dict)
 
 

@@ -67,8 +67,9 @@ class Output:
         cfg = runs.read_config(self.source)
         cfg.output_dir = str(self.out)
         (self.tmp / "config.yaml").write_text(config_mod.dump(cfg), encoding="utf-8")
-        if (self.source / "labels.json").is_file():
-            shutil.copy2(self.source / "labels.json", self.tmp / "labels.json")
+        for name in ("labels.json", "task_state.json"):  # what evaluate/predict need besides the weights
+            if (self.source / name).is_file():
+                shutil.copy2(self.source / name, self.tmp / name)
         record = {
             "command": " ".join(["tunelab", *sys.argv[1:]]) if sys.argv else "",
             "source_run": str(self.source),

@@ -65,7 +65,7 @@ def load(run_dir: Path, cfg, labels, info: dict, backend: str):
     from tunelab.tasks import TASKS
 
     model_dir = Path(run_dir) / "model"
-    model = model_load.build_from_config(model_dir, TASKS[cfg.task.name].auto_class)
+    model = model_load.build_from_config(model_dir, TASKS[cfg.task.name].model_class(cfg))
     structure.reshape_linears(model, info["shapes"])
     missing, unexpected = load_model(model, str(model_dir / WEIGHTS_FILE), strict=False)
     if unexpected or [k for k in missing if not _tied(model, k)]:

@@ -163,9 +163,14 @@ def read_splits(cfg: config_mod.RunConfig) -> Inputs:
 
 
 def _text_split(cfg: config_mod.RunConfig, name: str, path: str, table: Table) -> Split:
-    from tunelab.data import sources
+    from tunelab.data import sources, tables
 
-    fmt = "csv" if sources.is_packaged(path) else sources._detect_format(path, cfg.data.format)
+    if sources.is_packaged(path):
+        fmt = "csv"
+    elif tables.is_hub(path) or tables.is_saved_dataset(path):
+        fmt = "dataset"  # read only: the rewriting commands refuse it ("cannot rewrite format")
+    else:
+        fmt = sources._detect_format(path, cfg.data.format)
     items = [
         Item(name, path, r.line, r.text if r.text_pair is None else f"{r.text}\n{r.text_pair}", r.label, r)
         for r in table.rows

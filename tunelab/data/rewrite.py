@@ -62,6 +62,11 @@ def read_raw(path: str, fmt: str, lines_as: str = "splitlines") -> RawFile:
     ``lines_as`` is how that reader numbered JSONL/conll/text lines: ``newline`` (sources) or ``splitlines``
     (conll, templates); they differ only for files holding \\x0b, \\x1c, \\u2028 and similar separators.
     """
+    if fmt not in ("csv", "tsv", "jsonl", "json", "conll", "text"):  # parquet, arrow, datasets folders, hub ids
+        raise DataError(
+            f"{path}: cannot rewrite format {fmt!r} (the rewriting commands copy csv, tsv, json, jsonl, conll and "
+            "text files line by line); `tunelab data audit` reads it, or convert it to JSONL first"
+        )
     text = sources._read_text(Path(path), path)
     out = RawFile(path, fmt)
     split = newline_lines if lines_as == "newline" else (lambda t: t.splitlines(keepends=True))

@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tunelab.data import tables
 from tunelab.errors import DataError
 
 FORMATS = ("csv", "tsv", "json", "jsonl")
@@ -81,6 +82,7 @@ class _Spec:
     label: str | int | None
     on_error: str = "raise"
     keep_labels: frozenset[str] | None = None
+    label_kind: str = "class"
 
     def roles(self) -> list[tuple[str | int | None, str]]:
         return [(self.text, "text_column"), (self.pair, "text_pair_column"), (self.label, "label_column")]
@@ -101,6 +103,7 @@ def read_table(
     on_error: str = "raise",
     delimiter: str | None = None,
     encoding: str = "utf-8",
+    label_kind: str = "class",
 ) -> Table:
     """Read labelled text rows from a file or a packaged dataset.
 
@@ -118,6 +121,9 @@ def read_table(
             in ``Table.skipped``. File-level problems always raise.
         delimiter: Field separator for CSV/TSV (one character); None = ``,`` for csv, tab for tsv.
         encoding: Text encoding of the file (``utf-8`` also drops a BOM; ``latin-1``, ``cp1252``...).
+        label_kind: What a label may be: ``class`` (a string or integer), ``set`` (also a JSON list of strings or
+            integers, kept as its JSON text: multi-label rows) or ``number`` (a number, a numeric string, or a JSON
+            list of numbers kept as JSON text: regression targets; anything else is a row error).
 
     Returns:
         The rows, in file order.
@@ -127,11 +133,16 @@ def read_table(
     """
     _check_choice(path, "on_error", on_error, ("raise", "skip"))
     _check_choice(path, "has_header", has_header, (True, False, "auto"))
+    _check_choice(path, "label_kind", label_kind, LABEL_KINDS)
     if is_packaged(path):
         return _read_packaged(path, text_pair_column, label_column, on_error)
+    spec = _Spec(text_column, text_pair_column, label_column, on_error, label_kind=label_kind)
+    if tables.is_hub(path) or tables.is_saved_dataset(path):
+        return _read_table(path, "dataset", spec, delimiter)
     file = _existing_file(path)
-    spec = _Spec(text_column, text_pair_column, label_column, on_error)
     fmt = _detect_format(path, format)
+    if fmt in tables.FORMATS:
+        return _read_table(path, fmt, spec, delimiter)
     if delimiter is not None and fmt not in ("csv", "tsv"):
         raise DataError(
             f"{path}: data.delimiter applies to csv/tsv files, but this file is read as {fmt}; "
@@ -140,6 +151,42 @@ def read_table(
     if fmt == "text":
         return _read_lines(file, path, spec, encoding)
     return _read_file(file, path, fmt, spec, has_header, delimiter, encoding)
+
+
+def _read_table(path: str, fmt: str, spec: _Spec, delimiter: str | None) -> Table:
+    """Rows of a parquet/arrow file, save_to_disk folder or hub id: its records read like JSON objects (row numbers
+    for lines); a column may also be given by its 0-based position."""
+    if delimiter is not None:
+        raise DataError(f"{path}: data.delimiter applies to csv/tsv files, but this input is read as {fmt}")
+    columns, records = tables.read(path, fmt)
+    named = _Spec(
+        *(_column_name(ref, columns, role, path) for ref, role in spec.roles()),
+        spec.on_error,
+        spec.keep_labels,
+        spec.label_kind,
+    )
+    out = Table(rows=[], source=path, skipped=[])
+    _read_objects(enumerate(records, start=1), named, out)
+    if not out.rows:
+        why = (
+            f": all {len(out.skipped)} were skipped (first: row {out.skipped[0][0]}: {out.skipped[0][1]})"
+            if out.skipped
+            else ""
+        )
+        raise DataError(f"{path}: expected at least one data row, found none{why}")
+    return out
+
+
+def _column_name(ref, columns: list[str], role: str, source: str):
+    """A column given by position becomes its name; names pass through (a missing one is reported by the reader)."""
+    pos = None if ref is None or ref in columns else _position(ref)
+    if pos is None:
+        return ref
+    if not 0 <= pos < len(columns):
+        raise DataError(
+            f"{source}: data.{role} {pos} is out of range: expected 0 to {len(columns) - 1}; columns: {', '.join(columns)}"
+        )
+    return columns[pos]
 
 
 def _check_choice(source: str, name: str, value: object, choices: tuple) -> None:
@@ -181,10 +228,14 @@ def _existing_file(path: str) -> Path:
 
 
 def _detect_format(path: str, fmt: str) -> str:
-    if fmt in FORMATS or fmt == "text":
+    if fmt in FORMATS or fmt == "text" or fmt in tables.FORMATS:
         return fmt
+    if fmt == "auto" and tables.table_format(path):
+        return tables.table_format(path)
     if fmt != "auto":
-        raise DataError(f"{path}: data.format must be one of auto, {', '.join(FORMATS)}, text, found {fmt!r}")
+        raise DataError(
+            f"{path}: data.format must be one of auto, {', '.join(FORMATS)}, text, {', '.join(tables.FORMATS)}, found {fmt!r}"
+        )
     # The format is the last suffix that is not compression (.csv.gz -> csv); _read_text unpacks.
     kept = [s.lower() for s in Path(path).suffixes if s.lower() not in _UNPACK]
     ext = kept[-1].lstrip(".") if kept else ""
@@ -193,8 +244,8 @@ def _detect_format(path: str, fmt: str) -> str:
     if ext not in FORMATS:
         raise DataError(
             f"{path}: unknown data format {('.' + ext) if ext else '(no extension)'}; expected a .csv, "
-            ".tsv, .json, .jsonl or .txt file (optionally .gz/.bz2/.xz), or set data.format=csv "
-            "(or tsv, json, jsonl, text)"
+            ".tsv, .json, .jsonl or .txt file (optionally .gz/.bz2/.xz), a .parquet or .arrow file, a datasets "
+            "save_to_disk folder or hf://datasets/NAME, or set data.format=csv (or tsv, json, jsonl, text, parquet, arrow)"
         )
     return ext
 
@@ -377,7 +428,7 @@ def _add_row(out: Table, line: int, values: list, spec: _Spec) -> None:
         return  # filtered by design (packaged datasets), not an error
     try:
         pair = None if spec.pair is None else _text(pair, "text pair", spec.pair)
-        label = None if spec.label is None else _label(label, spec.label)
+        label = None if spec.label is None else LABEL_READERS[spec.label_kind](label, spec.label)
         out.rows.append(Row(_text(text, "text", spec.text), pair, label, line))
     except _RowProblem as err:
         _problem(out, spec, line, str(err))
@@ -404,6 +455,42 @@ def _label(value, ref) -> str:
         found = f"{_kind(value)} {json.dumps(value)[:60]}"
         raise _RowProblem(f"label in column {ref!r}: expected a string or integer, found {found}")
     return value.strip()  # labels are compared as strings later: "1 " must be the class "1"
+
+
+def _label_set(value, ref) -> str:
+    """A multi-label cell: a delimited string (split later by the task), an integer, or a JSON list of them."""
+    if not isinstance(value, list):
+        return _label(value, ref)
+    if any(isinstance(v, bool) or not isinstance(v, (str, int)) for v in value):
+        bad = next(v for v in value if isinstance(v, bool) or not isinstance(v, (str, int)))
+        raise _RowProblem(
+            f"label list in column {ref!r}: expected strings or integers, found {_kind(bad)} {json.dumps(bad)}"
+        )
+    return json.dumps([v if isinstance(v, str) else json.dumps(v) for v in value])
+
+
+def _number(value, ref) -> str:
+    """A regression target: a number, a numeric string, or a JSON list of numbers (several targets)."""
+    items = value if isinstance(value, list) else [value]
+    if isinstance(value, list) and not value:
+        raise _RowProblem(f"target in column {ref!r}: expected a number or a list of numbers, found []")
+    out = []
+    for v in items:
+        if isinstance(v, str):
+            try:
+                v = float(v.strip())
+            except ValueError:
+                raise _RowProblem(f"target in column {ref!r}: expected a number, found {json.dumps(v)[:60]}") from None
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v in (float("inf"), float("-inf")):
+            raise _RowProblem(
+                f"target in column {ref!r}: expected a finite number, found {_kind(v)} {json.dumps(v)[:60]}"
+            )
+        out.append(float(v))
+    return json.dumps(out) if isinstance(value, list) else repr(out[0])
+
+
+LABEL_READERS = {"class": _label, "set": _label_set, "number": _number}
+LABEL_KINDS = tuple(LABEL_READERS)
 
 
 def _json_list(text: str, source: str):

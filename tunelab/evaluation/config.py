@@ -7,6 +7,36 @@ from pydantic import Field, field_validator
 from tunelab.schema import Strict
 
 
+class EvalConfig(Strict):
+    metrics: list[str] = Field(
+        [],
+        description="Your own metrics, each `path/to/file.py:function` (add `:min` when lower is better): "
+        "function(gold, predicted) -> number, computed on dev and test next to the task's metrics and usable as "
+        "train.metric (by function name). Classification, multi_label and regression.",
+    )
+
+    @field_validator("metrics")
+    @classmethod
+    def _entries(cls, v: list[str]) -> list[str]:
+        for entry in v:
+            file, fn, _ = split_entry(entry)
+            if not file.endswith(".py") or not fn.isidentifier():
+                raise ValueError(f"'{entry}': expected path/to/file.py:function (optionally :min)")
+        names = [split_entry(e)[1] for e in v]
+        if len(set(names)) != len(names):
+            raise ValueError("two custom metrics share a function name; names must be distinct")
+        return v
+
+
+def split_entry(entry: str) -> tuple[str, str, bool]:
+    """(file, function, higher_is_better) of an eval.metrics entry ``file.py:function[:min]``."""
+    head, _, last = entry.rpartition(":")
+    if last in ("min", "max") and ":" in head:
+        file, _, fn = head.rpartition(":")
+        return file, fn, last == "max"
+    return head, last, True
+
+
 class AnalysisConfig(Strict):
     fit_temperature: bool = Field(
         True,

@@ -157,15 +157,21 @@ def _distill(info: dict | None, final: dict) -> list[str]:
 
 
 def _data(info: dict | None) -> list[str]:
-    """Example counts per split (kept / truncated / dropped) and the padding fraction of training batches."""
+    """Example counts per split (kept / truncated / dropped), the padding fraction of training batches, and the
+    class weights of the loss."""
     if not info:
         return []
     rows = [
         [name, v["examples"], v["kept"], v["truncated"], v["dropped"]]
         for name, v in info.items()
-        if isinstance(v, dict)
+        if isinstance(v, dict) and "examples" in v
     ]
-    out = ["## Data", "", markdown_table(["split", "examples", "kept", "truncated", "dropped"], rows), ""]
+    out = ["## Data", ""]
+    if rows:
+        out += [markdown_table(["split", "examples", "kept", "truncated", "dropped"], rows), ""]
+    if "class_weights" in info:
+        weights = ", ".join(f"{k} {v:.3g}" for k, v in info["class_weights"].items())
+        out += [f"Class weights in the loss (train.class_weights): {weights}.", ""]
     if "padding_fraction" in info:
         out += [
             f"Training rows: {info.get('train_rows')}; padding fraction of training batches: {info['padding_fraction']:.1%}.",

@@ -1,9 +1,9 @@
-"""Prefix tuning (Li & Liang, 2021) through peft: trained key/value vectors are prepended in every attention layer.
+"""Prefix tuning (Li & Liang, 2021): trained key/value vectors are prepended in every attention layer.
 
-peft feeds the prefix through ``past_key_values``. Llama-style causal LMs still accept it in
-transformers 5; BERT-style encoders there take a ``cache`` argument instead, which peft 0.21
-does not fill, so prefix tuning of an encoder classifier is refused with a ConfigError
-(use prompt-tuning or p-tuning there).
+Causal LMs go through peft, which feeds the prefix as ``past_key_values`` (Llama-style models accept it in
+transformers 5). BERT-family encoders there take no usable ``past_key_values``, so for them tunelab wraps each
+self-attention module with its own prefix keys and values (methods/prefix_encoder.py): encoder classifiers and
+NER models get exact prefix tuning; the task head trains alongside and is saved with the prefixes.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ class Config(Strict):
 def apply(model: torch.nn.Module, cfg: Config, head: list[str]) -> torch.nn.Module:
     from peft import PrefixTuningConfig
 
+    if _encoder_route(model):
+        return _apply_encoder(model, cfg, head)
     _check_past_key_values(model)
     return base.prompt_wrap(
         model,
@@ -63,5 +65,39 @@ def _check_past_key_values(model: torch.nn.Module) -> None:
     )
 
 
-save, load, merge = lora.save, lora.load, base.no_merge
+def _encoder_route(model) -> bool:
+    """A model without past_key_values whose self-attention tunelab can wrap (BERT family)."""
+    from tunelab.methods import prefix_encoder
+
+    return base.peft_task_type(model) != "CAUSAL_LM" and bool(prefix_encoder.self_attention_modules(model))
+
+
+def _apply_encoder(model, cfg: Config, head: list[str]):
+    from tunelab.methods import prefix_encoder
+
+    base.freeze_all(model)
+    prefix_encoder.wrap(model, cfg.num_virtual_tokens, cfg.projection_hidden if cfg.projection else None)
+    for p in model.parameters():  # the wrappers' own parameters (the wrapped base modules stay frozen)
+        p.requires_grad_(False)
+    base.unfreeze_matching(model, [prefix_encoder.WRAPPER_PARAMS])
+    base.unfreeze_modules(model, head)
+    return model
+
+
+def save(model, out_dir) -> None:
+    from peft import PeftModel
+
+    if isinstance(model, PeftModel):
+        lora.save(model, out_dir)
+    else:  # the encoder route: prefixes and head as trainable.safetensors
+        base.save_trainable(model, out_dir)
+
+
+def load(model, cfg: Config, head: list[str], in_dir):
+    if _encoder_route(model):
+        return base.load_trainable(_apply_encoder(model, cfg, head), in_dir)
+    return lora.load(model, cfg, head, in_dir)
+
+
+merge = base.no_merge
 param_groups, callbacks = base.default_param_groups, base.no_callbacks

@@ -17,7 +17,7 @@ from tunelab import config as config_mod
 from tunelab import hardware, runs, runstate
 from tunelab.data.split import stratified_split
 from tunelab.errors import TunelabError
-from tunelab.evaluation import report
+from tunelab.evaluation import custom, report
 from tunelab.methods import METHODS
 from tunelab.methods.base import count_parameters
 from tunelab.tasks import TASKS, Task
@@ -83,6 +83,7 @@ def run(
 
     task = TASKS[cfg.task.name]
     cfg = resolve(cfg, task)
+    custom.load(cfg.eval.metrics)  # a missing or broken metric file fails before any work
     src = model_load.resolve(
         cfg.model.name, cfg.model.gguf_file, cfg.model.revision
     )  # a bad model name fails before any work
@@ -116,6 +117,7 @@ def _train(cfg: config_mod.RunConfig, task: Task, precision, session: runstate.S
     session.note(trainable_parameters=trainable, total_parameters=total)
     prepared = task.prepare(cfg, tokenizer, labels, splits, log)
     prepared.collate = speed.bucketed(prepared.collate, cfg.speed.pad_multiple)
+    add_user_metrics(cfg, prepared)
     setup = Setup(cfg, task, model, tokenizer, labels, splits, prepared, run_dir, log)
     extras.extension.adapt(setup)
     prepared = setup.prepared
@@ -133,6 +135,8 @@ def _train(cfg: config_mod.RunConfig, task: Task, precision, session: runstate.S
     )
     if distributed.is_main_process():
         export(model, tokenizer, method, labels, run_dir)
+        if prepared.task_state:  # after the final evaluation, which may have tuned part of it (thresholds)
+            checkpoint.write_json_atomic(run_dir / runs.TASK_STATE, prepared.task_state)
         checkpoint.write_json_atomic(run_dir / "metrics.json", final)
         # after the run is complete: a problem here never costs the trained model (`tunelab calibrate` redoes it)
         from tunelab.evaluation import analysis
@@ -203,7 +207,8 @@ def train_and_evaluate(cfg: config_mod.RunConfig, model, prepared, extras: _Extr
         cfg.train,
         extras.run_dir,
         evaluator=prepared.evaluate,
-        metric=task.metric(cfg.train.metric),
+        metric=custom.chosen(task, cfg.train.metric, custom.load(cfg.eval.metrics)),
+        sampler=sampler(cfg, prepared),
         callbacks=callbacks,
         param_groups=groups,
         tracker=extras.tracker,
@@ -231,6 +236,25 @@ def train_and_evaluate(cfg: config_mod.RunConfig, model, prepared, extras: _Extr
     if prepared.info:
         final["data"] = prepared.info
     return final, model
+
+
+def add_user_metrics(cfg: config_mod.RunConfig, prepared) -> None:
+    """Wrap the prepared evaluators so their summaries hold the user's own metrics (eval.metrics)."""
+    user = custom.load(cfg.eval.metrics)
+    prepared.evaluate = custom.with_user_metrics(prepared.evaluate, user, cfg.task.name)
+    prepared.evaluate_final = custom.with_user_metrics(prepared.evaluate_final, user, cfg.task.name)
+    prepared.evaluate_test = custom.with_user_metrics(prepared.evaluate_test, user, cfg.task.name)
+
+
+def sampler(cfg: config_mod.RunConfig, prepared):
+    """The loop's sampler: None (its length-grouped default), or the class-balanced one (``train.sampler``)."""
+    if cfg.train.sampler != "balanced":
+        return None
+    from tunelab.training.sampler import Balanced
+
+    if prepared.groups is None:  # the config refuses this for tasks that do not balance; a task that forgot groups
+        raise TunelabError(f"train.sampler=balanced: task {cfg.task.name} gave no classes to balance")
+    return Balanced(prepared.groups, cfg.train.batch_size, cfg.train.seed)
 
 
 def training_callbacks(model, cfg: config_mod.RunConfig, method, n_train: int) -> list:

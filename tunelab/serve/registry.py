@@ -161,6 +161,7 @@ def _load_adapters(members: list[tuple[str, Path]]) -> list[Served]:
         from tunelab.evaluation.calibration import stored_temperature
 
         loaded = runs.LoadedRun(runs.read_config(run), model, tokenizer, labels, head, stored_temperature(run))
+        loaded.task_state = runs.read_task_state(run)
         s = _run_served(name, run, loaded, adapter=name)
         s.lock = lock
         out.append(s)

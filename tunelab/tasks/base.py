@@ -58,6 +58,12 @@ class Prepared:
         evaluate_test: the test evaluation (None without a test file).
         baseline: evaluate the untrained model with ``evaluate_final`` first (the report compares).
         info: data facts for the report (counts, truncation, padding); empty when there is nothing to say.
+        task_state: JSON-ready values the task fits on the data and needs again to evaluate or predict with the
+            trained run (regression: the target scaling from the training rows; multi-label: the decision thresholds
+            tuned on dev, filled in by ``evaluate_final``). The recipe writes it to the run folder's task_state.json
+            after the final evaluation; ``LoadedRun.task_state`` holds it back ({} when the task fitted nothing).
+        groups: the class of each training feature, for ``train.sampler: balanced`` (None: the task has no
+            classes to balance; tasks with ``balances`` give it).
     """
 
     features: dict[str, list[dict]]
@@ -68,6 +74,8 @@ class Prepared:
     evaluate_test: Evaluator | None = None
     baseline: bool = False
     info: dict = field(default_factory=dict)
+    task_state: dict = field(default_factory=dict)
+    groups: list | None = None
 
 
 @dataclass
@@ -96,12 +104,15 @@ class Task(ABC):
     Class attributes:
         name: the config name (``task: <name>``), equal to ``Config.name``'s literal.
         Config: the ``task:`` config section (a Strict model with ``name: Literal[name]``).
-        auto_class: the transformers Auto class the base model is loaded with.
+        auto_class: the transformers Auto class the base model is loaded with (``model_class`` may pick another from
+            the config, e.g. a masked LM for prompt-based classification).
         metrics: every dev metric ``evaluate`` reports as a number, with its direction; the first is the
             default ``train.metric`` (a bad ``train.metric`` is refused at config time, naming these).
         generates: whether runs of this task answer ``generate``, ``chat`` and the completion endpoints.
         row_kind: the shape of the rows ``read`` returns, one of ``ROW_KINDS`` (the data toolkit reads, checks
             and rewrites rows by their shape, never by the task's name).
+        balances: whether the task honours ``train.class_weights`` and ``train.focal_gamma`` in its objective and
+            gives ``Prepared.groups`` for ``train.sampler: balanced`` (the config refuses them for other tasks).
     """
 
     name: ClassVar[str]
@@ -110,6 +121,7 @@ class Task(ABC):
     metrics: ClassVar[tuple[Metric, ...]]
     row_kind: ClassVar[str]
     generates: ClassVar[bool] = False
+    balances: ClassVar[bool] = False
 
     def metric(self, name: str | None) -> Metric:
         """The declared metric ``name`` (None: the default); ValueError naming the task's metrics otherwise."""
@@ -141,6 +153,10 @@ class Task(ABC):
     def check_rows(self, cfg, rows: list, source: str, log: Callable[[str], None]) -> None:
         """Checks on the training rows before anything is encoded (suspicious labels...): raise DataError naming
         ``source`` and lines, or log a warning. The base checks nothing."""
+
+    def model_class(self, cfg) -> str:
+        """The transformers Auto class for a run of this config; the base gives ``auto_class``."""
+        return self.auto_class
 
     @abstractmethod
     def stratify_key(self, row) -> Hashable | None:
@@ -177,9 +193,20 @@ class Task(ABC):
     # ------------------------------------------------------------ using a trained run
 
     @abstractmethod
+    def evaluator(self, run, rows: list, source: str, log: Callable[[str], None]) -> Evaluator:
+        """The evaluator of ``run`` (a runs.LoadedRun: cfg, model, tokenizer, labels, task_state) on labelled rows;
+        its summary reports every declared metric. ``evaluate`` runs it."""
+
     def evaluate(self, run, rows: list, source: str, log: Callable[[str], None]) -> dict:
-        """Metrics of ``run`` (a runs.LoadedRun: cfg, model, tokenizer, labels) on labelled rows (``tunelab eval``,
-        compare's untrained baseline). Reports every declared metric."""
+        """Metrics of ``run`` on labelled rows (``tunelab eval``, compare's untrained baseline): the task's
+        declared metrics plus the run's own ``eval.metrics``."""
+        from tunelab.evaluation import custom
+        from tunelab.training.evaluation import evaluate as run_evaluator
+
+        user = custom.load(run.cfg.eval.metrics)
+        return run_evaluator(
+            custom.with_user_metrics(self.evaluator(run, rows, source, log), user, self.name), run.model
+        )
 
     @abstractmethod
     def parse_inputs(self, lines: Iterable[str], source: str) -> list:

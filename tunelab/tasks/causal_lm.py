@@ -33,7 +33,6 @@ from tunelab.tasks.lm_data import (  # noqa: F401  (encoding and batching: part 
     padding_fraction,
 )
 from tunelab.training.evaluation import Evaluator, Metric
-from tunelab.training.evaluation import evaluate as run_evaluator
 from tunelab.training.objective import Objective
 
 GENERATION_METRICS = ("rougeL", "bleu", "eos_rate")
@@ -177,10 +176,10 @@ class CausalLM(Task):
             return ItemLogits(rows, target[mask], outputs["logits"][mask])  # (items, vocab)
         return ItemLogits(rows, target[mask], hidden=outputs["hidden"][mask], weight=outputs["weight"])
 
-    def evaluate(self, run, rows: list, source: str, log) -> dict:
+    def evaluator(self, run, rows: list, source: str, log) -> Evaluator:
         opts = options(run.cfg, run.tokenizer)
         feats, _ = encode_split(run.cfg, run.tokenizer, opts, rows, source, log)
-        return run_evaluator(evaluator(run.cfg, run.tokenizer, opts.template, rows, feats), run.model)
+        return evaluator(run.cfg, run.tokenizer, opts.template, rows, feats)
 
     def parse_inputs(self, lines, source: str) -> list[PromptInput]:
         return parse_lines(lines, source)

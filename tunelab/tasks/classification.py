@@ -15,7 +15,6 @@ from tunelab.errors import DataError
 from tunelab.schema import Strict
 from tunelab.tasks.base import ItemLogits, Prepared, Table, Task
 from tunelab.training.evaluation import Evaluator, Metric
-from tunelab.training.evaluation import evaluate as run_evaluator
 from tunelab.training.objective import Objective
 
 if TYPE_CHECKING:
@@ -37,6 +36,7 @@ class Classification(Task):
     Config = Config
     auto_class = "AutoModelForSequenceClassification"
     row_kind = "text"
+    balances = True
     metrics = (
         Metric("accuracy", True, "share of rows whose predicted label is the gold label"),
         Metric("macro_f1", True, "F1 averaged over classes (each class counts the same)"),
@@ -89,7 +89,13 @@ class Classification(Task):
         collate = partial(pad_batch, pad_id=tokenizer.pad_token_id)
         dev = evaluator(feats["dev"], labels, collate)
         test = evaluator(feats["test"], labels, collate) if "test" in feats else None
-        return Prepared(feats, collate, Objective(self.forward, self.loss, count), dev, dev, test)
+        groups = [f["labels"] for f in feats["train"]]
+        weights = class_weights(cfg.train.class_weights, groups, labels, cfg.data.train)
+        info = {"class_weights": dict(zip(labels, weights))} if weights is not None else {}
+        if weights is not None:
+            log("class weights: " + ", ".join(f"{n} {w:.3f}" for n, w in zip(labels, weights)))
+        objective = Objective(self.forward, partial(weighted_loss, weights=weights, gamma=cfg.train.focal_gamma), count)
+        return Prepared(feats, collate, objective, dev, dev, test, info=info, groups=groups)
 
     def forward(self, model, batch: dict) -> dict:
         return {"logits": model(**model_inputs(batch)).logits}  # (batch, classes)
@@ -106,13 +112,11 @@ class Classification(Task):
         logits = outputs["logits"]  # (batch, classes): one item per example
         return ItemLogits(torch.arange(logits.shape[0], device=logits.device), batch["labels"], logits)
 
-    def evaluate(self, run, rows: list[Row], source: str, log) -> dict:
+    def evaluator(self, run, rows: list[Row], source: str, log) -> Evaluator:
         from tunelab.data.collate import pad_batch
 
         feats = encode(rows, run.tokenizer, run.labels, run.cfg.model.max_length, source)
-        return run_evaluator(
-            evaluator(feats, run.labels, partial(pad_batch, pad_id=run.tokenizer.pad_token_id)), run.model
-        )
+        return evaluator(feats, run.labels, partial(pad_batch, pad_id=run.tokenizer.pad_token_id))
 
     def parse_inputs(self, lines, source: str) -> list[Row]:
         return parse_lines(lines, source)
@@ -190,6 +194,40 @@ def encode(rows: list[Row], tokenizer, labels: list[str], max_length: int, sourc
     return features
 
 
+def class_weights(spec, ids: list[int], labels: list[str], source: str) -> list[float] | None:
+    """Per-class loss weights in label order: ``balanced`` (n / (classes * count), from the training label ids), a
+    {label: weight} mapping (others 1; an unknown label is an error naming ``source``), or None."""
+    if spec is None:
+        return None
+    if spec == "balanced":
+        counts = [ids.count(i) for i in range(len(labels))]
+        return [len(ids) / (len(labels) * c) if c else 0.0 for c in counts]
+    unknown = sorted(set(spec) - set(labels))
+    if unknown:
+        raise DataError(
+            f"train.class_weights: label '{unknown[0]}' is not in the training data of {source}; labels: {', '.join(labels)}"
+        )
+    return [float(spec.get(n, 1.0)) for n in labels]
+
+
+def weighted_loss(outputs: dict, batch: dict, weights: list[float] | None = None, gamma: float | None = None):
+    """(sum over rows of w[y] * (1 - p_y)^gamma * -log p_y, rows): cross-entropy, class-weighted and/or focal.
+
+    Rows are summed (not divided by their total weight) so the loop's division by the row count keeps
+    micro-batches additive; with neither option it equals plain summed cross-entropy."""
+    import torch
+    import torch.nn.functional as F
+
+    labels = batch["labels"]  # (batch,)
+    logp = F.log_softmax(outputs["logits"].float(), dim=-1).gather(-1, labels[:, None])[:, 0]  # (batch,)
+    per = -logp
+    if gamma:
+        per = per * (1 - logp.exp()).clamp_min(0) ** gamma
+    if weights is not None:
+        per = per * torch.tensor(weights, device=per.device)[labels]
+    return per.sum(), int(labels.numel())
+
+
 def model_inputs(batch: dict) -> dict:
     return {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
 
@@ -198,17 +236,23 @@ def count(batch: dict) -> int:
     return int((batch["labels"] != -100).sum())
 
 
-def predict_proba(model, batches, temperature: float = 1.0) -> torch.Tensor:
+def head_logits(model, batch: dict) -> torch.Tensor:
+    """(batch, classes) logits of a sequence-classification model for a batch already on its device."""
+    return model(**model_inputs(batch)).logits
+
+
+def predict_proba(model, batches, temperature: float = 1.0, logits_fn=head_logits) -> torch.Tensor:
     """Class probabilities (examples, classes) of softmax(logits / temperature) for an iterable of collated batches, in
-    order (no grad, model's device)."""
+    order (no grad, model's device). ``logits_fn(model, batch)`` gives the class logits (a prompt-based classifier
+    reads them from its LM head)."""
     import torch
 
     device = next(model.parameters()).device
     out = []
     with torch.no_grad():
         for batch in batches:
-            inputs = {k: v.to(device) for k, v in model_inputs(batch).items()}
-            out.append(torch.softmax(model(**inputs).logits.float() / temperature, dim=-1).cpu())
+            on_device = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            out.append(torch.softmax(logits_fn(model, on_device).float() / temperature, dim=-1).cpu())
     return torch.cat(out)
 
 
@@ -236,13 +280,15 @@ def _length_batches(features: list[dict], indices: list[int], batch_size: int) -
     return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
 
 
-def evaluator(features: list[dict], labels: list[str], collate, batch_size: int = 64) -> Evaluator:
+def evaluator(
+    features: list[dict], labels: list[str], collate, batch_size: int = 64, logits_fn=head_logits
+) -> Evaluator:
     """Dev loss and metrics: score = class probabilities per example, summarize = metrics + mean NLL."""
 
     def score(model, indices: list[int]) -> list:
         probs = {}
         for idx in _length_batches(features, indices, batch_size):
-            for i, p in zip(idx, predict_proba(model, [collate([features[i] for i in idx])])):
+            for i, p in zip(idx, predict_proba(model, [collate([features[i] for i in idx])], logits_fn=logits_fn)):
                 probs[i] = p
         return [probs[i] for i in indices]
 
@@ -260,7 +306,11 @@ def evaluator(features: list[dict], labels: list[str], collate, batch_size: int 
         )
         return {**metrics(y_true, probs.argmax(-1).tolist(), labels), "loss": nll}
 
-    return Evaluator(len(features), score, summarize)
+    def answers(results: list) -> tuple[list, list]:
+        """Gold and predicted label names."""
+        return [labels[f["labels"]] for f in features], [labels[int(p.argmax())] for p in results]
+
+    return Evaluator(len(features), score, summarize, answers)
 
 
 def predict(

@@ -27,7 +27,6 @@ from tunelab.errors import ConfigError, DataError
 from tunelab.schema import Strict
 from tunelab.tasks.base import ItemLogits, Prepared, Table, Task
 from tunelab.training.evaluation import Evaluator, Metric
-from tunelab.training.evaluation import evaluate as run_evaluator
 from tunelab.training.objective import Objective
 
 if TYPE_CHECKING:
@@ -153,13 +152,11 @@ class TokenClassification(Task):
         mask = labels != -100  # (batch, seq): the scored sub-token of each word
         return ItemLogits(mask.nonzero()[:, 0], labels[mask], outputs["logits"][mask])  # logits (items, num_labels)
 
-    def evaluate(self, run, rows: list[Sentence], source: str, log) -> dict:
+    def evaluator(self, run, rows: list[Sentence], source: str, log) -> Evaluator:
         from tunelab.data.collate import pad_batch
 
         feats = encode(rows, run.tokenizer, run.labels, run.cfg.model.max_length, source, Windowing.of(run.cfg.task))
-        return run_evaluator(
-            evaluator(feats, run.labels, partial(pad_batch, pad_id=run.tokenizer.pad_token_id)), run.model
-        )
+        return evaluator(feats, run.labels, partial(pad_batch, pad_id=run.tokenizer.pad_token_id))
 
     def parse_inputs(self, lines, source: str) -> list[Sentence]:
         """Raw text lines, or JSON lines with "text" (raw) or "tokens" (pre-tokenised)."""

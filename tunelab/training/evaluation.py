@@ -37,11 +37,14 @@ class Evaluator:
         score: ``score(model, indices) -> list`` with one picklable result per index, in the order given.
             Runs under ``torch.no_grad`` (and the run's autocast); moves its batches to the model's device.
         summarize: ``summarize(results) -> dict`` of metrics from all results in index order; pure.
+        answers: ``answers(results) -> (gold, predicted)``, one per item in the task's answer form (class names,
+            label sets, numbers), for the user's own metrics (eval.metrics); None when the task has no such form.
     """
 
     size: int
     score: Callable[[Any, list[int]], list]
     summarize: Callable[[list], dict]
+    answers: Callable[[list], tuple[list, list]] | None = None
 
 
 def evaluate(evaluator: Evaluator, model, autocast: ContextManager | None = None) -> dict:

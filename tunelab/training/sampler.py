@@ -50,3 +50,26 @@ class LengthGrouped(Sampler):
 
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self.lengths) / self.batch_size)
+
+
+class Balanced(Sampler):
+    """Every class equally likely: each of an epoch's ``ceil(n / batch_size)`` batches draws its rows by picking a
+    class uniformly, then a row of it uniformly (with replacement), seeded by (seed, epoch). Minority rows repeat,
+    majority rows are seen less often; the epoch keeps the length of one pass over the data."""
+
+    def __init__(self, groups: list, batch_size: int, seed: int):
+        by: dict = {}
+        for i, g in enumerate(groups):
+            by.setdefault(g, []).append(i)
+        self.members = [by[g] for g in sorted(by, key=str)]
+        self.n, self.batch_size, self.seed = len(groups), batch_size, seed
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        import random
+
+        rng = random.Random(self.seed * 1_000_003 + epoch)
+        draws = [rng.choice(rng.choice(self.members)) for _ in range(self.n)]
+        return [draws[s : s + self.batch_size] for s in range(0, self.n, self.batch_size)]
+
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.n / self.batch_size)
