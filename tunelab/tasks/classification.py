@@ -218,14 +218,16 @@ def weighted_loss(outputs: dict, batch: dict, weights: list[float] | None = None
     import torch
     import torch.nn.functional as F
 
-    labels = batch["labels"]  # (batch,)
-    logp = F.log_softmax(outputs["logits"].float(), dim=-1).gather(-1, labels[:, None])[:, 0]  # (batch,)
+    labels = batch["labels"]  # (batch,); -100 = an unlabelled transfer row: no term, not counted
+    known = labels != -100
+    safe = labels.clamp_min(0)
+    logp = F.log_softmax(outputs["logits"].float(), dim=-1).gather(-1, safe[:, None])[:, 0]  # (batch,)
     per = -logp
     if gamma:
         per = per * (1 - logp.exp()).clamp_min(0) ** gamma
     if weights is not None:
-        per = per * torch.tensor(weights, device=per.device)[labels]
-    return per.sum(), int(labels.numel())
+        per = per * torch.tensor(weights, device=per.device)[safe]
+    return (per * known).sum(), int(known.sum())
 
 
 def model_inputs(batch: dict) -> dict:
