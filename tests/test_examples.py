@@ -24,7 +24,13 @@ def test_example_config_validates(path):
 
         assert load_config_from_file(str(path)).num_processes > 1
         return
-    cfg = config.load(path)
+    if "distill" in raw:  # a `tunelab distill` config: a run config plus the distill: section
+        from tunelab.recipes import distill
+
+        cfg, kd = distill.load(str(path), [])
+        assert kd.teacher
+    else:
+        cfg = config.load(path)
     assert cfg.output_dir and cfg.model.name
 
 

@@ -40,6 +40,28 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_distill(args) -> int:
+    from tunelab.recipes import distill
+    from tunelab.training import distributed
+    from tunelab.training.interrupt import Interrupted
+
+    path, overrides = _split_config_args(args.config)
+    log = _log if distributed.is_main_process() else _quiet_log
+    try:
+        final = distill.run(path, overrides, quiet=args.quiet, log=log, resume_anyway=args.resume_anyway)
+    except Interrupted as stop:
+        log(interrupted_message(stop.checkpoint, f"{stop} (the step finished and was saved)"))
+        return stop.exit_code
+    except KeyboardInterrupt:
+        out = distill.load(path, overrides)[0].output_dir
+        log(interrupted_message(_latest_checkpoint(out), "interrupted"))
+        return 130
+    teacher = final["distill"]["teacher_dev"]
+    shown = ", ".join(f"{k} {v:.4f} (teacher {teacher[k]:.4f})" for k, v in final["dev"].items() if k in teacher)
+    log(f"done: student dev {shown}")
+    return 0
+
+
 def interrupted_message(checkpoint, what: str) -> str:
     """One line for an interrupted training run; it says resumable only when a checkpoint exists."""
     if checkpoint is None:
@@ -313,6 +335,7 @@ COMMANDS = {
     "generate": cmd_generate,
     "chat": cmd_chat,
     "compare": cmd_compare,
+    "distill": cmd_distill,
     "icl": cmd_icl,
     "merge": cmd_merge,
     "clean": cmd_clean,
@@ -380,6 +403,18 @@ def _add_run_commands(sub) -> None:
         "--resume-anyway",
         action="store_true",
         help="continue an interrupted run although its config or training data changed since it started (refused otherwise)",
+    )
+    p = sub.add_parser(
+        "distill",
+        help="train a student on a teacher's soft targets (knowledge distillation)",
+        description="tunelab distill CONFIG.yaml [key.path=value ...]: a training config plus a distill: section",
+    )
+    p.add_argument("config", nargs="+", help="YAML config with a distill: section, then overrides (distill.alpha=0.7)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--resume-anyway",
+        action="store_true",
+        help="continue an interrupted run although its config or training data changed since it started",
     )
     p = sub.add_parser("eval", help="evaluate a run on a labelled file")
     p.add_argument("run_dir")

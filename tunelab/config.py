@@ -49,6 +49,11 @@ class ModelConfig(Strict):
         lt=1,
         description="Set every dropout probability of the model to this value (0 turns dropout off); null keeps the model's own.",
     )
+    layers: list[int] | None = Field(
+        None,
+        description="Keep only these transformer layers of the model (0-based, increasing), e.g. [0, 2, 4]: a smaller "
+        "student initialised from the model's own layers (DistilBERT-style); null keeps every layer.",
+    )
 
 
 class DataConfig(Strict):
@@ -297,6 +302,8 @@ def load(path: str | Path | None = None, overrides: list[str] | None = None, upg
 
 def validate(raw: dict[str, Any], source: str = "config", upgrade: bool = False) -> RunConfig:
     """Validate a plain dict into a RunConfig, turning pydantic errors into one readable ConfigError."""
+    if "distill" in raw:
+        raise ConfigError(f"{source}: the distill: section is read by `tunelab distill CONFIG`, not `tunelab train`")
     _check_union_name(raw, source, "task", TASKS, "classification")
     moved = moved_keys(raw)
     if moved and not upgrade:

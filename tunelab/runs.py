@@ -106,6 +106,10 @@ def build_base(cfg: config_mod.RunConfig, labels: list[str] | None):
     model, head = model_load.load_model(src, task.model_class(cfg), **task.model_kwargs(labels))
     if cfg.model.dropout is not None:
         model_load.set_dropout(model, cfg.model.dropout)
+    if cfg.model.layers is not None:
+        from tunelab.models.layers import keep_layers
+
+        keep_layers(model, cfg.model.layers)
     return tokenizer, model, head
 
 

@@ -98,6 +98,7 @@ def write(run_dir: Path, cfg, final: dict, labels: list[str] | None) -> Path:
     for split in splits:
         parts += _per_class(final[split], split, labels)
         parts += _per_type(final[split], split)
+    parts += _distill(final.get("distill"), final)
     parts += _data(final.get("data")) + _samples(final.get("baseline", {}).get("samples"), final["dev"].get("samples"))
     if train or dev:
         parts += ["## Training curves", "", f"![training curves]({PLOT})", ""]
@@ -134,6 +135,25 @@ def _per_class(metrics: dict, split: str, labels: list[str] | None) -> list[str]
             "",
         ]
     return out
+
+
+def _distill(info: dict | None, final: dict) -> list[str]:
+    """Teacher vs student (distillation runs): dev metrics and parameter counts side by side."""
+    if not info:
+        return []
+    keys = [k for k in info["teacher_dev"] if k in final["dev"]]
+    rows = [
+        ["teacher", f"{info['teacher_parameters']:,}"] + [info["teacher_dev"][k] for k in keys],
+        ["student", f"{info['student_parameters']:,}"] + [final["dev"][k] for k in keys],
+    ]
+    return [
+        "## Teacher vs student",
+        "",
+        f"Teacher `{info['teacher']}`; its targets ({info['teacher_items']:,} items) were computed once and cached.",
+        "",
+        markdown_table(["model", "parameters"] + [f"dev {k}" for k in keys], rows),
+        "",
+    ]
 
 
 def _data(info: dict | None) -> list[str]:

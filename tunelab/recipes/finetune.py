@@ -10,6 +10,7 @@ import json
 import math
 import random
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tunelab import config as config_mod
@@ -24,12 +25,58 @@ from tunelab.training import checkpoint, distributed, loop, optim, speed, tracke
 from tunelab.training.tracking import JsonlTracker, Tracker, Trackers
 
 
+class Extension:
+    """What another recipe (distillation, ...) adds to a fine-tuning run; every hook adds nothing by default.
+
+    The run calls ``extra_splits`` after reading the data (the splits join the run's fingerprint, so a resume on
+    changed extra data is refused, and are encoded by ``task.prepare`` like the others), then ``adapt`` once the
+    task prepared the features and the method was applied (replace the objective, features or collate, add
+    callbacks and trainable modules there), and ``metrics`` after training (merged into metrics.json).
+    """
+
+    def extra_splits(self, cfg: config_mod.RunConfig, task: Task, log) -> dict[str, list]:
+        """Further named row lists to encode with the run's splits (e.g. unlabelled transfer text)."""
+        return {}
+
+    def adapt(self, setup: "Setup") -> None:
+        """Change ``setup`` in place before the loop starts."""
+
+    def metrics(self) -> dict:
+        """Entries for metrics.json (and the report) after training."""
+        return {}
+
+
+@dataclass
+class Setup:
+    """A run as ``Extension.adapt`` sees it: ``prepared`` and ``callbacks`` may be replaced or extended; modules in
+    ``modules`` train with the model (their parameters join the optimizer; a callback keeps their state)."""
+
+    cfg: config_mod.RunConfig
+    task: Task
+    model: object
+    tokenizer: object
+    labels: list[str] | None
+    splits: dict[str, list]
+    prepared: object
+    run_dir: Path
+    log: object
+    callbacks: list = field(default_factory=list)
+    modules: list = field(default_factory=list)
+
+
 def run(
-    cfg: config_mod.RunConfig, *, quiet: bool = False, log=print, callbacks=(), resume_anyway: bool = False
+    cfg: config_mod.RunConfig,
+    *,
+    quiet: bool = False,
+    log=print,
+    callbacks=(),
+    resume_anyway: bool = False,
+    extension: Extension | None = None,
 ) -> dict:
     """Train per ``cfg`` into ``cfg.output_dir`` (resuming if interrupted); returns the final metrics.
 
     ``resume_anyway`` continues an interrupted run although its config or training data changed (refused otherwise).
+    ``extension`` lets another recipe add data, loss terms and callbacks (see Extension).
     Raises ``training.interrupt.Interrupted`` after saving a checkpoint when SIGINT/SIGTERM stopped training.
     """
     from tunelab.models import load as model_load
@@ -50,6 +97,7 @@ def run(
     # run.lock, status.json and train.log (what `tunelab ui` reads); the loop reports into it as a Tracker
     with runstate.active(run_dir, log, main=distributed.is_main_process()) as session:
         extras = _Extras(None, callbacks, session.log, quiet, run_dir)
+        extras.extension = extension or Extension()
         return _train(cfg, task, precision, session, extras, resume_anyway)
 
 
@@ -58,6 +106,7 @@ def _train(cfg: config_mod.RunConfig, task: Task, precision, session: runstate.S
     log, run_dir = extras.log, extras.run_dir
     log(hardware.slow_bf16_warning(precision) or f"precision: {precision.name} ({precision.reason})")
     splits = read_splits(cfg, task, log)
+    splits.update(extras.extension.extra_splits(cfg, task, log))
     check_data(run_dir, cfg, splits, resume_anyway, log)
     labels = task.label_space(splits["train"], cfg.data.train)
     tokenizer, model, head = runs.build_base(cfg, labels)
@@ -69,10 +118,16 @@ def _train(cfg: config_mod.RunConfig, task: Task, precision, session: runstate.S
     prepared = task.prepare(cfg, tokenizer, labels, splits, log)
     prepared.collate = speed.bucketed(prepared.collate, cfg.speed.pad_multiple)
     add_user_metrics(cfg, prepared)
+    setup = Setup(cfg, task, model, tokenizer, labels, splits, prepared, run_dir, log)
+    extras.extension.adapt(setup)
+    prepared = setup.prepared
+    extras.callbacks += setup.callbacks
+    extras.modules = setup.modules
     extras.method = method
     extras.rebuild = lambda: plain_model(cfg, labels, method)
     extras.tracker = run_trackers(cfg, session.tracker, trainable, total, log)
     final, model = train_and_evaluate(cfg, model, prepared, extras)
+    final.update(extras.extension.metrics())
     final.update(
         trainable_parameters=trainable,
         total_parameters=total,
@@ -118,6 +173,8 @@ class _Extras:
             None  # () -> a fresh model with the method applied (after FSDP/DeepSpeed sharded the trained one)
         )
         self.tracker: Tracker | None = None  # where the loop's records go (None: metrics.jsonl only)
+        self.extension = Extension()
+        self.modules: list = []  # extra trainable modules (an extension's projection...): optimised with the model
 
 
 def plain_model(cfg: config_mod.RunConfig, labels, method):
@@ -134,10 +191,14 @@ def train_and_evaluate(cfg: config_mod.RunConfig, model, prepared, extras: _Extr
     """
     state = distributed.state()
     model.to(state.device)
+    for module in extras.modules:
+        module.to(state.device)
     task = TASKS[cfg.task.name]
     baseline = {"baseline": distributed.evaluate(state, model, prepared.evaluate_final)} if prepared.baseline else {}
     callbacks = [*extras.callbacks, *training_callbacks(model, cfg, extras.method, len(prepared.features["train"]))]
-    groups = optim.groups_builder(extras.method.param_groups, cfg.method, cfg.train.llrd)
+    groups = optim.with_modules(
+        optim.groups_builder(extras.method.param_groups, cfg.method, cfg.train.llrd), extras.modules
+    )
     job = loop.Job(
         model,
         prepared.features["train"],
@@ -353,9 +414,8 @@ def _read(task: Task, cfg: config_mod.RunConfig, path: str, log) -> list:
 
 
 def _source(cfg: config_mod.RunConfig, split: str) -> str:
-    return {"train": cfg.data.train, "dev": cfg.data.dev or f"{cfg.data.train} (dev split)", "test": cfg.data.test}[
-        split
-    ] or split
+    names = {"train": cfg.data.train, "dev": cfg.data.dev or f"{cfg.data.train} (dev split)", "test": cfg.data.test}
+    return names.get(split) or split  # an extension's splits are named by the split
 
 
 def _silent(_msg: str) -> None:

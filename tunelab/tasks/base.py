@@ -78,6 +78,26 @@ class Prepared:
     groups: list | None = None
 
 
+@dataclass
+class ItemLogits:
+    """A batch's per-item predictions, for losses between two models' outputs (distillation, LwF).
+
+    An item is what the task's loss counts: an example (classification), a word (token classification), a target
+    token (causal LM). Either ``logits`` (items, classes) is given, or ``hidden`` (items, d) with the head's
+    ``weight`` (classes, d) when logits = hidden @ weight.T would be too large to materialise (an LM vocabulary).
+
+    Attributes:
+        rows: (items,) the batch row each item belongs to, items in row-major (row, position) order.
+        labels: (items,) gold class ids, -100 where the item has no label (unlabelled transfer text).
+    """
+
+    rows: Any
+    labels: Any
+    logits: Any = None
+    hidden: Any = None
+    weight: Any = None
+
+
 class Task(ABC):
     """What a task provides. Every member is required; shared code never checks for optional parts.
 
@@ -161,7 +181,14 @@ class Task(ABC):
 
     @abstractmethod
     def loss(self, outputs: Any, batch: dict) -> tuple[Any, int]:
-        """(sum of per-item losses as a float tensor, item count) from ``forward``'s outputs; pure."""
+        """(sum of per-item losses as a float tensor, item count) from ``forward``'s outputs; pure. Items without
+        a label (-100: unlabelled transfer rows) add nothing and are not counted."""
+
+    @abstractmethod
+    def item_logits(self, outputs: Any, batch: dict) -> ItemLogits:
+        """Per-item logits of ``forward``'s outputs (labelled or not) for losses that compare two models; pure.
+
+        Unlabelled rows still have items (every example; the first sub-token of each word; each next token)."""
 
     # ------------------------------------------------------------ using a trained run
 

@@ -20,7 +20,7 @@ from pydantic import Field
 from tunelab.data import templates
 from tunelab.errors import DataError, TunelabError
 from tunelab.schema import Strict
-from tunelab.tasks.base import Prepared, Table, Task
+from tunelab.tasks.base import ItemLogits, Prepared, Table, Task
 from tunelab.tasks.lm_data import (  # noqa: F401  (encoding and batching: part of this task's API)
     EncodeStats,
     LMOptions,
@@ -167,6 +167,14 @@ class CausalLM(Task):
         return linear_cross_entropy(outputs["hidden"][mask], outputs["weight"], target[mask], outputs["chunk"]), int(
             mask.sum()
         )
+
+    def item_logits(self, outputs: dict, batch: dict) -> ItemLogits:
+        target = batch["labels"][:, 1:]
+        mask = target != -100  # (batch, seq-1): every next-token target
+        rows = mask.nonzero()[:, 0]
+        if "logits" in outputs:
+            return ItemLogits(rows, target[mask], outputs["logits"][mask])  # (items, vocab)
+        return ItemLogits(rows, target[mask], hidden=outputs["hidden"][mask], weight=outputs["weight"])
 
     def evaluator(self, run, rows: list, source: str, log) -> Evaluator:
         opts = options(run.cfg, run.tokenizer)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal
 from tunelab.data.sources import Row
 from tunelab.errors import DataError
 from tunelab.schema import Strict
-from tunelab.tasks.base import Prepared, Table, Task
+from tunelab.tasks.base import ItemLogits, Prepared, Table, Task
 from tunelab.training.evaluation import Evaluator, Metric
 from tunelab.training.objective import Objective
 
@@ -103,8 +103,14 @@ class Classification(Task):
     def loss(self, outputs: dict, batch: dict):
         import torch.nn.functional as F
 
-        labels = batch["labels"]
-        return F.cross_entropy(outputs["logits"].float(), labels, reduction="sum"), int(labels.numel())
+        # unlabelled transfer rows carry -100 (cross_entropy's ignore_index): they add nothing and are not counted
+        return F.cross_entropy(outputs["logits"].float(), batch["labels"], reduction="sum"), count(batch)
+
+    def item_logits(self, outputs: dict, batch: dict) -> ItemLogits:
+        import torch
+
+        logits = outputs["logits"]  # (batch, classes): one item per example
+        return ItemLogits(torch.arange(logits.shape[0], device=logits.device), batch["labels"], logits)
 
     def evaluator(self, run, rows: list[Row], source: str, log) -> Evaluator:
         from tunelab.data.collate import pad_batch
@@ -183,8 +189,7 @@ def encode(rows: list[Row], tokenizer, labels: list[str], max_length: int, sourc
     features = []
     for i, r in enumerate(rows):
         f = {k: enc[k][i] for k in keep}
-        if r.label is not None:
-            f["labels"] = index[r.label]
+        f["labels"] = index[r.label] if r.label is not None else -100  # -100: no label (ignored by loss and count)
         features.append(f)
     return features
 
@@ -213,14 +218,16 @@ def weighted_loss(outputs: dict, batch: dict, weights: list[float] | None = None
     import torch
     import torch.nn.functional as F
 
-    labels = batch["labels"]  # (batch,)
-    logp = F.log_softmax(outputs["logits"].float(), dim=-1).gather(-1, labels[:, None])[:, 0]  # (batch,)
+    labels = batch["labels"]  # (batch,); -100 = an unlabelled transfer row: no term, not counted
+    known = labels != -100
+    safe = labels.clamp_min(0)
+    logp = F.log_softmax(outputs["logits"].float(), dim=-1).gather(-1, safe[:, None])[:, 0]  # (batch,)
     per = -logp
     if gamma:
         per = per * (1 - logp.exp()).clamp_min(0) ** gamma
     if weights is not None:
-        per = per * torch.tensor(weights, device=per.device)[labels]
-    return per.sum(), int(labels.numel())
+        per = per * torch.tensor(weights, device=per.device)[safe]
+    return (per * known).sum(), int(known.sum())
 
 
 def model_inputs(batch: dict) -> dict:
@@ -228,7 +235,7 @@ def model_inputs(batch: dict) -> dict:
 
 
 def count(batch: dict) -> int:
-    return int(batch["labels"].numel())
+    return int((batch["labels"] != -100).sum())
 
 
 def head_logits(model, batch: dict) -> torch.Tensor:

@@ -19,7 +19,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from tunelab.data.sources import Row
-from tunelab.errors import DataError
+from tunelab.errors import DataError, TunelabError
 from tunelab.schema import Strict
 from tunelab.tasks import classification as single
 from tunelab.tasks.base import Prepared, Table, Task
@@ -152,6 +152,12 @@ class MultiLabel(Task):
         targets = batch["targets"]  # (batch, labels) of 0/1
         per_label = F.binary_cross_entropy_with_logits(outputs["logits"].float(), targets.float(), reduction="none")
         return per_label.mean(dim=-1).sum(), int(targets.shape[0])
+
+    def item_logits(self, outputs: dict, batch: dict):
+        # a softmax divergence over classes has no meaning for independent per-label (sigmoid) outputs
+        raise TunelabError(
+            f"task {self.name}: distillation (soft targets over classes) is not supported for independent per-label (sigmoid) outputs"
+        )
 
     def evaluator(self, run, rows: list[Row], source: str, log) -> Evaluator:
         feats = encode(rows, run.tokenizer, run.labels, run.cfg.model.max_length, source)

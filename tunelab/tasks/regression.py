@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import Field
 
 from tunelab.data.sources import Row
-from tunelab.errors import DataError
+from tunelab.errors import DataError, TunelabError
 from tunelab.schema import Strict
 from tunelab.tasks import classification as single
 from tunelab.tasks.base import Prepared, Table, Task
@@ -129,6 +129,12 @@ class Regression(Task):
 
     def loss(self, outputs: dict, batch: dict):
         return loss(outputs, batch)
+
+    def item_logits(self, outputs: dict, batch: dict):
+        # a softmax divergence over classes has no meaning for real-valued targets
+        raise TunelabError(
+            f"task {self.name}: distillation (soft targets over classes) is not supported for real-valued targets"
+        )
 
     def evaluator(self, run, rows: list[Row], source: str, log) -> Evaluator:
         state = run.task_state or identity(len(run.labels))

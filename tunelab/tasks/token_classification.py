@@ -25,7 +25,7 @@ from tunelab.data import conll, tagging
 from tunelab.data.conll import Sentence
 from tunelab.errors import ConfigError, DataError
 from tunelab.schema import Strict
-from tunelab.tasks.base import Prepared, Table, Task
+from tunelab.tasks.base import ItemLogits, Prepared, Table, Task
 from tunelab.training.evaluation import Evaluator, Metric
 from tunelab.training.objective import Objective
 
@@ -146,6 +146,11 @@ class TokenClassification(Task):
         labels = batch["labels"]
         logits = outputs["logits"].float().flatten(0, 1)  # (batch * seq, num_labels)
         return F.cross_entropy(logits, labels.flatten(), ignore_index=-100, reduction="sum"), count(batch)
+
+    def item_logits(self, outputs: dict, batch: dict) -> ItemLogits:
+        labels = batch["labels"]
+        mask = labels != -100  # (batch, seq): the scored sub-token of each word
+        return ItemLogits(mask.nonzero()[:, 0], labels[mask], outputs["logits"][mask])  # logits (items, num_labels)
 
     def evaluator(self, run, rows: list[Sentence], source: str, log) -> Evaluator:
         from tunelab.data.collate import pad_batch

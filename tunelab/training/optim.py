@@ -89,3 +89,18 @@ def groups_builder(method_groups=None, method_cfg=None, llrd: float | None = Non
         return layerwise_decay(model, groups, llrd) if llrd else groups
 
     return build
+
+
+def with_modules(build, modules: list):
+    """``build``'s param groups plus the trainable parameters of ``modules`` (trained alongside the model, not part of
+    it: a distillation projection...), in one more group at the peak lr."""
+    if not modules:
+        return build
+
+    def groups(model: torch.nn.Module, lr: float, weight_decay: float) -> list[dict]:
+        extra = [p for m in modules for p in m.parameters() if p.requires_grad]
+        return build(model, lr, weight_decay) + (
+            [{"params": extra, "weight_decay": weight_decay, "lr": lr}] if extra else []
+        )
+
+    return groups
