@@ -9,6 +9,7 @@ Parts (run in the order given by --parts; each writes its own results file under
   zeroshot  the same SST-2 prompt with no demonstrations (icl.shots=0), calibrated or not.
   agnews    `tunelab icl examples/prompting/agnews-zero-shot.yaml`: zero-shot with a 4-word verbalizer.
   prefix    prefix tuning of a minilm-l6 SST-2 classifier (tunelab's encoder route) vs its untrained head.
+  nearest   the icl part's nearest-neighbour strategy alone (icl.selection=[nearest]), e.g. to finish it.
 Afterwards prompt-compare-sst2.md puts every SST-2 number side by side (zero-shot, ICL per strategy and
 calibration, head and prompt-based fine-tuning, all from the same 16-per-class draws).
 
@@ -157,7 +158,8 @@ def compare_table(folder: Path) -> None:
         "| approach | uses the 32 rows as | seeds | accuracy (mean ± std) |",
         "|---|---|---|---|",
     ]
-    for name, use in (("zero-shot-sst2", "nothing (zero-shot)"), ("icl-sst2", "k = 8 demonstrations")):
+    runs = (("zero-shot-sst2", "nothing (zero-shot)"), ("icl-sst2", "k = 8 demonstrations"))
+    for name, use in (*runs, ("icl-nearest-sst2", "k = 8 demonstrations")):
         path = RUNS / name / "icl.json"
         if path.is_file():
             for r in json.loads(path.read_text())["results"]:
@@ -182,6 +184,10 @@ PARTS = {
     "zeroshot": lambda folder, log: icl_part(folder, "sst2-icl.yaml", "zero-shot-sst2", log, ("icl.shots=0",)),
     "prefix": lambda folder, log: prefix_part(folder, log),
     "agnews": lambda folder, log: icl_part(folder, "agnews-zero-shot.yaml", "agnews-zero-shot", log),
+    # nearest-neighbour selection on its own (the slowest strategy: a prompt per dev row), same pools and seeds
+    "nearest": lambda folder, log: icl_part(
+        folder, "sst2-icl.yaml", "icl-nearest-sst2", log, ("icl.selection=[nearest]",)
+    ),
 }
 
 

@@ -95,3 +95,30 @@ def test_tunelab_eval_reports_the_runs_own_metrics(tmp_path, tiny_bert_dir, caps
     assert cli.main(["eval", str(tmp_path / "run"), "--data", str(other)]) == 0
     got = json.loads(capsys.readouterr().out)
     assert got["errors"] == round((1 - got["accuracy"]) * 24) and float(got["errors"]).is_integer()
+
+
+def test_compare_ranks_methods_by_a_custom_train_metric(tmp_path, tiny_bert_dir):
+    import yaml
+
+    from tunelab.recipes import compare
+
+    file = tmp_path / "mine.py"
+    file.write_text(METRICS, encoding="utf-8")
+    cfg = {
+        "model": {"name": str(tiny_bert_dir)},
+        "data": {
+            "train": str(write_sentiment(tmp_path / "train.tsv", n=48)),
+            "dev": str(write_sentiment(tmp_path / "dev.tsv", n=16, seed=1)),
+            "text_column": "sentence",
+        },
+        "eval": {"metrics": [f"{file}:errors:min"]},
+        "output_dir": str(tmp_path / "cmp"),
+        "train": {"max_steps": 2, "batch_size": 8, "precision": "fp32", "metric": "errors"},
+    }
+    path = tmp_path / "compare.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    out = compare.run(str(path), [], methods=["lora"], log=lambda m: None)
+    rows = {r["method"]: r for r in json.loads((out / "compare.json").read_text())}
+    assert set(rows) == {"untrained head", "lora"} and rows["lora"]["status"] == "ok", rows
+    assert all(float(r["metric"]).is_integer() and 0 <= r["metric"] <= 16 for r in rows.values()), rows  # errors of 16
+    assert "| method | dev errors |" in (out / "compare.md").read_text()

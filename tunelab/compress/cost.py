@@ -63,6 +63,7 @@ def dev_data(
     splits = finetune.read_splits(cfg, task, _silent)
     dev, train = splits["dev"], splits["train"][:train_rows] or splits["dev"][:1]
     prepared = task.prepare(cfg, tokenizer, labels, {"train": train, "dev": dev}, _silent)
+    finetune.add_user_metrics(cfg, prepared)  # the run's eval.metrics too: train.metric may name one
     return DevData(
         prepared.features["dev"],
         prepared.collate,

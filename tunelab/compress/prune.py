@@ -135,6 +135,7 @@ def sweep(model, dev, method: str, target: dict, scores: dict | None, metric: st
 
 def recover(model, dev, cfg, steps: int, lr: float | None, work_dir: Path, masks: dict | None, log) -> dict:
     """Fine-tune every weight of the pruned model for ``steps`` steps through the one training loop."""
+    from tunelab.evaluation import custom
     from tunelab.tasks import TASKS
 
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -159,7 +160,7 @@ def recover(model, dev, cfg, steps: int, lr: float | None, work_dir: Path, masks
         train_cfg,
         work_dir,
         evaluator=dev.evaluator,
-        metric=TASKS[cfg.task.name].metric(cfg.train.metric),
+        metric=custom.chosen(TASKS[cfg.task.name], cfg.train.metric, custom.load(cfg.eval.metrics)),
         callbacks=[KeepZeros(masks)] if masks else [],
         log=log,
         quiet=True,

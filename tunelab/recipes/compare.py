@@ -21,7 +21,7 @@ from pathlib import Path
 from tunelab import config as config_mod
 from tunelab import runs
 from tunelab.errors import ConfigError, TunelabError
-from tunelab.evaluation import compare_report
+from tunelab.evaluation import compare_report, custom
 from tunelab.methods import METHODS
 from tunelab.recipes import finetune
 from tunelab.tasks import TASKS
@@ -87,7 +87,8 @@ def run(path, overrides: list[str], methods: list[str] | None = None, per_method
             rows.append({"method": name, "status": "not applicable", "error": skipped[name]})
             continue
         rows.append(run_one(path, overrides, per, name, out, log))
-    compare_report.write(out, rows, TASKS[cfg.task.name].metric(cfg.train.metric).name)
+    metric = custom.chosen(TASKS[cfg.task.name], cfg.train.metric, custom.load(cfg.eval.metrics))
+    compare_report.write(out, rows, metric.name)
     return out
 
 
