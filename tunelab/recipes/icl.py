@@ -78,7 +78,8 @@ def load_scorer(cfg: config_mod.RunConfig, labels: list[str], log) -> scoring.Sc
     model, _ = model_load.load_model(src, scoring.auto_class(kind))
     model.eval()
     verbalizer = vb.build_verbalizer(cfg.prompt.verbalizer, labels, tokenizer, cfg.prompt.word_prefix)
-    log(f"{cfg.model.name}: {kind} LM; label words: {dict(zip(labels, cfg.prompt.verbalizer.values()))}")
+    shown = {label: cfg.prompt.verbalizer[label] for label in verbalizer.labels}
+    log(f"{cfg.model.name}: {kind} LM; label words: {shown}")
     return scoring.Scorer(model, tokenizer, verbalizer, cfg.prompt, kind, cfg.icl.batch_size)
 
 
