@@ -277,6 +277,7 @@
       let input;
       if (f.kind === "select") input = h("select", { id, name: f.key }, f.choices.map((c) => h("option", { value: c, text: c, selected: c === f.default })));
       else if (f.kind === "bool") input = h("input", { type: "checkbox", id, name: f.key, checked: f.default === "true" });
+      else if (f.kind === "text" && (f.default || "").includes("\n")) { input = h("textarea", { id, name: f.key, rows: 2 }); input.value = f.default; } // a text input drops line breaks (prompt.separator)
       else input = h("input", { type: "text", id, name: f.key, value: f.default === "null" ? "" : f.default, placeholder: f.nullable ? "null" : "", inputmode: f.kind === "number" ? "decimal" : null });
       const error = h("div", { class: "fielderror", "data-error-for": f.key });
       const row = h("div", { class: "field", "data-key": f.key }, h("label", { for: id, text: f.key }), input, h("div", { class: "desc", text: f.description + (f.default ? ` [default: ${f.default}]` : "") }), error);
