@@ -47,20 +47,7 @@ class Classification(Task):
         return None
 
     def read(self, cfg, path: str, with_labels: bool = True) -> Table:
-        from tunelab.data.sources import read_table
-
-        data = cfg.data
-        table = read_table(
-            path,
-            text_column=data.text_column,
-            text_pair_column=data.text_pair_column,
-            label_column=data.label_column if with_labels else None,
-            format=data.format,
-            has_header=data.has_header,
-            on_error=data.on_error,
-            delimiter=data.delimiter,
-            encoding=data.encoding,
-        )
+        table = read_text_table(cfg, path, with_labels)
         return Table(table.rows, table.skipped)
 
     def label_space(self, rows: list[Row], source: str) -> list[str]:
@@ -360,3 +347,23 @@ def parse_lines(lines, source: str) -> list[Row]:
     if len(pairs) > 1:
         raise TunelabError(f'{source}: give a "text_pair" for every input or for none')
     return rows
+
+
+def read_text_table(cfg, path: str, with_labels: bool, label_kind: str = "class"):
+    """``path`` read with the run's ``data:`` columns and format options (text tasks: classification, multi-label,
+    regression); ``label_kind`` says how label cells are checked (class, set or number)."""
+    from tunelab.data.sources import read_table
+
+    data = cfg.data
+    return read_table(
+        path,
+        text_column=data.text_column,
+        text_pair_column=data.text_pair_column,
+        label_column=data.label_column if with_labels else None,
+        format=data.format,
+        has_header=data.has_header,
+        on_error=data.on_error,
+        delimiter=data.delimiter,
+        encoding=data.encoding,
+        label_kind=label_kind,
+    )

@@ -76,28 +76,14 @@ class MultiLabel(Task):
         return None
 
     def read(self, cfg, path: str, with_labels: bool = True) -> Table:
-        from tunelab.data.sources import read_table
-
-        data = cfg.data
-        table = read_table(
-            path,
-            text_column=data.text_column,
-            text_pair_column=data.text_pair_column,
-            label_column=data.label_column if with_labels else None,
-            format=data.format,
-            has_header=data.has_header,
-            on_error=data.on_error,
-            delimiter=data.delimiter,
-            encoding=data.encoding,
-            label_kind="set",
-        )
+        table = single.read_text_table(cfg, path, with_labels, "set")
         # every label cell becomes the JSON list of its names here (errors with their line); later steps parse JSON
         sep, rows, skipped = cfg.task.label_separator, [], list(table.skipped)
         for r in table.rows:
             try:
                 cell = None if r.label is None else json.dumps(label_set(r.label, sep, f"{path}:{r.line}"))
             except DataError as exc:
-                if data.on_error == "raise":
+                if cfg.data.on_error == "raise":
                     raise
                 skipped.append((r.line, str(exc).removeprefix(f"{path}:{r.line}: ")))
                 continue

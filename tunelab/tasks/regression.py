@@ -62,28 +62,14 @@ class Regression(Task):
             raise ValueError("task.target_names: expected distinct names, one per target")
 
     def read(self, cfg, path: str, with_labels: bool = True) -> Table:
-        from tunelab.data.sources import read_table
-
-        data = cfg.data
-        table = read_table(
-            path,
-            text_column=data.text_column,
-            text_pair_column=data.text_pair_column,
-            label_column=data.label_column if with_labels else None,
-            format=data.format,
-            has_header=data.has_header,
-            on_error=data.on_error,
-            delimiter=data.delimiter,
-            encoding=data.encoding,
-            label_kind="number",
-        )
+        table = single.read_text_table(cfg, path, with_labels, "number")
         width, rows, skipped = None, [], list(table.skipped)
         for r in table.rows:  # every row has as many targets as the first
             n = len(targets(r.label)) if r.label is not None else None
             width = width or n
             if n is not None and n != width:
                 why = f"expected {width} target(s) as in the first row, found {n}"
-                if data.on_error == "raise":
+                if cfg.data.on_error == "raise":
                     raise DataError(f"{path}:{r.line}: {why}")
                 skipped.append((r.line, why))
                 continue
