@@ -28,15 +28,26 @@ from tunelab.training.tracking import JsonlTracker, Tracker, Trackers
 class Extension:
     """What another recipe (distillation, ...) adds to a fine-tuning run; every hook adds nothing by default.
 
-    The run calls ``extra_splits`` after reading the data (the splits join the run's fingerprint, so a resume on
+    The run calls ``splits`` (None: read the config's data files), ``label_space`` on the training rows,
+    ``extra_splits`` after reading the data (the splits join the run's fingerprint, so a resume on
     changed extra data is refused, and are encoded by ``task.prepare`` like the others), then ``adapt`` once the
     task prepared the features and the method was applied (replace the objective, features or collate, add
     callbacks and trainable modules there), and ``metrics`` after training (merged into metrics.json).
     """
 
+    def splits(self, cfg: config_mod.RunConfig, task: Task, log) -> dict[str, list] | None:
+        """The run's own train/dev(/test) rows when the extension supplies them (a federated client trains on its
+        partition, held in memory), or None to read ``data.train``/``dev``/``test`` as usual."""
+        return None
+
     def extra_splits(self, cfg: config_mod.RunConfig, task: Task, log) -> dict[str, list]:
         """Further named row lists to encode with the run's splits (e.g. unlabelled transfer text)."""
         return {}
+
+    def label_space(self, task: Task, rows: list, source: str) -> list[str] | None:
+        """The run's label names (default: the task's, from the training rows). A federated client uses the
+        federation's labels, whatever classes its own rows hold, so every client's head has the same shape."""
+        return task.label_space(rows, source)
 
     def adapt(self, setup: "Setup") -> None:
         """Change ``setup`` in place before the loop starts."""
@@ -105,10 +116,10 @@ def _train(cfg: config_mod.RunConfig, task: Task, precision, session: runstate.S
     """Everything after the run folder is claimed: data, model, method, the loop, the run folder's files."""
     log, run_dir = extras.log, extras.run_dir
     log(hardware.slow_bf16_warning(precision) or f"precision: {precision.name} ({precision.reason})")
-    splits = read_splits(cfg, task, log)
+    splits = extras.extension.splits(cfg, task, log) or read_splits(cfg, task, log)
     splits.update(extras.extension.extra_splits(cfg, task, log))
     check_data(run_dir, cfg, splits, resume_anyway, log)
-    labels = task.label_space(splits["train"], cfg.data.train)
+    labels = extras.extension.label_space(task, splits["train"], cfg.data.train)
     tokenizer, model, head = runs.build_base(cfg, labels)
     method = METHODS[cfg.method.name]
     model = method.apply(model, cfg.method, head)

@@ -1,0 +1,193 @@
+"""Flower's side of `tunelab federated`: the ClientApp, the ServerApp, the strategy (FedAvg/FedProx, optionally in
+Flower's central-DP wrapper with client-side fixed clipping and the RDP accountant), and an in-process Grid.
+
+Why an in-process Grid: flwr 1.42's simulation engine has one back-end, Ray (``flwr[simulation]`` pulls ray 2.55,
+a cluster runtime with its own processes), too heavy for a laptop run of a few clients. ``Grid`` is Flower's public
+interface between a ServerApp and the ClientApps; ``InProcessGrid`` implements it by calling the ClientApp on each
+message in this process, one client after another, so the same ServerApp, ClientApp, strategies and DP mods run
+as they would on a SuperLink with SuperNodes. Everything that travels is a Flower ``ArrayRecord`` of the
+trainable tensors; the bytes counted per round are those arrays' serialised payloads (``Array.data``).
+
+Flower is imported only here, and this module only by the federated recipe (``import tunelab`` stays light).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Callable, Iterable
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp.strategy import DifferentialPrivacyClientSideFixedClipping, FedAvg, FedProx
+from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
+
+from tunelab.federated.config import FederatedConfig
+
+WEIGHT_KEY = "num-examples"  # FedAvg's weight: the client's training rows
+DP_WEIGHT_KEY = "dp-weight"  # with DP: 1 per client (Flower's accountant requires equal weights)
+PARTITION = "partition-id"  # node_config key naming a client's partition (Flower's convention)
+
+
+def payload_bytes(record: ArrayRecord) -> int:
+    """Serialised bytes of the tensors in ``record`` (what the wire carries, metadata aside)."""
+    return sum(len(record[k].data) for k in record.keys())
+
+
+def to_record(weights: dict, order: Iterable[str] | None = None) -> ArrayRecord:
+    """numpy tensors (by name) as an ArrayRecord, keys in ``order`` (default: the dict's)."""
+    keys = list(order) if order is not None else list(weights)
+    return ArrayRecord({k: Array(np.ascontiguousarray(weights[k])) for k in keys})
+
+
+def from_record(record: ArrayRecord) -> dict:
+    """An ArrayRecord as numpy tensors by name."""
+    return {k: record[k].numpy() for k in record.keys()}
+
+
+# ---------------------------------------------------------------- strategy
+
+
+def build_strategy(fed: FederatedConfig, on_train_replies: Callable[[list[RecordDict]], None]):
+    """FedAvg or FedProx over the sampled clients; wrapped in Flower's central DP (client-side fixed clipping, RDP
+    accounting at ``fed.dp_delta``) when ``fed.dp_noise_multiplier`` is set. ``on_train_replies`` sees every
+    round's replies (per-client metrics, bytes) before Flower aggregates their metrics."""
+    dp = fed.dp_noise_multiplier is not None
+    key = DP_WEIGHT_KEY if dp else WEIGHT_KEY
+
+    def train_metrics(contents: list[RecordDict], weighted_by: str) -> MetricRecord:
+        on_train_replies(contents)
+        return aggregate_metricrecords(contents, weighted_by)
+
+    kwargs = dict(
+        fraction_train=fed.sampled / fed.clients,
+        fraction_evaluate=0.0,  # the server evaluates the global model on its dev set instead
+        min_train_nodes=fed.sampled,
+        min_evaluate_nodes=0,
+        min_available_nodes=fed.clients,
+        weighted_by_key=key,
+        train_metrics_aggr_fn=train_metrics,
+    )
+    strategy = FedProx(proximal_mu=fed.mu, **kwargs) if fed.strategy == "fedprox" else FedAvg(**kwargs)
+    if not dp:
+        return strategy
+    from flwr.serverapp import NeighboringRelation, PrivacyConfig, RdpAccountant, SamplingMethod
+
+    accountant = RdpAccountant(
+        PrivacyConfig(
+            target_delta=fed.dp_delta,
+            population_size=fed.clients,
+            neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
+            sampling_method=SamplingMethod.NO_AMPLIFICATION,
+        )
+    )
+    return DifferentialPrivacyClientSideFixedClipping(
+        strategy, fed.dp_noise_multiplier, fed.dp_clipping_norm, fed.sampled, accountant=accountant
+    )
+
+
+def privacy_spent(strategy) -> dict | None:
+    """Epsilon so far at the configured delta (None without DP)."""
+    if not isinstance(strategy, DifferentialPrivacyClientSideFixedClipping):
+        return None
+    spent = strategy.privacy_spent()
+    return {
+        "epsilon": spent.epsilon,
+        "delta": spent.delta,
+        "releases": spent.num_releases,
+        "method": spent.accounting_method,
+    }
+
+
+# ---------------------------------------------------------------- apps
+
+
+def client_app(train: Callable, dp: bool) -> ClientApp:
+    """A ClientApp whose train handler calls ``train(partition, round, start_weights, mu) -> LocalResult`` and
+    replies with the trained tensors (same keys and order as received) and the client's metrics. With DP, Flower's
+    ``fixedclipping_mod`` clips the update (trained minus received) to the norm the server sends."""
+    from flwr.clientapp.mod import fixedclipping_mod
+
+    app = ClientApp(mods=[fixedclipping_mod] if dp else [])
+
+    @app.train()
+    def _train(msg: Message, context: Context) -> Message:
+        received = msg.content["arrays"]
+        config = msg.content["config"]
+        round_ = int(config["round-offset"]) + int(config["server-round"])
+        partition = int(context.node_config[PARTITION])
+        result = train(partition, round_, from_record(received), float(config.get("proximal-mu", 0.0)))
+        metrics = {WEIGHT_KEY: result.rows, DP_WEIGHT_KEY: 1.0, "client": partition, "round": round_, **result.metrics}
+        reply = RecordDict({"arrays": to_record(result.weights, received.keys()), "metrics": MetricRecord(metrics)})
+        return Message(content=reply, reply_to=msg)
+
+    return app
+
+
+def server_app(strategy, initial: dict, rounds: int, offset: int, evaluate: Callable[[int, dict], dict]) -> ServerApp:
+    """A ServerApp running ``strategy`` for ``rounds`` rounds from the tensors ``initial``; rounds are numbered from
+    ``offset + 1`` (a resumed run); ``evaluate(round, weights)`` runs after each round (and before the first)."""
+    app = ServerApp()
+
+    @app.main()
+    def _main(grid: Grid, context: Context) -> None:
+        def evaluate_fn(server_round: int, arrays: ArrayRecord) -> MetricRecord:
+            if server_round == 0 and offset > 0:
+                return MetricRecord({})  # the resumed run's start was evaluated when its round finished
+            return MetricRecord(evaluate(offset + server_round, from_record(arrays)))
+
+        strategy.start(
+            grid=grid,
+            initial_arrays=to_record(initial),
+            num_rounds=rounds,
+            train_config=ConfigRecord({"round-offset": offset}),
+            evaluate_fn=evaluate_fn,
+        )
+
+    return app
+
+
+class InProcessGrid(Grid):
+    """Flower's Grid, delivering each message to the ClientApp in this process (nodes ``1..n``, node ``i`` holding
+    partition ``i - 1``). A client's exception stops the run (a simulated client failing is a bug or bad data the
+    user must see, not a dropped node)."""
+
+    def __init__(self, app: ClientApp, n: int):
+        self.app = app
+        self.contexts = {
+            i + 1: Context(run_id=1, node_id=i + 1, node_config={PARTITION: i}, state=RecordDict(), run_config={})
+            for i in range(n)
+        }
+        self._run = None
+        self._replies: dict[str, Message] = {}
+
+    def set_run(self, run) -> None:
+        self._run = run
+
+    @property
+    def run(self):
+        return self._run
+
+    def create_message(self, content, message_type, dst_node_id, group_id, ttl=None) -> Message:
+        return Message(content, dst_node_id, message_type, ttl=ttl, group_id=group_id)
+
+    def get_node_ids(self) -> list[int]:
+        return list(self.contexts)
+
+    def push_messages(self, messages: Iterable[Message]) -> list[str]:
+        ids = []
+        for msg in messages:
+            key = str(uuid.uuid4())
+            self._replies[key] = self._deliver(msg)
+            ids.append(key)
+        return ids
+
+    def pull_messages(self, message_ids: Iterable[str]) -> list[Message]:
+        return [self._replies.pop(i) for i in message_ids if i in self._replies]
+
+    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> list[Message]:
+        return [self._deliver(msg) for msg in messages]
+
+    def _deliver(self, msg: Message) -> Message:
+        return self.app(msg, self.contexts[msg.metadata.dst_node_id])

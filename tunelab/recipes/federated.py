@@ -1,0 +1,342 @@
+"""`tunelab federated CONFIG`: federated fine-tuning on Flower; clients train adapters on data that never leaves them.
+
+config -> server dev split + client partitions -> Flower ServerApp (FedAvg/FedProx, optional central DP) <-> one
+ClientApp per client, each round a tunelab fine-tuning run on the client's rows (the one loop, via
+``finetune.Extension``) from the global trainable tensors -> the averaged tensors, evaluated on the server's dev set
+after every round -> the final global model in the run folder (``model/``: usable by eval, predict, serve), with
+``rounds.jsonl`` (per round: server dev metrics, each client's local metrics, bytes sent), ``federated.json`` and
+a report with per-round curves.
+
+Resume: after every round the global tensors and the privacy accountant are saved (``federated/``); rerunning the
+same command continues with the next round, and a client interrupted mid-round resumes its own run folder.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import yaml
+
+from tunelab import runs, runstate
+from tunelab.errors import TunelabError
+from tunelab.federated import client as client_mod
+from tunelab.federated import partition
+from tunelab.federated.config import SAVED_CONFIG, FederatedConfig, load
+from tunelab.recipes import finetune
+from tunelab.tasks import TASKS
+from tunelab.training import checkpoint
+
+STATE_DIR = "federated"
+ROUNDS = "rounds.jsonl"
+
+
+def run(path: str | None, overrides: list[str], *, quiet: bool = False, log=print, resume_anyway: bool = False):
+    """Federate into the config's output_dir (resuming after the last finished round); returns the final metrics."""
+    from tunelab.models import load as model_load
+
+    cfg, fed = load(path, overrides)
+    check_flower()
+    task = TASKS[cfg.task.name]
+    cfg = finetune.resolve(cfg, task)
+    cfg = finetune.fit_max_length(cfg, model_load.resolve(cfg.model.name, cfg.model.gguf_file, cfg.model.revision), log)
+    finetune.seed_everything(cfg.train.seed, cfg.train.threads)
+    cfg, precision = finetune.choose_precision(cfg)
+    run_dir = finetune.prepare_run_dir(cfg, resume_anyway, log)
+    check_saved(run_dir, fed, resume_anyway, log)
+    with runstate.active(run_dir, log) as session:
+        session.log(f"precision: {precision.name} ({precision.reason})")
+        return Federation(cfg, fed, task, run_dir, session.log, quiet).run()
+
+
+def check_flower() -> None:
+    """A clear error when Flower is not installed (it is an optional extra)."""
+    import importlib.util
+
+    if importlib.util.find_spec("flwr") is None:
+        raise TunelabError(
+            "tunelab federated needs Flower: pip install 'tunelab[federated]' (in a checkout: make federated)"
+        )
+
+
+def check_saved(run_dir: Path, fed: FederatedConfig, resume_anyway: bool, log) -> None:
+    """Write federated.yaml, or refuse to resume a run started with another federated section."""
+    saved = Path(run_dir) / SAVED_CONFIG
+    now = fed.model_dump(mode="json")
+    if saved.is_file():
+        old = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
+        diff = [f"federated.{k}: {old.get(k)!r} -> {v!r}" for k, v in now.items() if old.get(k) != v]
+        if diff and not resume_anyway:
+            raise TunelabError(
+                f"{run_dir}: holds a federated run started with another federated section ({'; '.join(diff[:5])}); "
+                "rerun with the same section to resume, add --resume-anyway, or choose another output_dir"
+            )
+    saved.write_text(yaml.safe_dump(now, sort_keys=False), encoding="utf-8")
+
+
+class Federation:
+    """The server's side of one federated run, and the simulated clients it starts."""
+
+    def __init__(self, cfg, fed: FederatedConfig, task, run_dir: Path, log, quiet: bool):
+        self.cfg, self.fed, self.task, self.run_dir, self.log, self.quiet = cfg, fed, task, run_dir, log, quiet
+        self.seed = fed.seed if fed.seed is not None else cfg.train.seed
+        self.pending: list[dict] = []  # the clients' replies of the round being aggregated
+        self.strategy = None
+
+    # ------------------------------------------------------------ data
+
+    def read_data(self) -> None:
+        """The server's dev rows, each client's (train, dev) rows, and the federation's label names."""
+        cfg, fed, task = self.cfg, self.fed, self.task
+        if fed.partition == "files":
+            if not cfg.data.dev:
+                raise TunelabError(
+                    "federated.partition=files: set data.dev, the server's dev set (client files are private)"
+                )
+            self.dev = finetune._read(task, cfg, cfg.data.dev, self.log)
+            pools = [finetune._read(task, cfg, f, self.log) for f in fed.client_files]
+            for path, rows in zip(fed.client_files, pools):
+                if not rows:
+                    raise TunelabError(f"federated.client_files {path}: no rows")
+                task.check_rows(cfg, rows, path, self.log)
+        else:
+            splits = finetune.read_splits(cfg, task, self.log)
+            self.dev, train = splits["dev"], splits["train"]
+            if fed.partition == "iid":
+                parts = partition.iid(len(train), fed.clients, self.seed)
+            else:
+                keys = [task.stratify_key(r) for r in train]
+                if any(k is None for k in keys):
+                    raise TunelabError(
+                        f"federated.partition=dirichlet: task {cfg.task.name} has no class labels to split by"
+                    )
+                parts = partition.dirichlet(keys, fed.clients, fed.alpha, self.seed)
+            pools = [[train[i] for i in p] for p in parts]
+        self.clients = []
+        for k, pool in enumerate(pools):
+            tr, dv = partition.holdout(list(range(len(pool))), fed.client_dev_fraction, self.seed + k)
+            self.clients.append({"train": [pool[i] for i in tr], "dev": [pool[i] for i in dv]})
+        every = [r for c in self.clients for r in c["train"]]
+        self.labels = task.label_space(every, cfg.data.train if fed.partition != "files" else "federated.client_files")
+        self.shares = [_label_counts(task, c["train"]) for c in self.clients]
+        for k, (c, share) in enumerate(zip(self.clients, self.shares)):
+            self.log(f"client {k}: {len(c['train'])} training rows, {len(c['dev'])} held out; {share}")
+
+    # ------------------------------------------------------------ the run
+
+    def run(self) -> dict:
+        from tunelab.federated import flower
+        from tunelab.methods import METHODS
+
+        self.read_data()
+        self.method = METHODS[self.cfg.method.name]
+        self.tokenizer, model, head = runs.build_base(self.cfg, self.labels)
+        self.model = self.method.apply(model, self.cfg.method, head)
+        self.server = runs.LoadedRun(self.cfg, self.model, self.tokenizer, self.labels, head)
+        start, done = self.restore()
+        self.strategy = flower.build_strategy(self.fed, self.on_replies)
+        if done and self.fed.dp_noise_multiplier is not None:
+            self.strategy.accountant.load_state_dict(self.read_state()["accountant"])
+        self.size = sum(v.nbytes for v in start.values())
+        n_params = sum(v.size for v in start.values())
+        self.log(
+            f"federated: {self.fed.strategy}, {self.fed.clients} clients ({self.fed.sampled} per round), "
+            f"{self.fed.rounds} rounds of {self.fed.local_steps} local steps; {n_params:,} trainable values "
+            f"({self.size / 2**20:.2f} MiB) travel each way per client"
+        )
+        began = time.perf_counter()
+        if done < self.fed.rounds:
+            app = flower.client_app(self.train_client, dp=self.fed.dp_noise_multiplier is not None)
+            grid = flower.InProcessGrid(app, self.fed.clients)
+            server = flower.server_app(self.strategy, start, self.fed.rounds - done, done, self.evaluate)
+            from flwr.app import Context, RecordDict
+
+            with _flower_logs_quiet():
+                server(grid, Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config={}))
+        return self.finish(round(time.perf_counter() - began, 1))
+
+    def train_client(self, k: int, round_: int, start: dict, mu: float):
+        """Client ``k``'s local training in round ``round_`` (called by its ClientApp)."""
+        cfg = client_mod.client_config(self.cfg, self.run_dir, k, round_, self.fed.local_steps, self.seed)
+        saved = Path(cfg.output_dir)
+        if (saved / "metrics.json").is_file() and (saved / client_mod.UPDATE).is_file():
+            self.log(f"round {round_}: client {k} finished this round before the interruption; reusing its update")
+            return client_mod.reload(saved)
+        self.log(
+            f"round {round_}: client {k} trains {self.fed.local_steps} steps on {len(self.clients[k]['train'])} rows"
+        )
+        return client_mod.train(cfg, self.clients[k], start, mu, _silent)
+
+    def on_replies(self, contents: list) -> None:
+        """Every client's reply of a round, before aggregation: its metrics and the bytes it sent."""
+        from tunelab.federated.flower import payload_bytes
+
+        self.pending = []
+        for content in contents:
+            metrics = dict(content["metrics"])
+            metrics["bytes_sent"] = payload_bytes(content["arrays"])
+            self.pending.append(metrics)
+
+    def evaluate(self, round_: int, weights: dict) -> dict:
+        """The global model of round ``round_`` on the server's dev set; records the round and saves its state."""
+        import torch
+
+        from tunelab.training.loop import load_weights
+
+        load_weights(self.model, {k: torch.from_numpy(v.copy()) for k, v in weights.items()})
+        self.model.eval()
+        metrics = self.task.evaluate(self.server, self.dev, self.cfg.data.dev or "dev split", _silent)
+        scalars = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+        clients = sorted(self.pending, key=lambda m: m["client"]) if round_ > 0 else []
+        up = sum(int(c["bytes_sent"]) for c in clients)
+        record = {
+            "round": round_,
+            "step": round_ * self.fed.local_steps,
+            **{f"dev/{k}": v for k, v in scalars.items()},
+            "bytes_down": self.size * len(clients),
+            "bytes_up": up,
+            "clients": clients,
+        }
+        if (spent := _privacy(self.strategy)) is not None and round_ > 0:
+            record["privacy"] = spent
+        self.pending = []
+        self.record(record, weights)
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in scalars.items())
+        self.log(
+            f"round {round_}: server dev {shown}; {up / 2**20:.2f} MiB up, {record['bytes_down'] / 2**20:.2f} MiB down"
+        )
+        return scalars
+
+    # ------------------------------------------------------------ state, resume, run folder
+
+    def record(self, record: dict, weights: dict) -> None:
+        """Append the round to rounds.jsonl and metrics.jsonl; save the global tensors and accountant (resume point)."""
+        from safetensors.numpy import save_file
+
+        state_dir = self.run_dir / STATE_DIR
+        state_dir.mkdir(exist_ok=True)
+        tmp = state_dir / ".global.safetensors.tmp"
+        save_file({k: v for k, v in weights.items()}, str(tmp))
+        tmp.replace(state_dir / "global.safetensors")
+        state = {"round": record["round"]}
+        if self.fed.dp_noise_multiplier is not None:
+            state["accountant"] = self.strategy.accountant.state_dict()
+        for name in (ROUNDS, "metrics.jsonl"):
+            with open(self.run_dir / name, "a", encoding="utf-8") as f:
+                shown = record if name == ROUNDS else {k: v for k, v in record.items() if k != "clients"}
+                f.write(json.dumps(shown) + "\n")
+        checkpoint.write_json_atomic(state_dir / "state.json", state)
+
+    def read_state(self) -> dict:
+        return json.loads((self.run_dir / STATE_DIR / "state.json").read_text(encoding="utf-8"))
+
+    def restore(self) -> tuple[dict, int]:
+        """The global tensors to start from and the rounds already done (0 and the initial tensors on a new run)."""
+        from safetensors.numpy import load_file
+
+        from tunelab.training.parts import trainable_weights
+
+        state = self.run_dir / STATE_DIR / "state.json"
+        if not state.is_file():
+            for name in (ROUNDS, "metrics.jsonl"):  # a run interrupted before its first round ended starts over
+                (self.run_dir / name).unlink(missing_ok=True)
+            return {k: v.cpu().float().numpy().copy() for k, v in trainable_weights(self.model).items()}, 0
+        done = self.read_state()["round"]
+        weights = load_file(str(self.run_dir / STATE_DIR / "global.safetensors"))
+        _truncate(self.run_dir, done)
+        self.log(f"resuming after round {done} of {self.fed.rounds} ({self.run_dir / STATE_DIR})")
+        return weights, done
+
+    def finish(self, seconds: float) -> dict:
+        """The final global model into model/, metrics.json, federated.json and the report."""
+        import torch
+        from safetensors.numpy import load_file
+
+        from tunelab.evaluation import analysis
+        from tunelab.federated import report
+        from tunelab.methods.base import count_parameters
+        from tunelab.training.loop import load_weights
+
+        weights = load_file(str(self.run_dir / STATE_DIR / "global.safetensors"))
+        load_weights(self.model, {k: torch.from_numpy(v) for k, v in weights.items()})
+        self.model.eval()
+        rounds = [json.loads(line) for line in (self.run_dir / ROUNDS).read_text(encoding="utf-8").splitlines()]
+        last = rounds[-1]
+        trainable, total = count_parameters(self.model)
+        summary = {
+            "strategy": self.fed.strategy,
+            "rounds": self.fed.rounds,
+            "clients": self.fed.clients,
+            "clients_per_round": self.fed.sampled,
+            "local_steps": self.fed.local_steps,
+            "partition": self.fed.partition,
+            "client_rows": [len(c["train"]) for c in self.clients],
+            "client_labels": self.shares,
+            "adapter_bytes": self.size,
+            "bytes_per_round": {"up": last["bytes_up"], "down": last["bytes_down"]},
+            "examples_seen": self.fed.rounds * self.fed.sampled * self.fed.local_steps * self.cfg.train.batch_size,
+        }
+        if "privacy" in last:
+            summary["privacy"] = {
+                **last["privacy"],
+                "noise_multiplier": self.fed.dp_noise_multiplier,
+                "clipping_norm": self.fed.dp_clipping_norm,
+            }
+        final = {
+            "dev": {k[4:]: v for k, v in last.items() if k.startswith("dev/")},
+            "federated": summary,
+            "steps": self.fed.rounds * self.fed.local_steps,
+            "train_seconds": seconds,
+            "trainable_parameters": trainable,
+            "total_parameters": total,
+        }
+        finetune.export(self.model, self.tokenizer, self.method, self.labels, self.run_dir)
+        checkpoint.write_json_atomic(self.run_dir / "federated.json", {"summary": summary, "rounds": rounds})
+        checkpoint.write_json_atomic(self.run_dir / "metrics.json", final)
+        analysis.after_training(self.run_dir, self.cfg, self.model, self.tokenizer, self.labels, self.dev, self.log)
+        report.write(self.run_dir, self.cfg, final, rounds)
+        checkpoint.fix_modes(self.run_dir)
+        return final
+
+
+def _label_counts(task, rows: list) -> dict:
+    """Rows per class label of a client (just the row count for tasks without class labels)."""
+    keys = [task.stratify_key(r) for r in rows]
+    if any(k is None for k in keys):
+        return {"rows": len(rows)}
+    return partition.label_counts(keys, [list(range(len(rows)))])[0]
+
+
+def _privacy(strategy) -> dict | None:
+    from tunelab.federated.flower import privacy_spent
+
+    return privacy_spent(strategy)
+
+
+def _truncate(run_dir: Path, done: int) -> None:
+    """Drop records of rounds after ``done`` (written before an interruption lost them) from the jsonl files."""
+    for name in (ROUNDS, "metrics.jsonl"):
+        path = run_dir / name
+        if path.is_file():
+            keep = [line for line in path.read_text(encoding="utf-8").splitlines() if json.loads(line)["round"] <= done]
+            path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+
+
+class _flower_logs_quiet:
+    """Flower logs every message at INFO on its own logger; tunelab logs the rounds itself, so keep Flower's to
+    warnings while the run lasts."""
+
+    def __enter__(self):
+        import logging
+
+        self.logger = logging.getLogger("flwr")
+        self.level = self.logger.level
+        self.logger.setLevel(logging.WARNING)
+
+    def __exit__(self, *exc):
+        self.logger.setLevel(self.level)
+
+
+def _silent(_msg: str) -> None:
+    pass
