@@ -189,6 +189,12 @@ def cmd_export(args) -> int:
     return commands.export(args)
 
 
+def cmd_federated(args) -> int:
+    from tunelab.federated import commands
+
+    return commands.federated(args, _log)
+
+
 def _recipe(name: str):
     """The recipe command `name` (recipes/commands.py), imported when it runs."""
 
@@ -227,6 +233,7 @@ COMMANDS = {
     "quantize": cmd_quantize,
     "prune": cmd_prune,
     "export": cmd_export,
+    "federated": cmd_federated,
     "info": cmd_info,
     "doctor": cmd_doctor,
     "config": cmd_config,
@@ -318,6 +325,9 @@ def _add_feature_commands(sub) -> None:
 
     compress_commands.add_parsers(sub)
     export_commands.add_parser(sub)
+    from tunelab.federated import commands as federated_commands
+
+    federated_commands.add_parser(sub)
 
 
 def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:

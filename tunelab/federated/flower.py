@@ -28,6 +28,8 @@ from tunelab.federated.config import FederatedConfig
 WEIGHT_KEY = "num-examples"  # FedAvg's weight: the client's training rows
 DP_WEIGHT_KEY = "dp-weight"  # with DP: 1 per client (Flower's accountant requires equal weights)
 PARTITION = "partition-id"  # node_config key naming a client's partition (Flower's convention)
+RUN_ID = 1
+FIRST_NODE = 1000  # client node ids FIRST_NODE + partition (the SuperLink itself is node 1)
 
 
 def payload_bytes(record: ArrayRecord) -> int:
@@ -149,14 +151,14 @@ def server_app(strategy, initial: dict, rounds: int, offset: int, evaluate: Call
 
 
 class InProcessGrid(Grid):
-    """Flower's Grid, delivering each message to the ClientApp in this process (nodes ``1..n``, node ``i`` holding
-    partition ``i - 1``). A client's exception stops the run (a simulated client failing is a bug or bad data the
+    """Flower's Grid, delivering each message to the ClientApp in this process (node ``FIRST_NODE + i`` holds
+    partition ``i``). A client's exception stops the run (a simulated client failing is a bug or bad data the
     user must see, not a dropped node)."""
 
     def __init__(self, app: ClientApp, n: int):
         self.app = app
         self.contexts = {
-            i + 1: Context(run_id=1, node_id=i + 1, node_config={PARTITION: i}, state=RecordDict(), run_config={})
+            FIRST_NODE + i: Context(RUN_ID, FIRST_NODE + i, node_config={PARTITION: i}, state=RecordDict(), run_config={})
             for i in range(n)
         }
         self._run = None
@@ -191,3 +193,15 @@ class InProcessGrid(Grid):
 
     def _deliver(self, msg: Message) -> Message:
         return self.app(msg, self.contexts[msg.metadata.dst_node_id])
+
+
+def run_in_process(app: ServerApp, grid: InProcessGrid) -> None:
+    """Run ``app`` on ``grid`` in this process, set up as Flower's own runtimes do before they start a ServerApp
+    (the process's task identity, which new Messages are stamped with, and the app's Context)."""
+    from flwr.common.constant import SUPERLINK_NODE_ID
+    from flwr.supercore.task_identity import TaskIdentity
+
+    TaskIdentity.task_id = 1
+    TaskIdentity.run_id = RUN_ID
+    TaskIdentity.node_id = SUPERLINK_NODE_ID
+    app(grid, Context(RUN_ID, SUPERLINK_NODE_ID, node_config={}, state=RecordDict(), run_config={}))

@@ -50,6 +50,15 @@ def run(path: str | None, overrides: list[str], *, quiet: bool = False, log=prin
         return Federation(cfg, fed, task, run_dir, session.log, quiet).run()
 
 
+def resume_hint(output_dir: str) -> str:
+    """What a rerun of an interrupted federated run does."""
+    state = Path(output_dir) / STATE_DIR / "state.json"
+    if not state.is_file():
+        return "no round had finished, so a rerun starts from the first round (a client's run resumes its own steps)"
+    done = json.loads(state.read_text(encoding="utf-8"))["round"]
+    return f"resumable after round {done}: rerun the same command to continue"
+
+
 def check_flower() -> None:
     """A clear error when Flower is not installed (it is an optional extra)."""
     import importlib.util
@@ -135,10 +144,12 @@ class Federation:
         self.model = self.method.apply(model, self.cfg.method, head)
         self.server = runs.LoadedRun(self.cfg, self.model, self.tokenizer, self.labels, head)
         start, done = self.restore()
-        self.strategy = flower.build_strategy(self.fed, self.on_replies)
+        with _flower_logs_quiet():
+            self.strategy = flower.build_strategy(self.fed, self.on_replies)
         if done and self.fed.dp_noise_multiplier is not None:
             self.strategy.accountant.load_state_dict(self.read_state()["accountant"])
-        self.size = sum(v.nbytes for v in start.values())
+        self.size = sum(v.nbytes for v in start.values())  # the raw tensors
+        self.payload = flower.payload_bytes(flower.to_record(start))  # as Flower serialises them (+ npy headers)
         n_params = sum(v.size for v in start.values())
         self.log(
             f"federated: {self.fed.strategy}, {self.fed.clients} clients ({self.fed.sampled} per round), "
@@ -150,10 +161,8 @@ class Federation:
             app = flower.client_app(self.train_client, dp=self.fed.dp_noise_multiplier is not None)
             grid = flower.InProcessGrid(app, self.fed.clients)
             server = flower.server_app(self.strategy, start, self.fed.rounds - done, done, self.evaluate)
-            from flwr.app import Context, RecordDict
-
             with _flower_logs_quiet():
-                server(grid, Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config={}))
+                flower.run_in_process(server, grid)
         return self.finish(round(time.perf_counter() - began, 1))
 
     def train_client(self, k: int, round_: int, start: dict, mu: float):
@@ -194,7 +203,7 @@ class Federation:
             "round": round_,
             "step": round_ * self.fed.local_steps,
             **{f"dev/{k}": v for k, v in scalars.items()},
-            "bytes_down": self.size * len(clients),
+            "bytes_down": self.payload * len(clients),
             "bytes_up": up,
             "clients": clients,
         }
@@ -274,6 +283,7 @@ class Federation:
             "client_rows": [len(c["train"]) for c in self.clients],
             "client_labels": self.shares,
             "adapter_bytes": self.size,
+            "adapter_payload_bytes": self.payload,
             "bytes_per_round": {"up": last["bytes_up"], "down": last["bytes_down"]},
             "examples_seen": self.fed.rounds * self.fed.sampled * self.fed.local_steps * self.cfg.train.batch_size,
         }

@@ -1,0 +1,190 @@
+"""`tunelab federated` on the tiny BERT: a 2-client, 2-round Flower simulation whose global adapter is the weighted
+average of the clients' updates; FedProx; DP noise of the configured scale with epsilon reported; resume after an
+interrupt; the run folder works with predict/eval; clear errors. Skipped without Flower (the federated extra)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("flwr", reason="Flower is the optional federated extra: make federated (pip install 'tunelab[federated]')")
+
+from safetensors.numpy import load_file  # noqa: E402
+
+from tunelab import cli, runs  # noqa: E402
+from tunelab.errors import ConfigError, TunelabError  # noqa: E402
+from tunelab.federated import client as client_mod  # noqa: E402
+from tunelab.federated.config import FederatedConfig  # noqa: E402
+from tunelab.recipes import federated  # noqa: E402
+
+
+def fed_args(tmp_path, tiny_bert_dir, *extra):
+    from tests.conftest import loop_args
+
+    return [
+        *loop_args(tmp_path, tiny_bert_dir),
+        "method=lora",
+        "method.target_modules=[query,value]",
+        "train.lr=1e-2",
+        "speed.cache=false",
+        "federated.clients=2",
+        "federated.rounds=2",
+        "federated.local_steps=3",
+        *extra,
+    ]
+
+
+def client_update(out, k, r):
+    folder = out / "clients" / f"client-{k}" / f"round-{r:03d}"
+    meta = client_mod.reload(folder)
+    return meta.weights, meta.rows
+
+
+def test_two_clients_two_rounds_average_is_the_weighted_mean(tmp_path, tiny_bert_dir):
+    out = tmp_path / "fed"
+    args = fed_args(tmp_path, tiny_bert_dir, "federated.partition=dirichlet", "federated.alpha=0.5")
+    assert cli.main(["federated", *args, f"output_dir={out}"]) == 0
+    rounds = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in rounds] == [0, 1, 2]
+    final = json.loads((out / "metrics.json").read_text())
+    fed = final["federated"]
+    # only the trainable tensors travel: bytes per round = adapter size x clients, both ways
+    assert rounds[2]["bytes_up"] == rounds[2]["bytes_down"] == 2 * fed["adapter_payload_bytes"]
+    assert fed["adapter_bytes"] == 4 * final["trainable_parameters"]  # float32 tensors
+    assert 0 < fed["adapter_payload_bytes"] - fed["adapter_bytes"] < 200 * len(load_file(str(out / "federated" / "global.safetensors")))
+    assert [c["client"] for c in rounds[1]["clients"]] == [0, 1]
+    assert all("local_dev_accuracy" in c and "local_train_loss" in c for c in rounds[1]["clients"])
+    # the global tensors after round 2 are the row-weighted mean of the clients' round-2 tensors (Flower's FedAvg)
+    (w0, n0), (w1, n1) = client_update(out, 0, 2), client_update(out, 1, 2)
+    assert n0 != n1 and n0 + n1 == sum(fed["client_rows"])
+    glob = load_file(str(out / "federated" / "global.safetensors"))
+    assert set(glob) == set(w0)
+    for name in glob:
+        np.testing.assert_allclose(glob[name], (n0 * w0[name] + n1 * w1[name]) / (n0 + n1), rtol=1e-5, atol=1e-7)
+    # round 2 started from round 1's average, not from the clients' own tensors
+    (a0, _), (a1, _) = client_update(out, 0, 1), client_update(out, 1, 1)
+    assert not np.allclose(w0[next(iter(w0))], a0[next(iter(a0))])
+    # the run folder is like any other: predict and eval rebuild the global model from it
+    run = runs.load_run(out)
+    assert run.labels == ["0", "1"]
+    from tunelab.training.parts import plain_name
+
+    loaded = {plain_name(k): v.detach().numpy() for k, v in run.model.named_parameters()}
+    for name, tensor in glob.items():
+        np.testing.assert_allclose(loaded[name], tensor, rtol=0, atol=0)
+    report = (out / "report.md").read_text()
+    assert "## Rounds" in report and (out / "rounds.png").is_file()
+    assert json.loads((out / "federated.json").read_text())["summary"]["partition"] == "dirichlet"
+
+
+def test_fedprox_sends_mu_and_pulls_towards_the_global_model(tmp_path, tiny_bert_dir, monkeypatch):
+    real = client_mod.train
+    seen = []
+
+    def spy(cfg, rows, start, mu, log):
+        seen.append((start, mu))
+        return real(cfg, rows, start, mu, log)
+
+    monkeypatch.setattr(client_mod, "train", spy)
+    args = fed_args(tmp_path, tiny_bert_dir, "federated.rounds=1", "federated.clients_per_round=1")
+    far, near = tmp_path / "avg", tmp_path / "prox"
+    assert cli.main(["federated", "--quiet", *args, f"output_dir={far}"]) == 0
+    assert cli.main(["federated", "--quiet", *args, "federated.strategy=fedprox", "federated.mu=50", f"output_dir={near}"]) == 0
+    (start_avg, mu_avg), (start_prox, mu_prox) = seen
+    assert (mu_avg, mu_prox) == (0.0, 50.0)  # Flower's FedProx sends proximal-mu to the clients
+    for name in start_avg:
+        np.testing.assert_array_equal(start_avg[name], start_prox[name])
+    k = json.loads((near / "rounds.jsonl").read_text().splitlines()[1])["clients"][0]["client"]
+    plain, _ = client_update(far, k, 1)
+    prox, _ = client_update(near, k, 1)
+
+    def dist(w):
+        return sum(float(((w[n] - start_avg[n]) ** 2).sum()) for n in start_avg)
+
+    assert 0 < dist(prox) < 0.5 * dist(plain)
+
+
+def test_dp_noise_has_the_configured_scale_and_epsilon_is_reported(tmp_path, tiny_bert_dir):
+    from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+
+    from tunelab.federated import flower
+
+    fed = FederatedConfig(clients=4, dp_noise_multiplier=2.0, dp_clipping_norm=0.5)
+    strategy = flower.build_strategy(fed, lambda contents: None)
+    zeros = ArrayRecord({"w": Array(np.zeros(200_000, dtype=np.float32))})
+
+    class Grid4(flower.InProcessGrid):
+        def __init__(self):
+            self.contexts = {i: None for i in range(1, 5)}
+
+    sent = list(strategy.configure_train(1, zeros, ConfigRecord({"round-offset": 0}), Grid4()))
+    replies = [
+        Message(RecordDict({"arrays": zeros, "metrics": MetricRecord({"num-examples": 10 + i, "dp-weight": 1.0})}), reply_to=m)
+        for i, m in enumerate(sent)
+    ]
+    agg, _ = strategy.aggregate_train(1, replies)
+    noise = agg["w"].numpy()
+    # Flower's central DP: std = noise_multiplier * clipping_norm / sampled clients
+    assert noise.std() == pytest.approx(2.0 * 0.5 / 4, rel=0.02) and abs(noise.mean()) < 0.005
+    spent = flower.privacy_spent(strategy)
+    assert spent["releases"] == 1 and 0 < spent["epsilon"] < float("inf") and spent["delta"] == fed.dp_delta
+    # end to end: clipped updates, noisy average, epsilon per round in rounds.jsonl and the summary
+    out = tmp_path / "dp"
+    args = fed_args(tmp_path, tiny_bert_dir, "federated.dp_noise_multiplier=1.0", "federated.dp_clipping_norm=0.1")
+    assert cli.main(["federated", "--quiet", *args, f"output_dir={out}"]) == 0
+    rounds = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
+    eps = [r["privacy"]["epsilon"] for r in rounds[1:]]
+    assert eps[0] < eps[1]
+    assert json.loads((out / "metrics.json").read_text())["federated"]["privacy"]["epsilon"] == eps[1]
+
+
+def test_interrupted_run_resumes_after_the_last_round_and_matches(tmp_path, tiny_bert_dir, monkeypatch):
+    args = fed_args(tmp_path, tiny_bert_dir)
+    whole = tmp_path / "whole"
+    assert cli.main(["federated", "--quiet", *args, f"output_dir={whole}"]) == 0
+    real = client_mod.train
+
+    def dies_in_round_2(cfg, rows, start, mu, log):
+        if cfg.output_dir.endswith("client-1/round-002"):
+            raise KeyboardInterrupt
+        return real(cfg, rows, start, mu, log)
+
+    cut = tmp_path / "cut"
+    monkeypatch.setattr(client_mod, "train", dies_in_round_2)
+    assert cli.main(["federated", "--quiet", *args, f"output_dir={cut}"]) == 130
+    assert json.loads((cut / "federated" / "state.json").read_text())["round"] == 1
+    assert federated.resume_hint(str(cut)).startswith("resumable after round 1")
+    monkeypatch.setattr(client_mod, "train", real)
+    assert cli.main(["federated", "--quiet", *args, f"output_dir={cut}"]) == 0
+    a = load_file(str(whole / "federated" / "global.safetensors"))
+    b = load_file(str(cut / "federated" / "global.safetensors"))
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-7)
+    assert [json.loads(x)["round"] for x in (cut / "rounds.jsonl").read_text().splitlines()] == [0, 1, 2]
+    # a finished run is never overwritten; a changed federated section is refused
+    with pytest.raises(TunelabError, match="already holds a finished run"):
+        federated.run(None, [*args, f"output_dir={cut}"], log=lambda m: None)
+
+
+def test_bad_federated_sections_are_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"federated.roundz: unknown key; did you mean federated.rounds\?"):
+        federated.load(None, ["federated.roundz=3"])
+    with pytest.raises(ConfigError, match="partition: files needs client_files"):
+        federated.load(None, ["federated.partition=files"])
+    with pytest.raises(ConfigError, match="clients_per_round 5 is above clients"):
+        federated.load(None, ["federated.clients_per_round=5"])
+    with pytest.raises(ConfigError, match=r"federated.mu: Input should be greater than or equal to 0 \(got -1\)"):
+        federated.load(None, ["federated.mu=-1"])
+    cfg, fed = federated.load(None, ["federated.partition=files", "federated.client_files=[a.tsv,b.tsv,c.tsv]"])
+    assert fed.clients == 3
+
+
+def test_without_flower_the_error_says_how_to_install(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "flwr" else real(name, *a))
+    with pytest.raises(TunelabError, match=r"needs Flower: pip install 'tunelab\[federated\]'"):
+        federated.check_flower()
