@@ -29,6 +29,11 @@ def test_example_config_validates(path):
 
         cfg, kd = distill.load(str(path), [])
         assert kd.teacher
+    elif "federated" in raw:  # a `tunelab federated` config: a run config plus the federated: section
+        from tunelab.federated.config import load
+
+        cfg, fed = load(str(path), [])
+        assert fed.rounds >= 1
     else:
         cfg = config.load(path)
     assert cfg.output_dir and cfg.model.name

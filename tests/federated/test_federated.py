@@ -9,7 +9,9 @@ import json
 import numpy as np
 import pytest
 
-pytest.importorskip("flwr", reason="Flower is the optional federated extra: make federated (pip install 'tunelab[federated]')")
+pytest.importorskip(
+    "flwr", reason="Flower is the optional federated extra: make federated (pip install 'tunelab[federated]')"
+)
 
 from safetensors.numpy import load_file  # noqa: E402
 
@@ -53,7 +55,11 @@ def test_two_clients_two_rounds_average_is_the_weighted_mean(tmp_path, tiny_bert
     # only the trainable tensors travel: bytes per round = adapter size x clients, both ways
     assert rounds[2]["bytes_up"] == rounds[2]["bytes_down"] == 2 * fed["adapter_payload_bytes"]
     assert fed["adapter_bytes"] == 4 * final["trainable_parameters"]  # float32 tensors
-    assert 0 < fed["adapter_payload_bytes"] - fed["adapter_bytes"] < 200 * len(load_file(str(out / "federated" / "global.safetensors")))
+    assert (
+        0
+        < fed["adapter_payload_bytes"] - fed["adapter_bytes"]
+        < 200 * len(load_file(str(out / "federated" / "global.safetensors")))
+    )
     assert [c["client"] for c in rounds[1]["clients"]] == [0, 1]
     assert all("local_dev_accuracy" in c and "local_train_loss" in c for c in rounds[1]["clients"])
     # the global tensors after round 2 are the row-weighted mean of the clients' round-2 tensors (Flower's FedAvg)
@@ -91,7 +97,10 @@ def test_fedprox_sends_mu_and_pulls_towards_the_global_model(tmp_path, tiny_bert
     args = fed_args(tmp_path, tiny_bert_dir, "federated.rounds=1", "federated.clients_per_round=1")
     far, near = tmp_path / "avg", tmp_path / "prox"
     assert cli.main(["federated", "--quiet", *args, f"output_dir={far}"]) == 0
-    assert cli.main(["federated", "--quiet", *args, "federated.strategy=fedprox", "federated.mu=50", f"output_dir={near}"]) == 0
+    assert (
+        cli.main(["federated", "--quiet", *args, "federated.strategy=fedprox", "federated.mu=50", f"output_dir={near}"])
+        == 0
+    )
     (start_avg, mu_avg), (start_prox, mu_prox) = seen
     assert (mu_avg, mu_prox) == (0.0, 50.0)  # Flower's FedProx sends proximal-mu to the clients
     for name in start_avg:
@@ -121,7 +130,10 @@ def test_dp_noise_has_the_configured_scale_and_epsilon_is_reported(tmp_path, tin
 
     sent = list(strategy.configure_train(1, zeros, ConfigRecord({"round-offset": 0}), Grid4()))
     replies = [
-        Message(RecordDict({"arrays": zeros, "metrics": MetricRecord({"num-examples": 10 + i, "dp-weight": 1.0})}), reply_to=m)
+        Message(
+            RecordDict({"arrays": zeros, "metrics": MetricRecord({"num-examples": 10 + i, "dp-weight": 1.0})}),
+            reply_to=m,
+        )
         for i, m in enumerate(sent)
     ]
     agg, _ = strategy.aggregate_train(1, replies)

@@ -158,7 +158,9 @@ class InProcessGrid(Grid):
     def __init__(self, app: ClientApp, n: int):
         self.app = app
         self.contexts = {
-            FIRST_NODE + i: Context(RUN_ID, FIRST_NODE + i, node_config={PARTITION: i}, state=RecordDict(), run_config={})
+            FIRST_NODE + i: Context(
+                RUN_ID, FIRST_NODE + i, node_config={PARTITION: i}, state=RecordDict(), run_config={}
+            )
             for i in range(n)
         }
         self._run = None

@@ -39,7 +39,11 @@ def write(run_dir: Path, cfg, final: dict, rounds: list[dict]) -> Path:
             "",
         ]
     scalar = [k for k, v in final["dev"].items() if isinstance(v, float)]
-    parts += ["## Global model on the server's dev set", "", markdown_table(scalar, [[final["dev"][k] for k in scalar]])]
+    parts += [
+        "## Global model on the server's dev set",
+        "",
+        markdown_table(scalar, [[final["dev"][k] for k in scalar]]),
+    ]
     parts += ["", "## Rounds", "", f"![per-round curves]({PLOT})", ""]
     head = ["round", f"dev {metric}", "bytes up", "bytes down", "clients: local dev " + metric + " (train loss)"]
     rows = []
@@ -53,7 +57,10 @@ def write(run_dir: Path, cfg, final: dict, rounds: list[dict]) -> Path:
     parts += [
         markdown_table(
             ["client", "training rows", "labels"],
-            [[k, n, ", ".join(f"{a}: {b}" for a, b in share.items())] for k, (n, share) in enumerate(zip(fed["client_rows"], fed["client_labels"]))],
+            [
+                [k, n, ", ".join(f"{a}: {b}" for a, b in share.items())]
+                for k, (n, share) in enumerate(zip(fed["client_rows"], fed["client_labels"]))
+            ],
         ),
         "",
     ]
