@@ -44,7 +44,14 @@ def client_update(out, k, r):
     return meta.weights, meta.rows
 
 
-def test_two_clients_two_rounds_average_is_the_weighted_mean(tmp_path, tiny_bert_dir):
+def test_two_clients_two_rounds_average_is_the_weighted_mean(tmp_path, tiny_bert_dir, monkeypatch):
+    real, starts = client_mod.train, {}
+
+    def spy(cfg, rows, start, mu, log):
+        starts[cfg.output_dir[-len("client-0/round-001") :]] = start
+        return real(cfg, rows, start, mu, log)
+
+    monkeypatch.setattr(client_mod, "train", spy)
     out = tmp_path / "fed"
     args = fed_args(tmp_path, tiny_bert_dir, "federated.partition=dirichlet", "federated.alpha=0.5")
     assert cli.main(["federated", *args, f"output_dir={out}"]) == 0
@@ -69,9 +76,13 @@ def test_two_clients_two_rounds_average_is_the_weighted_mean(tmp_path, tiny_bert
     assert set(glob) == set(w0)
     for name in glob:
         np.testing.assert_allclose(glob[name], (n0 * w0[name] + n1 * w1[name]) / (n0 + n1), rtol=1e-5, atol=1e-7)
-    # round 2 started from round 1's average, not from the clients' own tensors
+    # both clients started round 2 from round 1's weighted average (what the server sent back)
     (a0, _), (a1, _) = client_update(out, 0, 1), client_update(out, 1, 1)
-    assert not np.allclose(w0[next(iter(w0))], a0[next(iter(a0))])
+    for k in (0, 1):
+        start = starts[f"client-{k}/round-002"]
+        for name in glob:
+            np.testing.assert_allclose(start[name], (n0 * a0[name] + n1 * a1[name]) / (n0 + n1), rtol=1e-5, atol=1e-7)
+    assert not np.allclose(starts["client-0/round-002"][name], starts["client-0/round-001"][name])
     # the run folder is like any other: predict and eval rebuild the global model from it
     run = runs.load_run(out)
     assert run.labels == ["0", "1"]

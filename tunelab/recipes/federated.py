@@ -33,7 +33,9 @@ ROUNDS = "rounds.jsonl"
 
 
 def run(path: str | None, overrides: list[str], *, quiet: bool = False, log=print, resume_anyway: bool = False):
-    """Federate into the config's output_dir (resuming after the last finished round); returns the final metrics."""
+    """Federate into the config's output_dir (resuming after the last finished round); returns the final metrics.
+
+    ``quiet`` drops the per-client lines (clients never show a progress bar; each round's result is logged)."""
     from tunelab.models import load as model_load
 
     cfg, fed = load(path, overrides)
@@ -47,7 +49,9 @@ def run(path: str | None, overrides: list[str], *, quiet: bool = False, log=prin
     check_saved(run_dir, fed, resume_anyway, log)
     with runstate.active(run_dir, log) as session:
         session.log(f"precision: {precision.name} ({precision.reason})")
-        return Federation(cfg, fed, task, run_dir, session.log, quiet).run()
+        federation = Federation(cfg, fed, task, run_dir, session.log)
+        federation.client_lines = not quiet
+        return federation.run()
 
 
 def resume_hint(output_dir: str) -> str:
@@ -87,11 +91,12 @@ def check_saved(run_dir: Path, fed: FederatedConfig, resume_anyway: bool, log) -
 class Federation:
     """The server's side of one federated run, and the simulated clients it starts."""
 
-    def __init__(self, cfg, fed: FederatedConfig, task, run_dir: Path, log, quiet: bool):
-        self.cfg, self.fed, self.task, self.run_dir, self.log, self.quiet = cfg, fed, task, run_dir, log, quiet
+    def __init__(self, cfg, fed: FederatedConfig, task, run_dir: Path, log):
+        self.cfg, self.fed, self.task, self.run_dir, self.log = cfg, fed, task, run_dir, log
         self.seed = fed.seed if fed.seed is not None else cfg.train.seed
         self.pending: list[dict] = []  # the clients' replies of the round being aggregated
         self.strategy = None
+        self.client_lines = True  # log a line per client and round
 
     # ------------------------------------------------------------ data
 
