@@ -191,6 +191,24 @@ def test_interrupted_run_resumes_after_the_last_round_and_matches(tmp_path, tiny
         federated.run(None, [*args, f"output_dir={cut}"], log=lambda m: None)
 
 
+def test_one_file_per_client_needs_the_servers_dev_set(tmp_path, tiny_bert_dir):
+    from tests.conftest import write_sentiment
+
+    files = [write_sentiment(tmp_path / f"site{k}.tsv", n=24, seed=k) for k in range(2)]
+    dev = write_sentiment(tmp_path / "dev.tsv", n=16, seed=9)
+    args = fed_args(
+        tmp_path, tiny_bert_dir, "federated.rounds=1", "federated.local_steps=2", "federated.partition=files"
+    )
+    args.append(f"federated.client_files=[{files[0]},{files[1]}]")
+    with pytest.raises(TunelabError, match="federated.partition=files: set data.dev"):
+        federated.run(None, [*args, f"output_dir={tmp_path / 'nodev'}"], log=lambda m: None)
+    out = tmp_path / "sites"
+    assert cli.main(["federated", "--quiet", *args, f"data.dev={dev}", f"output_dir={out}"]) == 0
+    fed = json.loads((out / "metrics.json").read_text())["federated"]
+    assert fed["client_rows"] == [22, 22]  # 24 rows each, round(10%) = 2 held out for the client's own metrics
+    assert json.loads((out / "metrics.json").read_text())["dev"]["accuracy"] >= 0
+
+
 def test_bad_federated_sections_are_named(tmp_path):
     with pytest.raises(ConfigError, match=r"federated.roundz: unknown key; did you mean federated.rounds\?"):
         federated.load(None, ["federated.roundz=3"])
