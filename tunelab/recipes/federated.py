@@ -166,6 +166,7 @@ class Federation:
             app = flower.client_app(self.train_client, dp=self.fed.dp_noise_multiplier is not None)
             grid = flower.InProcessGrid(app, self.fed.clients)
             server = flower.server_app(self.strategy, start, self.fed.rounds - done, done, self.evaluate)
+            self.seed_sampling(done)
             with _flower_logs_quiet():
                 flower.run_in_process(server, grid)
         return self.finish(round(time.perf_counter() - began, 1))
@@ -216,11 +217,19 @@ class Federation:
             record["privacy"] = spent
         self.pending = []
         self.record(record, weights)
+        self.seed_sampling(round_)
         shown = ", ".join(f"{k} {v:.4f}" for k, v in scalars.items())
         self.log(
             f"round {round_}: server dev {shown}; {up / 2**20:.2f} MiB up, {record['bytes_down'] / 2**20:.2f} MiB down"
         )
         return scalars
+
+    def seed_sampling(self, done: int) -> None:
+        """Flower samples each round's clients with Python's ``random``: seed it from (seed, rounds done), so a
+        resumed run samples the clients an uninterrupted one would."""
+        import random
+
+        random.seed(self.seed * 100_003 + done)
 
     # ------------------------------------------------------------ state, resume, run folder
 
