@@ -93,6 +93,7 @@ def test_two_clients_two_rounds_average_is_the_weighted_mean(tmp_path, tiny_bert
         np.testing.assert_allclose(loaded[name], tensor, rtol=0, atol=0)
     report = (out / "report.md").read_text()
     assert "## Rounds" in report and (out / "rounds.png").is_file()
+    assert f"per round {rounds[2]['bytes_up']:,} bytes up" in report
     assert json.loads((out / "federated.json").read_text())["summary"]["partition"] == "dirichlet"
 
 

@@ -26,7 +26,7 @@ def write(run_dir: Path, cfg, final: dict, rounds: list[dict]) -> Path:
         f"{cfg.train.batch_size} examples ({fed['examples_seen']:,} examples seen), {final['train_seconds']} s.",
         "",
         f"Adapter: {fed['adapter_bytes']:,} bytes of tensors ({fed['adapter_payload_bytes']:,} as Flower serialises "
-        "them); per round {fed['bytes_per_round']['up']:,} bytes up and "
+        f"them); per round {fed['bytes_per_round']['up']:,} bytes up and "
         f"{fed['bytes_per_round']['down']:,} bytes down (adapter x clients).",
         "",
     ]
