@@ -164,6 +164,30 @@ def test_dp_noise_has_the_configured_scale_and_epsilon_is_reported(tmp_path, tin
     assert json.loads((out / "metrics.json").read_text())["federated"]["privacy"]["epsilon"] == eps[1]
 
 
+def test_dp_clips_each_client_update_to_the_norm(tmp_path, tiny_bert_dir, monkeypatch):
+    real, starts = client_mod.train, []
+
+    def spy(cfg, rows, start, mu, log):
+        starts.append(start)
+        return real(cfg, rows, start, mu, log)
+
+    monkeypatch.setattr(client_mod, "train", spy)
+    out = tmp_path / "clip"
+    clip = 0.05
+    args = fed_args(tmp_path, tiny_bert_dir, "federated.rounds=1", "federated.dp_noise_multiplier=1e-9")
+    assert cli.main(["federated", "--quiet", *args, f"federated.dp_clipping_norm={clip}", f"output_dir={out}"]) == 0
+    start = starts[0]
+    glob = load_file(str(out / "federated" / "global.safetensors"))
+    raw = [client_update(out, k, 1)[0] for k in (0, 1)]
+
+    def norm(w):
+        return float(np.sqrt(sum(((w[n] - start[n]) ** 2).sum() for n in start)))
+
+    assert all(norm(w) > 2 * clip for w in raw)  # the clients' own updates were larger than the norm
+    # the server's average of the clipped updates (equal weights under DP; the noise is negligible here)
+    assert norm(glob) <= clip * 1.0001
+
+
 def test_interrupted_run_resumes_after_the_last_round_and_matches(tmp_path, tiny_bert_dir, monkeypatch):
     args = fed_args(tmp_path, tiny_bert_dir)
     whole = tmp_path / "whole"
