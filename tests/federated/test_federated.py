@@ -220,6 +220,9 @@ def test_one_file_per_client_needs_the_servers_dev_set(tmp_path, tiny_bert_dir):
     from tests.conftest import write_sentiment
 
     files = [write_sentiment(tmp_path / f"site{k}.tsv", n=24, seed=k) for k in range(2)]
+    # site 0 holds one class only: its run still uses the federation's two labels (same head as the others)
+    lines = files[0].read_text().splitlines()
+    files[0].write_text("\n".join([lines[0]] + [x for x in lines[1:] if x.endswith("\t1")] * 2) + "\n")
     dev = write_sentiment(tmp_path / "dev.tsv", n=16, seed=9)
     args = fed_args(
         tmp_path, tiny_bert_dir, "federated.rounds=1", "federated.local_steps=2", "federated.partition=files"
@@ -231,6 +234,7 @@ def test_one_file_per_client_needs_the_servers_dev_set(tmp_path, tiny_bert_dir):
     assert cli.main(["federated", "--quiet", *args, f"data.dev={dev}", f"output_dir={out}"]) == 0
     fed = json.loads((out / "metrics.json").read_text())["federated"]
     assert fed["client_rows"] == [22, 22]  # 24 rows each, round(10%) = 2 held out for the client's own metrics
+    assert fed["client_labels"][0] == {"1": 22}
     assert json.loads((out / "metrics.json").read_text())["dev"]["accuracy"] >= 0
 
 

@@ -30,13 +30,16 @@ class LocalResult:
 class ClientRound(finetune.Extension):
     """The federated client's additions to a fine-tuning run."""
 
-    def __init__(self, rows: dict[str, list], start: dict, mu: float):
-        self.rows, self.start, self.mu = rows, start, mu
+    def __init__(self, rows: dict[str, list], labels: list[str] | None, start: dict, mu: float):
+        self.rows, self.labels, self.start, self.mu = rows, labels, start, mu
         self.model = None
         self.train_rows = 0
 
     def splits(self, cfg, task, log) -> dict[str, list]:
         return {name: list(rows) for name, rows in self.rows.items()}
+
+    def label_space(self, task, rows: list, source: str) -> list[str] | None:
+        return self.labels  # the federation's: a client may hold one class only
 
     def adapt(self, setup: finetune.Setup) -> None:
         import torch
@@ -80,17 +83,19 @@ def client_config(cfg: config_mod.RunConfig, run_dir: Path, client: int, round_:
     c.train.keep_checkpoints = "none"
     c.train.seed = seed + 1000 * round_ + client
     c.tracking.backends = []
-    c.analysis.fit_temperature = False  # a temperature for one client's weights; the global model gets none either
+    c.analysis.fit_temperature = False  # one client's weights are not what predict uses; the server fits the global one
     return c
 
 
 def train(cfg: config_mod.RunConfig, rows: dict[str, list], start: dict, mu: float, log) -> LocalResult:
-    """Run the client's local training (tunelab's one loop, via finetune.run) from the global tensors ``start``."""
+    """Run the client's local training (tunelab's one loop, via finetune.run) from the global tensors ``start``.
+
+    ``rows`` holds the client's ``train`` and ``dev`` rows and the federation's ``labels``."""
     import json
 
     from safetensors.numpy import save_file
 
-    ext = ClientRound(rows, start, mu)
+    ext = ClientRound({"train": rows["train"], "dev": rows["dev"]}, rows["labels"], start, mu)
     final = finetune.run(cfg, quiet=True, log=log, extension=ext)
     metrics = {f"local_dev_{k}": float(v) for k, v in final["dev"].items() if isinstance(v, (int, float))}
     loss = _last_loss(Path(cfg.output_dir))

@@ -178,10 +178,10 @@ class Federation:
         if (saved / "metrics.json").is_file() and (saved / client_mod.UPDATE).is_file():
             self.log(f"round {round_}: client {k} finished this round before the interruption; reusing its update")
             return client_mod.reload(saved)
-        self.log(
-            f"round {round_}: client {k} trains {self.fed.local_steps} steps on {len(self.clients[k]['train'])} rows"
-        )
-        return client_mod.train(cfg, self.clients[k], start, mu, _silent)
+        if self.client_lines:
+            rows = len(self.clients[k]["train"])
+            self.log(f"round {round_}: client {k} trains {self.fed.local_steps} steps on {rows} rows")
+        return client_mod.train(cfg, {**self.clients[k], "labels": self.labels}, start, mu, _silent)
 
     def on_replies(self, contents: list) -> None:
         """Every client's reply of a round, before aggregation: its metrics and the bytes it sent."""
@@ -219,9 +219,8 @@ class Federation:
         self.record(record, weights)
         self.seed_sampling(round_)
         shown = ", ".join(f"{k} {v:.4f}" for k, v in scalars.items())
-        self.log(
-            f"round {round_}: server dev {shown}; {up / 2**20:.2f} MiB up, {record['bytes_down'] / 2**20:.2f} MiB down"
-        )
+        sent = f"; {up:,} bytes up, {record['bytes_down']:,} bytes down" if round_ else " (the starting model)"
+        self.log(f"round {round_}: server dev {shown}{sent}")
         return scalars
 
     def seed_sampling(self, done: int) -> None:
