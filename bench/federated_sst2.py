@@ -55,9 +55,9 @@ RUNS = {
 def run(name: str) -> dict:
     out = WORK / name
     shutil.rmtree(out, ignore_errors=True)  # the bench's own folder: a rerun starts the run afresh
-    args = [*RUNS[name], f"output_dir={out}"]
+    args = [*RUNS[name], f"output_dir={out.relative_to(REPO)}"]
     if args[0] == "train":  # a plain run: drop the federated section through a config without it
-        args[1] = str(central_config())
+        args[1] = str(central_config().relative_to(REPO))
     cmd = [str(REPO / ".venv" / "bin" / "tunelab"), *args[:1], "--quiet", *args[1:]]
     print("$ tunelab " + " ".join(args), flush=True)
     start = time.perf_counter()
