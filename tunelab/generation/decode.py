@@ -96,6 +96,13 @@ def _left_pad(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor,
     return ids, mask  # (batch, width) each
 
 
+def _right_pad(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([r + [pad_id] * (width - len(r)) for r in rows], device=device)
+    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=device)
+    return ids, mask  # (batch, width) each
+
+
 def hf_generate_kwargs(model, tokenizer, cfg: GenerationConfig) -> dict:
     kw = cfg.hf_kwargs()
     kw.update(eos_token_id=eos_ids(model, tokenizer), pad_token_id=tokenizer.pad_token_id)
@@ -127,8 +134,15 @@ def generate(
     was_training = model.training
     model.eval()
     outputs: list[Output] = []
+    encoder_decoder = bool(model.config.is_encoder_decoder)
     for s in range(0, len(encoded), cfg.batch_size):
         chunk = encoded[s : s + cfg.batch_size]
+        if encoder_decoder:  # the prompt is the encoder's input (right-padded: absolute positions stay put)
+            ids, mask = _right_pad([c[0] for c in chunk], tokenizer.pad_token_id, device)
+            new = model.generate(input_ids=ids, attention_mask=mask, **kw)[:, 1:]  # (batch, new): start token dropped
+            for row, (_, dropped) in zip(new.tolist(), chunk):
+                outputs.append(finish(tokenizer, row, stops, cfg.stop, dropped))
+            continue
         ids, mask = _left_pad([c[0] for c in chunk], tokenizer.pad_token_id, device)
         if greedy.supports(model, cfg):
             new = greedy.greedy(
