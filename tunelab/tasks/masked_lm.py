@@ -39,8 +39,12 @@ class Config(Strict):
 
 @dataclass(frozen=True)
 class TextInput:
+    """A prediction input: text holding mask tokens, or (``mask_word`` set) text whose word at that position
+    (0-based, split on whitespace) is replaced by the tokenizer's mask token."""
+
     text: str
     line: int
+    mask_word: int | None = None
 
 
 class MaskedLM(Task):
@@ -93,10 +97,7 @@ class MaskedLM(Task):
             if not feats[split]:
                 raise DataError(f"{split_source(cfg, split)}: no text to mask")
         t = cfg.task
-        rng = random.Random(cfg.train.seed)
-        collate = partial(
-            collate_masked, tokenizer=tokenizer, probability=t.mask_probability, whole_word=t.whole_word, rng=rng
-        )
+        collate = partial(collate_masked, tokenizer=tokenizer, probability=t.mask_probability, whole_word=t.whole_word)
         dev = evaluator(tokenizer, feats["dev"], t.mask_probability, t.whole_word, cfg.train.seed)
         test = (
             evaluator(tokenizer, feats["test"], t.mask_probability, t.whole_word, cfg.train.seed)
@@ -108,6 +109,9 @@ class MaskedLM(Task):
         return Prepared(feats, collate, objective, dev, dev, test, info=info)
 
     def forward(self, model, batch: dict):
+        import torch
+
+        torch.rand(())  # advance torch's random state: the next batch's masks are seeded from it (collate_masked)
         return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (batch, seq, vocab)
 
     def loss(self, outputs, batch: dict):
@@ -153,9 +157,13 @@ class MaskedLM(Task):
         device = next(model.parameters()).device
         out = []
         for i in inputs:
-            if tok.mask_token not in i.text:
+            text = i.text
+            if i.mask_word is not None:
+                words = text.split()
+                text = " ".join(words[: i.mask_word] + [tok.mask_token] + words[i.mask_word + 1 :])
+            if tok.mask_token not in text:
                 raise TunelabError(f"input line {i.line}: no {tok.mask_token} in the text to fill in")
-            enc = tok(i.text, truncation=True, max_length=run.cfg.model.max_length, return_tensors="pt").to(device)
+            enc = tok(text, truncation=True, max_length=run.cfg.model.max_length, return_tensors="pt").to(device)
             with torch.no_grad():
                 probs = model(**enc).logits[0].softmax(-1)  # (seq, vocab)
             where = (enc["input_ids"][0] == tok.mask_token_id).nonzero()[:, 0].tolist()
@@ -169,8 +177,10 @@ class MaskedLM(Task):
         return out
 
     def reference(self, row) -> tuple[TextInput, dict]:
-        """The text itself (MLM rows carry no answer beyond their own tokens)."""
-        return TextInput(row.text, row.line), {}
+        """The text with its middle word masked, and that word as the one fill with probability 1."""
+        words = row.text.split()
+        middle = len(words) // 2
+        return TextInput(row.text, row.line, middle), {"fills": [[{"token": words[middle], "p": 1.0}]]}
 
     def prompt_template(self, run) -> None:
         return None
@@ -224,8 +234,8 @@ def choose(words: list[int], probability: float, whole_word: bool, rng: random.R
         chosen = [w != -1 and rng.random() < probability for w in words]
     candidates = [i for i, w in enumerate(words) if w != -1]
     if candidates and not any(chosen):  # a short text still teaches something
-        w = words[rng.choice(candidates)]
-        chosen = [x == w for x in words] if whole_word else [i == candidates[0] for i in range(len(words))]
+        pick = rng.choice(candidates)
+        chosen = [x == words[pick] for x in words] if whole_word else [i == pick for i in range(len(words))]
     return chosen
 
 
@@ -267,9 +277,22 @@ def pad(rows: list[dict], pad_id: int) -> dict:
     }  # (batch, width) each
 
 
-def collate_masked(features: list[dict], tokenizer, probability: float, whole_word: bool, rng: random.Random) -> dict:
-    """A training batch with fresh masks (dynamic masking: the same text is masked differently each epoch)."""
-    return pad(masked(features, tokenizer, probability, whole_word, rng), tokenizer.pad_token_id)
+def collate_masked(features: list[dict], tokenizer, probability: float, whole_word: bool) -> dict:
+    """A training batch with fresh masks (dynamic masking: the same text is masked differently at each visit).
+
+    Each text's mask is drawn from a generator seeded by (torch's global random state, the text's ids). The state
+    does not advance here, so collating a batch whole or in parts masks each text alike (micro-batches, the loss
+    contract); ``MaskedLM.forward`` advances it, so the next batch gets new masks even without dropout; and the
+    loop saves it in every checkpoint, so a resumed run masks exactly as an uninterrupted one."""
+    import hashlib
+
+    import torch
+
+    base = hashlib.sha1(torch.get_rng_state().numpy().tobytes()).hexdigest()[:16]
+    rows = [
+        masked([f], tokenizer, probability, whole_word, random.Random(f"{base}:{f['input_ids']}"))[0] for f in features
+    ]
+    return pad(rows, tokenizer.pad_token_id)
 
 
 def count(batch: dict) -> int:
