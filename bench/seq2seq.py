@@ -89,18 +89,18 @@ PARTS = {
                 "task.targets=each",
                 f"data.train={TLDR / 'train.jsonl'}",
                 f"data.dev={TLDR / 'dev.jsonl'}",
-                "data.max_train_rows=600",
-                "data.max_dev_rows=60",
-                "task.eval_generations=60",
+                "data.max_train_rows=100",
+                "data.max_dev_rows=40",
+                "task.eval_generations=40",
                 "task.eval_max_new_tokens=40",
                 "task.baseline=true",
-                "model.max_length=384",
+                "model.max_length=320",
                 "method=lora",
                 "method.r=16",
                 "train.lr=1e-3",
                 "train.batch_size=8",
-                "train.max_steps=50",
-                "train.eval_every=50",
+                "train.max_steps=30",
+                "train.eval_every=30",
                 "train.warmup_fraction=0.05",
                 "generation.batch_size=20",
             ],
@@ -118,8 +118,8 @@ DAPT_MLM = [
     "method=full",
     "train.lr=1e-4",
     "train.batch_size=32",
-    "train.max_steps=200",
-    "train.eval_every=200",
+    "train.max_steps=120",
+    "train.eval_every=120",
 ]
 CLS_ROWS = 1000
 
@@ -158,15 +158,15 @@ def run_generation_part(part: str, stamp: str) -> tuple[list, list]:
 
 def run_dapt(stamp: str) -> tuple[list, list]:
     """MLM on AG News text (labels unused), then 3 seeds x (with, without DAPT) classifiers on the first 1,000 rows,
-    evaluated on 1,000 later rows of the same file (never trained on)."""
+    evaluated on the last 500 rows of the same file (never trained on)."""
     log: list = []
     rows_dir = Path("/tmp/tunelab-bench-seq2seq") / f"dapt-data-{stamp}"  # slices of the shared data, not in the repo
     rows_dir.mkdir(parents=True, exist_ok=True)
     lines = (AG / "train.tsv").read_text(encoding="utf-8").splitlines()
     (rows_dir / "train.tsv").write_text("\n".join(lines[:CLS_ROWS]) + "\n", encoding="utf-8")
-    (rows_dir / "dev.tsv").write_text("\n".join(lines[-1000:]) + "\n", encoding="utf-8")
+    (rows_dir / "dev.tsv").write_text("\n".join(lines[-500:]) + "\n", encoding="utf-8")
     # the MLM text: every AG News text except the classifier's dev rows
-    (rows_dir / "mlm.tsv").write_text("\n".join(lines[:-1000]) + "\n", encoding="utf-8")
+    (rows_dir / "mlm.tsv").write_text("\n".join(lines[:-500]) + "\n", encoding="utf-8")
     mlm_args = [a if not a.startswith("data.train=") else f"data.train={rows_dir / 'mlm.tsv'}" for a in DAPT_MLM]
     mlm_run = WORK / f"dapt-mlm-{stamp}"
     mlm = sh(mlm_args + BASE, mlm_run, log)
