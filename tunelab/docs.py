@@ -96,7 +96,6 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-
 def describe() -> list[tuple[str, str, str]]:
     """(key, default, description) for every config key, tasks' and methods' included; feeds `tunelab config` and the README."""
     rows: list[tuple[str, str, str]] = []

@@ -134,26 +134,26 @@ def generate(
     was_training = model.training
     model.eval()
     outputs: list[Output] = []
-    encoder_decoder = bool(model.config.is_encoder_decoder)
     for s in range(0, len(encoded), cfg.batch_size):
         chunk = encoded[s : s + cfg.batch_size]
-        if encoder_decoder:  # the prompt is the encoder's input (right-padded: absolute positions stay put)
-            ids, mask = _right_pad([c[0] for c in chunk], tokenizer.pad_token_id, device)
-            new = model.generate(input_ids=ids, attention_mask=mask, **kw)[:, 1:]  # (batch, new): start token dropped
-            for row, (_, dropped) in zip(new.tolist(), chunk):
-                outputs.append(finish(tokenizer, row, stops, cfg.stop, dropped))
-            continue
-        ids, mask = _left_pad([c[0] for c in chunk], tokenizer.pad_token_id, device)
-        if greedy.supports(model, cfg):
-            new = greedy.greedy(
-                model, ids, mask, cfg.max_new_tokens, kw["eos_token_id"], tokenizer.pad_token_id
-            )  # (batch, steps)
-        else:
-            new = model.generate(input_ids=ids, attention_mask=mask, **kw)[:, ids.shape[1] :]  # (batch, new)
+        new = _new_tokens(model, [c[0] for c in chunk], cfg, kw, tokenizer.pad_token_id, device)
         for row, (_, dropped) in zip(new.tolist(), chunk):
             outputs.append(finish(tokenizer, row, stops, cfg.stop, dropped))
     model.train(was_training)
     return outputs
+
+
+def _new_tokens(model, rows: list[list[int]], cfg: GenerationConfig, kw: dict, pad_id: int, device) -> torch.Tensor:
+    """(batch, new) generated ids for a batch of prompt ids. A decoder continues its left-padded prompts; an
+    encoder-decoder reads them as encoder inputs (right-padded, so absolute positions stay put) and its output
+    starts after the decoder's start token."""
+    if model.config.is_encoder_decoder:
+        ids, mask = _right_pad(rows, pad_id, device)
+        return model.generate(input_ids=ids, attention_mask=mask, **kw)[:, 1:]
+    ids, mask = _left_pad(rows, pad_id, device)
+    if greedy.supports(model, cfg):
+        return greedy.greedy(model, ids, mask, cfg.max_new_tokens, kw["eos_token_id"], pad_id)  # (batch, steps)
+    return model.generate(input_ids=ids, attention_mask=mask, **kw)[:, ids.shape[1] :]  # (batch, new)
 
 
 def finish(tokenizer, new_ids: list[int], stop_ids: set[int], stop_strings: list[str], dropped: int = 0) -> Output:
