@@ -99,6 +99,9 @@ def test_reads_jsonl_lists_csv_and_parallel_files(tmp_path):
     cfg = _cfg("task.languages=[en,de]")
     rows = read_pairs(str(tmp_path / "train.en.gz"), cfg.data, cfg.task).rows
     assert [(r.source, r.references[0]) for r in rows] == [("a man", "ein Mann"), ("the dog", "der Hund")]
+    # prediction input (`tunelab predict --data`): the source side alone, compressed or not
+    inputs = TASKS["seq2seq"].read(cfg, str(tmp_path / "train.en.gz"), with_labels=False).rows
+    assert [(i.source, i.line) for i in inputs] == [("a man", 1), ("the dog", 2)]
 
 
 def test_bad_inputs_name_file_line_and_key(tmp_path):

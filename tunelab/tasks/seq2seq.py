@@ -14,7 +14,6 @@ import json
 import math
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -25,6 +24,7 @@ from tunelab.schema import Strict
 from tunelab.tasks import causal_lm, lm_data
 from tunelab.tasks.base import ItemLogits, Prepared, Table, Task
 from tunelab.tasks.seq2seq_data import Pair, collate_seq2seq, encode_seq2seq, read_pairs, training_pairs
+from tunelab.tasks.seq2seq_data import lines as source_lines
 from tunelab.training.evaluation import Evaluator, Metric
 from tunelab.training.objective import Objective
 
@@ -158,12 +158,8 @@ class Seq2Seq(Task):
             )
 
     def read(self, cfg, path: str, with_labels: bool = True) -> Table:
-        if not with_labels:  # prediction input: one source per line (see parse_inputs)
-            try:
-                lines = Path(path).read_text(encoding=cfg.data.encoding).splitlines()
-            except OSError as exc:
-                raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-            return Table(self.parse_inputs(lines, path))
+        if not with_labels:  # prediction input: one source per line, plain or gz/bz2/xz (see parse_inputs)
+            return Table(self.parse_inputs(source_lines(path, cfg.data.encoding), path))
         return read_pairs(path, cfg.data, cfg.task)
 
     def label_space(self, rows, source: str) -> None:

@@ -75,7 +75,8 @@ def target_file(path: str, languages: list[str]) -> str:
     return str(p.with_name(".".join(parts)))
 
 
-def _lines(path: str, encoding: str) -> list[str]:
+def lines(path: str, encoding: str) -> list[str]:
+    """The lines of a text file, plain or gz/bz2/xz-compressed; DataError naming the file (and line) otherwise."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{path}: file not found")
@@ -91,7 +92,7 @@ def _lines(path: str, encoding: str) -> list[str]:
 
 
 def _read_parallel(src_path: str, tgt_path: str, encoding: str, on_error: str) -> Table:
-    src, tgt = _lines(src_path, encoding), _lines(tgt_path, encoding)
+    src, tgt = lines(src_path, encoding), lines(tgt_path, encoding)
     while src and not src[-1].strip() and tgt and not tgt[-1].strip():  # the final newline of both files
         src, tgt = src[:-1], tgt[:-1]
     if len(src) != len(tgt):
@@ -122,7 +123,7 @@ def _format(path: str, fmt: str) -> str:
 
 
 def _read_objects(path: str, fmt: str, encoding: str, on_error: str, task) -> Table:
-    text = "\n".join(_lines(path, encoding))
+    text = "\n".join(lines(path, encoding))
     if fmt == "jsonl":
         items = []
         for n, raw in enumerate(text.split("\n"), start=1):
