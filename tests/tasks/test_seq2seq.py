@@ -41,14 +41,11 @@ def test_bleu_and_chrf_perfect_and_multi_reference():
 
 
 def test_bleu_hand_computed():
-    # hypothesis "the cat the cat" vs reference "the cat sat down": clipped unigram precision 2/4, bigram 1/3,
-    # trigram 0 -> BLEU 0 without smoothing; sacrebleu's default exp smoothing: p3 = 1/2 / 2, p4 = 1/4 / 1 ...
-    # so check the no-overlap and the length-penalty cases by hand instead:
-    # identical 4-word hypothesis that is half the reference length: BP = exp(1 - 8/4) = e^-1, precisions 1
+    # a hypothesis that is the first half of its reference: every n-gram precision is 1, so
+    # BLEU = 100 * brevity penalty = 100 * exp(1 - ref_len / hyp_len) = 100 * exp(1 - 8 / 4)
     import math
 
-    ref = ["a b c d e f g h"]
-    assert text_metrics.bleu(["a b c d"], [ref]) == pytest.approx(100 * math.exp(1 - 8 / 4), rel=1e-6)
+    assert text_metrics.bleu(["a b c d"], [["a b c d e f g h"]]) == pytest.approx(100 * math.exp(-1), rel=1e-6)
 
 
 def test_rouge_hand_computed_best_reference():
