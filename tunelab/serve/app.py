@@ -25,11 +25,13 @@ from starlette.responses import StreamingResponse
 
 from tunelab.errors import ConfigError
 from tunelab.generation.config import decoding_update
+from tunelab.generation.decode import context_window
 from tunelab.serve import openai_format as fmt
 from tunelab.serve.batching import Job, QueueFull, Worker
 from tunelab.serve.config import ServeConfig
 from tunelab.serve.guard import Guard
 from tunelab.serve.metrics import Metrics
+from tunelab.serve.sampling import Sampling
 from tunelab.serve.schemas import APIError, ChatRequest, CompletionRequest, PredictRequest, validation_error
 
 
@@ -43,7 +45,9 @@ class State:
     def __init__(self, served: dict, cfg: ServeConfig, log: Callable[[str], None]):
         self.served, self.cfg, self.log = served, cfg, log
         self.metrics = Metrics(queue_depth=lambda: self.worker.depth())
-        self.worker = Worker(cfg.max_batch_size, cfg.max_wait_ms, cfg.queue_size, self.metrics, log)
+        self.worker = Worker(
+            cfg.max_batch_size, cfg.max_wait_ms, cfg.queue_size, self.metrics, log, cfg.batching == "continuous"
+        )
 
     def lookup(self, name: str, generates: bool | None):
         """The served model ``name``; ``generates``: the endpoint needs a generating task (None: any task)."""
@@ -180,8 +184,21 @@ def _decoding(state: State, served, body):
     return served.gen.model_copy(update=update), max_tokens
 
 
+def _sampling(cfg, body) -> Sampling:
+    """One request's per-row settings for the continuous scheduler (top_k 0 and top_p 1 disable them)."""
+    return Sampling(
+        do_sample=cfg.do_sample,
+        temperature=cfg.temperature,
+        top_k=cfg.top_k,
+        top_p=cfg.top_p,
+        repetition_penalty=cfg.repetition_penalty,
+        presence_penalty=body.presence_penalty or 0.0,
+        frequency_penalty=body.frequency_penalty or 0.0,
+    )
+
+
 def _encode(state: State, served, prompt, max_tokens: int, cfg, field: str) -> list[int]:
-    from tunelab.generation.decode import context_window, encode_prompt
+    from tunelab.generation.decode import encode_prompt
 
     with served.lock:
         ids, _ = encode_prompt(served.tokenizer, prompt, 10**9, served.template, log=lambda m: None)
@@ -214,8 +231,22 @@ async def _generate(state: State, request, body, chat: bool):
     field = "messages" if chat else "prompt"
     ids = [await run_in_threadpool(_encode, state, served, p, max_tokens, cfg, field) for p in prompts]
     loop, events = asyncio.get_running_loop(), asyncio.Queue()
+    window = context_window(served.model, cfg)
     jobs = [
-        Job(served, _emitter(loop, events, j), cfg, prompt_ids, max_tokens, list(cfg.stop), body.n, body.stream)
+        Job(
+            served,
+            _emitter(loop, events, j),
+            cfg,
+            prompt_ids,
+            max_tokens,
+            list(cfg.stop),
+            body.n,
+            body.stream,
+            sampling=_sampling(cfg, body),
+            seed=cfg.seed,
+            arrived=arrived,
+            window=window,
+        )
         for j, prompt_ids in enumerate(ids)
     ]
     state.submit(jobs)

@@ -27,6 +27,7 @@ class Reply:
     n: int
     prompt_tokens: int
     created: int = field(default_factory=lambda: int(time.time()))
+    logprobs: bool = False  # the request asked for logprobs
 
     def usage(self, completion_tokens: int) -> dict:
         return {
@@ -44,29 +45,55 @@ class Reply:
         for j, outs in enumerate(outputs):
             for i, o in enumerate(outs):
                 index, used = j * self.n + i, used + len(o.tokens)
+                lps = self._logprobs(o.logprobs if self.logprobs else None)
                 if self.chat:
                     choices.append(
                         {
                             "index": index,
                             "message": {"role": "assistant", "content": o.text},
-                            "logprobs": None,
+                            "logprobs": lps,
                             "finish_reason": FINISH[o.finish_reason],
                         }
                     )
                 else:
                     choices.append(
-                        {"index": index, "text": o.text, "logprobs": None, "finish_reason": FINISH[o.finish_reason]}
+                        {"index": index, "text": o.text, "logprobs": lps, "finish_reason": FINISH[o.finish_reason]}
                     )
         obj = "chat.completion" if self.chat else "text_completion"
         return {**self._head(obj), "choices": choices, "usage": self.usage(used)}
 
-    def chunk(self, index: int, text: str | None = None, finish: str | None = None, role: bool = False) -> str:
+    def _logprobs(self, entries: list[dict] | None) -> dict | None:
+        """Chat: {"content": [entries]}; completions: OpenAI's legacy parallel lists."""
+        if entries is None:
+            return None
+        if self.chat:
+            return {"content": entries}
+        offsets, at = [], 0
+        for e in entries:
+            offsets.append(at)
+            at += len(e["token"])
+        return {
+            "tokens": [e["token"] for e in entries],
+            "token_logprobs": [e["logprob"] for e in entries],
+            "top_logprobs": [{t["token"]: t["logprob"] for t in e["top_logprobs"]} for e in entries],
+            "text_offset": offsets,
+        }
+
+    def chunk(
+        self,
+        index: int,
+        text: str | None = None,
+        finish: str | None = None,
+        role: bool = False,
+        logprobs: list[dict] | None = None,
+    ) -> str:
+        lps = self._logprobs(logprobs if self.logprobs and text is not None else None)
         if self.chat:
             delta = {"role": "assistant", "content": ""} if role else {} if text is None else {"content": text}
-            choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+            choice = {"index": index, "delta": delta, "logprobs": lps, "finish_reason": finish}
             body = {**self._head("chat.completion.chunk"), "choices": [choice]}
         else:
-            choice = {"index": index, "text": text or "", "logprobs": None, "finish_reason": finish}
+            choice = {"index": index, "text": text or "", "logprobs": lps, "finish_reason": finish}
             body = {**self._head("text_completion"), "choices": [choice]}
         return _event(body)
 
@@ -105,8 +132,8 @@ async def sse(reply: Reply, jobs: list, events: asyncio.Queue, deadline: float, 
                     return
                 continue
             if kind == "delta":
-                index, text = payload
-                yield reply.chunk(j * reply.n + index, text)
+                index, text, entries = payload
+                yield reply.chunk(j * reply.n + index, text, logprobs=entries or [])
             elif kind == "done":
                 done += 1
                 for i, o in enumerate(payload):
