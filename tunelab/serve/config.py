@@ -27,7 +27,10 @@ class ServeConfig(Strict):
         description="Most sequences decoded together (continuous: running sequences; static: one generate call).",
     )
     max_wait_ms: float = Field(
-        10.0, ge=0, le=10_000, description="static batching: how long the worker waits for more requests to fill a batch."
+        10.0,
+        ge=0,
+        le=10_000,
+        description="static batching: how long the worker waits for more requests to fill a batch.",
     )
     queue_size: int = Field(
         64, ge=1, le=100_000, description="Requests waiting for the worker; beyond this the server answers 429."

@@ -292,7 +292,9 @@ class Scheduler:
         job = row.job
         with served.lock:
             o = finish(served.tokenizer, row.new, row.stop_ids, job.stop)
-        out = Choice(o.text, o.tokens, o.finish_reason, o.dropped_messages, row.logprobs if job.logprobs is not None else None)
+        out = Choice(
+            o.text, o.tokens, o.finish_reason, o.dropped_messages, row.logprobs if job.logprobs is not None else None
+        )
         if job.stream and (len(o.text) > len(row.sent) or row.unsent):
             row.job.emit("delta", (row.index, o.text[len(row.sent) :], row.unsent))
         self.metrics.inc("tunelab_generated_tokens_total", len(o.tokens), model=served.name)

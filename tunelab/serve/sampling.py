@@ -36,9 +36,7 @@ class Sampling:
         )
 
 
-def penalize(
-    logits: torch.Tensor, seen: torch.Tensor, counts: torch.Tensor | None, s: Sampling
-) -> torch.Tensor:
+def penalize(logits: torch.Tensor, seen: torch.Tensor, counts: torch.Tensor | None, s: Sampling) -> torch.Tensor:
     """Repetition penalty over ``seen`` (prompt + generated ids, (k,)); presence/frequency over ``counts``
     ((vocab,) occurrences of each token in the generated text). logits: (vocab,); returns a new tensor."""
     out = logits.clone()
