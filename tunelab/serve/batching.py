@@ -45,7 +45,11 @@ class Job:
     stop: list[str] = field(default_factory=list)
     n: int = 1
     stream: bool = False
-    fn: Callable[[], Any] | None = None  # a non-generation job (predict), run as is
+    # a non-generation job (predict, embeddings): ``fn(inputs) -> one output per input``; queued jobs with the same
+    # ``fn_key`` run as ONE call on their concatenated inputs (batched across requests)
+    fn: Callable[[list], list] | None = None
+    inputs: list = field(default_factory=list)
+    fn_key: tuple = ()
     cancel: threading.Event = field(default_factory=threading.Event)
     # continuous batching: per-request settings (sampling.Sampling), logprobs (None = off, k = top-k alternatives),
     # the seed, arrival time (time-to-first-token), the context window, and a factory of a constraint per choice
@@ -60,7 +64,7 @@ class Job:
     def key(self) -> tuple:
         """Jobs with equal keys may share a generate call."""
         if self.fn is not None:
-            return ("fn", id(self))
+            return ("fn", *self.fn_key) if self.fn_key else ("fn", id(self))
         c = self.cfg
         return (
             self.served.name,
@@ -131,10 +135,11 @@ class Worker:
         metrics,
         log: Callable[[str], None],
         continuous: bool = True,
+        max_inputs: int = 256,
     ):
         from tunelab.serve.continuous import Scheduler
 
-        self.max_batch_size, self.max_wait = max_batch_size, max_wait_ms / 1000
+        self.max_batch_size, self.max_wait, self.max_inputs = max_batch_size, max_wait_ms / 1000, max_inputs
         self.queue_size, self.metrics, self.log = queue_size, metrics, log
         self._queue: deque[Job] = deque()
         self._cv = threading.Condition()
@@ -214,14 +219,14 @@ class Worker:
 
     def _group(self, first: Job) -> list[Job]:
         """``first`` and the queued jobs that may share its static batch (no waiting); call with the lock held."""
-        if first.fn is not None:
-            return [first]
-        batch, rows = [first], first.n
+        batch, rows = [first], len(first.inputs) if first.fn is not None else first.n
+        limit = self.max_inputs if first.fn is not None else self.max_batch_size
         for job in list(self._queue):
-            if job.key == first.key and rows + job.n <= self.max_batch_size and not job.cancel.is_set():
+            size = len(job.inputs) if job.fn is not None else job.n
+            if job.key == first.key and rows + size <= limit and not job.cancel.is_set():
                 self._queue.remove(job)
                 batch.append(job)
-                rows += job.n
+                rows += size
         return batch
 
     def _loop(self) -> None:
@@ -237,7 +242,7 @@ class Worker:
             if batch[0].served.adapter is not None:  # several adapters share one base: pick this request's
                 batch[0].served.model.set_adapter(batch[0].served.adapter)
             if batch[0].fn is not None:
-                batch[0].emit("done", batch[0].fn())
+                self._run_fn(batch)
             elif batch[0].served.engine is not None:
                 # a non-transformers engine (llama.cpp) decodes the batch itself
                 batch[0].served.engine.generate(batch, self.metrics)
@@ -247,6 +252,18 @@ class Worker:
             self.log("serve: worker error:\n" + traceback.format_exc())
             for job in batch:
                 job.emit("error", f"{type(exc).__name__}: {exc}")
+
+    def _run_fn(self, batch: list[Job]) -> None:
+        """Jobs that share a ``fn``: one call on all their inputs, then each its own slice."""
+        inputs = [x for job in batch for x in job.inputs]
+        start = time.perf_counter()
+        outputs = batch[0].fn(inputs)
+        self.metrics.observe("tunelab_pooled_requests", len(batch), buckets=_batch_buckets())
+        self.metrics.observe("tunelab_batch_seconds", time.perf_counter() - start)
+        at = 0
+        for job in batch:
+            job.emit("done", outputs[at : at + len(job.inputs)])
+            at += len(job.inputs)
 
     def _take(self) -> list[Job] | None:
         with self._cv:
@@ -259,7 +276,7 @@ class Worker:
                 if not first.cancel.is_set():
                     break
             if first.fn is not None:
-                return [first]
+                return self._group(first)
             batch, rows = [first], first.n
             deadline = time.monotonic() + self.max_wait
             while rows < self.max_batch_size and not self._closing:

@@ -28,6 +28,7 @@ class Reply:
     prompt_tokens: int
     created: int = field(default_factory=lambda: int(time.time()))
     logprobs: bool = False  # the request asked for logprobs
+    tools: list = field(default_factory=list)  # tools offered: replies are parsed for tool calls
 
     def usage(self, completion_tokens: int) -> dict:
         return {
@@ -47,20 +48,34 @@ class Reply:
                 index, used = j * self.n + i, used + len(o.tokens)
                 lps = self._logprobs(o.logprobs if self.logprobs else None)
                 if self.chat:
-                    choices.append(
-                        {
-                            "index": index,
-                            "message": {"role": "assistant", "content": o.text},
-                            "logprobs": lps,
-                            "finish_reason": FINISH[o.finish_reason],
-                        }
-                    )
+                    message, finish = self.message(o)
+                    choices.append({"index": index, "message": message, "logprobs": lps, "finish_reason": finish})
                 else:
                     choices.append(
                         {"index": index, "text": o.text, "logprobs": lps, "finish_reason": FINISH[o.finish_reason]}
                     )
         obj = "chat.completion" if self.chat else "text_completion"
         return {**self._head(obj), "choices": choices, "usage": self.usage(used)}
+
+    def message(self, o) -> tuple[dict, str]:
+        """The assistant message of a finished choice and its finish reason ("tool_calls" when it called tools)."""
+        from tunelab.serve.structured import parse_tool_calls
+
+        calls = parse_tool_calls(o.text, self.tools) if self.tools else []
+        if calls:
+            return {"role": "assistant", "content": None, "tool_calls": calls}, "tool_calls"
+        return {"role": "assistant", "content": o.text}, FINISH[o.finish_reason]
+
+    def whole(self, index: int, o) -> str:
+        """The one content chunk of a choice that was held back to be parsed (tools offered); its finish chunk."""
+        message, finish = self.message(o)
+        delta = {k: v for k, v in message.items() if k != "role" and v is not None}
+        for i, call in enumerate(delta.get("tool_calls", [])):
+            call["index"] = i
+        lps = self._logprobs(o.logprobs if self.logprobs else None)
+        choice = {"index": index, "delta": delta, "logprobs": lps, "finish_reason": None}
+        body = {**self._head("chat.completion.chunk"), "choices": [choice]}
+        return _event(body) + self.chunk(index, finish=finish)
 
     def _logprobs(self, entries: list[dict] | None) -> dict | None:
         """Chat: {"content": [entries]}; completions: OpenAI's legacy parallel lists."""
@@ -138,7 +153,10 @@ async def sse(reply: Reply, jobs: list, events: asyncio.Queue, deadline: float, 
                 done += 1
                 for i, o in enumerate(payload):
                     used += len(o.tokens)
-                    yield reply.chunk(j * reply.n + i, finish=FINISH[o.finish_reason])
+                    if reply.tools:
+                        yield reply.whole(j * reply.n + i, o)
+                    else:
+                        yield reply.chunk(j * reply.n + i, finish=FINISH[o.finish_reason])
             else:
                 yield _event(APIError(500, f"generation failed: {payload}", code="generation_failed").body())
                 break

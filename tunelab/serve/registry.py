@@ -33,6 +33,7 @@ class Served:
     lock: threading.Lock = field(
         default_factory=threading.Lock
     )  # guards the tokenizer (shared by adapters of one base)
+    token_table: object = None  # constrained decoding's vocabulary table (structured.token_table), built on first use
 
     @property
     def task(self):
