@@ -224,10 +224,10 @@ class Scheduler:
                 seen = torch.tensor(sorted(row.seen), dtype=torch.long)
                 processed = sampling.penalize(raw, seen, row.counts, s)
             if row.constraint is not None:
-                processed = row.constraint.mask(processed)
-            tok = sampling.choose(processed, s, row.generator)
-            if row.constraint is not None:
+                tok = row.constraint.pick(processed, lambda x, s=s, g=row.generator: sampling.choose(x, s, g))
                 row.constraint.advance(tok)
+            else:
+                tok = sampling.choose(processed, s, row.generator)
             if row.job.logprobs is not None:
                 self._logprob(row, raw, tok)
             out.append(tok)

@@ -38,40 +38,82 @@ def token_table(served, eos: list[int]):
                 continue
             # decoding after a "0" keeps the leading space a word-start token carries
             after = tokenizer.decode([zero, i])[1:]
+            if "\ufffd" in after:  # a piece of a multi-byte character: the parser could never see it complete
+                continue
             rows.append((i, after, len(after) > len(tokenizer.decode([i]))))
 
         def decode(ids: list[int]) -> str:
             return tokenizer.decode(ids).rstrip("\ufffd")
 
-        served.token_table = TokenEnforcerTokenizerData(rows, decode, eos, False, len(tokenizer))
-        return served.token_table
+        table = TokenEnforcerTokenizerData(rows, decode, eos, False, len(tokenizer))
+        table.texts = {i: text for i, text, _ in rows}  # the characters each token adds (JsonConstraint._fits)
+        served.token_table = table
+        return table
 
 
 MAX_WHITESPACE = 6
 
 
 class JsonConstraint:
-    """One row's constraint: ``mask`` keeps the allowed tokens of (vocab,) logits, ``advance`` records the choice."""
+    """One row's constraint: ``pick`` chooses among the allowed tokens, ``advance`` records the choice."""
 
     def __init__(self, table, schema: dict | None):
         from lmformatenforcer import CharacterLevelParserConfig, JsonSchemaParser, TokenEnforcer
 
         # whitespace between tokens is bounded (6 covers pretty-printed JSON two levels deep), so a model that
         # favours whitespace still reaches the end of the document
-        config = CharacterLevelParserConfig(max_consecutive_whitespaces=MAX_WHITESPACE)
-        self.enforcer = TokenEnforcer(table, JsonSchemaParser(schema, config))
+        parser = JsonSchemaParser(schema)
+        self.enforcer = TokenEnforcer(table, parser)
+        # TokenEnforcer replaces the parser's config with one holding the vocabulary's alphabet: extend that one
+        parser.config = CharacterLevelParserConfig(
+            alphabet=parser.config.alphabet, max_consecutive_whitespaces=MAX_WHITESPACE
+        )
+        self.texts = table.texts
         self.seq: list[int] = []
         self.done = False
 
-    def mask(self, logits: torch.Tensor) -> torch.Tensor:
+    def pick(self, logits: torch.Tensor, choose) -> int:
+        """The token ``choose`` picks among the allowed ones of (vocab,) logits.
+
+        The enforcer's token mask is a fast approximation (its string shortcut can let a string run one character
+        past maxLength), so the chosen token is also walked through the parser character by character; a token
+        the parser refuses is masked and the choice made again."""
         allowed = self.enforcer.get_allowed_tokens(self.seq).allowed_tokens  # a list of ids (no bitmask)
         keep = torch.full_like(logits, float("-inf"))
         idx = torch.tensor(allowed, dtype=torch.long)
         keep[idx] = logits[idx]
-        return keep
+        parser = self.enforcer.prefix_states[tuple(self.seq)].parser
+        for _ in range(len(allowed)):
+            token = choose(keep)
+            if self._fits(parser, token):
+                return token
+            keep[token] = float("-inf")
+        return token
+
+    def _fits(self, parser, token: int) -> bool:
+        text = self.texts.get(token)
+        if text is None:  # end of sequence (or a special token): only where the document may end
+            return parser.can_end()
+        for ch in text:
+            if ch not in parser.get_allowed_characters() or not _string_ok(parser, ch):
+                return False
+            parser = parser.add_character(ch)
+        return True
 
     def advance(self, token: int) -> None:
         self.seq.append(token)
+
+
+def _string_ok(parser, ch: str) -> bool:
+    """Whether ``ch`` may come next inside a JSON string, for what the parser's alphabet lets through: JSON
+    forbids raw control characters in strings, and lm-format-enforcer 0.11 drops whitespace right after the
+    opening quote without counting it (a string could then pass its maxLength), so strings do not start with it."""
+    from lmformatenforcer.jsonschemaparser import StringParsingState
+
+    top = parser.object_stack[-1] if getattr(parser, "object_stack", None) else None
+    if not (isinstance(top, StringParsingState) and top.seen_opening_quote and not top.seen_closing_quote):
+        return True
+    return ord(ch) >= 0x20 and not (ch == " " and not top.parsed_string)
 
 
 def schema_of(response_format: dict | None) -> tuple[bool, dict | None]:
