@@ -107,6 +107,35 @@ def test_predict_on_a_classification_run_equals_the_task_predict(classifier):
     assert wrong.status_code == 400 and "use /v1/predict" in wrong.json()["error"]["message"]
 
 
+def test_concurrent_predict_requests_share_one_forward(classifier):
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.serve.test_batching import _metrics
+
+    served = registry.load_all([str(classifier)], log=lambda m: None)
+    handle = served["sentiment"].model.register_forward_pre_hook(lambda *_: time.sleep(0.05))
+    texts = ["good fun movie", "awful dull plot", "fine", "a long and boring film"]
+    try:
+        with running(served) as url:
+            alone = [httpx.post(url + "/v1/predict", json={"model": "sentiment", "input": t}).json() for t in texts]
+            with ThreadPoolExecutor(8) as pool:
+                got = list(
+                    pool.map(
+                        lambda i: httpx.post(url + "/v1/predict", json={"model": "sentiment", "input": texts[i % 4]}),
+                        range(8),
+                    )
+                )
+            m = _metrics(url)
+    finally:
+        handle.remove()
+    for i, r in enumerate(got):
+        (d,) = r.json()["data"]
+        assert d["label"] == alone[i % 4]["data"][0]["label"]
+        assert d["probs"] == pytest.approx(alone[i % 4]["data"][0]["probs"], abs=1e-5)
+    assert m["tunelab_pooled_requests_sum"] > m["tunelab_pooled_requests_count"]
+
+
 @pytest.mark.parametrize(
     "items, message",
     [

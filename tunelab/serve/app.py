@@ -52,7 +52,7 @@ class State:
 
     def __init__(self, served: dict, cfg: ServeConfig, log: Callable[[str], None]):
         self.served, self.cfg, self.log = served, cfg, log
-        self.metrics = Metrics(queue_depth=lambda: self.worker.depth())
+        self.metrics = Metrics(queue_depth=lambda: self.worker.depth(), running=lambda: self.worker.running())
         self.worker = Worker(
             cfg.max_batch_size,
             cfg.max_wait_ms,

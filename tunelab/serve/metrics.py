@@ -35,9 +35,9 @@ class _Histogram:
 class Metrics:
     """The server's metrics; ``render()`` is the /metrics body."""
 
-    def __init__(self, queue_depth=lambda: 0):
+    def __init__(self, queue_depth=lambda: 0, running=lambda: 0):
         self._lock = threading.Lock()
-        self._queue_depth = queue_depth
+        self._gauges = {"tunelab_queue_depth": queue_depth, "tunelab_running_sequences": running}
         self.counters: dict[str, dict[tuple, float]] = defaultdict(lambda: defaultdict(float))
         self.histograms: dict[str, dict[tuple, _Histogram]] = defaultdict(dict)
 
@@ -59,8 +59,8 @@ class Metrics:
         with self._lock:
             for name, help_text in HELP.items():
                 kind = "counter" if name.endswith("_total") else "histogram"
-                if name == "tunelab_queue_depth":
-                    lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {self._queue_depth()}"]
+                if name in self._gauges:
+                    lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {self._gauges[name]()}"]
                     continue
                 lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
                 if kind == "counter":
@@ -85,6 +85,11 @@ HELP = {
     "tunelab_generated_tokens_total": "Tokens generated, by model.",
     "tunelab_cancelled_total": "Generation requests stopped early (client disconnect or timeout), by reason.",
     "tunelab_queue_depth": "Requests waiting for the worker.",
-    "tunelab_batch_size": "Sequences per generate call.",
-    "tunelab_batch_seconds": "Time of one generate call.",
+    "tunelab_running_sequences": "Sequences in the running batches (continuous batching).",
+    "tunelab_batch_size": "Sequences per decode step (continuous) or per generate call (static).",
+    "tunelab_batch_seconds": "Time of one decode step, generate call or pooled predict/embeddings call.",
+    "tunelab_prefill_rows": "Sequences prefilled together when requests join the running batch.",
+    "tunelab_pooled_requests": "Requests answered by one pooled /v1/predict or /v1/embeddings call.",
+    "tunelab_time_to_first_token_seconds": "Time from request arrival to its first generated token, by model.",
+    "tunelab_inter_token_latency_seconds": "Time between consecutive tokens of one sequence, by model.",
 }
