@@ -7,13 +7,12 @@ answers through an asyncio queue per request, so the event loop never runs a mod
 from __future__ import annotations
 
 import asyncio
-import errno
 import json
 import os
-import socket
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Callable
 
 from fastapi import FastAPI, Request
@@ -23,7 +22,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.responses import StreamingResponse
 
-from tunelab.errors import ConfigError
 from tunelab.generation.config import decoding_update
 from tunelab.generation.decode import context_window
 from tunelab.serve import openai_format as fmt
@@ -95,8 +93,15 @@ class State:
                 ) from None
 
 
-def build_app(served: dict, cfg: ServeConfig, api_keys: list[str] | None = None, log: Callable[[str], None] = _stderr):
-    """The ASGI app (FastAPI behind the Guard middleware); the worker starts and stops with the app."""
+def build_app(
+    served: dict,
+    cfg: ServeConfig,
+    api_keys: list[str] | None = None,
+    log: Callable[[str], None] = _stderr,
+    metrics_dir: str | None = None,
+):
+    """The ASGI app (FastAPI behind the Guard middleware); the worker starts and stops with the app.
+    ``metrics_dir``: the folder where the processes of `serve --workers N` share their metrics."""
     from contextlib import asynccontextmanager
 
     state = State(served, cfg, log)
@@ -107,6 +112,8 @@ def build_app(served: dict, cfg: ServeConfig, api_keys: list[str] | None = None,
 
         hardware.use_threads(cfg.threads)  # process-wide: the worker thread runs the models with it
         state.worker.start()
+        if metrics_dir is not None:
+            state.metrics.share(Path(metrics_dir))
         yield
         state.worker.close()
 
@@ -130,7 +137,7 @@ def build_app(served: dict, cfg: ServeConfig, api_keys: list[str] | None = None,
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "models": list(served), "queue_depth": state.worker.depth()}
+        return {"status": "ok", "models": list(served), "queue_depth": state.worker.depth(), "pid": os.getpid()}
 
     @app.get("/metrics")
     async def metrics():
@@ -376,61 +383,3 @@ async def _collect(jobs: list[Job], events: asyncio.Queue, deadline: float) -> l
         for job in jobs:
             job.cancel.set()  # no effect on finished jobs; stops unfinished ones at the next token
     return [results[j] for j in range(len(jobs))]
-
-
-# ---------------------------------------------------------------- the command
-
-
-def api_keys(given: list[str] | None) -> list[str]:
-    """Keys from --api-key (repeatable) and the comma-separated TUNELAB_API_KEYS variable."""
-    keys = list(given or []) + [k.strip() for k in os.environ.get("TUNELAB_API_KEYS", "").split(",")]
-    return [k for k in dict.fromkeys(keys) if k]
-
-
-def run(args) -> int:
-    """`tunelab serve RUN_DIR|MODEL ...`: load, then serve until interrupted."""
-    import uvicorn
-
-    from tunelab.serve import config as serve_config
-    from tunelab.serve import registry
-
-    flags = {k: getattr(args, k, None) for k in ServeConfig.model_fields}
-    cfg = serve_config.load(args.config, flags)
-    keys = api_keys(args.api_key)
-    registry.parse_items(args.targets)  # bad names fail before anything loads
-    sock = listen(cfg.host, cfg.port)  # a port in use fails before the models load, not after
-    port = sock.getsockname()[1]
-    served = registry.load_all(args.targets, _stderr, cfg.backend)
-    if cfg.host not in ("127.0.0.1", "localhost", "::1") and not keys:
-        _stderr(f"serve: warning: listening on {cfg.host} without API keys; anyone who can reach it can use it")
-    _stderr(
-        f"serve: {len(served)} model(s) on http://{cfg.host}:{port}/v1 ({', '.join(served)})"
-        + ("; API key required" if keys else "")
-    )
-    config = uvicorn.Config(
-        build_app(served, cfg, keys), host=cfg.host, port=port, log_level="warning", timeout_graceful_shutdown=5
-    )
-    uvicorn.Server(config).run(sockets=[sock])
-    return 0
-
-
-def listen(host: str, port: int) -> socket.socket:
-    """Bind the server's socket now (uvicorn serves on it later); ConfigError if the address is taken or invalid."""
-    try:
-        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-    except socket.gaierror as exc:
-        raise ConfigError(f"serve: --host {host}: not an address of this machine ({exc.strerror})") from None
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: rebinding after a restart works
-    try:
-        sock.bind(address)
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise ConfigError(
-                f"serve: port {port} on {host} is already in use; choose another with --port "
-                "(--port 0 picks a free one)"
-            ) from None
-        raise ConfigError(f"serve: cannot listen on {host}:{port} ({exc.strerror})") from None
-    sock.set_inheritable(True)
-    return sock

@@ -57,6 +57,13 @@ class ServeConfig(Strict):
         le=512,
         description="torch CPU threads for the models; null = $TUNELAB_THREADS, else this machine's physical cores.",
     )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Server processes behind the one port, each with its own copy of the models; /metrics adds "
+        "up all of them.",
+    )
     backend: Literal["auto", "torch", "onnxruntime", "llamacpp"] = Field(
         "auto",
         description="What runs the served run folders: auto (each run format's default), torch, onnxruntime (ONNX runs) "
