@@ -65,7 +65,7 @@ def _alone(run: Path) -> str:
 def test_adapters_share_one_base_and_each_equals_its_run_alone(adapters, tiny_llama_dir):
     alone = {run.name: _alone(run) for run in adapters}
     served = registry.load_all([str(adapters[0]), f"b2={adapters[1]}", f"base={tiny_llama_dir}"], log=lambda m: None)
-    assert served["alpha"].model is served["b2"].model  # one copy of the base, two adapters
+    assert served["alpha"].model is served["b2"].model is served["base"].model  # one copy: two adapters + base
     with running(served) as url:
         c = client(url)
         assert [m.id for m in c.models.list().data] == ["alpha", "b2", "base"]
@@ -77,6 +77,11 @@ def test_adapters_share_one_base_and_each_equals_its_run_alone(adapters, tiny_ll
         }
     assert got["alpha"] == alone["alpha"] and got["b2"] == alone["beta"]
     assert len({got["alpha"], got["b2"], got["base"]}) == 3  # the adapters really change the output
+    from tunelab.generation import target
+
+    tgt = target.load(str(tiny_llama_dir))
+    plain = generate(tgt.model, tgt.tokenizer, [PROMPT], GenerationConfig(max_new_tokens=8), template=tgt.template)
+    assert got["base"] == plain[0].text  # the shared base answers with every adapter disabled
 
 
 @pytest.fixture(scope="module")

@@ -239,15 +239,14 @@ class Worker:
     def _run(self, batch: list[Job]) -> None:
         """One static batch: a predict job, an engine's batch, or one ``generate`` call."""
         try:
-            if batch[0].served.adapter is not None:  # several adapters share one base: pick this request's
-                batch[0].served.model.set_adapter(batch[0].served.adapter)
-            if batch[0].fn is not None:
-                self._run_fn(batch)
-            elif batch[0].served.engine is not None:
-                # a non-transformers engine (llama.cpp) decodes the batch itself
-                batch[0].served.engine.generate(batch, self.metrics)
-            else:
-                self._generate(batch)
+            with batch[0].served.active():  # the request's adapter, or the plain base of shared adapters
+                if batch[0].fn is not None:
+                    self._run_fn(batch)
+                elif batch[0].served.engine is not None:
+                    # a non-transformers engine (llama.cpp) decodes the batch itself
+                    batch[0].served.engine.generate(batch, self.metrics)
+                else:
+                    self._generate(batch)
         except Exception as exc:  # a bug or a model failure: answer every job of the batch, keep serving
             self.log("serve: worker error:\n" + traceback.format_exc())
             for job in batch:

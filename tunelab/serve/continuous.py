@@ -146,15 +146,15 @@ class Scheduler:
             ids, mask = _left_pad([r.job.prompt_ids for r in rows], served.tokenizer.pad_token_id, device)
             positions = (mask.long().cumsum(-1) - 1).clamp_min(0)  # left padding: each row counts from its first token
             cache = _cache(None)
-            _activate(served)
-            out = served.model(
-                input_ids=ids,
-                attention_mask=mask,
-                position_ids=positions,
-                use_cache=True,
-                logits_to_keep=1,
-                **cache_kwarg(served.model, cache),
-            )
+            with served.active():
+                out = served.model(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    position_ids=positions,
+                    use_cache=True,
+                    logits_to_keep=1,
+                    **cache_kwarg(served.model, cache),
+                )
             self.metrics.observe("tunelab_prefill_rows", len(rows), buckets=_batch_buckets())
             batch = Batch(rows, cache, mask, positions[:, -1] + 1, torch.zeros(len(rows), dtype=torch.long))
             batch = self._advance(served, batch, out.logits[:, -1])
@@ -169,15 +169,15 @@ class Scheduler:
             served = batch.rows[0].job.served
             start = time.perf_counter()
             mask = torch.cat([batch.mask, batch.mask.new_ones(len(batch.rows), 1)], dim=1)  # (rows, T + 1)
-            _activate(served)
-            logits = served.model(
-                input_ids=batch.tokens[:, None],
-                attention_mask=mask,
-                position_ids=batch.pos[:, None],
-                use_cache=True,
-                cache_position=torch.tensor([batch.mask.shape[1]], device=mask.device),
-                **cache_kwarg(served.model, batch.cache),
-            ).logits[:, -1]  # (rows, vocab)
+            with served.active():
+                logits = served.model(
+                    input_ids=batch.tokens[:, None],
+                    attention_mask=mask,
+                    position_ids=batch.pos[:, None],
+                    use_cache=True,
+                    cache_position=torch.tensor([batch.mask.shape[1]], device=mask.device),
+                    **cache_kwarg(served.model, batch.cache),
+                ).logits[:, -1]  # (rows, vocab)
             batch.mask, batch.pos = mask, batch.pos + 1
             self.metrics.observe("tunelab_batch_size", len(batch.rows), buckets=_batch_buckets())
             self.metrics.observe("tunelab_batch_seconds", time.perf_counter() - start)
@@ -316,11 +316,6 @@ class Choice(Output):
 
 
 ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-
-
-def _activate(served) -> None:
-    if served.adapter is not None:  # several adapters share one base: pick this model's
-        served.model.set_adapter(served.adapter)
 
 
 def _batch_buckets() -> tuple:
