@@ -12,6 +12,14 @@ import httpx
 from tests.serve.harness import free_port
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def test_two_workers_share_one_port_and_their_metrics(tiny_llama_dir):
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TUNELAB_THREADS": "1"}
@@ -50,6 +58,12 @@ def test_two_workers_share_one_port_and_their_metrics(tiny_llama_dir):
     finally:
         proc.terminate()
         proc.wait(30)
+    started = next(line for line in proc.stderr.read().splitlines() if " workers (" in line)
+    workers = [int(p) for p in started.split("(")[1].split(")")[0].split(", ")]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(_alive(p) for p in workers):
+        time.sleep(0.2)
+    assert not any(_alive(p) for p in workers), "workers outlived the terminated supervisor"
     assert len(texts) == 1  # both workers load the same model and decode alike
     assert lines["tunelab_workers"] == "2"
     assert float(lines['tunelab_requests_total{route="/v1/completions",status="200"}']) == 8

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import socket
 import sys
 import tempfile
@@ -78,6 +79,8 @@ def _supervise(targets: list[str], cfg, keys: list[str], sock: socket.socket) ->
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
+    # SIGTERM (a service manager, `kill`) must run the cleanup below too, or the workers outlive the supervisor
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with tempfile.TemporaryDirectory(prefix="tunelab-serve-metrics-") as metrics_dir:
         procs = []
         for _ in range(cfg.workers):
@@ -94,7 +97,7 @@ def _supervise(targets: list[str], cfg, keys: list[str], sock: socket.socket) ->
             dead = [p for p in procs if not p.is_alive()]
             _stderr(f"serve: worker {dead[0].pid} exited with status {dead[0].exitcode}; stopping the others")
             return 1
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, SystemExit):
             return 0
         finally:
             for p in procs:
