@@ -87,3 +87,27 @@ def test_embeddings_requests_are_pooled(served):
     assert [len(r.data) for r in got] == [1, 2, 3, 4, 5, 6]
     assert all(r.data[0].embedding == pytest.approx(alone, abs=1e-5) for r in got)
     assert m["tunelab_pooled_requests_sum"] > m["tunelab_pooled_requests_count"]  # some forward served > 1 request
+
+
+def test_prefix_cache_reuses_the_shared_system_prompt_and_changes_nothing(served):
+    chats = [
+        [{"role": "system", "content": "You are terse and kind."}, {"role": "user", "content": q}]
+        for q in ("Say good", "Name a colour", "Count to three")
+    ]
+
+    def answers(url):
+        c = client(url)
+        out = []
+        for msgs in chats:
+            r = c.chat.completions.create(model="tiny", messages=msgs, max_tokens=8, temperature=0, logprobs=True)
+            out.append((r.choices[0].message.content, [e.logprob for e in r.choices[0].logprobs.content]))
+        return out
+
+    with running(served) as url:
+        plain = answers(url)
+    with running(served, prefix_cache=True) as url:
+        cached = answers(url)
+        m = _metrics(url)
+    assert m['tunelab_prefix_cache_tokens_total{model="tiny"}'] >= 2 * 8  # the 2nd and 3rd chats reused a prefix
+    for (text, lps), (text_c, lps_c) in zip(plain, cached):
+        assert text == text_c and lps == pytest.approx(lps_c, abs=1e-4)

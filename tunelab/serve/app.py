@@ -59,6 +59,7 @@ class State:
             log,
             cfg.batching == "continuous",
             cfg.max_predict_inputs,
+            cfg.prefix_cache,
         )
 
     def lookup(self, name: str, generates: bool | None):

@@ -136,6 +136,7 @@ class Worker:
         log: Callable[[str], None],
         continuous: bool = True,
         max_inputs: int = 256,
+        prefix_cache: bool = False,
     ):
         from tunelab.serve.continuous import Scheduler
 
@@ -144,7 +145,7 @@ class Worker:
         self._queue: deque[Job] = deque()
         self._cv = threading.Condition()
         self._closing = False
-        self.scheduler = Scheduler(metrics, log) if continuous else None
+        self.scheduler = Scheduler(metrics, log, prefix_cache) if continuous else None
         target = self._loop_continuous if continuous else self._loop
         self._thread = threading.Thread(target=target, name="tunelab-serve-worker", daemon=True)
 

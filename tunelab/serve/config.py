@@ -20,6 +20,11 @@ class ServeConfig(Strict):
         description="continuous: requests join and leave the running batch at every decode step; static: one "
         "generate call per batch of queued requests (kept for comparison and for back-ends without a KV cache API).",
     )
+    prefix_cache: bool = Field(
+        False,
+        description="continuous: reuse the keys/values of the prompt tokens a new request shares with the last "
+        "prefilled prompt (a chat template's system prompt) instead of recomputing them.",
+    )
     max_batch_size: int = Field(
         16,
         ge=1,

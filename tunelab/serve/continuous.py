@@ -119,10 +119,65 @@ def _pad(x: torch.Tensor, width: int, dim: int = 2) -> torch.Tensor:
 class Scheduler:
     """The running batches (one per served model) of the worker thread; see the module docstring."""
 
-    def __init__(self, metrics, log: Callable[[str], None]):
-        self.metrics, self.log = metrics, log
+    def __init__(self, metrics, log: Callable[[str], None], prefix_cache: bool = False):
+        self.metrics, self.log, self.prefix_cache = metrics, log, prefix_cache
         self.batches: dict[str, Batch] = {}
         self.results: dict[int, list] = {}
+        self.prefixes: dict[str, tuple[list[int], list]] = {}  # model -> (prompt ids, per-layer (k, v) of 1 row)
+
+    def _prefill(self, served, prompts: list[list[int]]):
+        """One forward over the new prompts: (cache, mask (rows, T), positions (rows, T), last logits (rows, vocab)).
+
+        With the prefix cache, the tokens every prompt shares with the model's last prefilled prompt (a chat
+        template's system prompt, say) are not computed again: their keys and values are copied from that prompt
+        (causal attention: a prefix's cache does not depend on what follows it) and only the rest is run."""
+        device = next(served.model.parameters()).device
+        pad = served.tokenizer.pad_token_id
+        shared = self._shared_prefix(served.name, prompts)
+        if shared:
+            _, kv = self.prefixes[served.name]
+            layers = [
+                tuple(x[:, :, :shared].expand(len(prompts), -1, -1, -1).contiguous() for x in pair) for pair in kv
+            ]
+            cache = _cache(layers)
+            ids, tail = _left_pad([p[shared:] for p in prompts], pad, device)
+            mask = torch.cat([tail.new_ones(len(prompts), shared), tail], dim=1)  # (rows, shared + width)
+            self.metrics.inc("tunelab_prefix_cache_tokens_total", shared * len(prompts), model=served.name)
+        else:
+            cache = _cache(None)
+            ids, mask = _left_pad(prompts, pad, device)
+        positions = (mask.long().cumsum(-1) - 1).clamp_min(0)  # padding: each row counts its own tokens
+        with served.active():
+            out = served.model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=positions[:, shared:],
+                use_cache=True,
+                cache_position=torch.arange(shared, mask.shape[1], device=device),
+                logits_to_keep=1,
+                **cache_kwarg(served.model, cache),
+            )
+        if self.prefix_cache:  # remember the first prompt (its real columns only) for the next arrivals
+            real = mask[0].bool()
+            self.prefixes[served.name] = (
+                list(prompts[0]),
+                [tuple(x[:1][:, :, real] for x in kv) for kv in _layers(cache)],
+            )
+        return cache, mask, positions, out.logits[:, -1]
+
+    def _shared_prefix(self, name: str, prompts: list[list[int]]) -> int:
+        """Tokens all ``prompts`` share with the remembered prompt (0 below MIN_PREFIX); one token is always left
+        to compute, since its logits give the first new token."""
+        if not self.prefix_cache or name not in self.prefixes:
+            return 0
+        known = self.prefixes[name][0]
+        n = min(len(known), *(len(p) - 1 for p in prompts))
+        for p in prompts:
+            i = 0
+            while i < n and p[i] == known[i]:
+                i += 1
+            n = i
+        return n if n >= MIN_PREFIX else 0
 
     def rows(self) -> int:
         return sum(len(b.rows) for b in self.batches.values())
@@ -142,22 +197,10 @@ class Scheduler:
             rows = [Row(job, i, stop_ids) for job in group for i in range(job.n)]
             for job in group:
                 self.results[id(job)] = [None] * job.n
-            device = next(served.model.parameters()).device
-            ids, mask = _left_pad([r.job.prompt_ids for r in rows], served.tokenizer.pad_token_id, device)
-            positions = (mask.long().cumsum(-1) - 1).clamp_min(0)  # left padding: each row counts from its first token
-            cache = _cache(None)
-            with served.active():
-                out = served.model(
-                    input_ids=ids,
-                    attention_mask=mask,
-                    position_ids=positions,
-                    use_cache=True,
-                    logits_to_keep=1,
-                    **cache_kwarg(served.model, cache),
-                )
+            cache, mask, positions, logits = self._prefill(served, [r.job.prompt_ids for r in rows])
             self.metrics.observe("tunelab_prefill_rows", len(rows), buckets=_batch_buckets())
             batch = Batch(rows, cache, mask, positions[:, -1] + 1, torch.zeros(len(rows), dtype=torch.long))
-            batch = self._advance(served, batch, out.logits[:, -1])
+            batch = self._advance(served, batch, logits)
             if batch is not None:
                 self.batches[name] = self.batches[name].merge(batch) if name in self.batches else batch
 
@@ -315,6 +358,7 @@ class Choice(Output):
         self.logprobs = logprobs
 
 
+MIN_PREFIX = 8  # shorter shared prefixes are recomputed (copying their cache would cost about as much)
 ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 

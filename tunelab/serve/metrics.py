@@ -143,6 +143,7 @@ HELP = {
     "tunelab_request_latency_seconds": "Time from request arrival to the last byte of the response, by route.",
     "tunelab_prompt_tokens_total": "Prompt tokens of generation requests, by model.",
     "tunelab_generated_tokens_total": "Tokens generated, by model.",
+    "tunelab_prefix_cache_tokens_total": "Prompt tokens whose keys/values came from the prefix cache, by model.",
     "tunelab_cancelled_total": "Generation requests stopped early (client disconnect or timeout), by reason.",
     "tunelab_workers": "Server processes whose numbers this page adds up (serve --workers).",
     "tunelab_queue_depth": "Requests waiting for the worker.",
