@@ -8,7 +8,10 @@ ray = pytest.importorskip("ray", reason="the optional extra `ray` is not install
 serve = pytest.importorskip("ray.serve", reason="ray is installed without Ray Serve (pip install 'ray[serve]')")
 
 
-def test_ray_serve_deployment_answers_like_tunelab_serve(tiny_llama_dir, tmp_path):
+def test_ray_serve_deployment_answers_like_tunelab_serve(tiny_llama_dir):
+    import shutil
+    import tempfile
+
     from tests.serve.harness import client, free_port
     from tunelab.generation import GenerationConfig, generate
     from tunelab.serve import registry
@@ -17,7 +20,8 @@ def test_ray_serve_deployment_answers_like_tunelab_serve(tiny_llama_dir, tmp_pat
     s = registry.load_all([f"tiny={tiny_llama_dir}"], log=lambda m: None)["tiny"]
     want = generate(s.model, s.tokenizer, ["the movie was"], GenerationConfig(max_new_tokens=6), log=lambda m: None)
     port = free_port()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=str(tmp_path / "ray"))
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's unix sockets need a short path (< 108 bytes)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(deployment([f"tiny={tiny_llama_dir}"], max_replicas=2), route_prefix="/", name="tunelab")
@@ -33,3 +37,4 @@ def test_ray_serve_deployment_answers_like_tunelab_serve(tiny_llama_dir, tmp_pat
     finally:
         serve.shutdown()
         ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
