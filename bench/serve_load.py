@@ -147,13 +147,15 @@ def free_port() -> int:
 
 
 def server_args(args, mode: str, port: int) -> list[str]:
+    batching, _, extra = mode.partition("+")  # continuous+prefix: with the prefix cache
     return [
         "serve",
         "smollm2-135m",
         "--port",
         str(port),
         "--batching",
-        mode,
+        batching,
+        *(["--prefix-cache", "true"] if extra == "prefix" else []),
         "--max-batch-size",
         str(max(args.clients)),
         "--max-wait-ms",
@@ -203,7 +205,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clients", default="1,8,32", help="concurrent clients of each phase")
     ap.add_argument("--durations", default="15,25,45", help="seconds of each phase")
-    ap.add_argument("--modes", default="static,continuous")
+    ap.add_argument("--modes", default="static,continuous", help="static, continuous, continuous+prefix (prefix cache)")
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--queue-size", type=int, default=64, help=">= clients, so a correct server never answers 429")
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the server")
@@ -259,11 +261,12 @@ def report(args, results: dict, rep: dict, load_before: str, load_after: str, ar
                 f"{r['ttft'][0]:.2f} | {r['ttft'][1]:.2f} | {r['e2e'][0]:.2f} | {r['e2e'][1]:.2f} | "
                 f"{r['codes']} | {len(r['malformed'])} |"
             )
-    if set(results) >= {"static", "continuous"}:
+    if "static" in results:
         lines.append("")
-        for s, c in zip(results["static"][0], results["continuous"][0]):
-            ratio = c["tokens_per_s"] / max(s["tokens_per_s"], 1e-9)
-            lines.append(f"- {c['clients']} clients: continuous / static tokens/s = {ratio:.2f}x")
+        for mode in [m for m in results if m != "static"]:
+            for s, c in zip(results["static"][0], results[mode][0]):
+                ratio = c["tokens_per_s"] / max(s["tokens_per_s"], 1e-9)
+                lines.append(f"- {c['clients']} clients: {mode} / static tokens/s = {ratio:.2f}x")
     problems = [m for rows, _ in results.values() for r in rows for m in r["malformed"]]
     if problems:
         lines += ["", "Malformed responses:", "", *[f"- {m}" for m in problems[:20]]]
