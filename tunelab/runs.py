@@ -103,7 +103,7 @@ def build_base(cfg: config_mod.RunConfig, labels: list[str] | None):
     task = TASKS[cfg.task.name]
     src = model_load.resolve(cfg.model.name, cfg.model.gguf_file, cfg.model.revision)
     tokenizer = model_load.load_tokenizer(src)
-    model, head = model_load.load_model(src, task.model_class(cfg), **task.model_kwargs(labels))
+    model, head = task.build_model(cfg, src, labels)
     if cfg.model.dropout is not None:
         model_load.set_dropout(model, cfg.model.dropout)
     if cfg.model.layers is not None:

@@ -6,10 +6,11 @@ from tunelab.tasks.base import Task, register
 from tunelab.tasks.causal_lm import CausalLM
 from tunelab.tasks.classification import Classification
 from tunelab.tasks.multi_label import MultiLabel
+from tunelab.tasks.multitask import MultiTask
 from tunelab.tasks.prompt_classification import PromptClassification
 from tunelab.tasks.regression import Regression
 from tunelab.tasks.token_classification import TokenClassification
 
 TASKS: dict[str, Task] = register(
-    Classification(), TokenClassification(), CausalLM(), MultiLabel(), Regression(), PromptClassification()
+    Classification(), TokenClassification(), CausalLM(), MultiLabel(), Regression(), PromptClassification(), MultiTask()
 )
