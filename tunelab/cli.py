@@ -202,6 +202,7 @@ def _recipe(name: str):
         return {
             "train": commands.train,
             "distill": commands.distill,
+            "continual": commands.continual,
             "compare": commands.compare,
             "icl": commands.icl,
             "merge": commands.merge,
@@ -219,6 +220,7 @@ COMMANDS = {
     "chat": cmd_chat,
     "compare": _recipe("compare"),
     "distill": _recipe("distill"),
+    "continual": _recipe("continual"),
     "icl": _recipe("icl"),
     "merge": _recipe("merge"),
     "clean": _recipe("clean"),

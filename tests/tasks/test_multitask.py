@@ -6,14 +6,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import torch
 
+from tests.conftest import write_sentiment
 from tunelab import cli, config, runs
 from tunelab.errors import ConfigError, TunelabError
 from tunelab.recipes import finetune
 from tunelab.tasks import TASKS
-
-from tests.conftest import write_sentiment
 
 
 def write_genres(path: Path, n: int = 48, seed: int = 0) -> Path:
@@ -132,7 +130,10 @@ def test_task_flag_on_a_single_task_run_is_refused(tiny_cls_run, capsys):
         (["task.tasks=[{name: 'a b', data: {train: x.tsv}}]"], "expected letters, digits"),
         (["task.tasks=[{name: a, data: {train: x}}, {name: a, data: {train: y}}]"], "'a' is used twice"),
         (["task.tasks=[{name: a, task: causal_lm, data: {train: x}}]"], "a causal_lm member cannot share"),
-        (["task.tasks=[{name: a, task: {name: classification, stride: 3}, data: {train: x}}]"], r"task.tasks\[0\] \(a\)"),
+        (
+            ["task.tasks=[{name: a, task: {name: classification, stride: 3}, data: {train: x}}]"],
+            r"task.tasks\[0\] \(a\)",
+        ),
         (["task.tasks=[]"], "needs at least one member task"),
     ],
 )

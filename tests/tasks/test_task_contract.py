@@ -276,7 +276,9 @@ def test_predict_and_serve_predict_agree(trained, capsys, monkeypatch):
         import httpx
 
         model = f"m:{case.member}" if case.member else "m"  # a multitask run serves each member head
-        reply = client(base).post("/predict", body={"model": model, "input": case.inputs}, cast_to=httpx.Response).json()
+        reply = (
+            client(base).post("/predict", body={"model": model, "input": case.inputs}, cast_to=httpx.Response).json()
+        )
     assert [{k: v for k, v in d.items() if k not in ("index", "input")} for d in reply["data"]] == predicted
 
 

@@ -39,6 +39,10 @@ class MultiTaskModel(torch.nn.Module):
             raise KeyError(f"no head '{task}'; heads: {', '.join(self.heads)}")
         return self.heads[task](**inputs)
 
+    def get_input_embeddings(self) -> torch.nn.Module:
+        """The shared encoder's token embeddings (what prompt methods and peft read)."""
+        return self.encoder.get_input_embeddings()
+
     def save_pretrained(self, out_dir: str) -> None:
         """Every weight (shared encoder and heads) as one safetensors file (what the ``full`` method saves)."""
         from safetensors.torch import save_file

@@ -103,7 +103,9 @@ class MultiTask(Task):
             raise ValueError("task.tasks: a multitask run needs at least one member task")
         for key in OWN_FILES:
             if getattr(cfg.data, key) != type(cfg.data).model_fields[key].default:
-                raise ValueError(f"data.{key}: a multitask run reads each member's own files: set task.tasks[i].data.{key}")
+                raise ValueError(
+                    f"data.{key}: a multitask run reads each member's own files: set task.tasks[i].data.{key}"
+                )
         seen = set()
         for i, member in enumerate(cfg.task.tasks):
             if member.name in seen:
@@ -124,7 +126,9 @@ class MultiTask(Task):
 
     def read(self, cfg, path: str, with_labels: bool = True) -> Table:
         names = ", ".join(m.name for m in cfg.task.tasks)
-        raise TunelabError(f"{path}: a multitask run reads each member's own files; name a member with --task ({names})")
+        raise TunelabError(
+            f"{path}: a multitask run reads each member's own files; name a member with --task ({names})"
+        )
 
     def read_splits(self, cfg, log) -> dict[str, list]:
         splits: dict[str, list] = {}
@@ -176,7 +180,9 @@ class MultiTask(Task):
 
         mcfg = self.member_config(run.cfg, name)
         state = run.task_state.get(name, {})
-        return replace(run, cfg=mcfg, model=TaskView(run.model, name), labels=member_labels(run.labels, name), task_state=state)
+        return replace(
+            run, cfg=mcfg, model=TaskView(run.model, name), labels=member_labels(run.labels, name), task_state=state
+        )
 
     def _index(self, cfg, name: str) -> int:
         names = self.members(cfg)
