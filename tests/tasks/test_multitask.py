@@ -115,6 +115,10 @@ def test_train_save_reload_and_predict_with_each_head(tmp_path, tiny_bert_dir, c
     monkeypatch.setattr("sys.stdin", io.StringIO("x\n"))
     assert cli.main(["predict", str(run)]) != 0
     assert "pass --task NAME" in capsys.readouterr().err
+    # one plain model cannot hold several heads: merge (and quantize, prune, export) say so before any work
+    assert cli.main(["merge", str(run), str(tmp_path / "merged")]) == 2
+    assert "holds one head per member (sent, genre); merge writes one plain model" in capsys.readouterr().err
+    assert not (tmp_path / "merged").exists()
 
 
 def test_task_flag_on_a_single_task_run_is_refused(tiny_cls_run, capsys):
