@@ -264,3 +264,38 @@ def test_chunked_loss_falls_back_for_prompt_learning(tiny_llama_dir):
     assert causal_lm.lm_head(model) is not None
     model = METHODS["prompt-tuning"].apply(model, METHODS["prompt-tuning"].Config(), head)
     assert causal_lm.lm_head(model) is None
+
+
+def test_mixed_data_sft_draws_each_batch_from_one_file_by_its_weight(tmp_path, tiny_llama_dir, alpaca_writer):
+    from tunelab import config, runs
+    from tunelab.recipes import finetune
+    from tunelab.tasks import TASKS
+
+    a, b = alpaca_writer(tmp_path / "a.json", 24), alpaca_writer(tmp_path / "b.json", 8, 1)
+    overrides = [
+        "task=causal_lm",
+        f"model.name={tiny_llama_dir}",
+        f"data.train={a}",
+        f"task.mix=[{{train: '{b}', weight: 3}}]",
+        "model.max_length=64",
+        "train.batch_size=4",
+        "task.eval_generations=0",
+        f"output_dir={tmp_path / 'run'}",
+    ]
+    cfg = config.load(None, overrides)
+    task, log = TASKS["causal_lm"], lambda m: None
+    splits = finetune.read_splits(cfg, task, log)
+    assert len(splits["mix1"]) == 8
+    tokenizer, _, _ = runs.build_base(cfg, None)
+    prepared = task.prepare(cfg, tokenizer, None, splits, log)
+    mix = prepared.sampler
+    assert mix.weights == pytest.approx([0.25, 0.75]) and mix.sizes[1] == 8
+    assert len(prepared.features["train"]) == sum(mix.sizes)
+    plan = [batch for epoch in range(40) for batch in mix.batches(epoch)]
+    first = mix.sizes[0]
+    assert all(max(b) < first or min(b) >= first for b in plan)  # one file per batch
+    assert sum(min(b) >= first for b in plan) / len(plan) == pytest.approx(0.75, abs=0.05)
+    final = finetune.run(config.load(None, [*overrides, "train.max_steps=2"]), quiet=True, log=log)
+    assert final["steps"] == 2
+    with pytest.raises(Exception, match="mix"):
+        config.load(None, [*overrides, "task.mix=[{train: x, weight: 0}]"])

@@ -38,6 +38,11 @@ from tunelab.training.objective import Objective
 GENERATION_METRICS = ("rougeL", "bleu", "eos_rate")
 
 
+class MixFile(Strict):
+    train: str = Field(description="An instruction file mixed into training (read like data.train).")
+    weight: float = Field(1.0, gt=0, description="Its sampling weight.")
+
+
 class Config(Strict):
     """The ``task:`` section of causal_lm (data options, loss tokens, packing, dev generations)."""
 
@@ -60,6 +65,14 @@ class Config(Strict):
     )
     eval_max_new_tokens: int = Field(128, ge=1, description="Length cap for dev generations.")
     report_samples: int = Field(3, ge=0, description="Sample generations shown in the report, before and after tuning.")
+    train_weight: float = Field(
+        1.0, gt=0, description="Mixed-data SFT: the sampling weight of data.train's batches against task.mix's files."
+    )
+    mix: list[MixFile] = Field(
+        default_factory=list,
+        description="Mixed-data SFT: further instruction files [{train: FILE, weight: W}] (same format rules as "
+        "data.train); each batch comes from one file, drawn with probability weight / sum of weights.",
+    )
 
 
 @dataclass(frozen=True)
@@ -105,6 +118,17 @@ class CausalLM(Task):
         examples = templates.read_examples(path, cfg.data.format, cfg.data.on_error)
         return Table(examples.rows, examples.skipped)
 
+    def read_splits(self, cfg, log) -> dict[str, list]:
+        """The base splits, plus ``mix1``, ``mix2``... for the files of ``task.mix`` (mixed-data SFT)."""
+        splits = super().read_splits(cfg, log)
+        for i, extra in enumerate(cfg.task.mix, start=1):
+            table = self.read(cfg, extra.train)
+            if not table.rows:
+                raise DataError(f"{extra.train}: task.mix[{i - 1}]: no examples")
+            splits[f"mix{i}"] = table.rows
+            log(f"task.mix[{i - 1}]: {len(table.rows)} examples from {extra.train} (weight {extra.weight})")
+        return splits
+
     def label_space(self, rows, source: str) -> None:
         return None
 
@@ -121,9 +145,12 @@ class CausalLM(Task):
         feats, info = {}, {}
         for split, rows in splits.items():
             feats[split], info[split] = encode_split(cfg, tokenizer, opts, rows, split_source(cfg, split), log)
-        train = feats["train"]
-        if cfg.task.packing:
-            feats["train"] = pack(train, cfg.model.max_length)
+        sources = [feats["train"]] + [feats.pop(f"mix{i}") for i in range(1, len(cfg.task.mix) + 1)]
+        train = [f for source in sources for f in source]
+        if cfg.task.packing:  # each file packed on its own: a row (and a batch) holds one file's examples
+            sources = [pack(source, cfg.model.max_length) for source in sources]
+        feats["train"] = [f for source in sources for f in source]
+        sampler = mixed_sampler(cfg, [len(source) for source in sources])
         info.update(batching_info(feats["train"], cfg))
         log(
             f"train: {len(train)} examples in {len(feats['train'])} rows ({'packed' if cfg.task.packing else 'padded'}), "
@@ -138,7 +165,7 @@ class CausalLM(Task):
         )
         test = evaluator(cfg, tokenizer, opts.template, splits["test"], feats["test"]) if "test" in feats else None
         objective = Objective(partial(self.forward, chunk=cfg.speed.ce_chunk), self.loss, count)
-        return Prepared(feats, collate_fn, objective, during, final, test, baseline=True, info=info)
+        return Prepared(feats, collate_fn, objective, during, final, test, baseline=True, info=info, sampler=sampler)
 
     def forward(self, model, batch: dict, chunk: int = 0) -> dict:
         """Logits aligned with the next-token targets, or (``chunk`` > 0, plain linear LM head) the final hidden
@@ -227,6 +254,16 @@ class CausalLM(Task):
 
 
 # ---------------------------------------------------------------- encoding
+
+
+def mixed_sampler(cfg, sizes: list[int]):
+    """TaskMixture over data.train and task.mix's files with their weights (None without task.mix)."""
+    if len(sizes) == 1:
+        return None
+    from tunelab.training.mixing import TaskMixture
+
+    weights = [cfg.task.train_weight] + [m.weight for m in cfg.task.mix]
+    return TaskMixture.weighted(sizes, cfg.train.batch_size, cfg.train.seed, weights)
 
 
 def lm_head(model):
