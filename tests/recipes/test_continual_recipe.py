@@ -188,3 +188,10 @@ def test_each_strategy_runs_through_the_stages(strategy, tmp_path, tiny_bert_dir
     if strategy == "adapters":  # every stage its own adapter and head on the frozen base: nothing to forget
         assert m[1][0] == m[0][0] and result["average_forgetting"] == 0.0
         assert json.loads((tmp_path / "cl" / "01-genre" / "labels.json").read_text())[0].startswith("genre:")
+
+
+def test_train_points_a_continual_config_to_its_command(tmp_path, tiny_bert_dir):
+    from tunelab import config
+
+    with pytest.raises(ConfigError, match="the continual: section is read by `tunelab continual CONFIG`"):
+        config.load(_config(tmp_path, tiny_bert_dir))
