@@ -87,8 +87,8 @@ def test_round_robin_and_temperature_mixing(tmp_path, tiny_bert_dir):
     assert prepared.sampler.weights == pytest.approx([64**0.5 / (64**0.5 + 32**0.5), 32**0.5 / (64**0.5 + 32**0.5)])
 
 
-def test_train_save_reload_and_predict_with_each_head(tmp_path, tiny_bert_dir, capsys, monkeypatch):
-    cfg = config.load(None, _overrides(tmp_path, tiny_bert_dir, "train.max_steps=6", "model.dropout=0"))
+def test_lora_train_save_reload_and_predict_with_each_head(tmp_path, tiny_bert_dir, capsys, monkeypatch):
+    cfg = config.load(None, _overrides(tmp_path, tiny_bert_dir, "train.max_steps=6", "model.dropout=0", "method=lora"))
     final = finetune.run(cfg, quiet=True, log=lambda m: None)
     dev = final["dev"]
     assert dev["macro"] == pytest.approx((dev["tasks"]["sent"]["accuracy"] + dev["tasks"]["genre"]["accuracy"]) / 2)
