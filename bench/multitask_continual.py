@@ -118,31 +118,34 @@ def continual_part(args, rep, load_before) -> None:
         start = time.perf_counter()
         results[strategy] = continual.run(str(path), [], quiet=True, log=lambda m: print(m, file=sys.stderr))
         results[strategy]["wall_seconds"] = round(time.perf_counter() - start, 1)
-    summary = {
-        "command": "flock /tmp/tunelab-cpu.lock .venv/bin/python bench/multitask_continual.py "
-        + " ".join(sys.argv[1:]),
-        "args": vars(args),
-        "cpu": rep["cpu"]["model"],
-        "load_average": [load_before, load_average()],
-        "results": {
-            k: {n: v[n] for n in ("matrix", "average_forgetting", "backward_transfer", "final_average", "wall_seconds")}
-            for k, v in results.items()
-        },
-    }
-    (RESULTS / "continual.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    lines = [
-        f"Command: `{summary['command']}`; CPU: {summary['cpu']}; load {load_before} -> {load_average()}.",
-        "",
-        "| strategy | after stage 1 (sst2) | after stage 2 (sst2, agnews) | after stage 3 (sst2, agnews, wikiann F1) "
-        "| average forgetting | backward transfer | seconds |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for k, v in summary["results"].items():
-        cells = [", ".join(f"{x:.4f}" for x in row if x is not None) for row in v["matrix"]]
-        lines.append(
-            f"| {k} | {' | '.join(cells)} | {v['average_forgetting']:.4f} | {v['backward_transfer']:+.4f} | {v['wall_seconds']} |"
-        )
-    (RESULTS / "continual.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        summary = {
+            "command": "flock /tmp/tunelab-cpu.lock .venv/bin/python bench/multitask_continual.py "
+            + " ".join(sys.argv[1:]),
+            "args": vars(args),
+            "cpu": rep["cpu"]["model"],
+            "load_average": [load_before, load_average()],
+            "results": {
+                k: {
+                    n: v[n]
+                    for n in ("matrix", "average_forgetting", "backward_transfer", "final_average", "wall_seconds")
+                }
+                for k, v in results.items()
+            },
+        }
+        (RESULTS / "continual.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        lines = [
+            f"Command: `{summary['command']}`; CPU: {summary['cpu']}; load {load_before} -> {load_average()}.",
+            "",
+            "| strategy | after stage 1 (sst2) | after stage 2 (sst2, agnews) | after stage 3 (sst2, agnews, wikiann F1) "
+            "| average forgetting | backward transfer | seconds |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for k, v in summary["results"].items():
+            cells = [", ".join(f"{x:.4f}" for x in row if x is not None) for row in v["matrix"]]
+            lines.append(
+                f"| {k} | {' | '.join(cells)} | {v['average_forgetting']:.4f} | {v['backward_transfer']:+.4f} | {v['wall_seconds']} |"
+            )
+        (RESULTS / "continual.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
 
 
