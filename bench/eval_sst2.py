@@ -67,16 +67,28 @@ def subsets(work: Path, train_rows: int) -> tuple[Path, Path, Path, Path]:
     return work / "train.tsv", work / "dev_fit.tsv", work / "dev_holdout.tsv", work / "dev_all.tsv"
 
 
-def afinn_words() -> set[str]:
-    """AFINN-111 (Nielsen, 2011): 2,476 English words and phrases rated for valence, shipped by the `afinn`
-    package (pip install --no-deps afinn; only this benchmark reads it)."""
+def lexicon_words(package: str, path: str, about: str) -> set[str]:
+    """The words of a published sentiment lexicon shipped as a data file of a PyPI package (installed with
+    pip install --no-deps PACKAGE; only this benchmark reads it, and it never imports the package's code)."""
     from importlib import resources
 
     try:
-        text = (resources.files("afinn") / "data" / "AFINN-111.txt").read_text(encoding="utf-8")
+        text = (resources.files(package) / path).read_text(encoding="utf-8")
     except ModuleNotFoundError:
-        sys.exit("bench/eval_sst2.py needs the afinn package for its lexicon check: pip install --no-deps afinn")
-    return {line.split("\t")[0] for line in text.splitlines() if line.strip()}
+        sys.exit(f"bench/eval_sst2.py needs {about} for its lexicon check: pip install --no-deps {package}")
+    return {line.split("\t")[0].lower() for line in text.splitlines() if line.strip()}
+
+
+# published lexicons, first line of the check first: AFINN was the one chosen before the first run; VADER was
+# added after it, because only 62.7% of the confident sentences held any AFINN word (see the report)
+LEXICONS = {
+    "AFINN-111 (Nielsen 2011, the `afinn` package)": ("afinn", "data/AFINN-111.txt", "AFINN-111"),
+    "VADER (Hutto & Gilbert 2014, the `vaderSentiment` package)": (
+        "vaderSentiment",
+        "vader_lexicon.txt",
+        "the VADER lexicon",
+    ),
+}
 
 
 def explanation_checks(run: Path, dev: Path) -> dict:
@@ -102,17 +114,22 @@ def explanation_checks(run: Path, dev: Path) -> dict:
             tops.append([_norm(w["word"]) for w in sorted(e["words"], key=lambda w: -w["ig"])[:3]])
             confident.append({_norm(w["word"]) for w in e["words"]})
     seconds = time.perf_counter() - start
-    afinn = afinn_words()
+    lexicons = {name: lexicon_words(*where) for name, where in LEXICONS.items()}
     return {
         "completeness_max_error_20": max(errors),
         "completeness_mean_error_20": sum(errors) / len(errors),
         "sentences": len(sentences),
         "confident": len(tops),
         "hand_hits": sum(any(t in LEXICON for t in top) for top in tops),
-        "afinn_hits": sum(any(t in afinn for t in top) for top in tops),
-        "afinn_size": len(afinn),
-        # the ceiling of the check: confident sentences holding any lexicon word at all
-        "afinn_present": sum(bool(words & afinn) for words in confident),
+        # per lexicon: size, hits, and the ceiling of the check (confident sentences holding any of its words)
+        "lexicons": {
+            name: {
+                "size": len(words),
+                "hits": sum(any(t in words for t in top) for top in tops),
+                "present": sum(bool(found & words) for found in confident),
+            }
+            for name, words in lexicons.items()
+        },
         "hand_present": sum(bool(words & LEXICON) for words in confident),
         "seconds": round(seconds),
         "commit": subprocess.run(
@@ -245,16 +262,18 @@ def write(work, final, cal_dev, held, full_fair, expl, train_s, train_rows) -> N
         f"mean {expl['completeness_mean_error_20']:.4f} (|sum of attributions - (f(x) - f(baseline))| / |f(x) - f(baseline)|; tolerance 0.05).",
         f"- {expl['sentences']} dev sentences of at least 4 words: {expl['confident']} confident predictions (p >= 0.9). "
         "Share whose top-3 IG words (attribution towards the predicted label) contain a word of a sentiment lexicon:",
-        f"  - AFINN-111 (Nielsen 2011, {expl['afinn_size']:,} rated words, from the `afinn` package): "
-        f"{expl['afinn_hits']} of {expl['confident']} = {expl['afinn_hits'] / max(expl['confident'], 1):.1%}",
+        *[
+            f"  - {name}, {lex['size']:,} entries: {lex['hits']} of {expl['confident']} = "
+            f"{lex['hits'] / max(expl['confident'], 1):.1%}; the ceiling: {lex['present']} of the confident sentences "
+            f"({lex['present'] / max(expl['confident'], 1):.1%}) hold any of its words, and among those the top-3 "
+            f"IG words include one in {lex['hits'] / max(lex['present'], 1):.1%}"
+            for name, lex in expl["lexicons"].items()
+        ],
         f"  - the {len(LEXICON)}-word hand list in this script (written before the run): "
-        f"{expl['hand_hits']} of {expl['confident']} = {expl['hand_hits'] / max(expl['confident'], 1):.1%}; "
-        "its misses are mostly evaluative words it lacks (expressive, superficiality, refreshed, hopeful, nowhere).",
-        f"- The ceiling of this check: only {expl['afinn_present']} of the {expl['confident']} confident sentences "
-        f"({expl['afinn_present'] / max(expl['confident'], 1):.1%}) contain an AFINN word at all "
-        f"({expl['hand_present']} a hand-list word); among those, the top-3 IG words include one in "
-        f"{expl['afinn_hits']} of {expl['afinn_present']} = {expl['afinn_hits'] / max(expl['afinn_present'], 1):.1%} "
-        f"(hand list: {expl['hand_hits']} of {expl['hand_present']}).",
+        f"{expl['hand_hits']} of {expl['confident']} = {expl['hand_hits'] / max(expl['confident'], 1):.1%} "
+        f"(ceiling {expl['hand_present']}); its misses are mostly evaluative words it lacks.",
+        "- AFINN was the lexicon chosen before the first run; VADER was added afterwards because AFINN's ceiling "
+        "(the share of confident sentences holding any AFINN word) was itself near the 60% bar.",
         f"- This stage ran at commit {expl['commit']} under the CPU lock in {expl['seconds']} s.",
         "",
         "Top-3 words of the first 15 confident predictions: " + "; ".join("/".join(t) for t in expl["top3"][:15]) + ".",

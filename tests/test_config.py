@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from tunelab import config
+from tunelab import config, docs
 from tunelab.errors import ConfigError
 
 
@@ -68,11 +68,11 @@ def test_dump_roundtrips_and_describe_covers_every_key(tmp_path):
     saved = tmp_path / "config.yaml"
     saved.write_text(config.dump(cfg))
     assert config.load(saved) == cfg
-    keys = {k.split()[0] for k, _, _ in config.describe()}
+    keys = {k.split()[0] for k, _, _ in docs.describe()}
     for section in ("model", "data", "train"):
         for name in type(getattr(cfg, section)).model_fields:
             assert f"{section}.{name}" in keys
-    assert all(desc for _, _, desc in config.describe())
+    assert all(desc for _, _, desc in docs.describe())
 
 
 @pytest.mark.parametrize(
@@ -100,7 +100,7 @@ def test_task_short_form_and_overrides():
     cfg = config.load(None, ["task=token_classification", "task.stride=8"])
     assert cfg.task.name == "token_classification" and cfg.task.stride == 8
     assert config.load(None, []).task.name == "classification"
-    keys = {k for k, _, _ in config.describe()}
+    keys = {k for k, _, _ in docs.describe()}
     assert {
         "task.name",
         "task.stride  [token_classification]",

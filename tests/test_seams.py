@@ -63,8 +63,8 @@ def test_no_function_takes_more_than_six_parameters():
 
 def test_config_tasks_and_methods_load_without_torch():
     code = (
-        "import sys; import tunelab.config, tunelab.tasks, tunelab.methods; "
-        "tunelab.config.load(None, ['task=causal_lm', 'method=lora']); tunelab.config.describe(); "
+        "import sys; import tunelab.config, tunelab.docs, tunelab.tasks, tunelab.methods; "
+        "tunelab.config.load(None, ['task=causal_lm', 'method=lora']); tunelab.docs.describe(); "
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)

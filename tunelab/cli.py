@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from tunelab.cliargs import add_threads_flag
+from tunelab.cliargs import add_threads_flag, config_help
 from tunelab.errors import TunelabError
 
 
@@ -15,96 +15,8 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def cmd_train(args) -> int:
-    if not args.config:  # a bare `tunelab train` must never start a default run
-        print(train_usage(), file=sys.stderr)
-        return 2
-    from tunelab import config
-    from tunelab.recipes import finetune
-    from tunelab.training import distributed
-    from tunelab.training.interrupt import Interrupted
-
-    path, overrides = _split_config_args(args.config)
-    cfg = config.load(path, overrides)
-    log = _log if distributed.is_main_process() else _quiet_log
-    try:
-        final = finetune.run(cfg, quiet=args.quiet, log=log, resume_anyway=args.resume_anyway)
-    except Interrupted as stop:
-        log(interrupted_message(stop.checkpoint, f"{stop} (the step finished and was saved)"))
-        return stop.exit_code
-    except KeyboardInterrupt:
-        log(interrupted_message(_latest_checkpoint(cfg.output_dir), "interrupted"))
-        return 130
-    shown = ", ".join(f"{k} {v:.4f}" for k, v in final["dev"].items() if isinstance(v, float))
-    log(f"done: dev {shown}; run folder {cfg.output_dir}")
-    return 0
-
-
-def cmd_distill(args) -> int:
-    from tunelab.recipes import distill
-    from tunelab.training import distributed
-    from tunelab.training.interrupt import Interrupted
-
-    path, overrides = _split_config_args(args.config)
-    log = _log if distributed.is_main_process() else _quiet_log
-    try:
-        final = distill.run(path, overrides, quiet=args.quiet, log=log, resume_anyway=args.resume_anyway)
-    except Interrupted as stop:
-        log(interrupted_message(stop.checkpoint, f"{stop} (the step finished and was saved)"))
-        return stop.exit_code
-    except KeyboardInterrupt:
-        out = distill.load(path, overrides)[0].output_dir
-        log(interrupted_message(_latest_checkpoint(out), "interrupted"))
-        return 130
-    teacher = final["distill"]["teacher_dev"]
-    shown = ", ".join(f"{k} {v:.4f} (teacher {teacher[k]:.4f})" for k, v in final["dev"].items() if k in teacher)
-    log(f"done: student dev {shown}")
-    return 0
-
-
-def interrupted_message(checkpoint, what: str) -> str:
-    """One line for an interrupted training run; it says resumable only when a checkpoint exists."""
-    if checkpoint is None:
-        return f"{what}; no checkpoint was written yet, so a rerun starts from the beginning"
-    return f"{what}; resumable from {checkpoint}: rerun the same command to continue"
-
-
-def _latest_checkpoint(output_dir: str):
-    from tunelab.training import checkpoint
-
-    return checkpoint.latest(Path(output_dir) / "checkpoints")
-
-
-def _quiet_log(_msg: str) -> None:
-    pass
-
-
-def _split_config_args(items: list[str]) -> tuple[str | None, list[str]]:
-    """`tunelab train [CONFIG] [key=value ...]`: the first item is the YAML file unless it is an override."""
-    if items and "=" not in items[0]:
-        return items[0], items[1:]
-    return None, items
-
-
-def train_usage() -> str:
-    """What a bare `tunelab train` prints: the usage and the example configs to start from."""
-    from tunelab import examples
-
-    lines = [
-        "usage: tunelab train CONFIG.yaml [key.path=value ...] [--quiet]",
-        "nothing was trained: give a config file (and/or key=value overrides). Example configs:",
-    ]
-    found = examples.listing()
-    width = max((len(path) for path, _ in found), default=0)
-    lines += [f"  {path:<{width}}  {about}" for path, about in found] or [
-        "  (none found: see examples/ in the tunelab repository)"
-    ]
-    lines.append("every key with its default: tunelab config (or tunelab train --help)")
-    return "\n".join(lines)
-
-
 def cmd_config(args) -> int:
-    from tunelab import config, docs
+    from tunelab import docs
 
     if args.section and args.section not in docs.sections():
         raise TunelabError(f"--section {args.section}: unknown; sections: {', '.join(docs.sections())}")
@@ -115,14 +27,8 @@ def cmd_config(args) -> int:
         width = max(len(k) for k, _, _ in rows)
         print("\n".join(f"  {k:<{width}}  {desc}" + (f" [default: {d}]" if d else "") for k, d, desc in rows))
     else:
-        print(config_help(config))
+        print(config_help())
     return 0
-
-
-def config_help(config) -> str:
-    rows = config.describe()
-    width = max(len(k) for k, _, _ in rows)
-    return "\n".join(f"  {k:<{width}}  {d}" + (f" [default: {v}]" if v else "") for k, v, d in rows)
 
 
 def cmd_eval(args) -> int:
@@ -161,13 +67,6 @@ def cmd_predict(args) -> int:
     loaded.cfg = cfg
     for out in task.predict(loaded, rows):
         print(json.dumps(out, ensure_ascii=False))
-    return 0
-
-
-def cmd_clean(args) -> int:
-    from tunelab.recipes import clean
-
-    clean.run(args.run_dir, keep=args.keep, force=args.force, dry_run=args.dry_run, log=_log)
     return 0
 
 
@@ -236,44 +135,6 @@ def cmd_chat(args) -> int:
     return commands.chat(args, _log)
 
 
-def cmd_merge(args) -> int:
-    from tunelab.recipes import merge
-
-    merge.run(args.run_dir, args.out_dir, log=_log)
-    return 0
-
-
-def cmd_compare(args) -> int:
-    from tunelab.recipes import compare
-
-    path, overrides = _split_config_args(args.config)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
-    out = compare.run(path, overrides, methods=methods, per_method=args.set or [], log=_log)
-    _log(f"done: {out / 'compare.md'}")
-    return 0
-
-
-def cmd_icl(args) -> int:
-    if not args.config:
-        print(
-            "usage: tunelab icl CONFIG.yaml [key=value ...]  (needs prompt.verbalizer; see README: In-context learning)",
-            file=sys.stderr,
-        )
-        return 2
-    from tunelab import config
-    from tunelab.recipes import icl
-
-    path, overrides = _split_config_args(args.config)
-    summary = icl.run(config.load(path, overrides), log=_log)
-    for r in summary["results"]:
-        _log(
-            f"{r['strategy']} calibrated={r['calibrated']}: accuracy {r['accuracy']:.4f} ± {r['accuracy_std']:.4f} "
-            f"over {len(r['seeds'])} seed(s)"
-        )
-    _log(f"done: {Path(summary['output_dir']) / 'icl.md'}")
-    return 0
-
-
 def cmd_fairness(args) -> int:
     from tunelab.evaluation import commands
 
@@ -328,17 +189,35 @@ def cmd_export(args) -> int:
     return commands.export(args)
 
 
+def _recipe(name: str):
+    """The recipe command `name` (recipes/commands.py), imported when it runs."""
+
+    def run(args) -> int:
+        from tunelab.recipes import commands
+
+        return {
+            "train": commands.train,
+            "distill": commands.distill,
+            "compare": commands.compare,
+            "icl": commands.icl,
+            "merge": commands.merge,
+            "clean": commands.clean,
+        }[name](args, _log)
+
+    return run
+
+
 COMMANDS = {
-    "train": cmd_train,
+    "train": _recipe("train"),
     "eval": cmd_eval,
     "predict": cmd_predict,
     "generate": cmd_generate,
     "chat": cmd_chat,
-    "compare": cmd_compare,
-    "distill": cmd_distill,
-    "icl": cmd_icl,
-    "merge": cmd_merge,
-    "clean": cmd_clean,
+    "compare": _recipe("compare"),
+    "distill": _recipe("distill"),
+    "icl": _recipe("icl"),
+    "merge": _recipe("merge"),
+    "clean": _recipe("clean"),
     "serve": cmd_serve,
     "ui": cmd_ui,
     "calibrate": cmd_calibrate,
@@ -354,20 +233,6 @@ COMMANDS = {
 }
 
 
-class _HelpWithKeys(argparse.Action):
-    """`-h/--help` that appends every config key; the config schema is imported only when help is asked for."""
-
-    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
-        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        from tunelab import config
-
-        parser.print_help()
-        print("\nconfig keys:\n" + config_help(config))
-        parser.exit()
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; it imports no torch and no config schema, so `tunelab --help` is instant."""
 
@@ -379,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--verbose", action="store_true", help="let other libraries' progress bars and warnings through"
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    from tunelab.recipes import commands as recipe_commands
+
+    recipe_commands.add_parsers(sub)
     _add_run_commands(sub)
     _add_model_commands(sub)
     _add_feature_commands(sub)
@@ -386,36 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_run_commands(sub) -> None:
-    """train, and the commands that use or tidy a run folder: eval, predict, clean."""
+    """The commands that use a run folder: eval and predict."""
     from tunelab.data import inputs
 
-    p = sub.add_parser(
-        "train",
-        help="fine-tune a model",
-        add_help=False,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="tunelab train CONFIG.yaml [key.path=value ...]",
-    )
-    p.add_argument("-h", "--help", action=_HelpWithKeys, help="show this help and every config key")
-    p.add_argument("config", nargs="*", help="YAML config file, then overrides like train.lr=3e-5")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--resume-anyway",
-        action="store_true",
-        help="continue an interrupted run although its config or training data changed since it started (refused otherwise)",
-    )
-    p = sub.add_parser(
-        "distill",
-        help="train a student on a teacher's soft targets (knowledge distillation)",
-        description="tunelab distill CONFIG.yaml [key.path=value ...]: a training config plus a distill: section",
-    )
-    p.add_argument("config", nargs="+", help="YAML config with a distill: section, then overrides (distill.alpha=0.7)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--resume-anyway",
-        action="store_true",
-        help="continue an interrupted run although its config or training data changed since it started",
-    )
     p = sub.add_parser("eval", help="evaluate a run on a labelled file")
     p.add_argument("run_dir")
     p.add_argument(
@@ -435,20 +276,10 @@ def _add_run_commands(sub) -> None:
     )
     inputs.add_flags(p, labels=False)
     add_threads_flag(p)
-    p = sub.add_parser("clean", help="remove checkpoint state a run no longer needs (see train.keep_checkpoints)")
-    p.add_argument("run_dir")
-    p.add_argument(
-        "--keep",
-        choices=["best+last", "last", "none"],
-        default="none",
-        help="what stays of a finished run's checkpoints (default none: model/ and the reports remain)",
-    )
-    p.add_argument("--force", action="store_true", help="also clean an unfinished run (it can no longer be resumed)")
-    p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
 
 
 def _add_model_commands(sub) -> None:
-    """info, doctor, merge, compare and config."""
+    """info, doctor and config."""
     p = sub.add_parser("info", help="parameters, layers and trainable parameters of a model under a method")
     p.add_argument("model")
     p.add_argument("--method", default="full")
@@ -460,27 +291,6 @@ def _add_model_commands(sub) -> None:
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--threads", type=int, help="measure with this many torch threads (default: torch's own)")
-    p = sub.add_parser("merge", help="write a run as a plain HF model directory (adapters folded in)")
-    p.add_argument("run_dir")
-    p.add_argument("out_dir", help="new or empty folder")
-    p = sub.add_parser(
-        "compare",
-        help="train several methods on the same data, seed and steps; write compare.md/.html",
-        description="tunelab compare CONFIG.yaml [key=value ...] [--methods a,b] [--set METHOD.key=value ...]",
-    )
-    p.add_argument(
-        "config",
-        nargs="*",
-        help="YAML config (its output_dir becomes the compare folder), then overrides for every method",
-    )
-    p.add_argument("--methods", help="comma-separated methods; default: every method applicable to the model")
-    p.add_argument("--set", nargs="*", help="per-method overrides, e.g. lora.train.lr=5e-4 lora.method.r=16")
-    p = sub.add_parser(
-        "icl",
-        help="zero-/few-shot classification by prompting (template + verbalizer, demonstrations, calibration)",
-        description="tunelab icl CONFIG.yaml [key=value ...]: writes icl.md and icl.json into output_dir",
-    )
-    p.add_argument("config", nargs="*", help="YAML config, then key=value overrides")
     p = sub.add_parser("config", help="list every config key with its default and description")
     p.add_argument("--markdown", action="store_true", help="as a markdown table (the README's)")
     p.add_argument("--section", help="only one section: run (top-level keys), model, data, method, train, ..., serve")

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from tunelab.config_upgrade import MOVED, move, moved_keys
 from tunelab.errors import ConfigError
 from tunelab.evaluation.config import AnalysisConfig, EvalConfig, split_entry
 from tunelab.generation_config import GenerationConfig
@@ -315,7 +316,7 @@ def validate(raw: dict[str, Any], source: str = "config", upgrade: bool = False)
             f"task: {{name: {task}, {key}: ...}}, or the override {new}=...){more}"
         )
     if moved:
-        _move(raw, moved)
+        move(raw, moved)
     _check_union_name(raw, source, "method", METHODS, "full")
     try:
         return RunConfig.model_validate(raw)
@@ -403,53 +404,6 @@ def _check_union_name(raw: dict[str, Any], source: str, section: str, table: dic
             raise ConfigError(f"{source}: {msg}", problems=[(f"{section}.name", msg)])
 
 
-# keys that moved into a task's section (tunelab 0.2): old dotted key -> (task, new key in task:)
-MOVED = {
-    f"data.{k}": ("token_classification", k)
-    for k in ("tag_column", "token_prefix", "tag_scheme", "repair_tags", "label_all_subwords", "stride")
-}
-MOVED.update(
-    {
-        f"lm.{k}": ("causal_lm", k)
-        for k in (
-            "chat_template",
-            "train_on",
-            "overlong",
-            "packing",
-            "eval_generations",
-            "eval_max_new_tokens",
-            "report_samples",
-        )
-    }
-)
-
-
-def moved_keys(raw: dict[str, Any]) -> list[tuple[str, str]]:
-    """(old key, new key) for every key of ``raw`` that moved into a task section (``lm`` alone: the section)."""
-    found = []
-    for section in ("data", "lm"):
-        values = raw.get(section)
-        for key in values if isinstance(values, dict) else []:
-            if f"{section}.{key}" in MOVED:
-                found.append((f"{section}.{key}", f"task.{key}"))
-    if "lm" in raw and not any(old.startswith("lm.") for old, _ in found):
-        found.append(("lm", "task"))
-    return found
-
-
-def _move(raw: dict[str, Any], moved: list[tuple[str, str]]) -> None:
-    """Upgrade an old run folder's config: moved keys go into the task section when the task is theirs, else away
-    (earlier versions wrote every default, so a classification run's config.yaml has lm: and NER data keys)."""
-    task = raw.setdefault("task", {"name": "classification"})
-    for old, new in moved:
-        section, _, key = old.partition(".")
-        if key:
-            value = raw[section].pop(key)
-            if MOVED[old][0] == task["name"]:
-                task[key] = value
-    raw.pop("lm", None)
-
-
 def _suggest(word: str, choices) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
     return f" (did you mean '{close[0]}'?)" if close else ""
@@ -499,43 +453,3 @@ def _valid_keys(parent: str, raw: dict[str, Any]) -> list[str]:
 
 UNIONS: dict[str, dict] = {"task": TASKS, "method": METHODS}
 DEFAULT_NAMES = {"task": "classification", "method": "full"}
-
-
-def describe() -> list[tuple[str, str, str]]:
-    """(key, default, description) for every config key, tasks' and methods' included; feeds `tunelab config` and the README."""
-    rows: list[tuple[str, str, str]] = []
-    _describe(RunConfig, "", rows)
-    for section, table in UNIONS.items():
-        for name, entry in table.items():
-            for field_name, field in entry.Config.model_fields.items():
-                if field_name != "name":
-                    rows.append((f"{section}.{field_name}  [{name}]", _default(field), field.description or ""))
-    return rows
-
-
-def _describe(model: type[BaseModel], prefix: str, rows: list) -> None:
-    for field_name, field in model.model_fields.items():
-        key = f"{prefix}{field_name}"
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            _describe(annotation, key + ".", rows)
-        elif field_name == "task":
-            rows.append(
-                (
-                    "task.name",
-                    "classification",
-                    "What the model learns: " + ", ".join(TASKS) + " (short form: `task: NAME`).",
-                )
-            )
-        elif field_name == "method":
-            rows.append(
-                ("method.name", "full", "Fine-tuning method: " + ", ".join(METHODS) + " (short form: `method: NAME`).")
-            )
-        else:
-            rows.append((key, _default(field), field.description or ""))
-
-
-def _default(field) -> str:
-    if field.default_factory is not None:
-        return ""
-    return "null" if field.default is None else str(field.default)

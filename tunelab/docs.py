@@ -29,12 +29,11 @@ BLOCK = re.compile(
 
 def rows() -> list[tuple[str, str, str, str]]:
     """(section, key as written in the table, default, description) for every key, serve's included."""
-    from tunelab import config
     from tunelab.recipes.distill import DistillConfig
     from tunelab.serve.config import ServeConfig
 
     out = []
-    for key, default, desc in config.describe():
+    for key, default, desc in describe():
         name, _, scope = key.partition("  ")  # "method.r  [lora]": a method's own key
         section = name.split(".")[0] if "." in name else "run"
         if section == "task" and scope.strip():  # a task's own keys: one table per task ("task.causal_lm")
@@ -99,3 +98,50 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(key, default, description) for every config key, tasks' and methods' included; feeds `tunelab config` and the README."""
+    rows: list[tuple[str, str, str]] = []
+    from tunelab import config
+
+    _describe(config.RunConfig, "", rows)
+    for section, table in config.UNIONS.items():
+        for name, entry in table.items():
+            for field_name, field in entry.Config.model_fields.items():
+                if field_name != "name":
+                    rows.append((f"{section}.{field_name}  [{name}]", _default(field), field.description or ""))
+    return rows
+
+
+def _describe(model, prefix: str, rows: list) -> None:
+    from pydantic import BaseModel
+
+    from tunelab.methods import METHODS
+    from tunelab.tasks import TASKS
+
+    for field_name, field in model.model_fields.items():
+        key = f"{prefix}{field_name}"
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            _describe(annotation, key + ".", rows)
+        elif field_name == "task":
+            rows.append(
+                (
+                    "task.name",
+                    "classification",
+                    "What the model learns: " + ", ".join(TASKS) + " (short form: `task: NAME`).",
+                )
+            )
+        elif field_name == "method":
+            rows.append(
+                ("method.name", "full", "Fine-tuning method: " + ", ".join(METHODS) + " (short form: `method: NAME`).")
+            )
+        else:
+            rows.append((key, _default(field), field.description or ""))
+
+
+def _default(field) -> str:
+    if field.default_factory is not None:
+        return ""
+    return "null" if field.default is None else str(field.default)

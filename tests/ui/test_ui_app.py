@@ -10,7 +10,7 @@ from starlette.testclient import TestClient
 
 from tests.conftest import write_sentiment
 from tests.ui.conftest import tiny_overrides
-from tunelab import cli, config, runstate
+from tunelab import cli, config, docs, runstate
 from tunelab.ui import schema
 from tunelab.ui.app import build_app
 from tunelab.ui.guard import Guard
@@ -99,7 +99,7 @@ def test_non_loopback_host_without_a_key_is_refused(tmp_path, capsys):
 
 def test_the_form_has_every_config_key_with_its_description():
     form = {f["key"]: f for f in schema.form()}
-    for key, _default, desc in config.describe():
+    for key, _default, desc in docs.describe():
         name = key.split()[0]
         assert name in form, name
         assert desc in [f["description"] for f in schema.form() if f["key"] == name] or name in (

@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tunelab.data import tables
+from tunelab.data.cells import LABEL_KINDS, LABEL_READERS, RowProblem, kind, text_cell
 from tunelab.errors import DataError
 
 FORMATS = ("csv", "tsv", "json", "jsonl")
 _UNPACK = {".gz": gzip.decompress, ".bz2": bz2.decompress, ".xz": lzma.decompress}
 _JSON_WS = re.compile(r"[ \t\n\r]*")
-_KINDS = {dict: "object", list: "list", str: "string", bool: "boolean", int: "number", float: "number"}
 
 
 @dataclass
@@ -86,10 +86,6 @@ class _Spec:
 
     def roles(self) -> list[tuple[str | int | None, str]]:
         return [(self.text, "text_column"), (self.pair, "text_pair_column"), (self.label, "label_column")]
-
-
-class _RowProblem(Exception):
-    """A problem confined to one row; skippable under ``on_error="skip"``."""
 
 
 def read_table(
@@ -427,70 +423,11 @@ def _add_row(out: Table, line: int, values: list, spec: _Spec) -> None:
     if spec.keep_labels is not None and str(label).strip() not in spec.keep_labels:
         return  # filtered by design (packaged datasets), not an error
     try:
-        pair = None if spec.pair is None else _text(pair, "text pair", spec.pair)
+        pair = None if spec.pair is None else text_cell(pair, "text pair", spec.pair)
         label = None if spec.label is None else LABEL_READERS[spec.label_kind](label, spec.label)
-        out.rows.append(Row(_text(text, "text", spec.text), pair, label, line))
-    except _RowProblem as err:
+        out.rows.append(Row(text_cell(text, "text", spec.text), pair, label, line))
+    except RowProblem as err:
         _problem(out, spec, line, str(err))
-
-
-def _kind(value) -> str:
-    return "null" if value is None else _KINDS.get(type(value), type(value).__name__)
-
-
-def _text(value, what: str, ref) -> str:
-    if not isinstance(value, str):
-        raise _RowProblem(f"{what} in column {ref!r}: expected a string, found {_kind(value)}")
-    if not value.strip():
-        raise _RowProblem(f"{what} in column {ref!r}: expected non-empty text, found {value!r}")
-    return value
-
-
-def _label(value, ref) -> str:
-    if isinstance(value, int):
-        return json.dumps(value)  # as str(), but booleans get JSON's spelling: true, not True
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise _RowProblem(f"label in column {ref!r}: expected a label, found {json.dumps(value)}")
-    if not isinstance(value, str):
-        found = f"{_kind(value)} {json.dumps(value)[:60]}"
-        raise _RowProblem(f"label in column {ref!r}: expected a string or integer, found {found}")
-    return value.strip()  # labels are compared as strings later: "1 " must be the class "1"
-
-
-def _label_set(value, ref) -> str:
-    """A multi-label cell: a delimited string (split later by the task), an integer, or a JSON list of them."""
-    if not isinstance(value, list):
-        return _label(value, ref)
-    if any(isinstance(v, bool) or not isinstance(v, (str, int)) for v in value):
-        bad = next(v for v in value if isinstance(v, bool) or not isinstance(v, (str, int)))
-        raise _RowProblem(
-            f"label list in column {ref!r}: expected strings or integers, found {_kind(bad)} {json.dumps(bad)}"
-        )
-    return json.dumps([v if isinstance(v, str) else json.dumps(v) for v in value])
-
-
-def _number(value, ref) -> str:
-    """A regression target: a number, a numeric string, or a JSON list of numbers (several targets)."""
-    items = value if isinstance(value, list) else [value]
-    if isinstance(value, list) and not value:
-        raise _RowProblem(f"target in column {ref!r}: expected a number or a list of numbers, found []")
-    out = []
-    for v in items:
-        if isinstance(v, str):
-            try:
-                v = float(v.strip())
-            except ValueError:
-                raise _RowProblem(f"target in column {ref!r}: expected a number, found {json.dumps(v)[:60]}") from None
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v in (float("inf"), float("-inf")):
-            raise _RowProblem(
-                f"target in column {ref!r}: expected a finite number, found {_kind(v)} {json.dumps(v)[:60]}"
-            )
-        out.append(float(v))
-    return json.dumps(out) if isinstance(value, list) else repr(out[0])
-
-
-LABEL_READERS = {"class": _label, "set": _label_set, "number": _number}
-LABEL_KINDS = tuple(LABEL_READERS)
 
 
 def _json_list(text: str, source: str):
@@ -501,7 +438,7 @@ def _json_list(text: str, source: str):
         found = f"{err.msg} (column {err.colno})"
         raise DataError(f"{source}:{err.lineno}: expected valid JSON, found an error: {found}") from None
     if not isinstance(data, list):
-        found = f"{_kind(data)} (for one object per line use .jsonl)"
+        found = f"{kind(data)} (for one object per line use .jsonl)"
         raise DataError(f"{source}:1: expected a JSON list of objects, found {found}")
     return zip(_element_lines(text), data)
 
@@ -535,7 +472,7 @@ def _read_objects(items, spec: _Spec, out: Table) -> None:
     first = True
     for line, obj in items:
         if not isinstance(obj, dict):
-            _problem(out, spec, line, f"expected a JSON object, found {_kind(obj)}")
+            _problem(out, spec, line, f"expected a JSON object, found {kind(obj)}")
             continue
         absent = [(ref, role) for ref, role in spec.roles() if ref is not None and ref not in obj]
         if absent and first:  # the first object stands for the file: a key missing there is file-level
