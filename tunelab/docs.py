@@ -96,10 +96,6 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
-
-
 def describe() -> list[tuple[str, str, str]]:
     """(key, default, description) for every config key, tasks' and methods' included; feeds `tunelab config` and the README."""
     rows: list[tuple[str, str, str]] = []
@@ -145,3 +141,7 @@ def _default(field) -> str:
     if field.default_factory is not None:
         return ""
     return "null" if field.default is None else str(field.default)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -72,6 +72,27 @@ def _lm_data(tmp: Path):
     return write_alpaca(tmp / "train.json", 24), write_alpaca(tmp / "dev.json", 6, seed=1)
 
 
+def write_pairs(path: Path, n: int, seed: int = 0) -> Path:
+    """A toy (query, item) TSV for retrieval: the item repeats two of the query's words, so it can be learned."""
+    words = "good great fine bad awful boring movie film plot actor story fun dull love hate".split()
+    rng = random.Random(seed)
+    lines = ["query\titem"]
+    for _ in range(n):
+        a, b, c = rng.sample(words, 3)
+        lines.append(f"{a} {b} {c}\t{a} {b}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _pair_data(tmp: Path):
+    return write_pairs(tmp / "train.tsv", 48), write_pairs(tmp / "dev.tsv", 16, seed=1)
+
+
+def _check_embedding(out: dict, line: str) -> None:
+    assert out["text"] == line and len(out["embedding"]) == 32  # tiny BERT's hidden size, L2-normalised
+    assert sum(x * x for x in out["embedding"]) == pytest.approx(1, abs=1e-3)
+
+
 def _check_label(out: dict, line: str) -> None:
     assert out["text"] == line and out["label"] in ("0", "1") and abs(sum(out["probs"].values()) - 1) < 1e-4
 
@@ -122,6 +143,13 @@ CASES = {
         ["data.text_column=sentence", "prompt.verbalizer={0: [bad], 1: [good]}", "model.max_length=32"],
         ["good fun movie", "awful dull plot"],
         _check_label,
+    ),
+    "retrieval": Case(
+        "tiny_bert_dir",
+        _pair_data,
+        ["data.text_column=query", "data.text_pair_column=item", "task.negatives=3"],
+        ["good fun movie", "awful dull plot"],
+        _check_embedding,
     ),
     "causal_lm": Case(
         "tiny_llama_dir",
@@ -275,7 +303,8 @@ def test_compare_untrained_baseline_goes_through_the_task(trained, tmp_path):
     name, _, cfg, _ = trained
     row, skipped = compare.untrained_head(cfg, tmp_path, lambda m: None)
     assert row["status"] == "baseline" and isinstance(row["metric"], float) and row["trainable"] == 0
-    assert row["method"] == ("untuned model" if name in ("causal_lm", "prompt_classification") else "untrained head")
+    headless = ("causal_lm", "prompt_classification", "retrieval")  # no new head: the base model itself
+    assert row["method"] == ("untuned model" if name in headless else "untrained head")
     assert isinstance(skipped, dict)
 
 

@@ -8,8 +8,9 @@ from tunelab.tasks.classification import Classification
 from tunelab.tasks.multi_label import MultiLabel
 from tunelab.tasks.prompt_classification import PromptClassification
 from tunelab.tasks.regression import Regression
+from tunelab.tasks.retrieval import Retrieval
 from tunelab.tasks.token_classification import TokenClassification
 
 TASKS: dict[str, Task] = register(
-    Classification(), TokenClassification(), CausalLM(), MultiLabel(), Regression(), PromptClassification()
+    Classification(), TokenClassification(), CausalLM(), MultiLabel(), Regression(), PromptClassification(), Retrieval()
 )

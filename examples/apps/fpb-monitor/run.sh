@@ -14,7 +14,7 @@ mkdir -p "$OUT"
 
 # 1. one classifier per method, same data/seed/steps; compare.md has dev accuracy and macro-F1 per method
 # shellcheck disable=SC2086
-"$TUNELAB" compare "$APP/compare.yaml" output_dir="$OUT/compare" --methods "${METHODS:-full,lora,bitfit}" ${COMPARE_ARGS:-}
+"$TUNELAB" compare "$APP/compare.yaml" output_dir="$OUT/compare" ${COMPARE_ARGS:-} --methods "${METHODS:-full,lora,bitfit}"
 RUN="$OUT/compare/${MONITOR_METHOD:-lora}"
 
 # 2. the stream: predictions for each headline, then the alert rule over a sliding window
