@@ -30,7 +30,9 @@ def log_of(events: list[tuple[str, str, int]]) -> str:
 
 def test_leave_last_out_by_time_with_history_most_recent_first(tmp_path):
     # user 1 watched 5, 3, 9, 7 (timestamps out of file order); user 2 has two items only: skipped
-    log, items = write(tmp_path, log_of([("1", "9", 30), ("1", "5", 10), ("1", "7", 40), ("1", "3", 20), ("2", "1", 5), ("2", "2", 6)]))
+    log, items = write(
+        tmp_path, log_of([("1", "9", 30), ("1", "5", 10), ("1", "7", 40), ("1", "3", 20), ("2", "1", 5), ("2", "2", 6)])
+    )
     data, summary = interactions.build(log, items, Options(history=2, targets_per_user=5, negatives=2, candidates=4))
     assert summary["users"] == 1 and summary["users_skipped_fewer_than_3_items"] == 1
     (test,) = data["test"]

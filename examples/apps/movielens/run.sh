@@ -15,14 +15,14 @@ mkdir -p "$OUT"
 # 1. datasets (kept if already there: prepare never writes into a non-empty folder)
 if [ ! -f "$OUT/data/summary.json" ]; then
     # shellcheck disable=SC2086
-    "$TUNELAB" recommend prepare "$ML/ml-100k.inter" "$ML/ml-100k.item" --out "$OUT/data" ${PREPARE_ARGS:---history 5 --test-users 300}
+    "$TUNELAB" recommend prepare "$ML/ml-100k.inter" "$ML/ml-100k.item" --out "$OUT/data" ${PREPARE_ARGS:---history 5 --test-users 200}
 fi
 TEST="$OUT/data/test.jsonl"
 rm -f "$OUT"/hr-*.json  # this recipe's own results of an earlier run
 
 # 2. baselines: most popular first; cosine of the untuned encoder's embeddings
 "$TUNELAB" recommend eval "$TEST" --popularity "$OUT/data/popularity.json" --json "$OUT/hr-popularity.json"
-"$TUNELAB" recommend eval "$TEST" --embeddings "${BASE_MODEL:-minilm-l6}" --max-length 128 --json "$OUT/hr-untuned.json"
+"$TUNELAB" recommend eval "$TEST" --embeddings "${BASE_MODEL:-minilm-l6}" --max-length 96 --json "$OUT/hr-untuned.json"
 
 # 3a. text-pair relevance classifier, ranked by its probability of class 1
 # shellcheck disable=SC2086
