@@ -168,17 +168,21 @@ def encode(rows: list[Row], tokenizer, labels: list[str], max_length: int, sourc
             raise DataError(
                 f"{source}:{r.line}: label '{r.label}' was not seen in training; known labels: {', '.join(labels)}"
             )
+    features = tokenize_texts(rows, tokenizer, max_length)
+    for f, r in zip(features, rows):
+        f["labels"] = index[r.label] if r.label is not None else -100  # -100: no label (ignored by loss and count)
+    return features
+
+
+def tokenize_texts(rows: list[Row], tokenizer, max_length: int) -> list[dict]:
+    """One feature dict per row (input_ids, attention_mask, token_type_ids where the model has them), no padding:
+    the text, or the text and its pair, truncated to ``max_length``. Each text task adds its own label key."""
     if not rows:
         return []
     pairs = [r.text_pair for r in rows] if rows[0].text_pair is not None else None
     enc = tokenizer([r.text for r in rows], pairs, truncation=True, max_length=max_length)
     keep = [k for k in ("input_ids", "token_type_ids", "attention_mask") if k in enc]
-    features = []
-    for i, r in enumerate(rows):
-        f = {k: enc[k][i] for k in keep}
-        f["labels"] = index[r.label] if r.label is not None else -100  # -100: no label (ignored by loss and count)
-        features.append(f)
-    return features
+    return [{k: enc[k][i] for k in keep} for i in range(len(rows))]
 
 
 def class_weights(spec, ids: list[int], labels: list[str], source: str) -> list[float] | None:

@@ -217,17 +217,10 @@ def encode(rows: list[Row], tokenizer, labels: list[str], max_length: int, sourc
                 )
             vec[index[name]] = 1.0
         targets.append(vec)
-    if not rows:
-        return []
-    pairs = [r.text_pair for r in rows] if rows[0].text_pair is not None else None
-    enc = tokenizer([r.text for r in rows], pairs, truncation=True, max_length=max_length)
-    keep = [k for k in ("input_ids", "token_type_ids", "attention_mask") if k in enc]
-    features = []
-    for i, target in enumerate(targets):
-        f = {k: enc[k][i] for k in keep}
+    features = single.tokenize_texts(rows, tokenizer, max_length)
+    for f, target in zip(features, targets):
         if target is not None:
             f["targets"] = target
-        features.append(f)
     return features
 
 

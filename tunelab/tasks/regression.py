@@ -190,17 +190,10 @@ def identity(n: int) -> dict:
 
 def encode(rows: list[Row], tokenizer, state: dict, max_length: int) -> list[dict]:
     """Tokenize rows (no padding); targets standardised with ``state``."""
-    if not rows:
-        return []
-    pairs = [r.text_pair for r in rows] if rows[0].text_pair is not None else None
-    enc = tokenizer([r.text for r in rows], pairs, truncation=True, max_length=max_length)
-    keep = [k for k in ("input_ids", "token_type_ids", "attention_mask") if k in enc]
-    features = []
-    for i, r in enumerate(rows):
-        f = {k: enc[k][i] for k in keep}
+    features = single.tokenize_texts(rows, tokenizer, max_length)
+    for f, r in zip(features, rows):
         if r.label is not None:
             f["targets"] = [(y - m) / s for y, m, s in zip(targets(r.label), state["mean"], state["std"])]
-        features.append(f)
     return features
 
 
