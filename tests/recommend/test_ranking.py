@@ -69,19 +69,17 @@ def test_bad_candidates_file(tmp_path, line, message):
         ranking.read_candidates(str(path))
 
 
-def test_untuned_embeddings_and_a_pair_classifier_run_rank_through_the_same_metric(tmp_path, tiny_bert_dir, capsys):
+def test_a_run_ranks_by_the_named_number_of_its_predictions(tmp_path, tiny_cls_run, capsys):
+    """A pair classifier ranks by probs.1; a key its predictions lack is an error naming the keys they have.
+    (Untuned embeddings and a retrieval run are exercised end to end by tests/apps/test_recipes.py.)"""
     users = [
         {"user": str(n), "history": "good fun movie", "positive": "a", "candidates": cand("a", "b", "c", "d")}
         for n in range(3)
     ]
     path = users_file(tmp_path, users)
-    assert cli.main(["recommend", "eval", str(path), "--embeddings", str(tiny_bert_dir), "--k", "2"]) == 0
+    assert cli.main(["recommend", "eval", str(path), "--run", str(tiny_cls_run)]) == 2
+    err = capsys.readouterr().err
+    assert "--score score: not in" in err and "probs" in err
+    assert cli.main(["recommend", "eval", str(path), "--run", str(tiny_cls_run), "--score", "probs.1", "--k", "2"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["users"] == 3 and result["candidates"] == 4 and 0 <= result["ndcg@2"] <= result["hr@2"] <= 1
-    # a classification run has no "score": the key must be named (probs.1), and a wrong one says what there is
-    from tests.conftest import train_tiny
-
-    run = train_tiny(tmp_path, tiny_bert_dir)
-    assert cli.main(["recommend", "eval", str(path), "--run", str(run)]) == 2
-    assert "--score score: not in" in capsys.readouterr().err
-    assert cli.main(["recommend", "eval", str(path), "--run", str(run), "--score", "probs.1"]) == 0
