@@ -157,6 +157,18 @@ def cmd_calibrate(args) -> int:
     return commands.calibrate(args, _log)
 
 
+def cmd_monitor(args) -> int:
+    from tunelab.evaluation import commands
+
+    return commands.monitor(args, _log)
+
+
+def cmd_recommend(args) -> int:
+    from tunelab.recommend import commands
+
+    return commands.run(args, _log)
+
+
 def cmd_serve(args) -> int:
     from tunelab.serve import commands
 
@@ -229,6 +241,8 @@ COMMANDS = {
     "calibrate": cmd_calibrate,
     "fairness": cmd_fairness,
     "explain": cmd_explain,
+    "monitor": cmd_monitor,
+    "recommend": cmd_recommend,
     "data": cmd_data,
     "quantize": cmd_quantize,
     "prune": cmd_prune,
@@ -326,6 +340,9 @@ def _add_feature_commands(sub) -> None:
 
     compress_commands.add_parsers(sub)
     export_commands.add_parser(sub)
+    from tunelab.recommend import commands as recommend_commands
+
+    recommend_commands.add_parser(sub)
 
 
 def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:

@@ -32,7 +32,9 @@ KEEP_CHECKPOINTS = ("best+last", "last", "none", "all")
 
 class ModelConfig(Strict):
     name: str = Field(
-        "minilm-l6", description="Hub id, local HF directory, .gguf file, or packaged alias (minilm-l6, smollm2-135m)."
+        "minilm-l6",
+        description="Hub id, local HF directory, .gguf file, packaged alias (minilm-l6, smollm2-135m), or a tunelab run "
+        "folder trained with method full (or merged): step 2 of a two-step recipe starts from step 1's weights.",
     )
     gguf_file: str | None = Field(
         None, description="GGUF file name inside `name` when `name` is a directory holding one."

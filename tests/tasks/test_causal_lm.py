@@ -299,3 +299,56 @@ def test_mixed_data_sft_draws_each_batch_from_one_file_by_its_weight(tmp_path, t
     assert final["steps"] == 2
     with pytest.raises(Exception, match="mix"):
         config.load(None, [*overrides, "task.mix=[{train: x, weight: 0}]"])
+
+
+# --- CSV/TSV chat tables (customer-support style: instruction, intent, response) -------------------------------
+
+
+def _table_cfg(path, *extra):
+    return config.load(None, ["task=causal_lm", f"data.train={path}", "data.text_column=instruction", *extra])
+
+
+def test_csv_rows_become_chats_with_the_system_hint(tmp_path):
+    path = tmp_path / "support.csv"
+    path.write_text(
+        'instruction,intent,response\nwhere is my order,track_order,"It is on its way.\nTrack it at {{URL}}."\n'
+        "i want a refund ,get_refund,Sure.\n",
+        encoding="utf-8",
+    )
+    cfg = _table_cfg(path, "task.system_column=intent", "task.system_template=Intent: {}.")
+    rows = causal_lm.CausalLM().read(cfg, str(path)).rows
+    assert [r.line for r in rows] == [2, 4]  # the first reply spans two lines
+    assert rows[0].messages == [
+        {"role": "system", "content": "Intent: track_order."},
+        {"role": "user", "content": "where is my order"},
+        {"role": "assistant", "content": "It is on its way.\nTrack it at {{URL}}."},
+    ]
+    plain = causal_lm.CausalLM().read(_table_cfg(path), str(path)).rows  # no system_column: user + assistant only
+    assert [m["role"] for m in plain[1].messages] == ["user", "assistant"]
+
+
+def test_tsv_latin1_with_delimiter_and_positions(tmp_path):
+    path = tmp_path / "chats.txt"
+    path.write_bytes("caf\xe9 ouvert?@Oui, jusqu'\xe0 20 h.\n".encode("latin-1"))
+    cfg = config.load(
+        None,
+        ["task=causal_lm", f"data.train={path}", "data.format=csv", "data.delimiter=@", "data.encoding=latin-1"]
+        + ["data.has_header=false", "data.text_column=0", "task.response_column=1"],
+    )
+    (row,) = causal_lm.CausalLM().read(cfg, str(path)).rows
+    assert row.messages[-1]["content"] == "Oui, jusqu'à 20 h." and row.messages[0]["content"] == "café ouvert?"
+
+
+def test_csv_errors_name_file_line_and_column(tmp_path):
+    path = tmp_path / "support.csv"
+    path.write_text("instruction,answer\nhello,hi there\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"support.csv:1: .*'response'.*found none in the header.*answer"):
+        causal_lm.CausalLM().read(_table_cfg(path), str(path))
+    path.write_text("instruction,response\nhello,\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"support.csv:2: .*column 'response'"):
+        causal_lm.CausalLM().read(_table_cfg(path), str(path))
+
+
+def test_system_template_needs_a_slot():
+    with pytest.raises(config.ConfigError, match=r"task.system_template: .* has no \{\}"):
+        config.load(None, ["task=causal_lm", "task.system_column=intent", "task.system_template=Be kind."])

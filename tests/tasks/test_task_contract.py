@@ -87,6 +87,55 @@ def _multitask_members(tmp: Path) -> list[str]:
     ]
 
 
+def write_pairs(path: Path, n: int = 24, seed: int = 0) -> Path:
+    """A learnable toy text-to-text JSONL file: the target reverses the two source words (two references)."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        a, b = rng.sample("good bad movie film great fun dull love".split(), 2)
+        rows.append(json.dumps({"source": f"{a} {b}", "target": [f"{b} {a}", b]}))
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def write_query_items(path: Path, n: int, seed: int = 0) -> Path:
+    """A toy (query, item) TSV for retrieval: the item repeats two of the query's words, so it can be learned."""
+    words = "good great fine bad awful boring movie film plot actor story fun dull love hate".split()
+    rng = random.Random(seed)
+    lines = ["query\titem"]
+    for _ in range(n):
+        a, b, c = rng.sample(words, 3)
+        lines.append(f"{a} {b} {c}\t{a} {b}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _pair_data(tmp: Path):
+    return write_pairs(tmp / "train.jsonl"), write_pairs(tmp / "dev.jsonl", 6, seed=1)
+
+
+def _text_data(tmp: Path):
+    rng = random.Random(0)
+    words = "good bad movie film great fun dull love the a".split()
+    for name, n in (("train.txt", 40), ("dev.txt", 8)):
+        (tmp / name).write_text("\n".join(" ".join(rng.sample(words, 5)) for _ in range(n)) + "\n", encoding="utf-8")
+    return tmp / "train.txt", tmp / "dev.txt"
+
+
+def _check_fills(out: dict, line: str) -> None:
+    assert out["text"] == line and len(out["fills"]) == line.count("[MASK]")
+    assert all(len(f) == 5 and all(0 <= c["p"] <= 1 for c in f) for f in out["fills"])
+
+
+def _retrieval_data(tmp: Path):
+    return write_query_items(tmp / "train.tsv", 48), write_query_items(tmp / "dev.tsv", 16, seed=1)
+
+
+def _check_embedding(out: dict, line: str) -> None:
+    assert out["text"] == line and len(out["embedding"]) == 32  # tiny BERT's hidden size, L2-normalised
+    assert sum(x * x for x in out["embedding"]) == pytest.approx(1, abs=1e-3)
+
+
 def _check_label(out: dict, line: str) -> None:
     assert out["text"] == line and out["label"] in ("0", "1") and abs(sum(out["probs"].values()) - 1) < 1e-4
 
@@ -138,6 +187,13 @@ CASES = {
         ["good fun movie", "awful dull plot"],
         _check_label,
     ),
+    "retrieval": Case(
+        "tiny_bert_dir",
+        _retrieval_data,
+        ["data.text_column=query", "data.text_pair_column=item", "task.negatives=3"],
+        ["good fun movie", "awful dull plot"],
+        _check_embedding,
+    ),
     "multitask": Case(
         "tiny_bert_dir", _clf_data, [], ["good fun movie", "awful dull plot"], _check_label, "a", _multitask_members
     ),
@@ -147,6 +203,20 @@ CASES = {
         ["model.max_length=64", "task.eval_generations=2", "task.eval_max_new_tokens=4", "generation.max_new_tokens=4"],
         ["Say the word good", "Say the word bad"],
         _check_generation,
+    ),
+    "seq2seq": Case(  # decoder-only here; tests/tasks/test_seq2seq.py trains tiny T5, BART and BERT2BERT
+        "tiny_llama_dir",
+        _pair_data,
+        ["model.max_length=64", "task.eval_generations=2", "task.eval_max_new_tokens=4", "generation.max_new_tokens=4"],
+        ["good movie", "bad film"],
+        _check_generation,
+    ),
+    "masked_lm": Case(
+        "tiny_mlm_dir",
+        _text_data,
+        ["model.max_length=16"],
+        ["good [MASK] movie", "the [MASK] was [MASK]"],
+        _check_fills,
     ),
 }
 
@@ -303,7 +373,14 @@ def test_compare_untrained_baseline_goes_through_the_task(trained, tmp_path):
     name, _, cfg, _ = trained
     row, skipped = compare.untrained_head(cfg, tmp_path, lambda m: None)
     assert row["status"] == "baseline" and isinstance(row["metric"], float) and row["trainable"] == 0
-    assert row["method"] == ("untuned model" if name in ("causal_lm", "prompt_classification") else "untrained head")
+    untuned = (
+        "causal_lm",
+        "prompt_classification",
+        "seq2seq",
+        "masked_lm",
+        "retrieval",
+    )  # no new head: the model as it is
+    assert row["method"] == ("untuned model" if name in untuned else "untrained head")
     assert isinstance(skipped, dict)
 
 

@@ -299,6 +299,9 @@ async def _predict(state: State, body):
     job = Job(served, _emitter(loop, events, 0), fn=run)
     state.submit([job])
     (outputs,) = await _collect([job], events, arrived + state.cfg.timeout_s)
+    for o in outputs:  # class predictions by label, for alert rules on the label mix (e.g. share of negative news)
+        if isinstance(o.get("label"), str):
+            state.metrics.inc("tunelab_predictions_total", model=served.name, label=o["label"])
     data = [{"index": i, "input": t, **o} for i, (t, o) in enumerate(zip(texts, outputs))]
     return JSONResponse({"object": "list", "model": served.name, "data": data})
 

@@ -83,6 +83,7 @@ HELP = {
     "tunelab_request_latency_seconds": "Time from request arrival to the last byte of the response, by route.",
     "tunelab_prompt_tokens_total": "Prompt tokens of generation requests, by model.",
     "tunelab_generated_tokens_total": "Tokens generated, by model.",
+    "tunelab_predictions_total": "Class predictions of /v1/predict, by model and predicted label.",
     "tunelab_cancelled_total": "Generation requests stopped early (client disconnect or timeout), by reason.",
     "tunelab_queue_depth": "Requests waiting for the worker.",
     "tunelab_batch_size": "Sequences per generate call.",

@@ -65,6 +65,16 @@ class Config(Strict):
     )
     eval_max_new_tokens: int = Field(128, ge=1, description="Length cap for dev generations.")
     report_samples: int = Field(3, ge=0, description="Sample generations shown in the report, before and after tuning.")
+    response_column: str | int = Field(
+        "response",
+        description="CSV/TSV files: the column of the assistant's reply (the user's message is data.text_column).",
+    )
+    system_column: str | int | None = Field(
+        None, description="CSV/TSV files: a column whose value becomes a system message (e.g. the intent); null = none."
+    )
+    system_template: str = Field(
+        "{}", description="How a system_column value is worded as the system message; {} is the value."
+    )
     train_weight: float = Field(
         1.0, gt=0, description="Mixed-data SFT: the sampling weight of data.train's batches against task.mix's files."
     )
@@ -103,6 +113,10 @@ class CausalLM(Task):
     generates = True
 
     def check(self, cfg) -> None:
+        if cfg.task.system_column is not None and "{}" not in cfg.task.system_template:
+            raise ValueError(
+                f"task.system_template: {cfg.task.system_template!r} has no {{}} for the task.system_column value"
+            )
         if cfg.train.metric in GENERATION_METRICS and cfg.task.eval_generations == 0:
             raise ValueError(
                 f"train.metric: {cfg.train.metric} is measured on dev generations; set task.eval_generations above 0"
@@ -115,6 +129,8 @@ class CausalLM(Task):
             except OSError as exc:
                 raise DataError(f"{path}: cannot read ({exc.strerror})") from None
             return Table(self.parse_inputs(lines, path))
+        if _is_table(path, cfg.data.format):
+            return _read_chat_table(cfg, path)
         examples = templates.read_examples(path, cfg.data.format, cfg.data.on_error)
         return Table(examples.rows, examples.skipped)
 
@@ -401,6 +417,40 @@ def _generate(model, tokenizer, prompts: list, gen_cfg, template: str) -> list[t
     with torch.autocast(next(model.parameters()).device.type, enabled=False):
         gens = generate(model, tokenizer, prompts, gen_cfg, template=template, log=lambda _m: None)
     return [(g.text, g.finish_reason) for g in gens]
+
+
+def _is_table(path: str, fmt: str) -> bool:
+    """Whether ``path`` is read as a CSV/TSV table (data.format, else its extension before any .gz/.bz2/.xz)."""
+    if fmt != "auto":
+        return fmt in ("csv", "tsv")
+    kept = [s.lower() for s in Path(path).suffixes if s.lower() not in (".gz", ".bz2", ".xz")]
+    return bool(kept) and kept[-1] in (".csv", ".tsv")
+
+
+def _read_chat_table(cfg, path: str) -> Table:
+    """One single-turn chat per CSV/TSV row: [system from task.system_column,] user from data.text_column,
+    assistant from task.response_column. Errors name ``path:line`` and the column (sources.read_table)."""
+    from tunelab.data.sources import read_table
+
+    task, data = cfg.task, cfg.data
+    table = read_table(
+        path,
+        text_column=data.text_column,
+        text_pair_column=task.system_column,
+        label_column=task.response_column,
+        format=data.format,
+        has_header=data.has_header,
+        on_error=data.on_error,
+        delimiter=data.delimiter,
+        encoding=data.encoding,
+    )
+    rows = []
+    for r in table.rows:
+        msgs = [{"role": "user", "content": r.text.strip()}, {"role": "assistant", "content": r.label}]
+        if r.text_pair is not None:
+            msgs.insert(0, {"role": "system", "content": task.system_template.replace("{}", r.text_pair.strip())})
+        rows.append(templates.Example(msgs, None, r.line))
+    return Table(rows, table.skipped)
 
 
 def parse_lines(lines, source: str) -> list[PromptInput]:
