@@ -32,7 +32,9 @@ KEEP_CHECKPOINTS = ("best+last", "last", "none", "all")
 
 class ModelConfig(Strict):
     name: str = Field(
-        "minilm-l6", description="Hub id, local HF directory, .gguf file, or packaged alias (minilm-l6, smollm2-135m)."
+        "minilm-l6",
+        description="Hub id, local HF directory, .gguf file, packaged alias (minilm-l6, smollm2-135m), or a tunelab run "
+        "folder trained with method full (or merged): step 2 of a two-step recipe starts from step 1's weights.",
     )
     gguf_file: str | None = Field(
         None, description="GGUF file name inside `name` when `name` is a directory holding one."
@@ -303,8 +305,11 @@ def load(path: str | Path | None = None, overrides: list[str] | None = None, upg
 
 def validate(raw: dict[str, Any], source: str = "config", upgrade: bool = False) -> RunConfig:
     """Validate a plain dict into a RunConfig, turning pydantic errors into one readable ConfigError."""
-    if "distill" in raw:
-        raise ConfigError(f"{source}: the distill: section is read by `tunelab distill CONFIG`, not `tunelab train`")
+    for recipe in ("distill", "continual"):
+        if recipe in raw:
+            raise ConfigError(
+                f"{source}: the {recipe}: section is read by `tunelab {recipe} CONFIG`, not `tunelab train`"
+            )
     _check_union_name(raw, source, "task", TASKS, "classification")
     moved = moved_keys(raw)
     if moved and not upgrade:

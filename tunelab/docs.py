@@ -29,6 +29,7 @@ BLOCK = re.compile(
 
 def rows() -> list[tuple[str, str, str, str]]:
     """(section, key as written in the table, default, description) for every key, serve's included."""
+    from tunelab.recipes.continual import ContinualConfig
     from tunelab.recipes.distill import DistillConfig
     from tunelab.serve.config import ServeConfig
 
@@ -43,9 +44,10 @@ def rows() -> list[tuple[str, str, str, str]]:
     for name, field in ServeConfig.model_fields.items():
         default = "null" if field.default is None else str(field.default)
         out.append(("serve", f"`serve.{name}`", default, field.description or ""))
-    for name, field in DistillConfig.model_fields.items():
-        default = "(required)" if field.is_required() else "null" if field.default is None else str(field.default)
-        out.append(("distill", f"`distill.{name}`", default, field.description or ""))
+    for section, model in (("distill", DistillConfig), ("continual", ContinualConfig)):  # recipes' own sections
+        for name, field in model.model_fields.items():
+            default = "(required)" if field.is_required() else "null" if field.default is None else str(field.default)
+            out.append((section, f"`{section}.{name}`", default, field.description or ""))
     return out
 
 
@@ -56,7 +58,7 @@ def sections() -> list[str]:
 
 def markdown(section: str | None = None) -> str:
     """One section's table, or (None) every key of the run config (serve excluded) in one table."""
-    chosen = [r for r in rows() if (r[0] == section if section else r[0] not in ("serve", "distill"))]
+    chosen = [r for r in rows() if (r[0] == section if section else r[0] not in ("serve", "distill", "continual"))]
     if not chosen:
         raise ValueError(f"unknown section {section!r}; sections: {', '.join(sections())}")
     body = "\n".join(f"| {key} | {_cell(default)} | {_cell(desc)} |" for _, key, default, desc in chosen)
@@ -94,10 +96,6 @@ def main(argv: list[str]) -> int:
         path.write_text(new, encoding="utf-8")
     print(f"{path}: {'updated' if new != text else 'up to date'} ({len(blocks(new))} generated tables)")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
 
 
 def describe() -> list[tuple[str, str, str]]:
@@ -145,3 +143,7 @@ def _default(field) -> str:
     if field.default_factory is not None:
         return ""
     return "null" if field.default is None else str(field.default)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -39,7 +39,9 @@ class GenerationConfig(Strict):
     context_window: int | None = Field(
         None, ge=16, description="Tokens of context (prompt + new tokens); null = the model's max_position_embeddings."
     )
-    batch_size: int = Field(8, ge=1, le=1024, description="Prompts per generate call (left-padded).")
+    batch_size: int = Field(
+        8, ge=1, le=1024, description="Prompts per generate call (left-padded; encoder-decoder inputs right-padded)."
+    )
 
     def hf_kwargs(self) -> dict:
         """Arguments for transformers' ``generate`` (sampling knobs only when sampling)."""

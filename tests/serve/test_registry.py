@@ -103,6 +103,7 @@ def test_predict_on_a_classification_run_equals_the_task_predict(classifier):
         r = httpx.post(url + "/v1/predict", json={"model": "sentiment", "input": texts})
         bad = httpx.post(url + "/v1/predict", json={"model": "sentiment", "input": ["ok", " "]})
         wrong = httpx.post(url + "/v1/completions", json={"model": "sentiment", "prompt": "x"})
+        metrics = httpx.get(url + "/metrics").text
     assert r.status_code == 200
     data = r.json()["data"]
     assert [d["input"] for d in data] == texts and [d["label"] for d in data] == [w["label"] for w in want]
@@ -110,6 +111,10 @@ def test_predict_on_a_classification_run_equals_the_task_predict(classifier):
         assert d["probs"] == pytest.approx(w["probs"], abs=1e-5) and set(d["probs"]) == {"0", "1"}
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "input"
     assert wrong.status_code == 400 and "use /v1/predict" in wrong.json()["error"]["message"]
+    # predicted labels are counted for alert rules on the label mix (the failed request adds none)
+    counted = {lab: sum(d["label"] == lab for d in data) for lab in {d["label"] for d in data}}
+    for lab, n in counted.items():
+        assert f'tunelab_predictions_total{{label="{lab}",model="sentiment"}} {n}' in metrics
 
 
 def test_concurrent_predict_requests_share_one_forward(classifier):

@@ -102,6 +102,13 @@ def _left_pad(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor,
     return ids, mask  # (batch, width) each
 
 
+def _right_pad(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([r + [pad_id] * (width - len(r)) for r in rows], device=device)
+    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=device)
+    return ids, mask  # (batch, width) each
+
+
 def hf_generate_kwargs(model, tokenizer, cfg: GenerationConfig) -> dict:
     kw = cfg.hf_kwargs()
     kw.update(eos_token_id=eos_ids(model, tokenizer), pad_token_id=tokenizer.pad_token_id)
@@ -135,17 +142,24 @@ def generate(
     outputs: list[Output] = []
     for s in range(0, len(encoded), cfg.batch_size):
         chunk = encoded[s : s + cfg.batch_size]
-        ids, mask = _left_pad([c[0] for c in chunk], tokenizer.pad_token_id, device)
-        if greedy.supports(model, cfg):
-            new = greedy.greedy(
-                model, ids, mask, cfg.max_new_tokens, kw["eos_token_id"], tokenizer.pad_token_id
-            )  # (batch, steps)
-        else:
-            new = model.generate(input_ids=ids, attention_mask=mask, **kw)[:, ids.shape[1] :]  # (batch, new)
+        new = _new_tokens(model, [c[0] for c in chunk], cfg, kw, tokenizer.pad_token_id, device)
         for row, (_, dropped) in zip(new.tolist(), chunk):
             outputs.append(finish(tokenizer, row, stops, cfg.stop, dropped))
     model.train(was_training)
     return outputs
+
+
+def _new_tokens(model, rows: list[list[int]], cfg: GenerationConfig, kw: dict, pad_id: int, device) -> torch.Tensor:
+    """(batch, new) generated ids for a batch of prompt ids. A decoder continues its left-padded prompts; an
+    encoder-decoder reads them as encoder inputs (right-padded, so absolute positions stay put) and its output
+    starts after the decoder's start token."""
+    if model.config.is_encoder_decoder:
+        ids, mask = _right_pad(rows, pad_id, device)
+        return model.generate(input_ids=ids, attention_mask=mask, **kw)[:, 1:]
+    ids, mask = _left_pad(rows, pad_id, device)
+    if greedy.supports(model, cfg):
+        return greedy.greedy(model, ids, mask, cfg.max_new_tokens, kw["eos_token_id"], pad_id)  # (batch, steps)
+    return model.generate(input_ids=ids, attention_mask=mask, **kw)[:, ids.shape[1] :]  # (batch, new)
 
 
 def finish(tokenizer, new_ids: list[int], stop_ids: set[int], stop_strings: list[str], dropped: int = 0) -> Output:

@@ -50,6 +50,8 @@ def resolve(name: str, gguf_file: str | None = None, revision: str | None = None
     if name in ALIASES:
         return _alias_source(name)
     path = Path(name).expanduser()
+    if (path / "config.yaml").is_file() and path.is_dir():
+        return _run_folder_source(name, path)
     if path.suffix == ".gguf":
         if not path.is_file():
             raise ModelError(f"model '{name}': GGUF file not found")
@@ -64,6 +66,20 @@ def resolve(name: str, gguf_file: str | None = None, revision: str | None = None
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ModelError(f"model '{name}': no such directory or file")
     return Source(name, gguf_file, revision)  # a hub id; resolved by transformers (offline: from the cache)
+
+
+def _run_folder_source(name: str, run_dir: Path) -> Source:
+    """A tunelab run folder as a starting point (step 2 of a two-step recipe: continued pretraining, then the task):
+    its model/ folder when that holds a complete model (method full, or a merged run)."""
+    model_dir = run_dir / "model"
+    if (model_dir / "config.json").is_file():
+        return Source(str(model_dir))
+    if not model_dir.is_dir():
+        raise ModelError(f"model '{name}': a run folder without a saved model (did its training finish?)")
+    raise ModelError(
+        f"model '{name}': this run folder holds only its method's weights (e.g. a LoRA adapter), not a whole model; "
+        f"fold them in first with `tunelab merge {name} MERGED` and use MERGED as model.name, or train step 1 with method=full"
+    )
 
 
 def _alias_source(name: str) -> Source:
@@ -118,6 +134,8 @@ def load_model(src: Source, auto_class: str, **kwargs):
 
     if src.gguf_file:
         src = Source(str(converted_gguf(src)))
+    if auto_class == WARM_START and not load_config(src.path).is_encoder_decoder:
+        return _warm_start(src, **kwargs)
     cls = getattr(transformers, auto_class)
     with _quiet_transformers():
         try:
@@ -125,6 +143,41 @@ def load_model(src: Source, auto_class: str, **kwargs):
         except (OSError, ValueError) as exc:
             raise _not_found(src.path, exc, "") from None
     return model, head_modules(model, info.get("missing_keys", []))
+
+
+WARM_START = "EncoderDecoderModel"  # asked of an encoder checkpoint: a warm-started encoder-decoder (BERT2BERT)
+
+
+def _warm_start(src: Source, **kwargs):
+    """An EncoderDecoderModel whose encoder and decoder both start from the encoder checkpoint ``src``
+    (Rothe et al., 2020): the decoder gets causal self-attention and new, randomly initialised cross-attention.
+
+    The special tokens come from the checkpoint's tokenizer: generation starts at [CLS] (or BOS) and ends at [SEP]
+    (or EOS). Returns (model, head) where head is ["decoder"]: the decoder holds the new weights, so methods that
+    train only part of the model keep it trainable (LoRA: adapters on the encoder, the whole decoder trained).
+    """
+    import transformers
+
+    with _quiet_transformers():
+        try:
+            encoder = transformers.AutoModel.from_pretrained(src.path, revision=src.revision, **kwargs)
+            decoder = transformers.AutoModelForCausalLM.from_pretrained(
+                src.path, revision=src.revision, is_decoder=True, add_cross_attention=True
+            )
+        except (OSError, ValueError) as exc:
+            raise _not_found(src.path, exc, "") from None
+        model = transformers.EncoderDecoderModel(encoder=encoder, decoder=decoder)
+    tok = load_tokenizer(src)
+    start = tok.cls_token_id if tok.cls_token_id is not None else tok.bos_token_id
+    end = tok.sep_token_id if tok.sep_token_id is not None else tok.eos_token_id
+    if start is None or end is None:
+        raise ModelError(
+            f"model '{src.path}': its tokenizer has neither [CLS]/[SEP] nor BOS/EOS to start and end targets"
+        )
+    for config in (model.config, model.generation_config):
+        config.decoder_start_token_id, config.eos_token_id, config.pad_token_id = start, end, tok.pad_token_id
+    model.config.vocab_size = model.config.decoder.vocab_size
+    return model, ["decoder"]
 
 
 GGUF_FORMAT = 1  # bump when the conversion below changes what it writes

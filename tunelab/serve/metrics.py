@@ -144,6 +144,7 @@ HELP = {
     "tunelab_prompt_tokens_total": "Prompt tokens of generation requests, by model.",
     "tunelab_generated_tokens_total": "Tokens generated, by model.",
     "tunelab_prefix_cache_tokens_total": "Prompt tokens whose keys/values came from the prefix cache, by model.",
+    "tunelab_predictions_total": "Class predictions of /v1/predict, by model and predicted label.",
     "tunelab_cancelled_total": "Generation requests stopped early (client disconnect or timeout), by reason.",
     "tunelab_workers": "Server processes whose numbers this page adds up (serve --workers).",
     "tunelab_queue_depth": "Requests waiting for the worker.",

@@ -61,6 +61,9 @@ async def predict(state, body):
     )
     state.submit([job])
     (outputs,) = await _collect([job], events, arrived + state.cfg.timeout_s)
+    for o in outputs:  # class predictions by label, for alert rules on the label mix (e.g. share of negative news)
+        if isinstance(o.get("label"), str):
+            state.metrics.inc("tunelab_predictions_total", model=served.name, label=o["label"])
     data = [{"index": i, "input": t, **o} for i, (t, o) in enumerate(zip(texts, outputs))]
     return JSONResponse({"object": "list", "model": served.name, "data": data})
 

@@ -104,6 +104,10 @@ def load_all(items: list[str], log: Callable[[str], None], backend: str = "auto"
         run = Path(target)
         if (run / "config.yaml").is_file():
             runs.check_run_dir(run)
+            if _members(run):  # a multitask run: one served model per member head (NAME:MEMBER), one loaded copy
+                served.update(_load_members(name, run, backend))
+                log(f"serve: loaded {', '.join(n for n in served if n.startswith(name + ':'))}")
+                continue
             if (run / "model" / "adapter_config.json").is_file() and backend in ("auto", "torch"):
                 cfg = runs.read_config(run)
                 labels = runs.read_labels(run)
@@ -138,7 +142,30 @@ def load_all(items: list[str], log: Callable[[str], None], backend: str = "auto"
             first = served[members[0][0]]
             served[base] = _plain_base(base, first)
             log(f"serve: {base} shares the base model of {', '.join(n for n, _ in members)} (no second copy)")
-    return {n: served[n] for n, _ in parse_items(items)}
+    names = [n for n, _ in parse_items(items)]
+    return {n: s for item in names for n, s in served.items() if n == item or n.startswith(item + ":")}
+
+
+def _members(run: Path) -> list[str]:
+    """Member task names of a multitask run folder ([] for a single task)."""
+    from tunelab import runs
+    from tunelab.tasks import TASKS
+
+    cfg = runs.read_config(run)
+    return TASKS[cfg.task.name].members(cfg)
+
+
+def _load_members(name: str, run: Path, backend: str) -> dict[str, Served]:
+    """Every member head of a multitask run as NAME:MEMBER, sharing the loaded model (and one tokenizer lock)."""
+    from tunelab import runs
+
+    loaded = runs.load_run(run, backend)
+    out, lock = {}, threading.Lock()
+    for member in loaded.task.members(loaded.cfg):
+        served = _run_served(f"{name}:{member}", run, loaded.task.member_run(loaded, member))
+        served.lock = lock
+        out[served.name] = served
+    return out
 
 
 def _plain_base(name: str, adapter: Served) -> Served:
