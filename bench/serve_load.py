@@ -1,10 +1,13 @@
-"""Load test of `tunelab serve` on 127.0.0.1: 1 client, then N concurrent clients, against smollm2-135m.
+"""Load test of `tunelab serve` on 127.0.0.1: static vs continuous batching, side by side, on smollm2-135m.
 
-Starts the server as a subprocess, runs each phase for a fixed time, checks every response (status,
-JSON shape, SSE framing ending in [DONE]) and writes bench/results/<cpu-kind>/serve_load.md. Everything stops by
-itself: phases are time-bounded, requests have a timeout, the server is terminated at the end.
+For each batching mode the script starts the server as a subprocess, then runs 1, 8 and 32 concurrent streaming
+clients (chat completions, greedy, stream_options.include_usage), each for a fixed time; every client sends its
+next request as soon as the previous one ends. It checks every response (status, SSE framing ending in [DONE],
+one finish reason, usage in the last chunk) and reports total completion tokens/s, p50/p95 time to first token
+(first chunk with text) and end-to-end latency, status codes and malformed responses, in
+bench/results/<cpu-kind>/serve_load.md. Phases are time-bounded, requests have a timeout, servers are terminated.
 
-    .venv/bin/python bench/serve_load.py [--clients 32] [--duration 60] [--single-duration 30]
+    .venv/bin/python bench/serve_load.py [--clients 1,8,32] [--durations 15,25,45] [--max-tokens 32]
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ import argparse
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import threading
@@ -38,73 +40,68 @@ QUESTIONS = [
 class Tally:
     def __init__(self):
         self.lock = threading.Lock()
-        self.latencies, self.tokens, self.codes, self.malformed = [], 0, {}, []
+        self.ttft, self.e2e, self.tokens, self.codes, self.malformed = [], [], 0, {}, []
 
-    def add(self, code: int, latency: float, tokens: int = 0, problem: str | None = None):
+    def add(self, code: int, e2e: float = 0.0, ttft: float | None = None, tokens: int = 0, problem: str | None = None):
         with self.lock:
             self.codes[code] = self.codes.get(code, 0) + 1
             if code == 200 and problem is None:
-                self.latencies.append(latency)
+                self.e2e.append(e2e)
+                if ttft is not None:
+                    self.ttft.append(ttft)
                 self.tokens += tokens
             if problem:
                 self.malformed.append(problem)
 
 
 def one_request(http: httpx.Client, url: str, i: int, max_tokens: int, tally: Tally) -> None:
-    stream = i % 4 == 3  # every fourth request streams
     body = {
         "model": "smollm2-135m",
         "messages": [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}],
         "max_tokens": max_tokens,
         "temperature": 0,
-        "stream": stream,
+        "stream": True,
+        "stream_options": {"include_usage": True},
     }
-    if stream:
-        body["stream_options"] = {"include_usage": True}
-    start = time.perf_counter()
+    start, first, lines = time.perf_counter(), None, []
     try:
         with http.stream("POST", url + "/v1/chat/completions", json=body) as r:
-            raw = r.read().decode()
-            code = r.status_code
-            retry_after = r.headers.get("retry-after")
+            code, retry_after = r.status_code, r.headers.get("retry-after")
+            for line in r.iter_lines():
+                if (
+                    first is None
+                    and line.startswith("data: {")
+                    and '"content": "' in line
+                    and '"content": ""' not in line
+                ):
+                    first = time.perf_counter() - start
+                lines.append(line)
     except httpx.HTTPError as exc:
-        tally.add(-1, 0, problem=f"transport error {type(exc).__name__}: {exc}")
+        tally.add(-1, problem=f"transport error {type(exc).__name__}: {exc}")
         return
-    latency = time.perf_counter() - start
+    e2e = time.perf_counter() - start
+    raw = "\n".join(lines)
     if code == 429:
-        tally.add(429, latency, problem=None if retry_after else "429 without Retry-After")
-        return
-    if code != 200:
-        tally.add(code, latency, problem=f"status {code}: {raw[:200]}")
-        return
-    tokens, problem = check_stream(raw) if stream else check_json(raw)
-    tally.add(200, latency, tokens, problem)
+        tally.add(429, problem=None if retry_after else "429 without Retry-After")
+    elif code != 200:
+        tally.add(code, problem=f"status {code}: {raw[:200]}")
+    else:
+        tokens, problem = check_stream([line for line in lines if line])
+        tally.add(200, e2e, first, tokens, problem)
 
 
-def check_json(raw: str) -> tuple[int, str | None]:
-    try:
-        obj = json.loads(raw)
-        msg = obj["choices"][0]["message"]
-        assert msg["role"] == "assistant" and isinstance(msg["content"], str)
-        assert obj["choices"][0]["finish_reason"] in ("stop", "length")
-        used = obj["usage"]["completion_tokens"]
-        assert isinstance(used, int) and used > 0
-        return used, None
-    except Exception as exc:  # noqa: BLE001 - any deviation is a malformed response
-        return 0, f"malformed JSON response ({exc!r}): {raw[:200]}"
-
-
-def check_stream(raw: str) -> tuple[int, str | None]:
-    events = [e for e in raw.split("\n\n") if e.strip()]
+def check_stream(events: list[str]) -> tuple[int, str | None]:
     if not events or events[-1] != "data: [DONE]" or not all(e.startswith("data: ") for e in events):
-        return 0, f"bad SSE framing: {raw[-200:]}"
+        return 0, f"bad SSE framing: {events[-3:]}"
     try:
         chunks = [json.loads(e[6:]) for e in events[:-1]]
         assert all(c["object"] == "chat.completion.chunk" for c in chunks)
         finishes = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]]
         assert finishes[-1] in ("stop", "length") and not any(finishes[:-1])
-        return chunks[-1]["usage"]["completion_tokens"], None
-    except Exception as exc:  # noqa: BLE001
+        used = chunks[-1]["usage"]["completion_tokens"]
+        assert isinstance(used, int) and used > 0
+        return used, None
+    except Exception as exc:  # noqa: BLE001 - any deviation is a malformed response
         return 0, f"malformed stream ({exc!r})"
 
 
@@ -112,7 +109,7 @@ def phase(url: str, clients: int, seconds: float, max_tokens: int) -> dict:
     tally, deadline = Tally(), time.monotonic() + seconds
 
     def client(k: int):
-        with httpx.Client(timeout=180) as http:
+        with httpx.Client(timeout=300) as http:
             i = k
             while time.monotonic() < deadline:
                 one_request(http, url, i, max_tokens, tally)
@@ -125,20 +122,22 @@ def phase(url: str, clients: int, seconds: float, max_tokens: int) -> dict:
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - start
-    lat = sorted(tally.latencies)
-    pct = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] if lat else float("nan")  # noqa: E731
     return {
         "clients": clients,
         "seconds": round(elapsed, 1),
-        "ok": len(lat),
+        "ok": len(tally.e2e),
         "codes": tally.codes,
         "tokens": tally.tokens,
         "tokens_per_s": tally.tokens / elapsed,
-        "p50": pct(0.50),
-        "p95": pct(0.95),
-        "mean_latency": statistics.mean(lat) if lat else float("nan"),
+        "ttft": (pct(tally.ttft, 0.5), pct(tally.ttft, 0.95)),
+        "e2e": (pct(tally.e2e, 0.5), pct(tally.e2e, 0.95)),
         "malformed": tally.malformed,
     }
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))] if s else float("nan")
 
 
 def free_port() -> int:
@@ -147,19 +146,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(args, port: int) -> subprocess.Popen:
-    cmd = [
-        sys.executable,
-        "-m",
-        "tunelab.cli",
+def server_args(args, mode: str, port: int) -> list[str]:
+    batching, _, extra = mode.partition("+")  # continuous+prefix: with the prefix cache
+    return [
         "serve",
         "smollm2-135m",
-        "--host",
-        "127.0.0.1",
         "--port",
         str(port),
+        "--batching",
+        batching,
+        *(["--prefix-cache", "true"] if extra == "prefix" else []),
         "--max-batch-size",
-        str(args.clients),
+        str(max(args.clients)),
         "--max-wait-ms",
         "20",
         "--queue-size",
@@ -169,8 +167,11 @@ def start_server(args, port: int) -> subprocess.Popen:
         "--threads",
         str(args.threads),
     ]
+
+
+def start_server(cmd: list[str], port: int) -> subprocess.Popen:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "tunelab.cli", *cmd], env=env, stderr=subprocess.PIPE, text=True)
     for _ in range(600):  # up to 5 minutes to load
         if proc.poll() is not None:
             raise SystemExit(f"server exited: {proc.stderr.read()}")
@@ -183,80 +184,93 @@ def start_server(args, port: int) -> subprocess.Popen:
     raise SystemExit("server did not come up in 5 minutes")
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--clients", type=int, default=32)
-    ap.add_argument("--duration", type=float, default=60, help="seconds of the many-client phase")
-    ap.add_argument("--single-duration", type=float, default=30, help="seconds of the one-client phase")
-    ap.add_argument("--max-tokens", type=int, default=32)
-    ap.add_argument("--queue-size", type=int, default=64, help=">= clients, so a correct server never answers 429")
-    ap.add_argument("--threads", type=int, default=2, help="torch threads of the server")
-    ap.add_argument("--out", help="default bench/results/<cpu-kind>/serve_load.md")
-    args = ap.parse_args()
+def run_mode(args, mode: str) -> tuple[list[dict], str]:
     port = free_port()
-    proc = start_server(args, port)
+    cmd = server_args(args, mode, port)
+    proc = start_server(cmd, port)
     url = f"http://127.0.0.1:{port}"
     try:
         phase(url, 1, 5, args.max_tokens)  # warm-up, not reported
-        single = phase(url, 1, args.single_duration, args.max_tokens)
-        many = phase(url, args.clients, args.duration, args.max_tokens)
-        metrics = httpx.get(url + "/metrics").text
+        rows = [phase(url, c, d, args.max_tokens) for c, d in zip(args.clients, args.durations)]
     finally:
         proc.terminate()
         try:
             proc.wait(20)
         except subprocess.TimeoutExpired:
             proc.kill()
-    write_report(args, single, many, metrics)
-    bad = (
-        sum(n for c, n in many["codes"].items() if c >= 500 or c < 0)
-        + len(many["malformed"])
-        + len(single["malformed"])
-    )
-    unexpected_429 = many["codes"].get(429, 0) if args.queue_size >= args.clients else 0
-    return 1 if bad or unexpected_429 else 0
+    return rows, "tunelab " + " ".join(cmd).replace(str(port), "PORT")
 
 
-def write_report(args, single: dict, many: dict, metrics: str) -> None:
-    rows = "\n".join(
-        f"| {r['clients']} | {r['seconds']} | {r['ok']} | {r['tokens']} | {r['tokens_per_s']:.1f} | "
-        f"{r['p50']:.2f} | {r['p95']:.2f} | {r['codes']} | {len(r['malformed'])} |"
-        for r in (single, many)
-    )
-    batch = [line for line in metrics.splitlines() if line.startswith("tunelab_batch_size_")]
-    text = f"""# `tunelab serve` load test
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clients", default="1,8,32", help="concurrent clients of each phase")
+    ap.add_argument("--durations", default="15,25,45", help="seconds of each phase")
+    ap.add_argument("--modes", default="static,continuous", help="static, continuous, continuous+prefix (prefix cache)")
+    ap.add_argument("--max-tokens", type=int, default=32)
+    ap.add_argument("--queue-size", type=int, default=64, help=">= clients, so a correct server never answers 429")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads of the server")
+    ap.add_argument("--out", help="default bench/results/<cpu-kind>/serve_load.md")
+    args = ap.parse_args()
+    args.clients = [int(c) for c in args.clients.split(",")]
+    args.durations = [float(d) for d in args.durations.split(",")]
+    sys.path.insert(0, str(ROOT))
+    from bench import common
 
-Server: `tunelab serve smollm2-135m --max-batch-size {args.clients} --max-wait-ms 20 --queue-size {args.queue_size} --threads {args.threads}`
-on 127.0.0.1 (CPU). Clients: chat completions, greedy, max_tokens {args.max_tokens}, every fourth request streamed;
-each client sends its next request as soon as the previous one is answered.
-
-| clients | seconds | ok requests | tokens | tokens/s | p50 latency (s) | p95 latency (s) | status codes | malformed |
-|---|---|---|---|---|---|---|---|---|
-{rows}
-
-Throughput with {args.clients} clients is {many["tokens_per_s"] / max(single["tokens_per_s"], 1e-9):.1f}x the single-client figure.
-Zero 5xx and zero malformed responses are required; with queue_size >= clients, any 429 is also a failure.
-
-Batch sizes seen by the worker (`/metrics`, cumulative over both phases):
-
-```
-{chr(10).join(batch)}
-```
-"""
-    if many["malformed"] or single["malformed"]:
-        text += (
-            "\nMalformed responses:\n\n"
-            + "\n".join(f"- {m}" for m in (single["malformed"] + many["malformed"])[:20])
-            + "\n"
-        )
-    if args.out is None:
-        sys.path.insert(0, str(ROOT))
-        from bench import common
-
-        args.out = str(common.results_dir() / "serve_load.md")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text, encoding="utf-8")
+    load_before, rep = common.load_average(), common.machine(args.threads, seconds=0.5)
+    results = {mode: run_mode(args, mode) for mode in args.modes.split(",")}
+    text = report(args, results, rep, load_before, common.load_average(), " ".join(sys.argv))
+    out = Path(args.out) if args.out else common.results_dir() / "serve_load.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
     print(text)
+    bad = sum(
+        sum(n for c, n in r["codes"].items() if c >= 500 or c < 0 or c == 429) + len(r["malformed"])
+        for rows, _ in results.values()
+        for r in rows
+    )
+    return 1 if bad else 0
+
+
+def report(args, results: dict, rep: dict, load_before: str, load_after: str, argv: str) -> str:
+    from bench import common
+
+    lines = [
+        "# `tunelab serve` load test: static vs continuous batching",
+        "",
+        *common.header(
+            rep, load_before, load_after, f"python bench/{Path(argv.split()[0]).name} {' '.join(argv.split()[1:])}"
+        ),
+        f"Clients: streaming chat completions (greedy, max_tokens {args.max_tokens}, include_usage) on 127.0.0.1; each "
+        "client sends its next request as soon as the previous one ends. TTFT = time to the first chunk with text. "
+        "Tokens/s = completion tokens of all finished requests / phase time (including the drain of requests still "
+        "running at the end of the phase).",
+        "",
+    ]
+    for mode, (_, cmd) in results.items():
+        lines.append(f"- {mode}: `{cmd}`")
+    lines += [
+        "",
+        "| batching | clients | seconds | ok requests | tokens | tokens/s | TTFT p50 (s) | TTFT p95 (s) | "
+        "end-to-end p50 (s) | end-to-end p95 (s) | status codes | malformed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for mode, (rows, _) in results.items():
+        for r in rows:
+            lines.append(
+                f"| {mode} | {r['clients']} | {r['seconds']} | {r['ok']} | {r['tokens']} | {r['tokens_per_s']:.1f} | "
+                f"{r['ttft'][0]:.2f} | {r['ttft'][1]:.2f} | {r['e2e'][0]:.2f} | {r['e2e'][1]:.2f} | "
+                f"{r['codes']} | {len(r['malformed'])} |"
+            )
+    if "static" in results:
+        lines.append("")
+        for mode in [m for m in results if m != "static"]:
+            for s, c in zip(results["static"][0], results[mode][0]):
+                ratio = c["tokens_per_s"] / max(s["tokens_per_s"], 1e-9)
+                lines.append(f"- {c['clients']} clients: {mode} / static tokens/s = {ratio:.2f}x")
+    problems = [m for rows, _ in results.values() for r in rows for m in r["malformed"]]
+    if problems:
+        lines += ["", "Malformed responses:", "", *[f"- {m}" for m in problems[:20]]]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -34,6 +34,11 @@ def test_example_config_validates(path):
 
         cfg, fed = load(str(path), [])
         assert fed.rounds >= 1
+    elif "continual" in raw:  # a `tunelab continual` config: shared run sections plus the continual: section
+        from tunelab.recipes import continual
+
+        cfg, cc = continual.load(str(path), [])
+        assert len(cc.stages) >= 2 and cfg.task.name == "multitask"
     else:
         cfg = config.load(path)
     assert cfg.output_dir and cfg.model.name

@@ -36,11 +36,13 @@ def cmd_eval(args) -> int:
     from tunelab.data import inputs
     from tunelab.tasks import TASKS
 
-    cfg = inputs.adapted(runs.read_config(runs.check_run_dir(Path(args.run_dir))), args)
+    saved = runs.read_config(runs.check_run_dir(Path(args.run_dir)))
+    cfg = inputs.adapted(TASKS[saved.task.name].member_config(saved, args.task), args)  # --task: a multitask member
     task = TASKS[cfg.task.name]
     rows = task.read(cfg, args.data).rows  # bad input fails before the model loads
     hardware.use_threads(args.threads)
     loaded = runs.load_run(args.run_dir)
+    loaded = loaded.task.member_run(loaded, args.task)
     loaded.cfg = cfg
     metrics = task.evaluate(loaded, rows, args.data, _log)
     from tunelab.evaluation import eval_extras
@@ -56,7 +58,8 @@ def cmd_predict(args) -> int:
     from tunelab.data import inputs
     from tunelab.tasks import TASKS
 
-    cfg = inputs.adapted(runs.read_config(runs.check_run_dir(Path(args.run_dir))), args)
+    saved = runs.read_config(runs.check_run_dir(Path(args.run_dir)))
+    cfg = inputs.adapted(TASKS[saved.task.name].member_config(saved, args.task), args)  # --task: a multitask member
     task = TASKS[cfg.task.name]
     if args.data:  # read before the model loads: a wrong column or format costs no loading time
         rows = task.read(cfg, args.data, with_labels=False).rows
@@ -64,6 +67,7 @@ def cmd_predict(args) -> int:
         rows = task.parse_inputs(sys.stdin, "<stdin>")
     hardware.use_threads(args.threads)
     loaded = runs.load_run(args.run_dir)
+    loaded = loaded.task.member_run(loaded, args.task)
     loaded.cfg = cfg
     for out in task.predict(loaded, rows):
         print(json.dumps(out, ensure_ascii=False))
@@ -153,6 +157,18 @@ def cmd_calibrate(args) -> int:
     return commands.calibrate(args, _log)
 
 
+def cmd_monitor(args) -> int:
+    from tunelab.evaluation import commands
+
+    return commands.monitor(args, _log)
+
+
+def cmd_recommend(args) -> int:
+    from tunelab.recommend import commands
+
+    return commands.run(args, _log)
+
+
 def cmd_serve(args) -> int:
     from tunelab.serve import commands
 
@@ -204,6 +220,7 @@ def _recipe(name: str):
         return {
             "train": commands.train,
             "distill": commands.distill,
+            "continual": commands.continual,
             "compare": commands.compare,
             "icl": commands.icl,
             "merge": commands.merge,
@@ -221,6 +238,7 @@ COMMANDS = {
     "chat": cmd_chat,
     "compare": _recipe("compare"),
     "distill": _recipe("distill"),
+    "continual": _recipe("continual"),
     "icl": _recipe("icl"),
     "merge": _recipe("merge"),
     "clean": _recipe("clean"),
@@ -229,6 +247,8 @@ COMMANDS = {
     "calibrate": cmd_calibrate,
     "fairness": cmd_fairness,
     "explain": cmd_explain,
+    "monitor": cmd_monitor,
+    "recommend": cmd_recommend,
     "data": cmd_data,
     "quantize": cmd_quantize,
     "prune": cmd_prune,
@@ -274,6 +294,7 @@ def _add_run_commands(sub) -> None:
     inputs.add_flags(p, labels=True)
     add_threads_flag(p)
     p.add_argument("--errors", help="write every mistake (most confident first) to this JSONL file")
+    p.add_argument("--task", help="multitask runs: the member task to evaluate (its head and labels)")
     p = sub.add_parser("predict", help="predict for a file or stdin, as JSONL (labels, entities, or generated text)")
     p.add_argument("run_dir")
     p.add_argument(
@@ -283,6 +304,7 @@ def _add_run_commands(sub) -> None:
     )
     inputs.add_flags(p, labels=False)
     add_threads_flag(p)
+    p.add_argument("--task", help="multitask runs: the member task to predict with (its head and labels)")
 
 
 def _add_model_commands(sub) -> None:
@@ -328,6 +350,9 @@ def _add_feature_commands(sub) -> None:
     from tunelab.federated import commands as federated_commands
 
     federated_commands.add_parser(sub)
+    from tunelab.recommend import commands as recommend_commands
+
+    recommend_commands.add_parser(sub)
 
 
 def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:

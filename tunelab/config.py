@@ -305,8 +305,11 @@ def load(path: str | Path | None = None, overrides: list[str] | None = None, upg
 
 def validate(raw: dict[str, Any], source: str = "config", upgrade: bool = False) -> RunConfig:
     """Validate a plain dict into a RunConfig, turning pydantic errors into one readable ConfigError."""
-    if "distill" in raw:
-        raise ConfigError(f"{source}: the distill: section is read by `tunelab distill CONFIG`, not `tunelab train`")
+    for recipe in ("distill", "continual"):
+        if recipe in raw:
+            raise ConfigError(
+                f"{source}: the {recipe}: section is read by `tunelab {recipe} CONFIG`, not `tunelab train`"
+            )
     _check_union_name(raw, source, "task", TASKS, "classification")
     moved = moved_keys(raw)
     if moved and not upgrade:

@@ -30,6 +30,7 @@ BLOCK = re.compile(
 def rows() -> list[tuple[str, str, str, str]]:
     """(section, key as written in the table, default, description) for every key, serve's included."""
     from tunelab.federated.config import FederatedConfig
+    from tunelab.recipes.continual import ContinualConfig
     from tunelab.recipes.distill import DistillConfig
     from tunelab.serve.config import ServeConfig
 
@@ -44,12 +45,14 @@ def rows() -> list[tuple[str, str, str, str]]:
     for name, field in ServeConfig.model_fields.items():
         default = "null" if field.default is None else str(field.default)
         out.append(("serve", f"`serve.{name}`", default, field.description or ""))
-    for name, field in DistillConfig.model_fields.items():
-        default = "(required)" if field.is_required() else "null" if field.default is None else str(field.default)
-        out.append(("distill", f"`distill.{name}`", default, field.description or ""))
-    for name, field in FederatedConfig.model_fields.items():
-        default = "null" if field.default is None else str(field.default)
-        out.append(("federated", f"`federated.{name}`", default, field.description or ""))
+    for section, model in (
+        ("distill", DistillConfig),
+        ("continual", ContinualConfig),
+        ("federated", FederatedConfig),
+    ):  # recipes' own sections
+        for name, field in model.model_fields.items():
+            default = "(required)" if field.is_required() else "null" if field.default is None else str(field.default)
+            out.append((section, f"`{section}.{name}`", default, field.description or ""))
     return out
 
 
@@ -60,7 +63,8 @@ def sections() -> list[str]:
 
 def markdown(section: str | None = None) -> str:
     """One section's table, or (None) every key of the run config (serve excluded) in one table."""
-    chosen = [r for r in rows() if (r[0] == section if section else r[0] not in ("serve", "distill", "federated"))]
+    own = ("serve", "distill", "continual", "federated")  # sections outside the run config
+    chosen = [r for r in rows() if (r[0] == section if section else r[0] not in own)]
     if not chosen:
         raise ValueError(f"unknown section {section!r}; sections: {', '.join(sections())}")
     body = "\n".join(f"| {key} | {_cell(default)} | {_cell(desc)} |" for _, key, default, desc in chosen)

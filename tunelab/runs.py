@@ -77,6 +77,18 @@ def check_run_dir(run_dir: Path) -> Path:
     return run_dir
 
 
+def check_single_model(run_dir: Path, step: str) -> None:
+    """Refuse a run whose task composes several heads on one encoder (multitask) for a step that writes one plain
+    model (merge, quantize, prune, export)."""
+    cfg = read_config(run_dir)
+    members = TASKS[cfg.task.name].members(cfg)
+    if members:
+        raise TunelabError(
+            f"{run_dir}: a {cfg.task.name} run holds one head per member ({', '.join(members)}); {step} writes one "
+            "plain model and does not support it (eval, predict and serve use a member with --task NAME / NAME:MEMBER)"
+        )
+
+
 def read_config(run_dir: Path) -> config_mod.RunConfig:
     """The run's resolved config (folders written by earlier versions are upgraded in memory)."""
     return config_mod.load(Path(run_dir) / "config.yaml", upgrade=True)
@@ -103,7 +115,7 @@ def build_base(cfg: config_mod.RunConfig, labels: list[str] | None):
     task = TASKS[cfg.task.name]
     src = model_load.resolve(cfg.model.name, cfg.model.gguf_file, cfg.model.revision)
     tokenizer = model_load.load_tokenizer(src)
-    model, head = model_load.load_model(src, task.model_class(cfg), **task.model_kwargs(labels))
+    model, head = task.build_model(cfg, src, labels)
     if cfg.model.dropout is not None:
         model_load.set_dropout(model, cfg.model.dropout)
     if cfg.model.layers is not None:

@@ -477,3 +477,20 @@ def test_financial_phrasebank_reads_through_config_options_alone():
     assert len(table.rows) == 3392 and {r.label for r in table.rows} == {"positive", "negative", "neutral"}
     assert all("@" not in r.text for r in table.rows)
     assert any("\xe4" in r.text or "\xf6" in r.text for r in table.rows)  # latin-1 letters decoded (Finnish names)
+
+
+def test_phrasebank_style_lines_report_file_and_line(tmp_path):
+    """latin-1 `sentence@label` lines (Financial PhraseBank): a line without the delimiter, or with a second one,
+    is an error naming the file and line; decoded letters survive."""
+    good = "Nokia's sales rose in Espoo \xe4nd Turku .@positive\nProfit fell .@negative\n"
+    opts = dict(text_column=0, label_column=1, has_header=False, delimiter="@", encoding="latin-1", format="csv")
+    path = write(tmp_path, "fpb.txt", good.encode("latin-1"))
+    rows = read_table(path, **opts).rows
+    assert [(r.label, r.line) for r in rows] == [("positive", 1), ("negative", 2)] and "\xe4nd" in rows[0].text
+    missing = write(tmp_path, "missing.txt", (good + "No delimiter on this line\n").encode("latin-1"))
+    assert error_of(missing, **opts).startswith(f"{missing}:3: ")
+    extra = write(tmp_path, "extra.txt", (good + "Mail ir@nokia.com today .@neutral\n").encode("latin-1"))
+    assert error_of(extra, **opts).startswith(f"{extra}:3: ")
+    utf8_expected = write(tmp_path, "utf8.txt", good.encode("latin-1"))
+    msg = error_of(utf8_expected, **{**opts, "encoding": "utf-8"})
+    assert msg.startswith(f"{utf8_expected}:1: expected UTF-8 text, found byte 0xe4")

@@ -107,8 +107,8 @@ def test_stop_strings_n_and_seed(base):
         ({"top_p": 0}, "top_p"),
         ({"n": "two"}, "n"),
         ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
-        ({"presence_penalty": 0.5}, "presence_penalty"),
-        ({"logprobs": 3}, "logprobs"),
+        ({"presence_penalty": 2.5}, "presence_penalty"),
+        ({"logprobs": 6}, "logprobs"),
         ({"echo": True}, "echo"),
         ({"frobnicate": 1}, "frobnicate"),
     ],
@@ -120,15 +120,10 @@ def test_bad_parameters_are_400_naming_the_field(base, extra, field):
     assert err["param"] == field and field in err["message"] and err["type"] == "invalid_request_error"
 
 
-def test_chat_rejects_tools_and_accepts_harmless_fields(base):
+def test_chat_rejects_the_functions_api_and_accepts_harmless_fields(base):
     c = client(base)
-    with pytest.raises(openai.BadRequestError, match="tool calling is not supported"):
-        c.chat.completions.create(
-            model="tiny",
-            messages=CHAT,
-            max_tokens=2,
-            tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}],
-        )
+    with pytest.raises(openai.BadRequestError, match="deprecated functions API is not supported"):
+        c.chat.completions.create(model="tiny", messages=CHAT, max_tokens=2, functions=[{"name": "f"}])
     r = c.chat.completions.create(
         model="tiny", messages=CHAT, max_tokens=2, user="u1", metadata={"a": "b"}, store=False
     )
@@ -207,7 +202,7 @@ def test_oversized_body_is_413(tiny_served):
 
 
 def test_api_keys(tiny_served, monkeypatch):
-    from tunelab.serve.app import api_keys
+    from tunelab.serve.server import api_keys
 
     monkeypatch.setenv("TUNELAB_API_KEYS", "k2, k3")
     keys = api_keys(["k1"])

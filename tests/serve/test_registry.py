@@ -65,7 +65,7 @@ def _alone(run: Path) -> str:
 def test_adapters_share_one_base_and_each_equals_its_run_alone(adapters, tiny_llama_dir):
     alone = {run.name: _alone(run) for run in adapters}
     served = registry.load_all([str(adapters[0]), f"b2={adapters[1]}", f"base={tiny_llama_dir}"], log=lambda m: None)
-    assert served["alpha"].model is served["b2"].model  # one copy of the base, two adapters
+    assert served["alpha"].model is served["b2"].model is served["base"].model  # one copy: two adapters + base
     with running(served) as url:
         c = client(url)
         assert [m.id for m in c.models.list().data] == ["alpha", "b2", "base"]
@@ -77,6 +77,11 @@ def test_adapters_share_one_base_and_each_equals_its_run_alone(adapters, tiny_ll
         }
     assert got["alpha"] == alone["alpha"] and got["b2"] == alone["beta"]
     assert len({got["alpha"], got["b2"], got["base"]}) == 3  # the adapters really change the output
+    from tunelab.generation import target
+
+    tgt = target.load(str(tiny_llama_dir))
+    plain = generate(tgt.model, tgt.tokenizer, [PROMPT], GenerationConfig(max_new_tokens=8), template=tgt.template)
+    assert got["base"] == plain[0].text  # the shared base answers with every adapter disabled
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +103,7 @@ def test_predict_on_a_classification_run_equals_the_task_predict(classifier):
         r = httpx.post(url + "/v1/predict", json={"model": "sentiment", "input": texts})
         bad = httpx.post(url + "/v1/predict", json={"model": "sentiment", "input": ["ok", " "]})
         wrong = httpx.post(url + "/v1/completions", json={"model": "sentiment", "prompt": "x"})
+        metrics = httpx.get(url + "/metrics").text
     assert r.status_code == 200
     data = r.json()["data"]
     assert [d["input"] for d in data] == texts and [d["label"] for d in data] == [w["label"] for w in want]
@@ -105,6 +111,39 @@ def test_predict_on_a_classification_run_equals_the_task_predict(classifier):
         assert d["probs"] == pytest.approx(w["probs"], abs=1e-5) and set(d["probs"]) == {"0", "1"}
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "input"
     assert wrong.status_code == 400 and "use /v1/predict" in wrong.json()["error"]["message"]
+    # predicted labels are counted for alert rules on the label mix (the failed request adds none)
+    counted = {lab: sum(d["label"] == lab for d in data) for lab in {d["label"] for d in data}}
+    for lab, n in counted.items():
+        assert f'tunelab_predictions_total{{label="{lab}",model="sentiment"}} {n}' in metrics
+
+
+def test_concurrent_predict_requests_share_one_forward(classifier):
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.serve.test_batching import _metrics
+
+    served = registry.load_all([str(classifier)], log=lambda m: None)
+    handle = served["sentiment"].model.register_forward_pre_hook(lambda *_: time.sleep(0.05))
+    texts = ["good fun movie", "awful dull plot", "fine", "a long and boring film"]
+    try:
+        with running(served) as url:
+            alone = [httpx.post(url + "/v1/predict", json={"model": "sentiment", "input": t}).json() for t in texts]
+            with ThreadPoolExecutor(8) as pool:
+                got = list(
+                    pool.map(
+                        lambda i: httpx.post(url + "/v1/predict", json={"model": "sentiment", "input": texts[i % 4]}),
+                        range(8),
+                    )
+                )
+            m = _metrics(url)
+    finally:
+        handle.remove()
+    for i, r in enumerate(got):
+        (d,) = r.json()["data"]
+        assert d["label"] == alone[i % 4]["data"][0]["label"]
+        assert d["probs"] == pytest.approx(alone[i % 4]["data"][0]["probs"], abs=1e-5)
+    assert m["tunelab_pooled_requests_sum"] > m["tunelab_pooled_requests_count"]
 
 
 @pytest.mark.parametrize(

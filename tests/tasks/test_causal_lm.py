@@ -264,3 +264,91 @@ def test_chunked_loss_falls_back_for_prompt_learning(tiny_llama_dir):
     assert causal_lm.lm_head(model) is not None
     model = METHODS["prompt-tuning"].apply(model, METHODS["prompt-tuning"].Config(), head)
     assert causal_lm.lm_head(model) is None
+
+
+def test_mixed_data_sft_draws_each_batch_from_one_file_by_its_weight(tmp_path, tiny_llama_dir, alpaca_writer):
+    from tunelab import config, runs
+    from tunelab.recipes import finetune
+    from tunelab.tasks import TASKS
+
+    a, b = alpaca_writer(tmp_path / "a.json", 24), alpaca_writer(tmp_path / "b.json", 8, 1)
+    overrides = [
+        "task=causal_lm",
+        f"model.name={tiny_llama_dir}",
+        f"data.train={a}",
+        f"task.mix=[{{train: '{b}', weight: 3}}]",
+        "model.max_length=64",
+        "train.batch_size=4",
+        "task.eval_generations=0",
+        f"output_dir={tmp_path / 'run'}",
+    ]
+    cfg = config.load(None, overrides)
+    task, log = TASKS["causal_lm"], lambda m: None
+    splits = finetune.read_splits(cfg, task, log)
+    assert len(splits["mix1"]) == 8
+    tokenizer, _, _ = runs.build_base(cfg, None)
+    prepared = task.prepare(cfg, tokenizer, None, splits, log)
+    mix = prepared.sampler
+    assert mix.weights == pytest.approx([0.25, 0.75]) and mix.sizes[1] == 8
+    assert len(prepared.features["train"]) == sum(mix.sizes)
+    plan = [batch for epoch in range(40) for batch in mix.batches(epoch)]
+    first = mix.sizes[0]
+    assert all(max(b) < first or min(b) >= first for b in plan)  # one file per batch
+    assert sum(min(b) >= first for b in plan) / len(plan) == pytest.approx(0.75, abs=0.05)
+    final = finetune.run(config.load(None, [*overrides, "train.max_steps=2"]), quiet=True, log=log)
+    assert final["steps"] == 2
+    with pytest.raises(Exception, match="mix"):
+        config.load(None, [*overrides, "task.mix=[{train: x, weight: 0}]"])
+
+
+# --- CSV/TSV chat tables (customer-support style: instruction, intent, response) -------------------------------
+
+
+def _table_cfg(path, *extra):
+    return config.load(None, ["task=causal_lm", f"data.train={path}", "data.text_column=instruction", *extra])
+
+
+def test_csv_rows_become_chats_with_the_system_hint(tmp_path):
+    path = tmp_path / "support.csv"
+    path.write_text(
+        'instruction,intent,response\nwhere is my order,track_order,"It is on its way.\nTrack it at {{URL}}."\n'
+        "i want a refund ,get_refund,Sure.\n",
+        encoding="utf-8",
+    )
+    cfg = _table_cfg(path, "task.system_column=intent", "task.system_template=Intent: {}.")
+    rows = causal_lm.CausalLM().read(cfg, str(path)).rows
+    assert [r.line for r in rows] == [2, 4]  # the first reply spans two lines
+    assert rows[0].messages == [
+        {"role": "system", "content": "Intent: track_order."},
+        {"role": "user", "content": "where is my order"},
+        {"role": "assistant", "content": "It is on its way.\nTrack it at {{URL}}."},
+    ]
+    plain = causal_lm.CausalLM().read(_table_cfg(path), str(path)).rows  # no system_column: user + assistant only
+    assert [m["role"] for m in plain[1].messages] == ["user", "assistant"]
+
+
+def test_tsv_latin1_with_delimiter_and_positions(tmp_path):
+    path = tmp_path / "chats.txt"
+    path.write_bytes("caf\xe9 ouvert?@Oui, jusqu'\xe0 20 h.\n".encode("latin-1"))
+    cfg = config.load(
+        None,
+        ["task=causal_lm", f"data.train={path}", "data.format=csv", "data.delimiter=@", "data.encoding=latin-1"]
+        + ["data.has_header=false", "data.text_column=0", "task.response_column=1"],
+    )
+    (row,) = causal_lm.CausalLM().read(cfg, str(path)).rows
+    assert row.messages[-1]["content"] == "Oui, jusqu'à 20 h." and row.messages[0]["content"] == "café ouvert?"
+
+
+def test_csv_errors_name_file_line_and_column(tmp_path):
+    path = tmp_path / "support.csv"
+    path.write_text("instruction,answer\nhello,hi there\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"support.csv:1: .*'response'.*found none in the header.*answer"):
+        causal_lm.CausalLM().read(_table_cfg(path), str(path))
+    path.write_text("instruction,response\nhello,\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"support.csv:2: .*column 'response'"):
+        causal_lm.CausalLM().read(_table_cfg(path), str(path))
+
+
+def test_system_template_needs_a_slot():
+    with pytest.raises(config.ConfigError, match=r"task.system_template: .* has no \{\}"):
+        config.load(None, ["task=causal_lm", "task.system_column=intent", "task.system_template=Be kind."])

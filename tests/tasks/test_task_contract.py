@@ -50,6 +50,8 @@ class Case:
     overrides: list[str]
     inputs: list[str]  # prediction input lines (stdin / server)
     check: Callable[[dict, str], None]  # (one prediction, its input line) -> asserts
+    member: str | None = None  # a composite task (multitask): the member that eval/predict/serve go through
+    members: Callable[[Path], list[str]] | None = None  # tmp -> overrides naming the members' files (top data unset)
 
 
 def _clf_data(tmp: Path):
@@ -72,6 +74,19 @@ def _lm_data(tmp: Path):
     return write_alpaca(tmp / "train.json", 24), write_alpaca(tmp / "dev.json", 6, seed=1)
 
 
+def _multitask_members(tmp: Path) -> list[str]:
+    """Two members sharing the encoder: sentiment (a sequence head) and NER (a token head)."""
+    (tmp / "a").mkdir(exist_ok=True)
+    (tmp / "b").mkdir(exist_ok=True)
+    a_train, a_dev = _clf_data(tmp / "a")
+    b_train, b_dev = _ner_data(tmp / "b")
+    return [
+        f"task.tasks=[{{name: a, data: {{train: '{a_train}', dev: '{a_dev}', text_column: sentence}}}}, "
+        f"{{name: b, task: {{name: token_classification, stride: 4}}, data: {{train: '{b_train}', dev: '{b_dev}'}}}}]",
+        "model.max_length=16",
+    ]
+
+
 def write_pairs(path: Path, n: int = 24, seed: int = 0) -> Path:
     """A learnable toy text-to-text JSONL file: the target reverses the two source words (two references)."""
     rng = random.Random(seed)
@@ -80,6 +95,18 @@ def write_pairs(path: Path, n: int = 24, seed: int = 0) -> Path:
         a, b = rng.sample("good bad movie film great fun dull love".split(), 2)
         rows.append(json.dumps({"source": f"{a} {b}", "target": [f"{b} {a}", b]}))
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def write_query_items(path: Path, n: int, seed: int = 0) -> Path:
+    """A toy (query, item) TSV for retrieval: the item repeats two of the query's words, so it can be learned."""
+    words = "good great fine bad awful boring movie film plot actor story fun dull love hate".split()
+    rng = random.Random(seed)
+    lines = ["query\titem"]
+    for _ in range(n):
+        a, b, c = rng.sample(words, 3)
+        lines.append(f"{a} {b} {c}\t{a} {b}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 
@@ -98,6 +125,15 @@ def _text_data(tmp: Path):
 def _check_fills(out: dict, line: str) -> None:
     assert out["text"] == line and len(out["fills"]) == line.count("[MASK]")
     assert all(len(f) == 5 and all(0 <= c["p"] <= 1 for c in f) for f in out["fills"])
+
+
+def _retrieval_data(tmp: Path):
+    return write_query_items(tmp / "train.tsv", 48), write_query_items(tmp / "dev.tsv", 16, seed=1)
+
+
+def _check_embedding(out: dict, line: str) -> None:
+    assert out["text"] == line and len(out["embedding"]) == 32  # tiny BERT's hidden size, L2-normalised
+    assert sum(x * x for x in out["embedding"]) == pytest.approx(1, abs=1e-3)
 
 
 def _check_label(out: dict, line: str) -> None:
@@ -151,6 +187,16 @@ CASES = {
         ["good fun movie", "awful dull plot"],
         _check_label,
     ),
+    "retrieval": Case(
+        "tiny_bert_dir",
+        _retrieval_data,
+        ["data.text_column=query", "data.text_pair_column=item", "task.negatives=3"],
+        ["good fun movie", "awful dull plot"],
+        _check_embedding,
+    ),
+    "multitask": Case(
+        "tiny_bert_dir", _clf_data, [], ["good fun movie", "awful dull plot"], _check_label, "a", _multitask_members
+    ),
     "causal_lm": Case(
         "tiny_llama_dir",
         _lm_data,
@@ -182,14 +228,14 @@ def test_every_registered_task_has_a_case():
 def _cfg(task: str, tmp: Path, request, *extra: str) -> config.RunConfig:
     case = CASES[task]
     train, dev = case.data(tmp)
+    data = case.members(tmp) if case.members else [f"data.train={train}", f"data.dev={dev}"]
     model = request.getfixturevalue(case.model)
     return config.load(
         None,
         [
             f"task={task}",
             f"model.name={model}",
-            f"data.train={train}",
-            f"data.dev={dev}",
+            *data,
             f"output_dir={tmp / 'run'}",
             "train.batch_size=8",
             "train.lr=1e-2",
@@ -270,11 +316,15 @@ def trained(request, tmp_path_factory):
 
 def test_eval_on_the_dev_file_equals_the_runs_dev_metrics(trained, capsys):
     name, tmp, cfg, final = trained
+    member = CASES[name].member
     capsys.readouterr()
-    assert cli.main(["eval", str(tmp / "run"), "--data", cfg.data.dev]) == 0
+    dev = TASKS[name].member_config(cfg, member).data.dev
+    assert cli.main(["eval", str(tmp / "run"), "--data", dev, *(["--task", member] if member else [])]) == 0
     metrics = json.loads(capsys.readouterr().out)
-    for m in TASKS[name].metrics:  # every declared metric is reported
-        assert metrics[m.name] == pytest.approx(final["dev"][m.name], rel=1e-4, abs=1e-6), m.name
+    ran = TASKS[name].member_config(cfg, member).task.name
+    expected = final["dev"]["tasks"][member] if member else final["dev"]
+    for m in TASKS[ran].metrics:  # every declared metric is reported
+        assert metrics[m.name] == pytest.approx(expected[m.name], rel=1e-4, abs=1e-6), m.name
 
 
 def test_predict_and_serve_predict_agree(trained, capsys, monkeypatch):
@@ -284,7 +334,7 @@ def test_predict_and_serve_predict_agree(trained, capsys, monkeypatch):
     case = CASES[name]
     capsys.readouterr()
     monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(case.inputs) + "\n"))
-    assert cli.main(["predict", str(tmp / "run")]) == 0
+    assert cli.main(["predict", str(tmp / "run"), *(["--task", case.member] if case.member else [])]) == 0
     predicted = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]
     assert len(predicted) == len(case.inputs)
     for out, line in zip(predicted, case.inputs):
@@ -295,7 +345,10 @@ def test_predict_and_serve_predict_agree(trained, capsys, monkeypatch):
     with running(served) as base:
         import httpx
 
-        reply = client(base).post("/predict", body={"model": "m", "input": case.inputs}, cast_to=httpx.Response).json()
+        model = f"m:{case.member}" if case.member else "m"  # a multitask run serves each member head
+        reply = (
+            client(base).post("/predict", body={"model": model, "input": case.inputs}, cast_to=httpx.Response).json()
+        )
     assert [{k: v for k, v in d.items() if k not in ("index", "input")} for d in reply["data"]] == predicted
 
 
@@ -303,10 +356,13 @@ def test_reference_gives_predicts_input_and_the_answer_in_predicts_keys(trained)
     """What the dashboard's sample predictions rely on: a labelled row's input predicts like any input, and its
     answer has the keys (and value types) of the prediction."""
     name, tmp, cfg, _ = trained
-    task = TASKS[name]
+    member = CASES[name].member
+    cfg = TASKS[name].member_config(cfg, member)
+    task = TASKS[cfg.task.name]
     rows = task.read(cfg, cfg.data.dev).rows[:3]
     inputs, answers = zip(*(task.reference(r) for r in rows))
-    outputs = task.predict(runs.load_run(tmp / "run"), list(inputs))
+    loaded = runs.load_run(tmp / "run")
+    outputs = task.predict(loaded.task.member_run(loaded, member), list(inputs))
     assert len(outputs) == len(rows)
     for answer, out in zip(answers, outputs):
         assert answer and set(answer) <= set(out)
@@ -317,7 +373,13 @@ def test_compare_untrained_baseline_goes_through_the_task(trained, tmp_path):
     name, _, cfg, _ = trained
     row, skipped = compare.untrained_head(cfg, tmp_path, lambda m: None)
     assert row["status"] == "baseline" and isinstance(row["metric"], float) and row["trainable"] == 0
-    untuned = ("causal_lm", "prompt_classification", "seq2seq", "masked_lm")  # no new head: the model as it is
+    untuned = (
+        "causal_lm",
+        "prompt_classification",
+        "seq2seq",
+        "masked_lm",
+        "retrieval",
+    )  # no new head: the model as it is
     assert row["method"] == ("untuned model" if name in untuned else "untrained head")
     assert isinstance(skipped, dict)
 

@@ -56,3 +56,14 @@ def test_round_robin_alternates_and_proportional_covers_each_example_about_once(
     assert [source_of(b, [20, 20]) for b in plan] == [0, 1] * 4
     seen = Counter(i for b in plan for i in b)
     assert set(seen) == set(range(40)) and set(seen.values()) == {1}
+
+
+def test_weighted_mixture_uses_the_given_weights_and_checks_them():
+    from tunelab.training.mixing import TaskMixture
+
+    mix = TaskMixture.weighted([10, 30], 4, 0, [1.0, 3.0])
+    assert mix.weights == [0.25, 0.75] and mix.steps_per_epoch() == 3 + 8
+    assert mix.batches(1) == TaskMixture.weighted([10, 30], 4, 0, [2.0, 6.0]).batches(1)  # only the ratio counts
+    for bad in ([1.0], [1.0, 0.0]):
+        with pytest.raises(ValueError, match="one positive weight per source"):
+            TaskMixture.weighted([10, 30], 4, 0, bad)

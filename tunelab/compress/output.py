@@ -34,6 +34,7 @@ def load_source(run_dir: str | Path, step: str):
         raise TunelabError(
             f"{run_dir}: is a {fmt} run; {step} starts from a training run or a pruned run (the {fmt} run's own source)"
         )
+    runs.check_single_model(run_dir, step)
     loaded = runs.load_run(run_dir, backend="torch")
     model = merge.plain_model(loaded, run_dir) if fmt == formats.METHOD else loaded.model
     return loaded, model.eval(), fmt

@@ -209,10 +209,24 @@ def chat_template(tokenizer, fallback: str = "chatml") -> str:
     return FALLBACK_TEMPLATES[fallback]
 
 
-def render(tokenizer, messages: list[dict], template: str, add_generation_prompt: bool = False) -> str:
+def render(
+    tokenizer, messages: list[dict], template: str, add_generation_prompt: bool = False, tools: list[dict] | None = None
+) -> str:
+    """The chat as text; ``tools`` (OpenAI function specs) go to templates that render them (see ``knows_tools``)."""
     return tokenizer.apply_chat_template(
-        messages, chat_template=template, tokenize=False, add_generation_prompt=add_generation_prompt
+        messages,
+        chat_template=template,
+        tokenize=False,
+        add_generation_prompt=add_generation_prompt,
+        **({"tools": tools} if tools else {}),
     )
+
+
+def knows_tools(template: str) -> bool:
+    """Whether a chat template renders a ``tools`` variable (Llama 3.1, Qwen 2.5, Hermes...); others ignore it."""
+    import re
+
+    return re.search(r"\btools\b", template) is not None
 
 
 def assistant_spans(tokenizer, messages: list[dict], template: str) -> tuple[str, list[tuple[int, int]]]:

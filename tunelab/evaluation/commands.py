@@ -89,7 +89,16 @@ def calibrate(args, log) -> int:
     return 0
 
 
+def monitor(args, log) -> int:
+    from tunelab.evaluation import monitor as rule
+
+    return rule.run(args)
+
+
 def add_parsers(sub) -> None:
+    from tunelab.evaluation import monitor as rule
+
+    rule.add_parser(sub)
     p = sub.add_parser(
         "fairness", help="fairness probes: counterfactual identity swaps, EEC gaps, group metrics, CrowS-Pairs"
     )

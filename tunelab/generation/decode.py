@@ -50,12 +50,18 @@ def eos_ids(model, tokenizer) -> list[int]:
 
 
 def encode_prompt(
-    tokenizer, prompt: Prompt, budget: int, template: str | None = None, log: Callable[[str], None] = _stderr
+    tokenizer,
+    prompt: Prompt,
+    budget: int,
+    template: str | None = None,
+    log: Callable[[str], None] = _stderr,
+    tools: list[dict] | None = None,
 ) -> tuple[list[int], int]:
     """Token ids of a prompt that fit ``budget`` tokens, and how many messages were dropped.
 
     A chat keeps its system message and the most recent turns, dropping the oldest messages (a
     leading assistant message goes with the user message before it). Raw text keeps its last tokens.
+    ``tools`` (OpenAI function specs) are passed to the chat template.
     """
     if isinstance(prompt, str):
         ids = list(tokenizer(prompt)["input_ids"])
@@ -69,7 +75,7 @@ def encode_prompt(
     turns = msgs[len(system) :]
     dropped = 0
     while True:
-        ids = _chat_ids(tokenizer, system + turns, template)
+        ids = _chat_ids(tokenizer, system + turns, template, tools)
         if len(ids) <= budget or len(turns) <= 1:
             break
         turns = turns[1:]
@@ -84,8 +90,8 @@ def encode_prompt(
     return ids, dropped
 
 
-def _chat_ids(tokenizer, messages: list[dict], template: str) -> list[int]:
-    text = templates.render(tokenizer, messages, template, add_generation_prompt=True)
+def _chat_ids(tokenizer, messages: list[dict], template: str, tools: list[dict] | None = None) -> list[int]:
+    text = templates.render(tokenizer, messages, template, add_generation_prompt=True, tools=tools)
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 

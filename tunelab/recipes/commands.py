@@ -59,6 +59,22 @@ def distill(args, log) -> int:
     return 0
 
 
+def continual(args, log) -> int:
+    from tunelab.recipes import continual as recipe
+
+    path, overrides = _split_config_args(args.config)
+    try:
+        result = recipe.run(path, overrides, quiet=args.quiet, log=log)
+    except KeyboardInterrupt:
+        log("interrupted: rerun the same command to resume (finished stages are kept, the current one resumes)")
+        return 130
+    log(
+        f"done: average forgetting {result['average_forgetting']:.4f}, backward transfer "
+        f"{result['backward_transfer']:+.4f}; {Path(result['stages'][0]).parent / 'report.md'}"
+    )
+    return 0
+
+
 def compare(args, log) -> int:
     from tunelab.recipes import compare as recipe
 
@@ -174,6 +190,13 @@ def add_parsers(sub) -> None:
         action="store_true",
         help="continue an interrupted run although its config or training data changed since it started",
     )
+    p = sub.add_parser(
+        "continual",
+        help="learn tasks one after another (naive, replay, EWC, LwF, adapter per stage); report the forgetting",
+        description="tunelab continual CONFIG.yaml [key.path=value ...]: a training config plus a continual: section",
+    )
+    p.add_argument("config", nargs="+", help="YAML config with a continual: section, then overrides")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_folder_parsers(sub)
 
 

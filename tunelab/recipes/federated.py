@@ -108,8 +108,8 @@ class Federation:
                 raise TunelabError(
                     "federated.partition=files: set data.dev, the server's dev set (client files are private)"
                 )
-            self.dev = finetune._read(task, cfg, cfg.data.dev, self.log)
-            pools = [finetune._read(task, cfg, f, self.log) for f in fed.client_files]
+            self.dev = _rows(task, cfg, cfg.data.dev, self.log)
+            pools = [_rows(task, cfg, f, self.log) for f in fed.client_files]
             for path, rows in zip(fed.client_files, pools):
                 if not rows:
                     raise TunelabError(f"federated.client_files {path}: no rows")
@@ -321,6 +321,14 @@ class Federation:
         report.write(self.run_dir, self.cfg, final, rounds)
         checkpoint.fix_modes(self.run_dir)
         return final
+
+
+def _rows(task, cfg, path: str, log) -> list:
+    """The rows of one file as the task reads it (skipped bad rows, under data.on_error: skip, are logged)."""
+    table = task.read(cfg, path)
+    if table.skipped:
+        log(f"{path}: skipped {len(table.skipped)} bad rows (lines {', '.join(str(n) for n, _ in table.skipped[:10])})")
+    return table.rows
 
 
 def _label_counts(task, rows: list) -> dict:

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from tunelab import config as config_mod
 from tunelab import hardware, runs, runstate
-from tunelab.data.split import stratified_split
 from tunelab.errors import TunelabError
 from tunelab.evaluation import custom, report
 from tunelab.methods import METHODS
@@ -258,7 +257,10 @@ def add_user_metrics(cfg: config_mod.RunConfig, prepared) -> None:
 
 
 def sampler(cfg: config_mod.RunConfig, prepared):
-    """The loop's sampler: None (its length-grouped default), or the class-balanced one (``train.sampler``)."""
+    """The loop's sampler: the task's own (multi-task mixing), None (the loop's length-grouped default), or the
+    class-balanced one (``train.sampler``)."""
+    if prepared.sampler is not None:
+        return prepared.sampler
     if cfg.train.sampler != "balanced":
         return None
     from tunelab.training.sampler import Balanced
@@ -392,36 +394,8 @@ def seed_everything(seed: int, threads: int | None) -> None:
 
 
 def read_splits(cfg: config_mod.RunConfig, task: Task, log) -> dict[str, list]:
-    """train/dev(/test) rows; dev is carved out of train (stratified, seeded) when no dev file is given."""
-    data = cfg.data
-    train = _read(task, cfg, data.train, log)
-    task.check_rows(cfg, train, data.train, log)
-    if data.max_train_rows:
-        train = train[: data.max_train_rows]
-    if data.dev:
-        dev = _read(task, cfg, data.dev, log)
-    else:
-        train_idx, dev_idx = stratified_split([task.stratify_key(r) for r in train], data.dev_fraction, cfg.train.seed)
-        train, dev = [train[i] for i in train_idx], [train[i] for i in dev_idx]
-        log(
-            f"no dev file: held out {len(dev)} of {len(train) + len(dev)} training rows (stratified, seed {cfg.train.seed})"
-        )
-    if data.max_dev_rows:
-        dev = dev[: data.max_dev_rows]
-    splits = {"train": train, "dev": dev}
-    if data.test:
-        splits["test"] = _read(task, cfg, data.test, log)
-    return splits
-
-
-def _read(task: Task, cfg: config_mod.RunConfig, path: str, log) -> list:
-    table = task.read(cfg, path)
-    if table.skipped:
-        lines = ", ".join(str(line) for line, _ in table.skipped[:10])
-        log(
-            f"{path}: skipped {len(table.skipped)} bad rows (lines {lines}{', ...' if len(table.skipped) > 10 else ''})"
-        )
-    return table.rows
+    """train/dev(/test) rows of a run, as the task reads them (see Task.read_splits)."""
+    return task.read_splits(cfg, log)
 
 
 def _source(cfg: config_mod.RunConfig, split: str) -> str:

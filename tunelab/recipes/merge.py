@@ -28,6 +28,7 @@ def run(run_dir: str | Path, out_dir: str | Path, log=print) -> Path:
             f"{run_dir}: is a {fmt} run (made by quantize/prune/export), not a training run; nothing to merge: "
             "eval, predict, generate and serve load it as it is"
         )
+    runs.check_single_model(Path(run_dir), "merge")
     loaded = runs.load_run(run_dir)
     method = METHODS[loaded.cfg.method.name]
     model = plain_model(loaded, run_dir)

@@ -7,13 +7,12 @@ answers through an asyncio queue per request, so the event loop never runs a mod
 from __future__ import annotations
 
 import asyncio
-import errno
 import json
 import os
-import socket
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Callable
 
 from fastapi import FastAPI, Request
@@ -23,14 +22,23 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.responses import StreamingResponse
 
-from tunelab.errors import ConfigError
 from tunelab.generation.config import decoding_update
+from tunelab.generation.decode import context_window
 from tunelab.serve import openai_format as fmt
+from tunelab.serve import structured
 from tunelab.serve.batching import Job, QueueFull, Worker
 from tunelab.serve.config import ServeConfig
 from tunelab.serve.guard import Guard
 from tunelab.serve.metrics import Metrics
-from tunelab.serve.schemas import APIError, ChatRequest, CompletionRequest, PredictRequest, validation_error
+from tunelab.serve.sampling import Sampling
+from tunelab.serve.schemas import (
+    APIError,
+    ChatRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    PredictRequest,
+    validation_error,
+)
 
 
 def _stderr(msg: str) -> None:
@@ -42,8 +50,17 @@ class State:
 
     def __init__(self, served: dict, cfg: ServeConfig, log: Callable[[str], None]):
         self.served, self.cfg, self.log = served, cfg, log
-        self.metrics = Metrics(queue_depth=lambda: self.worker.depth())
-        self.worker = Worker(cfg.max_batch_size, cfg.max_wait_ms, cfg.queue_size, self.metrics, log)
+        self.metrics = Metrics(queue_depth=lambda: self.worker.depth(), running=lambda: self.worker.running())
+        self.worker = Worker(
+            cfg.max_batch_size,
+            cfg.max_wait_ms,
+            cfg.queue_size,
+            self.metrics,
+            log,
+            cfg.batching == "continuous",
+            cfg.max_predict_inputs,
+            cfg.prefix_cache,
+        )
 
     def lookup(self, name: str, generates: bool | None):
         """The served model ``name``; ``generates``: the endpoint needs a generating task (None: any task)."""
@@ -77,8 +94,15 @@ class State:
                 ) from None
 
 
-def build_app(served: dict, cfg: ServeConfig, api_keys: list[str] | None = None, log: Callable[[str], None] = _stderr):
-    """The ASGI app (FastAPI behind the Guard middleware); the worker starts and stops with the app."""
+def build_app(
+    served: dict,
+    cfg: ServeConfig,
+    api_keys: list[str] | None = None,
+    log: Callable[[str], None] = _stderr,
+    metrics_dir: str | None = None,
+):
+    """The ASGI app (FastAPI behind the Guard middleware); the worker starts and stops with the app.
+    ``metrics_dir``: the folder where the processes of `serve --workers N` share their metrics."""
     from contextlib import asynccontextmanager
 
     state = State(served, cfg, log)
@@ -89,6 +113,8 @@ def build_app(served: dict, cfg: ServeConfig, api_keys: list[str] | None = None,
 
         hardware.use_threads(cfg.threads)  # process-wide: the worker thread runs the models with it
         state.worker.start()
+        if metrics_dir is not None:
+            state.metrics.share(Path(metrics_dir))
         yield
         state.worker.close()
 
@@ -112,7 +138,7 @@ def build_app(served: dict, cfg: ServeConfig, api_keys: list[str] | None = None,
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "models": list(served), "queue_depth": state.worker.depth()}
+        return {"status": "ok", "models": list(served), "queue_depth": state.worker.depth(), "pid": os.getpid()}
 
     @app.get("/metrics")
     async def metrics():
@@ -138,7 +164,15 @@ def build_app(served: dict, cfg: ServeConfig, api_keys: list[str] | None = None,
 
     @app.post("/v1/predict")
     async def predict(request: Request):
-        return await _predict(state, await _parse(request, PredictRequest))
+        from tunelab.serve import pooled
+
+        return await pooled.predict(state, await _parse(request, PredictRequest))
+
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request):
+        from tunelab.serve import pooled
+
+        return await pooled.embeddings(state, await _parse(request, EmbeddingRequest))
 
     return Guard(app, state.metrics, api_keys or [], cfg.max_body_bytes)
 
@@ -180,11 +214,24 @@ def _decoding(state: State, served, body):
     return served.gen.model_copy(update=update), max_tokens
 
 
-def _encode(state: State, served, prompt, max_tokens: int, cfg, field: str) -> list[int]:
-    from tunelab.generation.decode import context_window, encode_prompt
+def _sampling(cfg, body) -> Sampling:
+    """One request's per-row settings for the continuous scheduler (top_k 0 and top_p 1 disable them)."""
+    return Sampling(
+        do_sample=cfg.do_sample,
+        temperature=cfg.temperature,
+        top_k=cfg.top_k,
+        top_p=cfg.top_p,
+        repetition_penalty=cfg.repetition_penalty,
+        presence_penalty=body.presence_penalty or 0.0,
+        frequency_penalty=body.frequency_penalty or 0.0,
+    )
+
+
+def _encode(state: State, served, prompt, max_tokens: int, cfg, field: str, tools=None) -> list[int]:
+    from tunelab.generation.decode import encode_prompt
 
     with served.lock:
-        ids, _ = encode_prompt(served.tokenizer, prompt, 10**9, served.template, log=lambda m: None)
+        ids, _ = encode_prompt(served.tokenizer, prompt, 10**9, served.template, log=lambda m: None, tools=tools)
     if not ids:
         raise APIError(400, f"{field}: empty; give some text to continue", param=field, code="invalid_value")
     window = context_window(served.model, cfg)
@@ -210,18 +257,46 @@ async def _generate(state: State, request, body, chat: bool):
     arrived = time.monotonic()
     served = state.lookup(body.model, generates=True)
     cfg, max_tokens = _decoding(state, served, body)
-    prompts = [body.chat()] if chat else body.prompt
+    _check_path(state, served, cfg, body, chat)
+    tools = body.tool_dicts() if chat else []
+    prompts, template_tools = [body.chat()] if chat else body.prompt, None
+    if tools:
+        prompts, template_tools = structured.offer_tools(prompts[0], tools, served.template)
     field = "messages" if chat else "prompt"
-    ids = [await run_in_threadpool(_encode, state, served, p, max_tokens, cfg, field) for p in prompts]
+    ids = [await run_in_threadpool(_encode, state, served, p, max_tokens, cfg, field, template_tools) for p in prompts]
+    constraint = await run_in_threadpool(_constraint, served, body, tools) if chat else None
+    top = (body.top_logprobs or 0 if body.logprobs else None) if chat else body.logprobs
     loop, events = asyncio.get_running_loop(), asyncio.Queue()
+    window = context_window(served.model, cfg)
     jobs = [
-        Job(served, _emitter(loop, events, j), cfg, prompt_ids, max_tokens, list(cfg.stop), body.n, body.stream)
+        Job(
+            served,
+            _emitter(loop, events, j),
+            cfg,
+            prompt_ids,
+            max_tokens,
+            list(cfg.stop),
+            body.n,
+            body.stream and not tools,  # a reply that may be a tool call is parsed whole, then sent
+            sampling=_sampling(cfg, body),
+            logprobs=top,
+            seed=cfg.seed,
+            arrived=arrived,
+            window=window,
+            constraint=constraint,
+        )
         for j, prompt_ids in enumerate(ids)
     ]
     state.submit(jobs)
     state.metrics.inc("tunelab_prompt_tokens_total", sum(len(i) * body.n for i in ids), model=served.name)
     reply = fmt.Reply(
-        ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex, served.name, chat, body.n, sum(map(len, ids)) * body.n
+        ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex,
+        served.name,
+        chat,
+        body.n,
+        sum(map(len, ids)) * body.n,
+        logprobs=top is not None,
+        tools=tools,
     )
     deadline = arrived + state.cfg.timeout_s
     if body.stream:
@@ -230,6 +305,55 @@ async def _generate(state: State, request, body, chat: bool):
         return StreamingResponse(stream, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
     outputs = await _collect(jobs, events, deadline)
     return JSONResponse(reply.full(outputs))
+
+
+def _per_token_fields(body, chat: bool) -> list[str]:
+    """The request's fields that only the continuous scheduler implements (it decides each token itself)."""
+    used = [name for name in ("presence_penalty", "frequency_penalty") if getattr(body, name)]
+    if body.logprobs is not None and body.logprobs is not False:
+        used.append("logprobs")
+    if chat and body.response_format is not None and body.response_format.type != "text":
+        used.append("response_format")
+    if chat and body.tool_dicts():
+        used.append("tools")
+    return used
+
+
+def _check_path(state: State, served, cfg, body, chat: bool) -> None:
+    """400 naming the first field the static path cannot honour, when this request would run there."""
+    from tunelab.serve.continuous import supported
+
+    used = _per_token_fields(body, chat)
+    if not used or (state.cfg.batching == "continuous" and supported(served) and cfg.no_repeat_ngram_size == 0):
+        return
+    why = (
+        "the server runs with serve.batching static"
+        if state.cfg.batching == "static"
+        else f"model '{served.name}' is decoded by generate() (a non-torch back-end, an encoder-decoder or "
+        "prompt-learning model, or no_repeat_ngram_size in its generation section)"
+    )
+    raise APIError(
+        400,
+        f"{used[0]}: needs continuous batching, but {why}",
+        param=used[0],
+        code="unsupported_parameter",
+    )
+
+
+def _constraint(served, body, tools: list[dict]):
+    """A factory of one JSON constraint per choice, or None (free text)."""
+    from tunelab.generation.decode import eos_ids
+
+    if tools:
+        schema = structured.tool_schema(tools, body.tool_choice)
+        constrained = schema is not None
+    else:
+        fmt_ = body.response_format
+        constrained, schema = structured.schema_of(fmt_.model_dump(exclude_none=True) if fmt_ else None)
+    if not constrained:
+        return None
+    table = structured.token_table(served, eos_ids(served.model, served.tokenizer))
+    return lambda: structured.JsonConstraint(table, schema)
 
 
 def _emitter(loop, events: asyncio.Queue, j: int):
@@ -260,102 +384,3 @@ async def _collect(jobs: list[Job], events: asyncio.Queue, deadline: float) -> l
         for job in jobs:
             job.cancel.set()  # no effect on finished jobs; stops unfinished ones at the next token
     return [results[j] for j in range(len(jobs))]
-
-
-async def _predict(state: State, body):
-    """Any task's predictions through its protocol: ``parse_inputs`` on the request's texts, then ``predict``."""
-    from tunelab.errors import TunelabError
-
-    arrived = time.monotonic()
-    served = state.lookup(body.model, generates=None)
-    if served.engine is not None:  # Task.predict runs the run's torch model; an engine only decodes completions
-        raise APIError(
-            400,
-            f"model '{served.name}' runs on the {served.run.backend} back-end, which answers /v1/completions and "
-            "/v1/chat/completions; serve the run with --backend torch for /v1/predict",
-            param="model",
-            code="wrong_endpoint",
-        )
-    texts = [body.input] if isinstance(body.input, str) else body.input
-    pairs = (
-        ([body.text_pair] if isinstance(body.text_pair, str) else body.text_pair)
-        if body.text_pair is not None
-        else [None] * len(texts)
-    )
-    if len(texts) > state.cfg.max_predict_inputs:
-        raise APIError(
-            400,
-            f"input: {len(texts)} texts is above this server's cap of {state.cfg.max_predict_inputs}",
-            param="input",
-            code="invalid_value",
-        )
-    lines = [json.dumps({"text": t, **({"text_pair": p} if p is not None else {})}) for t, p in zip(texts, pairs)]
-    try:
-        inputs = served.task.parse_inputs(lines, "input")
-    except TunelabError as exc:
-        raise APIError(400, str(exc), param="input", code="invalid_value") from None
-    run = lambda: served.task.predict(served.run, inputs)  # noqa: E731
-    loop, events = asyncio.get_running_loop(), asyncio.Queue()
-    job = Job(served, _emitter(loop, events, 0), fn=run)
-    state.submit([job])
-    (outputs,) = await _collect([job], events, arrived + state.cfg.timeout_s)
-    data = [{"index": i, "input": t, **o} for i, (t, o) in enumerate(zip(texts, outputs))]
-    return JSONResponse({"object": "list", "model": served.name, "data": data})
-
-
-# ---------------------------------------------------------------- the command
-
-
-def api_keys(given: list[str] | None) -> list[str]:
-    """Keys from --api-key (repeatable) and the comma-separated TUNELAB_API_KEYS variable."""
-    keys = list(given or []) + [k.strip() for k in os.environ.get("TUNELAB_API_KEYS", "").split(",")]
-    return [k for k in dict.fromkeys(keys) if k]
-
-
-def run(args) -> int:
-    """`tunelab serve RUN_DIR|MODEL ...`: load, then serve until interrupted."""
-    import uvicorn
-
-    from tunelab.serve import config as serve_config
-    from tunelab.serve import registry
-
-    flags = {k: getattr(args, k, None) for k in ServeConfig.model_fields}
-    cfg = serve_config.load(args.config, flags)
-    keys = api_keys(args.api_key)
-    registry.parse_items(args.targets)  # bad names fail before anything loads
-    sock = listen(cfg.host, cfg.port)  # a port in use fails before the models load, not after
-    port = sock.getsockname()[1]
-    served = registry.load_all(args.targets, _stderr, cfg.backend)
-    if cfg.host not in ("127.0.0.1", "localhost", "::1") and not keys:
-        _stderr(f"serve: warning: listening on {cfg.host} without API keys; anyone who can reach it can use it")
-    _stderr(
-        f"serve: {len(served)} model(s) on http://{cfg.host}:{port}/v1 ({', '.join(served)})"
-        + ("; API key required" if keys else "")
-    )
-    config = uvicorn.Config(
-        build_app(served, cfg, keys), host=cfg.host, port=port, log_level="warning", timeout_graceful_shutdown=5
-    )
-    uvicorn.Server(config).run(sockets=[sock])
-    return 0
-
-
-def listen(host: str, port: int) -> socket.socket:
-    """Bind the server's socket now (uvicorn serves on it later); ConfigError if the address is taken or invalid."""
-    try:
-        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-    except socket.gaierror as exc:
-        raise ConfigError(f"serve: --host {host}: not an address of this machine ({exc.strerror})") from None
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: rebinding after a restart works
-    try:
-        sock.bind(address)
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise ConfigError(
-                f"serve: port {port} on {host} is already in use; choose another with --port "
-                "(--port 0 picks a free one)"
-            ) from None
-        raise ConfigError(f"serve: cannot listen on {host}:{port} ({exc.strerror})") from None
-    sock.set_inheritable(True)
-    return sock

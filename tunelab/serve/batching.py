@@ -1,9 +1,13 @@
-"""Dynamic batching: one worker thread owns the models and runs every request.
+"""The worker thread that owns the models and runs every request.
 
-Handlers ``submit`` jobs into a bounded queue (full -> ``QueueFull``, the app answers 429). The
-worker takes the oldest job plus every queued job with the same model and sampling settings, up to
-``max_batch_size`` sequences, waiting at most ``max_wait_ms`` for the batch to fill, and decodes them
-in ONE ``generate`` call (left padding). ``RowMonitor`` - a transformers StoppingCriteria called after
+Handlers ``submit`` jobs into a bounded queue (full -> ``QueueFull``, the app answers 429). With
+``serve.batching: continuous`` (the default) generation jobs join the running batch of their model at the
+next decode step, up to ``max_batch_size`` running sequences (continuous.py); other jobs (``/v1/predict``,
+llama.cpp engines, models the continuous scheduler cannot run) run between two steps.
+
+The static path (``serve.batching: static``, and those other generation jobs): the worker takes the oldest
+job plus every queued job with the same model and sampling settings, up to ``max_batch_size`` sequences,
+waiting at most ``max_wait_ms`` for the batch to fill, and decodes them in ONE ``generate`` call (left padding). ``RowMonitor`` - a transformers StoppingCriteria called after
 every step - ends each row on its own: its EOS, its own max_tokens, its own stop strings, or its
 cancel flag (client gone, timeout); it also streams each row's new text to its request.
 """
@@ -31,7 +35,7 @@ class QueueFull(Exception):
 @dataclass
 class Job:
     """One request. ``emit(kind, payload)`` is called from the worker thread:
-    ("delta", (index, text)) while streaming, then ("done", result) or ("error", message)."""
+    ("delta", (index, text, logprob entries or None)) while streaming, then ("done", result) or ("error", message)."""
 
     served: Any  # registry.Served
     emit: Callable[[str, Any], None]
@@ -41,14 +45,26 @@ class Job:
     stop: list[str] = field(default_factory=list)
     n: int = 1
     stream: bool = False
-    fn: Callable[[], Any] | None = None  # a non-generation job (predict), run as is
+    # a non-generation job (predict, embeddings): ``fn(inputs) -> one output per input``; queued jobs with the same
+    # ``fn_key`` run as ONE call on their concatenated inputs (batched across requests)
+    fn: Callable[[list], list] | None = None
+    inputs: list = field(default_factory=list)
+    fn_key: tuple = ()
     cancel: threading.Event = field(default_factory=threading.Event)
+    # continuous batching: per-request settings (sampling.Sampling), logprobs (None = off, k = top-k alternatives),
+    # the seed, arrival time (time-to-first-token), the context window, and a factory of a constraint per choice
+    sampling: Any = None
+    logprobs: int | None = None
+    seed: int | None = None
+    arrived: float = field(default_factory=time.monotonic)
+    window: int = 1 << 30
+    constraint: Callable[[], Any] | None = None
 
     @property
     def key(self) -> tuple:
         """Jobs with equal keys may share a generate call."""
         if self.fn is not None:
-            return ("fn", id(self))
+            return ("fn", *self.fn_key) if self.fn_key else ("fn", id(self))
         c = self.cfg
         return (
             self.served.name,
@@ -99,25 +115,43 @@ class RowMonitor(StoppingCriteria):
         safe = text[: len(text) - self.keep[r]] if self.keep[r] else text
         safe = safe.rstrip("\ufffd")
         if len(safe) > len(self.sent[r]) and safe.startswith(self.sent[r]):
-            job.emit("delta", (idx, safe[len(self.sent[r]) :]))
+            job.emit("delta", (idx, safe[len(self.sent[r]) :], None))
             self.sent[r] = safe
 
     def flush(self, r: int, final_text: str) -> None:
         job, idx = self.rows[r]
         if job.stream and len(final_text) > len(self.sent[r]):
-            job.emit("delta", (idx, final_text[len(self.sent[r]) :]))
+            job.emit("delta", (idx, final_text[len(self.sent[r]) :], None))
 
 
 class Worker:
     """The single thread that owns the models; see the module docstring."""
 
-    def __init__(self, max_batch_size: int, max_wait_ms: float, queue_size: int, metrics, log: Callable[[str], None]):
-        self.max_batch_size, self.max_wait = max_batch_size, max_wait_ms / 1000
+    def __init__(
+        self,
+        max_batch_size: int,
+        max_wait_ms: float,
+        queue_size: int,
+        metrics,
+        log: Callable[[str], None],
+        continuous: bool = True,
+        max_inputs: int = 256,
+        prefix_cache: bool = False,
+    ):
+        from tunelab.serve.continuous import Scheduler
+
+        self.max_batch_size, self.max_wait, self.max_inputs = max_batch_size, max_wait_ms / 1000, max_inputs
         self.queue_size, self.metrics, self.log = queue_size, metrics, log
         self._queue: deque[Job] = deque()
         self._cv = threading.Condition()
         self._closing = False
-        self._thread = threading.Thread(target=self._loop, name="tunelab-serve-worker", daemon=True)
+        self.scheduler = Scheduler(metrics, log, prefix_cache) if continuous else None
+        target = self._loop_continuous if continuous else self._loop
+        self._thread = threading.Thread(target=target, name="tunelab-serve-worker", daemon=True)
+
+    def running(self) -> int:
+        """Sequences in the running batches (continuous batching)."""
+        return self.scheduler.rows() if self.scheduler is not None else 0
 
     def start(self) -> "Worker":
         self._thread.start()
@@ -141,25 +175,95 @@ class Worker:
             self._cv.notify_all()
         self._thread.join(timeout)
 
+    def _loop_continuous(self) -> None:
+        from tunelab.serve.continuous import accepts
+
+        sched = self.scheduler
+        while True:
+            join, other = [], None
+            with self._cv:
+                while not self._queue and not sched.rows() and not self._closing:
+                    self._cv.wait(0.5)
+                if self._closing:
+                    sched.cancel_all()
+                    return
+                rows = sched.rows()
+                while self._queue:
+                    job = self._queue[0]
+                    if job.cancel.is_set():
+                        self._queue.popleft()
+                    elif job.fn is not None or not accepts(job):
+                        if not join:
+                            other = self._group(self._queue.popleft())
+                        break
+                    elif rows + job.n <= self.max_batch_size or not rows:
+                        join.append(self._queue.popleft())
+                        rows += job.n
+                    else:
+                        break
+            if other is not None:
+                self._run(other)
+            if join:
+                try:
+                    sched.admit(join)
+                except Exception as exc:  # noqa: BLE001 - answer the jobs, keep serving
+                    self.log("serve: worker error:\n" + traceback.format_exc())
+                    for job in join:
+                        sched.results.pop(id(job), None)
+                        job.emit("error", f"{type(exc).__name__}: {exc}")
+            if sched.rows():
+                try:
+                    sched.step()
+                except Exception as exc:  # noqa: BLE001
+                    self.log("serve: worker error:\n" + traceback.format_exc())
+                    sched.fail(f"{type(exc).__name__}: {exc}")
+
+    def _group(self, first: Job) -> list[Job]:
+        """``first`` and the queued jobs that may share its static batch (no waiting); call with the lock held."""
+        batch, rows = [first], len(first.inputs) if first.fn is not None else first.n
+        limit = self.max_inputs if first.fn is not None else self.max_batch_size
+        for job in list(self._queue):
+            size = len(job.inputs) if job.fn is not None else job.n
+            if job.key == first.key and rows + size <= limit and not job.cancel.is_set():
+                self._queue.remove(job)
+                batch.append(job)
+                rows += size
+        return batch
+
     def _loop(self) -> None:
         while True:
             batch = self._take()
             if batch is None:
                 return
-            try:
-                if batch[0].served.adapter is not None:  # several adapters share one base: pick this request's
-                    batch[0].served.model.set_adapter(batch[0].served.adapter)
+            self._run(batch)
+
+    def _run(self, batch: list[Job]) -> None:
+        """One static batch: a predict job, an engine's batch, or one ``generate`` call."""
+        try:
+            with batch[0].served.active():  # the request's adapter, or the plain base of shared adapters
                 if batch[0].fn is not None:
-                    batch[0].emit("done", batch[0].fn())
+                    self._run_fn(batch)
                 elif batch[0].served.engine is not None:
                     # a non-transformers engine (llama.cpp) decodes the batch itself
                     batch[0].served.engine.generate(batch, self.metrics)
                 else:
                     self._generate(batch)
-            except Exception as exc:  # a bug or a model failure: answer every job of the batch, keep serving
-                self.log("serve: worker error:\n" + traceback.format_exc())
-                for job in batch:
-                    job.emit("error", f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # a bug or a model failure: answer every job of the batch, keep serving
+            self.log("serve: worker error:\n" + traceback.format_exc())
+            for job in batch:
+                job.emit("error", f"{type(exc).__name__}: {exc}")
+
+    def _run_fn(self, batch: list[Job]) -> None:
+        """Jobs that share a ``fn``: one call on all their inputs, then each its own slice."""
+        inputs = [x for job in batch for x in job.inputs]
+        start = time.perf_counter()
+        outputs = batch[0].fn(inputs)
+        self.metrics.observe("tunelab_pooled_requests", len(batch), buckets=_batch_buckets())
+        self.metrics.observe("tunelab_batch_seconds", time.perf_counter() - start)
+        at = 0
+        for job in batch:
+            job.emit("done", outputs[at : at + len(job.inputs)])
+            at += len(job.inputs)
 
     def _take(self) -> list[Job] | None:
         with self._cv:
@@ -172,7 +276,7 @@ class Worker:
                 if not first.cancel.is_set():
                     break
             if first.fn is not None:
-                return [first]
+                return self._group(first)
             batch, rows = [first], first.n
             deadline = time.monotonic() + self.max_wait
             while rows < self.max_batch_size and not self._closing:

@@ -29,6 +29,6 @@ def add_parser(sub) -> None:
 
 
 def serve(args) -> int:
-    from tunelab.serve import app
+    from tunelab.serve import server
 
-    return app.run(args)
+    return server.run(args)

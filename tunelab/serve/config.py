@@ -15,9 +15,27 @@ from tunelab.schema import Strict
 class ServeConfig(Strict):
     host: str = Field("127.0.0.1", description="Interface to bind; the default accepts local connections only.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port (0 picks a free one).")
-    max_batch_size: int = Field(16, ge=1, le=1024, description="Most sequences decoded together in one generate call.")
+    batching: Literal["continuous", "static"] = Field(
+        "continuous",
+        description="continuous: requests join and leave the running batch at every decode step; static: one "
+        "generate call per batch of queued requests (kept for comparison and for back-ends without a KV cache API).",
+    )
+    prefix_cache: bool = Field(
+        False,
+        description="continuous: reuse the keys/values of the prompt tokens a new request shares with the last "
+        "prefilled prompt (a chat template's system prompt) instead of recomputing them.",
+    )
+    max_batch_size: int = Field(
+        16,
+        ge=1,
+        le=1024,
+        description="Most sequences decoded together (continuous: running sequences; static: one generate call).",
+    )
     max_wait_ms: float = Field(
-        10.0, ge=0, le=10_000, description="How long the worker waits for more requests to fill a batch."
+        10.0,
+        ge=0,
+        le=10_000,
+        description="static batching: how long the worker waits for more requests to fill a batch.",
     )
     queue_size: int = Field(
         64, ge=1, le=100_000, description="Requests waiting for the worker; beyond this the server answers 429."
@@ -43,6 +61,13 @@ class ServeConfig(Strict):
         ge=1,
         le=512,
         description="torch CPU threads for the models; null = $TUNELAB_THREADS, else this machine's physical cores.",
+    )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Server processes behind the one port, each with its own copy of the models; /metrics adds "
+        "up all of them.",
     )
     backend: Literal["auto", "torch", "onnxruntime", "llamacpp"] = Field(
         "auto",

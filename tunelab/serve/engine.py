@@ -3,7 +3,7 @@
 The worker (batching.py) forms batches of generation jobs that share a model and sampling settings. For a model
 served with the torch back-end it decodes them itself; a served model that carries an ``Engine`` (llama.cpp:
 tunelab/export/llamacpp.py) gets the batch instead and must answer every job exactly as the torch path does:
-stream ``("delta", (index, text))`` while generating when ``job.stream``, end each choice at EOS, its own
+stream ``("delta", (index, text, None))`` while generating when ``job.stream``, end each choice at EOS, its own
 ``max_tokens``, its stop strings or ``job.cancel``, ``emit("done", [Output, ...])`` once per job (one Output per
 choice), and record ``tunelab_generated_tokens_total``, ``tunelab_batch_size`` and ``tunelab_batch_seconds``.
 An exception is answered by the worker with an error for every job of the batch.

@@ -12,7 +12,15 @@ import time
 
 from tunelab.serve.schemas import APIError
 
-ROUTES = {"/health", "/metrics", "/v1/models", "/v1/completions", "/v1/chat/completions", "/v1/predict"}
+ROUTES = {
+    "/health",
+    "/metrics",
+    "/v1/models",
+    "/v1/completions",
+    "/v1/chat/completions",
+    "/v1/predict",
+    "/v1/embeddings",
+}
 
 
 class _TooLarge(APIError):

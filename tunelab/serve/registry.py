@@ -2,7 +2,9 @@
 
 Runs saved as PEFT adapters (adapter_config.json in run/model) that share a base model, task and
 label set are loaded onto ONE copy of the base with peft's ``load_adapter``; a request selects its
-adapter by name and the worker calls ``set_adapter`` before each batch. Everything else loads alone.
+adapter by name and the worker activates it (``Served.active``) around each forward. A generating base
+model listed by name beside its adapters (``base=smollm2-135m runs/lora-a``) is served from that same copy
+with the adapters disabled. Everything else loads alone.
 Requests only ever name these keys, never a path.
 """
 
@@ -33,6 +35,16 @@ class Served:
     lock: threading.Lock = field(
         default_factory=threading.Lock
     )  # guards the tokenizer (shared by adapters of one base)
+    token_table: object = None  # constrained decoding's vocabulary table (structured.token_table), built on first use
+    plain_base: bool = False  # the base model of shared adapters, run with the adapters disabled
+
+    def active(self):
+        """Context for one forward of this model: its adapter selected, or every adapter off for the plain base."""
+        from contextlib import nullcontext
+
+        if self.adapter is not None:  # several adapters share one base: pick this model's
+            self.model.set_adapter(self.adapter)
+        return self.model.disable_adapter() if self.plain_base else nullcontext()
 
     @property
     def task(self):
@@ -87,10 +99,15 @@ def load_all(items: list[str], log: Callable[[str], None], backend: str = "auto"
 
     served: dict[str, Served] = {}
     groups: dict[tuple, list[tuple[str, Path]]] = {}
+    plain: dict[str, str] = {}
     for name, target in parse_items(items):
         run = Path(target)
         if (run / "config.yaml").is_file():
             runs.check_run_dir(run)
+            if _members(run):  # a multitask run: one served model per member head (NAME:MEMBER), one loaded copy
+                served.update(_load_members(name, run, backend))
+                log(f"serve: loaded {', '.join(n for n in served if n.startswith(name + ':'))}")
+                continue
             if (run / "model" / "adapter_config.json").is_file() and backend in ("auto", "torch"):
                 cfg = runs.read_config(run)
                 labels = runs.read_labels(run)
@@ -104,16 +121,63 @@ def load_all(items: list[str], log: Callable[[str], None], backend: str = "auto"
                     f"serve: --backend {backend} serves run folders (tunelab export RUN OUT --format gguf/onnx); "
                     f"'{target}' is a model name"
                 )
-            served[name] = _load_model(name, target)
+            plain[name] = target  # loaded below, unless it is the base of adapters listed too
+            continue
         log(f"serve: loaded {name}")
-    for members in groups.values():
-        for s in _load_adapters(members):
+    bases = {target: name for name, target in plain.items()}
+    shared = {key[1] for key in groups if key[0] == "causal_lm" and key[2] is None and key[1] in bases}
+    for name, target in plain.items():
+        if target not in shared:
+            served[name] = _load_model(name, target)
+            log(f"serve: loaded {name}")
+    for key, members in groups.items():
+        base = bases[key[1]] if key[0] == "causal_lm" and key[2] is None and key[1] in shared else None
+        for s in _load_adapters(members, shared=base is not None):
             served[s.name] = s
             log(
                 f"serve: loaded {s.name}"
-                + (f" (adapter on a shared base, {len(members)} adapters)" if len(members) > 1 else "")
+                + (f" (adapter on a shared base, {len(members)} adapters)" if len(members) > 1 or base else "")
             )
-    return {n: served[n] for n, _ in parse_items(items)}
+        if base is not None:  # the base model listed by name: the same copy, adapters disabled
+            first = served[members[0][0]]
+            served[base] = _plain_base(base, first)
+            log(f"serve: {base} shares the base model of {', '.join(n for n, _ in members)} (no second copy)")
+    names = [n for n, _ in parse_items(items)]
+    return {n: s for item in names for n, s in served.items() if n == item or n.startswith(item + ":")}
+
+
+def _members(run: Path) -> list[str]:
+    """Member task names of a multitask run folder ([] for a single task)."""
+    from tunelab import runs
+    from tunelab.tasks import TASKS
+
+    cfg = runs.read_config(run)
+    return TASKS[cfg.task.name].members(cfg)
+
+
+def _load_members(name: str, run: Path, backend: str) -> dict[str, Served]:
+    """Every member head of a multitask run as NAME:MEMBER, sharing the loaded model (and one tokenizer lock)."""
+    from tunelab import runs
+
+    loaded = runs.load_run(run, backend)
+    out, lock = {}, threading.Lock()
+    for member in loaded.task.members(loaded.cfg):
+        served = _run_served(f"{name}:{member}", run, loaded.task.member_run(loaded, member))
+        served.lock = lock
+        out[served.name] = served
+    return out
+
+
+def _plain_base(name: str, adapter: Served) -> Served:
+    from tunelab import config as config_mod
+    from tunelab import runs
+    from tunelab.data import templates
+
+    cfg = config_mod.validate({"task": "causal_lm", "model": {"name": adapter.run.cfg.model.name}}, source=name)
+    loaded = runs.LoadedRun(cfg, adapter.model, adapter.tokenizer, None, [])
+    s = Served(name, loaded, cfg.generation, templates.chat_template(adapter.tokenizer), plain_base=True)
+    s.lock = adapter.lock
+    return s
 
 
 def _run_served(name: str, run: Path, loaded, adapter: str | None = None) -> Served:
@@ -140,13 +204,14 @@ def _load_model(name: str, target: str) -> Served:
     return Served(name, runs.LoadedRun(cfg, tgt.model, tgt.tokenizer, None, []), tgt.cfg, tgt.template)
 
 
-def _load_adapters(members: list[tuple[str, Path]]) -> list[Served]:
-    """One base model, one peft adapter per run (adapter name = served name)."""
+def _load_adapters(members: list[tuple[str, Path]], shared: bool = False) -> list[Served]:
+    """One base model, one peft adapter per run (adapter name = served name); ``shared``: keep it a PeftModel
+    even for one run (its base is served too)."""
     from peft import PeftModel
 
     from tunelab import runs
 
-    if len(members) == 1:
+    if len(members) == 1 and not shared:
         return [_load_run(*members[0])]
     first_name, first_run = members[0]
     cfg, labels = runs.read_config(first_run), runs.read_labels(first_run)

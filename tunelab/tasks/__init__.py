@@ -7,8 +7,10 @@ from tunelab.tasks.causal_lm import CausalLM
 from tunelab.tasks.classification import Classification
 from tunelab.tasks.masked_lm import MaskedLM
 from tunelab.tasks.multi_label import MultiLabel
+from tunelab.tasks.multitask import MultiTask
 from tunelab.tasks.prompt_classification import PromptClassification
 from tunelab.tasks.regression import Regression
+from tunelab.tasks.retrieval import Retrieval
 from tunelab.tasks.seq2seq import Seq2Seq
 from tunelab.tasks.token_classification import TokenClassification
 
@@ -21,4 +23,6 @@ TASKS: dict[str, Task] = register(
     PromptClassification(),
     Seq2Seq(),
     MaskedLM(),
+    Retrieval(),
+    MultiTask(),
 )

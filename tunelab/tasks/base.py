@@ -34,6 +34,7 @@ ROW_KINDS = {
     "text": "sources.Row: text, optional text_pair, a class label",
     "tokens": "conll.Sentence: words, one tag per word, character offsets when read from raw text",
     "conversation": "templates.Example: chat messages, or one plain-text document",
+    "tagged": "multitask.Tagged: a member task's name and that task's row (the toolkit works on one member's files)",
 }
 
 
@@ -64,6 +65,8 @@ class Prepared:
             after the final evaluation; ``LoadedRun.task_state`` holds it back ({} when the task fitted nothing).
         groups: the class of each training feature, for ``train.sampler: balanced`` (None: the task has no
             classes to balance; tasks with ``balances`` give it).
+        sampler: a training.sampler.Sampler the task plans its batches with (multi-task: one member per batch,
+            mixed by training.mixing.TaskMixture); None: the loop's default or ``train.sampler``.
     """
 
     features: dict[str, list[dict]]
@@ -76,6 +79,7 @@ class Prepared:
     info: dict = field(default_factory=dict)
     task_state: dict = field(default_factory=dict)
     groups: list | None = None
+    sampler: Any = None
 
 
 @dataclass
@@ -158,6 +162,60 @@ class Task(ABC):
         """The transformers Auto class for a run of this config; the base gives ``auto_class``."""
         return self.auto_class
 
+    def build_model(self, cfg, src, labels: list[str] | None) -> tuple[Any, list[str]]:
+        """(base model with its freshly initialised head, head module names) for a run of ``cfg`` from the model source
+        ``src`` (models.load.Source). The base loads ``model_class(cfg)`` with ``model_kwargs(labels)``; a task whose
+        model is composed of several parts (multi-task: one shared encoder, a head per member) builds it here."""
+        from tunelab.models import load as model_load
+
+        return model_load.load_model(src, self.model_class(cfg), **self.model_kwargs(labels))
+
+    def read_splits(self, cfg, log: Callable[[str], None]) -> dict[str, list]:
+        """train/dev(/test) rows of a run: ``read`` on ``cfg.data``'s files, dev carved out of train (stratified,
+        seeded) when no dev file is given. A task that reads several files per split (multi-task) overrides it."""
+        from tunelab.data.split import stratified_split
+
+        data = cfg.data
+        train = _read(self, cfg, data.train, log)
+        self.check_rows(cfg, train, data.train, log)
+        if data.max_train_rows:
+            train = train[: data.max_train_rows]
+        if data.dev:
+            dev = _read(self, cfg, data.dev, log)
+        else:
+            keys = [self.stratify_key(r) for r in train]
+            train_idx, dev_idx = stratified_split(keys, data.dev_fraction, cfg.train.seed)
+            train, dev = [train[i] for i in train_idx], [train[i] for i in dev_idx]
+            log(
+                f"no dev file: held out {len(dev)} of {len(train) + len(dev)} training rows "
+                f"(stratified, seed {cfg.train.seed})"
+            )
+        if data.max_dev_rows:
+            dev = dev[: data.max_dev_rows]
+        splits = {"train": train, "dev": dev}
+        if data.test:
+            splits["test"] = _read(self, cfg, data.test, log)
+        return splits
+
+    def members(self, cfg) -> list[str]:
+        """Names of the member tasks of a composite run (multi-task), [] for a single task."""
+        return []
+
+    def member_config(self, cfg, name: str | None):
+        """The run config as member task ``name`` sees it (``predict/eval --task NAME``); None gives ``cfg``. A single
+        task has no members and refuses a name."""
+        if name is not None:
+            from tunelab.errors import TunelabError
+
+            raise TunelabError(f"--task {name}: a {self.name} run has no member tasks (only multitask runs do)")
+        return cfg
+
+    def member_run(self, run, name: str | None):
+        """``run`` (a runs.LoadedRun) as member task ``name`` sees it: its config, labels and a model that answers
+        with that member's head. None gives ``run``; a single task refuses a name."""
+        self.member_config(run.cfg, name)
+        return run
+
     @abstractmethod
     def stratify_key(self, row) -> Hashable | None:
         """What the automatic dev split stratifies on (a class label), or None."""
@@ -232,6 +290,15 @@ class Task(ABC):
         """Generation prompts made from labelled rows, each cut before its reference, in the form
         ``generation.decode.generate`` takes (a message list, or raw text to continue). Checks that compare two models'
         generations on dev data use them (the GGUF export's greedy parity). [] for tasks that do not generate."""
+
+
+def _read(task: Task, cfg, path: str, log) -> list:
+    table = task.read(cfg, path)
+    if table.skipped:
+        lines = ", ".join(str(line) for line, _ in table.skipped[:10])
+        more = ", ..." if len(table.skipped) > 10 else ""
+        log(f"{path}: skipped {len(table.skipped)} bad rows (lines {lines}{more})")
+    return table.rows
 
 
 def register(*tasks: Task) -> dict[str, Task]:

@@ -38,6 +38,11 @@ from tunelab.training.objective import Objective
 GENERATION_METRICS = ("rougeL", "bleu", "eos_rate")
 
 
+class MixFile(Strict):
+    train: str = Field(description="An instruction file mixed into training (read like data.train).")
+    weight: float = Field(1.0, gt=0, description="Its sampling weight.")
+
+
 class Config(Strict):
     """The ``task:`` section of causal_lm (data options, loss tokens, packing, dev generations)."""
 
@@ -60,6 +65,24 @@ class Config(Strict):
     )
     eval_max_new_tokens: int = Field(128, ge=1, description="Length cap for dev generations.")
     report_samples: int = Field(3, ge=0, description="Sample generations shown in the report, before and after tuning.")
+    response_column: str | int = Field(
+        "response",
+        description="CSV/TSV files: the column of the assistant's reply (the user's message is data.text_column).",
+    )
+    system_column: str | int | None = Field(
+        None, description="CSV/TSV files: a column whose value becomes a system message (e.g. the intent); null = none."
+    )
+    system_template: str = Field(
+        "{}", description="How a system_column value is worded as the system message; {} is the value."
+    )
+    train_weight: float = Field(
+        1.0, gt=0, description="Mixed-data SFT: the sampling weight of data.train's batches against task.mix's files."
+    )
+    mix: list[MixFile] = Field(
+        default_factory=list,
+        description="Mixed-data SFT: further instruction files [{train: FILE, weight: W}] (same format rules as "
+        "data.train); each batch comes from one file, drawn with probability weight / sum of weights.",
+    )
 
 
 @dataclass(frozen=True)
@@ -90,6 +113,10 @@ class CausalLM(Task):
     generates = True
 
     def check(self, cfg) -> None:
+        if cfg.task.system_column is not None and "{}" not in cfg.task.system_template:
+            raise ValueError(
+                f"task.system_template: {cfg.task.system_template!r} has no {{}} for the task.system_column value"
+            )
         if cfg.train.metric in GENERATION_METRICS and cfg.task.eval_generations == 0:
             raise ValueError(
                 f"train.metric: {cfg.train.metric} is measured on dev generations; set task.eval_generations above 0"
@@ -102,8 +129,21 @@ class CausalLM(Task):
             except OSError as exc:
                 raise DataError(f"{path}: cannot read ({exc.strerror})") from None
             return Table(self.parse_inputs(lines, path))
+        if _is_table(path, cfg.data.format):
+            return _read_chat_table(cfg, path)
         examples = templates.read_examples(path, cfg.data.format, cfg.data.on_error)
         return Table(examples.rows, examples.skipped)
+
+    def read_splits(self, cfg, log) -> dict[str, list]:
+        """The base splits, plus ``mix1``, ``mix2``... for the files of ``task.mix`` (mixed-data SFT)."""
+        splits = super().read_splits(cfg, log)
+        for i, extra in enumerate(cfg.task.mix, start=1):
+            table = self.read(cfg, extra.train)
+            if not table.rows:
+                raise DataError(f"{extra.train}: task.mix[{i - 1}]: no examples")
+            splits[f"mix{i}"] = table.rows
+            log(f"task.mix[{i - 1}]: {len(table.rows)} examples from {extra.train} (weight {extra.weight})")
+        return splits
 
     def label_space(self, rows, source: str) -> None:
         return None
@@ -121,9 +161,12 @@ class CausalLM(Task):
         feats, info = {}, {}
         for split, rows in splits.items():
             feats[split], info[split] = encode_split(cfg, tokenizer, opts, rows, split_source(cfg, split), log)
-        train = feats["train"]
-        if cfg.task.packing:
-            feats["train"] = pack(train, cfg.model.max_length)
+        sources = [feats["train"]] + [feats.pop(f"mix{i}") for i in range(1, len(cfg.task.mix) + 1)]
+        train = [f for source in sources for f in source]
+        if cfg.task.packing:  # each file packed on its own: a row (and a batch) holds one file's examples
+            sources = [pack(source, cfg.model.max_length) for source in sources]
+        feats["train"] = [f for source in sources for f in source]
+        sampler = mixed_sampler(cfg, [len(source) for source in sources])
         info.update(batching_info(feats["train"], cfg))
         log(
             f"train: {len(train)} examples in {len(feats['train'])} rows ({'packed' if cfg.task.packing else 'padded'}), "
@@ -138,7 +181,7 @@ class CausalLM(Task):
         )
         test = evaluator(cfg, tokenizer, opts.template, splits["test"], feats["test"]) if "test" in feats else None
         objective = Objective(partial(self.forward, chunk=cfg.speed.ce_chunk), self.loss, count)
-        return Prepared(feats, collate_fn, objective, during, final, test, baseline=True, info=info)
+        return Prepared(feats, collate_fn, objective, during, final, test, baseline=True, info=info, sampler=sampler)
 
     def forward(self, model, batch: dict, chunk: int = 0) -> dict:
         """Logits aligned with the next-token targets, or (``chunk`` > 0, plain linear LM head) the final hidden
@@ -227,6 +270,16 @@ class CausalLM(Task):
 
 
 # ---------------------------------------------------------------- encoding
+
+
+def mixed_sampler(cfg, sizes: list[int]):
+    """TaskMixture over data.train and task.mix's files with their weights (None without task.mix)."""
+    if len(sizes) == 1:
+        return None
+    from tunelab.training.mixing import TaskMixture
+
+    weights = [cfg.task.train_weight] + [m.weight for m in cfg.task.mix]
+    return TaskMixture.weighted(sizes, cfg.train.batch_size, cfg.train.seed, weights)
 
 
 def lm_head(model):
@@ -364,6 +417,40 @@ def _generate(model, tokenizer, prompts: list, gen_cfg, template: str) -> list[t
     with torch.autocast(next(model.parameters()).device.type, enabled=False):
         gens = generate(model, tokenizer, prompts, gen_cfg, template=template, log=lambda _m: None)
     return [(g.text, g.finish_reason) for g in gens]
+
+
+def _is_table(path: str, fmt: str) -> bool:
+    """Whether ``path`` is read as a CSV/TSV table (data.format, else its extension before any .gz/.bz2/.xz)."""
+    if fmt != "auto":
+        return fmt in ("csv", "tsv")
+    kept = [s.lower() for s in Path(path).suffixes if s.lower() not in (".gz", ".bz2", ".xz")]
+    return bool(kept) and kept[-1] in (".csv", ".tsv")
+
+
+def _read_chat_table(cfg, path: str) -> Table:
+    """One single-turn chat per CSV/TSV row: [system from task.system_column,] user from data.text_column,
+    assistant from task.response_column. Errors name ``path:line`` and the column (sources.read_table)."""
+    from tunelab.data.sources import read_table
+
+    task, data = cfg.task, cfg.data
+    table = read_table(
+        path,
+        text_column=data.text_column,
+        text_pair_column=task.system_column,
+        label_column=task.response_column,
+        format=data.format,
+        has_header=data.has_header,
+        on_error=data.on_error,
+        delimiter=data.delimiter,
+        encoding=data.encoding,
+    )
+    rows = []
+    for r in table.rows:
+        msgs = [{"role": "user", "content": r.text.strip()}, {"role": "assistant", "content": r.label}]
+        if r.text_pair is not None:
+            msgs.insert(0, {"role": "system", "content": task.system_template.replace("{}", r.text_pair.strip())})
+        rows.append(templates.Example(msgs, None, r.line))
+    return Table(rows, table.skipped)
 
 
 def parse_lines(lines, source: str) -> list[PromptInput]:

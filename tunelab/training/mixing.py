@@ -46,6 +46,15 @@ class TaskMixture(Sampler):
         self.strategy, self.weights = strategy, mixing_weights(self.sizes, strategy, tau)
         self.starts = [sum(self.sizes[:i]) for i in range(len(self.sizes))]
 
+    @classmethod
+    def weighted(cls, sizes: list[int], batch_size: int, seed: int, weights: list[float]) -> "TaskMixture":
+        """Sources drawn with probability weight / sum(weights) (mixed-data SFT's file weights, any positive scale)."""
+        if len(weights) != len(sizes) or min(weights) <= 0:
+            raise ValueError(f"weights: one positive weight per source ({len(sizes)}), got {weights}")
+        mix = cls(sizes, batch_size, seed)
+        mix.strategy, mix.weights = "weighted", [w / sum(weights) for w in weights]
+        return mix
+
     def steps_per_epoch(self) -> int:
         return sum(math.ceil(n / self.batch_size) for n in self.sizes)
 

@@ -108,7 +108,8 @@ def bucketed(collate: Callable[[list[dict]], dict], multiple: int) -> Callable[[
     """``collate`` whose (batch, length) tensors are right-padded so length is a multiple of ``multiple``.
 
     Padding never enters the loss or attention: input ids pad with 0 under a 0 attention mask (or, in packed rows,
-    as position-0 single-token documents), labels with -100, masks and positions with 0.
+    as position-0 single-token documents), labels with -100, masks and positions with 0. Values that are not tensors
+    (a multi-task batch's member name) pass through.
     """
     if multiple <= 1:
         return collate
@@ -123,7 +124,7 @@ def bucketed(collate: Callable[[list[dict]], dict], multiple: int) -> Callable[[
             return batch
         return {
             k: torch.nn.functional.pad(v, (0, extra), value=-100 if k == "labels" else 0)
-            if v.dim() == 2 and v.shape[1] == length
+            if isinstance(v, torch.Tensor) and v.dim() == 2 and v.shape[1] == length
             else v
             for k, v in batch.items()
         }

@@ -1,0 +1,368 @@
+"""Iteration-level (continuous) batching: every running sequence of a model advances by one token per step.
+
+A model's running sequences share one left-padded KV cache (transformers' ``DynamicCache``; (rows, heads, T, dim)
+per layer) with a padding mask (rows, T). New requests are prefilled together (one forward over their left-padded
+prompts), take their first token from that forward, and their caches are merged into the running batch (the
+shorter side is left-padded to the same T); a finished or cancelled row leaves the batch at once (its row is
+dropped and the all-padding columns on the left are trimmed). Each row picks its token with its own settings
+(sampling.py), its own stop strings, max_tokens, seed and logprobs, so a request decodes the same whichever
+requests share its steps. Written by hand: transformers' ``generate`` runs one fixed batch to its end, and its
+continuous-batching manager (paged attention) takes one generation config for all requests.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from tunelab.generation.decode import Output, _left_pad, eos_ids, finish
+from tunelab.generation.greedy import cache_kwarg
+from tunelab.serve import sampling
+
+TTFT = "tunelab_time_to_first_token_seconds"
+ITL = "tunelab_inter_token_latency_seconds"
+
+
+def accepts(job) -> bool:
+    """Whether the scheduler runs this generation job (no n-gram blocking, which only ``generate`` implements)."""
+    return supported(job.served) and job.cfg.no_repeat_ngram_size == 0
+
+
+def supported(served) -> bool:
+    """Whether this served model can run here: a torch decoder-only model with plain (non-sliding) KV caches and
+    no prompt-learning virtual tokens. Others (llama.cpp engines, seq2seq, prefix tuning) use the static path."""
+    if served.engine is not None:
+        return False
+    model = served.model
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = inner.config
+    if getattr(config, "is_encoder_decoder", False) or getattr(config, "sliding_window", None):
+        return False
+    peft_cfg = getattr(model, "active_peft_config", None)
+    return not (peft_cfg is not None and getattr(peft_cfg, "is_prompt_learning", False))
+
+
+class Row:
+    """One sequence: choice ``index`` of ``job``."""
+
+    def __init__(self, job, index: int, stop_ids: set[int]):
+        self.job, self.index, self.stop_ids = job, index, stop_ids
+        self.new: list[int] = []
+        self.generator = None
+        if job.seed is not None and job.sampling.do_sample:  # n choices of one seeded request differ, reproducibly
+            self.generator = torch.Generator().manual_seed((job.seed + index) % 2**63)
+        self.seen = set(job.prompt_ids)
+        self.counts: torch.Tensor | None = None  # (vocab,) for presence/frequency penalties
+        self.sent = ""
+        self.keep = max((len(s) for s in job.stop), default=1) - 1
+        self.logprobs: list[dict] = []
+        self.unsent: list[dict] = []  # logprob entries not yet streamed
+        self.last_time: float | None = None
+        self.reason: str | None = None
+        self.constraint = job.constraint() if job.constraint is not None else None
+
+
+class Batch:
+    """The running rows of one served model and their shared cache."""
+
+    def __init__(self, rows: list[Row], cache, mask: torch.Tensor, pos: torch.Tensor, tokens: torch.Tensor):
+        self.rows, self.cache, self.mask, self.pos, self.tokens = rows, cache, mask, pos, tokens
+        # mask: (rows, T) 1 = real token; pos: (rows,) position of the next input; tokens: (rows,) next input
+
+    def merge(self, other: "Batch") -> "Batch":
+        width = max(self.mask.shape[1], other.mask.shape[1])
+        layers = []
+        for a, b in zip(_layers(self.cache), _layers(other.cache)):
+            layers.append(tuple(torch.cat([_pad(x, width), _pad(y, width)]) for x, y in zip(a, b)))
+        mask = torch.cat([_pad(self.mask, width, dim=1), _pad(other.mask, width, dim=1)])
+        return Batch(
+            self.rows + other.rows,
+            _cache(layers),
+            mask,
+            torch.cat([self.pos, other.pos]),
+            torch.cat([self.tokens, other.tokens]),
+        )
+
+    def keep(self, index: list[int]) -> "Batch | None":
+        """Only the rows at ``index``, with all-padding columns on the left trimmed; None when no row is left."""
+        if not index:
+            return None
+        idx = torch.tensor(index)
+        mask = self.mask[idx]
+        start = int((mask.sum(0) > 0).long().argmax())  # first column some row still uses
+        layers = [tuple(x[idx][:, :, start:] for x in kv) for kv in _layers(self.cache)]
+        return Batch([self.rows[i] for i in index], _cache(layers), mask[:, start:], self.pos[idx], self.tokens[idx])
+
+
+def _layers(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [(layer.keys, layer.values) for layer in cache.layers]  # each (rows, kv_heads, T, head_dim)
+
+
+def _cache(layers):
+    from transformers import DynamicCache
+
+    return DynamicCache(ddp_cache_data=layers)
+
+
+def _pad(x: torch.Tensor, width: int, dim: int = 2) -> torch.Tensor:
+    """Left-pad ``x`` with zeros along ``dim`` to ``width``."""
+    missing = width - x.shape[dim]
+    if missing == 0:
+        return x
+    pad = [0, 0] * (x.dim() - 1 - dim) + [missing, 0]
+    return F.pad(x, pad)
+
+
+class Scheduler:
+    """The running batches (one per served model) of the worker thread; see the module docstring."""
+
+    def __init__(self, metrics, log: Callable[[str], None], prefix_cache: bool = False):
+        self.metrics, self.log, self.prefix_cache = metrics, log, prefix_cache
+        self.batches: dict[str, Batch] = {}
+        self.results: dict[int, list] = {}
+        self.prefixes: dict[str, tuple[list[int], list]] = {}  # model -> (prompt ids, per-layer (k, v) of 1 row)
+
+    def _prefill(self, served, prompts: list[list[int]]):
+        """One forward over the new prompts: (cache, mask (rows, T), positions (rows, T), last logits (rows, vocab)).
+
+        With the prefix cache, the tokens every prompt shares with the model's last prefilled prompt (a chat
+        template's system prompt, say) are not computed again: their keys and values are copied from that prompt
+        (causal attention: a prefix's cache does not depend on what follows it) and only the rest is run."""
+        device = next(served.model.parameters()).device
+        pad = served.tokenizer.pad_token_id
+        shared = self._shared_prefix(served.name, prompts)
+        if shared:
+            _, kv = self.prefixes[served.name]
+            layers = [
+                tuple(x[:, :, :shared].expand(len(prompts), -1, -1, -1).contiguous() for x in pair) for pair in kv
+            ]
+            cache = _cache(layers)
+            ids, tail = _left_pad([p[shared:] for p in prompts], pad, device)
+            mask = torch.cat([tail.new_ones(len(prompts), shared), tail], dim=1)  # (rows, shared + width)
+            self.metrics.inc("tunelab_prefix_cache_tokens_total", shared * len(prompts), model=served.name)
+        else:
+            cache = _cache(None)
+            ids, mask = _left_pad(prompts, pad, device)
+        positions = (mask.long().cumsum(-1) - 1).clamp_min(0)  # padding: each row counts its own tokens
+        with served.active():
+            out = served.model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=positions[:, shared:],
+                use_cache=True,
+                cache_position=torch.arange(shared, mask.shape[1], device=device),
+                logits_to_keep=1,
+                **cache_kwarg(served.model, cache),
+            )
+        if self.prefix_cache:  # remember the first prompt (its real columns only) for the next arrivals
+            real = mask[0].bool()
+            self.prefixes[served.name] = (
+                list(prompts[0]),
+                [tuple(x[:1][:, :, real] for x in kv) for kv in _layers(cache)],
+            )
+        return cache, mask, positions, out.logits[:, -1]
+
+    def _shared_prefix(self, name: str, prompts: list[list[int]]) -> int:
+        """Tokens all ``prompts`` share with the remembered prompt (0 below MIN_PREFIX); one token is always left
+        to compute, since its logits give the first new token."""
+        if not self.prefix_cache or name not in self.prefixes:
+            return 0
+        known = self.prefixes[name][0]
+        n = min(len(known), *(len(p) - 1 for p in prompts))
+        for p in prompts:
+            i = 0
+            while i < n and p[i] == known[i]:
+                i += 1
+            n = i
+        return n if n >= MIN_PREFIX else 0
+
+    def rows(self) -> int:
+        return sum(len(b.rows) for b in self.batches.values())
+
+    def jobs(self) -> list:
+        return list({id(r.job): r.job for b in self.batches.values() for r in b.rows}.values())
+
+    @torch.no_grad()
+    def admit(self, jobs: list) -> None:
+        """Prefill ``jobs`` (grouped per model), give each row its first token, join the running batches."""
+        groups: dict[str, list] = {}
+        for job in jobs:
+            groups.setdefault(job.served.name, []).append(job)
+        for name, group in groups.items():
+            served = group[0].served
+            stop_ids = set(eos_ids(served.model, served.tokenizer))
+            rows = [Row(job, i, stop_ids) for job in group for i in range(job.n)]
+            for job in group:
+                self.results[id(job)] = [None] * job.n
+            cache, mask, positions, logits = self._prefill(served, [r.job.prompt_ids for r in rows])
+            self.metrics.observe("tunelab_prefill_rows", len(rows), buckets=_batch_buckets())
+            batch = Batch(rows, cache, mask, positions[:, -1] + 1, torch.zeros(len(rows), dtype=torch.long))
+            batch = self._advance(served, batch, logits)
+            if batch is not None:
+                self.batches[name] = self.batches[name].merge(batch) if name in self.batches else batch
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One decode step for every running batch."""
+        for name in list(self.batches):
+            batch = self.batches[name]
+            served = batch.rows[0].job.served
+            start = time.perf_counter()
+            mask = torch.cat([batch.mask, batch.mask.new_ones(len(batch.rows), 1)], dim=1)  # (rows, T + 1)
+            with served.active():
+                logits = served.model(
+                    input_ids=batch.tokens[:, None],
+                    attention_mask=mask,
+                    position_ids=batch.pos[:, None],
+                    use_cache=True,
+                    cache_position=torch.tensor([batch.mask.shape[1]], device=mask.device),
+                    **cache_kwarg(served.model, batch.cache),
+                ).logits[:, -1]  # (rows, vocab)
+            batch.mask, batch.pos = mask, batch.pos + 1
+            self.metrics.observe("tunelab_batch_size", len(batch.rows), buckets=_batch_buckets())
+            self.metrics.observe("tunelab_batch_seconds", time.perf_counter() - start)
+            kept = self._advance(served, batch, logits)
+            if kept is None:
+                del self.batches[name]
+            else:
+                self.batches[name] = kept
+
+    def fail(self, message: str) -> None:
+        """Answer every running job with an error and drop the batches (after a model failure)."""
+        for job in self.jobs():
+            job.emit("error", message)
+            self.results.pop(id(job), None)
+        self.batches.clear()
+
+    def cancel_all(self) -> None:
+        for job in self.jobs():
+            job.cancel.set()
+
+    def _advance(self, served, batch: Batch, logits: torch.Tensor) -> Batch | None:
+        """Pick each row's next token from ``logits`` (rows, vocab); finish rows; the batch of rows still running."""
+        now = time.monotonic()
+        tokens = self._choose(batch.rows, logits)
+        keep = []
+        for r, (row, tok) in enumerate(zip(batch.rows, tokens)):
+            self._observe(served, row, now)
+            row.new.append(tok)
+            if self._check(served, row, tok):
+                self._finish(served, row)
+            else:
+                keep.append(r)
+        batch.tokens = torch.tensor(tokens, dtype=torch.long, device=batch.mask.device)
+        return batch if len(keep) == len(batch.rows) else batch.keep(keep)
+
+    def _choose(self, rows: list[Row], logits: torch.Tensor) -> list[int]:
+        if all(r.job.sampling.plain_greedy and r.job.logprobs is None and r.constraint is None for r in rows):
+            return logits.argmax(-1).tolist()  # the common case, one op for the batch
+        out = []
+        for row, raw in zip(rows, logits.float()):
+            s = row.job.sampling
+            processed = raw
+            if not s.plain_greedy:
+                seen = torch.tensor(sorted(row.seen), dtype=torch.long)
+                processed = sampling.penalize(raw, seen, row.counts, s)
+            if row.constraint is not None:
+                tok = row.constraint.pick(processed, lambda x, s=s, g=row.generator: sampling.choose(x, s, g))
+                row.constraint.advance(tok)
+            else:
+                tok = sampling.choose(processed, s, row.generator)
+            if row.job.logprobs is not None:
+                self._logprob(row, raw, tok)
+            out.append(tok)
+        return out
+
+    def _logprob(self, row: Row, raw: torch.Tensor, tok: int) -> None:
+        """OpenAI's logprob entry for the chosen token: the model's own log-softmax, before any processing."""
+        tokenizer = row.job.served.tokenizer
+        lp, top = sampling.top_logprobs(raw.log_softmax(-1), tok, row.job.logprobs)
+        with row.job.served.lock:
+            text = tokenizer.decode([tok])
+            alts = [(tokenizer.decode([t]), v) for t, v in top]
+        entry = {
+            "token": text,
+            "logprob": lp,
+            "bytes": list(text.encode()),
+            "top_logprobs": [{"token": t, "logprob": v, "bytes": list(t.encode())} for t, v in alts],
+        }
+        if tok not in row.stop_ids:  # the end-of-sequence token is not part of the text
+            row.logprobs.append(entry)
+            row.unsent.append(entry)
+
+    def _observe(self, served, row: Row, now: float) -> None:
+        if row.last_time is None:
+            self.metrics.observe(TTFT, now - row.job.arrived, model=served.name)
+        else:
+            self.metrics.observe(ITL, now - row.last_time, buckets=ITL_BUCKETS, model=served.name)
+        row.last_time = now
+
+    def _check(self, served, row: Row, tok: int) -> bool:
+        """Record ``tok`` in the row's state; True when the row is finished."""
+        job = row.job
+        row.seen.add(tok)
+        if job.sampling.presence_penalty or job.sampling.frequency_penalty:
+            if row.counts is None:
+                row.counts = torch.zeros(served.model.get_output_embeddings().weight.shape[0])
+            row.counts[tok] += 1
+        eos = tok in row.stop_ids
+        text = None
+        if job.stream or job.stop:
+            ids = row.new[:-1] if eos else row.new
+            if not job.stream:  # a stop string of L characters spans at most L (non-empty) tokens
+                ids = ids[-(row.keep + 3) :]
+            with served.lock:
+                text = served.tokenizer.decode(ids, skip_special_tokens=True)
+        hit = text is not None and any(s in text for s in job.stop)
+        full = len(row.new) >= job.max_tokens or len(job.prompt_ids) + len(row.new) >= job.window
+        done = eos or hit or full or job.cancel.is_set() or (row.constraint is not None and row.constraint.done)
+        if not done and job.stream:
+            self._send(row, text)
+        return done
+
+    def _send(self, row: Row, text: str) -> None:
+        """Stream the new text that can no longer turn into a stop string or an incomplete character."""
+        safe = text[: len(text) - row.keep] if row.keep else text
+        safe = safe.rstrip("\ufffd")
+        if len(safe) > len(row.sent) and safe.startswith(row.sent):
+            row.job.emit("delta", (row.index, safe[len(row.sent) :], row.unsent))
+            row.sent, row.unsent = safe, []
+
+    def _finish(self, served, row: Row) -> None:
+        job = row.job
+        with served.lock:
+            o = finish(served.tokenizer, row.new, row.stop_ids, job.stop)
+        out = Choice(
+            o.text, o.tokens, o.finish_reason, o.dropped_messages, row.logprobs if job.logprobs is not None else None
+        )
+        if job.stream and (len(o.text) > len(row.sent) or row.unsent):
+            row.job.emit("delta", (row.index, o.text[len(row.sent) :], row.unsent))
+        self.metrics.inc("tunelab_generated_tokens_total", len(o.tokens), model=served.name)
+        results = self.results[id(job)]
+        results[row.index] = out
+        if all(r is not None for r in results):
+            del self.results[id(job)]
+            if job.cancel.is_set():
+                self.metrics.inc("tunelab_cancelled_total", reason="client_gone_or_timeout")
+            job.emit("done", results)
+
+
+class Choice(Output):
+    """A finished row: generation's Output plus the logprob entries (None when not asked for)."""
+
+    def __init__(self, text, tokens, finish_reason, dropped_messages=0, logprobs=None):
+        super().__init__(text, tokens, finish_reason, dropped_messages)
+        self.logprobs = logprobs
+
+
+MIN_PREFIX = 8  # shorter shared prefixes are recomputed (copying their cache would cost about as much)
+ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+def _batch_buckets() -> tuple:
+    from tunelab.serve.metrics import BATCH_BUCKETS
+
+    return BATCH_BUCKETS
