@@ -158,17 +158,21 @@ def _pair_of(obj, line: int, task) -> Pair:
 
 
 def _texts(obj: dict, key: str) -> list[str]:
-    """A key's value as a non-empty list of non-empty strings (a string is a list of one)."""
+    """A key's value as a non-empty list of non-empty strings (a string is a list of one).
+
+    Blank items inside a list are dropped: sentence-split sources carry them (SciTLDR's train.jsonl line 1538 has a
+    whitespace-only sentence among 20); a list with no text at all, a blank string or a non-string is an error."""
     if key not in obj:
         raise DataError(f"expected key {key!r}, found keys: {', '.join(map(repr, obj))}")
     value = obj[key]
     items = value if isinstance(value, list) else [value]
-    if not items:
-        raise DataError(f"{key!r}: empty list")
     for v in items:
-        if not isinstance(v, str) or not v.strip():
+        if not isinstance(v, str) or (not v.strip() and not isinstance(value, list)):
             raise DataError(f"{key!r}: expected non-empty text or a list of texts, found {json.dumps(v)[:60]}")
-    return [v.strip() for v in items]
+    texts = [v.strip() for v in items if v.strip()]
+    if not texts:
+        raise DataError(f"{key!r}: expected at least one non-empty text, found {json.dumps(value)[:60]}")
+    return texts
 
 
 # ---------------------------------------------------------------- encoder-decoder features
