@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -14,6 +15,11 @@ import torch  # noqa: E402
 
 torch.set_num_threads(int(os.environ.get("TUNELAB_TEST_THREADS", "1")))
 os.environ["TUNELAB_THREADS"] = str(torch.get_num_threads())  # inference commands run in-process keep the pinned count
+# A suite started in the background of a non-interactive shell (`cmd &`, as some runners do) inherits SIGINT ignored,
+# and so would every tunelab process the Ctrl-C tests start: Python keeps an inherited SIG_IGN. A Python handler
+# resets to the default on exec, so the children get Ctrl-C as a user's terminal delivers it.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
