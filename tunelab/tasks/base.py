@@ -317,3 +317,17 @@ def register(*tasks: Task) -> dict[str, Task]:
             raise TypeError(f"task '{task.name}': row_kind must be one of {', '.join(ROW_KINDS)}")
         table[task.name] = task
     return table
+
+
+class UnlabelledTask(Task):
+    """A task whose rows carry no class labels (causal and masked LM, seq2seq, retrieval): no label space and so no
+    labels.json, no stratified automatic dev split, no head arguments for ``from_pretrained``."""
+
+    def label_space(self, rows: list, source: str) -> None:
+        return None
+
+    def stratify_key(self, row) -> None:
+        return None
+
+    def model_kwargs(self, labels: list[str] | None) -> dict:
+        return {}

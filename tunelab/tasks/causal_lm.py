@@ -20,7 +20,7 @@ from pydantic import Field
 from tunelab.data import templates
 from tunelab.errors import DataError, TunelabError
 from tunelab.schema import Strict
-from tunelab.tasks.base import ItemLogits, Prepared, Table, Task
+from tunelab.tasks.base import ItemLogits, Prepared, Table, UnlabelledTask
 from tunelab.tasks.lm_data import (  # noqa: F401  (encoding and batching: part of this task's API)
     EncodeStats,
     LMOptions,
@@ -94,7 +94,7 @@ class PromptInput:
     line: int
 
 
-class CausalLM(Task):
+class CausalLM(UnlabelledTask):
     """Next-token prediction on chats, instructions or plain text; generates."""
 
     name = "causal_lm"
@@ -144,15 +144,6 @@ class CausalLM(Task):
             splits[f"mix{i}"] = table.rows
             log(f"task.mix[{i - 1}]: {len(table.rows)} examples from {extra.train} (weight {extra.weight})")
         return splits
-
-    def label_space(self, rows, source: str) -> None:
-        return None
-
-    def stratify_key(self, row):
-        return None
-
-    def model_kwargs(self, labels) -> dict:
-        return {}
 
     def prepare(self, cfg, tokenizer, labels, splits, log) -> Prepared:
         from tunelab.tasks.classification import split_source

@@ -21,7 +21,7 @@ from pydantic import Field
 from tunelab.data import sources
 from tunelab.errors import DataError, TunelabError
 from tunelab.schema import Strict
-from tunelab.tasks.base import ItemLogits, Prepared, Table, Task
+from tunelab.tasks.base import ItemLogits, Prepared, Table, UnlabelledTask
 from tunelab.training.evaluation import Evaluator, Metric
 from tunelab.training.objective import Objective
 
@@ -47,7 +47,7 @@ class TextInput:
     mask_word: int | None = None
 
 
-class MaskedLM(Task):
+class MaskedLM(UnlabelledTask):
     """Predict masked tokens of unlabelled text (continued pretraining of encoders)."""
 
     name = "masked_lm"
@@ -78,15 +78,6 @@ class MaskedLM(Task):
         if not with_labels:
             return Table([TextInput(r.text, r.line) for r in table.rows], table.skipped)
         return Table(table.rows, table.skipped)
-
-    def label_space(self, rows, source: str) -> None:
-        return None
-
-    def stratify_key(self, row):
-        return None
-
-    def model_kwargs(self, labels) -> dict:
-        return {}
 
     def prepare(self, cfg, tokenizer, labels, splits, log) -> Prepared:
         from tunelab.tasks.classification import split_source

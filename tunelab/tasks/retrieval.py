@@ -21,7 +21,7 @@ from pydantic import Field
 from tunelab.data.sources import Row
 from tunelab.errors import DataError
 from tunelab.schema import Strict
-from tunelab.tasks.base import ItemLogits, Prepared, Table, Task
+from tunelab.tasks.base import ItemLogits, Prepared, Table, UnlabelledTask
 from tunelab.training.evaluation import Evaluator, Metric
 from tunelab.training.objective import Objective
 
@@ -42,7 +42,7 @@ class Config(Strict):
     )
 
 
-class Retrieval(Task):
+class Retrieval(UnlabelledTask):
     """Query and item embedded by one encoder; cosine similarity ranks items for a query."""
 
     name = "retrieval"
@@ -66,15 +66,6 @@ class Retrieval(Task):
 
         table = read_text_table(cfg, path, with_labels=False)  # pairs carry no label
         return Table(table.rows, table.skipped)
-
-    def label_space(self, rows, source: str) -> None:
-        return None
-
-    def stratify_key(self, row):
-        return None
-
-    def model_kwargs(self, labels) -> dict:
-        return {}
 
     def prepare(self, cfg, tokenizer, labels, splits, log) -> Prepared:
         from tunelab.tasks.classification import split_source

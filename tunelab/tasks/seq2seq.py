@@ -22,7 +22,7 @@ from tunelab.data import templates
 from tunelab.errors import DataError, TunelabError
 from tunelab.schema import Strict
 from tunelab.tasks import causal_lm, lm_data
-from tunelab.tasks.base import ItemLogits, Prepared, Table, Task
+from tunelab.tasks.base import ItemLogits, Prepared, Table, UnlabelledTask
 from tunelab.tasks.seq2seq_data import Pair, collate_seq2seq, encode_seq2seq, read_pairs, training_pairs
 from tunelab.tasks.seq2seq_data import lines as source_lines
 from tunelab.training.evaluation import Evaluator, Metric
@@ -133,7 +133,7 @@ def as_chat(cfg, pair: Pair) -> templates.Example:
     return templates.Example(messages, None, pair.line)
 
 
-class Seq2Seq(Task):
+class Seq2Seq(UnlabelledTask):
     """Source text -> target text (translation, summarisation); generates."""
 
     name = "seq2seq"
@@ -162,17 +162,8 @@ class Seq2Seq(Task):
             return Table(self.parse_inputs(source_lines(path, cfg.data.encoding), path))
         return read_pairs(path, cfg.data, cfg.task)
 
-    def label_space(self, rows, source: str) -> None:
-        return None
-
-    def stratify_key(self, row):
-        return None
-
     def model_class(self, cfg) -> str:
         return ARCHITECTURES[architecture(cfg)]
-
-    def model_kwargs(self, labels) -> dict:
-        return {}
 
     # ------------------------------------------------------------ training
 
