@@ -19,19 +19,17 @@ def train(args, log) -> int:
     from tunelab import config
     from tunelab.recipes import finetune
     from tunelab.training import distributed
-    from tunelab.training.interrupt import Interrupted
 
     path, overrides = _split_config_args(args.config)
     cfg = config.load(path, overrides)
     log = log if distributed.is_main_process() else _quiet_log
-    try:
-        final = finetune.run(cfg, quiet=args.quiet, log=log, resume_anyway=args.resume_anyway)
-    except Interrupted as stop:
-        log(interrupted_message(stop.checkpoint, f"{stop} (the step finished and was saved)"))
-        return stop.exit_code
-    except KeyboardInterrupt:
-        log(interrupted_message(_latest_checkpoint(cfg.output_dir), "interrupted"))
-        return 130
+    final, code = _interruptible(
+        lambda: finetune.run(cfg, quiet=args.quiet, log=log, resume_anyway=args.resume_anyway),
+        lambda: cfg.output_dir,
+        log,
+    )
+    if final is None:
+        return code
     shown = ", ".join(f"{k} {v:.4f}" for k, v in final["dev"].items() if isinstance(v, float))
     log(f"done: dev {shown}; run folder {cfg.output_dir}")
     return 0
@@ -40,23 +38,35 @@ def train(args, log) -> int:
 def distill(args, log) -> int:
     from tunelab.recipes import distill as recipe
     from tunelab.training import distributed
-    from tunelab.training.interrupt import Interrupted
 
     path, overrides = _split_config_args(args.config)
     log = log if distributed.is_main_process() else _quiet_log
-    try:
-        final = recipe.run(path, overrides, quiet=args.quiet, log=log, resume_anyway=args.resume_anyway)
-    except Interrupted as stop:
-        log(interrupted_message(stop.checkpoint, f"{stop} (the step finished and was saved)"))
-        return stop.exit_code
-    except KeyboardInterrupt:
-        out = recipe.load(path, overrides)[0].output_dir
-        log(interrupted_message(_latest_checkpoint(out), "interrupted"))
-        return 130
+    final, code = _interruptible(
+        lambda: recipe.run(path, overrides, quiet=args.quiet, log=log, resume_anyway=args.resume_anyway),
+        lambda: recipe.load(path, overrides)[0].output_dir,
+        log,
+    )
+    if final is None:
+        return code
     teacher = final["distill"]["teacher_dev"]
     shown = ", ".join(f"{k} {v:.4f} (teacher {teacher[k]:.4f})" for k, v in final["dev"].items() if k in teacher)
     log(f"done: student dev {shown}")
     return 0
+
+
+def _interruptible(run, output_dir, log) -> tuple[dict | None, int]:
+    """(result, 0) of a training recipe; when it is interrupted, (None, exit code) after one line saying whether
+    and from where it resumes (``output_dir()`` names the run folder whose checkpoints count)."""
+    from tunelab.training.interrupt import Interrupted
+
+    try:
+        return run(), 0
+    except Interrupted as stop:
+        log(interrupted_message(stop.checkpoint, f"{stop} (the step finished and was saved)"))
+        return None, stop.exit_code
+    except KeyboardInterrupt:
+        log(interrupted_message(_latest_checkpoint(output_dir()), "interrupted"))
+        return None, 130
 
 
 def continual(args, log) -> int:
@@ -172,24 +182,14 @@ def add_parsers(sub) -> None:
     )
     p.add_argument("-h", "--help", action=HelpWithKeys, help="show this help and every config key")
     p.add_argument("config", nargs="*", help="YAML config file, then overrides like train.lr=3e-5")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--resume-anyway",
-        action="store_true",
-        help="continue an interrupted run although its config or training data changed since it started (refused otherwise)",
-    )
+    _add_run_flags(p, " (refused otherwise)")
     p = sub.add_parser(
         "distill",
         help="train a student on a teacher's soft targets (knowledge distillation)",
         description="tunelab distill CONFIG.yaml [key.path=value ...]: a training config plus a distill: section",
     )
     p.add_argument("config", nargs="+", help="YAML config with a distill: section, then overrides (distill.alpha=0.7)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--resume-anyway",
-        action="store_true",
-        help="continue an interrupted run although its config or training data changed since it started",
-    )
+    _add_run_flags(p, "")
     p = sub.add_parser(
         "continual",
         help="learn tasks one after another (naive, replay, EWC, LwF, adapter per stage); report the forgetting",
@@ -198,6 +198,16 @@ def add_parsers(sub) -> None:
     p.add_argument("config", nargs="+", help="YAML config with a continual: section, then overrides")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_folder_parsers(sub)
+
+
+def _add_run_flags(p, refused: str) -> None:
+    """--quiet and --resume-anyway of the commands that train one run folder (train, distill)."""
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--resume-anyway",
+        action="store_true",
+        help=f"continue an interrupted run although its config or training data changed since it started{refused}",
+    )
 
 
 def _add_folder_parsers(sub) -> None:
