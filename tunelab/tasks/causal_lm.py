@@ -356,29 +356,45 @@ def evaluator(cfg, tokenizer, template: str, rows: list, features: list[dict]) -
     collate_fn = partial(collate, pad_id=tokenizer.pad_token_id)
     n = len(features)
 
-    def score(model, indices: list[int]) -> list:
-        out = dict(
-            zip([i for i in indices if i < n], _losses(model, features, [i for i in indices if i < n], collate_fn))
-        )
-        gen = [i for i in indices if i >= n]
-        out.update(zip(gen, _generate(model, tokenizer, [pairs[i - n][0] for i in gen], gen_cfg, template)))
-        return [out[i] for i in indices]
-
-    def summarize(results: list) -> dict:
-        loss_value = sum(r[0] for r in results[:n]) / max(sum(r[1] for r in results[:n]), 1)
-        metrics: dict = {"loss": loss_value, "perplexity": math.exp(min(loss_value, 50))}
-        gens = results[n:]
-        if not gens:
-            return metrics
-        refs = [r for _, r in pairs]
-        metrics.update(generation_metrics([g[0] for g in gens], refs, [g[1] for g in gens]))
+    def generations(gens: list) -> dict:
+        metrics = generation_metrics([g[0] for g in gens], [r for _, r in pairs], [g[1] for g in gens])
         metrics["samples"] = [
             {"prompt": p[-1]["content"], "reference": r, "output": g[0], "finish_reason": g[1]}
             for (p, r), g in list(zip(pairs, gens))[: t.report_samples]
         ]
         return metrics
 
-    return Evaluator(n + len(pairs), score, summarize)
+    return loss_then_generations(
+        n,
+        len(pairs),
+        lambda model, indices: _losses(model, features, indices, collate_fn),
+        lambda model, indices: _generate(model, tokenizer, [pairs[i][0] for i in indices], gen_cfg, template),
+        generations,
+    )
+
+
+def loss_then_generations(n: int, m: int, losses, generate, summarize_generations) -> Evaluator:
+    """The evaluator of a generative task: items 0..n-1 are dev features scored by ``losses(model, indices)`` ->
+    (summed loss, tokens) each, giving loss and perplexity; items n..n+m-1 are generations, ``generate(model,
+    indices)`` -> (text, finish reason) each for generation indices 0..m-1, summarised by
+    ``summarize_generations(results)``."""
+
+    def score(model, indices: list[int]) -> list:
+        scored = [i for i in indices if i < n]
+        out = dict(zip(scored, losses(model, scored)))
+        gen = [i for i in indices if i >= n]
+        out.update(zip(gen, generate(model, [i - n for i in gen])))
+        return [out[i] for i in indices]
+
+    def summarize(results: list) -> dict:
+        loss_value = sum(r[0] for r in results[:n]) / max(sum(r[1] for r in results[:n]), 1)
+        metrics: dict = {"loss": loss_value, "perplexity": math.exp(min(loss_value, 50))}
+        gens = results[n:]
+        if gens:
+            metrics.update(summarize_generations(gens))
+        return metrics
+
+    return Evaluator(n + m, score, summarize)
 
 
 def _losses(

@@ -11,7 +11,6 @@ loss and perplexity on every dev pair, BLEU/chrF/ROUGE-1/2/L on the generations 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from functools import partial
 from typing import Literal
@@ -326,21 +325,8 @@ def evaluator(cfg, tokenizer, template: str | None, rows: list[Pair], features: 
     pairs = rows[: t.eval_generations]
     n = len(features)
 
-    def score(model, indices: list[int]) -> list:
-        scored = [i for i in indices if i < n]
-        out = dict(zip(scored, _losses(model, features, scored, collate)))
-        gen = [i for i in indices if i >= n]
-        prompts = Seq2Seq.prompts_of(cfg, model, [pairs[i - n].source for i in gen])
-        out.update(zip(gen, causal_lm._generate(model, tokenizer, prompts, gen_cfg, template)))
-        return [out[i] for i in indices]
-
-    def summarize(results: list) -> dict:
-        loss_value = sum(r[0] for r in results[:n]) / max(sum(r[1] for r in results[:n]), 1)
-        metrics: dict = {"loss": loss_value, "perplexity": math.exp(min(loss_value, 50))}
-        gens = results[n:]
-        if not gens:
-            return metrics
-        metrics.update(all_metrics([g[0] for g in gens], [list(p.references) for p in pairs]))
+    def generations(gens: list) -> dict:
+        metrics = all_metrics([g[0] for g in gens], [list(p.references) for p in pairs])
         metrics["samples"] = [
             {"prompt": p.source, "reference": p.references[0], "output": g[0], "finish_reason": g[1]}
             for p, g in list(zip(pairs, gens))[: t.report_samples]
@@ -351,7 +337,13 @@ def evaluator(cfg, tokenizer, template: str | None, rows: list[Pair], features: 
         ]
         return metrics
 
-    return Evaluator(n + len(pairs), score, summarize)
+    def generate(model, indices: list[int]) -> list:
+        prompts = Seq2Seq.prompts_of(cfg, model, [pairs[i].source for i in indices])
+        return causal_lm._generate(model, tokenizer, prompts, gen_cfg, template)
+
+    return causal_lm.loss_then_generations(
+        n, len(pairs), lambda model, indices: _losses(model, features, indices, collate), generate, generations
+    )
 
 
 def _losses(model, features: list[dict], indices: list[int], collate, batch_size: int = 16) -> list[tuple[float, int]]:
