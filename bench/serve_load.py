@@ -8,11 +8,19 @@ one finish reason, usage in the last chunk) and reports total completion tokens/
 bench/results/<cpu-kind>/serve_load.md. Phases are time-bounded, requests have a timeout, servers are terminated.
 
     .venv/bin/python bench/serve_load.py [--clients 1,8,32] [--durations 15,25,45] [--max-tokens 32]
+        [--prompts questions|alpaca|support] [--system TEXT] [--modes static,continuous,continuous+prefix]
+
+Prompts: ``questions`` (default) cycles 8 short questions; ``alpaca`` sends the instructions (plus input) of
+../shared/data/alpaca/dev.json in file order; ``support`` the customer questions of
+../shared/data/customer-support/dev.csv. ``--system`` puts one system message before every question (a shared
+prefix; without it SmolLM2's chat template adds its own default system prompt). The report states the prompt and
+reply lengths seen (from each stream's usage chunk) and how many replies ended at EOS vs max_tokens.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import socket
@@ -37,28 +45,57 @@ QUESTIONS = [
 ]
 
 
+def load_prompts(kind: str) -> list[str]:
+    """The user messages of a workload (see the module docstring)."""
+    if kind == "questions":
+        return QUESTIONS
+    data = ROOT.parent / "shared" / "data"
+    if kind == "alpaca":
+        rows = json.loads((data / "alpaca" / "dev.json").read_text(encoding="utf-8"))
+        return [(r["instruction"] + "\n\n" + r["input"]).strip() for r in rows]
+    if kind == "support":
+        with open(data / "customer-support" / "dev.csv", newline="", encoding="utf-8") as f:
+            return [r["instruction"] for r in csv.DictReader(f)]
+    raise SystemExit(f"--prompts: unknown workload {kind!r} (questions, alpaca, support)")
+
+
+WORKLOADS = {
+    "questions": f"{len(QUESTIONS)} short questions in turn ({'; '.join(QUESTIONS[:2])}; ...)",
+    "alpaca": "the 300 Alpaca dev instructions (instruction + input as the user message) in file order, "
+    "../shared/data/alpaca/dev.json",
+    "support": "the 300 customer-support dev questions in file order, ../shared/data/customer-support/dev.csv",
+}
+
+
 class Tally:
     def __init__(self):
         self.lock = threading.Lock()
         self.ttft, self.e2e, self.tokens, self.codes, self.malformed = [], [], 0, {}, []
+        self.replies, self.prompts, self.finishes = [], [], {}
 
-    def add(self, code: int, e2e: float = 0.0, ttft: float | None = None, tokens: int = 0, problem: str | None = None):
+    def add(self, code: int, e2e: float = 0.0, ttft: float | None = None, usage=None, problem: str | None = None):
         with self.lock:
             self.codes[code] = self.codes.get(code, 0) + 1
             if code == 200 and problem is None:
                 self.e2e.append(e2e)
                 if ttft is not None:
                     self.ttft.append(ttft)
+                tokens, prompt, finish = usage
                 self.tokens += tokens
+                self.replies.append(tokens)
+                self.prompts.append(prompt)
+                self.finishes[finish] = self.finishes.get(finish, 0) + 1
             if problem:
                 self.malformed.append(problem)
 
 
-def one_request(http: httpx.Client, url: str, i: int, max_tokens: int, tally: Tally) -> None:
+def one_request(http: httpx.Client, url: str, i: int, args, tally: Tally) -> None:
+    messages = [{"role": "system", "content": args.system}] if args.system else []
+    messages.append({"role": "user", "content": args.questions[i % len(args.questions)]})
     body = {
         "model": "smollm2-135m",
-        "messages": [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}],
-        "max_tokens": max_tokens,
+        "messages": messages,
+        "max_tokens": args.max_tokens,
         "temperature": 0,
         "stream": True,
         "stream_options": {"include_usage": True},
@@ -86,33 +123,34 @@ def one_request(http: httpx.Client, url: str, i: int, max_tokens: int, tally: Ta
     elif code != 200:
         tally.add(code, problem=f"status {code}: {raw[:200]}")
     else:
-        tokens, problem = check_stream([line for line in lines if line])
-        tally.add(200, e2e, first, tokens, problem)
+        usage, problem = check_stream([line for line in lines if line])
+        tally.add(200, e2e, first, usage, problem)
 
 
-def check_stream(events: list[str]) -> tuple[int, str | None]:
+def check_stream(events: list[str]) -> tuple[tuple[int, int, str] | None, str | None]:
+    """((completion tokens, prompt tokens, finish reason), None) for a well-formed stream, else (None, problem)."""
     if not events or events[-1] != "data: [DONE]" or not all(e.startswith("data: ") for e in events):
-        return 0, f"bad SSE framing: {events[-3:]}"
+        return None, f"bad SSE framing: {events[-3:]}"
     try:
         chunks = [json.loads(e[6:]) for e in events[:-1]]
         assert all(c["object"] == "chat.completion.chunk" for c in chunks)
         finishes = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]]
         assert finishes[-1] in ("stop", "length") and not any(finishes[:-1])
-        used = chunks[-1]["usage"]["completion_tokens"]
-        assert isinstance(used, int) and used > 0
-        return used, None
+        used, prompt = chunks[-1]["usage"]["completion_tokens"], chunks[-1]["usage"]["prompt_tokens"]
+        assert isinstance(used, int) and used > 0 and isinstance(prompt, int) and prompt > 0
+        return (used, prompt, finishes[-1]), None
     except Exception as exc:  # noqa: BLE001 - any deviation is a malformed response
-        return 0, f"malformed stream ({exc!r})"
+        return None, f"malformed stream ({exc!r})"
 
 
-def phase(url: str, clients: int, seconds: float, max_tokens: int) -> dict:
+def phase(url: str, clients: int, seconds: float, args) -> dict:
     tally, deadline = Tally(), time.monotonic() + seconds
 
     def client(k: int):
         with httpx.Client(timeout=300) as http:
             i = k
             while time.monotonic() < deadline:
-                one_request(http, url, i, max_tokens, tally)
+                one_request(http, url, i, args, tally)
                 i += clients
 
     start = time.perf_counter()
@@ -132,6 +170,9 @@ def phase(url: str, clients: int, seconds: float, max_tokens: int) -> dict:
         "ttft": (pct(tally.ttft, 0.5), pct(tally.ttft, 0.95)),
         "e2e": (pct(tally.e2e, 0.5), pct(tally.e2e, 0.95)),
         "malformed": tally.malformed,
+        "replies": tally.replies,
+        "prompts": tally.prompts,
+        "finishes": tally.finishes,
     }
 
 
@@ -190,8 +231,8 @@ def run_mode(args, mode: str) -> tuple[list[dict], str]:
     proc = start_server(cmd, port)
     url = f"http://127.0.0.1:{port}"
     try:
-        phase(url, 1, 5, args.max_tokens)  # warm-up, not reported
-        rows = [phase(url, c, d, args.max_tokens) for c, d in zip(args.clients, args.durations)]
+        phase(url, 1, 5, args)  # warm-up, not reported
+        rows = [phase(url, c, d, args) for c, d in zip(args.clients, args.durations)]
     finally:
         proc.terminate()
         try:
@@ -207,19 +248,28 @@ def main() -> int:
     ap.add_argument("--durations", default="15,25,45", help="seconds of each phase")
     ap.add_argument("--modes", default="static,continuous", help="static, continuous, continuous+prefix (prefix cache)")
     ap.add_argument("--max-tokens", type=int, default=32)
+    ap.add_argument("--prompts", default="questions", help="questions, alpaca or support (see above)")
+    ap.add_argument("--system", default="", help="a system message before every question (a shared prefix)")
     ap.add_argument("--queue-size", type=int, default=64, help=">= clients, so a correct server never answers 429")
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the server")
     ap.add_argument("--out", help="default bench/results/<cpu-kind>/serve_load.md")
     args = ap.parse_args()
     args.clients = [int(c) for c in args.clients.split(",")]
     args.durations = [float(d) for d in args.durations.split(",")]
+    args.questions = load_prompts(args.prompts)
     sys.path.insert(0, str(ROOT))
     from bench import common
 
     load_before, rep = common.load_average(), common.machine(args.threads, seconds=0.5)
     results = {mode: run_mode(args, mode) for mode in args.modes.split(",")}
     text = report(args, results, rep, load_before, common.load_average(), " ".join(sys.argv))
-    out = Path(args.out) if args.out else common.results_dir() / "serve_load.md"
+    default = args.prompts == "questions" and args.max_tokens == 32 and not args.system
+    name = (
+        "serve_load.md"
+        if default
+        else f"serve_load-{args.prompts}-{args.max_tokens}{'-system' if args.system else ''}.md"
+    )
+    out = Path(args.out) if args.out else common.results_dir() / name
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     print(text)
@@ -241,7 +291,14 @@ def report(args, results: dict, rep: dict, load_before: str, load_after: str, ar
             rep, load_before, load_after, f"python bench/{Path(argv.split()[0]).name} {' '.join(argv.split()[1:])}"
         ),
         f"Clients: streaming chat completions (greedy, max_tokens {args.max_tokens}, include_usage) on 127.0.0.1; each "
-        "client sends its next request as soon as the previous one ends. TTFT = time to the first chunk with text. "
+        "client sends its next request as soon as the previous one ends. "
+        f"Prompts: {WORKLOADS[args.prompts]}"
+        + (
+            f"; system message before each: {args.system!r}"
+            if args.system
+            else "; no system message (SmolLM2's template adds its default one)"
+        )
+        + ". TTFT = time to the first chunk with text. "
         "Tokens/s = completion tokens of all finished requests / phase time (including the drain of requests still "
         "running at the end of the phase).",
         "",
@@ -251,15 +308,18 @@ def report(args, results: dict, rep: dict, load_before: str, load_after: str, ar
     lines += [
         "",
         "| batching | clients | seconds | ok requests | tokens | tokens/s | TTFT p50 (s) | TTFT p95 (s) | "
-        "end-to-end p50 (s) | end-to-end p95 (s) | status codes | malformed |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "end-to-end p50 (s) | end-to-end p95 (s) | status codes | malformed | prompt tokens min/mean/max | "
+        "reply tokens mean/max | finish reasons |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for mode, (rows, _) in results.items():
         for r in rows:
+            p, q = r["prompts"] or [0], r["replies"] or [0]
             lines.append(
                 f"| {mode} | {r['clients']} | {r['seconds']} | {r['ok']} | {r['tokens']} | {r['tokens_per_s']:.1f} | "
                 f"{r['ttft'][0]:.2f} | {r['ttft'][1]:.2f} | {r['e2e'][0]:.2f} | {r['e2e'][1]:.2f} | "
-                f"{r['codes']} | {len(r['malformed'])} |"
+                f"{r['codes']} | {len(r['malformed'])} | {min(p)}/{sum(p) / len(p):.1f}/{max(p)} | "
+                f"{sum(q) / len(q):.1f}/{max(q)} | {r['finishes']} |"
             )
     if "static" in results:
         lines.append("")

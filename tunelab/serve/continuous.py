@@ -1,10 +1,9 @@
 """Iteration-level (continuous) batching: every running sequence of a model advances by one token per step.
 
-A model's running sequences share one left-padded KV cache (transformers' ``DynamicCache``; (rows, heads, T, dim)
-per layer) with a padding mask (rows, T). New requests are prefilled together (one forward over their left-padded
-prompts), take their first token from that forward, and their caches are merged into the running batch (the
-shorter side is left-padded to the same T); a finished or cancelled row leaves the batch at once (its row is
-dropped and the all-padding columns on the left are trimmed). Each row picks its token with its own settings
+A model's running sequences share one preallocated KV cache with a row (slot) per sequence (slots.py). New
+requests are prefilled together (one forward over their left-padded prompts), take their first token from that
+forward, and their keys/values are copied into free rows; a finished or cancelled row leaves the batch at once (the
+last row moves into its slot). Each row picks its token with its own settings
 (sampling.py), its own stop strings, max_tokens, seed and logprobs, so a request decodes the same whichever
 requests share its steps. Written by hand: transformers' ``generate`` runs one fixed batch to its end, and its
 continuous-batching manager (paged attention) takes one generation config for all requests.
@@ -16,11 +15,11 @@ import time
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from tunelab.generation.decode import Output, _left_pad, eos_ids, finish
 from tunelab.generation.greedy import cache_kwarg
 from tunelab.serve import sampling
+from tunelab.serve.slots import GROW_COLUMNS, SlotCache
 
 TTFT = "tunelab_time_to_first_token_seconds"
 ITL = "tunelab_inter_token_latency_seconds"
@@ -66,35 +65,27 @@ class Row:
 
 
 class Batch:
-    """The running rows of one served model and their shared cache."""
+    """The running rows of one served model: row k of ``slots`` (its KV cache) is ``rows[k]``; ``tokens`` (n,) are
+    the rows' next inputs."""
 
-    def __init__(self, rows: list[Row], cache, mask: torch.Tensor, pos: torch.Tensor, tokens: torch.Tensor):
-        self.rows, self.cache, self.mask, self.pos, self.tokens = rows, cache, mask, pos, tokens
-        # mask: (rows, T) 1 = real token; pos: (rows,) position of the next input; tokens: (rows,) next input
+    def __init__(self, slots: SlotCache):
+        self.slots, self.rows = slots, []
+        self.tokens = torch.zeros(0, dtype=torch.long, device=slots.lengths.device)
 
-    def merge(self, other: "Batch") -> "Batch":
-        width = max(self.mask.shape[1], other.mask.shape[1])
-        layers = []
-        for a, b in zip(_layers(self.cache), _layers(other.cache)):
-            layers.append(tuple(torch.cat([_pad(x, width), _pad(y, width)]) for x, y in zip(a, b)))
-        mask = torch.cat([_pad(self.mask, width, dim=1), _pad(other.mask, width, dim=1)])
-        return Batch(
-            self.rows + other.rows,
-            _cache(layers),
-            mask,
-            torch.cat([self.pos, other.pos]),
-            torch.cat([self.tokens, other.tokens]),
-        )
+    def join(self, rows: list[Row], layers, mask: torch.Tensor, tokens: list[int]) -> None:
+        """Add prefilled rows: ``layers`` their per-layer (keys, values), real where ``mask`` (r, T) is 1."""
+        self.slots.join(layers, mask)
+        self.rows += rows
+        self.tokens = torch.cat([self.tokens, torch.tensor(tokens, dtype=torch.long, device=self.tokens.device)])
 
-    def keep(self, index: list[int]) -> "Batch | None":
-        """Only the rows at ``index``, with all-padding columns on the left trimmed; None when no row is left."""
-        if not index:
-            return None
-        idx = torch.tensor(index)
-        mask = self.mask[idx]
-        start = int((mask.sum(0) > 0).long().argmax())  # first column some row still uses
-        layers = [tuple(x[idx][:, :, start:] for x in kv) for kv in _layers(self.cache)]
-        return Batch([self.rows[i] for i in index], _cache(layers), mask[:, start:], self.pos[idx], self.tokens[idx])
+    def keep(self, index: list[int]) -> None:
+        """Only the rows at ``index`` stay (the others' slots are refilled from the end)."""
+        if len(index) == len(self.rows):
+            return
+        kept = set(index)
+        order = self.slots.drop([i for i in range(len(self.rows)) if i not in kept])
+        self.rows = [self.rows[i] for i in order]
+        self.tokens = self.tokens[torch.tensor(order, dtype=torch.long, device=self.tokens.device)]
 
 
 def _layers(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -105,15 +96,6 @@ def _cache(layers):
     from transformers import DynamicCache
 
     return DynamicCache(ddp_cache_data=layers)
-
-
-def _pad(x: torch.Tensor, width: int, dim: int = 2) -> torch.Tensor:
-    """Left-pad ``x`` with zeros along ``dim`` to ``width``."""
-    missing = width - x.shape[dim]
-    if missing == 0:
-        return x
-    pad = [0, 0] * (x.dim() - 1 - dim) + [missing, 0]
-    return F.pad(x, pad)
 
 
 class Scheduler:
@@ -197,38 +179,46 @@ class Scheduler:
             rows = [Row(job, i, stop_ids) for job in group for i in range(job.n)]
             for job in group:
                 self.results[id(job)] = [None] * job.n
-            cache, mask, positions, logits = self._prefill(served, [r.job.prompt_ids for r in rows])
+            cache, mask, _, logits = self._prefill(served, [r.job.prompt_ids for r in rows])
             self.metrics.observe("tunelab_prefill_rows", len(rows), buckets=_batch_buckets())
-            batch = Batch(rows, cache, mask, positions[:, -1] + 1, torch.zeros(len(rows), dtype=torch.long))
-            batch = self._advance(served, batch, logits)
-            if batch is not None:
-                self.batches[name] = self.batches[name].merge(batch) if name in self.batches else batch
+            tokens, keep = self._advance(served, rows, logits)
+            if not keep:
+                continue
+            layers = _layers(cache)
+            if name not in self.batches:
+                self.batches[name] = Batch(SlotCache(layers, rows=len(rows), columns=mask.shape[1] + GROW_COLUMNS))
+            idx = torch.tensor(keep, dtype=torch.long, device=mask.device)
+            self.batches[name].join(
+                [rows[i] for i in keep],
+                [tuple(x[idx] for x in kv) for kv in layers] if len(keep) < len(rows) else layers,
+                mask[idx],
+                [tokens[i] for i in keep],
+            )
 
     @torch.no_grad()
     def step(self) -> None:
         """One decode step for every running batch."""
         for name in list(self.batches):
             batch = self.batches[name]
-            served = batch.rows[0].job.served
+            served, slots = batch.rows[0].job.served, batch.slots
             start = time.perf_counter()
-            mask = torch.cat([batch.mask, batch.mask.new_ones(len(batch.rows), 1)], dim=1)  # (rows, T + 1)
+            mask = slots.step_mask()  # (rows, 1, 1, width)
             with served.active():
                 logits = served.model(
                     input_ids=batch.tokens[:, None],
                     attention_mask=mask,
-                    position_ids=batch.pos[:, None],
+                    position_ids=slots.lengths[:, None],
                     use_cache=True,
-                    cache_position=torch.tensor([batch.mask.shape[1]], device=mask.device),
-                    **cache_kwarg(served.model, batch.cache),
+                    **cache_kwarg(served.model, slots),
                 ).logits[:, -1]  # (rows, vocab)
-            batch.mask, batch.pos = mask, batch.pos + 1
+            slots.advance()
             self.metrics.observe("tunelab_batch_size", len(batch.rows), buckets=_batch_buckets())
             self.metrics.observe("tunelab_batch_seconds", time.perf_counter() - start)
-            kept = self._advance(served, batch, logits)
-            if kept is None:
+            tokens, keep = self._advance(served, batch.rows, logits)
+            batch.tokens = torch.tensor(tokens, dtype=torch.long, device=batch.tokens.device)
+            batch.keep(keep)
+            if not keep:
                 del self.batches[name]
-            else:
-                self.batches[name] = kept
 
     def fail(self, message: str) -> None:
         """Answer every running job with an error and drop the batches (after a model failure)."""
@@ -241,20 +231,20 @@ class Scheduler:
         for job in self.jobs():
             job.cancel.set()
 
-    def _advance(self, served, batch: Batch, logits: torch.Tensor) -> Batch | None:
-        """Pick each row's next token from ``logits`` (rows, vocab); finish rows; the batch of rows still running."""
+    def _advance(self, served, rows: list[Row], logits: torch.Tensor) -> tuple[list[int], list[int]]:
+        """Pick each row's next token from ``logits`` (rows, vocab) and finish rows: (tokens, indices of the rows
+        still running)."""
         now = time.monotonic()
-        tokens = self._choose(batch.rows, logits)
+        tokens = self._choose(rows, logits)
         keep = []
-        for r, (row, tok) in enumerate(zip(batch.rows, tokens)):
+        for r, (row, tok) in enumerate(zip(rows, tokens)):
             self._observe(served, row, now)
             row.new.append(tok)
             if self._check(served, row, tok):
                 self._finish(served, row)
             else:
                 keep.append(r)
-        batch.tokens = torch.tensor(tokens, dtype=torch.long, device=batch.mask.device)
-        return batch if len(keep) == len(batch.rows) else batch.keep(keep)
+        return tokens, keep
 
     def _choose(self, rows: list[Row], logits: torch.Tensor) -> list[int]:
         if all(r.job.sampling.plain_greedy and r.job.logprobs is None and r.constraint is None for r in rows):
