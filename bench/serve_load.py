@@ -143,7 +143,16 @@ def check_stream(events: list[str]) -> tuple[tuple[int, int, str] | None, str | 
         return None, f"malformed stream ({exc!r})"
 
 
-def phase(url: str, clients: int, seconds: float, args) -> dict:
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system) used so far by process ``pid``, or by the whole machine (all processes) when None."""
+    if pid is not None:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    cpu = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    return (sum(int(x) for x in cpu) - int(cpu[3]) - int(cpu[4])) / os.sysconf("SC_CLK_TCK")  # minus idle, iowait
+
+
+def phase(url: str, clients: int, seconds: float, args, server_pid: int | None = None) -> dict:
     tally, deadline = Tally(), time.monotonic() + seconds
 
     def client(k: int):
@@ -153,16 +162,23 @@ def phase(url: str, clients: int, seconds: float, args) -> dict:
                 one_request(http, url, i, args, tally)
                 i += clients
 
-    start = time.perf_counter()
+    start, cpu_all, cpu_server, cpu_me = time.perf_counter(), cpu_seconds(), 0.0, time.process_time()
+    if server_pid is not None:
+        cpu_server = cpu_seconds(server_pid)
     threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - start
+    # who had the 2 cores: the server, this client process, everything else (other users of the machine)
+    server = cpu_seconds(server_pid) - cpu_server if server_pid is not None else float("nan")
+    me = time.process_time() - cpu_me
+    other = cpu_seconds() - cpu_all - server - me
     return {
         "clients": clients,
         "seconds": round(elapsed, 1),
+        "cpu": (server / elapsed, me / elapsed, other / elapsed),
         "ok": len(tally.e2e),
         "codes": tally.codes,
         "tokens": tally.tokens,
@@ -232,7 +248,7 @@ def run_mode(args, mode: str) -> tuple[list[dict], str]:
     url = f"http://127.0.0.1:{port}"
     try:
         phase(url, 1, 5, args)  # warm-up, not reported
-        rows = [phase(url, c, d, args) for c, d in zip(args.clients, args.durations)]
+        rows = [phase(url, c, d, args, proc.pid) for c, d in zip(args.clients, args.durations)]
     finally:
         proc.terminate()
         try:
@@ -300,7 +316,8 @@ def report(args, results: dict, rep: dict, load_before: str, load_after: str, ar
         )
         + ". TTFT = time to the first chunk with text. "
         "Tokens/s = completion tokens of all finished requests / phase time (including the drain of requests still "
-        "running at the end of the phase).",
+        "running at the end of the phase). Cores used = CPU seconds / phase seconds of the server process, of this "
+        "client process and of every other process on the machine (/proc; the machine has 2 cores).",
         "",
     ]
     for mode, (_, cmd) in results.items():
@@ -309,8 +326,8 @@ def report(args, results: dict, rep: dict, load_before: str, load_after: str, ar
         "",
         "| batching | clients | seconds | ok requests | tokens | tokens/s | TTFT p50 (s) | TTFT p95 (s) | "
         "end-to-end p50 (s) | end-to-end p95 (s) | status codes | malformed | prompt tokens min/mean/max | "
-        "reply tokens mean/max | finish reasons |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "reply tokens mean/max | finish reasons | cores used: server / clients / other processes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for mode, (rows, _) in results.items():
         for r in rows:
@@ -319,7 +336,8 @@ def report(args, results: dict, rep: dict, load_before: str, load_after: str, ar
                 f"| {mode} | {r['clients']} | {r['seconds']} | {r['ok']} | {r['tokens']} | {r['tokens_per_s']:.1f} | "
                 f"{r['ttft'][0]:.2f} | {r['ttft'][1]:.2f} | {r['e2e'][0]:.2f} | {r['e2e'][1]:.2f} | "
                 f"{r['codes']} | {len(r['malformed'])} | {min(p)}/{sum(p) / len(p):.1f}/{max(p)} | "
-                f"{sum(q) / len(q):.1f}/{max(q)} | {r['finishes']} |"
+                f"{sum(q) / len(q):.1f}/{max(q)} | {r['finishes']} | {r['cpu'][0]:.2f} / {r['cpu'][1]:.2f} / "
+                f"{r['cpu'][2]:.2f} |"
             )
     if "static" in results:
         lines.append("")
