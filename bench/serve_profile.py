@@ -95,14 +95,19 @@ def main() -> int:
     served = registry.load_all(["smollm2-135m"], log=lambda m: None)["smollm2-135m"]
     loop = Loop(served, args.clients, args.max_tokens, Metrics())
     loop.run(args.warmup)
+    from bench.serve_load import cpu_seconds
+
     prof = cProfile.Profile()
+    machine0, mine0 = cpu_seconds(), time.process_time()
     prof.enable()
     tokens, finished, steps, elapsed = loop.run(args.seconds)
     prof.disable()
+    mine = time.process_time() - mine0
     print(
         f"clients {args.clients}, max_tokens {args.max_tokens}, threads {args.threads}: {tokens} tokens, "
-        f"{finished} requests, {steps} steps in {elapsed:.1f} s = {tokens / elapsed:.1f} tokens/s, "
-        f"{1000 * elapsed / steps:.1f} ms/step"
+        f"{finished} requests, {steps} steps in {elapsed:.1f} s = {1000 * elapsed / steps:.1f} ms/step (tokens/s "
+        f"counts finished requests only: {tokens / elapsed:.1f}); cores used by this process {mine / elapsed:.2f}, "
+        f"by other processes {(cpu_seconds() - machine0 - mine) / elapsed:.2f}"
     )
     stats = pstats.Stats(prof)
     cum = {f"{Path(k[0]).name}:{k[2]}": v[3] for k, v in stats.stats.items()}
