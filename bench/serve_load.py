@@ -268,7 +268,7 @@ def main() -> int:
     ap.add_argument("--system", default="", help="a system message before every question (a shared prefix)")
     ap.add_argument("--queue-size", type=int, default=64, help=">= clients, so a correct server never answers 429")
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the server")
-    ap.add_argument("--out", help="default bench/results/<cpu-kind>/serve_load.md")
+    ap.add_argument("--out", help="default bench/results/<cpu-kind>/serve_load[-PROMPTS-MAXTOKENS[-system]].md")
     args = ap.parse_args()
     args.clients = [int(c) for c in args.clients.split(",")]
     args.durations = [float(d) for d in args.durations.split(",")]
