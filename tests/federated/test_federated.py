@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 pytest.importorskip(
-    "flwr", reason="Flower is the optional federated extra: make federated (pip install 'tunelab[federated]')"
+    "flwr",
+    reason="Flower (flwr) is not installed: make setup installs it (pip install 'tunelab[test]' or 'tunelab[federated]')",
 )
 
 from safetensors.numpy import load_file  # noqa: E402
@@ -258,3 +259,64 @@ def test_without_flower_the_error_says_how_to_install(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "flwr" else real(name, *a))
     with pytest.raises(TunelabError, match=r"needs Flower: pip install 'tunelab\[federated\]'"):
         federated.check_flower()
+
+
+def test_secure_aggregation_equals_the_weighted_average_within_secaggs_quantisation(tmp_path, tiny_bert_dir):
+    """Flower's SecAgg+ (3 clients, 3 shares, threshold 2): the server only sums masked integer vectors, and the
+    global tensors it recovers are the row-weighted mean of the clients' tensors up to SecAgg+'s quantisation."""
+    out = tmp_path / "secagg"
+    args = fed_args(
+        tmp_path,
+        tiny_bert_dir,
+        "federated.clients=3",
+        "federated.rounds=1",
+        "federated.local_steps=2",
+        "federated.partition=dirichlet",
+        "federated.alpha=1.0",
+        "federated.secure_aggregation.num_shares=3",
+        "federated.secure_aggregation.reconstruction_threshold=2",
+    )
+    assert cli.main(["federated", "--quiet", *args, f"output_dir={out}"]) == 0
+    updates = [client_update(out, k, 1) for k in range(3)]
+    rows = [n for _, n in updates]
+    glob = load_file(str(out / "federated" / "global.safetensors"))
+    # SecAgg+ weights client k by round(rows_k / max_weight * Q) / Q (max_weight = the largest client's rows) and
+    # quantises each weighted value on a grid of 2*clip/Q with stochastic rounding: the recovered mean is off by less
+    # than one step per client, divided by the sum of the weights
+    q, clip = 2**22, 8.0
+    ratios = [round(n / max(rows) * q) / q for n in rows]
+    bound = len(rows) * (2 * clip / q) / sum(ratios)
+    worst = 0.0
+    for name in glob:
+        plain = sum(n * w[name] for w, n in updates) / sum(rows)
+        worst = max(worst, float(np.abs(glob[name] - plain).max()))
+        np.testing.assert_allclose(glob[name], plain, rtol=0, atol=bound * 1.001 + 1e-7)
+    assert 0 < worst  # it did go through SecAgg+'s integer grid (a plain float average would match exactly)
+    rounds = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
+    fed = json.loads((out / "metrics.json").read_text())["federated"]
+    # measured on every message of the 4 SecAgg+ exchanges: up, each client's masked integer vector (wider than its
+    # float32 tensors) plus keys and shares; down, the global tensors plus the forwarded keys and shares
+    assert all(c["bytes_sent"] > fed["adapter_bytes"] for c in rounds[1]["clients"])
+    assert rounds[1]["bytes_down"] > 3 * fed["adapter_bytes"]
+    assert runs.load_run(out).labels == ["0", "1"]
+
+
+def test_secure_aggregation_refuses_what_secagg_cannot_run():
+    base = ["federated.secure_aggregation={}"]
+    with pytest.raises(ConfigError, match="secure_aggregation with dp_noise_multiplier is not supported"):
+        federated.load(None, [*base, "federated.dp_noise_multiplier=1.0"])
+    with pytest.raises(ConfigError, match="needs at least 2 clients per round"):
+        federated.load(None, [*base, "federated.clients_per_round=1"])
+    with pytest.raises(ConfigError, match=r"num_shares 5 is above the clients per round \(4\)"):
+        federated.load(None, ["federated.secure_aggregation.num_shares=5"])
+    with pytest.raises(ConfigError, match="reconstruction_threshold 3 must be below num_shares"):
+        federated.load(
+            None,
+            ["federated.secure_aggregation.num_shares=3", "federated.secure_aggregation.reconstruction_threshold=3"],
+        )
+    with pytest.raises(ConfigError, match=r"exceeds SecAgg\+'s modulus 2\*\*32"):
+        federated.load(None, ["federated.clients=1000", "federated.secure_aggregation.quantization_range=8388608"])
+    with pytest.raises(ConfigError, match=r"federated.secure_aggregation.num_sharez: unknown key"):
+        federated.load(None, ["federated.secure_aggregation.num_sharez=3"])
+    _, fed = federated.load(None, [*base])
+    assert fed.secure_aggregation.num_shares == 1.0

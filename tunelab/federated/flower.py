@@ -13,6 +13,7 @@ Flower is imported only here, and this module only by the federated recipe (``im
 
 from __future__ import annotations
 
+import copy
 import uuid
 from typing import Callable, Iterable
 
@@ -35,6 +36,17 @@ FIRST_NODE = 1000  # client node ids FIRST_NODE + partition (the SuperLink itsel
 def payload_bytes(record: ArrayRecord) -> int:
     """Serialised bytes of the tensors in ``record`` (what the wire carries, metadata aside)."""
     return sum(len(record[k].data) for k in record.keys())
+
+
+def message_bytes(content: RecordDict) -> int:
+    """Payload bytes of a message: its tensors plus the bytes values of its config records (SecAgg+'s public keys,
+    encrypted shares and masked vectors travel as those); numbers and names aside."""
+    total = sum(payload_bytes(record) for record in content.array_records.values())
+    for record in content.config_records.values():
+        for value in record.values():
+            items = value if isinstance(value, list) else [value]
+            total += sum(len(x) for x in items if isinstance(x, bytes))
+    return total
 
 
 def to_record(weights: dict, order: Iterable[str] | None = None) -> ArrayRecord:
@@ -165,6 +177,16 @@ class InProcessGrid(Grid):
         }
         self._run = None
         self._replies: dict[str, Message] = {}
+        self.bytes_down = {node: 0 for node in self.contexts}  # payload bytes delivered to each node
+        self.bytes_up = {node: 0 for node in self.contexts}  # and received from it, since take_traffic()
+
+    def take_traffic(self) -> tuple[dict[int, int], dict[int, int]]:
+        """(bytes down, bytes up) per partition since the last call; the counters restart."""
+        down = {node - FIRST_NODE: n for node, n in self.bytes_down.items()}
+        up = {node - FIRST_NODE: n for node, n in self.bytes_up.items()}
+        self.bytes_down = dict.fromkeys(self.bytes_down, 0)
+        self.bytes_up = dict.fromkeys(self.bytes_up, 0)
+        return down, up
 
     def set_run(self, run) -> None:
         self._run = run
@@ -194,14 +216,24 @@ class InProcessGrid(Grid):
         return [self._deliver(msg) for msg in messages]
 
     def _deliver(self, msg: Message) -> Message:
-        return self.app(msg, self.contexts[msg.metadata.dst_node_id])
+        node = msg.metadata.dst_node_id
+        self.bytes_down[node] += message_bytes(msg.content)
+        # each client gets its own copy, as over a wire: SecAgg+'s server sends one content object to every client
+        # and its client mod pops keys from it
+        reply = self.app(copy.deepcopy(msg), self.contexts[node])
+        if reply.has_content():
+            self.bytes_up[node] += message_bytes(reply.content)
+        return reply
 
 
 def run_in_process(app: ServerApp, grid: InProcessGrid) -> None:
     """Run ``app`` on ``grid`` in this process, set up as Flower's own runtimes do before they start a ServerApp
     (the process's task identity, which new Messages are stamped with, and the app's Context)."""
     from flwr.common.constant import SUPERLINK_NODE_ID
+    from flwr.supercore.run import Run
     from flwr.supercore.task_identity import TaskIdentity
+
+    grid.set_run(Run.create_empty(RUN_ID))  # the legacy workflow (SecAgg+) reads grid.run.run_id
 
     TaskIdentity.task_id = 1
     TaskIdentity.run_id = RUN_ID

@@ -69,7 +69,7 @@ def check_flower() -> None:
 
     if importlib.util.find_spec("flwr") is None:
         raise TunelabError(
-            "tunelab federated needs Flower: pip install 'tunelab[federated]' (in a checkout: make federated)"
+            "tunelab federated needs Flower: pip install 'tunelab[federated]' (in a checkout: make setup)"
         )
 
 
@@ -163,13 +163,31 @@ class Federation:
         )
         began = time.perf_counter()
         if done < self.fed.rounds:
-            app = flower.client_app(self.train_client, dp=self.fed.dp_noise_multiplier is not None)
-            grid = flower.InProcessGrid(app, self.fed.clients)
-            server = flower.server_app(self.strategy, start, self.fed.rounds - done, done, self.evaluate)
+            app, server = self.apps(start, done)
+            self.grid = flower.InProcessGrid(app, self.fed.clients)
             self.seed_sampling(done)
             with _flower_logs_quiet():
-                flower.run_in_process(server, grid)
+                flower.run_in_process(server, self.grid)
         return self.finish(round(time.perf_counter() - began, 1))
+
+    def apps(self, start: dict, done: int):
+        """Flower's (ClientApp, ServerApp) for the rounds left: the Message-API strategy (with DP when asked), or
+        the SecAgg+ workflow with Flower's legacy strategies (``federated.secure_aggregation``)."""
+        from tunelab.federated import flower
+
+        left = self.fed.rounds - done
+        if self.fed.secure_aggregation is None:
+            app = flower.client_app(self.train_client, dp=self.fed.dp_noise_multiplier is not None)
+            return app, flower.server_app(self.strategy, start, left, done, self.evaluate)
+        from tunelab.federated import secagg
+
+        names = sorted(start)
+        max_weight = float(max(len(c["train"]) for c in self.clients))  # SecAgg+ weights = training rows
+        self.strategy = None  # no Message-API strategy runs; the legacy one lives in the ServerApp
+        server = secagg.server_app(
+            self.fed, start, names, left, done, self.evaluate, self.on_client_metrics, max_weight
+        )
+        return secagg.client_app(self.train_client, names, self.fed.secure_aggregation), server
 
     def train_client(self, k: int, round_: int, start: dict, mu: float):
         """Client ``k``'s local training in round ``round_`` (called by its ClientApp)."""
@@ -184,14 +202,11 @@ class Federation:
         return client_mod.train(cfg, {**self.clients[k], "labels": self.labels}, start, mu, _silent)
 
     def on_replies(self, contents: list) -> None:
-        """Every client's reply of a round, before aggregation: its metrics and the bytes it sent."""
-        from tunelab.federated.flower import payload_bytes
+        """Every client's reply of a round, before aggregation: its metrics."""
+        self.on_client_metrics([dict(content["metrics"]) for content in contents])
 
-        self.pending = []
-        for content in contents:
-            metrics = dict(content["metrics"])
-            metrics["bytes_sent"] = payload_bytes(content["arrays"])
-            self.pending.append(metrics)
+    def on_client_metrics(self, metrics: list[dict]) -> None:
+        self.pending = metrics
 
     def evaluate(self, round_: int, weights: dict) -> dict:
         """The global model of round ``round_`` on the server's dev set; records the round and saves its state."""
@@ -204,12 +219,15 @@ class Federation:
         metrics = self.task.evaluate(self.server, self.dev, self.cfg.data.dev or "dev split", _silent)
         scalars = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
         clients = sorted(self.pending, key=lambda m: m["client"]) if round_ > 0 else []
-        up = sum(int(c["bytes_sent"]) for c in clients)
+        down, sent = self.grid.take_traffic()  # every message of the round, both ways (SecAgg+: all 4 exchanges)
+        for c in clients:
+            c["bytes_sent"] = sent[int(c["client"])]
+        up = sum(sent.values())
         record = {
             "round": round_,
             "step": round_ * self.fed.local_steps,
             **{f"dev/{k}": v for k, v in scalars.items()},
-            "bytes_down": self.payload * len(clients),
+            "bytes_down": sum(down.values()),
             "bytes_up": up,
             "clients": clients,
         }
