@@ -320,3 +320,100 @@ def test_secure_aggregation_refuses_what_secagg_cannot_run():
         federated.load(None, ["federated.secure_aggregation.num_sharez=3"])
     _, fed = federated.load(None, [*base])
     assert fed.secure_aggregation.num_shares == 1.0
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_port(port: int, proc, seconds: float) -> None:
+    import socket
+    import time
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        assert proc.poll() is None, f"{proc.args[0]} exited with {proc.returncode}"
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"nothing listens on port {port} after {seconds} s")
+
+
+def test_deployed_on_a_local_superlink_and_two_supernodes(tmp_path, tiny_bert_dir):
+    """The same federation through Flower's deployment runtime: `flower-superlink --insecure`, two
+    `flower-supernode --insecure` processes (partition-id 0 and 1), `flwr run` of examples/federated/flower-app;
+    one round on the tiny model, and the run folder is the simulated run's."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.conftest import write_sentiment
+
+    bin_dir = Path(sys.executable).parent
+    if not all((bin_dir / name).is_file() for name in ("flower-superlink", "flower-supernode", "flwr")):
+        pytest.skip(f"Flower's command-line tools are not in {bin_dir} (pip install 'tunelab[federated]')")
+    app = Path(__file__).resolve().parents[2] / "examples" / "federated" / "flower-app"
+    out = tmp_path / "deployed"
+    dev = write_sentiment(tmp_path / "dev.tsv", n=16, seed=9)
+    config = tmp_path / "fed.yaml"
+    config.write_text("task: classification\n")
+    args = fed_args(tmp_path, tiny_bert_dir, "federated.rounds=1", "federated.local_steps=2", f"data.dev={dev}")
+    overrides = " ".join([*args, f"output_dir={out}"])
+    link = _free_port()
+    home = tmp_path / "flwr-home"
+    home.mkdir()
+    (home / "config.toml").write_text(
+        f'[superlink]\ndefault = "local-test"\n\n[superlink.local-test]\naddress = "127.0.0.1:{link}"\ninsecure = true\n'
+    )
+    env = {**os.environ, "FLWR_HOME": str(home), "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env.update(HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    logs, procs = [], []
+
+    def start(*cmd: str):
+        log = open(tmp_path / f"{cmd[0]}-{len(procs)}.log", "w")
+        logs.append(log)
+        procs.append(subprocess.Popen([str(bin_dir / cmd[0]), *cmd[1:]], env=env, stdout=log, stderr=log))
+        return procs[-1]
+
+    try:
+        superlink = start(
+            "flower-superlink", "--insecure", "--port", str(link), "--disable-runtime-dependency-installation"
+        )
+        _wait_for_port(link, superlink, 60)
+        for k in (0, 1):
+            node_config = f"partition-id={k} num-partitions=2"
+            start("flower-supernode", "--insecure", "--superlink", f"127.0.0.1:{link}", "--port", str(_free_port()),
+                  "--node-config", node_config)  # fmt: skip
+        run_config = f"config='{config}' overrides='{overrides}'"
+        done = subprocess.run(
+            [str(bin_dir / "flwr"), "run", str(app), "local-test", "--stream", "--run-config", run_config],
+            env=env, capture_output=True, text=True, timeout=240,
+        )  # fmt: skip
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        for log in logs:
+            log.close()
+    shown = done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.returncode == 0, shown
+    rounds = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in rounds] == [0, 1], shown
+    assert [c["client"] for c in rounds[1]["clients"]] == [0, 1]
+    fed = json.loads((out / "metrics.json").read_text())["federated"]
+    assert rounds[1]["bytes_up"] == rounds[1]["bytes_down"] == 2 * fed["adapter_payload_bytes"]
+    (w0, n0), (w1, n1) = client_update(out, 0, 1), client_update(out, 1, 1)
+    glob = load_file(str(out / "federated" / "global.safetensors"))
+    for name in glob:
+        np.testing.assert_allclose(glob[name], (n0 * w0[name] + n1 * w1[name]) / (n0 + n1), rtol=1e-5, atol=1e-7)
+    assert runs.load_run(out).labels == ["0", "1"]

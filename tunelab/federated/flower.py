@@ -118,48 +118,82 @@ def privacy_spent(strategy) -> dict | None:
 
 
 def client_app(train: Callable, dp: bool) -> ClientApp:
-    """A ClientApp whose train handler calls ``train(partition, round, start_weights, mu) -> LocalResult`` and
-    replies with the trained tensors (same keys and order as received) and the client's metrics. With DP, Flower's
-    ``fixedclipping_mod`` clips the update (trained minus received) to the norm the server sends."""
+    """A ClientApp whose train handler calls ``train(partition, round, start_weights, mu, labels) -> LocalResult``
+    (see ``train_reply``); the node's ``partition-id`` names the client. With DP, Flower's ``fixedclipping_mod``
+    clips the update (trained minus received) to the norm the server sends."""
     from flwr.clientapp.mod import fixedclipping_mod
 
     app = ClientApp(mods=[fixedclipping_mod] if dp else [])
 
     @app.train()
     def _train(msg: Message, context: Context) -> Message:
-        received = msg.content["arrays"]
-        config = msg.content["config"]
-        round_ = int(config["round-offset"]) + int(config["server-round"])
-        partition = int(context.node_config[PARTITION])
-        result = train(partition, round_, from_record(received), float(config.get("proximal-mu", 0.0)))
-        metrics = {WEIGHT_KEY: result.rows, DP_WEIGHT_KEY: 1.0, "client": partition, "round": round_, **result.metrics}
-        reply = RecordDict({"arrays": to_record(result.weights, received.keys()), "metrics": MetricRecord(metrics)})
-        return Message(content=reply, reply_to=msg)
+        return train_reply(msg, int(context.node_config[PARTITION]), train)
 
     return app
 
 
-def server_app(strategy, initial: dict, rounds: int, offset: int, evaluate: Callable[[int, dict], dict]) -> ServerApp:
-    """A ServerApp running ``strategy`` for ``rounds`` rounds from the tensors ``initial``; rounds are numbered from
-    ``offset + 1`` (a resumed run); ``evaluate(round, weights)`` runs after each round (and before the first)."""
+def train_reply(msg: Message, partition: int, train: Callable) -> Message:
+    """Client ``partition``'s reply to a train message: ``train(partition, round, start_weights, mu, labels)``
+    from the tensors and config received, answered with the trained tensors (same keys and order as received) and
+    the client's metrics."""
+    received = msg.content["arrays"]
+    config = msg.content["config"]
+    round_ = int(config["round-offset"]) + int(config["server-round"])
+    labels = [str(x) for x in config["labels"]] or None
+    result = train(partition, round_, from_record(received), float(config.get("proximal-mu", 0.0)), labels)
+    metrics = {WEIGHT_KEY: result.rows, DP_WEIGHT_KEY: 1.0, "client": partition, "round": round_, **result.metrics}
+    reply = RecordDict({"arrays": to_record(result.weights, received.keys()), "metrics": MetricRecord(metrics)})
+    return Message(content=reply, reply_to=msg)
+
+
+def server_app(
+    strategy, initial: dict, rounds: int, offset: int, evaluate: Callable[[int, dict], dict], labels: list | None
+) -> ServerApp:
+    """A ServerApp running ``serve_rounds`` (the same arguments) on the Grid it is given."""
     app = ServerApp()
 
     @app.main()
     def _main(grid: Grid, context: Context) -> None:
-        def evaluate_fn(server_round: int, arrays: ArrayRecord) -> MetricRecord:
-            if server_round == 0 and offset > 0:
-                return MetricRecord({})  # the resumed run's start was evaluated when its round finished
-            return MetricRecord(evaluate(offset + server_round, from_record(arrays)))
-
-        strategy.start(
-            grid=grid,
-            initial_arrays=to_record(initial),
-            num_rounds=rounds,
-            train_config=ConfigRecord({"round-offset": offset}),
-            evaluate_fn=evaluate_fn,
-        )
+        serve_rounds(grid, strategy, initial, rounds, offset, evaluate, labels)
 
     return app
+
+
+def serve_rounds(
+    grid: Grid, strategy, initial: dict, rounds: int, offset: int, evaluate: Callable[[int, dict], dict], labels
+) -> None:
+    """Run ``strategy`` on ``grid`` for ``rounds`` rounds from the tensors ``initial``; rounds are numbered from
+    ``offset + 1`` (a resumed run); ``evaluate(round, weights)`` runs after each round (and before the first); the
+    clients get the federation's ``labels`` (their heads must line up whatever classes they hold)."""
+
+    def evaluate_fn(server_round: int, arrays: ArrayRecord) -> MetricRecord:
+        if server_round == 0 and offset > 0:
+            return MetricRecord({})  # the resumed run's start was evaluated when its round finished
+        return MetricRecord(evaluate(offset + server_round, from_record(arrays)))
+
+    strategy.start(
+        grid=grid,
+        initial_arrays=to_record(initial),
+        num_rounds=rounds,
+        train_config=ConfigRecord({"round-offset": offset, "labels": [str(x) for x in labels or []]}),
+        evaluate_fn=evaluate_fn,
+    )
+
+
+class ReplyTraffic:
+    """Bytes per round measured on the clients' replies (up) and the global tensors sent to each (down): the
+    accounting of a deployed run, whose Grid belongs to Flower."""
+
+    def __init__(self, payload: int):
+        self.payload = payload  # bytes of the global tensors as sent to one client
+        self.up: dict[int, int] = {}
+
+    def record_replies(self, contents: list[RecordDict]) -> None:
+        self.up = {int(c["metrics"]["client"]): message_bytes(c) for c in contents}
+
+    def take_traffic(self) -> tuple[dict[int, int], dict[int, int]]:
+        up, self.up = self.up, {}
+        return {k: self.payload for k in up}, up
 
 
 class InProcessGrid(Grid):
@@ -179,6 +213,9 @@ class InProcessGrid(Grid):
         self._replies: dict[str, Message] = {}
         self.bytes_down = {node: 0 for node in self.contexts}  # payload bytes delivered to each node
         self.bytes_up = {node: 0 for node in self.contexts}  # and received from it, since take_traffic()
+
+    def record_replies(self, contents: list[RecordDict]) -> None:
+        """Nothing: this grid counts every message as it delivers it."""
 
     def take_traffic(self) -> tuple[dict[int, int], dict[int, int]]:
         """(bytes down, bytes up) per partition since the last call; the counters restart."""

@@ -32,7 +32,7 @@ def quantum(sa: SecureAggregation) -> float:
 
 def client_app(train: Callable, names: list[str], sa: SecureAggregation) -> ClientApp:
     """A ClientApp (legacy NumPyClient behind Flower's ``secaggplus_mod``) whose fit calls ``train(partition,
-    round, start_weights, mu) -> LocalResult`` and returns the trained tensors in the order ``names``. A tensor
+    round, start_weights, mu, labels) -> LocalResult`` and returns the trained tensors in the order ``names``. A tensor
     value outside +-``clipping_range`` would be clipped silently by SecAgg+'s quantiser: the client stops with an
     error naming it instead."""
     from flwr.client import NumPyClient
@@ -45,7 +45,8 @@ def client_app(train: Callable, names: list[str], sa: SecureAggregation) -> Clie
         def fit(self, parameters, config):
             start = {n: np.asarray(a, dtype=np.float32) for n, a in zip(names, parameters)}
             round_ = int(config["round-offset"]) + int(config["server-round"])
-            result = train(self.partition, round_, start, float(config.get("proximal_mu", 0.0)))
+            labels = [str(x) for x in config["labels"].split("\n") if x] or None
+            result = train(self.partition, round_, start, float(config.get("proximal_mu", 0.0)), labels)
             out = [np.asarray(result.weights[n], dtype=np.float32) for n in names]
             for name, arr in zip(names, out):
                 peak = float(np.abs(arr).max()) if arr.size else 0.0
@@ -73,6 +74,7 @@ def server_app(
     evaluate: Callable[[int, dict], dict],
     on_replies: Callable[[list[dict]], None],
     max_weight: float,
+    labels: list | None,
 ) -> ServerApp:
     """A ServerApp running FedAvg/FedProx (legacy strategies) with SecAgg+ for ``rounds`` rounds from ``initial``;
     rounds are numbered from ``offset + 1``; ``evaluate(round, weights)`` runs after each round and before the
@@ -102,7 +104,8 @@ def server_app(
         min_evaluate_clients=0,
         min_available_clients=fed.clients,
         evaluate_fn=evaluate_fn,
-        on_fit_config_fn=lambda r: {"round-offset": offset, "server-round": r},
+        # legacy configs hold scalars only: the label names travel as one newline-separated string
+        on_fit_config_fn=lambda r: {"round-offset": offset, "server-round": r, "labels": "\n".join(labels or [])},
         initial_parameters=ndarrays_to_parameters([initial[n] for n in names]),
         fit_metrics_aggregation_fn=fit_metrics,
     )
