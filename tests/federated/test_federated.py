@@ -128,11 +128,12 @@ def test_fedprox_sends_mu_and_pulls_towards_the_global_model(tmp_path, tiny_bert
     assert 0 < dist(prox) < 0.5 * dist(plain)
 
 
-def test_dp_noise_has_the_configured_scale_and_epsilon_is_reported(tmp_path, tiny_bert_dir):
+def test_dp_noise_has_the_configured_scale_and_epsilon_is_reported(tmp_path, tiny_bert_dir, monkeypatch):
     from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
     from tunelab.federated import flower
 
+    flower.set_task_identity()  # what a run does before its ServerApp starts (Messages are stamped with it)
     fed = FederatedConfig(clients=4, dp_noise_multiplier=2.0, dp_clipping_norm=0.5)
     strategy = flower.build_strategy(fed, lambda contents: None)
     zeros = ArrayRecord({"w": Array(np.zeros(200_000, dtype=np.float32))})
@@ -155,13 +156,34 @@ def test_dp_noise_has_the_configured_scale_and_epsilon_is_reported(tmp_path, tin
     assert noise.std() == pytest.approx(2.0 * 0.5 / 4, rel=0.02) and abs(noise.mean()) < 0.005
     spent = flower.privacy_spent(strategy)
     assert spent["releases"] == 1 and 0 < spent["epsilon"] < float("inf") and spent["delta"] == fed.dp_delta
-    # end to end: clipped updates, noisy average, epsilon per round in rounds.jsonl and the summary
+    # end to end: clipped updates, noisy average, epsilon per round in rounds.jsonl and the summary; the run is
+    # interrupted in round 2 and resumed, and the accountant continues from its saved state: round 2's epsilon is
+    # that of 2 releases (an accountant fed both from scratch), not of 1 again
     out = tmp_path / "dp"
     args = fed_args(tmp_path, tiny_bert_dir, "federated.dp_noise_multiplier=1.0", "federated.dp_clipping_norm=0.1")
+    real = client_mod.train
+
+    def dies_in_round_2(cfg, rows, start, mu, log):
+        if cfg.output_dir.endswith("client-1/round-002"):
+            raise KeyboardInterrupt
+        return real(cfg, rows, start, mu, log)
+
+    monkeypatch.setattr(client_mod, "train", dies_in_round_2)
+    assert cli.main(["federated", "--quiet", *args, f"output_dir={out}"]) == 130
+    monkeypatch.setattr(client_mod, "train", real)
     assert cli.main(["federated", "--quiet", *args, f"output_dir={out}"]) == 0
     rounds = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
+    assert [r["privacy"]["releases"] for r in rounds[1:]] == [1, 2]
     eps = [r["privacy"]["epsilon"] for r in rounds[1:]]
-    assert eps[0] < eps[1]
+    fresh = flower.build_strategy(FederatedConfig(clients=2, dp_noise_multiplier=1.0, dp_clipping_norm=0.1), print)
+    two = Grid4()
+    two.contexts = {1: None, 2: None}
+    expected = []
+    for r in (1, 2):
+        sent = list(fresh.configure_train(r, zeros, ConfigRecord({"round-offset": 0}), two))
+        fresh.aggregate_train(r, [Message(RecordDict({"arrays": zeros, "metrics": MetricRecord({"num-examples": 1, "dp-weight": 1.0})}), reply_to=m) for m in sent])  # fmt: skip
+        expected.append(flower.privacy_spent(fresh)["epsilon"])
+    assert eps == pytest.approx(expected, rel=1e-9) and eps[0] < eps[1]
     assert json.loads((out / "metrics.json").read_text())["federated"]["privacy"]["epsilon"] == eps[1]
 
 

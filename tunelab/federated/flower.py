@@ -268,11 +268,18 @@ def run_in_process(app: ServerApp, grid: InProcessGrid) -> None:
     (the process's task identity, which new Messages are stamped with, and the app's Context)."""
     from flwr.common.constant import SUPERLINK_NODE_ID
     from flwr.supercore.run import Run
-    from flwr.supercore.task_identity import TaskIdentity
 
+    set_task_identity()
     grid.set_run(Run.create_empty(RUN_ID))  # the legacy workflow (SecAgg+) reads grid.run.run_id
+    app(grid, Context(RUN_ID, SUPERLINK_NODE_ID, node_config={}, state=RecordDict(), run_config={}))
+
+
+def set_task_identity() -> None:
+    """Stamp this process as the in-process run's server (Flower's runtimes do it before a ServerApp starts; every
+    Message created afterwards carries it)."""
+    from flwr.common.constant import SUPERLINK_NODE_ID
+    from flwr.supercore.task_identity import TaskIdentity
 
     TaskIdentity.task_id = 1
     TaskIdentity.run_id = RUN_ID
     TaskIdentity.node_id = SUPERLINK_NODE_ID
-    app(grid, Context(RUN_ID, SUPERLINK_NODE_ID, node_config={}, state=RecordDict(), run_config={}))
