@@ -1,6 +1,7 @@
 """`tunelab federated` on the tiny BERT: a 2-client, 2-round Flower simulation whose global adapter is the weighted
-average of the clients' updates; FedProx; DP noise of the configured scale with epsilon reported; resume after an
-interrupt; the run folder works with predict/eval; clear errors. Skipped without Flower (the federated extra)."""
+average of the clients' updates; FedProx; DP noise of the configured scale with epsilon reported (and continued after
+a resume); SecAgg+ within its quantisation error; the same apps on a local SuperLink and two SuperNodes; resume after
+an interrupt; the run folder works with predict/eval; clear errors. Skipped without Flower (make setup installs it)."""
 
 from __future__ import annotations
 
