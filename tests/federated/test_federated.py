@@ -369,7 +369,8 @@ def _wait_for_port(port: int, proc, seconds: float) -> None:
 
 def test_deployed_on_a_local_superlink_and_two_supernodes(tmp_path, tiny_bert_dir):
     """The same federation through Flower's deployment runtime: `flower-superlink --insecure`, two
-    `flower-supernode --insecure` processes (partition-id 0 and 1), `flwr run` of examples/federated/flower-app;
+    `flower-supernode --insecure` processes (one takes its partition of data.train, one reads its own data-file),
+    `flwr run` of examples/federated/flower-app;
     one round on the tiny model, and the run folder is the simulated run's."""
     import os
     import subprocess
@@ -409,8 +410,9 @@ def test_deployed_on_a_local_superlink_and_two_supernodes(tmp_path, tiny_bert_di
             "flower-superlink", "--insecure", "--port", str(link), "--disable-runtime-dependency-installation"
         )
         _wait_for_port(link, superlink, 60)
-        for k in (0, 1):
-            node_config = f"partition-id={k} num-partitions=2"
+        own = write_sentiment(tmp_path / "site1.tsv", n=24, seed=1)
+        # client 0 holds data.train and takes its partition 0 of 2; client 1 holds its own training file
+        for node_config in ("partition-id=0 num-partitions=2", f"partition-id=1 data-file='{own}'"):
             start("flower-supernode", "--insecure", "--superlink", f"127.0.0.1:{link}", "--port", str(_free_port()),
                   "--node-config", node_config)  # fmt: skip
         run_config = f"config='{config}' overrides='{overrides}'"
@@ -436,6 +438,7 @@ def test_deployed_on_a_local_superlink_and_two_supernodes(tmp_path, tiny_bert_di
     fed = json.loads((out / "metrics.json").read_text())["federated"]
     assert rounds[1]["bytes_up"] == rounds[1]["bytes_down"] == 2 * fed["adapter_payload_bytes"]
     (w0, n0), (w1, n1) = client_update(out, 0, 1), client_update(out, 1, 1)
+    assert n1 == 22 and fed["client_rows"] == [n0, n1]  # site1.tsv's 24 rows, 2 held out for its local metrics
     glob = load_file(str(out / "federated" / "global.safetensors"))
     for name in glob:
         np.testing.assert_allclose(glob[name], (n0 * w0[name] + n1 * w1[name]) / (n0 + n1), rtol=1e-5, atol=1e-7)
