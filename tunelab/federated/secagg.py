@@ -79,7 +79,7 @@ def server_app(
     """A ServerApp running FedAvg/FedProx (legacy strategies) with SecAgg+ for ``rounds`` rounds from ``initial``;
     rounds are numbered from ``offset + 1``; ``evaluate(round, weights)`` runs after each round and before the
     first; ``on_replies`` gets each round's client metrics. ``max_weight``: the largest client weight (rows)."""
-    from flwr.common import ndarrays_to_parameters
+    from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
     from flwr.server import LegacyContext, ServerConfig
     from flwr.server.strategy import FedAvg, FedProx
     from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
@@ -109,7 +109,19 @@ def server_app(
         initial_parameters=ndarrays_to_parameters([initial[n] for n in names]),
         fit_metrics_aggregation_fn=fit_metrics,
     )
-    strategy = FedProx(proximal_mu=fed.mu, **kwargs) if fed.strategy == "fedprox" else FedAvg(**kwargs)
+    base = FedProx if fed.strategy == "fedprox" else FedAvg
+
+    class Float32(base):
+        """SecAgg+ dequantises the sum in float64; the global tensors go back to the clients as float32 (the
+        model's dtype, and half the bytes down)."""
+
+        def aggregate_fit(self, server_round, results, failures):
+            params, metrics = super().aggregate_fit(server_round, results, failures)
+            if params is not None:
+                params = ndarrays_to_parameters([a.astype(np.float32) for a in parameters_to_ndarrays(params)])
+            return params, metrics
+
+    strategy = Float32(proximal_mu=fed.mu, **kwargs) if fed.strategy == "fedprox" else Float32(**kwargs)
     workflow = DefaultWorkflow(
         fit_workflow=SecAggPlusWorkflow(
             num_shares=sa.num_shares,
