@@ -383,12 +383,11 @@ def test_deployed_on_a_local_superlink_and_two_supernodes(tmp_path, tiny_bert_di
     if not all((bin_dir / name).is_file() for name in ("flower-superlink", "flower-supernode", "flwr")):
         pytest.skip(f"Flower's command-line tools are not in {bin_dir} (pip install 'tunelab[federated]')")
     app = Path(__file__).resolve().parents[2] / "examples" / "federated" / "flower-app"
-    out = tmp_path / "deployed"
+    out, out2 = tmp_path / "deployed", tmp_path / "deployed-secagg"
     dev = write_sentiment(tmp_path / "dev.tsv", n=16, seed=9)
     config = tmp_path / "fed.yaml"
     config.write_text("task: classification\n")
     args = fed_args(tmp_path, tiny_bert_dir, "federated.rounds=1", "federated.local_steps=2", f"data.dev={dev}")
-    overrides = " ".join([*args, f"output_dir={out}"])
     link = _free_port()
     home = tmp_path / "flwr-home"
     home.mkdir()
@@ -415,11 +414,21 @@ def test_deployed_on_a_local_superlink_and_two_supernodes(tmp_path, tiny_bert_di
         for node_config in ("partition-id=0 num-partitions=2", f"partition-id=1 data-file='{own}'"):
             start("flower-supernode", "--insecure", "--superlink", f"127.0.0.1:{link}", "--port", str(_free_port()),
                   "--node-config", node_config)  # fmt: skip
-        run_config = f"config='{config}' overrides='{overrides}'"
-        done = subprocess.run(
-            [str(bin_dir / "flwr"), "run", str(app), "local-test", "--stream", "--run-config", run_config],
-            env=env, capture_output=True, text=True, timeout=240,
-        )  # fmt: skip
+
+        def flwr_run(overrides: str):
+            run_config = f"config='{config}' overrides='{overrides}'"
+            procs.append(subprocess.Popen(
+                [str(bin_dir / "flwr"), "run", str(app), "local-test", "--stream", "--run-config", run_config],
+                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            ))  # fmt: skip
+            return procs[-1]
+
+        # two runs at once on the same SuperNodes (their waits for messages overlap): FedAvg, and SecAgg+ (the
+        # server sees only the masked sum)
+        plain = flwr_run(" ".join([*args, f"output_dir={out}"]))
+        secagg = "federated.secure_aggregation={} federated.secure_aggregation.max_weight=64"
+        secure = flwr_run(" ".join([*args, f"output_dir={out2}", *secagg.split()]))
+        shown, shown2 = plain.communicate(timeout=300)[0][-3000:], secure.communicate(timeout=300)[0][-3000:]
     finally:
         for proc in procs:
             proc.terminate()
@@ -430,8 +439,7 @@ def test_deployed_on_a_local_superlink_and_two_supernodes(tmp_path, tiny_bert_di
                 proc.kill()
         for log in logs:
             log.close()
-    shown = done.stdout[-3000:] + done.stderr[-3000:]
-    assert done.returncode == 0, shown
+    assert plain.returncode == 0, shown
     rounds = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
     assert [r["round"] for r in rounds] == [0, 1], shown
     assert [c["client"] for c in rounds[1]["clients"]] == [0, 1]
@@ -443,3 +451,14 @@ def test_deployed_on_a_local_superlink_and_two_supernodes(tmp_path, tiny_bert_di
     for name in glob:
         np.testing.assert_allclose(glob[name], (n0 * w0[name] + n1 * w1[name]) / (n0 + n1), rtol=1e-5, atol=1e-7)
     assert runs.load_run(out).labels == ["0", "1"]
+    assert secure.returncode == 0, shown2
+    rounds = [json.loads(line) for line in (out2 / "rounds.jsonl").read_text().splitlines()]
+    assert [c["client"] for c in rounds[1]["clients"]] == [0, 1], shown2
+    assert all(c["bytes_sent"] > fed["adapter_bytes"] for c in rounds[1]["clients"])  # all 4 exchanges, counted
+    (w0, n0), (w1, n1) = client_update(out2, 0, 1), client_update(out2, 1, 1)
+    ratios = [round(n / 64 * 2**22) / 2**22 for n in (n0, n1)]
+    bound = 2 * (2 * 8.0 / 2**22) / sum(ratios)  # one quantisation step per client (see the SecAgg+ test above)
+    glob = load_file(str(out2 / "federated" / "global.safetensors"))
+    for name in glob:
+        plain = (n0 * w0[name] + n1 * w1[name]) / (n0 + n1)
+        np.testing.assert_allclose(glob[name], plain, rtol=0, atol=bound * 1.001 + 1e-7)

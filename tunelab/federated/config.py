@@ -52,6 +52,14 @@ class SecureAggregation(Strict):
         "stay within 2**32 (the mask modulus).",
     )
 
+    max_weight: float | None = Field(
+        None,
+        gt=0,
+        description="SecAgg+: the largest client weight (training rows) its quantised weights are scaled by; null = "
+        "the largest client's training rows when simulated, 1000 (Flower's default) when deployed (the server does not "
+        "know the clients' rows); a client with more rows stops with an error.",
+    )
+
     @field_validator("num_shares", "reconstruction_threshold", mode="before")
     @classmethod
     def _one_is_all(cls, value):

@@ -5,7 +5,7 @@ components are ``tunelab.federated.deploy:server`` and ``:client``; tunelab itse
 SuperLink's machine and on every SuperNode's. The app's run config names the tunelab config (``config``, a path
 valid on every machine) and its overrides (``overrides``, one string of ``key=value`` words). The server runs the
 same federation as `tunelab federated` (rounds, strategies, DP, evaluation on its ``data.dev``, resume, the run
-folder in ``output_dir``) over Flower's Grid to the SuperNodes. Each SuperNode names its client with node config
+folder in ``output_dir``) over Flower's Grid to the SuperNodes, SecAgg+ included (``federated.secure_aggregation``). Each SuperNode names its client with node config
 ``partition-id`` and holds either its own training file (``data-file``) or ``data.train`` itself, of which it takes
 partition ``partition-id`` of ``federated.clients`` exactly as the simulation deals them (``num-partitions``, when
 given, must equal it); its per-round run folders go under ``output-dir`` (default: the config's ``output_dir``).
@@ -99,4 +99,20 @@ def _train(msg: Message, context: Context) -> Message:
     path, overrides = _config(context)
     node = tuple(sorted((str(k), str(v)) for k, v in context.node_config.items()))
     federation = _node(path, tuple(overrides), node)
+    if "config" not in msg.content.config_records:  # SecAgg+'s exchanges: Flower's legacy message format
+        return _secagg_app(path, tuple(overrides), node)(msg, context)
     return train_reply(msg, int(context.node_config[PARTITION]), federation.train_client)
+
+
+@functools.lru_cache(maxsize=4)
+def _secagg_app(path: str, overrides: tuple[str, ...], node: tuple[tuple[str, str], ...]) -> ClientApp:
+    """This SuperNode's SecAgg+ client (legacy NumPyClient behind secaggplus_mod), built once per process."""
+    from tunelab.federated import secagg
+
+    federation = _node(path, overrides, node)
+    if federation.fed.secure_aggregation is None:
+        raise TunelabError(
+            "the server runs SecAgg+ but this SuperNode's config has no federated.secure_aggregation: both must read "
+            "the same config and overrides"
+        )
+    return secagg.client_app(federation.train_client, federation.fed.secure_aggregation)

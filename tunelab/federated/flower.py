@@ -180,20 +180,73 @@ def serve_rounds(
     )
 
 
-class ReplyTraffic:
-    """Bytes per round measured on the clients' replies (up) and the global tensors sent to each (down): the
-    accounting of a deployed run, whose Grid belongs to Flower."""
+class CountingGrid(Grid):
+    """A deployed run's Grid (Flower's, to the SuperNodes) that counts the payload bytes of every message both
+    ways per client (``message_bytes``), as the in-process grid does: bytes per round are measured, whatever
+    workflow (FedAvg, SecAgg+'s four exchanges) sends them, keyed by the clients' ``partition-id`` (learnt from
+    their training replies)."""
 
-    def __init__(self, payload: int):
-        self.payload = payload  # bytes of the global tensors as sent to one client
+    def __init__(self, grid: Grid):
+        self.grid = grid
+        self.down: dict[int, int] = {}  # node id -> bytes sent to it since take_traffic()
         self.up: dict[int, int] = {}
+        self.partition: dict[int, int] = {}  # node id -> partition-id
+
+    def set_run(self, run) -> None:
+        self.grid.set_run(run)
+
+    @property
+    def run(self):
+        return self.grid.run
+
+    def create_message(self, content, message_type, dst_node_id, group_id, ttl=None) -> Message:
+        return self.grid.create_message(content, message_type, dst_node_id, group_id, ttl)
+
+    def get_node_ids(self):
+        return self.grid.get_node_ids()
+
+    def get_nodes(self):
+        return self.grid.get_nodes()
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        messages = list(messages)
+        for msg in messages:
+            self._count(self.down, msg.metadata.dst_node_id, msg)
+        return self.grid.push_messages(messages)
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        replies = list(self.grid.pull_messages(message_ids))
+        for reply in replies:
+            self._count(self.up, reply.metadata.src_node_id, reply)
+        return replies
+
+    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
+        messages = list(messages)
+        for msg in messages:
+            self._count(self.down, msg.metadata.dst_node_id, msg)
+        replies = list(self.grid.send_and_receive(messages, timeout=timeout))
+        for reply in replies:
+            self._count(self.up, reply.metadata.src_node_id, reply)
+        return replies
+
+    def _count(self, table: dict, node: int, msg: Message) -> None:
+        if not msg.has_content():
+            return
+        table[node] = table.get(node, 0) + message_bytes(msg.content)
+        # a training reply names its client: train_reply's "metrics", or (SecAgg+) the legacy fit reply's metrics
+        for record in (msg.content.metric_records.get("metrics"), msg.content.config_records.get("fitres.metrics")):
+            if record is not None and "client" in record:
+                self.partition[node] = int(record["client"])
 
     def record_replies(self, contents: list[RecordDict]) -> None:
-        self.up = {int(c["metrics"]["client"]): message_bytes(c) for c in contents}
+        """Nothing: every message is counted as it passes."""
 
     def take_traffic(self) -> tuple[dict[int, int], dict[int, int]]:
-        up, self.up = self.up, {}
-        return {k: self.payload for k in up}, up
+        """(bytes down, bytes up) per partition since the last call; the counters restart."""
+        down = {self.partition.get(n, n): b for n, b in self.down.items()}
+        up = {self.partition.get(n, n): b for n, b in self.up.items()}
+        self.down, self.up = {}, {}
+        return down, up
 
 
 class InProcessGrid(Grid):

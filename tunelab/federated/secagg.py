@@ -25,16 +25,12 @@ from tunelab.federated.config import FederatedConfig, SecureAggregation
 from tunelab.federated.flower import PARTITION, WEIGHT_KEY
 
 
-def quantum(sa: SecureAggregation) -> float:
-    """The step of SecAgg+'s integer grid: one client's value is off by less than this (stochastic rounding)."""
-    return 2 * sa.clipping_range / sa.quantization_range
-
-
-def client_app(train: Callable, names: list[str], sa: SecureAggregation) -> ClientApp:
+def client_app(train: Callable, sa: SecureAggregation) -> ClientApp:
     """A ClientApp (legacy NumPyClient behind Flower's ``secaggplus_mod``) whose fit calls ``train(partition,
-    round, start_weights, mu, labels) -> LocalResult`` and returns the trained tensors in the order ``names``. A tensor
-    value outside +-``clipping_range`` would be clipped silently by SecAgg+'s quantiser: the client stops with an
-    error naming it instead."""
+    round, start_weights, mu, labels) -> LocalResult`` and returns the trained tensors in the order the server's
+    ``names`` gives. A tensor value outside +-``clipping_range``, or more training rows than the server's
+    ``max-weight``, would be clipped or overflow silently in SecAgg+'s quantiser: the client stops with an error
+    naming it instead."""
     from flwr.client import NumPyClient
     from flwr.client.mod import secaggplus_mod
 
@@ -43,6 +39,7 @@ def client_app(train: Callable, names: list[str], sa: SecureAggregation) -> Clie
             self.partition = partition
 
         def fit(self, parameters, config):
+            names = str(config["names"]).split("\n")
             start = {n: np.asarray(a, dtype=np.float32) for n, a in zip(names, parameters)}
             round_ = int(config["round-offset"]) + int(config["server-round"])
             labels = [str(x) for x in config["labels"].split("\n") if x] or None
@@ -56,6 +53,12 @@ def client_app(train: Callable, names: list[str], sa: SecureAggregation) -> Clie
                         f"federated.secure_aggregation.clipping_range ({sa.clipping_range}); SecAgg+ would clip it. "
                         "Raise clipping_range (the quantisation step grows with it) or lower train.lr"
                     )
+            if result.rows > float(config["max-weight"]):
+                raise TunelabError(
+                    f"client {self.partition}: {result.rows} training rows, above "
+                    f"federated.secure_aggregation.max_weight ({config['max-weight']}); SecAgg+'s weights would "
+                    "overflow: raise max_weight"
+                )
             metrics = {"client": self.partition, "round": round_, **result.metrics}
             return out, result.rows, metrics
 
@@ -65,7 +68,18 @@ def client_app(train: Callable, names: list[str], sa: SecureAggregation) -> Clie
     return ClientApp(client_fn=client_fn, mods=[secaggplus_mod])
 
 
-def server_app(
+def server_app(run: Callable[[Grid, Context], None]) -> ServerApp:
+    """A ServerApp calling ``run`` (see ``runner``) with the Grid and Context it is given."""
+    app = ServerApp()
+
+    @app.main()
+    def _main(grid: Grid, context: Context) -> None:
+        run(grid, context)
+
+    return app
+
+
+def runner(
     fed: FederatedConfig,
     initial: dict,
     names: list[str],
@@ -75,10 +89,11 @@ def server_app(
     on_replies: Callable[[list[dict]], None],
     max_weight: float,
     labels: list | None,
-) -> ServerApp:
-    """A ServerApp running FedAvg/FedProx (legacy strategies) with SecAgg+ for ``rounds`` rounds from ``initial``;
-    rounds are numbered from ``offset + 1``; ``evaluate(round, weights)`` runs after each round and before the
-    first; ``on_replies`` gets each round's client metrics. ``max_weight``: the largest client weight (rows)."""
+) -> Callable[[Grid, Context], None]:
+    """``run(grid, context)``: FedAvg/FedProx (legacy strategies) with SecAgg+ for ``rounds`` rounds from
+    ``initial`` (tensors in the order ``names``, which the clients are sent); rounds are numbered from
+    ``offset + 1``; ``evaluate(round, weights)`` runs after each round and before the first; ``on_replies`` gets
+    each round's client metrics. ``max_weight``: the largest client weight (training rows)."""
     from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
     from flwr.server import LegacyContext, ServerConfig
     from flwr.server.strategy import FedAvg, FedProx
@@ -105,7 +120,13 @@ def server_app(
         min_available_clients=fed.clients,
         evaluate_fn=evaluate_fn,
         # legacy configs hold scalars only: the label names travel as one newline-separated string
-        on_fit_config_fn=lambda r: {"round-offset": offset, "server-round": r, "labels": "\n".join(labels or [])},
+        on_fit_config_fn=lambda r: {
+            "round-offset": offset,
+            "server-round": r,
+            "labels": "\n".join(labels or []),
+            "names": "\n".join(names),
+            "max-weight": float(max_weight),
+        },
         initial_parameters=ndarrays_to_parameters([initial[n] for n in names]),
         fit_metrics_aggregation_fn=fit_metrics,
     )
@@ -131,10 +152,8 @@ def server_app(
             quantization_range=sa.quantization_range,
         )
     )
-    app = ServerApp()
 
-    @app.main()
-    def _main(grid: Grid, context: Context) -> None:
+    def run(grid: Grid, context: Context) -> None:
         workflow(grid, LegacyContext(context=context, config=ServerConfig(num_rounds=rounds), strategy=strategy))
 
-    return app
+    return run

@@ -182,12 +182,9 @@ class Federation:
         )
         began = time.perf_counter()
         if done < self.fed.rounds and grid is not None:  # deployed: Flower's grid to the SuperNodes
-            if self.fed.secure_aggregation is not None:
-                raise TunelabError("federated.secure_aggregation is not wired to deployed runs yet; run it simulated")
-            self.traffic = flower.ReplyTraffic(self.payload)
+            self.traffic = flower.CountingGrid(grid)
             self.seed_sampling(done)
-            left = self.fed.rounds - done
-            flower.serve_rounds(grid, self.strategy, start, left, done, self.evaluate, self.labels)
+            self.serve_deployed(start, done)
         elif done < self.fed.rounds:
             app, server = self.apps(start, done)
             self.traffic = flower.InProcessGrid(app, self.fed.clients)
@@ -195,6 +192,30 @@ class Federation:
             with _flower_logs_quiet():
                 flower.run_in_process(server, self.traffic)
         return self.finish(round(time.perf_counter() - began, 1))
+
+    def serve_deployed(self, start: dict, done: int) -> None:
+        """The rounds left over the SuperNodes: the Message-API strategy, or SecAgg+'s legacy workflow."""
+        from flwr.app import Context, RecordDict
+        from flwr.common.constant import SUPERLINK_NODE_ID
+
+        from tunelab.federated import flower
+
+        left = self.fed.rounds - done
+        if self.fed.secure_aggregation is None:
+            flower.serve_rounds(self.traffic, self.strategy, start, left, done, self.evaluate, self.labels)
+            return
+        run = self.secagg_runner(start, done, 1000.0)
+        run(self.traffic, Context(self.traffic.run.run_id, SUPERLINK_NODE_ID, {}, RecordDict(), {}))
+
+    def secagg_runner(self, start: dict, done: int, default_weight: float):
+        """SecAgg+'s ``run(grid, context)`` for the rounds left (``secagg.runner``)."""
+        from tunelab.federated import secagg
+
+        sa = self.fed.secure_aggregation
+        self.strategy = None  # no Message-API strategy runs; the legacy one lives in the workflow
+        max_weight = sa.max_weight if sa.max_weight is not None else default_weight
+        args = (self.fed, start, sorted(start), self.fed.rounds - done, done, self.evaluate, self.on_client_metrics)
+        return secagg.runner(*args, max_weight, self.labels)
 
     def apps(self, start: dict, done: int):
         """Flower's (ClientApp, ServerApp) for the rounds left: the Message-API strategy (with DP when asked), or
@@ -207,13 +228,9 @@ class Federation:
             return app, flower.server_app(self.strategy, start, left, done, self.evaluate, self.labels)
         from tunelab.federated import secagg
 
-        names = sorted(start)
-        max_weight = float(max(len(c["train"]) for c in self.clients))  # SecAgg+ weights = training rows
-        self.strategy = None  # no Message-API strategy runs; the legacy one lives in the ServerApp
-        server = secagg.server_app(
-            self.fed, start, names, left, done, self.evaluate, self.on_client_metrics, max_weight, self.labels
-        )
-        return secagg.client_app(self.train_client, names, self.fed.secure_aggregation), server
+        rows = float(max(len(c["train"]) for c in self.clients))  # SecAgg+ weights = training rows
+        server = secagg.server_app(self.secagg_runner(start, done, rows))
+        return secagg.client_app(self.train_client, self.fed.secure_aggregation), server
 
     def train_client(self, k: int, round_: int, start: dict, mu: float, labels: list | None = None):
         """Client ``k``'s local training in round ``round_`` (called by its ClientApp; ``labels`` as the server
