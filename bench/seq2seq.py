@@ -65,7 +65,6 @@ PARTS = {
                 "task.languages=[en,de]",
                 f"data.train={M30K / 'train.en.gz'}",
                 f"data.dev={M30K / 'val.en.gz'}",
-                "data.max_train_rows=8000",
                 "data.max_dev_rows=200",
                 "task.eval_generations=200",
                 "task.eval_max_new_tokens=48",
@@ -73,12 +72,12 @@ PARTS = {
                 "model.max_length=64",
                 "task.max_target_length=64",
                 "method=full",
-                "train.lr=1e-4",
+                "train.lr=2e-4",
                 "train.batch_size=32",
-                "train.max_steps=250",
-                "train.eval_every=250",
+                "train.warmup_fraction=0.05",
                 "generation.batch_size=50",
             ],
+            "minutes": 10.5,  # train.max_steps is sized to this from a 15-step probe run (the session's CPU budget)
         }
     ],
     "scitldr": [
@@ -166,12 +165,33 @@ def vocabulary_scores(run_dir: Path, predictions: list[dict]) -> dict:
     }
 
 
+def sized_to(minutes: float, args: list[str], probe_dir: Path, log: list) -> tuple[list[str], dict]:
+    """``args`` with train.max_steps set so training takes about ``minutes`` here: a 15-step probe run (no
+    generations) measures seconds per step on this machine as loaded now; the probe is recorded too."""
+    n = 15
+    quick = [a for a in args if not a.startswith(("task.eval_generations=", "data.max_dev_rows="))]
+    m = sh([*quick, "task.eval_generations=0", "data.max_dev_rows=32", f"train.max_steps={n}", *BASE], probe_dir, log)
+    per_step = m["train_seconds"] / n
+    steps = max(10, int(minutes * 60 / per_step) // 10 * 10)
+    return [*args, f"train.max_steps={steps}", f"train.eval_every={steps}"], {
+        "probe_steps": n,
+        "seconds_per_step": round(per_step, 2),
+        "minutes": minutes,
+        "steps": steps,
+    }
+
+
 def run_generation_part(part: str, stamp: str) -> tuple[list, list]:
     rows, log = [], []
     for spec in PARTS[part]:
         run_dir = WORK / f"{part}-{stamp}"
-        m = sh(spec["args"] + BASE, run_dir, log)
+        args, probe = spec["args"], None
+        if "minutes" in spec:
+            args, probe = sized_to(spec["minutes"], args, WORK / f"{part}-probe-{stamp}", log)
+        m = sh(args + BASE, run_dir, log)
         row = {"run": spec["name"], "dev": scores(m["dev"]), "train_seconds": m["train_seconds"], "steps": m["steps"]}
+        if probe:
+            row["sized_by"] = probe
         if part == "bert2bert":
             row["dev"].update(vocabulary_scores(run_dir, m["dev"]["predictions"]))
         if "baseline" in m:
