@@ -77,7 +77,7 @@ PARTS = {
                 "train.warmup_fraction=0.05",
                 "generation.batch_size=50",
             ],
-            "minutes": 10.5,  # train.max_steps is sized to this from a 15-step probe run (the session's CPU budget)
+            "minutes": 10.0,  # train.max_steps is sized to this from a 15-step probe run (the session's CPU budget)
         }
     ],
     "scitldr": [
