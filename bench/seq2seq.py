@@ -126,10 +126,28 @@ CLS_ROWS, EVAL_ROWS, SEEDS = 1000, 2000, (1, 2, 3)
 DAPT_DATA = Path("/tmp/tunelab-bench-seq2seq/dapt-data")  # slices of the shared data, never in the repo
 
 
+def shown_command(cmd: list[str]) -> str:
+    return " ".join(a if " " not in a and "\n" not in a else json.dumps(a) for a in cmd)
+
+
+def finished_run(prefix: str, args: list[str], log: list) -> dict | None:
+    """The metrics of a finished earlier run WORK/<prefix>-<stamp> trained with exactly ``args`` (a locked job cut
+    by its time limit leaves finished runs behind; the next job reuses them instead of training them again)."""
+    for folder in sorted(WORK.glob(f"{prefix}-*"), reverse=True):
+        cmd_file = folder / "bench-command.json"
+        if (folder / "metrics.json").is_file() and cmd_file.is_file():
+            if json.loads(cmd_file.read_text(encoding="utf-8"))["args"] == args:
+                cmd = ["tunelab", "train", "--quiet", *args, f"output_dir={folder}"]
+                metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+                log.append({"command": shown_command(cmd), "seconds": None, "reused": "finished in an earlier job"})
+                return metrics
+    return None
+
+
 def sh(args: list[str], out: Path, log: list) -> dict:
     """Run `tunelab train ARGS output_dir=OUT`; returns its metrics.json and records the command and seconds."""
     cmd = ["tunelab", "train", "--quiet", *args, f"output_dir={out}"]
-    shown = " ".join(a if " " not in a and "\n" not in a else json.dumps(a) for a in cmd)
+    shown = shown_command(cmd)
     print("$ " + shown, flush=True)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     start = time.perf_counter()
@@ -138,6 +156,7 @@ def sh(args: list[str], out: Path, log: list) -> dict:
     if proc.returncode:
         sys.exit(f"failed ({proc.returncode}) after {seconds} s:\n{proc.stderr[-4000:]}")
     log.append({"command": shown, "seconds": seconds})
+    (out / "bench-command.json").write_text(json.dumps({"args": args}), encoding="utf-8")
     return json.loads((out / "metrics.json").read_text(encoding="utf-8"))
 
 
@@ -186,8 +205,9 @@ def run_generation_part(part: str, stamp: str) -> tuple[list, list]:
     for spec in PARTS[part]:
         run_dir = WORK / f"{part}-{stamp}"
         args, probe = spec["args"], None
-        if "minutes" in spec:
-            args, probe = sized_to(spec["minutes"], args, WORK / f"{part}-probe-{stamp}", log)
+        if "minutes" in spec:  # BENCH_MINUTES=M trains for M minutes instead (a shorter lock slot)
+            minutes = float(os.environ.get("BENCH_MINUTES", spec["minutes"]))
+            args, probe = sized_to(minutes, args, WORK / f"{part}-probe-{stamp}", log)
         m = sh(args + BASE, run_dir, log)
         row = {"run": spec["name"], "dev": scores(m["dev"]), "train_seconds": m["train_seconds"], "steps": m["steps"]}
         if probe:
@@ -257,8 +277,11 @@ def run_dapt_cls(stamp: str) -> tuple[list, list]:
     for label, model in (("no DAPT", "minilm-l6"), ("DAPT", mlm_row["run_dir"])):
         accs, f1s = [], []
         for seed in SEEDS:
-            out_dir = WORK / f"dapt-cls-{'dapt' if model != 'minilm-l6' else 'base'}-{seed}-{stamp}"
-            m = sh([*cls, f"model.name={model}", f"train.seed={seed}"], out_dir, log)
+            prefix, args = (
+                f"dapt-cls-{'dapt' if model != 'minilm-l6' else 'base'}-{seed}",
+                [*cls, f"model.name={model}", f"train.seed={seed}"],
+            )
+            m = finished_run(prefix, args, log) or sh(args, WORK / f"{prefix}-{stamp}", log)
             accs.append(round(m["dev"]["accuracy"], 4))
             f1s.append(round(m["dev"]["macro_f1"], 4))
         out.append(
