@@ -190,11 +190,22 @@ def sized_to(minutes: float, args: list[str], probe_dir: Path, log: list) -> tup
     n = 15
     quick = [a for a in args if not a.startswith(("task.eval_generations=", "data.max_dev_rows="))]
     m = sh([*quick, "task.eval_generations=0", "data.max_dev_rows=32", f"train.max_steps={n}", *BASE], probe_dir, log)
-    per_step = m["train_seconds"] / n
-    steps = max(10, int(minutes * 60 / per_step) // 10 * 10)
+    # the first steps are far slower than the rest (one-time kernel set-up per new shape): take the steady rate from
+    # the logged windows (steps, tokens/s) and count the start-up once
+    windows, last = [], 0
+    for line in (probe_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
+        rec = json.loads(line)
+        if "tokens_per_s" in rec:
+            windows.append((rec["step"] - last, rec["tokens_per_s"]))
+            last = rec["step"]
+    tokens = m["train_seconds"] / sum(k / rate for k, rate in windows)  # tokens per step, as logged
+    per_step = tokens / windows[-1][1]
+    start_up = m["train_seconds"] - n * per_step
+    steps = max(10, int((minutes * 60 - start_up) / per_step) // 10 * 10)
     return [*args, f"train.max_steps={steps}", f"train.eval_every={steps}"], {
         "probe_steps": n,
         "seconds_per_step": round(per_step, 2),
+        "start_up_seconds": round(start_up, 1),
         "minutes": minutes,
         "steps": steps,
     }
@@ -205,7 +216,10 @@ def run_generation_part(part: str, stamp: str) -> tuple[list, list]:
     for spec in PARTS[part]:
         run_dir = WORK / f"{part}-{stamp}"
         args, probe = spec["args"], None
-        if "minutes" in spec:  # BENCH_MINUTES=M trains for M minutes instead (a shorter lock slot)
+        if "minutes" in spec and os.environ.get("BENCH_STEPS"):  # a fixed step count: no probe
+            steps = int(os.environ["BENCH_STEPS"])
+            args, probe = [*args, f"train.max_steps={steps}", f"train.eval_every={steps}"], {"steps": steps}
+        elif "minutes" in spec:  # BENCH_MINUTES=M trains for M minutes instead (a shorter lock slot)
             minutes = float(os.environ.get("BENCH_MINUTES", spec["minutes"]))
             args, probe = sized_to(minutes, args, WORK / f"{part}-probe-{stamp}", log)
         m = sh(args + BASE, run_dir, log)
