@@ -359,7 +359,7 @@ def _label_errors(inputs: Inputs, audit: Audit, opts: Options) -> None:
         "model": opts.label_model,
         "probe": "fine-tuned per fold"
         if opts.label_probe == "finetune"
-        else "logistic regression on mean-pooled hidden states (C by inner CV; averaged over the models)",
+        else "logistic regression on mean-pooled hidden states (C by 3-fold CV; averaged over the models)",
         "folds": opts.folds,
         "cutoff": opts.label_cutoff,
         "out_of_fold_accuracy": round(float((probs.argmax(1) == [names.index(x) for x in labels]).mean()), 4),

@@ -90,39 +90,47 @@ def _pooled(texts, src, tokenizer, batch_size, max_length, layer, log) -> np.nda
     return out
 
 
-C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)  # inverse regularisation strengths tried by the inner CV
+C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)  # inverse regularisation strengths tried by the CV
 
 
-def _probe(c: float | None, seed: int, inner: int):
-    """Standardised features -> logistic regression; C fixed, or chosen by an inner CV on log-loss."""
+def _probe(c: float):
+    """Standardised features -> logistic regression with inverse regularisation strength ``c``."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GridSearchCV, StratifiedKFold
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
-    pipe = Pipeline([("scale", StandardScaler()), ("lr", LogisticRegression(C=c or 1.0, max_iter=2000))])
-    if c is not None:
-        return pipe
-    cv = StratifiedKFold(n_splits=inner, shuffle=True, random_state=seed)
-    return GridSearchCV(pipe, {"lr__C": list(C_GRID)}, cv=cv, scoring="neg_log_loss")
+    return Pipeline([("scale", StandardScaler()), ("lr", LogisticRegression(C=c, max_iter=2000))])
+
+
+def choose_c(x: np.ndarray, y: np.ndarray, seed: int = 0, folds: int = 3) -> float:
+    """The C of ``C_GRID`` with the best cross-validated log-loss on the given labels (one value for all folds:
+    nesting this search inside every out-of-fold split would cost five times more for one scalar)."""
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    search = GridSearchCV(_probe(1.0), {"lr__C": list(C_GRID)}, cv=cv, scoring="neg_log_loss", refit=False)
+    return float(search.fit(x, y).best_params_["lr__C"])
 
 
 def out_of_fold_probs(features, labels: list[int], folds: int = 5, seed: int = 0, c: float | None = None) -> np.ndarray:
     """(rows, classes) class probabilities, each row from probes trained on the other folds.
 
     ``features``: one (rows, dim) array or a list of them (one per embedding model): one logistic regression per
-    array, their probabilities averaged (an ensemble). ``c``: the regularisation strength; None chooses it per
-    fold by an inner 3-fold CV on log-loss (so the probabilities are not over- or under-confident by a guess).
+    array on standardised features, their probabilities averaged (an ensemble). ``c``: the regularisation strength;
+    None chooses it per array by a 3-fold CV on log-loss (``choose_c``), so the probabilities are neither over- nor
+    under-confident by a guess (the posterior cutoff reads them as probabilities).
     """
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     y = np.asarray(labels)
     smallest = int(np.bincount(y).min())
     k = max(2, min(folds, smallest))
-    inner = max(2, min(3, smallest * (k - 1) // k))
     sets = [features] if isinstance(features, np.ndarray) else list(features)
     cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-    probs = [cross_val_predict(_probe(c, seed, inner), x, y, cv=cv, method="predict_proba") for x in sets]
+    probs = []
+    for x in sets:
+        chosen = c if c is not None else choose_c(x, y, seed, max(2, min(3, smallest)))
+        probs.append(cross_val_predict(_probe(chosen), x, y, cv=cv, method="predict_proba"))
     return np.mean(probs, axis=0)
 
 
