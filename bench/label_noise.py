@@ -1,13 +1,16 @@
 """Label noise: does `tunelab data audit` find flipped labels, and does training on `tunelab data clean`'s output
 win back the accuracy the noise cost?
 
-    flock /tmp/tunelab-cpu.lock .venv/bin/python bench/label_noise.py [--rows 4000] [--seeds 0,1]
+    flock /tmp/tunelab-cpu.lock .venv/bin/python bench/label_noise.py --noise-seeds 0,1,2 --seeds 0 --epochs 3 \
+        --dev-rows 2000
 
-Steps: the first N SST-2 training rows; 10% of their labels flipped (seeded); `tunelab data audit` lists likely
-label errors (a probe's out-of-fold probabilities, cleanlab; every cutoff is scored on the audit's saved
-probabilities); precision and recall against the flipped rows; `tunelab data clean --fix label-errors` writes the cleaned file; minilm-l6
-is fine-tuned (full, 2 epochs) on the clean, the noisy and the cleaned file and scored on the SST-2 dev file.
-Writes bench/results/label_noise.md.
+Steps: the first N SST-2 training rows; for each flip seed, 10% of their labels flipped (``random.Random(seed)``)
+and `tunelab data audit` lists likely label errors (the probe's out-of-fold probabilities, cleanlab; every cutoff
+is scored on the audit's saved probabilities); precision and recall against the flipped rows. Choices (probe,
+cutoff) are made on flip seed 0; seeds 1 and 2 are held-out checks. `tunelab data clean --fix label-errors` then
+cleans the first flip seed's file, and minilm-l6 is fine-tuned (full, ``--epochs``, one evaluation after the last
+step) on the clean, the noisy and the cleaned file and scored on the SST-2 dev file. Finished training runs are
+reused. Writes bench/results/label_noise.md.
 """
 
 from __future__ import annotations
