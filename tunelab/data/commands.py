@@ -50,7 +50,9 @@ def _audit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--label-model",
         default="minilm-l6",
-        help="encoder for the label-error probe: its embeddings, or the model fine-tuned per fold (default minilm-l6)",
+        help="model(s) for the label-error probe: comma-separated models whose mean-pooled hidden states each feed a "
+        "logistic regression, probabilities averaged (e.g. minilm-l6,smollm2-135m), or the one model fine-tuned per "
+        "fold (default minilm-l6)",
     )
     p.add_argument(
         "--label-probe",
