@@ -34,13 +34,14 @@ def embed(
     batch_size: int = 64,
     max_length: int = 128,
     log=None,
-    layer: int = -1,
+    layer: int | None = None,
     cache: bool = True,
 ) -> np.ndarray:
     """Text embeddings (rows, hidden): the mean of one layer's hidden states over real tokens, L2-normalised.
 
     Works for encoders (minilm-l6) and decoder-only LMs (smollm2-135m: padding on the right, so a row's states do
-    not depend on its batch). ``layer`` indexes ``hidden_states`` (-1: the last layer, 0: the embeddings).
+    not depend on its batch). ``layer`` indexes ``hidden_states`` (-1: the last layer, 0: the embeddings); None:
+    ``default_layer`` (the last layer of an encoder, the middle layer of a causal LM).
     Cached on disk (``tunelab.data.cache``) by the texts, the tokenizer, the weights and the options, so a second
     audit of the same file does not run the model again.
     """
@@ -50,6 +51,8 @@ def embed(
     src = model_load.resolve(model_name)
     tokenizer = model_load.load_tokenizer(src)
     weights = model_load.converted_gguf(src) if src.gguf_file else src.path
+    if layer is None:
+        layer = default_layer(model_load.load_config(weights))
     key = cache_mod.key(
         texts,
         tokenizer,
@@ -62,6 +65,17 @@ def embed(
         pooling="mean-l2",
     )
     return cache_mod.cached(key, lambda: _pooled(texts, src, tokenizer, batch_size, max_length, layer, log), cache, log)
+
+
+def default_layer(config) -> int:
+    """The ``hidden_states`` index pooled by default: -1 (the last layer) for encoders; for decoder-only LMs the
+    middle layer, whose states a linear probe reads better than the last layer's, which are shaped for predicting
+    the next token (measured on 4,000 SST-2 rows with smollm2-135m: out-of-fold accuracy 0.743 from layer 15 of 30,
+    0.712 from the last; bench/label_noise_probes.py)."""
+    kinds = config.architectures or []
+    if any(k.endswith(("ForCausalLM", "LMHeadModel")) for k in kinds):
+        return config.num_hidden_layers // 2
+    return -1
 
 
 def _pooled(texts, src, tokenizer, batch_size, max_length, layer, log) -> np.ndarray:
