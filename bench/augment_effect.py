@@ -111,7 +111,7 @@ def run_one(op: str, seed: int, base: Path) -> dict:
 
 def table() -> str:
     rows, seen, when = [], set(), {}
-    base, by_seed = None, {}
+    by_seed = {}
     for op in OPS:
         res = [
             json.loads((WORK / f"{op}-{s}" / "result.json").read_text())
@@ -121,13 +121,13 @@ def table() -> str:
         if not res:
             continue
         mean = sum(r["accuracy"] for r in res) / len(res)
-        base = mean if op == "none" else base
         if op == "none":
             by_seed = {r["seed"]: r["accuracy"] for r in res}
         paired = ", ".join(
             f"{(r['accuracy'] - by_seed[r['seed']]) * 100:+.2f}" for r in res if op != "none" and r["seed"] in by_seed
         )
-        delta = "" if op == "none" or base is None else f"{(mean - base) * 100:+.2f}"
+        same = [by_seed[r["seed"]] for r in res if r["seed"] in by_seed]  # none's accuracy on this op's seeds
+        delta = "" if op == "none" or len(same) < len(res) else f"{(mean - sum(same) / len(same)) * 100:+.2f}"
         n = res[0].get("rows", 200)
         accs = ", ".join(f"{r['accuracy']:.4f}" for r in res)
         seen |= {r["seed"] for r in res}
@@ -148,7 +148,7 @@ def table() -> str:
             + "; ".join(f"seeds {', '.join(map(str, sorted(s)))} on {d}" for d, s in sorted(when.items()))
             + ".",
             "",
-            "| operation | training rows | dev accuracy (per finished seed) | mean | vs none (points, means) "
+            "| operation | training rows | dev accuracy (per finished seed) | mean | vs none on the same seeds (points, means) "
             "| vs none, same seed (points) |",
             "|---|---|---|---|---|---|",
             *rows,
