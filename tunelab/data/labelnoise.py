@@ -2,7 +2,7 @@
 
 The probabilities come from fast models: mean-pooled, L2-normalised hidden states of one or more packaged models
 (an encoder such as minilm-l6, a small causal LM such as smollm2-135m), one logistic regression per model with its
-regularisation chosen by an inner cross-validation, their probabilities averaged; each row is scored by models that
+regularisation chosen by cross-validation, their probabilities averaged; each row is scored by models that
 never saw it (k-fold cross-validation). cleanlab's confident joint then estimates the noise matrix, and a row is
 flagged when it is more likely mislabelled than not (or by cleanlab's own counts, with the other cutoffs).
 """
