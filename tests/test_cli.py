@@ -198,3 +198,22 @@ def test_skip_bad_rows_reports_lines(tmp_path, tiny_bert_dir, sentiment_tsv, cap
     )
     assert code == 0
     assert "skipped 2 bad rows (lines 4, 7)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, held, expected",
+    [
+        (["compare", "c.yaml", "--methods", "lora", "train.epochs=1"], "config", ["c.yaml", "train.epochs=1"]),
+        (["train", "c.yaml", "--quiet", "train.lr=1e-4"], "config", ["c.yaml", "train.lr=1e-4"]),
+    ],
+)
+def test_overrides_may_follow_the_options(argv, held, expected):
+    """`tunelab compare cfg.yaml --methods lora train.epochs=1` was refused as "unrecognized arguments"."""
+    args = cli._parse(cli.build_parser(), argv)
+    assert getattr(args, held) == expected
+
+
+def test_a_stray_word_after_the_options_is_still_refused(capsys):
+    with pytest.raises(SystemExit):
+        cli._parse(cli.build_parser(), ["compare", "c.yaml", "--methods", "lora", "oops"])
+    assert "unrecognized arguments: oops" in capsys.readouterr().err

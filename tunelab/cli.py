@@ -356,14 +356,15 @@ def _add_feature_commands(sub) -> None:
 
 
 def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
-    """parse_args, except that key=value overrides may also follow the options (`predict RUN --data x data.format=csv`)."""
+    """parse_args, except that key=value overrides may also follow the options (`predict RUN --data x data.format=csv`,
+    `compare cfg.yaml --methods lora train.epochs=1`)."""
     args, extra = parser.parse_known_args(argv)
-    if (
-        extra
-        and isinstance(getattr(args, "overrides", None), list)
-        and all("=" in e and not e.startswith("-") for e in extra)
-    ):
-        args.overrides += extra
+    # the list that holds a command's key=value overrides: `overrides`, or `config` (the file, then overrides)
+    held = next(
+        (v for v in (getattr(args, "overrides", None), getattr(args, "config", None)) if isinstance(v, list)), None
+    )
+    if extra and held is not None and all("=" in e and not e.startswith("-") for e in extra):
+        held += extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     return args
