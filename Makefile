@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.tunelab-installed
 DEMO_DIR := runs/demo-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: setup demo test lint bench bench-avx2 tcmalloc browser wordnet llamacpp federated
+.PHONY: setup demo test lint bench bench-avx2 tcmalloc browser wordnet llamacpp
 
 # tcmalloc makes CPU training ~1.5x faster (the tunelab command preloads it when present); optional
 tcmalloc:
@@ -77,8 +77,3 @@ bench-avx2:
 # about 8 minutes on 2 cores; run it under the shared CPU lock on a shared machine. Tests skip without it.
 llamacpp: setup
 	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PIP) install -q -e ".[llamacpp]"
-
-# Flower for `tunelab federated` (optional: its pins move fastapi/protobuf; see pyproject's federated extra). The
-# federated tests skip without it; `make federated test` runs them too.
-federated: setup
-	$(PIP) install -q -e ".[federated]"

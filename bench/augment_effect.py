@@ -96,15 +96,22 @@ def run_one(op: str, seed: int, base: Path) -> dict:
         "--quiet",
     )
     acc = json.loads((folder / "run" / "metrics.json").read_text())["dev"]["accuracy"]
-    out = {"op": op, "seed": seed, "accuracy": acc, "augment_seconds": round(aug_s, 1), **summary}
+    out = {
+        "op": op,
+        "seed": seed,
+        "accuracy": acc,
+        "augment_seconds": round(aug_s, 1),
+        "measured": time.strftime("%Y-%m-%d"),
+        **summary,
+    }
     result.write_text(json.dumps(out))
     shutil.rmtree(folder / "run" / "checkpoints", ignore_errors=True)
     return out
 
 
 def table() -> str:
-    rows, seen = [], set()
-    base = None
+    rows, seen, when = [], set(), {}
+    by_seed = {}
     for op in OPS:
         res = [
             json.loads((WORK / f"{op}-{s}" / "result.json").read_text())
@@ -114,12 +121,19 @@ def table() -> str:
         if not res:
             continue
         mean = sum(r["accuracy"] for r in res) / len(res)
-        base = mean if op == "none" else base
-        delta = "" if op == "none" or base is None else f"{(mean - base) * 100:+.2f}"
+        if op == "none":
+            by_seed = {r["seed"]: r["accuracy"] for r in res}
+        paired = ", ".join(
+            f"{(r['accuracy'] - by_seed[r['seed']]) * 100:+.2f}" for r in res if op != "none" and r["seed"] in by_seed
+        )
+        same = [by_seed[r["seed"]] for r in res if r["seed"] in by_seed]  # none's accuracy on this op's seeds
+        delta = "" if op == "none" or len(same) < len(res) else f"{(mean - sum(same) / len(same)) * 100:+.2f}"
         n = res[0].get("rows", 200)
         accs = ", ".join(f"{r['accuracy']:.4f}" for r in res)
         seen |= {r["seed"] for r in res}
-        rows.append(f"| {op} | {n} | {accs} | {mean:.4f} | {delta} |")
+        rows.append(f"| {op} | {n} | {accs} | {mean:.4f} | {delta} | {paired} |")
+        for r in res:
+            when.setdefault(r.get("measured", "?"), set()).add(r["seed"])
     return "\n".join(
         [
             "# Augmentation: effect on SST-2 dev accuracy from a 200-row training slice",
@@ -130,10 +144,13 @@ def table() -> str:
             "(augmentation and training).",
             "",
             f"Finished runs only: seeds {', '.join(map(str, sorted(seen)))} of {', '.join(map(str, SEEDS))}; operations "
-            f"without a row did not run.",
+            f"without a row did not run. Measured: "
+            + "; ".join(f"seeds {', '.join(map(str, sorted(s)))} on {d}" for d, s in sorted(when.items()))
+            + ".",
             "",
-            "| operation | training rows | dev accuracy (per finished seed) | mean | vs none (points) |",
-            "|---|---|---|---|---|",
+            "| operation | training rows | dev accuracy (per finished seed) | mean | vs none on the same seeds (points, means) "
+            "| vs none, same seed (points) |",
+            "|---|---|---|---|---|---|",
             *rows,
         ]
     )

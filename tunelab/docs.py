@@ -50,10 +50,23 @@ def rows() -> list[tuple[str, str, str, str]]:
         ("continual", ContinualConfig),
         ("federated", FederatedConfig),
     ):  # recipes' own sections
-        for name, field in model.model_fields.items():
-            default = "(required)" if field.is_required() else "null" if field.default is None else str(field.default)
-            out.append((section, f"`{section}.{name}`", default, field.description or ""))
+        _section_rows(section, model, section, out)
     return out
+
+
+def _section_rows(section: str, model, prefix: str, out: list) -> None:
+    """Rows of a recipe's own section; a nested section (``federated.secure_aggregation``, optional or not) adds
+    its keys after its own row."""
+    import typing
+
+    from pydantic import BaseModel
+
+    for name, field in model.model_fields.items():
+        default = "(required)" if field.is_required() else "null" if field.default is None else str(field.default)
+        out.append((section, f"`{prefix}.{name}`", default, field.description or ""))
+        for inner in (field.annotation, *typing.get_args(field.annotation)):
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                _section_rows(section, inner, f"{prefix}.{name}", out)
 
 
 def sections() -> list[str]:

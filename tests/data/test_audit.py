@@ -161,3 +161,80 @@ def test_finetune_probe_gives_out_of_fold_probabilities(tmp_path, tiny_bert_dir)
     probs = labelnoise.finetune_probs([r.text for r in rows], y, ["0", "1"], str(tiny_bert_dir), folds=2)
     assert probs.shape == (24, 2)
     assert np.allclose(probs.sum(1), 1.0, atol=1e-4) and (probs > 0).all()  # every row got its held-out fold's scores
+
+
+def test_posterior_cutoff_flags_rows_more_likely_wrong_than_right():
+    """posterior: P(wrong) by Bayes' rule on cleanlab's noise matrix; flagged iff >= 0.5, most likely first."""
+    from cleanlab.count import estimate_py_and_noise_matrices_from_probabilities
+
+    from tunelab.data import labelnoise
+
+    rng = np.random.default_rng(1)
+    y = np.array([0] * 150 + [1] * 150)
+    x = rng.normal(size=(300, 6)) + 2.5 * y[:, None]
+    noisy = y.copy()
+    flipped = rng.choice(300, 30, replace=False)
+    noisy[flipped] = 1 - noisy[flipped]
+    probs = labelnoise.out_of_fold_probs(x, list(noisy), folds=5, seed=0)
+    wrong = labelnoise.wrong_label_probability(noisy, probs)
+    # by hand: T[i, j] = P(given i | true j); P(right | x, g) = T[g, g] p_g / sum_j T[g, j] p_j
+    _, t, _, _ = estimate_py_and_noise_matrices_from_probabilities(noisy, probs)
+    k = np.arange(300)
+    hand = 1 - t[noisy, noisy] * probs[k, noisy] / (probs @ t.T)[k, noisy]
+    assert np.allclose(wrong, hand)
+    # invert: P(true | x) solved from probs = P(true | x) @ T.T first
+    true = np.clip(np.linalg.solve(t, probs.T).T, 0, None)
+    true /= true.sum(1, keepdims=True)
+    inv = 1 - t[noisy, noisy] * true[k, noisy] / (true @ t.T)[k, noisy]
+    assert np.allclose(labelnoise.wrong_label_probability(noisy, probs, invert=True), np.clip(inv, 0, 1))
+    ranked = labelnoise.label_issues(list(noisy), probs, "posterior")
+    assert sorted(ranked) == sorted(np.flatnonzero(wrong >= 0.5).tolist())
+    assert list(wrong[ranked]) == sorted(wrong[ranked], reverse=True)  # most likely wrong first
+    hits = len(set(ranked) & set(flipped.tolist()))
+    # measured: 11 flagged, all 11 flipped (of 30): the rule is conservative, flagged rows are nearly always wrong
+    assert len(ranked) >= 10 and hits >= 0.9 * len(ranked), (hits, len(ranked))
+    # a row the probe is sure about, given its likely label, is never flagged
+    assert wrong[np.argmax(probs[k, noisy])] < 0.5
+
+
+def test_probe_ensemble_averages_each_models_out_of_fold_probabilities():
+    from tunelab.data import labelnoise
+
+    rng = np.random.default_rng(2)
+    y = [0] * 40 + [1] * 40
+    a = rng.normal(size=(80, 5)) + np.array(y)[:, None]
+    b = rng.normal(size=(80, 3)) * 10 + 30 * np.array(y)[:, None]  # another scale: each probe standardises its input
+    both = labelnoise.out_of_fold_probs([a, b], y, folds=4, seed=0)
+    one = [labelnoise.out_of_fold_probs(f, y, folds=4, seed=0) for f in (a, b)]
+    assert np.allclose(both, (one[0] + one[1]) / 2)
+    assert (both.argmax(1) == y).mean() > 0.9
+
+
+def test_embeddings_are_cached_and_causal_lms_pool_without_padding_effects(tiny_llama_dir, monkeypatch):
+    from tunelab.data import labelnoise
+
+    texts = ["a fine film", "one of the most tedious and overlong pictures of the year, sadly", "ok"]
+    first = labelnoise.embed(texts, str(tiny_llama_dir), batch_size=3)
+    assert first.shape == (3, 32) and np.allclose(np.linalg.norm(first, axis=1), 1, atol=1e-5)
+    alone = labelnoise.embed(texts[:1], str(tiny_llama_dir), batch_size=1)
+    assert np.allclose(alone[0], first[0], atol=1e-5)  # padded on the right: a row does not see its batch
+    assert np.array_equal(labelnoise.embed(texts, str(tiny_llama_dir), layer=1), first)  # a causal LM: middle layer
+    assert not np.allclose(labelnoise.embed(texts, str(tiny_llama_dir), layer=-1), first)
+
+    def no_model(*a, **k):
+        raise AssertionError("the model ran again")
+
+    monkeypatch.setattr(labelnoise, "_pooled", no_model)
+    assert np.array_equal(labelnoise.embed(texts, str(tiny_llama_dir), batch_size=3), first)  # from the cache
+
+
+def test_label_model_and_folds_errors(tmp_path, capsys):
+    train, _ = write_classification(tmp_path)
+    base = ["data", "audit", str(train), "data.text_column=sentence"]
+    assert cli.main([*base, "--out", str(tmp_path / "a"), "--label-probe", "finetune", "--label-model", "x,y"]) == 2
+    assert "--label-probe finetune fine-tunes one model, found 2 (x,y)" in capsys.readouterr().err
+    assert cli.main([*base, "--out", str(tmp_path / "b"), "--label-model", " , "]) == 2
+    assert "--label-model: expected one or more comma-separated model names" in capsys.readouterr().err
+    assert cli.main([*base, "--out", str(tmp_path / "c"), "--folds", "1"]) == 2
+    assert "--folds: expected 2 or more" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()  # refused before anything was written

@@ -101,7 +101,8 @@ def test_label_errors_found_on_a_noisy_sst2_slice(shared_data, tmp_path):
     hits = len(found & flipped)
     saved = json.loads((out / "label_probs.json").read_text())  # the probe's probabilities, for other cutoffs
     assert len(saved["probs"]) == len(saved["refs"]) == 600 and saved["classes"] == ["0", "1"]
-    # Measured here: with the default estimate cutoff 41 of the 60 flipped rows among 145 flagged (recall 0.68,
-    # precision 0.28, nearly three times the 10% a random pick would hit); with --label-cutoff prune 43 among 144. Precision is the weak side on SST-2's short phrases (see the README's label-noise
-    # figures and bench/label_noise.py); the bar checks what the probe does deliver.
-    assert hits / len(flipped) >= 0.6 and hits / max(len(found), 1) >= 0.25, (hits, len(found))
+    # Measured here (2026-12-01): with the default posterior cutoff and the minilm-l6 probe 30 of the 60 flipped rows
+    # among 81 flagged (recall 0.50, precision 0.37, nearly four times the 10% a random pick would hit); before the
+    # posterior cutoff, the estimate cutoff with a C=1 probe flagged 145 (41 flipped: 0.68 / 0.28). Precision is the weak side on SST-2's short phrases (see
+    # the README's label-noise figures and bench/label_noise.py); the bar checks what the probe does deliver.
+    assert hits / len(flipped) >= 0.45 and hits / max(len(found), 1) >= 0.33, (hits, len(found))

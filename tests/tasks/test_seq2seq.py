@@ -261,3 +261,41 @@ def test_decoder_only_trains_and_predicts(tmp_path, tiny_llama_dir):
     assert s2s.architecture(loaded.cfg) == "decoder_only"
     (pred,) = TASKS["seq2seq"].predict(loaded, TASKS["seq2seq"].parse_inputs(["good movie"], "x"))
     assert pred["text"] == "good movie" and isinstance(pred["output"], str)
+
+
+def test_generate_sends_raw_text_through_the_runs_prompt(tmp_path, tiny_llama_dir, monkeypatch, capsys):
+    """`tunelab generate RUN --prompt TEXT` on a decoder-only seq2seq run wraps TEXT as the run learnt its sources
+    (task.prompt, in a user turn: Task.generation_input), so it answers as predict does; chats go as given."""
+    from tunelab.generation import decode
+
+    data = _write_pairs(tmp_path / "pairs.jsonl", 8)
+    out = tmp_path / "run"
+    args = [
+        "train", "--quiet", "task=seq2seq", f"model.name={tiny_llama_dir}", f"data.train={data}", f"data.dev={data}",
+        "model.max_length=64", "task.eval_generations=0", "task.baseline=false", "task.prompt=Reverse: {source}",
+        "train.max_steps=1", "train.batch_size=8", "train.threads=1", "method=lora", "speed.cache=false",
+        "generation.max_new_tokens=3", f"output_dir={out}",
+    ]  # fmt: skip
+    assert cli.main(args) == 0
+    seen, real = [], decode.generate
+    monkeypatch.setattr(
+        decode,
+        "generate",
+        lambda model, tok, prompts, *a, **k: seen.append(prompts) or real(model, tok, prompts, *a, **k),
+    )
+    capsys.readouterr()
+    assert cli.main(["generate", str(out), "--prompt", "good movie"]) == 0
+    generated = capsys.readouterr().out[:-1]  # generate prints the text and a newline
+    assert seen[-1] == [[{"role": "user", "content": "Reverse: good movie"}]]
+    (pred,) = TASKS["seq2seq"].predict(runs.load_run(out), TASKS["seq2seq"].parse_inputs(["good movie"], "x"))
+    assert generated == pred["output"]
+    # --input: {"prompt"} lines are wrapped, {"messages"} lines are sent as written, order kept
+    chat = [{"role": "user", "content": "as written"}]
+    lines = [{"prompt": "bad film"}, {"messages": chat}, {"prompt": "fun"}]
+    (tmp_path / "in.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n", encoding="utf-8")
+    assert cli.main(["generate", str(out), "--input", str(tmp_path / "in.jsonl")]) == 0
+    assert seen[-1] == [
+        [{"role": "user", "content": "Reverse: bad film"}],
+        chat,
+        [{"role": "user", "content": "Reverse: fun"}],
+    ]

@@ -50,7 +50,9 @@ def _audit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--label-model",
         default="minilm-l6",
-        help="encoder for the label-error probe: its embeddings, or the model fine-tuned per fold (default minilm-l6)",
+        help="model(s) for the label-error probe: comma-separated models whose mean-pooled hidden states each feed a "
+        "logistic regression, probabilities averaged (e.g. minilm-l6,smollm2-135m), or the one model fine-tuned per "
+        "fold (default minilm-l6)",
     )
     p.add_argument(
         "--label-probe",
@@ -61,10 +63,11 @@ def _audit_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--label-cutoff",
-        choices=("estimate", "prune"),
-        default="estimate",
-        help="how many likely label errors are flagged: cleanlab's estimated number of issues, lowest label quality "
-        "first (estimate, default), or cleanlab's find_label_issues filter (prune)",
+        choices=("posterior", "estimate", "prune"),
+        default="posterior",
+        help="which rows are flagged as likely label errors: those more likely wrong than right by Bayes' rule on "
+        "cleanlab's noise matrix (posterior, default); cleanlab's estimated number of issues, lowest label quality "
+        "first (estimate); or cleanlab's find_label_issues filter (prune)",
     )
     p.add_argument(
         "--folds", type=int, default=5, help="cross-validation folds for out-of-fold probabilities (default 5)"
@@ -207,6 +210,7 @@ def run(args, log) -> int:
 
 
 def _options(args, log):
+    from tunelab.data import labelnoise
     from tunelab.data.audit import CHECKS, Options
 
     skip = frozenset(s.strip() for s in args.skip.split(",") if s.strip())
@@ -215,6 +219,18 @@ def _options(args, log):
         raise TunelabError(f"--skip: unknown check {unknown[0]!r}; valid: {', '.join(CHECKS)}")
     if not 0 < args.near_threshold <= 1:
         raise TunelabError(f"--near-threshold: expected a number in (0, 1], found {args.near_threshold}")
+    models = labelnoise.model_list(args.label_model)
+    if not models:
+        raise TunelabError(
+            f"--label-model: expected one or more comma-separated model names, found {args.label_model!r}"
+        )
+    if args.label_probe == "finetune" and len(models) > 1:
+        raise TunelabError(
+            f"--label-model: --label-probe finetune fine-tunes one model, found {len(models)} ({args.label_model}); "
+            "several models are for --label-probe embedding"
+        )
+    if args.folds < 2:
+        raise TunelabError(f"--folds: expected 2 or more cross-validation folds, found {args.folds}")
     return Options(
         near_threshold=args.near_threshold,
         skip=skip,

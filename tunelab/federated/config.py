@@ -12,13 +12,73 @@ import difflib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from tunelab import config as config_mod
 from tunelab.errors import ConfigError
 from tunelab.schema import Strict
 
 SAVED_CONFIG = "federated.yaml"
+
+
+MODULUS = 2**32  # SecAgg+'s mask modulus (Flower's default and maximum)
+
+
+class SecureAggregation(Strict):
+    """The ``federated.secure_aggregation:`` section (Flower's SecAgg+)."""
+
+    num_shares: int | float = Field(
+        1.0,
+        description="SecAgg+: shares each client's secrets are split into, one per neighbour (itself included): an "
+        "integer >= 3 and <= clients per round, or a fraction in (0, 1] of the clients per round (1.0 = all).",
+    )
+    reconstruction_threshold: int | float = Field(
+        0.67,
+        description="SecAgg+: shares needed to rebuild a secret (tolerated dropouts vs colluding clients): an integer "
+        ">= 2 and below num_shares, or a fraction in (0, 1] of num_shares (at least 2).",
+    )
+    clipping_range: float = Field(
+        8.0,
+        gt=0,
+        le=1e6,
+        description="SecAgg+: every value sent must lie in [-clipping_range, clipping_range] (a client whose tensors "
+        "leave it stops with an error); the quantisation step is 2*clipping_range/quantization_range.",
+    )
+    quantization_range: int = Field(
+        2**22,
+        ge=2**8,
+        lt=MODULUS,
+        description="SecAgg+: integer levels each value is quantised to; clients per round x quantization_range must "
+        "stay within 2**32 (the mask modulus).",
+    )
+
+    max_weight: float | None = Field(
+        None,
+        gt=0,
+        description="SecAgg+: the largest client weight (training rows) its quantised weights are scaled by; null = "
+        "the largest client's training rows when simulated, 1000 (Flower's default) when deployed (the server does not "
+        "know the clients' rows); a client with more rows stops with an error.",
+    )
+
+    @field_validator("num_shares", "reconstruction_threshold", mode="before")
+    @classmethod
+    def _one_is_all(cls, value):
+        return 1.0 if value == 1 and not isinstance(value, bool) else value  # Flower reads an integer 1 as 1.0
+
+    @model_validator(mode="after")
+    def _shares(self) -> "SecureAggregation":
+        n, t = self.num_shares, self.reconstruction_threshold
+        if isinstance(n, float) and not 0 < n <= 1:
+            raise ValueError(f"num_shares {n} as a fraction must be in (0, 1]")
+        if isinstance(n, int) and n < 3:
+            raise ValueError(f"num_shares {n} as an integer must be at least 3 (or a fraction such as 1.0)")
+        if isinstance(t, float) and not 0 < t <= 1:
+            raise ValueError(f"reconstruction_threshold {t} as a fraction must be in (0, 1]")
+        if isinstance(t, int) and t < 2:
+            raise ValueError(f"reconstruction_threshold {t} as an integer must be at least 2")
+        if isinstance(t, int) and isinstance(n, int) and t >= n:
+            raise ValueError(f"reconstruction_threshold {t} must be below num_shares ({n})")
+        return self
 
 
 class FederatedConfig(Strict):
@@ -73,6 +133,11 @@ class FederatedConfig(Strict):
     dp_delta: float = Field(
         1e-5, gt=0, lt=1, description="DP: the delta at which epsilon is reported (RDP accountant)."
     )
+    secure_aggregation: SecureAggregation | None = Field(
+        None,
+        description="Secure aggregation with Flower's SecAgg+ (the server sees only the sum of the clients' masked "
+        "tensors); a mapping of the keys below ({} = defaults); null = off.",
+    )
     seed: int | None = Field(None, description="Seed of the partition and client sampling; null = train.seed.")
 
     @model_validator(mode="after")
@@ -85,7 +150,35 @@ class FederatedConfig(Strict):
             raise ValueError(f"clients is {self.clients} but client_files lists {len(self.client_files)} files")
         if self.clients_per_round is not None and self.clients_per_round > self.clients:
             raise ValueError(f"clients_per_round {self.clients_per_round} is above clients ({self.clients})")
+        if self.secure_aggregation is not None:
+            self._check_secure_aggregation(self.secure_aggregation)
         return self
+
+    def _check_secure_aggregation(self, sa: SecureAggregation) -> None:
+        """Combinations SecAgg+ cannot run (the README's Secure aggregation paragraph says why)."""
+        where = "secure_aggregation"
+        if self.dp_noise_multiplier is not None:
+            raise ValueError(
+                f"{where} with dp_noise_multiplier is not supported: Flower runs SecAgg+ only with its legacy "
+                "strategies, whose central-DP wrapper has no privacy accountant, and tunelab reports epsilon for every "
+                "DP run; choose one of the two"
+            )
+        if self.sampled < 2:
+            raise ValueError(
+                f"{where} needs at least 2 clients per round (got {self.sampled}): a sum of one is no secret"
+            )
+        if isinstance(sa.num_shares, int) and sa.num_shares > self.sampled:
+            raise ValueError(f"{where}.num_shares {sa.num_shares} is above the clients per round ({self.sampled})")
+        if isinstance(sa.reconstruction_threshold, int) and sa.reconstruction_threshold > self.sampled:
+            raise ValueError(
+                f"{where}.reconstruction_threshold {sa.reconstruction_threshold} is above the clients per round "
+                f"({self.sampled})"
+            )
+        if self.sampled * sa.quantization_range > MODULUS:
+            raise ValueError(
+                f"{where}.quantization_range {sa.quantization_range} x {self.sampled} clients per round exceeds SecAgg+'s "
+                f"modulus 2**32 (the masked sum would overflow); lower it to {MODULUS // self.sampled} or less"
+            )
 
     @property
     def sampled(self) -> int:
@@ -104,7 +197,13 @@ def load(path: str | None, overrides: list[str]) -> tuple[config_mod.RunConfig, 
     for item in overrides:
         key, sep, value = item.partition("=")
         if key.startswith("federated.") and sep:
-            section[key[len("federated.") :]] = config_mod.parse_override_value(value)
+            *parents, leaf = key[len("federated.") :].split(".")
+            node = section
+            for name in parents:  # federated.secure_aggregation.num_shares=3: a key of a nested section
+                if not isinstance(node.get(name), dict):
+                    node[name] = {}
+                node = node[name]
+            node[leaf] = config_mod.parse_override_value(value)
         else:
             run_overrides.append(item)
     if (

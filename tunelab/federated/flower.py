@@ -13,6 +13,7 @@ Flower is imported only here, and this module only by the federated recipe (``im
 
 from __future__ import annotations
 
+import copy
 import uuid
 from typing import Callable, Iterable
 
@@ -35,6 +36,17 @@ FIRST_NODE = 1000  # client node ids FIRST_NODE + partition (the SuperLink itsel
 def payload_bytes(record: ArrayRecord) -> int:
     """Serialised bytes of the tensors in ``record`` (what the wire carries, metadata aside)."""
     return sum(len(record[k].data) for k in record.keys())
+
+
+def message_bytes(content: RecordDict) -> int:
+    """Payload bytes of a message: its tensors plus the bytes values of its config records (SecAgg+'s public keys,
+    encrypted shares and masked vectors travel as those); numbers and names aside."""
+    total = sum(payload_bytes(record) for record in content.array_records.values())
+    for record in content.config_records.values():
+        for value in record.values():
+            items = value if isinstance(value, list) else [value]
+            total += sum(len(x) for x in items if isinstance(x, bytes))
+    return total
 
 
 def to_record(weights: dict, order: Iterable[str] | None = None) -> ArrayRecord:
@@ -106,48 +118,135 @@ def privacy_spent(strategy) -> dict | None:
 
 
 def client_app(train: Callable, dp: bool) -> ClientApp:
-    """A ClientApp whose train handler calls ``train(partition, round, start_weights, mu) -> LocalResult`` and
-    replies with the trained tensors (same keys and order as received) and the client's metrics. With DP, Flower's
-    ``fixedclipping_mod`` clips the update (trained minus received) to the norm the server sends."""
+    """A ClientApp whose train handler calls ``train(partition, round, start_weights, mu, labels) -> LocalResult``
+    (see ``train_reply``); the node's ``partition-id`` names the client. With DP, Flower's ``fixedclipping_mod``
+    clips the update (trained minus received) to the norm the server sends."""
     from flwr.clientapp.mod import fixedclipping_mod
 
     app = ClientApp(mods=[fixedclipping_mod] if dp else [])
 
     @app.train()
     def _train(msg: Message, context: Context) -> Message:
-        received = msg.content["arrays"]
-        config = msg.content["config"]
-        round_ = int(config["round-offset"]) + int(config["server-round"])
-        partition = int(context.node_config[PARTITION])
-        result = train(partition, round_, from_record(received), float(config.get("proximal-mu", 0.0)))
-        metrics = {WEIGHT_KEY: result.rows, DP_WEIGHT_KEY: 1.0, "client": partition, "round": round_, **result.metrics}
-        reply = RecordDict({"arrays": to_record(result.weights, received.keys()), "metrics": MetricRecord(metrics)})
-        return Message(content=reply, reply_to=msg)
+        return train_reply(msg, int(context.node_config[PARTITION]), train)
 
     return app
 
 
-def server_app(strategy, initial: dict, rounds: int, offset: int, evaluate: Callable[[int, dict], dict]) -> ServerApp:
-    """A ServerApp running ``strategy`` for ``rounds`` rounds from the tensors ``initial``; rounds are numbered from
-    ``offset + 1`` (a resumed run); ``evaluate(round, weights)`` runs after each round (and before the first)."""
+def train_reply(msg: Message, partition: int, train: Callable) -> Message:
+    """Client ``partition``'s reply to a train message: ``train(partition, round, start_weights, mu, labels)``
+    from the tensors and config received, answered with the trained tensors (same keys and order as received) and
+    the client's metrics."""
+    received = msg.content["arrays"]
+    config = msg.content["config"]
+    round_ = int(config["round-offset"]) + int(config["server-round"])
+    labels = [str(x) for x in config["labels"]] or None
+    result = train(partition, round_, from_record(received), float(config.get("proximal-mu", 0.0)), labels)
+    metrics = {WEIGHT_KEY: result.rows, DP_WEIGHT_KEY: 1.0, "client": partition, "round": round_, **result.metrics}
+    reply = RecordDict({"arrays": to_record(result.weights, received.keys()), "metrics": MetricRecord(metrics)})
+    return Message(content=reply, reply_to=msg)
+
+
+def server_app(
+    strategy, initial: dict, rounds: int, offset: int, evaluate: Callable[[int, dict], dict], labels: list | None
+) -> ServerApp:
+    """A ServerApp running ``serve_rounds`` (the same arguments) on the Grid it is given."""
     app = ServerApp()
 
     @app.main()
     def _main(grid: Grid, context: Context) -> None:
-        def evaluate_fn(server_round: int, arrays: ArrayRecord) -> MetricRecord:
-            if server_round == 0 and offset > 0:
-                return MetricRecord({})  # the resumed run's start was evaluated when its round finished
-            return MetricRecord(evaluate(offset + server_round, from_record(arrays)))
-
-        strategy.start(
-            grid=grid,
-            initial_arrays=to_record(initial),
-            num_rounds=rounds,
-            train_config=ConfigRecord({"round-offset": offset}),
-            evaluate_fn=evaluate_fn,
-        )
+        serve_rounds(grid, strategy, initial, rounds, offset, evaluate, labels)
 
     return app
+
+
+def serve_rounds(
+    grid: Grid, strategy, initial: dict, rounds: int, offset: int, evaluate: Callable[[int, dict], dict], labels
+) -> None:
+    """Run ``strategy`` on ``grid`` for ``rounds`` rounds from the tensors ``initial``; rounds are numbered from
+    ``offset + 1`` (a resumed run); ``evaluate(round, weights)`` runs after each round (and before the first); the
+    clients get the federation's ``labels`` (their heads must line up whatever classes they hold)."""
+
+    def evaluate_fn(server_round: int, arrays: ArrayRecord) -> MetricRecord:
+        if server_round == 0 and offset > 0:
+            return MetricRecord({})  # the resumed run's start was evaluated when its round finished
+        return MetricRecord(evaluate(offset + server_round, from_record(arrays)))
+
+    strategy.start(
+        grid=grid,
+        initial_arrays=to_record(initial),
+        num_rounds=rounds,
+        train_config=ConfigRecord({"round-offset": offset, "labels": [str(x) for x in labels or []]}),
+        evaluate_fn=evaluate_fn,
+    )
+
+
+class CountingGrid(Grid):
+    """A deployed run's Grid (Flower's, to the SuperNodes) that counts the payload bytes of every message both
+    ways per client (``message_bytes``), as the in-process grid does: bytes per round are measured, whatever
+    workflow (FedAvg, SecAgg+'s four exchanges) sends them, keyed by the clients' ``partition-id`` (learnt from
+    their training replies)."""
+
+    def __init__(self, grid: Grid):
+        self.grid = grid
+        self.down: dict[int, int] = {}  # node id -> bytes sent to it since take_traffic()
+        self.up: dict[int, int] = {}
+        self.partition: dict[int, int] = {}  # node id -> partition-id
+
+    def set_run(self, run) -> None:
+        self.grid.set_run(run)
+
+    @property
+    def run(self):
+        return self.grid.run
+
+    def create_message(self, content, message_type, dst_node_id, group_id, ttl=None) -> Message:
+        return self.grid.create_message(content, message_type, dst_node_id, group_id, ttl)
+
+    def get_node_ids(self):
+        return self.grid.get_node_ids()
+
+    def get_nodes(self):
+        return self.grid.get_nodes()
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        messages = list(messages)
+        for msg in messages:
+            self._count(self.down, msg.metadata.dst_node_id, msg)
+        return self.grid.push_messages(messages)
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        replies = list(self.grid.pull_messages(message_ids))
+        for reply in replies:
+            self._count(self.up, reply.metadata.src_node_id, reply)
+        return replies
+
+    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
+        messages = list(messages)
+        for msg in messages:
+            self._count(self.down, msg.metadata.dst_node_id, msg)
+        replies = list(self.grid.send_and_receive(messages, timeout=timeout))
+        for reply in replies:
+            self._count(self.up, reply.metadata.src_node_id, reply)
+        return replies
+
+    def _count(self, table: dict, node: int, msg: Message) -> None:
+        if not msg.has_content():
+            return
+        table[node] = table.get(node, 0) + message_bytes(msg.content)
+        # a training reply names its client: train_reply's "metrics", or (SecAgg+) the legacy fit reply's metrics
+        for record in (msg.content.metric_records.get("metrics"), msg.content.config_records.get("fitres.metrics")):
+            if record is not None and "client" in record:
+                self.partition[node] = int(record["client"])
+
+    def record_replies(self, contents: list[RecordDict]) -> None:
+        """Nothing: every message is counted as it passes."""
+
+    def take_traffic(self) -> tuple[dict[int, int], dict[int, int]]:
+        """(bytes down, bytes up) per partition since the last call; the counters restart."""
+        down = {self.partition.get(n, n): b for n, b in self.down.items()}
+        up = {self.partition.get(n, n): b for n, b in self.up.items()}
+        self.down, self.up = {}, {}
+        return down, up
 
 
 class InProcessGrid(Grid):
@@ -165,6 +264,19 @@ class InProcessGrid(Grid):
         }
         self._run = None
         self._replies: dict[str, Message] = {}
+        self.bytes_down = {node: 0 for node in self.contexts}  # payload bytes delivered to each node
+        self.bytes_up = {node: 0 for node in self.contexts}  # and received from it, since take_traffic()
+
+    def record_replies(self, contents: list[RecordDict]) -> None:
+        """Nothing: this grid counts every message as it delivers it."""
+
+    def take_traffic(self) -> tuple[dict[int, int], dict[int, int]]:
+        """(bytes down, bytes up) per partition since the last call; the counters restart."""
+        down = {node - FIRST_NODE: n for node, n in self.bytes_down.items()}
+        up = {node - FIRST_NODE: n for node, n in self.bytes_up.items()}
+        self.bytes_down = dict.fromkeys(self.bytes_down, 0)
+        self.bytes_up = dict.fromkeys(self.bytes_up, 0)
+        return down, up
 
     def set_run(self, run) -> None:
         self._run = run
@@ -194,16 +306,33 @@ class InProcessGrid(Grid):
         return [self._deliver(msg) for msg in messages]
 
     def _deliver(self, msg: Message) -> Message:
-        return self.app(msg, self.contexts[msg.metadata.dst_node_id])
+        node = msg.metadata.dst_node_id
+        self.bytes_down[node] += message_bytes(msg.content)
+        # each client gets its own copy, as over a wire: SecAgg+'s server sends one content object to every client
+        # and its client mod pops keys from it
+        reply = self.app(copy.deepcopy(msg), self.contexts[node])
+        if reply.has_content():
+            self.bytes_up[node] += message_bytes(reply.content)
+        return reply
 
 
 def run_in_process(app: ServerApp, grid: InProcessGrid) -> None:
     """Run ``app`` on ``grid`` in this process, set up as Flower's own runtimes do before they start a ServerApp
     (the process's task identity, which new Messages are stamped with, and the app's Context)."""
     from flwr.common.constant import SUPERLINK_NODE_ID
+    from flwr.supercore.run import Run
+
+    set_task_identity()
+    grid.set_run(Run.create_empty(RUN_ID))  # the legacy workflow (SecAgg+) reads grid.run.run_id
+    app(grid, Context(RUN_ID, SUPERLINK_NODE_ID, node_config={}, state=RecordDict(), run_config={}))
+
+
+def set_task_identity() -> None:
+    """Stamp this process as the in-process run's server (Flower's runtimes do it before a ServerApp starts; every
+    Message created afterwards carries it)."""
+    from flwr.common.constant import SUPERLINK_NODE_ID
     from flwr.supercore.task_identity import TaskIdentity
 
     TaskIdentity.task_id = 1
     TaskIdentity.run_id = RUN_ID
     TaskIdentity.node_id = SUPERLINK_NODE_ID
-    app(grid, Context(RUN_ID, SUPERLINK_NODE_ID, node_config={}, state=RecordDict(), run_config={}))

@@ -97,7 +97,7 @@ def generate(args, log) -> int:
     if args.output:
         _check_output(args.output)
     tgt = _load_target(args, given, log)
-    outputs = generate_outputs(tgt.model, tgt.tokenizer, prompts, tgt.cfg, template=tgt.template, log=log)
+    outputs = generate_outputs(tgt.model, tgt.tokenizer, tgt.inputs(prompts), tgt.cfg, template=tgt.template, log=log)
     if not args.input:
         sys.stdout.write(outputs[0].text + "\n")
         return 0

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 from tunelab.data import templates
 from tunelab.generation.config import GenerationConfig
@@ -15,6 +17,13 @@ class Target:
     tokenizer: object
     cfg: GenerationConfig  # the run's generation section, or the defaults for a plain model
     template: str  # chat template (the tokenizer's own, else the configured fallback)
+    # raw texts -> what generate takes for them: a run's task wraps them as it learnt (Task.generation_input)
+    wrap_texts: Callable[[list[str]], list] = field(default=list)
+
+    def inputs(self, prompts: list) -> list:
+        """``prompts`` with every raw text (str) wrapped by ``wrap_texts``; chats (message lists) go as given."""
+        wrapped = iter(self.wrap_texts([p for p in prompts if isinstance(p, str)]))
+        return [next(wrapped) if isinstance(p, str) else p for p in prompts]
 
 
 def load(name: str) -> Target:
@@ -31,7 +40,13 @@ def load(name: str) -> Target:
                 f"{name}: a {task.name} run cannot generate text (use `tunelab predict`); train with task: causal_lm"
             )
         loaded = runs.load_run(name)
-        return Target(loaded.model, loaded.tokenizer, loaded.cfg.generation, task.prompt_template(loaded))
+        return Target(
+            loaded.model,
+            loaded.tokenizer,
+            loaded.cfg.generation,
+            task.prompt_template(loaded),
+            partial(task.generation_input, loaded),
+        )
     from tunelab.models import load as model_load
 
     src = model_load.resolve(name)

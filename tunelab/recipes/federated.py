@@ -29,13 +29,18 @@ from tunelab.tasks import TASKS
 from tunelab.training import checkpoint
 
 STATE_DIR = "federated"
+WEIGHT_KEY = "num-examples"  # a client's training rows in its metrics (flower.WEIGHT_KEY; Flower is imported lazily)
 ROUNDS = "rounds.jsonl"
 
 
-def run(path: str | None, overrides: list[str], *, quiet: bool = False, log=print, resume_anyway: bool = False):
+def run(
+    path: str | None, overrides: list[str], *, quiet: bool = False, log=print, resume_anyway: bool = False, grid=None
+):
     """Federate into the config's output_dir (resuming after the last finished round); returns the final metrics.
 
-    ``quiet`` drops the per-client lines (clients never show a progress bar; each round's result is logged)."""
+    ``quiet`` drops the per-client lines (clients never show a progress bar; each round's result is logged).
+    ``grid``: a Flower Grid to the clients (a deployed ServerApp's, see ``tunelab.federated.deploy``); None =
+    simulate the clients in this process."""
     from tunelab.models import load as model_load
 
     cfg, fed = load(path, overrides)
@@ -51,7 +56,7 @@ def run(path: str | None, overrides: list[str], *, quiet: bool = False, log=prin
         session.log(f"precision: {precision.name} ({precision.reason})")
         federation = Federation(cfg, fed, task, run_dir, session.log)
         federation.client_lines = not quiet
-        return federation.run()
+        return federation.run(grid)
 
 
 def resume_hint(output_dir: str) -> str:
@@ -69,7 +74,7 @@ def check_flower() -> None:
 
     if importlib.util.find_spec("flwr") is None:
         raise TunelabError(
-            "tunelab federated needs Flower: pip install 'tunelab[federated]' (in a checkout: make federated)"
+            "tunelab federated needs Flower: pip install 'tunelab[federated]' (in a checkout: make setup)"
         )
 
 
@@ -139,11 +144,25 @@ class Federation:
 
     # ------------------------------------------------------------ the run
 
-    def run(self) -> dict:
+    def read_server_data(self) -> None:
+        """A deployed run's server holds only its dev set; the federation's label names are the dev set's."""
+        cfg = self.cfg
+        if not cfg.data.dev:
+            raise TunelabError(
+                "a deployed federated run needs data.dev, the server's dev set (the clients' data is theirs)"
+            )
+        self.dev = _rows(self.task, cfg, cfg.data.dev, self.log)
+        self.labels = self.task.label_space(self.dev, cfg.data.dev)
+        self.clients, self.shares = [], []
+
+    def run(self, grid=None) -> dict:
         from tunelab.federated import flower
         from tunelab.methods import METHODS
 
-        self.read_data()
+        if grid is None:
+            self.read_data()
+        else:
+            self.read_server_data()
         self.method = METHODS[self.cfg.method.name]
         self.tokenizer, model, head = runs.build_base(self.cfg, self.labels)
         self.model = self.method.apply(model, self.cfg.method, head)
@@ -162,17 +181,60 @@ class Federation:
             f"({self.size / 2**20:.2f} MiB) travel each way per client"
         )
         began = time.perf_counter()
-        if done < self.fed.rounds:
-            app = flower.client_app(self.train_client, dp=self.fed.dp_noise_multiplier is not None)
-            grid = flower.InProcessGrid(app, self.fed.clients)
-            server = flower.server_app(self.strategy, start, self.fed.rounds - done, done, self.evaluate)
+        if done < self.fed.rounds and grid is not None:  # deployed: Flower's grid to the SuperNodes
+            self.traffic = flower.CountingGrid(grid)
+            self.seed_sampling(done)
+            self.serve_deployed(start, done)
+        elif done < self.fed.rounds:
+            app, server = self.apps(start, done)
+            self.traffic = flower.InProcessGrid(app, self.fed.clients)
             self.seed_sampling(done)
             with _flower_logs_quiet():
-                flower.run_in_process(server, grid)
+                flower.run_in_process(server, self.traffic)
         return self.finish(round(time.perf_counter() - began, 1))
 
-    def train_client(self, k: int, round_: int, start: dict, mu: float):
-        """Client ``k``'s local training in round ``round_`` (called by its ClientApp)."""
+    def serve_deployed(self, start: dict, done: int) -> None:
+        """The rounds left over the SuperNodes: the Message-API strategy, or SecAgg+'s legacy workflow."""
+        from flwr.app import Context, RecordDict
+        from flwr.common.constant import SUPERLINK_NODE_ID
+
+        from tunelab.federated import flower
+
+        left = self.fed.rounds - done
+        if self.fed.secure_aggregation is None:
+            flower.serve_rounds(self.traffic, self.strategy, start, left, done, self.evaluate, self.labels)
+            return
+        run = self.secagg_runner(start, done, 1000.0)
+        run(self.traffic, Context(self.traffic.run.run_id, SUPERLINK_NODE_ID, {}, RecordDict(), {}))
+
+    def secagg_runner(self, start: dict, done: int, default_weight: float):
+        """SecAgg+'s ``run(grid, context)`` for the rounds left (``secagg.runner``)."""
+        from tunelab.federated import secagg
+
+        sa = self.fed.secure_aggregation
+        self.strategy = None  # no Message-API strategy runs; the legacy one lives in the workflow
+        max_weight = sa.max_weight if sa.max_weight is not None else default_weight
+        args = (self.fed, start, sorted(start), self.fed.rounds - done, done, self.evaluate, self.on_client_metrics)
+        return secagg.runner(*args, max_weight, self.labels)
+
+    def apps(self, start: dict, done: int):
+        """Flower's (ClientApp, ServerApp) for the rounds left: the Message-API strategy (with DP when asked), or
+        the SecAgg+ workflow with Flower's legacy strategies (``federated.secure_aggregation``)."""
+        from tunelab.federated import flower
+
+        left = self.fed.rounds - done
+        if self.fed.secure_aggregation is None:
+            app = flower.client_app(self.train_client, dp=self.fed.dp_noise_multiplier is not None)
+            return app, flower.server_app(self.strategy, start, left, done, self.evaluate, self.labels)
+        from tunelab.federated import secagg
+
+        rows = float(max(len(c["train"]) for c in self.clients))  # SecAgg+ weights = training rows
+        server = secagg.server_app(self.secagg_runner(start, done, rows))
+        return secagg.client_app(self.train_client, self.fed.secure_aggregation), server
+
+    def train_client(self, k: int, round_: int, start: dict, mu: float, labels: list | None = None):
+        """Client ``k``'s local training in round ``round_`` (called by its ClientApp; ``labels`` as the server
+        sent them are this federation's own)."""
         cfg = client_mod.client_config(self.cfg, self.run_dir, k, round_, self.fed.local_steps, self.seed)
         saved = Path(cfg.output_dir)
         if (saved / "metrics.json").is_file() and (saved / client_mod.UPDATE).is_file():
@@ -181,17 +243,26 @@ class Federation:
         if self.client_lines:
             rows = len(self.clients[k]["train"])
             self.log(f"round {round_}: client {k} trains {self.fed.local_steps} steps on {rows} rows")
-        return client_mod.train(cfg, {**self.clients[k], "labels": self.labels}, start, mu, _silent)
+        labels = labels if labels is not None else self.labels
+        return client_mod.train(cfg, {**self.clients[k], "labels": labels}, start, mu, _silent)
+
+    def read_node_file(self, k: int, path: str) -> None:
+        """A deployed client's own training file (node config ``data-file``): its train and held-out rows."""
+        pool = _rows(self.task, self.cfg, path, self.log)
+        if not pool:
+            raise TunelabError(f"{path}: no rows (the data-file of client {k})")
+        self.task.check_rows(self.cfg, pool, path, self.log)
+        tr, dv = partition.holdout(list(range(len(pool))), self.fed.client_dev_fraction, self.seed + k)
+        self.clients = {k: {"train": [pool[i] for i in tr], "dev": [pool[i] for i in dv]}}
+        self.labels = None  # the server sends the federation's
 
     def on_replies(self, contents: list) -> None:
-        """Every client's reply of a round, before aggregation: its metrics and the bytes it sent."""
-        from tunelab.federated.flower import payload_bytes
+        """Every client's reply of a round, before aggregation: its metrics (and, deployed, its bytes)."""
+        self.traffic.record_replies(contents)
+        self.on_client_metrics([dict(content["metrics"]) for content in contents])
 
-        self.pending = []
-        for content in contents:
-            metrics = dict(content["metrics"])
-            metrics["bytes_sent"] = payload_bytes(content["arrays"])
-            self.pending.append(metrics)
+    def on_client_metrics(self, metrics: list[dict]) -> None:
+        self.pending = metrics
 
     def evaluate(self, round_: int, weights: dict) -> dict:
         """The global model of round ``round_`` on the server's dev set; records the round and saves its state."""
@@ -204,12 +275,15 @@ class Federation:
         metrics = self.task.evaluate(self.server, self.dev, self.cfg.data.dev or "dev split", _silent)
         scalars = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
         clients = sorted(self.pending, key=lambda m: m["client"]) if round_ > 0 else []
-        up = sum(int(c["bytes_sent"]) for c in clients)
+        down, sent = self.traffic.take_traffic()  # every message of the round, both ways (SecAgg+: all 4 exchanges)
+        for c in clients:
+            c["bytes_sent"] = sent[int(c["client"])]
+        up = sum(sent.values())
         record = {
             "round": round_,
             "step": round_ * self.fed.local_steps,
             **{f"dev/{k}": v for k, v in scalars.items()},
-            "bytes_down": self.payload * len(clients),
+            "bytes_down": sum(down.values()),
             "bytes_up": up,
             "clients": clients,
         }
@@ -293,7 +367,7 @@ class Federation:
             "clients_per_round": self.fed.sampled,
             "local_steps": self.fed.local_steps,
             "partition": self.fed.partition,
-            "client_rows": [len(c["train"]) for c in self.clients],
+            "client_rows": [len(c["train"]) for c in self.clients] or [int(c[WEIGHT_KEY]) for c in last["clients"]],
             "client_labels": self.shares,
             "adapter_bytes": self.size,
             "adapter_payload_bytes": self.payload,

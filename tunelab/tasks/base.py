@@ -285,6 +285,13 @@ class Task(ABC):
     def prompt_template(self, run) -> str | None:
         """The chat template prompts of ``run`` are rendered with (generating tasks), else None."""
 
+    def generation_input(self, run, texts: list[str]) -> list:
+        """What ``tunelab generate --prompt TEXT`` (and ``--input``'s ``{"prompt": TEXT}`` lines) hands
+        ``generation.decode.generate`` for raw texts sent to ``run``: the base sends each text as it is (a causal LM
+        continues it); a task whose runs learnt their input in a wrapping (seq2seq's ``task.prompt``, in a chat turn
+        for decoder-only models) wraps the texts the same way, so ``generate`` answers as ``predict`` does."""
+        return list(texts)
+
     @abstractmethod
     def prompts(self, rows: list) -> list:
         """Generation prompts made from labelled rows, each cut before its reference, in the form

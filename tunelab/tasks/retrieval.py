@@ -118,9 +118,9 @@ class Retrieval(UnlabelledTask):
     def predict(self, run, inputs: list[Row]) -> list[dict]:
         """A query alone: its ``embedding``; a (text, text_pair) input: also their cosine ``score``."""
         length = run.cfg.model.max_length
-        queries = embed_texts(run.model, run.tokenizer, [r.text for r in inputs], length)
+        queries = embed_distinct(run.model, run.tokenizer, [r.text for r in inputs], length)
         if inputs and inputs[0].text_pair is not None:
-            items = embed_texts(run.model, run.tokenizer, [r.text_pair for r in inputs], length)
+            items = embed_distinct(run.model, run.tokenizer, [r.text_pair for r in inputs], length)
             scores = (queries * items).sum(-1).tolist()
             return [{"text": r.text, "text_pair": r.text_pair, "score": round(s, 6)} for r, s in zip(inputs, scores)]
         return [{"text": r.text, "embedding": [round(x, 6) for x in q.tolist()]} for r, q in zip(inputs, queries)]
@@ -260,6 +260,15 @@ def embed_texts(model, tokenizer, texts: list[str], max_length: int, batch_size=
     if texts:
         out = torch.stack([chunks[n] for n in range(len(texts))])
     return out
+
+
+def embed_distinct(model, tokenizer, texts: list[str], max_length: int, batch_size=ENCODE_BATCH):
+    """(N, d) embeddings of ``texts`` in order, each distinct text embedded once: ranking many candidates per user
+    repeats every history (and popular items) many times."""
+    distinct = sorted(set(texts))
+    index = {t: n for n, t in enumerate(distinct)}
+    emb = embed_texts(model, tokenizer, distinct, max_length, batch_size=batch_size)  # (distinct, d)
+    return emb[[index[t] for t in texts]] if texts else emb  # (N, d)
 
 
 def pair_scores(model, tokenizer, pairs: list[tuple[str, str]], max_length: int, batch_size=ENCODE_BATCH) -> list:

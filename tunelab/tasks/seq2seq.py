@@ -276,6 +276,10 @@ class Seq2Seq(UnlabelledTask):
             return None
         return templates.chat_template(run.tokenizer, run.cfg.task.chat_template)
 
+    def generation_input(self, run, texts: list[str]) -> list:
+        """Raw texts as the run learnt its sources: through ``task.prompt`` (and a user turn for decoder-only)."""
+        return self.prompts_of(run.cfg, run.model, texts)
+
     def prompts(self, rows: list[Pair]) -> list:
         """Each pair's source as a user message (the chat-template form ``generate`` takes); the configured
         ``task.prompt`` is applied by ``predict`` and the evaluator, which know the run."""
