@@ -13,6 +13,7 @@ Parameters carry tensors without names: both sides use the order ``names`` (the 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -79,21 +80,28 @@ def server_app(run: Callable[[Grid, Context], None]) -> ServerApp:
     return app
 
 
-def runner(
-    fed: FederatedConfig,
-    initial: dict,
-    names: list[str],
-    rounds: int,
-    offset: int,
-    evaluate: Callable[[int, dict], dict],
-    on_replies: Callable[[list[dict]], None],
-    max_weight: float,
-    labels: list | None,
-) -> Callable[[Grid, Context], None]:
-    """``run(grid, context)``: FedAvg/FedProx (legacy strategies) with SecAgg+ for ``rounds`` rounds from
-    ``initial`` (tensors in the order ``names``, which the clients are sent); rounds are numbered from
-    ``offset + 1``; ``evaluate(round, weights)`` runs after each round and before the first; ``on_replies`` gets
-    each round's client metrics. ``max_weight``: the largest client weight (training rows)."""
+@dataclass
+class Rounds:
+    """What ``runner`` runs: FedAvg/FedProx (``fed``) for ``rounds`` rounds from ``initial`` (tensors in the order
+    ``names``, which the clients are sent), numbered from ``offset + 1``; ``evaluate(round, weights)`` runs after each
+    round and before the first; ``on_replies`` gets each round's client metrics; ``max_weight`` is the largest client
+    weight (training rows); ``labels`` the federation's label names."""
+
+    fed: FederatedConfig
+    initial: dict
+    names: list[str]
+    rounds: int
+    offset: int
+    evaluate: Callable[[int, dict], dict]
+    on_replies: Callable[[list[dict]], None]
+    max_weight: float
+    labels: list | None
+
+
+def runner(plan: Rounds) -> Callable[[Grid, Context], None]:
+    """``run(grid, context)``: the legacy FedAvg/FedProx strategies with SecAgg+, as ``plan`` says."""
+    fed, initial, names, rounds, offset = plan.fed, plan.initial, plan.names, plan.rounds, plan.offset
+    evaluate, on_replies, max_weight, labels = plan.evaluate, plan.on_replies, plan.max_weight, plan.labels
     from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
     from flwr.server import LegacyContext, ServerConfig
     from flwr.server.strategy import FedAvg, FedProx

@@ -214,8 +214,11 @@ class Federation:
         sa = self.fed.secure_aggregation
         self.strategy = None  # no Message-API strategy runs; the legacy one lives in the workflow
         max_weight = sa.max_weight if sa.max_weight is not None else default_weight
-        args = (self.fed, start, sorted(start), self.fed.rounds - done, done, self.evaluate, self.on_client_metrics)
-        return secagg.runner(*args, max_weight, self.labels)
+        left = self.fed.rounds - done
+        plan = secagg.Rounds(
+            self.fed, start, sorted(start), left, done, self.evaluate, self.on_client_metrics, max_weight, self.labels
+        )
+        return secagg.runner(plan)
 
     def apps(self, start: dict, done: int):
         """Flower's (ClientApp, ServerApp) for the rounds left: the Message-API strategy (with DP when asked), or
