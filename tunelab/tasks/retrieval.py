@@ -273,10 +273,9 @@ def embed_distinct(model, tokenizer, texts: list[str], max_length: int, batch_si
 
 def pair_scores(model, tokenizer, pairs: list[tuple[str, str]], max_length: int, batch_size=ENCODE_BATCH) -> list:
     """Cosine of each (query, item) pair; each distinct text is embedded once."""
-    texts = sorted({t for p in pairs for t in p})
-    index = {t: n for n, t in enumerate(texts)}
-    emb = embed_texts(model, tokenizer, texts, max_length, batch_size=batch_size)
-    return [float(emb[index[q]] @ emb[index[i]]) for q, i in pairs]
+    n = len(pairs)
+    emb = embed_distinct(model, tokenizer, [q for q, _ in pairs] + [i for _, i in pairs], max_length, batch_size)
+    return [float(emb[k] @ emb[n + k]) for k in range(n)]
 
 
 def ranking_metrics(query, items, own: list[int], k: int = RECALL_K) -> dict:
