@@ -51,11 +51,40 @@ def test_plans_are_deterministic_per_epoch_and_differ_between_epochs():
     assert a.batches(0) != a.batches(1)
 
 
-def test_round_robin_alternates_and_proportional_covers_each_example_about_once():
+def test_round_robin_alternates_and_covers_each_example_once():
     plan = TaskMixture([20, 20], 5, seed=0, strategy="round_robin").batches(0)
     assert [source_of(b, [20, 20]) for b in plan] == [0, 1] * 4
     seen = Counter(i for b in plan for i in b)
     assert set(seen) == set(range(40)) and set(seen.values()) == {1}
+
+
+def test_proportional_gives_each_source_its_single_run_batches_once_per_epoch():
+    """Proportional mixing = each source's own epoch (the batches the loop's LengthGrouped sampler gives a run on that
+    source alone, same seed), interleaved: a multi-task run sees exactly each task's single-task batches."""
+    import random
+
+    from tunelab.training.sampler import LengthGrouped
+
+    rng = random.Random(0)
+    lengths = [[rng.randint(1, 60) for _ in range(103)], [rng.randint(1, 60) for _ in range(41)]]
+    mix = TaskMixture([103, 41], 8, seed=5, lengths=lengths)
+    for epoch in (0, 1):
+        plan = mix.batches(epoch)
+        assert len(plan) == mix.steps_per_epoch() == 13 + 6
+        sources = [source_of(b, [103, 41]) for b in plan]
+        assert sources.count(0) == 13 and sources.count(1) == 6
+        assert sources[:13] != [0] * 13  # interleaved, not one task after the other
+        for src, start in ((0, 0), (1, 103)):
+            own = [[i - start for i in b] for b, s in zip(plan, sources) if s == src]
+            assert own == LengthGrouped(lengths[src], 8, 5).batches(epoch)
+    with pytest.raises(ValueError, match="one length per example"):
+        TaskMixture([103, 41], 8, seed=5, lengths=[[1] * 103, [1] * 40])
+
+
+def test_a_source_that_runs_out_starts_another_pass_with_another_order():
+    plan = TaskMixture([4, 40], 4, seed=0, strategy="round_robin").batches(0)  # source 0 has 1 batch, drawn 6 times
+    firsts = [tuple(b) for b in plan if b[0] < 4]
+    assert len(firsts) == 6 and all(sorted(b) == [0, 1, 2, 3] for b in firsts) and len(set(firsts)) > 1
 
 
 def test_weighted_mixture_uses_the_given_weights_and_checks_them():

@@ -206,8 +206,17 @@ class MultiTask(Task):
             parts[member.name] = _tasks()[mcfg.task.name].prepare(mcfg, tokenizer, mlabels, msplits, log)
             for split, feats in parts[member.name].features.items():
                 features[split] += [{**f, "_task": member.name} for f in feats]
-        sizes = [len(p.features["train"]) for p in parts.values()]
-        mix = TaskMixture(sizes, cfg.train.batch_size, cfg.train.seed, cfg.task.mixing, cfg.task.tau)
+        lengths = [[len(f["input_ids"]) for f in p.features["train"]] for p in parts.values()]
+        sizes = [len(x) for x in lengths]
+        mix = TaskMixture(
+            sizes,
+            cfg.train.batch_size,
+            cfg.train.seed,
+            cfg.task.mixing,
+            cfg.task.tau,
+            lengths,
+            cfg.train.length_grouping,
+        )
         log("mixing: " + ", ".join(f"{n} {w:.3f}" for n, w in zip(parts, mix.weights)) + f" ({cfg.task.mixing})")
         collate = partial(_collate, {n: p.collate for n, p in parts.items()}, kinds)
         objectives = {n: p.objective for n, p in parts.items()}

@@ -3,13 +3,20 @@
 The training features of every source are concatenated (source i owns a contiguous index range); each optimizer
 batch is drawn from one source, so a batch never mixes tasks (each task's head and loss see whole batches). Which
 source comes next:
-  * ``proportional``: source i with probability n_i / sum(n) (every example seen about once per epoch);
-  * ``temperature``: probability proportional to n_i ** (1 / tau) (tau = 1 is proportional; larger tau flattens
-    towards uniform, so small tasks are seen more often; T5 and mT5 mix languages and tasks this way);
-  * ``round_robin``: sources in turn, one batch each.
+  * ``proportional``: every source's batches exactly once per epoch, in a seeded random interleaving (source i
+    then fills a share n_i / sum(n) of the steps, spread over the whole epoch, and every example is seen once);
+  * ``temperature``: each batch's source drawn with probability proportional to n_i ** (1 / tau) (tau = 1 is
+    proportional in expectation; larger tau flattens towards uniform, so small tasks are seen more often; T5 and
+    mT5 mix languages and tasks this way);
+  * ``round_robin``: sources in turn, one batch each;
+  * ``weighted`` (``TaskMixture.weighted``): each batch's source drawn with probability weight_i / sum(weights).
 An epoch has as many batches as the sources' batches together (sum of ceil(n_i / batch_size)); a source that runs
-out of batches before the epoch ends starts another shuffled pass over its examples. The plan of an epoch depends
-only on the arguments and the epoch number, so resume continues with exactly the same batches.
+out of batches before the epoch ends starts another pass over its examples. Source i's batches in epoch e are
+``data.collate.batch_plan`` over its own examples with the run's seed: given the examples' ``lengths`` (and
+``group``), exactly the batches a run on source i alone would train on in epoch e (the loop's LengthGrouped
+sampler); so with ``proportional`` a multi-task run sees each task's single-task batches, interleaved. A further
+pass r in the same epoch uses seed + 7919 r. The plan of an epoch depends only on the arguments and the epoch
+number, so resume continues with exactly the same batches.
 """
 
 from __future__ import annotations
@@ -20,10 +27,12 @@ import random
 from tunelab.training.sampler import Sampler
 
 STRATEGIES = ("proportional", "temperature", "round_robin")
+PASS_SEED_STRIDE = 7919  # pass r > 0 of a source within one epoch is planned with seed + r * this
 
 
 def mixing_weights(sizes: list[int], strategy: str, tau: float = 1.0) -> list[float]:
-    """Probability of drawing each source's next batch (sums to 1)."""
+    """Share of the batches that comes from each source (sums to 1): a probability per batch, or (proportional) the
+    exact share of an epoch."""
     if not sizes or min(sizes) <= 0:
         raise ValueError(f"every source needs at least one example, got sizes {sizes}")
     if strategy == "round_robin":
@@ -39,44 +48,81 @@ def mixing_weights(sizes: list[int], strategy: str, tau: float = 1.0) -> list[fl
 
 
 class TaskMixture(Sampler):
-    """Batches of one source at a time from the concatenated features of several sources (see the module docstring)."""
+    """Batches of one source at a time from the concatenated features of several sources (see the module docstring).
 
-    def __init__(self, sizes: list[int], batch_size: int, seed: int, strategy: str = "proportional", tau: float = 1.0):
+    Args:
+        sizes: examples per source, in the order of the concatenated features.
+        lengths: optional token length of every example of each source (``lengths[i]`` has ``sizes[i]`` entries):
+            batches of similar length within a source when ``group`` (less padding), as the loop's default sampler.
+    """
+
+    def __init__(
+        self,
+        sizes: list[int],
+        batch_size: int,
+        seed: int,
+        strategy: str = "proportional",
+        tau: float = 1.0,
+        lengths: list[list[int]] | None = None,
+        group: bool = True,
+    ):
         self.sizes, self.batch_size, self.seed = list(sizes), batch_size, seed
         self.strategy, self.weights = strategy, mixing_weights(self.sizes, strategy, tau)
         self.starts = [sum(self.sizes[:i]) for i in range(len(self.sizes))]
+        if lengths is not None and [len(x) for x in lengths] != self.sizes:
+            raise ValueError(
+                f"lengths: one length per example of each source {self.sizes}, got {[len(x) for x in lengths]}"
+            )
+        self.lengths = [list(x) for x in lengths] if lengths is not None else [[1] * n for n in self.sizes]
+        self.group = group and lengths is not None
 
     @classmethod
-    def weighted(cls, sizes: list[int], batch_size: int, seed: int, weights: list[float]) -> "TaskMixture":
+    def weighted(
+        cls,
+        sizes: list[int],
+        batch_size: int,
+        seed: int,
+        weights: list[float],
+        lengths: list[list[int]] | None = None,
+        group: bool = True,
+    ) -> "TaskMixture":
         """Sources drawn with probability weight / sum(weights) (mixed-data SFT's file weights, any positive scale)."""
         if len(weights) != len(sizes) or min(weights) <= 0:
             raise ValueError(f"weights: one positive weight per source ({len(sizes)}), got {weights}")
-        mix = cls(sizes, batch_size, seed)
+        mix = cls(sizes, batch_size, seed, lengths=lengths, group=group)
         mix.strategy, mix.weights = "weighted", [w / sum(weights) for w in weights]
         return mix
 
     def steps_per_epoch(self) -> int:
-        return sum(math.ceil(n / self.batch_size) for n in self.sizes)
+        return sum(self._batches_of(n) for n in self.sizes)
+
+    def _batches_of(self, n: int) -> int:
+        return math.ceil(n / self.batch_size)
 
     def batches(self, epoch: int) -> list[list[int]]:
         rng = random.Random(f"{self.seed}:{epoch}")
         streams = [self._stream(i, epoch) for i in range(len(self.sizes))]
-        out = []
-        for step in range(self.steps_per_epoch()):
-            if self.strategy == "round_robin":
-                source = step % len(self.sizes)
-            else:
-                source = rng.choices(range(len(self.sizes)), weights=self.weights)[0]
-            out.append(next(streams[source]))
-        return out
+        return [next(streams[source]) for source in self._order(rng)]
+
+    def _order(self, rng: random.Random) -> list[int]:
+        """The source of each batch of the epoch."""
+        steps, ids = self.steps_per_epoch(), range(len(self.sizes))
+        if self.strategy == "round_robin":
+            return [step % len(self.sizes) for step in range(steps)]
+        if self.strategy == "proportional":  # each source's batches exactly once, interleaved at random
+            order = [i for i in ids for _ in range(self._batches_of(self.sizes[i]))]
+            rng.shuffle(order)
+            return order
+        return [rng.choices(ids, weights=self.weights)[0] for _ in range(steps)]
 
     def _stream(self, source: int, epoch: int):
-        """Endless batches of one source: shuffled passes over its examples, each pass seeded by (seed, epoch, pass)."""
-        n, start = self.sizes[source], self.starts[source]
-        rounds = 0
+        """Endless batches of one source: passes over its examples, pass r planned by batch_plan with the seed
+        + r * PASS_SEED_STRIDE (pass 0: the batches a run on this source alone gets in this epoch)."""
+        from tunelab.data.collate import batch_plan
+
+        start, rounds = self.starts[source], 0
         while True:
-            order = list(range(n))
-            random.Random(f"{self.seed}:{epoch}:{source}:{rounds}").shuffle(order)
-            for s in range(0, n, self.batch_size):
-                yield [start + i for i in order[s : s + self.batch_size]]
+            seed = self.seed + rounds * PASS_SEED_STRIDE
+            for batch in batch_plan(self.lengths[source], self.batch_size, seed, epoch, self.group):
+                yield [start + i for i in batch]
             rounds += 1
