@@ -110,13 +110,18 @@ def _linear_setup():
 def test_ewc_adds_the_penalty_computed_by_hand():
     model, base, feats, collate, setup = _linear_setup()
     anchor = model.weight.detach().clone()
-    # F by hand: mean over the two batches of (d mean-loss / d w)^2; mean loss = mean (w.x - y)^2
-    fisher = torch.zeros_like(anchor)
-    for b in (collate(feats[:2]), collate(feats[2:])):
-        resid = b["x"] @ anchor[0] - b["y"]
-        fisher += (2 * (resid[:, None] * b["x"]).mean(0)) ** 2
-    fisher /= 2
-    objective = continual_stage.with_ewc(base, setup, feats, SimpleNamespace(ewc_lambda=10.0))
+
+    # F by hand: per earlier task, the mean over its examples of (d loss_example / d w)^2 with loss_example =
+    # (w.x - y)^2, so d/dw = 2 (w.x - y) x; the two tasks' Fishers add up
+    def by_hand(examples):
+        return sum((2 * (f["x"] @ anchor[0] - f["y"]) * f["x"]) ** 2 for f in examples) / len(examples)
+
+    fisher = by_hand(feats[:3]) + by_hand(feats[3:])
+    # the gradient of a whole batch's mean loss, squared, would be another (smaller) number: per-example it is
+    mean_grad = sum(2 * (f["x"] @ anchor[0] - f["y"]) * f["x"] for f in feats[:3]) / 3
+    assert not torch.allclose(fisher, mean_grad**2 + by_hand(feats[3:]))
+    older = {"a": feats[:3], "b": feats[3:]}
+    objective = continual_stage.with_ewc(base, setup, older, SimpleNamespace(ewc_lambda=10.0))
     with torch.no_grad():
         model.weight += 0.5  # move away from the anchor
     batch = collate(feats[:2])

@@ -7,7 +7,8 @@ members are stages 0..i, one head each on one shared encoder, trained on stage i
 i-1's weights (training/continual.py and finetune.Extension do the rest, see continual_stage.py):
   * naive: nothing more;
   * replay: batches of a reservoir sample of ``replay_k`` training examples of each earlier stage are mixed in;
-  * ewc: + (lambda / 2) sum F (theta - theta_prev)^2, F the diagonal Fisher of stage i-1's loss at its weights;
+  * ewc: + (lambda / 2) sum F (theta - theta_prev)^2, F the sum of every earlier task's diagonal empirical Fisher
+    (per-example gradients) at stage i-1's weights;
   * lwf: + weight * T^2 * KL(previous model || model) of every earlier head on stage i's inputs (training/kd.py);
   * adapters: every stage trains its own method weights (a PEFT adapter) and head on the frozen base model, so an
     earlier task's weights never change; a task is answered by its stage's run folder.
@@ -52,7 +53,10 @@ class ContinualConfig(Strict):
     replay_k: int = Field(100, ge=1, description="replay: training examples kept per earlier stage (reservoir sample).")
     ewc_lambda: float = Field(1000.0, ge=0, description="ewc: weight lambda of the penalty.")
     fisher_batches: int = Field(
-        16, ge=1, description="ewc: training batches of the previous stage the diagonal Fisher is averaged over."
+        8,
+        ge=1,
+        description="ewc: each earlier stage's diagonal Fisher is averaged over its first fisher_batches x "
+        "train.batch_size training examples (one gradient per example).",
     )
     lwf_weight: float = Field(1.0, ge=0, description="lwf: weight of the distillation term of every earlier head.")
     lwf_temperature: float = Field(2.0, gt=0, description="lwf: softmax temperature T of both models' outputs.")

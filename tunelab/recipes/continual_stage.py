@@ -7,7 +7,8 @@ Stage i's run has members 0..i (adapters: i alone). ``adapt``:
      stage, mixed by TaskMixture (a batch holds one task, each with its own head and loss);
   3. selects the best checkpoint on stage i's own dev metric (the earlier tasks' dev data is not looked at while
      training; it is evaluated once at the end, for the accuracy matrix);
-  4. adds EWC's penalty or LwF's distillation to the objective (pure terms on the forward's outputs).
+  4. adds EWC's penalty (the Fisher of every earlier task at stage i-1's weights) or LwF's distillation to the
+     objective (pure terms on the forward's outputs).
 Everything is rebuilt the same way from the data and stage i-1's folder, so a resumed stage continues exactly.
 """
 
@@ -43,8 +44,9 @@ class Stage(finetune.Extension):
             setup.log(f"continual: started from {self.previous} ({self.notes['initialised_tensors']} tensors)")
         base = prepared.objective
         if self.cc.strategy == "ewc" and prev is not None:
-            older = spans[names[-2]][: self.cc.fisher_batches * setup.cfg.train.batch_size]  # the previous stage's
-            prepared.objective = with_ewc(base, setup, [prepared.features["train"][i] for i in older], self.cc)
+            per_task = self.cc.fisher_batches * setup.cfg.train.batch_size
+            older = {n: [prepared.features["train"][i] for i in spans[n][:per_task]] for n in names[:-1]}
+            prepared.objective = with_ewc(base, setup, older, self.cc)
         if self.cc.strategy == "lwf" and prev is not None:
             prepared.objective = with_lwf(base, prev.model, names[:-1], current, self.cc)
         keep = {current: spans[current]}
@@ -54,8 +56,10 @@ class Stage(finetune.Extension):
             )
         chosen = [i for n in names if n in keep for i in keep[n]]
         self.notes["training_examples"] = {n: len(v) for n, v in keep.items()}
-        prepared.features["train"] = [prepared.features["train"][i] for i in chosen]
-        prepared.sampler = mixture(setup.cfg, [len(keep[n]) for n in names if n in keep])
+        train = prepared.features["train"]
+        lengths = [[len(train[i]["input_ids"]) for i in keep[n]] for n in names if n in keep]
+        prepared.features["train"] = [train[i] for i in chosen]
+        prepared.sampler = mixture(setup.cfg, lengths)
         prepared.evaluate = current_only(setup, task, current)
 
     def metrics(self) -> dict:
@@ -94,10 +98,14 @@ def reservoir(indices: list[int], k: int, seed: int) -> list[int]:
     return sorted(memory.items)
 
 
-def mixture(cfg, sizes: list[int]):
+def mixture(cfg, lengths: list[list[int]]):
+    """Proportional TaskMixture over the kept examples of each member (``lengths``: their token lengths)."""
     from tunelab.training.mixing import TaskMixture
 
-    return TaskMixture(sizes, cfg.train.batch_size, cfg.train.seed, "proportional")
+    sizes = [len(x) for x in lengths]
+    return TaskMixture(
+        sizes, cfg.train.batch_size, cfg.train.seed, "proportional", lengths=lengths, group=cfg.train.length_grouping
+    )
 
 
 def current_only(setup: finetune.Setup, task, current: str):
@@ -117,14 +125,17 @@ def current_only(setup: finetune.Setup, task, current: str):
 # ---------------------------------------------------------------- EWC
 
 
-def with_ewc(base: Objective, setup: finetune.Setup, features: list[dict], cc) -> Objective:
+def with_ewc(base: Objective, setup: finetune.Setup, older: dict[str, list[dict]], cc) -> Objective:
     """``base`` + (lambda / 2) sum F (theta - theta*)^2, with theta* the weights now (the previous stage's) and F the
-    diagonal Fisher of the previous stage's loss on ``features``. The penalty is added once per optimizer step: the
+    sum over the earlier tasks (``older``: each one's training features) of that task's diagonal empirical Fisher at
+    theta*: the mean over its examples of the squared gradient of the example's own loss (its mean over its items),
+    as in Kirkpatrick et al. 2017, one penalty per earlier task, all anchored at the latest weights (Huszar 2018).
+    F is then the diagonal of the Hessian of each earlier task's mean loss, so at lambda = 1 the penalty is the
+    quadratic estimate of how much the earlier tasks' losses rise. The penalty is added once per optimizer step: the
     loop divides the summed loss by the step's item count, so each micro-batch adds penalty * its item count."""
     from tunelab.training.continual import diagonal_fisher, ewc_penalty
 
-    model, size = setup.model, setup.cfg.train.batch_size
-    batches = [setup.prepared.collate(features[s : s + size]) for s in range(0, len(features), size)]
+    model = setup.model
 
     def loss_of(m, batch):
         total, n = base.loss(base.forward(m, batch), batch)
@@ -132,10 +143,14 @@ def with_ewc(base: Objective, setup: finetune.Setup, features: list[dict], cc) -
 
     was = model.training
     model.eval()  # no dropout: F at the previous weights
-    fisher = diagonal_fisher(model, batches, loss_of)
+    fisher: dict = {}
+    for name, features in older.items():
+        examples = [setup.prepared.collate([f]) for f in features]  # one example each: per-example gradients
+        for key, f in diagonal_fisher(model, examples, loss_of).items():
+            fisher[key] = fisher[key] + f if key in fisher else f
+        setup.log(f"continual: EWC Fisher of {name} over {len(features)} of its training examples")
     model.train(was)
     anchors = {n: p.detach().clone() for n, p in model.named_parameters() if n in fisher}
-    setup.log(f"continual: EWC Fisher over {len(features)} earlier examples, {len(fisher)} tensors")
 
     def loss(outputs, batch):
         total, n = base.loss(outputs, batch)

@@ -8,8 +8,9 @@
 * ``Reservoir``: a reservoir sample of at most k items of a stream (Vitter's algorithm R), seeded, with its state
   for checkpoints: the replay memory of one earlier task.
 * ``ewc_penalty``: Elastic Weight Consolidation's (lambda / 2) * sum_i F_i (theta_i - theta*_i)^2 over the
-  parameters that have a Fisher estimate; ``diagonal_fisher`` estimates F as the mean squared gradient of the
-  task loss per batch (the empirical Fisher).
+  parameters that have a Fisher estimate; ``diagonal_fisher`` estimates F as the mean over batches of the squared
+  gradient of their loss: given one example per batch, the empirical Fisher of Kirkpatrick et al. (the squared
+  gradient of a whole batch's mean loss is up to batch-size times smaller, mostly the noise averaged away).
 """
 
 from __future__ import annotations
