@@ -9,6 +9,11 @@ import pytest
 from tunelab.training.mixing import TaskMixture, mixing_weights
 
 
+def flat(*sizes):
+    """Sources of equal-length examples (plain shuffled batches)."""
+    return [[1] * n for n in sizes]
+
+
 def test_mixing_weights_match_hand_computation():
     assert mixing_weights([300, 100], "proportional") == pytest.approx([0.75, 0.25])
     # tau = 2: sqrt(300) : sqrt(100) = 17.32 : 10
@@ -30,7 +35,7 @@ def source_of(batch, sizes):
 )
 def test_batch_proportions_follow_the_strategy(strategy, tau, want):
     sizes = [4000, 1000]
-    sampler = TaskMixture(sizes, batch_size=10, seed=1, strategy=strategy, tau=tau)
+    sampler = TaskMixture(flat(*sizes), batch_size=10, seed=1, strategy=strategy, tau=tau)
     counts = Counter()
     for epoch in range(4):
         plan = sampler.batches(epoch)
@@ -46,13 +51,13 @@ def test_batch_proportions_follow_the_strategy(strategy, tau, want):
 
 
 def test_plans_are_deterministic_per_epoch_and_differ_between_epochs():
-    a, b = TaskMixture([50, 30], 8, seed=3), TaskMixture([50, 30], 8, seed=3)
+    a, b = TaskMixture(flat(50, 30), 8, seed=3), TaskMixture(flat(50, 30), 8, seed=3)
     assert a.batches(2) == b.batches(2)
     assert a.batches(0) != a.batches(1)
 
 
 def test_round_robin_alternates_and_covers_each_example_once():
-    plan = TaskMixture([20, 20], 5, seed=0, strategy="round_robin").batches(0)
+    plan = TaskMixture(flat(20, 20), 5, seed=0, strategy="round_robin").batches(0)
     assert [source_of(b, [20, 20]) for b in plan] == [0, 1] * 4
     seen = Counter(i for b in plan for i in b)
     assert set(seen) == set(range(40)) and set(seen.values()) == {1}
@@ -67,7 +72,7 @@ def test_proportional_gives_each_source_its_single_run_batches_once_per_epoch():
 
     rng = random.Random(0)
     lengths = [[rng.randint(1, 60) for _ in range(103)], [rng.randint(1, 60) for _ in range(41)]]
-    mix = TaskMixture([103, 41], 8, seed=5, lengths=lengths)
+    mix = TaskMixture(lengths, 8, seed=5)
     for epoch in (0, 1):
         plan = mix.batches(epoch)
         assert len(plan) == mix.steps_per_epoch() == 13 + 6
@@ -77,12 +82,14 @@ def test_proportional_gives_each_source_its_single_run_batches_once_per_epoch():
         for src, start in ((0, 0), (1, 103)):
             own = [[i - start for i in b] for b, s in zip(plan, sources) if s == src]
             assert own == LengthGrouped(lengths[src], 8, 5).batches(epoch)
-    with pytest.raises(ValueError, match="one length per example"):
-        TaskMixture([103, 41], 8, seed=5, lengths=[[1] * 103, [1] * 40])
+    # without length grouping (all lengths equal): the single run's batches as sets, in another order
+    ungrouped = TaskMixture(flat(103, 41), 8, seed=5).batches(0)
+    own = sorted(sorted(b) for b in ungrouped if b[0] < 103)
+    assert own == sorted(sorted(b) for b in LengthGrouped([1] * 103, 8, 5, group=False).batches(0))
 
 
 def test_a_source_that_runs_out_starts_another_pass_with_another_order():
-    plan = TaskMixture([4, 40], 4, seed=0, strategy="round_robin").batches(0)  # source 0 has 1 batch, drawn 6 times
+    plan = TaskMixture(flat(4, 40), 4, seed=0, strategy="round_robin").batches(0)  # source 0 has 1 batch, drawn 6 times
     firsts = [tuple(b) for b in plan if b[0] < 4]
     assert len(firsts) == 6 and all(sorted(b) == [0, 1, 2, 3] for b in firsts) and len(set(firsts)) > 1
 
@@ -90,9 +97,9 @@ def test_a_source_that_runs_out_starts_another_pass_with_another_order():
 def test_weighted_mixture_uses_the_given_weights_and_checks_them():
     from tunelab.training.mixing import TaskMixture
 
-    mix = TaskMixture.weighted([10, 30], 4, 0, [1.0, 3.0])
+    mix = TaskMixture.weighted(flat(10, 30), 4, 0, [1.0, 3.0])
     assert mix.weights == [0.25, 0.75] and mix.steps_per_epoch() == 3 + 8
-    assert mix.batches(1) == TaskMixture.weighted([10, 30], 4, 0, [2.0, 6.0]).batches(1)  # only the ratio counts
+    assert mix.batches(1) == TaskMixture.weighted(flat(10, 30), 4, 0, [2.0, 6.0]).batches(1)  # only the ratio counts
     for bad in ([1.0], [1.0, 0.0]):
         with pytest.raises(ValueError, match="one positive weight per source"):
-            TaskMixture.weighted([10, 30], 4, 0, bad)
+            TaskMixture.weighted(flat(10, 30), 4, 0, bad)

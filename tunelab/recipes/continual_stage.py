@@ -57,9 +57,9 @@ class Stage(finetune.Extension):
         chosen = [i for n in names if n in keep for i in keep[n]]
         self.notes["training_examples"] = {n: len(v) for n, v in keep.items()}
         train = prepared.features["train"]
-        lengths = [[len(train[i]["input_ids"]) for i in keep[n]] for n in names if n in keep]
+        sources = [[train[i] for i in keep[n]] for n in names if n in keep]
         prepared.features["train"] = [train[i] for i in chosen]
-        prepared.sampler = mixture(setup.cfg, lengths)
+        prepared.sampler = mixture(setup.cfg, sources)
         prepared.evaluate = current_only(setup, task, current)
 
     def metrics(self) -> dict:
@@ -98,14 +98,12 @@ def reservoir(indices: list[int], k: int, seed: int) -> list[int]:
     return sorted(memory.items)
 
 
-def mixture(cfg, lengths: list[list[int]]):
-    """Proportional TaskMixture over the kept examples of each member (``lengths``: their token lengths)."""
-    from tunelab.training.mixing import TaskMixture
+def mixture(cfg, sources: list[list[dict]]):
+    """Proportional TaskMixture over the kept training features of each member."""
+    from tunelab.training.mixing import TaskMixture, source_lengths
 
-    sizes = [len(x) for x in lengths]
-    return TaskMixture(
-        sizes, cfg.train.batch_size, cfg.train.seed, "proportional", lengths=lengths, group=cfg.train.length_grouping
-    )
+    lengths = source_lengths(sources, cfg.train.length_grouping)
+    return TaskMixture(lengths, cfg.train.batch_size, cfg.train.seed, "proportional")
 
 
 def current_only(setup: finetune.Setup, task, current: str):

@@ -157,7 +157,7 @@ class CausalLM(UnlabelledTask):
         if cfg.task.packing:  # each file packed on its own: a row (and a batch) holds one file's examples
             sources = [pack(source, cfg.model.max_length) for source in sources]
         feats["train"] = [f for source in sources for f in source]
-        sampler = mixed_sampler(cfg, [[len(f["input_ids"]) for f in source] for source in sources])
+        sampler = mixed_sampler(cfg, sources)
         info.update(batching_info(feats["train"], cfg))
         log(
             f"train: {len(train)} examples in {len(feats['train'])} rows ({'packed' if cfg.task.packing else 'padded'}), "
@@ -263,18 +263,16 @@ class CausalLM(UnlabelledTask):
 # ---------------------------------------------------------------- encoding
 
 
-def mixed_sampler(cfg, lengths: list[list[int]]):
-    """TaskMixture over data.train and task.mix's files (``lengths``: each file's example lengths) with their
-    weights (None without task.mix)."""
-    if len(lengths) == 1:
+def mixed_sampler(cfg, sources: list[list[dict]]):
+    """TaskMixture over data.train and task.mix's files (``sources``: each file's features) with their weights (None
+    without task.mix)."""
+    if len(sources) == 1:
         return None
-    from tunelab.training.mixing import TaskMixture
+    from tunelab.training.mixing import TaskMixture, source_lengths
 
     weights = [cfg.task.train_weight] + [m.weight for m in cfg.task.mix]
-    sizes = [len(x) for x in lengths]
-    return TaskMixture.weighted(
-        sizes, cfg.train.batch_size, cfg.train.seed, weights, lengths, cfg.train.length_grouping
-    )
+    lengths = source_lengths(sources, cfg.train.length_grouping)
+    return TaskMixture.weighted(lengths, cfg.train.batch_size, cfg.train.seed, weights)
 
 
 def lm_head(model):

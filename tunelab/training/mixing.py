@@ -12,9 +12,9 @@ source comes next:
   * ``weighted`` (``TaskMixture.weighted``): each batch's source drawn with probability weight_i / sum(weights).
 An epoch has as many batches as the sources' batches together (sum of ceil(n_i / batch_size)); a source that runs
 out of batches before the epoch ends starts another pass over its examples. Source i's batches in epoch e are
-``data.collate.batch_plan`` over its own examples with the run's seed: given the examples' ``lengths`` (and
-``group``), exactly the batches a run on source i alone would train on in epoch e (the loop's LengthGrouped
-sampler); so with ``proportional`` a multi-task run sees each task's single-task batches, interleaved. A further
+``data.collate.batch_plan`` over its own examples' ``lengths`` with the run's seed: exactly the batches a run on
+source i alone would train on in epoch e (the loop's LengthGrouped sampler; without length grouping, the same
+batches in another order); so with ``proportional`` a multi-task run sees each task's single-task batches, interleaved. A further
 pass r in the same epoch uses seed + 7919 r. The plan of an epoch depends only on the arguments and the epoch
 number, so resume continues with exactly the same batches.
 """
@@ -47,49 +47,35 @@ def mixing_weights(sizes: list[int], strategy: str, tau: float = 1.0) -> list[fl
     return [r / sum(raw) for r in raw]
 
 
+def source_lengths(sources: list[list[dict]], group: bool) -> list[list[int]]:
+    """TaskMixture's ``lengths`` for sources of encoded features: their ``input_ids`` lengths, or (``group`` off) all
+    equal, which gives plain shuffled batches (the same batches as the loop's LengthGrouped without grouping)."""
+    return [[len(f["input_ids"]) if group else 1 for f in source] for source in sources]
+
+
 class TaskMixture(Sampler):
     """Batches of one source at a time from the concatenated features of several sources (see the module docstring).
 
     Args:
-        sizes: examples per source, in the order of the concatenated features.
-        lengths: optional token length of every example of each source (``lengths[i]`` has ``sizes[i]`` entries):
-            batches of similar length within a source when ``group`` (less padding), as the loop's default sampler.
+        lengths: the token length of every example of each source, in the order of the concatenated features
+            (source i has ``len(lengths[i])`` examples); batches within a source group similar lengths, as the
+            loop's default sampler does (all lengths equal: plain shuffled batches; see ``source_lengths``).
     """
 
     def __init__(
-        self,
-        sizes: list[int],
-        batch_size: int,
-        seed: int,
-        strategy: str = "proportional",
-        tau: float = 1.0,
-        lengths: list[list[int]] | None = None,
-        group: bool = True,
+        self, lengths: list[list[int]], batch_size: int, seed: int, strategy: str = "proportional", tau: float = 1.0
     ):
-        self.sizes, self.batch_size, self.seed = list(sizes), batch_size, seed
+        self.lengths = [list(x) for x in lengths]
+        self.sizes, self.batch_size, self.seed = [len(x) for x in self.lengths], batch_size, seed
         self.strategy, self.weights = strategy, mixing_weights(self.sizes, strategy, tau)
         self.starts = [sum(self.sizes[:i]) for i in range(len(self.sizes))]
-        if lengths is not None and [len(x) for x in lengths] != self.sizes:
-            raise ValueError(
-                f"lengths: one length per example of each source {self.sizes}, got {[len(x) for x in lengths]}"
-            )
-        self.lengths = [list(x) for x in lengths] if lengths is not None else [[1] * n for n in self.sizes]
-        self.group = group and lengths is not None
 
     @classmethod
-    def weighted(
-        cls,
-        sizes: list[int],
-        batch_size: int,
-        seed: int,
-        weights: list[float],
-        lengths: list[list[int]] | None = None,
-        group: bool = True,
-    ) -> "TaskMixture":
+    def weighted(cls, lengths: list[list[int]], batch_size: int, seed: int, weights: list[float]) -> "TaskMixture":
         """Sources drawn with probability weight / sum(weights) (mixed-data SFT's file weights, any positive scale)."""
-        if len(weights) != len(sizes) or min(weights) <= 0:
-            raise ValueError(f"weights: one positive weight per source ({len(sizes)}), got {weights}")
-        mix = cls(sizes, batch_size, seed, lengths=lengths, group=group)
+        if len(weights) != len(lengths) or min(weights) <= 0:
+            raise ValueError(f"weights: one positive weight per source ({len(lengths)}), got {weights}")
+        mix = cls(lengths, batch_size, seed)
         mix.strategy, mix.weights = "weighted", [w / sum(weights) for w in weights]
         return mix
 
@@ -123,6 +109,6 @@ class TaskMixture(Sampler):
         start, rounds = self.starts[source], 0
         while True:
             seed = self.seed + rounds * PASS_SEED_STRIDE
-            for batch in batch_plan(self.lengths[source], self.batch_size, seed, epoch, self.group):
+            for batch in batch_plan(self.lengths[source], self.batch_size, seed, epoch):
                 yield [start + i for i in batch]
             rounds += 1
