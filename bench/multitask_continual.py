@@ -231,7 +231,7 @@ def main() -> None:
     p.add_argument("--first-stage-from", default=None, help="a finished continual run folder whose 00-sst2 to reuse")
     p.add_argument("--strategies", default="naive,replay,ewc,adapters")
     p.add_argument("--replay-k", type=int, default=100)
-    p.add_argument("--ewc-lambda", type=float, default=1000.0)
+    p.add_argument("--ewc-lambda", type=float, default=1e4)
     p.add_argument("--fisher-batches", type=int, default=8)
     p.add_argument("--results", default="continual", help="results file name under bench/results")
     p.add_argument("--model", default="minilm-l6", help="another model only for a quick check of the script")

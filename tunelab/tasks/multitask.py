@@ -66,8 +66,9 @@ class Config(Strict):
     )
     mixing: Literal[STRATEGIES] = Field(  # type: ignore[valid-type]
         "proportional",
-        description="Which member's batch comes next: proportional (to its training rows), temperature (rows ** 1/tau: "
-        "small members more often) or round_robin.",
+        description="Which member's batch comes next: proportional (each member's batches once per epoch, interleaved: "
+        "shares follow the training rows), temperature (drawn with probability rows ** 1/tau: small members more "
+        "often) or round_robin.",
     )
     tau: float = Field(2.0, gt=0, description="Temperature of mixing: temperature (1 = proportional).")
 
@@ -193,7 +194,7 @@ class MultiTask(Task):
     # ------------------------------------------------------------ training
 
     def prepare(self, cfg, tokenizer, labels, splits, log) -> Prepared:
-        from tunelab.training.mixing import TaskMixture
+        from tunelab.training.mixing import TaskMixture, source_lengths
 
         parts: dict[str, Prepared] = {}
         kinds: dict[str, str] = {}
@@ -206,17 +207,8 @@ class MultiTask(Task):
             parts[member.name] = _tasks()[mcfg.task.name].prepare(mcfg, tokenizer, mlabels, msplits, log)
             for split, feats in parts[member.name].features.items():
                 features[split] += [{**f, "_task": member.name} for f in feats]
-        lengths = [[len(f["input_ids"]) for f in p.features["train"]] for p in parts.values()]
-        sizes = [len(x) for x in lengths]
-        mix = TaskMixture(
-            sizes,
-            cfg.train.batch_size,
-            cfg.train.seed,
-            cfg.task.mixing,
-            cfg.task.tau,
-            lengths,
-            cfg.train.length_grouping,
-        )
+        lengths = source_lengths([p.features["train"] for p in parts.values()], cfg.train.length_grouping)
+        mix = TaskMixture(lengths, cfg.train.batch_size, cfg.train.seed, cfg.task.mixing, cfg.task.tau)
         log("mixing: " + ", ".join(f"{n} {w:.3f}" for n, w in zip(parts, mix.weights)) + f" ({cfg.task.mixing})")
         collate = partial(_collate, {n: p.collate for n, p in parts.items()}, kinds)
         objectives = {n: p.objective for n, p in parts.items()}
