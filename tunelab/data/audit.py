@@ -31,10 +31,8 @@ class Options:
     near_threshold: float = 0.8  # character 5-gram Jaccard at or above which two texts are near duplicates
     skip: frozenset = frozenset()  # checks (from CHECKS) not to run
     label_model: str = "minilm-l6"  # comma-separated models whose embeddings feed the label-error probe (or fine-tuned)
-    label_probe: str = (
-        "embedding"  # comma-separated: embedding (logistic regression on embeddings), finetune (per fold)
-    )
-    label_cutoff: str = "posterior"  # posterior: P(label wrong) >= 0.5; estimate: cleanlab's count; prune
+    label_probe: str = "embedding"  # embedding, finetune or both, comma-separated (labelnoise.find)
+    label_cutoff: str = "posterior"  # posterior, calibrated, estimate or prune (labelnoise.label_issues)
     folds: int = 5
     seed: int = 0
     log: object = None
