@@ -83,3 +83,32 @@ def test_a_run_ranks_by_the_named_number_of_its_predictions(tmp_path, tiny_cls_r
     assert cli.main(["recommend", "eval", str(path), "--run", str(tiny_cls_run), "--score", "probs.1", "--k", "2"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["users"] == 3 and result["candidates"] == 4 and 0 <= result["ndcg@2"] <= result["hr@2"] <= 1
+
+
+def test_a_run_gets_each_pair_in_the_order_it_was_trained_on(tiny_cls_run, monkeypatch):
+    """A run trained with ``data.text_column: item`` (candidate first, history as the text pair) is sent
+    (item, history); any other run (history, item)."""
+    from tunelab import runs
+    from tunelab.tasks import TASKS
+
+    sent = []
+    parse = TASKS["classification"].parse_inputs
+    monkeypatch.setattr(
+        TASKS["classification"], "parse_inputs", lambda lines, src: sent.append(lines) or parse(lines, src)
+    )
+    pairs = [("good fun movie", "bad film"), ("dull", "great")]
+    ranking.run_scorer(str(tiny_cls_run), "probs.1")(pairs)
+    assert [json.loads(x) for x in sent[-1]] == [{"text": h, "text_pair": i} for h, i in pairs]
+
+    load = runs.load_run
+
+    def item_first(run_dir):
+        run = load(run_dir)
+        data = run.cfg.data.model_copy(update={"text_column": "item", "text_pair_column": "history"})
+        run.cfg = run.cfg.model_copy(update={"data": data})
+        return run
+
+    monkeypatch.setattr(runs, "load_run", item_first)
+    scores = ranking.run_scorer(str(tiny_cls_run), "probs.1")(pairs)
+    assert [json.loads(x) for x in sent[-1]] == [{"text": i, "text_pair": h} for h, i in pairs]
+    assert len(scores) == 2 and all(0 <= s <= 1 for s in scores)

@@ -94,13 +94,18 @@ def embedding_scorer(model_name: str, max_length: int, batch_size: int = 64) -> 
 
 def run_scorer(run_dir: str, key: str) -> Callable:
     """Scores from a trained run's own ``predict`` on (history, item) pairs: ``key`` names the number in its output
-    (``score`` for a retrieval run, ``probs.1`` for the probability of class 1 of a pair classifier)."""
+    (``score`` for a retrieval run, ``probs.1`` for the probability of class 1 of a pair classifier).
+
+    Each pair goes in the order the run was trained on: the files of ``tunelab recommend prepare`` have the columns
+    ``history`` and ``item``, so a run trained with ``data.text_column: item`` gets the candidate as its text and the
+    history as its text pair; any other run gets the history first."""
     from tunelab import runs
     from tunelab.tasks import TASKS
 
     run = runs.load_run(run_dir)
     task = TASKS[run.cfg.task.name]
     path = key.split(".")
+    item_first = run.cfg.data.text_column == "item"
 
     def pick(out: dict, n: int) -> float:
         value = out
@@ -111,7 +116,8 @@ def run_scorer(run_dir: str, key: str) -> Callable:
         return float(value)
 
     def score(pairs):
-        lines = [json.dumps({"text": h, "text_pair": i}) for h, i in pairs]
+        ordered = [(i, h) if item_first else (h, i) for h, i in pairs]
+        lines = [json.dumps({"text": a, "text_pair": b}) for a, b in ordered]
         outs = task.predict(run, task.parse_inputs(lines, "candidates"))
         return [pick(o, n) for n, o in enumerate(outs)]
 
