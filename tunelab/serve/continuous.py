@@ -5,7 +5,8 @@ requests are prefilled together (one forward over their left-padded prompts), ta
 forward, and their keys/values are copied into free rows; a finished or cancelled row leaves the batch at once (the
 last row moves into its slot). Each row picks its token with its own settings
 (sampling.py), its own stop strings, max_tokens, seed and logprobs, so a request decodes the same whichever
-requests share its steps. Written by hand: transformers' ``generate`` runs one fixed batch to its end, and its
+requests share its steps. LoRA adapters served on one shared base (and that base served plain) share one running
+batch: each row goes through its own adapter in the same forward (peft's ``adapter_names``). Written by hand: transformers' ``generate`` runs one fixed batch to its end, and its
 continuous-batching manager (paged attention) takes one generation config for all requests.
 """
 
@@ -88,6 +89,16 @@ class Batch:
         self.tokens = self.tokens[torch.tensor(order, dtype=torch.long, device=self.tokens.device)]
 
 
+def _forward(rows: list[Row], **inputs):
+    """One forward of the rows' model: rows of adapters that mix each through their own adapter (peft's
+    ``adapter_names``); otherwise the model's adapter selected around it (``Served.active``)."""
+    served = rows[0].job.served
+    if served.mixes:
+        return served.model(**inputs, adapter_names=[r.job.served.adapter_label for r in rows])
+    with served.active():
+        return served.model(**inputs)
+
+
 def _layers(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return [(layer.keys, layer.values) for layer in cache.layers]  # each (rows, kv_heads, T, head_dim)
 
@@ -107,17 +118,23 @@ class Scheduler:
         self.results: dict[int, list] = {}
         self.prefixes: dict[str, tuple[list[int], list]] = {}  # model -> (prompt ids, per-layer (k, v) of 1 row)
 
-    def _prefill(self, served, prompts: list[list[int]]):
-        """One forward over the new prompts: (cache, mask (rows, T), positions (rows, T), last logits (rows, vocab)).
+    def _prefill(self, rows: list[Row]):
+        """One forward over the new rows' prompts: (cache, mask (rows, T), positions (rows, T), last logits (rows,
+        vocab)).
 
         With the prefix cache, the tokens every prompt shares with the model's last prefilled prompt (a chat
         template's system prompt, say) are not computed again: their keys and values are copied from that prompt
-        (causal attention: a prefix's cache does not depend on what follows it) and only the rest is run."""
+        (causal attention: a prefix's cache does not depend on what follows it) and only the rest is run. Rows of
+        different adapters (a mixed batch) neither use nor update it: a prefix's cache depends on the adapter."""
+        served = rows[0].job.served
+        prompts = [r.job.prompt_ids for r in rows]
         device = next(served.model.parameters()).device
         pad = served.tokenizer.pad_token_id
-        shared = self._shared_prefix(served.name, prompts)
+        names = {r.job.served.name for r in rows}
+        key = names.pop() if len(names) == 1 else None
+        shared = self._shared_prefix(key, prompts) if key is not None else 0
         if shared:
-            _, kv = self.prefixes[served.name]
+            _, kv = self.prefixes[key]
             layers = [
                 tuple(x[:, :, :shared].expand(len(prompts), -1, -1, -1).contiguous() for x in pair) for pair in kv
             ]
@@ -129,19 +146,19 @@ class Scheduler:
             cache = _cache(None)
             ids, mask = _left_pad(prompts, pad, device)
         positions = (mask.long().cumsum(-1) - 1).clamp_min(0)  # padding: each row counts its own tokens
-        with served.active():
-            out = served.model(
-                input_ids=ids,
-                attention_mask=mask,
-                position_ids=positions[:, shared:],
-                use_cache=True,
-                cache_position=torch.arange(shared, mask.shape[1], device=device),
-                logits_to_keep=1,
-                **cache_kwarg(served.model, cache),
-            )
-        if self.prefix_cache:  # remember the first prompt (its real columns only) for the next arrivals
+        out = _forward(
+            rows,
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions[:, shared:],
+            use_cache=True,
+            cache_position=torch.arange(shared, mask.shape[1], device=device),
+            logits_to_keep=1,
+            **cache_kwarg(served.model, cache),
+        )
+        if self.prefix_cache and key is not None:  # remember the first prompt (its real columns) for next arrivals
             real = mask[0].bool()
-            self.prefixes[served.name] = (
+            self.prefixes[key] = (
                 list(prompts[0]),
                 [tuple(x[:1][:, :, real] for x in kv) for kv in _layers(cache)],
             )
@@ -169,19 +186,20 @@ class Scheduler:
 
     @torch.no_grad()
     def admit(self, jobs: list) -> None:
-        """Prefill ``jobs`` (grouped per model), give each row its first token, join the running batches."""
+        """Prefill ``jobs`` (grouped per running batch), give each row its first token, join the running batches."""
         groups: dict[str, list] = {}
         for job in jobs:
-            groups.setdefault(job.served.name, []).append(job)
+            groups.setdefault(job.served.batch_key(), []).append(job)
         for name, group in groups.items():
-            served = group[0].served
-            stop_ids = set(eos_ids(served.model, served.tokenizer))
-            rows = [Row(job, i, stop_ids) for job in group for i in range(job.n)]
+            stops = {
+                s.name: set(eos_ids(s.model, s.tokenizer)) for s in {id(j.served): j.served for j in group}.values()
+            }
+            rows = [Row(job, i, stops[job.served.name]) for job in group for i in range(job.n)]
             for job in group:
                 self.results[id(job)] = [None] * job.n
-            cache, mask, _, logits = self._prefill(served, [r.job.prompt_ids for r in rows])
+            cache, mask, _, logits = self._prefill(rows)
             self.metrics.observe("tunelab_prefill_rows", len(rows), buckets=_batch_buckets())
-            tokens, keep = self._advance(served, rows, logits)
+            tokens, keep = self._advance(rows, logits)
             if not keep:
                 continue
             layers = _layers(cache)
@@ -203,18 +221,18 @@ class Scheduler:
             served, slots = batch.rows[0].job.served, batch.slots
             start = time.perf_counter()
             mask = slots.step_mask()  # (rows, 1, 1, width)
-            with served.active():
-                logits = served.model(
-                    input_ids=batch.tokens[:, None],
-                    attention_mask=mask,
-                    position_ids=slots.lengths[:, None],
-                    use_cache=True,
-                    **cache_kwarg(served.model, slots),
-                ).logits[:, -1]  # (rows, vocab)
+            logits = _forward(
+                batch.rows,
+                input_ids=batch.tokens[:, None],
+                attention_mask=mask,
+                position_ids=slots.lengths[:, None],
+                use_cache=True,
+                **cache_kwarg(served.model, slots),
+            ).logits[:, -1]  # (rows, vocab)
             slots.advance()
             self.metrics.observe("tunelab_batch_size", len(batch.rows), buckets=_batch_buckets())
             self.metrics.observe("tunelab_batch_seconds", time.perf_counter() - start)
-            tokens, keep = self._advance(served, batch.rows, logits)
+            tokens, keep = self._advance(batch.rows, logits)
             batch.tokens = torch.tensor(tokens, dtype=torch.long, device=batch.tokens.device)
             batch.keep(keep)
             if not keep:
@@ -231,17 +249,17 @@ class Scheduler:
         for job in self.jobs():
             job.cancel.set()
 
-    def _advance(self, served, rows: list[Row], logits: torch.Tensor) -> tuple[list[int], list[int]]:
+    def _advance(self, rows: list[Row], logits: torch.Tensor) -> tuple[list[int], list[int]]:
         """Pick each row's next token from ``logits`` (rows, vocab) and finish rows: (tokens, indices of the rows
         still running)."""
         now = time.monotonic()
         tokens = self._choose(rows, logits)
         keep = []
         for r, (row, tok) in enumerate(zip(rows, tokens)):
-            self._observe(served, row, now)
+            self._observe(row, now)
             row.new.append(tok)
-            if self._check(served, row, tok):
-                self._finish(served, row)
+            if self._check(row, tok):
+                self._finish(row)
             else:
                 keep.append(r)
         return tokens, keep
@@ -283,16 +301,17 @@ class Scheduler:
             row.logprobs.append(entry)
             row.unsent.append(entry)
 
-    def _observe(self, served, row: Row, now: float) -> None:
+    def _observe(self, row: Row, now: float) -> None:
+        served = row.job.served
         if row.last_time is None:
             self.metrics.observe(TTFT, now - row.job.arrived, model=served.name)
         else:
             self.metrics.observe(ITL, now - row.last_time, buckets=ITL_BUCKETS, model=served.name)
         row.last_time = now
 
-    def _check(self, served, row: Row, tok: int) -> bool:
+    def _check(self, row: Row, tok: int) -> bool:
         """Record ``tok`` in the row's state; True when the row is finished."""
-        job = row.job
+        job, served = row.job, row.job.served
         row.seen.add(tok)
         if job.sampling.presence_penalty or job.sampling.frequency_penalty:
             if row.counts is None:
@@ -321,8 +340,8 @@ class Scheduler:
             row.job.emit("delta", (row.index, safe[len(row.sent) :], row.unsent))
             row.sent, row.unsent = safe, []
 
-    def _finish(self, served, row: Row) -> None:
-        job = row.job
+    def _finish(self, row: Row) -> None:
+        job, served = row.job, row.job.served
         with served.lock:
             o = finish(served.tokenizer, row.new, row.stop_ids, job.stop)
         out = Choice(

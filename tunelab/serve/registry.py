@@ -2,7 +2,8 @@
 
 Runs saved as PEFT adapters (adapter_config.json in run/model) that share a base model, task and
 label set are loaded onto ONE copy of the base with peft's ``load_adapter``; a request selects its
-adapter by name and the worker activates it (``Served.active``) around each forward. A generating base
+adapter by name. Plain LoRA adapters decode in one running batch, each row through its own adapter (peft's
+``adapter_names``); other adapter types are activated (``Served.active``) around each forward of their own batch. A generating base
 model listed by name beside its adapters (``base=smollm2-135m runs/lora-a``) is served from that same copy
 with the adapters disabled. Everything else loads alone.
 Requests only ever name these keys, never a path.
@@ -37,6 +38,17 @@ class Served:
     )  # guards the tokenizer (shared by adapters of one base)
     token_table: object = None  # constrained decoding's vocabulary table (structured.token_table), built on first use
     plain_base: bool = False  # the base model of shared adapters, run with the adapters disabled
+    mixes: bool = False  # adapters of one shared base whose rows peft runs in one forward (mixed adapter batches)
+
+    def batch_key(self) -> str:
+        """The running batch this model's requests join: the adapters of one shared base (and that base served
+        plain) join one when peft can run them mixed; any other model has its own."""
+        return f"shared base {id(self.model)}" if self.mixes else self.name
+
+    @property
+    def adapter_label(self) -> str:
+        """This model's entry in peft's per-row ``adapter_names`` (``__base__``: every adapter off)."""
+        return "__base__" if self.plain_base else str(self.adapter)
 
     def active(self):
         """Context for one forward of this model: its adapter selected, or every adapter off for the plain base."""
@@ -176,7 +188,7 @@ def _plain_base(name: str, adapter: Served) -> Served:
     cfg = config_mod.validate({"task": "causal_lm", "model": {"name": adapter.run.cfg.model.name}}, source=name)
     loaded = runs.LoadedRun(cfg, adapter.model, adapter.tokenizer, None, [])
     s = Served(name, loaded, cfg.generation, templates.chat_template(adapter.tokenizer), plain_base=True)
-    s.lock = adapter.lock
+    s.lock, s.mixes = adapter.lock, adapter.mixes
     return s
 
 
@@ -220,7 +232,7 @@ def _load_adapters(members: list[tuple[str, Path]], shared: bool = False) -> lis
     for name, run in members[1:]:
         model.load_adapter(str(run / "model"), adapter_name=name)
     model.eval()
-    lock = threading.Lock()
+    lock, mixes = threading.Lock(), _mixable(model)
     out = []
     for name, run in members:
         from tunelab.evaluation.calibration import stored_temperature
@@ -228,6 +240,14 @@ def _load_adapters(members: list[tuple[str, Path]], shared: bool = False) -> lis
         loaded = runs.LoadedRun(runs.read_config(run), model, tokenizer, labels, head, stored_temperature(run))
         loaded.task_state = runs.read_task_state(run)
         s = _run_served(name, run, loaded, adapter=name)
-        s.lock = lock
+        s.lock, s.mixes = lock, mixes
         out.append(s)
     return out
+
+
+def _mixable(model) -> bool:
+    """Whether peft runs rows of different adapters of ``model`` in one forward (its ``adapter_names``): plain LoRA
+    adapters (rsLoRA, PiSSA/OLoRA initialisations included), not DoRA nor other adapter types."""
+    from peft import PeftType
+
+    return all(c.peft_type == PeftType.LORA and not c.use_dora for c in model.peft_config.values())
