@@ -90,6 +90,9 @@ def cutoff_rows(probs_file: Path, flipped: set[int]) -> list[str]:
     order = np.argsort(get_label_quality_scores(y, probs, method="self_confidence"), kind="stable")
     picks = {
         "posterior: estimated P(label wrong) >= 0.5": labelnoise.label_issues(y, probs, "posterior"),
+        "calibrated: the same after temperature scaling and undoing the noise matrix": labelnoise.label_issues(
+            y, probs, "calibrated"
+        ),
         "prune (find_label_issues, prune_by_noise_rate)": find_label_issues(
             y, probs, filter_by="prune_by_noise_rate", return_indices_ranked_by="self_confidence"
         ),
@@ -129,7 +132,9 @@ def run_audit(noisy: Path, out: Path, args) -> float:
         args.folds,
         *(["--label-model", args.label_model] if args.label_model else []),
     )
-    return time.time() - start
+    took = time.time() - start
+    (out / "bench_seconds.txt").write_text(f"{took:.0f}\n")
+    return took
 
 
 def flagged_rows(audit: dict) -> set[int]:
@@ -142,10 +147,13 @@ def flagged_rows(audit: dict) -> set[int]:
     }
 
 
-def audit_section(rows: list, noise_seed: int, args) -> tuple[list[str], set[int]]:
-    """Flip labels with ``noise_seed``, audit the noisy file, score the flagged rows; (markdown lines, flipped)."""
+def audit_section(rows: list, noise_seed: int, args, score_only: bool = False) -> tuple[list[str], set[int]]:
+    """Flip labels with ``noise_seed``, audit the noisy file, score the flagged rows; (markdown lines, flipped).
+    ``score_only``: just the flipped rows."""
     rng = random.Random(noise_seed)
     flipped = set(rng.sample(range(len(rows)), round(args.noise * len(rows))))
+    if score_only:
+        return [], flipped
     noisy = [(t, str(1 - int(lab)) if k in flipped else lab) for k, (t, lab) in enumerate(rows)]
     path = WORK / f"noisy-{noise_seed}.tsv"
     write(path, noisy)
@@ -153,8 +161,12 @@ def audit_section(rows: list, noise_seed: int, args) -> tuple[list[str], set[int
     audit_s = None
     if not (args.reuse_audit and (out / "audit.json").is_file()):
         audit_s = run_audit(path, out, args)
-        for run in WORK.glob(f"run-cleaned{noise_seed}-*"):  # trained on the previous audit's cleaned file
+        # trained on the previous audit's cleaned or relabelled file
+        for run in [*WORK.glob(f"run-cleaned{noise_seed}-*"), *WORK.glob(f"run-relabelled{noise_seed}-*")]:
             shutil.rmtree(run)
+    else:  # reused: the time it took when it ran
+        took_file = out / "bench_seconds.txt"
+        audit_s = float(took_file.read_text()) if took_file.is_file() else None
     audit = json.loads((out / "audit.json").read_text())
     found = flagged_rows(audit)
     hits = len(found & flipped)
@@ -187,16 +199,22 @@ def main() -> None:
     ap.add_argument("--skip-training", action="store_true")
     ap.add_argument("--reuse-audit", action="store_true", help="keep the audits and cleaned file of an earlier run")
     ap.add_argument("--epochs", default="3")
-    ap.add_argument("--label-probe", default="embedding", choices=("embedding", "finetune"))
+    ap.add_argument(
+        "--label-probe", default="embedding", help="--label-probe for the audit: embedding, finetune or both"
+    )
     ap.add_argument("--label-model", default=None, help="--label-model for the audit (default: the audit's default)")
     ap.add_argument("--folds", default="5", help="probe folds")
-    ap.add_argument("--label-cutoff", default="posterior", choices=("posterior", "estimate", "prune"))
+    ap.add_argument("--label-cutoff", default="posterior", choices=("posterior", "calibrated", "estimate", "prune"))
+    ap.add_argument("--results", default="label_noise.md", help="file name under bench/results/")
+    ap.add_argument("--work", default="bench-label-noise", help="folder under runs/ for the files, audits and runs")
     ap.add_argument(
         "--noise-seeds",
         default="0",
         help="flip seeds to audit (comma-separated); the first one's files are cleaned and trained on",
     )
     args = ap.parse_args()
+    global WORK
+    WORK = REPO / "runs" / args.work
     WORK.mkdir(parents=True, exist_ok=True)
     with (DATA / "train.tsv").open(newline="", encoding="utf-8") as fh:
         reader = csv.reader(fh, delimiter="\t")
@@ -209,6 +227,10 @@ def main() -> None:
         f"--noise-seeds {args.noise_seeds} --label-probe {args.label_probe} --label-cutoff {args.label_cutoff} "
         f"--folds {args.folds}" + (f" --label-model {args.label_model}" if args.label_model else "")
     )
+    if args.results != "label_noise.md" or args.work != "bench-label-noise":
+        command += f" --results {args.results} --work {args.work}"
+    if args.reuse_audit:
+        command += " --reuse-audit"
     if args.skip_training:
         command += " --skip-training"
     else:
@@ -227,40 +249,56 @@ def main() -> None:
         section, _ = audit_section(rows, ns, args)
         lines += section
     ns = noise_seeds[0]
-    cleaned_dir = WORK / f"cleaned-{ns}"
-    if not (args.reuse_audit and cleaned_dir.is_dir()):
-        shutil.rmtree(cleaned_dir, ignore_errors=True)
-        tunelab(
-            "data",
-            "clean",
-            str(WORK / f"noisy-{ns}.tsv"),
-            "data.text_column=sentence",
-            "--out",
-            str(cleaned_dir),
-            "--fix",
-            "label-errors",
-            "--from-audit",
-            str(WORK / f"audit-{ns}"),
-            "--skip",
-            "near_duplicates,leakage,language",
-        )
-    cleaned = cleaned_dir / f"noisy-{ns}.tsv"
+    kept = {}
+    for fix, folder in (("label-errors", "cleaned"), ("relabel", "relabelled")):
+        out_dir = WORK / f"{folder}-{ns}"
+        if not (args.reuse_audit and out_dir.is_dir()):
+            shutil.rmtree(out_dir, ignore_errors=True)
+            tunelab(
+                "data",
+                "clean",
+                str(WORK / f"noisy-{ns}.tsv"),
+                "data.text_column=sentence",
+                "--out",
+                str(out_dir),
+                "--fix",
+                fix,
+                "--from-audit",
+                str(WORK / f"audit-{ns}"),
+                "--skip",
+                "near_duplicates,leakage,language",
+            )
+        kept[folder] = out_dir / f"noisy-{ns}.tsv"
+    cleaned = kept["cleaned"]
     kept_rows = sum(1 for _ in cleaned.open(encoding="utf-8")) - 1
-    lines += [f"`tunelab data clean --fix label-errors` on flip seed {ns}'s file kept {kept_rows} of {len(rows)} rows."]
-    results = REPO / "bench" / "results" / "label_noise.md"
+    changes = [json.loads(x) for x in (WORK / f"relabelled-{ns}" / "changes.jsonl").read_text().splitlines()]
+    noisy_rows = list(csv.reader((WORK / f"noisy-{ns}.tsv").open(encoding="utf-8"), delimiter="\t"))[1:]
+    _, flipped0 = audit_section(rows, ns, args, score_only=True)
+    fixed = sum(1 for c in changes if c["line"] - 2 in flipped0)
+    lines += [
+        f"`tunelab data clean --fix label-errors` on flip seed {ns}'s file kept {kept_rows} of {len(rows)} rows; "
+        f"`--fix relabel` changed {len(changes)} labels, {fixed} of them back to the original label "
+        f"(of {len(noisy_rows)} rows)."
+    ]
+    results = REPO / "bench" / "results" / args.results
     results.write_text("\n".join(lines) + "\n")  # the audits' part now: training may not get to finish
     if not args.skip_training:
-        lines += training_section(args, rows, ns, cleaned, kept_rows)
+        lines += training_section(args, rows, ns, cleaned, kept_rows, kept["relabelled"])
         results.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
-def training_section(args, rows: list, ns: int, cleaned: Path, kept_rows: int) -> list[str]:
+def training_section(args, rows: list, ns: int, cleaned: Path, kept_rows: int, relabelled: Path) -> list[str]:
     seeds = [int(s) for s in args.seeds.split(",")]
-    files = (("clean", WORK / "clean.tsv"), (f"noisy{ns}", WORK / f"noisy-{ns}.tsv"), (f"cleaned{ns}", cleaned))
+    files = (
+        ("clean", WORK / "clean.tsv"),
+        (f"noisy{ns}", WORK / f"noisy-{ns}.tsv"),
+        (f"cleaned{ns}", cleaned),
+        (f"relabelled{ns}", relabelled),
+    )
     acc = {name: [train(name, path, s, args.dev_rows, args.epochs) for s in seeds] for name, path in files}
     mean = {k: sum(v) / len(v) for k, v in acc.items()}
-    lost, won = mean["clean"] - mean[f"noisy{ns}"], mean[f"cleaned{ns}"] - mean[f"noisy{ns}"]
+    lost = mean["clean"] - mean[f"noisy{ns}"]
     dev = f"first {args.dev_rows}" if args.dev_rows else "all 6,735"
     lines = [
         "",
@@ -270,7 +308,7 @@ def training_section(args, rows: list, ns: int, cleaned: Path, kept_rows: int) -
         "| training file | rows | dev accuracy (per seed) | mean | trained (wall time of `tunelab train`) |",
         "|---|---|---|---|---|",
     ]
-    for (name, _), n in zip(files, (len(rows), len(rows), kept_rows)):
+    for (name, _), n in zip(files, (len(rows), len(rows), kept_rows, len(rows))):
         took = ", ".join(
             (WORK / f"run-{name}-e{args.epochs}-{s}" / "bench_seconds.txt").read_text().strip() + " s" for s in seeds
         )
@@ -284,12 +322,14 @@ def training_section(args, rows: list, ns: int, cleaned: Path, kept_rows: int) -
         lines.append(
             f"| {name} | {n} | {', '.join(f'{a:.4f}' for a in acc[name])} | {mean[name]:.4f} | {when} ({took}) |"
         )
-    share = f"{won / lost:.2f}" if lost > 0 else "n/a (the noise cost nothing)"
-    lines += [
-        "",
-        f"Accuracy lost to the noise: {lost * 100:.2f} points; won back by cleaning: {won * 100:.2f} points "
-        f"(share recovered: {share}).",
-    ]
+    lines.append("")
+    for name in (f"cleaned{ns}", f"relabelled{ns}"):
+        won = mean[name] - mean[f"noisy{ns}"]
+        share = f"{won / lost:.2f}" if lost > 0 else "n/a (the noise cost nothing)"
+        lines.append(
+            f"{name}: accuracy lost to the noise {lost * 100:.2f} points; won back {won * 100:.2f} points "
+            f"(share recovered: {share})."
+        )
     return lines
 
 

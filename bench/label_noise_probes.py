@@ -61,6 +61,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--probes", default="all", help="comma-separated probe names (default: all)")
     ap.add_argument("--cutoffs", default="all")
+    ap.add_argument("--save", default=None, help="folder to save each probe's out-of-fold probabilities in (.npy)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     with (DATA / "train.tsv").open(newline="", encoding="utf-8") as fh:
@@ -98,6 +99,9 @@ def main() -> None:
                 if (s, c) not in single:
                     single[(s, c)] = labelnoise.out_of_fold_probs(feats[s], list(y), folds=5, seed=0, c=c)
             probs = np.mean([single[(s, c)] for s in sets], axis=0)
+            if args.save:
+                Path(args.save).mkdir(parents=True, exist_ok=True)
+                np.save(Path(args.save) / f"seed{seed}-{name.replace(' ', '_')}.npy", probs)
             acc = (probs.argmax(1) == y).mean()
             took = time.time() - t
             for cut, idx in all_cutoffs(y, probs, len(flipped)).items():

@@ -93,3 +93,33 @@ def test_clean_label_errors_from_an_earlier_audit(tmp_path, capsys):
     audit.write_text(json.dumps({"findings": [finding]}), encoding="utf-8")
     assert cli.main(args + ["--out", str(tmp_path / "c2")]) == 2
     assert "its row elsewhere.tsv:3 is not in these inputs" in capsys.readouterr().err
+
+
+def test_relabel_gives_likely_label_errors_the_probe_label(tmp_path, capsys):
+    train, _ = write_classification(tmp_path)
+    audit = tmp_path / "audit.json"
+    finding = {"check": "label_errors", "rows": [{"refs": [f"{train}:11"], "given": "0", "suggested": "1"}]}
+    audit.write_text(json.dumps({"findings": [finding]}), encoding="utf-8")
+    out = tmp_path / "clean"
+    args = ["data", "clean", str(train), "data.text_column=sentence", "--from-audit", str(audit)]
+    assert cli.main(args + ["--fix", "relabel", "--out", str(out)]) == 0
+    expected = TRAIN[:10] + ["a plain row about nothing\t1"] + TRAIN[11:]
+    assert (out / "train.tsv").read_text(encoding="utf-8") == "\n".join(expected) + "\n"
+    log = [json.loads(x) for x in (out / "changes.jsonl").read_text().splitlines()]
+    assert [(r["line"], r["action"], r["before"], r["after"]) for r in log] == [(11, "change", "0", "1")]
+    assert "relabelled 0 -> 1" in log[0]["reason"]
+    # JSONL: an integer label stays an integer, every other key and row is copied
+    jl = tmp_path / "rows.jsonl"
+    rows = [{"text": f"row {i}", "label": i % 2, "id": i} for i in range(4)]
+    jl.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    finding["rows"][0]["refs"] = [f"{jl}:3"]
+    audit.write_text(json.dumps({"findings": [finding]}), encoding="utf-8")
+    out = tmp_path / "clean-jsonl"
+    assert cli.main(["data", "clean", str(jl), "--from-audit", str(audit), "--fix", "relabel", "--out", str(out)]) == 0
+    got = [json.loads(x) for x in (out / "rows.jsonl").read_text().splitlines()]
+    assert got == rows[:2] + [{"text": "row 2", "label": 1, "id": 2}] + rows[3:]
+    assert cli.main(args + ["--fix", "relabel,label-errors", "--out", str(tmp_path / "c3")]) == 2
+    assert (
+        "label-errors drops the likely label errors and relabel gives them the probe's label" in capsys.readouterr().err
+    )
+    assert not (tmp_path / "c3").exists()

@@ -31,8 +31,8 @@ class Options:
     near_threshold: float = 0.8  # character 5-gram Jaccard at or above which two texts are near duplicates
     skip: frozenset = frozenset()  # checks (from CHECKS) not to run
     label_model: str = "minilm-l6"  # comma-separated models whose embeddings feed the label-error probe (or fine-tuned)
-    label_probe: str = "embedding"  # embedding: logistic regression on embeddings; finetune: a short fine-tune per fold
-    label_cutoff: str = "posterior"  # posterior: P(label wrong) >= 0.5; estimate: cleanlab's count; prune
+    label_probe: str = "embedding"  # embedding, finetune or both, comma-separated (labelnoise.find)
+    label_cutoff: str = "posterior"  # posterior, calibrated, estimate or prune (labelnoise.label_issues)
     folds: int = 5
     seed: int = 0
     log: object = None
@@ -357,9 +357,7 @@ def _label_errors(inputs: Inputs, audit: Audit, opts: Options) -> None:
     }
     audit.stats["label_model"] = {
         "model": opts.label_model,
-        "probe": "fine-tuned per fold"
-        if opts.label_probe == "finetune"
-        else "logistic regression on mean-pooled hidden states (C by 3-fold CV; averaged over the models)",
+        "probe": labelnoise.describe_probe(opts.label_probe),
         "folds": opts.folds,
         "cutoff": opts.label_cutoff,
         "out_of_fold_accuracy": round(float((probs.argmax(1) == [names.index(x) for x in labels]).mean()), 4),

@@ -15,7 +15,8 @@ from tunelab.data import audit_report, checks, rewrite
 from tunelab.data.corpus import Inputs, Split
 from tunelab.errors import TunelabError
 
-FIXES = ("exact", "near", "conflicts", "label-errors", "leakage", "unreadable", "encoding", "whitespace")
+FIXES = ("exact", "near", "conflicts", "label-errors", "relabel", "leakage", "unreadable", "encoding", "whitespace")
+LABEL_FIXES = {"label-errors", "relabel"}  # the fixes that need the label-error finding
 
 
 def parse_fixes(text: str) -> set[str]:
@@ -25,6 +26,10 @@ def parse_fixes(text: str) -> set[str]:
         raise TunelabError(f"--fix: unknown fix {unknown[0]!r}; valid: {', '.join(FIXES)}")
     if not fixes:
         raise TunelabError(f"--fix: expected at least one of {', '.join(FIXES)}")
+    if LABEL_FIXES <= fixes:
+        raise TunelabError(
+            "--fix: label-errors drops the likely label errors and relabel gives them the probe's label; choose one"
+        )
     return fixes
 
 
@@ -58,6 +63,22 @@ def decide(audit: audit_mod.Audit, fixes: set[str]) -> dict[int, str]:
             d = f.detail.get(k, {})
             drop.setdefault(g[0], f"likely label error (given {d.get('given')}, model suggests {d.get('suggested')})")
     return drop
+
+
+def relabels(audit: audit_mod.Audit, fixes: set[str]) -> dict[int, tuple[str, str]]:
+    """Item index -> (given label, new label) for ``relabel``: each likely label error gets the label the probe
+    suggests (its most probable class), instead of being dropped. Rows whose suggestion equals the given label
+    (possible with cleanlab's count-based cutoffs) are left as they are."""
+    f = audit.finding("label_errors")
+    if "relabel" not in fixes or f is None:
+        return {}
+    out = {}
+    for k, g in enumerate(f.groups):
+        d = f.detail.get(k, {})
+        given, new = d.get("given"), d.get("suggested")
+        if new is not None and new != given:
+            out[g[0]] = (given, new)
+    return out
 
 
 def normalised(kind: str, item, whitespace: bool) -> object | None:
@@ -116,16 +137,17 @@ def label_errors_from(path: str, result: audit_mod.Audit) -> audit_mod.Finding:
 
 def run(data: Inputs, fixes: set[str], opts: audit_mod.Options, out: Path, log, from_audit: str | None = None) -> dict:
     result = audit_mod.run(data, opts)
-    if from_audit and "label-errors" in fixes:
+    if from_audit and LABEL_FIXES & fixes:
         result.findings.append(label_errors_from(from_audit, result))
     (out / "audit").mkdir()
     audit_report.write(result, out / "audit")
     drop = decide(result, fixes)
+    relabel = relabels(result, fixes)
     index = {id(it): k for k, it in enumerate(result.items)}
     changes, summary, taken = [], {}, set()
     for split in data.splits:
         name = output_name(split, taken)
-        text, log_rows, counts = write_split(data, split, drop, index, fixes)
+        text, log_rows, counts = write_split(data, split, drop, index, fixes, relabel)
         (out / name).write_text(text, encoding="utf-8")
         changes += log_rows
         summary[split.name] = {"input": split.path, "output": str(out / name), **counts}
@@ -136,8 +158,15 @@ def run(data: Inputs, fixes: set[str], opts: audit_mod.Options, out: Path, log, 
     return summary
 
 
-def write_split(data: Inputs, split: Split, drop: dict[int, str], index: dict[int, int], fixes: set[str]):
-    """(cleaned file text, change-log rows, counts) for one input file."""
+def write_split(
+    data: Inputs,
+    split: Split,
+    drop: dict[int, str],
+    index: dict[int, int],
+    fixes: set[str],
+    relabel: dict[int, tuple[str, str]] | None = None,
+):
+    """(cleaned file text, change-log rows, counts) for one input file; ``relabel``: item -> (given, new label)."""
     rf = rewrite.read_raw(split.path, split.fmt, split.lines_as)
     starts = sorted(r.line for r in rf.records if r.data)
     bad_starts = {_block_start(starts, line): reason for line, reason in split.skipped}
@@ -178,6 +207,20 @@ def write_split(data: Inputs, split: Split, drop: dict[int, str], index: dict[in
                 }
             )
             counts["changed"] += 1
+        if it is not None and index[id(it)] in (relabel or {}):
+            given, label = relabel[index[id(it)]]
+            rec = relabelled_record(data, rf, rec, label)
+            rows.append(
+                {
+                    "file": split.path,
+                    "line": it.line,
+                    "action": "change",
+                    "reason": f"likely label error: relabelled {given} -> {label}",
+                    "before": given,
+                    "after": label,
+                }
+            )
+            counts["changed"] += 1
         keep.append(rec)
     counts["rows_out"] = counts["rows_in"] - counts["dropped"]
     return rewrite.render(rf, keep), rows, counts
@@ -213,6 +256,17 @@ def changed_record(data: Inputs, rf: rewrite.RawFile, rec: rewrite.RawRecord, it
     if isinstance(new, str):  # a plain-text document (blank-line separated; a scrubbed value never adds a blank line)
         return rewrite.with_lines(rec, [ln for ln in new.splitlines() if ln.strip()])
     return replace_messages(rf, rec, new)
+
+
+def relabelled_record(data: Inputs, rf: rewrite.RawFile, rec: rewrite.RawRecord, label: str) -> rewrite.RawRecord:
+    """``rec`` with its label cell set to ``label`` (a JSON label keeps its type: 1 stays a number)."""
+    column = _column(rf, data.cfg.data.label_column, data.cfg.data.has_header)
+    value: object = label
+    if rf.fmt in ("json", "jsonl"):
+        old = rec.fields.get(column) if isinstance(rec.fields, dict) else None
+        if isinstance(old, int) and not isinstance(old, bool) and label.lstrip("-").isdigit():
+            value = int(label)
+    return rewrite.with_field(rf, rec, column, value)
 
 
 def _column(rf: rewrite.RawFile, column, has_header) -> int | str:

@@ -56,18 +56,19 @@ def _audit_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--label-probe",
-        choices=("embedding", "finetune"),
         default="embedding",
-        help="out-of-fold probabilities from logistic regression on embeddings (fast) or a short fine-tune per fold "
-        "(slower, fewer correct rows flagged)",
+        help="out-of-fold probabilities from logistic regression on embeddings (embedding: fast), a short fine-tune of "
+        "the first --label-model per fold (finetune: slower, more accurate), or both averaged (embedding,finetune)",
     )
     p.add_argument(
         "--label-cutoff",
-        choices=("posterior", "estimate", "prune"),
+        choices=("posterior", "calibrated", "estimate", "prune"),
         default="posterior",
         help="which rows are flagged as likely label errors: those more likely wrong than right by Bayes' rule on "
-        "cleanlab's noise matrix (posterior, default); cleanlab's estimated number of issues, lowest label quality "
-        "first (estimate); or cleanlab's find_label_issues filter (prune)",
+        "cleanlab's noise matrix (posterior, default: the surest); the same after temperature-scaling the "
+        "probabilities to the given labels and undoing the noise matrix (calibrated: about as many as it estimates "
+        "are wrong); cleanlab's estimated number of issues, lowest label quality first (estimate); or cleanlab's "
+        "find_label_issues filter (prune)",
     )
     p.add_argument(
         "--folds", type=int, default=5, help="cross-validation folds for out-of-fold probabilities (default 5)"
@@ -95,7 +96,8 @@ def add_parser(sub) -> None:
         "--fix",
         default="exact,near,conflicts,unreadable,encoding",
         help="comma-separated fixes: exact (drop exact duplicates), near (keep one of near duplicates), conflicts "
-        "(drop duplicates with conflicting labels), label-errors (drop likely mislabelled rows), leakage (drop "
+        "(drop duplicates with conflicting labels), label-errors (drop likely mislabelled rows), relabel (give likely "
+        "mislabelled rows the probe's label instead), leakage (drop "
         "held-out rows also in train), unreadable (drop rows the reader rejects), encoding (repair mojibake, remove control "
         "and zero-width characters), whitespace (collapse runs, strip ends); default: exact,near,conflicts,unreadable,encoding",
     )
@@ -224,10 +226,17 @@ def _options(args, log):
         raise TunelabError(
             f"--label-model: expected one or more comma-separated model names, found {args.label_model!r}"
         )
-    if args.label_probe == "finetune" and len(models) > 1:
+    probes = labelnoise.probe_list(args.label_probe)
+    wrong = [p for p in probes if p not in labelnoise.PROBES]
+    if not probes or wrong or len(set(probes)) < len(probes):
+        raise TunelabError(
+            f"--label-probe: expected one or both of {', '.join(labelnoise.PROBES)} (comma-separated, each once), "
+            f"found {args.label_probe!r}"
+        )
+    if probes == ["finetune"] and len(models) > 1:
         raise TunelabError(
             f"--label-model: --label-probe finetune fine-tunes one model, found {len(models)} ({args.label_model}); "
-            "several models are for --label-probe embedding"
+            "several models are for --label-probe embedding (with embedding,finetune the first one is fine-tuned)"
         )
     if args.folds < 2:
         raise TunelabError(f"--folds: expected 2 or more cross-validation folds, found {args.folds}")
@@ -269,7 +278,7 @@ def clean(args, log) -> int:
 
     opts = _options(args, log)
     fixes = clean_mod.parse_fixes(args.fix)
-    if "label-errors" not in fixes or args.from_audit:
+    if not clean_mod.LABEL_FIXES & fixes or args.from_audit:
         opts.skip = opts.skip | {"label_errors"}
     data = inputs.load(args.inputs)
     inputs.writable(data)
