@@ -8,10 +8,14 @@ records and the same number of steps, (a) on the labels alone (`tunelab train`) 
 (`tunelab distill`, alpha 0.5, forward KL, T = 1, teacher top-64 per token, chunked). Dev: the first 100 records of
 Alpaca dev.json; the metric is the dev loss (mean cross-entropy per answer token, the gold answer's, not the
 teacher's). Results: bench/results/distill-lm.json; runs in runs/bench-distill-lm/.
+
+    .venv/bin/python bench/distill_lm.py --student-steps 120   # the students only, longer; the same teacher
+        -> bench/results/distill-lm-s120.json, runs a_labels-s120 and b_kd-s120
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -57,6 +61,11 @@ def sh(args: list[str]) -> float:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--student-steps", type=int, default=STEPS, help=f"steps of both students (default {STEPS})")
+    n = ap.parse_args().student_steps
+    tag = "" if n == STEPS else f"-s{n}"
+    steps = [f"train.max_steps={n}", f"train.eval_every={n}"]
     WORK.mkdir(parents=True, exist_ok=True)
     teacher = WORK / "teacher"
     runs = {
@@ -68,24 +77,26 @@ def main() -> None:
             "method.target_modules=all-linear",
             "train.lr=1e-3",
         ],
-        "a_labels": ["train", *COMMON, *STUDENT],
-        "b_kd": [
+        f"a_labels{tag}": ["train", *COMMON, *STUDENT, *steps],
+        f"b_kd{tag}": [
             "distill",
             *COMMON,
             *STUDENT,
+            *steps,
             f"distill.teacher={teacher}",
             "distill.alpha=0.5",
             "distill.temperature=1.0",
             "distill.top_k=64",
         ],
     }
-    data = json.loads(OUT.read_text()) if OUT.is_file() else {}
+    out = OUT.with_name(f"distill-lm{tag}.json")
+    data = json.loads(out.read_text()) if out.is_file() else {}
     for name, args in runs.items():
         if not (WORK / name / "metrics.json").is_file():
             data[f"{name}_seconds"] = round(sh([*args, f"output_dir={WORK / name}", "--quiet"]))
         data[f"{name}_dev_loss"] = json.loads((WORK / name / "metrics.json").read_text())["dev"]["loss"]
-        OUT.parent.mkdir(parents=True, exist_ok=True)
-        OUT.write_text(json.dumps(data, indent=1) + "\n")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(data, indent=1) + "\n")
     print(json.dumps(data, indent=1))
 
 
