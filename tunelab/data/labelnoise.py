@@ -152,21 +152,12 @@ CUTOFFS = ("posterior", "calibrated", "estimate", "prune")
 
 
 def temperature(labels, probs: np.ndarray) -> float:
-    """The temperature t in (0.05, 20) for which softmax(log(probs) / t) best fits the given labels (least negative
-    log-likelihood): out-of-fold probabilities averaged over probes come out too flat, a single probe's can be too
-    sharp; after scaling they estimate P(given label | text)."""
-    from scipy.optimize import minimize_scalar
+    """The temperature t for which softmax(log(probs) / t) best fits the given labels (least negative
+    log-likelihood; evaluation.calibration's fit, within its range): out-of-fold probabilities averaged over probes
+    come out too flat, a single probe's can be too sharp; after scaling they estimate P(given label | text)."""
+    from tunelab.evaluation.calibration import fit_temperature
 
-    y = np.asarray(labels)
-    logp = np.log(np.clip(probs, 1e-12, 1.0))  # (rows, classes)
-    rows = np.arange(len(y))
-
-    def nll(t: float) -> float:
-        z = logp / t
-        z = z - z.max(1, keepdims=True)
-        return float(-(z[rows, y] - np.log(np.exp(z).sum(1))).mean())
-
-    return float(minimize_scalar(nll, bounds=(0.05, 20.0), method="bounded").x)
+    return fit_temperature(np.log(np.clip(probs, 1e-12, 1.0)), np.asarray(labels))
 
 
 def calibrate(labels, probs: np.ndarray) -> np.ndarray:
