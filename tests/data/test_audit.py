@@ -163,18 +163,24 @@ def test_finetune_probe_gives_out_of_fold_probabilities(tmp_path, tiny_bert_dir)
     assert np.allclose(probs.sum(1), 1.0, atol=1e-4) and (probs > 0).all()  # every row got its held-out fold's scores
 
 
+def _noisy_blobs(seed: int, n: int, shift: float):
+    """Two classes of ``n`` 6-d Gaussian points ``shift`` apart, 10% of labels flipped: (y, x, noisy, flipped)."""
+    rng = np.random.default_rng(seed)
+    y = np.array([0] * n + [1] * n)
+    x = rng.normal(size=(2 * n, 6)) + shift * y[:, None]
+    noisy = y.copy()
+    flipped = rng.choice(2 * n, n // 5, replace=False)
+    noisy[flipped] = 1 - noisy[flipped]
+    return y, x, noisy, flipped
+
+
 def test_posterior_cutoff_flags_rows_more_likely_wrong_than_right():
     """posterior: P(wrong) by Bayes' rule on cleanlab's noise matrix; flagged iff >= 0.5, most likely first."""
     from cleanlab.count import estimate_py_and_noise_matrices_from_probabilities
 
     from tunelab.data import labelnoise
 
-    rng = np.random.default_rng(1)
-    y = np.array([0] * 150 + [1] * 150)
-    x = rng.normal(size=(300, 6)) + 2.5 * y[:, None]
-    noisy = y.copy()
-    flipped = rng.choice(300, 30, replace=False)
-    noisy[flipped] = 1 - noisy[flipped]
+    y, x, noisy, flipped = _noisy_blobs(seed=1, n=150, shift=2.5)
     probs = labelnoise.out_of_fold_probs(x, list(noisy), folds=5, seed=0)
     wrong = labelnoise.wrong_label_probability(noisy, probs)
     # by hand: T[i, j] = P(given i | true j); P(right | x, g) = T[g, g] p_g / sum_j T[g, j] p_j
@@ -269,12 +275,7 @@ def test_calibrated_cutoff_scales_then_undoes_the_noise():
     """calibrated: temperature-scale the probabilities to the given labels, undo the noise matrix, Bayes' rule."""
     from tunelab.data import labelnoise
 
-    rng = np.random.default_rng(3)
-    y = np.array([0] * 200 + [1] * 200)
-    x = rng.normal(size=(400, 6)) + 1.5 * y[:, None]
-    noisy = y.copy()
-    flipped = rng.choice(400, 40, replace=False)
-    noisy[flipped] = 1 - noisy[flipped]
+    y, x, noisy, flipped = _noisy_blobs(seed=3, n=200, shift=1.5)
     sharp = labelnoise.out_of_fold_probs(x, list(noisy), folds=5, seed=0)
     flat = (sharp + 0.5) / 2  # an average with an uninformed probe: too flat, as averaged probes come out
     t = labelnoise.temperature(noisy, flat)

@@ -69,11 +69,18 @@ def test_conll_and_jsonl_instruction_clean(tmp_path):
     assert [r["messages"][0]["content"] for r in rows] == ["hi", "café?"] and rows[1]["id"] == "cafÃ©?"
 
 
-def test_clean_label_errors_from_an_earlier_audit(tmp_path, capsys):
+def _audit_flagging_line_11(tmp_path):
+    """The classification files and an audit.json whose label_errors finding flags train line 11 (given 0,
+    suggested 1): (train, audit, finding)."""
     train, _ = write_classification(tmp_path)
     audit = tmp_path / "audit.json"
     finding = {"check": "label_errors", "rows": [{"refs": [f"{train}:11"], "given": "0", "suggested": "1"}]}
     audit.write_text(json.dumps({"findings": [finding]}), encoding="utf-8")
+    return train, audit, finding
+
+
+def test_clean_label_errors_from_an_earlier_audit(tmp_path, capsys):
+    train, audit, finding = _audit_flagging_line_11(tmp_path)
     out = tmp_path / "clean"
     args = [
         "data",
@@ -96,10 +103,7 @@ def test_clean_label_errors_from_an_earlier_audit(tmp_path, capsys):
 
 
 def test_relabel_gives_likely_label_errors_the_probe_label(tmp_path, capsys):
-    train, _ = write_classification(tmp_path)
-    audit = tmp_path / "audit.json"
-    finding = {"check": "label_errors", "rows": [{"refs": [f"{train}:11"], "given": "0", "suggested": "1"}]}
-    audit.write_text(json.dumps({"findings": [finding]}), encoding="utf-8")
+    train, audit, finding = _audit_flagging_line_11(tmp_path)
     out = tmp_path / "clean"
     args = ["data", "clean", str(train), "data.text_column=sentence", "--from-audit", str(audit)]
     assert cli.main(args + ["--fix", "relabel", "--out", str(out)]) == 0
